@@ -1,0 +1,300 @@
+//! Typed errors, one enum per operation family.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+/// A boxed backend error, carried as a `#[source]`.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// An append failed; nothing of the batch was written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The stream was not at the version the append expected.
+    #[error("stream `{stream}` is at {}, expected {expected}", describe_version(*.actual))]
+    WrongExpectedVersion {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's actual version (`None`: no stream).
+        actual: Option<StreamVersion>,
+    },
+    /// An event id in the batch is already stored, and this is not an exact
+    /// retry of the append that stored it.
+    #[error("event {event_id} was already appended (stream `{stream}`)")]
+    DuplicateEventId {
+        /// The reused id.
+        event_id: EventId,
+        /// The stream the rejected append targeted.
+        stream: StreamId,
+    },
+    /// The same event id appears twice in one batch.
+    #[error("event {event_id} appears more than once in one append to stream `{stream}`")]
+    DuplicateInBatch {
+        /// The repeated id.
+        event_id: EventId,
+        /// The stream appended to.
+        stream: StreamId,
+    },
+    /// The storage backend failed.
+    #[error("event store backend failed while appending to stream `{stream}`")]
+    Backend {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn describe_version(version: Option<StreamVersion>) -> String {
+    match version {
+        None => "no stream".to_owned(),
+        Some(v) => format!("version {v}"),
+    }
+}
+
+/// Reading events or snapshots failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A stored row could not be turned into an envelope (corrupt data).
+    #[error("stored event at {location} is corrupt: {detail}")]
+    Corrupt {
+        /// Where the bad row sits (stream and version, or global position).
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The storage backend failed (connection lost, timeout, ...).
+    #[error("event store backend failed")]
+    Backend(#[source] BoxError),
+}
+
+/// Why a stored event could not be turned into a typed event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// No event of the aggregate has this type name.
+    #[error("unknown event type")]
+    UnknownType,
+    /// The event was written by a newer schema than this code knows.
+    #[error("schema version {found} is newer than the supported version {supported}")]
+    NewerVersion {
+        /// The stored schema version.
+        found: u32,
+        /// The newest version this code reads.
+        supported: u32,
+    },
+    /// Upcasting an older schema version failed.
+    #[error("upcasting from schema version {from} failed: {reason}")]
+    Upcast {
+        /// The stored schema version.
+        from: u32,
+        /// What the upcaster reported.
+        reason: String,
+    },
+    /// The payload does not match the event's shape.
+    #[error("payload does not match the event type")]
+    Payload(#[source] serde_json::Error),
+}
+
+/// A stored event could not be decoded. Nothing was dropped or rewritten:
+/// the event stays stored as it was.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode event `{event_type}` (schema version {schema_version}) at version {version} of stream `{stream}`: {kind}")]
+pub struct DecodeError {
+    /// The event's stream.
+    pub stream: StreamId,
+    /// The event's version in that stream.
+    pub version: StreamVersion,
+    /// The stored type name.
+    pub event_type: String,
+    /// The stored schema version.
+    pub schema_version: u32,
+    /// What went wrong.
+    #[source]
+    pub kind: DecodeErrorKind,
+}
+
+/// An event could not be serialized to JSON.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode event `{event_type}`")]
+pub struct EncodeError {
+    /// The event's type name.
+    pub event_type: &'static str,
+    /// serde's error.
+    #[source]
+    pub source: serde_json::Error,
+}
+
+/// One rule a command broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The offending field, if the rule is about one.
+    pub field: Option<&'static str>,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "`{field}` {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A command was refused before its aggregate was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("command `{command}` is invalid: {}", join_violations(.violations))]
+pub struct ValidationError {
+    /// The command's type name.
+    pub command: &'static str,
+    /// Every rule it broke.
+    pub violations: Vec<Violation>,
+}
+
+fn join_violations(violations: &[Violation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl ValidationError {
+    /// A validation error for `command` with no violations yet.
+    pub fn new(command: &'static str) -> Self {
+        Self { command, violations: Vec::new() }
+    }
+
+    /// Adds a violation of a field rule.
+    pub fn field(&mut self, field: &'static str, message: impl Into<String>) {
+        self.violations.push(Violation { field: Some(field), message: message.into() });
+    }
+
+    /// Adds a violation of a whole-command rule.
+    pub fn rule(&mut self, message: impl Into<String>) {
+        self.violations.push(Violation { field: None, message: message.into() });
+    }
+
+    /// `Ok(())` if no rule was broken, else `Err(self)`.
+    ///
+    /// # Errors
+    /// `self`, when it holds at least one violation.
+    pub fn into_result(self) -> Result<(), Self> {
+        if self.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// Loading an aggregate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Reading the stream or snapshot failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The aggregate's code panicked while applying an event.
+    #[error("aggregate `{aggregate}` with id `{id}` panicked while applying events")]
+    Panicked {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+    },
+}
+
+/// A command could not be executed. Unless the variant says otherwise,
+/// nothing was appended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecuteError<E> {
+    /// The command broke a validation rule; its aggregate was not loaded.
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    /// The aggregate refused the command.
+    #[error("command rejected: {0}")]
+    Rejected(E),
+    /// Another writer kept winning the race for the stream; the command was
+    /// retried `attempts` times.
+    #[error("stream `{stream}` kept changing under the command; gave up after {attempts} attempts")]
+    Conflict {
+        /// The contended stream.
+        stream: StreamId,
+        /// How many times the command ran.
+        attempts: u32,
+    },
+    /// The aggregate could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// Events could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The append failed for a reason other than a version conflict.
+    #[error(transparent)]
+    Append(AppendError),
+    /// The aggregate's code panicked while handling the command or applying
+    /// its events; the aggregate's actor was stopped. If `appended` is true the
+    /// events were stored before the panic (the next command sees them).
+    #[error("aggregate `{aggregate}` with id `{id}` panicked (events appended: {appended})")]
+    Panicked {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+        /// Whether the command's events were stored before the panic.
+        appended: bool,
+    },
+    /// The runtime is shutting down and no longer takes commands.
+    #[error("the es runtime is shut down")]
+    Shutdown,
+    /// The events were stored, but a strongly consistent read model did not
+    /// catch up within the timeout. The command itself succeeded.
+    #[error(
+        "events stored up to position {position}, but `{waiting_for}` did not catch up within the timeout"
+    )]
+    ConsistencyTimeout {
+        /// The position of the last stored event.
+        position: GlobalPosition,
+        /// The handler or projection that did not catch up.
+        waiting_for: String,
+    },
+}
+
+/// Working with the projection store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// A document could not be (de)serialized.
+    #[error("document `{id}` of projection `{projection}` could not be (de)serialized")]
+    Serde {
+        /// The projection.
+        projection: String,
+        /// The document id.
+        id: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The unit of work expected another checkpoint: someone else moved it.
+    #[error("checkpoint of projection `{projection}` is at {actual:?}, expected {expected:?}")]
+    CheckpointMoved {
+        /// The projection.
+        projection: String,
+        /// The checkpoint the unit of work was built on.
+        expected: Option<GlobalPosition>,
+        /// The stored checkpoint.
+        actual: Option<GlobalPosition>,
+    },
+    /// The storage backend failed.
+    #[error("projection store backend failed")]
+    Backend(#[source] BoxError),
+}

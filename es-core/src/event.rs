@@ -1,0 +1,130 @@
+//! Events: the [`Event`] trait users derive with `#[event]`, and the
+//! [`EventSet`] that `#[derive(Aggregate)]` generates for an aggregate.
+
+use std::fmt::Debug;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::DecodeErrorKind;
+
+/// A domain event: a fact, named in the past tense, stored as JSON.
+///
+/// Derive it with `#[event]` (optionally `#[event(name = "..", version = N,
+/// upcast = path)]`) rather than implementing it by hand.
+pub trait Event: Debug + Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The type name stored with each event (defaults to the Rust type name).
+    const TYPE: &'static str;
+    /// The current schema version (starts at 1).
+    const VERSION: u32 = 1;
+
+    /// Turns the payload of an older schema version into the current one.
+    ///
+    /// The default keeps the payload as it is, which suits changes serde
+    /// absorbs on its own (a new optional field, a field with a default).
+    ///
+    /// # Errors
+    /// A message saying why the old payload cannot be upcast.
+    fn upcast(from_version: u32, payload: Value) -> Result<Value, String> {
+        let _ = from_version;
+        Ok(payload)
+    }
+}
+
+/// The closed set of events of one aggregate: the enum that
+/// `#[derive(Aggregate)]` generates, one variant per listed event.
+pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + 'static {
+    /// The stored type name of this event.
+    fn event_type(&self) -> &'static str;
+    /// The schema version this event is written with.
+    fn schema_version(&self) -> u32;
+    /// The event as JSON.
+    ///
+    /// # Errors
+    /// serde's error if the event does not serialize.
+    fn to_payload(&self) -> Result<Value, serde_json::Error>;
+    /// Decodes a stored event, upcasting older schema versions.
+    ///
+    /// # Errors
+    /// The type name is unknown, the version is newer than supported, the
+    /// upcaster failed, or the payload does not match.
+    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind>;
+    /// Every type name in the set.
+    fn event_types() -> &'static [&'static str];
+}
+
+/// Decodes one event type's payload, upcasting older versions. Generated
+/// `EventSet::from_stored` impls call this per variant.
+///
+/// # Errors
+/// As [`EventSet::from_stored`].
+pub fn decode_event<E: Event>(schema_version: u32, payload: Value) -> Result<E, DecodeErrorKind> {
+    let payload = if schema_version == E::VERSION {
+        payload
+    } else if schema_version > E::VERSION {
+        return Err(DecodeErrorKind::NewerVersion { found: schema_version, supported: E::VERSION });
+    } else {
+        E::upcast(schema_version, payload)
+            .map_err(|reason| DecodeErrorKind::Upcast { from: schema_version, reason })?
+    };
+    serde_json::from_value(payload).map_err(DecodeErrorKind::Payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Renamed {
+        name: String,
+    }
+
+    impl Event for Renamed {
+        const TYPE: &'static str = "Renamed";
+        const VERSION: u32 = 2;
+        fn upcast(from_version: u32, mut payload: Value) -> Result<Value, String> {
+            match from_version {
+                1 => {
+                    let old = payload.get("title").cloned().ok_or("v1 payload has no `title`")?;
+                    payload["name"] = old;
+                    Ok(payload)
+                }
+                other => Err(format!("no upcaster from version {other}")),
+            }
+        }
+    }
+
+    #[test]
+    fn current_version_decodes_directly() {
+        let e: Renamed = decode_event(2, json!({"name": "x"})).unwrap();
+        assert_eq!(e.name, "x");
+    }
+
+    #[test]
+    fn older_version_is_upcast() {
+        let e: Renamed = decode_event(1, json!({"title": "old"})).unwrap();
+        assert_eq!(e.name, "old");
+    }
+
+    #[test]
+    fn newer_version_is_a_typed_error() {
+        let err = decode_event::<Renamed>(3, json!({"name": "x"})).unwrap_err();
+        assert!(matches!(err, DecodeErrorKind::NewerVersion { found: 3, supported: 2 }));
+    }
+
+    #[test]
+    fn failed_upcast_and_bad_payload_are_typed_errors() {
+        assert!(matches!(
+            decode_event::<Renamed>(1, json!({})).unwrap_err(),
+            DecodeErrorKind::Upcast { from: 1, .. }
+        ));
+        assert!(matches!(
+            decode_event::<Renamed>(2, json!({"name": 5})).unwrap_err(),
+            DecodeErrorKind::Payload(_)
+        ));
+    }
+}

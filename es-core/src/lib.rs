@@ -1,0 +1,65 @@
+//! # es: event sourcing and CQRS for Rust
+//!
+//! Annotate your domain types, pick a storage adapter, and get command
+//! dispatch, persistence, time travel and a test kit:
+//!
+//! - `#[event]` makes a struct a stored event (type name, schema version,
+//!   serde derives);
+//! - `#[command(aggregate = T)]` makes a struct a command routed by its
+//!   `#[id]` field;
+//! - `#[derive(Aggregate)]` ties an aggregate's events and commands
+//!   together, generating the event enum and the dispatch to your
+//!   [`Handle`] and [`Apply`] impls;
+//! - [`Es`] executes commands against any [`EventStore`] adapter
+//!   (`es-memory` for tests and play, `es-postgres` for production).
+//!
+//! Storage sits behind ports ([`EventStore`], [`SnapshotStore`],
+//! [`ProjectionStore`]) that every adapter implements and checks with the
+//! shared conformance suite (feature `conformance`).
+
+mod aggregate;
+mod envelope;
+mod error;
+mod event;
+mod runtime;
+mod store;
+mod version;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod testkit;
+
+pub use aggregate::{Aggregate, Apply, Command, Events, Handle};
+pub use envelope::{AppendOutcome, Committed, Metadata, NewEvent, RecordedEvent, Snapshot, Timestamp};
+pub use error::{
+    AppendError, BoxError, DecodeError, DecodeErrorKind, EncodeError, ExecuteError, LoadError,
+    ProjectionError, StoreError, ValidationError, Violation,
+};
+pub use event::{Event, EventSet};
+pub use runtime::{AggregateConfig, BuildError, CommandOutcome, Es, EsBuilder, EsConfig, Loaded};
+pub use store::{
+    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
+    UnitOfWork,
+};
+pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+pub use es_macros::{command, event, Aggregate};
+
+/// Used by code that es-macros generates. Not public API: it may change in
+/// any release without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::async_trait;
+    pub use ::inventory;
+    pub use ::serde;
+    pub use ::serde_json;
+    pub use ::std::clone::Clone;
+    pub use ::std::convert::From;
+    pub use ::std::fmt::Debug;
+    pub use ::std::option::Option;
+    pub use ::std::result::Result;
+    pub use ::std::string::{String, ToString};
+    pub use ::std::vec::Vec;
+
+    pub use crate::event::decode_event;
+}

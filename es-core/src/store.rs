@@ -1,0 +1,288 @@
+//! Ports: what the runtime needs from storage. Adapters (`es-memory`,
+//! `es-postgres`) implement them, and every adapter passes the same
+//! conformance suite, so they behave alike.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, Snapshot};
+use crate::error::{AppendError, ProjectionError, StoreError};
+use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+/// Which way to read a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Oldest first, starting at the given version (inclusive).
+    Forward,
+    /// Newest first, starting at the given version (inclusive).
+    Backward,
+}
+
+/// The event store port.
+///
+/// Appends are atomic: all events of a batch are stored, or none. Stream
+/// versions are 1-based and gap-free; global positions strictly increase in
+/// the order readers of [`read_all`](EventStore::read_all) see them, and a
+/// reader never sees a position below one it has already been shown.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream matches `expected`.
+    ///
+    /// An exact retry (same event ids, same stream, same expectation, after
+    /// the first attempt committed) succeeds and returns the original
+    /// versions and positions.
+    ///
+    /// # Errors
+    /// [`AppendError::WrongExpectedVersion`] if the stream does not match
+    /// `expected`; [`AppendError::DuplicateEventId`] if an event id is
+    /// already stored otherwise; [`AppendError::Backend`] if storage fails.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError>;
+
+    /// Reads up to `limit` events of `stream` starting at version `from`
+    /// (inclusive), in `direction`. Reading backward from
+    /// `StreamVersion(u64::MAX)` starts at the newest event.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of the global stream with a position
+    /// strictly greater than `after`, in position order.
+    ///
+    /// Never returns an event while an event with a lower position may still
+    /// commit: readers see a gap-free order.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The version of the stream's last event, or `None` if it has none.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError>;
+
+    /// The position of the last event visible to [`read_all`](EventStore::read_all).
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError>;
+
+    /// Waits until events after `after` may be readable, or until `max_wait`
+    /// passes, whichever is first. Subscriptions call this when caught up.
+    /// The default polls (sleeps for `max_wait`); adapters with a wake-up
+    /// channel (broadcast, LISTEN/NOTIFY) return as soon as something lands.
+    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        let _ = after;
+        tokio::time::sleep(max_wait).await;
+    }
+}
+
+/// Where aggregate snapshots are kept.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// The newest snapshot of `stream`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Stores a snapshot, replacing an older one of the same stream. A
+    /// snapshot older than the stored one is ignored.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+}
+
+/// One change to a projection document inside a [`UnitOfWork`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocumentChange {
+    /// Create or replace the document `id`.
+    Put {
+        /// The document id.
+        id: String,
+        /// The document.
+        document: Value,
+    },
+    /// Delete the document `id` (no error if it does not exist).
+    Delete {
+        /// The document id.
+        id: String,
+    },
+}
+
+/// A batch of document changes and a checkpoint that commit together: after
+/// a crash either all of it is stored or none of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UnitOfWork {
+    /// The changes, applied in order.
+    pub changes: Vec<DocumentChange>,
+    /// The checkpoint to store with them, if any.
+    pub checkpoint: Option<GlobalPosition>,
+}
+
+impl UnitOfWork {
+    /// An empty unit of work.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates or replaces a document.
+    pub fn put(&mut self, id: impl Into<String>, document: Value) -> &mut Self {
+        self.changes.push(DocumentChange::Put { id: id.into(), document });
+        self
+    }
+
+    /// Deletes a document.
+    pub fn delete(&mut self, id: impl Into<String>) -> &mut Self {
+        self.changes.push(DocumentChange::Delete { id: id.into() });
+        self
+    }
+
+    /// Sets the checkpoint committed with the changes.
+    pub fn checkpoint(&mut self, position: GlobalPosition) -> &mut Self {
+        self.checkpoint = Some(position);
+        self
+    }
+}
+
+/// A filter over a projection's documents.
+///
+/// `contains` uses JSON containment (Postgres' `@>`): a document matches if
+/// every field of `contains` is present in it with an equal value (objects
+/// recursively; an array matches if each element of the filter's array is
+/// contained in some element of the document's array).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DocumentQuery {
+    /// Containment filter; `None` matches every document.
+    pub contains: Option<Value>,
+    /// Skip this many documents (ordered by id).
+    pub offset: usize,
+    /// Return at most this many documents (`None`: all).
+    pub limit: Option<usize>,
+}
+
+impl DocumentQuery {
+    /// Every document.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Documents containing `filter`.
+    pub fn containing(filter: Value) -> Self {
+        Self { contains: Some(filter), ..Self::default() }
+    }
+
+    /// Sets the limit.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Sets the offset.
+    #[must_use]
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+}
+
+/// Whether `document` contains `filter` in the sense of Postgres' `@>`.
+pub fn json_contains(document: &Value, filter: &Value) -> bool {
+    match (document, filter) {
+        (Value::Object(doc), Value::Object(want)) => {
+            want.iter().all(|(key, value)| doc.get(key).is_some_and(|have| json_contains(have, value)))
+        }
+        (Value::Array(doc), Value::Array(want)) => {
+            want.iter().all(|w| doc.iter().any(|d| json_contains(d, w)))
+        }
+        (Value::Array(doc), scalar) if !scalar.is_object() => doc.iter().any(|d| d == scalar),
+        (have, want) => have == want,
+    }
+}
+
+/// The projection store port: JSON documents keyed by (projection, id), and
+/// a checkpoint per projection.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync + 'static {
+    /// The document `id` of `projection`.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError>;
+
+    /// Creates or replaces one document (its own unit of work, no checkpoint).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError>;
+
+    /// Deletes one document; deleting a missing document is not an error.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError>;
+
+    /// The documents of `projection` matching `query`, ordered by id.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError>;
+
+    /// The stored checkpoint of `projection`: the position of the last event
+    /// it has fully handled.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError>;
+
+    /// Commits the unit of work: every change and the checkpoint, or nothing.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails (nothing was stored).
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError>;
+
+    /// Deletes every document and the checkpoint of `projection` (for a rebuild).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::json_contains;
+
+    #[test]
+    fn containment_follows_postgres_semantics() {
+        let doc = json!({"owner": "ada", "tags": ["a", "b"], "n": {"x": 1, "y": 2}});
+        assert!(json_contains(&doc, &json!({})));
+        assert!(json_contains(&doc, &json!({"owner": "ada"})));
+        assert!(!json_contains(&doc, &json!({"owner": "bob"})));
+        assert!(json_contains(&doc, &json!({"tags": ["b"]})));
+        assert!(!json_contains(&doc, &json!({"tags": ["c"]})));
+        assert!(json_contains(&doc, &json!({"n": {"x": 1}})));
+        assert!(!json_contains(&doc, &json!({"missing": null})));
+    }
+}

@@ -1,0 +1,254 @@
+//! The in-memory event store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use es_core::{
+    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
+    NewEvent, RecordedEvent, Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp,
+};
+use tokio::sync::watch;
+
+/// An event store that keeps everything in memory.
+///
+/// One mutex guards the log; appends are short critical sections (no I/O),
+/// so the lock is never held across an `.await`.
+#[derive(Clone)]
+pub struct InMemoryEventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// The head position, published after every append so that waiting
+    /// subscribers wake at once.
+    head: watch::Sender<GlobalPosition>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every event in global order; `log[i]` has position `i + 1`.
+    log: Vec<Arc<RecordedEvent>>,
+    /// Indexes into `log`, per stream, in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    /// Where each event id landed: its index in `log`.
+    ids: HashMap<EventId, usize>,
+    snapshots: HashMap<StreamId, Snapshot>,
+}
+
+impl Default for InMemoryEventStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for InMemoryEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryEventStore").finish_non_exhaustive()
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Backend("in-memory event store lock poisoned by a panic in another task".into())
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (head, _) = watch::channel(GlobalPosition::START);
+        Self { inner: Arc::new(Inner { state: Mutex::new(State::default()), head }) }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.inner.state.lock().map_err(|_| poisoned())
+    }
+
+    /// How many events the store holds.
+    pub fn len(&self) -> usize {
+        self.lock().map(|s| s.log.len()).unwrap_or(0)
+    }
+
+    /// Whether the store holds no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl State {
+    /// Checks the batch's ids against the stored ones. `Ok(None)`: none is
+    /// stored. `Ok(Some(..))`: the batch is an exact retry of a committed
+    /// append (same ids, same order, same stream, an expectation that held
+    /// before it), so its original placement is returned. `Err`: an id is
+    /// stored in some other way.
+    fn check_ids(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Option<Vec<Committed>>, AppendError> {
+        let found: Vec<Option<&RecordedEvent>> =
+            events.iter().map(|e| self.ids.get(&e.event_id).map(|&i| &*self.log[i])).collect();
+        let Some(duplicate) = events.iter().zip(&found).find_map(|(e, f)| f.map(|_| e.event_id)) else {
+            return Ok(None);
+        };
+        let stored: Option<Vec<&RecordedEvent>> = found.into_iter().collect();
+        let exact_retry = stored.as_ref().is_some_and(|stored| {
+            let first = stored[0].stream_version.get();
+            let before = Some(first - 1).filter(|v| *v > 0).map(StreamVersion);
+            stored
+                .iter()
+                .enumerate()
+                .all(|(i, e)| &e.stream_id == stream && e.stream_version.get() == first + i as u64)
+                && (expected == ExpectedVersion::Any || expected.accepts(before))
+        });
+        match stored {
+            Some(stored) if exact_retry => Ok(Some(
+                stored
+                    .iter()
+                    .map(|e| Committed {
+                        event_id: e.event_id,
+                        stream_version: e.stream_version,
+                        global_position: e.global_position,
+                    })
+                    .collect(),
+            )),
+            _ => Err(AppendError::DuplicateEventId { event_id: duplicate, stream: stream.clone() }),
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
+        for (i, event) in events.iter().enumerate() {
+            if events[..i].iter().any(|e| e.event_id == event.event_id) {
+                return Err(AppendError::DuplicateInBatch {
+                    event_id: event.event_id,
+                    stream: stream.clone(),
+                });
+            }
+        }
+        let mut state = self.lock().map_err(backend)?;
+        if let Some(committed) = state.check_ids(stream, expected, &events)? {
+            let stream_version =
+                state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version);
+            return Ok(AppendOutcome { stream_version, committed });
+        }
+        let current = state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version);
+        if !expected.accepts(current) {
+            return Err(AppendError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected,
+                actual: current,
+            });
+        }
+        if events.is_empty() {
+            return Ok(AppendOutcome { stream_version: current, committed: Vec::new() });
+        }
+        let recorded_at = Timestamp::now();
+        let mut version = current.map_or(0, StreamVersion::get);
+        let mut committed = Vec::with_capacity(events.len());
+        let state = &mut *state;
+        let indexes = state.streams.entry(stream.clone()).or_default();
+        for event in events {
+            version += 1;
+            let index = state.log.len();
+            let recorded = RecordedEvent {
+                event_id: event.event_id,
+                stream_id: stream.clone(),
+                aggregate_type: event.aggregate_type,
+                stream_version: StreamVersion(version),
+                global_position: GlobalPosition(index as u64 + 1),
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                payload: event.payload,
+                metadata: event.metadata,
+                recorded_at,
+            };
+            committed.push(Committed {
+                event_id: recorded.event_id,
+                stream_version: recorded.stream_version,
+                global_position: recorded.global_position,
+            });
+            state.ids.insert(recorded.event_id, index);
+            indexes.push(index);
+            state.log.push(Arc::new(recorded));
+        }
+        let head = GlobalPosition(state.log.len() as u64);
+        self.inner.head.send_replace(head);
+        Ok(AppendOutcome { stream_version: Some(StreamVersion(version)), committed })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.lock()?;
+        let Some(indexes) = state.streams.get(stream) else { return Ok(Vec::new()) };
+        // Version v sits at indexes[v - 1].
+        let out = match direction {
+            Direction::Forward => {
+                let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
+                indexes.iter().skip(start).take(limit).map(|&i| (*state.log[i]).clone()).collect()
+            }
+            Direction::Backward => {
+                if from.get() == 0 {
+                    return Ok(Vec::new());
+                }
+                let end = usize::try_from(from.get()).unwrap_or(usize::MAX).min(indexes.len());
+                indexes[..end].iter().rev().take(limit).map(|&i| (*state.log[i]).clone()).collect()
+            }
+        };
+        Ok(out)
+    }
+
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.lock()?;
+        let start = usize::try_from(after.get()).unwrap_or(usize::MAX);
+        Ok(state.log.iter().skip(start).take(limit).map(|e| (**e).clone()).collect())
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
+        let state = self.lock()?;
+        Ok(state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version))
+    }
+
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
+        Ok(*self.inner.head.borrow())
+    }
+
+    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        let mut head = self.inner.head.subscribe();
+        let _ = tokio::time::timeout(max_wait, head.wait_for(|h| *h > after)).await;
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for InMemoryEventStore {
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        Ok(self.lock()?.snapshots.get(stream).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        let newer = state
+            .snapshots
+            .get(&snapshot.stream_id)
+            .is_none_or(|old| old.stream_version <= snapshot.stream_version);
+        if newer {
+            state.snapshots.insert(snapshot.stream_id.clone(), snapshot);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,2 @@
+//! The bank demo (being written).
+fn main() {}
