@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every check of the project: formatting, lints, all tests (unit,
+# conformance on both adapters, macro UI tests, doc tests), the docs, and the
+# bank demo on both stores. Provides PostgreSQL for the tests (see
+# scripts/ensure-postgres.sh). Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL"
+# shellcheck source=scripts/ensure-postgres.sh
+. scripts/ensure-postgres.sh
+trap es_pg_stop EXIT
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, conformance, UI, doc tests)"
+cargo test --workspace --locked
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "bank demo on the in-memory store"
+env -u DATABASE_URL cargo run --locked -q -p bank
+
+echo
+echo "all checks passed"
