@@ -1,0 +1,25 @@
+//! Runs the bank demo binary and checks what it reports.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_reports_balances_refusals_and_time_travel() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bank"))
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("the bank binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let has = |needle: &str| stdout.lines().any(|line| line.contains(needle));
+    // Ada: 100 + 250 - 75; Bob: 10, never verified.
+    assert!(has("balance $275.00, verified true, closed false"), "final state of Ada missing:\n{stdout}");
+    assert!(has("balance $10.00, verified false, closed false"), "final state of Bob missing:\n{stdout}");
+    assert!(has("refused: insufficient funds: balance 27500, requested 100000"), "refusal missing:\n{stdout}");
+    assert!(has("refused: account is not verified yet"), "unverified refusal missing:\n{stdout}");
+    assert!(has("invalid: command `Deposit` is invalid"), "validation refusal missing:\n{stdout}");
+    // Before the withdrawal Ada had 350.
+    assert!(has("balance $350.00"), "time travel missing:\n{stdout}");
+    // The event log lists every event of both accounts: 5 for Ada, 2 for Bob.
+    let logged = stdout.lines().filter(|l| l.starts_with('#')).count();
+    assert_eq!(logged, 7, "event log:\n{stdout}");
+}
