@@ -111,7 +111,9 @@ fn assert_duplicate(
             assert_eq!(&s, stream, "{what}: DuplicateEventId must name the stream of the rejected append");
         }
         Err(other) => panic!("{what}: expected DuplicateEventId for {event_id}, got {other:?}"),
-        Ok(outcome) => panic!("{what}: expected DuplicateEventId for {event_id}, but the append succeeded: {outcome:?}"),
+        Ok(outcome) => {
+            panic!("{what}: expected DuplicateEventId for {event_id}, but the append succeeded: {outcome:?}")
+        }
     }
 }
 
@@ -176,7 +178,10 @@ async fn read_whole_log<S: EventStore>(store: &S, through: GlobalPosition) -> Ve
 }
 
 async fn stream_version_of<S: EventStore>(store: &S, stream: &StreamId) -> Option<StreamVersion> {
-    store.stream_version(stream).await.unwrap_or_else(|e| panic!("stream_version of `{stream}` failed: {e:?}"))
+    store
+        .stream_version(stream)
+        .await
+        .unwrap_or_else(|e| panic!("stream_version of `{stream}` failed: {e:?}"))
 }
 
 async fn head<S: EventStore>(store: &S) -> GlobalPosition {
@@ -205,8 +210,13 @@ pub async fn append_to_new_stream_with_no_stream<S: EventStore>(store: S) {
     let stream = StreamId::new("order-1");
     let events = batch(1, 3);
     let ids = ids_of(&events);
-    let outcome = append_ok(&store, &stream, ExpectedVersion::NoStream, events, "NoStream on a new stream").await;
-    assert_eq!(outcome.stream_version, Some(StreamVersion(3)), "outcome must report the stream's new version");
+    let outcome =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, events, "NoStream on a new stream").await;
+    assert_eq!(
+        outcome.stream_version,
+        Some(StreamVersion(3)),
+        "outcome must report the stream's new version"
+    );
     assert_eq!(committed_ids(&outcome), ids, "outcome must list the appended events in batch order");
     assert_eq!(committed_versions(&outcome), range(1, 3), "a new stream's events are versions 1, 2, 3");
     let positions: Vec<GlobalPosition> = outcome.committed.iter().map(|c| c.global_position).collect();
@@ -240,13 +250,24 @@ pub async fn no_stream_on_existing_stream_fails<S: EventStore>(store: S) {
 pub async fn stream_exists_fails_on_missing_and_succeeds_on_existing<S: EventStore>(store: S) {
     let stream = StreamId::new("order-1");
     let result = store.append(&stream, ExpectedVersion::StreamExists, batch(1, 1)).await;
-    assert_wrong_version(result, &stream, ExpectedVersion::StreamExists, None, "StreamExists on a missing stream");
+    assert_wrong_version(
+        result,
+        &stream,
+        ExpectedVersion::StreamExists,
+        None,
+        "StreamExists on a missing stream",
+    );
     assert_eq!(stream_version_of(&store, &stream).await, None, "a refused append must not create the stream");
 
     append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 1), "creating the stream").await;
-    let outcome =
-        append_ok(&store, &stream, ExpectedVersion::StreamExists, batch(2, 2), "StreamExists on an existing stream")
-            .await;
+    let outcome = append_ok(
+        &store,
+        &stream,
+        ExpectedVersion::StreamExists,
+        batch(2, 2),
+        "StreamExists on an existing stream",
+    )
+    .await;
     assert_eq!(committed_versions(&outcome), range(2, 3), "StreamExists appends after the last event");
     assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(3)));
 }
@@ -273,9 +294,11 @@ pub async fn exact_version_must_match<S: EventStore>(store: S) {
 /// `Any` appends to a missing stream and to an existing one.
 pub async fn any_version_always_appends<S: EventStore>(store: S) {
     let stream = StreamId::new("order-1");
-    let first = append_ok(&store, &stream, ExpectedVersion::Any, batch(1, 2), "Any on a missing stream").await;
+    let first =
+        append_ok(&store, &stream, ExpectedVersion::Any, batch(1, 2), "Any on a missing stream").await;
     assert_eq!(committed_versions(&first), range(1, 2));
-    let second = append_ok(&store, &stream, ExpectedVersion::Any, batch(3, 1), "Any on an existing stream").await;
+    let second =
+        append_ok(&store, &stream, ExpectedVersion::Any, batch(3, 1), "Any on an existing stream").await;
     assert_eq!(committed_versions(&second), vec![3]);
     assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(3)));
 }
@@ -286,7 +309,8 @@ pub async fn any_version_always_appends<S: EventStore>(store: S) {
 pub async fn wrong_expected_version_writes_nothing<S: EventStore>(store: S) {
     assert_fresh(&store).await;
     let stream = StreamId::new("order-1");
-    let first = append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 2), "creating the stream").await;
+    let first =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 2), "creating the stream").await;
     let stream_before = read_whole_stream(&store, &stream).await;
     let log_before = read_whole_log(&store, last_position(&[&first])).await;
 
@@ -300,7 +324,11 @@ pub async fn wrong_expected_version_writes_nothing<S: EventStore>(store: S) {
     }
     assert_wrong_version(result, &stream, expected, Some(StreamVersion(2)), "Exact(5) on a stream at 2");
 
-    assert_eq!(read_whole_stream(&store, &stream).await, stream_before, "a refused append changed the stream");
+    assert_eq!(
+        read_whole_stream(&store, &stream).await,
+        stream_before,
+        "a refused append changed the stream"
+    );
     let log_after = read_whole_log(&store, last_position(&[&first])).await;
     assert_eq!(log_after, log_before, "a refused append changed the global stream");
     assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(2)));
@@ -326,7 +354,8 @@ pub async fn append_is_all_or_nothing<S: EventStore>(store: S) {
     let stream = StreamId::new("order-2");
     let taken = event(1);
     let taken_id = taken.event_id;
-    let first = append_ok(&store, &elsewhere, ExpectedVersion::NoStream, vec![taken], "storing an event").await;
+    let first =
+        append_ok(&store, &elsewhere, ExpectedVersion::NoStream, vec![taken], "storing an event").await;
 
     let fresh_a = event(2);
     let fresh_b = event(3);
@@ -334,7 +363,11 @@ pub async fn append_is_all_or_nothing<S: EventStore>(store: S) {
     let result = store.append(&stream, ExpectedVersion::NoStream, clash).await;
     assert_duplicate(result, &stream, taken_id, "a batch reusing an id stored in another stream");
 
-    assert_eq!(stream_version_of(&store, &stream).await, None, "a failed batch must store none of its events");
+    assert_eq!(
+        stream_version_of(&store, &stream).await,
+        None,
+        "a failed batch must store none of its events"
+    );
     let log = read_whole_log(&store, last_position(&[&first])).await;
     assert_eq!(recorded_ids(&log), vec![taken_id], "a failed batch must leave the global stream unchanged");
 
@@ -355,7 +388,8 @@ pub async fn append_is_all_or_nothing<S: EventStore>(store: S) {
 pub async fn exact_retry_returns_original_outcome<S: EventStore>(store: S) {
     assert_fresh(&store).await;
     let stream = StreamId::new("order-1");
-    let first = append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 1), "creating the stream").await;
+    let first =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 1), "creating the stream").await;
     let events = batch(2, 3);
     let exact = ExpectedVersion::Exact(StreamVersion(1));
     let original = append_ok(&store, &stream, exact, events.clone(), "the original append").await;
@@ -367,15 +401,21 @@ pub async fn exact_retry_returns_original_outcome<S: EventStore>(store: S) {
     let retried_again = append_ok(&store, &stream, exact, events, "a second exact retry").await;
     assert_eq!(retried_again.committed, original.committed);
 
-    assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(4)), "a retry must store nothing");
+    assert_eq!(
+        stream_version_of(&store, &stream).await,
+        Some(StreamVersion(4)),
+        "a retry must store nothing"
+    );
     let log_after = read_whole_log(&store, last_position(&[&first, &original])).await;
     assert_eq!(log_after, log_before, "a retry must not change the global stream");
 
     // The same holds for a first append with NoStream and for Any.
     let other = StreamId::new("order-2");
     let events = batch(10, 2);
-    let original = append_ok(&store, &other, ExpectedVersion::NoStream, events.clone(), "a NoStream append").await;
-    let retried = append_ok(&store, &other, ExpectedVersion::NoStream, events, "retrying a NoStream append").await;
+    let original =
+        append_ok(&store, &other, ExpectedVersion::NoStream, events.clone(), "a NoStream append").await;
+    let retried =
+        append_ok(&store, &other, ExpectedVersion::NoStream, events, "retrying a NoStream append").await;
     assert_eq!(retried.committed, original.committed, "a NoStream retry must return the original placement");
     let events = batch(20, 2);
     let original = append_ok(&store, &other, ExpectedVersion::Any, events.clone(), "an Any append").await;
@@ -394,9 +434,17 @@ pub async fn exact_retry_after_stream_moved_on_returns_original_outcome<S: Event
     append_ok(&store, &stream, ExpectedVersion::Exact(StreamVersion(2)), batch(3, 1), "a later append").await;
 
     let retried =
-        append_ok(&store, &stream, ExpectedVersion::NoStream, events, "a retry after the stream moved on").await;
-    assert_eq!(retried.committed, original.committed, "a late exact retry must return the original placement");
-    assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(3)), "a retry must store nothing");
+        append_ok(&store, &stream, ExpectedVersion::NoStream, events, "a retry after the stream moved on")
+            .await;
+    assert_eq!(
+        retried.committed, original.committed,
+        "a late exact retry must return the original placement"
+    );
+    assert_eq!(
+        stream_version_of(&store, &stream).await,
+        Some(StreamVersion(3)),
+        "a retry must store nothing"
+    );
     assert_eq!(read_whole_stream(&store, &stream).await.len(), 3);
 }
 
@@ -420,17 +468,25 @@ pub async fn reused_event_id_is_rejected<S: EventStore>(store: S) {
         Err(AppendError::DuplicateEventId { event_id, stream: s }) => {
             assert_eq!((event_id, &s), (id, &stream), "DuplicateEventId must name the id and stream");
         }
-        other => panic!("reusing an id together with a new id: expected DuplicateEventId for {id}, got {other:?}"),
+        other => {
+            panic!("reusing an id together with a new id: expected DuplicateEventId for {id}, got {other:?}")
+        }
     }
 
-    let result = store.append(&stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(5).with_event_id(id)]).await;
+    let result = store
+        .append(&stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(5).with_event_id(id)])
+        .await;
     match result {
         Err(AppendError::DuplicateEventId { event_id, .. }) => assert_eq!(event_id, id),
         other => panic!(
             "re-appending a stored id under another expectation: expected DuplicateEventId for {id}, got {other:?}"
         ),
     }
-    assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(1)), "rejected reuses store nothing");
+    assert_eq!(
+        stream_version_of(&store, &stream).await,
+        Some(StreamVersion(1)),
+        "rejected reuses store nothing"
+    );
 }
 
 /// The same id twice in one batch fails with `DuplicateInBatch` and stores
@@ -447,7 +503,11 @@ pub async fn duplicate_id_in_one_batch_is_rejected<S: EventStore>(store: S) {
         }
         other => panic!("expected DuplicateInBatch for {id}, got {other:?}"),
     }
-    assert_eq!(stream_version_of(&store, &stream).await, None, "a batch with a repeated id must store nothing");
+    assert_eq!(
+        stream_version_of(&store, &stream).await,
+        None,
+        "a batch with a repeated id must store nothing"
+    );
 }
 
 /// Stream versions are 1-based and gap-free across appends of any size,
@@ -462,9 +522,14 @@ pub async fn versions_are_one_based_and_gap_free<S: EventStore>(store: S) {
             expected_ids.entry(stream).or_default().extend(ids_of(&events));
             let before = stream_version_of(&store, stream).await;
             let outcome =
-                append_ok(&store, stream, ExpectedVersion::from_current(before), events, "a gap-free append").await;
+                append_ok(&store, stream, ExpectedVersion::from_current(before), events, "a gap-free append")
+                    .await;
             let start = before.map_or(0, StreamVersion::get) + 1;
-            assert_eq!(committed_versions(&outcome), range(start, start + size - 1), "versions must continue");
+            assert_eq!(
+                committed_versions(&outcome),
+                range(start, start + size - 1),
+                "versions must continue"
+            );
         }
     }
     for stream in [&a, &b] {
@@ -480,7 +545,8 @@ pub async fn versions_are_one_based_and_gap_free<S: EventStore>(store: S) {
 pub async fn read_stream_forward_from_version_with_limit<S: EventStore>(store: S) {
     let stream = StreamId::new("order-1");
     append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 10), "storing 10 events").await;
-    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream").await;
+    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
+        .await;
     let read = |from: u64, limit: usize| {
         let store = &store;
         let stream = &stream;
@@ -507,7 +573,8 @@ pub async fn read_stream_forward_from_version_with_limit<S: EventStore>(store: S
 pub async fn read_stream_backward_with_limit<S: EventStore>(store: S) {
     let stream = StreamId::new("order-1");
     append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 10), "storing 10 events").await;
-    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream").await;
+    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
+        .await;
     let read = |from: u64, limit: usize| {
         let store = &store;
         let stream = &stream;
@@ -535,17 +602,17 @@ pub async fn read_stream_backward_with_limit<S: EventStore>(store: S) {
 /// Reading a stream that does not exist returns no events (not an error),
 /// and its version is `None`.
 pub async fn reading_missing_stream_is_empty<S: EventStore>(store: S) {
-    append_ok(&store, &StreamId::new("order-1"), ExpectedVersion::NoStream, batch(1, 2), "another stream").await;
+    append_ok(&store, &StreamId::new("order-1"), ExpectedVersion::NoStream, batch(1, 2), "another stream")
+        .await;
     let missing = StreamId::new("order-404");
     for (from, direction) in [
         (StreamVersion::FIRST, Direction::Forward),
         (StreamVersion(u64::MAX), Direction::Backward),
         (StreamVersion(5), Direction::Backward),
     ] {
-        let events = store
-            .read_stream(&missing, from, direction, 10)
-            .await
-            .unwrap_or_else(|e| panic!("reading a missing stream {direction:?} from {from} must not fail: {e:?}"));
+        let events = store.read_stream(&missing, from, direction, 10).await.unwrap_or_else(|e| {
+            panic!("reading a missing stream {direction:?} from {from} must not fail: {e:?}")
+        });
         assert!(events.is_empty(), "reading a missing stream {direction:?} from {from} returned {events:?}");
     }
     assert_eq!(stream_version_of(&store, &missing).await, None, "a missing stream has no version");
@@ -582,15 +649,22 @@ pub async fn read_all_pages_after_position<S: EventStore>(store: S) {
     let mut seen: Vec<RecordedEvent> = Vec::new();
     let mut after = GlobalPosition::START;
     loop {
-        let page = store.read_all(after, 7).await.unwrap_or_else(|e| panic!("read_all after {after} failed: {e:?}"));
+        let page =
+            store.read_all(after, 7).await.unwrap_or_else(|e| panic!("read_all after {after} failed: {e:?}"));
         assert!(page.len() <= 7, "read_all returned {} events for limit 7", page.len());
         let Some(tail) = page.last() else { break };
-        assert!(page.iter().all(|e| e.global_position > after), "read_all after {after} returned an earlier event");
+        assert!(
+            page.iter().all(|e| e.global_position > after),
+            "read_all after {after} returned an earlier event"
+        );
         assert!(page.windows(2).all(|w| w[0].global_position < w[1].global_position), "page not in order");
         after = tail.global_position;
         seen.extend(page);
     }
-    assert_eq!(seen, everything, "paging with limit 7 must see the same events as paging with a larger limit");
+    assert_eq!(
+        seen, everything,
+        "paging with limit 7 must see the same events as paging with a larger limit"
+    );
     let mut once: HashSet<EventId> = HashSet::new();
     for e in &seen {
         assert!(once.insert(e.event_id), "read_all returned event {} more than once", e.event_id);
@@ -620,9 +694,14 @@ pub async fn head_position_is_last_position_read<S: EventStore>(store: S) {
     assert_eq!(head(&store).await, GlobalPosition::START, "an empty store's head is START");
     let mut outcomes = Vec::new();
     for (n, stream) in ["order-1", "order-2", "order-1"].into_iter().enumerate() {
-        let outcome =
-            append_ok(&store, &StreamId::new(stream), ExpectedVersion::Any, batch(0, n as u64 + 1), "appending")
-                .await;
+        let outcome = append_ok(
+            &store,
+            &StreamId::new(stream),
+            ExpectedVersion::Any,
+            batch(0, n as u64 + 1),
+            "appending",
+        )
+        .await;
         outcomes.push(outcome);
         let last = last_position(&outcomes.iter().collect::<Vec<_>>());
         let log = read_whole_log(&store, last).await;
@@ -654,13 +733,15 @@ pub async fn envelope_fields_round_trip<S: EventStore>(store: S) {
         .with_causation_id(causation)
         .with_field("user", "ada")
         .with_field("tenant", json!({ "id": 7, "tags": ["a", "ü"] }));
-    let with_metadata = NewEvent::new("konto", "MoneyDeposited", 3, payload.clone()).with_metadata(metadata.clone());
+    let with_metadata =
+        NewEvent::new("konto", "MoneyDeposited", 3, payload.clone()).with_metadata(metadata.clone());
     let bare = NewEvent::new("konto", "Noted", 1, json!("just a string"));
     let scalar = NewEvent::new("konto", "Counted", 2, json!(17));
     let sent = vec![with_metadata, bare, scalar];
 
     let before = SystemTime::now();
-    let outcome = append_ok(&store, &stream, ExpectedVersion::NoStream, sent.clone(), "appending envelopes").await;
+    let outcome =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, sent.clone(), "appending envelopes").await;
     let by_stream = read_whole_stream(&store, &stream).await;
     let by_log = read_whole_log(&store, last_position(&[&outcome])).await;
     assert_eq!(by_stream, by_log, "read_stream and read_all must return identical envelopes");
@@ -698,17 +779,24 @@ pub async fn envelope_fields_round_trip<S: EventStore>(store: S) {
 pub async fn empty_append_stores_nothing<S: EventStore>(store: S) {
     assert_fresh(&store).await;
     let stream = StreamId::new("order-1");
-    let outcome = append_ok(&store, &stream, ExpectedVersion::NoStream, Vec::new(), "empty NoStream append").await;
+    let outcome =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, Vec::new(), "empty NoStream append").await;
     assert!(outcome.committed.is_empty(), "an empty append commits nothing");
     assert_eq!(outcome.stream_version, None, "an empty append to a missing stream leaves it missing");
     assert_eq!(stream_version_of(&store, &stream).await, None, "an empty append must not create the stream");
     let log = store.read_all(GlobalPosition::START, 10).await.expect("read_all failed");
     assert!(log.is_empty(), "an empty append must store nothing, read_all returned {log:?}");
 
-    let first = append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 2), "creating the stream").await;
-    let outcome =
-        append_ok(&store, &stream, ExpectedVersion::Exact(StreamVersion(2)), Vec::new(), "empty Exact append")
-            .await;
+    let first =
+        append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 2), "creating the stream").await;
+    let outcome = append_ok(
+        &store,
+        &stream,
+        ExpectedVersion::Exact(StreamVersion(2)),
+        Vec::new(),
+        "empty Exact append",
+    )
+    .await;
     assert!(outcome.committed.is_empty(), "an empty append commits nothing");
     assert_eq!(outcome.stream_version, Some(StreamVersion(2)), "an empty append reports the current version");
     append_ok(&store, &stream, ExpectedVersion::StreamExists, Vec::new(), "empty StreamExists append").await;
@@ -774,10 +862,7 @@ pub async fn concurrent_appends_to_one_stream<S: EventStore + Clone>(store: S) {
         assert!(vs.windows(2).all(|w| w[1] == w[0] + 1), "one batch's versions must be contiguous: {vs:?}");
         for c in &outcome.committed {
             if let Some(previous) = version_of.insert(c.stream_version.get(), c.event_id) {
-                panic!(
-                    "two appends got version {}: events {previous} and {}",
-                    c.stream_version, c.event_id
-                );
+                panic!("two appends got version {}: events {previous} and {}", c.stream_version, c.event_id);
             }
             placed.insert(c.event_id, *c);
         }
@@ -802,8 +887,14 @@ pub async fn concurrent_appends_to_one_stream<S: EventStore + Clone>(store: S) {
     let log = read_whole_log(&store, last).await;
     assert_eq!(log.len() as u64, total, "read_all must return every accepted event once");
     for e in &log {
-        let c = placed.get(&e.event_id).unwrap_or_else(|| panic!("read_all returned unknown event {}", e.event_id));
-        assert_eq!(c.global_position, e.global_position, "event {} is not at its reported position", e.event_id);
+        let c = placed
+            .get(&e.event_id)
+            .unwrap_or_else(|| panic!("read_all returned unknown event {}", e.event_id));
+        assert_eq!(
+            c.global_position, e.global_position,
+            "event {} is not at its reported position",
+            e.event_id
+        );
     }
 }
 
@@ -823,9 +914,15 @@ pub async fn concurrent_appends_to_many_streams<S: EventStore + Clone>(store: S)
             let stream = StreamId::new(format!("parallel-{task}"));
             let mut placed = Vec::new();
             for n in 0..APPENDS {
-                let expected = if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(n)) };
-                let outcome = append_ok(&store, &stream, expected, batch(n, 1), "an uncontended append").await;
-                assert_eq!(committed_versions(&outcome), vec![n + 1], "`{stream}`: versions must be gap-free");
+                let expected =
+                    if n == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(n)) };
+                let outcome =
+                    append_ok(&store, &stream, expected, batch(n, 1), "an uncontended append").await;
+                assert_eq!(
+                    committed_versions(&outcome),
+                    vec![n + 1],
+                    "`{stream}`: versions must be gap-free"
+                );
                 placed.extend(outcome.committed);
             }
             (stream, placed)
@@ -847,10 +944,15 @@ pub async fn concurrent_appends_to_many_streams<S: EventStore + Clone>(store: S)
     let mut once: HashSet<EventId> = HashSet::new();
     for e in &log {
         assert!(once.insert(e.event_id), "read_all returned event {} twice", e.event_id);
-        let (stream, c) =
-            placed.get(&e.event_id).unwrap_or_else(|| panic!("read_all returned unknown event {}", e.event_id));
+        let (stream, c) = placed
+            .get(&e.event_id)
+            .unwrap_or_else(|| panic!("read_all returned unknown event {}", e.event_id));
         assert_eq!(&e.stream_id, stream, "event {} is in the wrong stream", e.event_id);
-        assert_eq!(e.global_position, c.global_position, "event {} is not at its reported position", e.event_id);
+        assert_eq!(
+            e.global_position, c.global_position,
+            "event {} is not at its reported position",
+            e.event_id
+        );
         let next = next_version.entry(stream.clone()).or_insert(1);
         assert_eq!(
             e.stream_version.get(),
@@ -892,7 +994,8 @@ pub async fn wait_for_events_wakes_when_an_event_lands<S: EventStore + Clone>(st
         tokio::spawn(async move { store.wait_for_events(seen, LONG_WAIT).await })
     };
     let second =
-        append_ok(&store, &stream, ExpectedVersion::Exact(StreamVersion(1)), batch(2, 1), "waking again").await;
+        append_ok(&store, &stream, ExpectedVersion::Exact(StreamVersion(1)), batch(2, 1), "waking again")
+            .await;
     join(waiter).await;
     let log = read_whole_log(&store, last_position(&[&first, &second])).await;
     assert_eq!(log.len(), 2, "read_all must see both events");

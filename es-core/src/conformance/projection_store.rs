@@ -18,10 +18,17 @@ async fn get<S: ProjectionStore>(store: &S, projection: &str, id: &str) -> Optio
 }
 
 async fn put<S: ProjectionStore>(store: &S, projection: &str, id: &str, document: Value) {
-    store.put(projection, id, document).await.unwrap_or_else(|e| panic!("put `{projection}`/`{id}` failed: {e:?}"));
+    store
+        .put(projection, id, document)
+        .await
+        .unwrap_or_else(|e| panic!("put `{projection}`/`{id}` failed: {e:?}"));
 }
 
-async fn query<S: ProjectionStore>(store: &S, projection: &str, query: DocumentQuery) -> Vec<(String, Value)> {
+async fn query<S: ProjectionStore>(
+    store: &S,
+    projection: &str,
+    query: DocumentQuery,
+) -> Vec<(String, Value)> {
     store
         .query(projection, &query)
         .await
@@ -33,7 +40,10 @@ async fn query_ids<S: ProjectionStore>(store: &S, projection: &str, q: DocumentQ
 }
 
 async fn checkpoint<S: ProjectionStore>(store: &S, projection: &str) -> Option<GlobalPosition> {
-    store.checkpoint(projection).await.unwrap_or_else(|e| panic!("checkpoint of `{projection}` failed: {e:?}"))
+    store
+        .checkpoint(projection)
+        .await
+        .unwrap_or_else(|e| panic!("checkpoint of `{projection}` failed: {e:?}"))
 }
 
 async fn commit<S: ProjectionStore>(store: &S, projection: &str, work: UnitOfWork) {
@@ -48,13 +58,18 @@ fn ids(names: &[&str]) -> Vec<String> {
 pub async fn projection_get_missing_is_none<S: ProjectionStore>(store: S) {
     assert_eq!(get(&store, "balances", "acc1").await, None, "a missing document must be None");
     put(&store, "balances", "acc1", json!({ "balance": 1 })).await;
-    assert_eq!(get(&store, "balances", "acc2").await, None, "another id of the projection must still be None");
+    assert_eq!(
+        get(&store, "balances", "acc2").await,
+        None,
+        "another id of the projection must still be None"
+    );
 }
 
 /// `put` creates and replaces a document, `get` returns it as put, and
 /// `delete` removes it.
 pub async fn projection_put_get_delete<S: ProjectionStore>(store: S) {
-    let document = json!({ "owner": "Zoë 🐢", "balance": 10, "nested": { "tags": ["a", "b"], "none": null } });
+    let document =
+        json!({ "owner": "Zoë 🐢", "balance": 10, "nested": { "tags": ["a", "b"], "none": null } });
     put(&store, "balances", "acc1", document.clone()).await;
     assert_eq!(get(&store, "balances", "acc1").await, Some(document), "get must return the document as put");
 
@@ -65,7 +80,11 @@ pub async fn projection_put_get_delete<S: ProjectionStore>(store: S) {
     put(&store, "balances", "acc2", json!({ "balance": 3 })).await;
     store.delete("balances", "acc1").await.unwrap_or_else(|e| panic!("delete failed: {e:?}"));
     assert_eq!(get(&store, "balances", "acc1").await, None, "a deleted document must be gone");
-    assert_eq!(get(&store, "balances", "acc2").await, Some(json!({ "balance": 3 })), "delete removed another id");
+    assert_eq!(
+        get(&store, "balances", "acc2").await,
+        Some(json!({ "balance": 3 })),
+        "delete removed another id"
+    );
 }
 
 /// Deleting a document that does not exist is not an error.
@@ -89,9 +108,15 @@ pub async fn projection_query_orders_by_id_with_offset_and_limit<S: ProjectionSt
     }
     let all: Vec<String> = (1..=12).map(|n| format!("doc{n:02}")).collect();
     let everything = query(&store, "list", DocumentQuery::all()).await;
-    assert_eq!(everything.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), all, "query must order by id");
+    assert_eq!(
+        everything.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        all,
+        "query must order by id"
+    );
     assert!(
-        everything.iter().all(|(id, doc)| doc["n"].as_u64().map(|n| format!("doc{n:02}")).as_deref() == Some(id)),
+        everything
+            .iter()
+            .all(|(id, doc)| doc["n"].as_u64().map(|n| format!("doc{n:02}")).as_deref() == Some(id)),
         "query must return each document with its own id"
     );
     assert_eq!(query_ids(&store, "list", DocumentQuery::all().limit(4)).await, all[..4].to_vec(), "limit 4");
@@ -100,20 +125,33 @@ pub async fn projection_query_orders_by_id_with_offset_and_limit<S: ProjectionSt
         all[3..7].to_vec(),
         "offset 3, limit 4"
     );
-    assert_eq!(query_ids(&store, "list", DocumentQuery::all().offset(10)).await, all[10..].to_vec(), "offset 10");
+    assert_eq!(
+        query_ids(&store, "list", DocumentQuery::all().offset(10)).await,
+        all[10..].to_vec(),
+        "offset 10"
+    );
     assert_eq!(
         query_ids(&store, "list", DocumentQuery::all().offset(10).limit(5)).await,
         all[10..].to_vec(),
         "offset 10, limit 5 stops at the last document"
     );
-    assert!(query_ids(&store, "list", DocumentQuery::all().offset(20)).await.is_empty(), "offset past the end");
-    assert!(query_ids(&store, "list", DocumentQuery::all().limit(0)).await.is_empty(), "limit 0 returns nothing");
+    assert!(
+        query_ids(&store, "list", DocumentQuery::all().offset(20)).await.is_empty(),
+        "offset past the end"
+    );
+    assert!(
+        query_ids(&store, "list", DocumentQuery::all().limit(0)).await.is_empty(),
+        "limit 0 returns nothing"
+    );
     assert_eq!(
         query_ids(&store, "list", DocumentQuery::all().limit(usize::MAX)).await,
         all,
         "a limit of usize::MAX returns every document"
     );
-    assert!(query(&store, "empty", DocumentQuery::all()).await.is_empty(), "an unknown projection has no documents");
+    assert!(
+        query(&store, "empty", DocumentQuery::all()).await.is_empty(),
+        "an unknown projection has no documents"
+    );
 }
 
 /// `query` with `contains` keeps the documents that contain the filter in
@@ -121,7 +159,10 @@ pub async fn projection_query_orders_by_id_with_offset_and_limit<S: ProjectionSt
 /// still ordered by id and paged.
 pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) {
     let docs = [
-        ("acc1", json!({ "owner": "ada", "tier": "gold", "tags": ["vip", "eu"], "address": { "city": "Oslo", "zip": "0150" } })),
+        (
+            "acc1",
+            json!({ "owner": "ada", "tier": "gold", "tags": ["vip", "eu"], "address": { "city": "Oslo", "zip": "0150" } }),
+        ),
         ("acc2", json!({ "owner": "bob", "tier": "gold", "tags": ["eu"], "address": { "city": "Bergen" } })),
         ("acc3", json!({ "owner": "ada", "tier": "basic", "tags": [], "address": { "city": "Oslo" } })),
         ("acc4", json!({ "owner": "cy", "tier": "gold", "tags": ["vip"], "balance": 5 })),
@@ -135,16 +176,32 @@ pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) 
         async move { query_ids(store, "accounts", DocumentQuery::containing(filter)).await }
     };
     assert_eq!(matching(json!({ "owner": "ada" })).await, ids(&["acc1", "acc3"]), "top-level field");
-    assert_eq!(matching(json!({ "owner": "ada", "tier": "gold" })).await, ids(&["acc1"]), "all fields must match");
+    assert_eq!(
+        matching(json!({ "owner": "ada", "tier": "gold" })).await,
+        ids(&["acc1"]),
+        "all fields must match"
+    );
     assert_eq!(matching(json!({ "tags": ["vip"] })).await, ids(&["acc1", "acc4"]), "array element");
     assert_eq!(matching(json!({ "tags": ["vip", "eu"] })).await, ids(&["acc1"]), "every array element");
-    assert_eq!(matching(json!({ "address": { "city": "Oslo" } })).await, ids(&["acc1", "acc3"]), "nested object");
+    assert_eq!(
+        matching(json!({ "address": { "city": "Oslo" } })).await,
+        ids(&["acc1", "acc3"]),
+        "nested object"
+    );
     assert_eq!(matching(json!({ "balance": 5 })).await, ids(&["acc4"]), "number");
-    assert_eq!(matching(json!({})).await, ids(&["acc1", "acc2", "acc3", "acc4"]), "an empty filter matches all");
+    assert_eq!(
+        matching(json!({})).await,
+        ids(&["acc1", "acc2", "acc3", "acc4"]),
+        "an empty filter matches all"
+    );
     assert!(matching(json!({ "owner": "dan" })).await.is_empty(), "no document matches");
     assert!(matching(json!({ "missing": null })).await.is_empty(), "a missing field is not null");
-    let paged = query_ids(&store, "accounts", DocumentQuery::containing(json!({ "tier": "gold" })).offset(1).limit(1))
-        .await;
+    let paged = query_ids(
+        &store,
+        "accounts",
+        DocumentQuery::containing(json!({ "tier": "gold" })).offset(1).limit(1),
+    )
+    .await;
     assert_eq!(paged, ids(&["acc2"]), "offset and limit apply to the matching documents");
 }
 
@@ -158,16 +215,28 @@ pub async fn projections_are_isolated<S: ProjectionStore>(store: S) {
     assert_eq!(get(&store, "left", "doc1").await, Some(json!({ "side": "left" })));
     assert_eq!(get(&store, "right", "doc1").await, Some(json!({ "side": "right" })));
     assert_eq!(get(&store, "left", "doc2").await, None, "a document of `right` must not show in `left`");
-    assert_eq!(query_ids(&store, "left", DocumentQuery::all()).await, ids(&["doc1"]), "query sees one projection");
+    assert_eq!(
+        query_ids(&store, "left", DocumentQuery::all()).await,
+        ids(&["doc1"]),
+        "query sees one projection"
+    );
 
     let mut work = UnitOfWork::new();
     work.delete("doc1").checkpoint(GlobalPosition(5));
     commit(&store, "right", work).await;
-    assert_eq!(get(&store, "left", "doc1").await, Some(json!({ "side": "left" })), "commit to `right` hit `left`");
+    assert_eq!(
+        get(&store, "left", "doc1").await,
+        Some(json!({ "side": "left" })),
+        "commit to `right` hit `left`"
+    );
     assert_eq!(checkpoint(&store, "left").await, None, "a checkpoint of `right` must not show in `left`");
     assert_eq!(checkpoint(&store, "right").await, Some(GlobalPosition(5)));
     store.delete("left", "doc1").await.unwrap_or_else(|e| panic!("delete failed: {e:?}"));
-    assert_eq!(get(&store, "right", "doc2").await, Some(json!({ "side": "right" })), "delete in `left` hit `right`");
+    assert_eq!(
+        get(&store, "right", "doc2").await,
+        Some(json!({ "side": "right" })),
+        "delete in `left` hit `right`"
+    );
 }
 
 /// A projection's checkpoint is `None` until a unit of work sets it, then
@@ -180,7 +249,11 @@ pub async fn projection_checkpoint_is_none_until_committed<S: ProjectionStore>(s
     let mut work = UnitOfWork::new();
     work.put("acc2", json!({ "balance": 2 })).checkpoint(GlobalPosition(17));
     commit(&store, "balances", work).await;
-    assert_eq!(checkpoint(&store, "balances").await, Some(GlobalPosition(17)), "commit must set the checkpoint");
+    assert_eq!(
+        checkpoint(&store, "balances").await,
+        Some(GlobalPosition(17)),
+        "commit must set the checkpoint"
+    );
 
     let mut only_checkpoint = UnitOfWork::new();
     only_checkpoint.checkpoint(GlobalPosition(4242));
@@ -209,10 +282,18 @@ pub async fn projection_commit_applies_changes_in_order<S: ProjectionStore>(stor
         .checkpoint(GlobalPosition(30));
     commit(&store, "p", work).await;
     assert_eq!(get(&store, "p", "doc2").await, None, "put then delete of one id must leave it gone");
-    assert_eq!(get(&store, "p", "doc1").await, Some(json!({ "v": 2 })), "delete then put must leave it present");
+    assert_eq!(
+        get(&store, "p", "doc1").await,
+        Some(json!({ "v": 2 })),
+        "delete then put must leave it present"
+    );
     assert_eq!(get(&store, "p", "doc3").await, Some(json!({ "v": 4 })), "the last put of an id must win");
     assert_eq!(query_ids(&store, "p", DocumentQuery::all()).await, ids(&["doc1", "doc3"]));
-    assert_eq!(checkpoint(&store, "p").await, Some(GlobalPosition(30)), "the checkpoint commits with the changes");
+    assert_eq!(
+        checkpoint(&store, "p").await,
+        Some(GlobalPosition(30)),
+        "the checkpoint commits with the changes"
+    );
 }
 
 /// A unit of work without a checkpoint applies its changes and leaves the
@@ -225,7 +306,11 @@ pub async fn projection_commit_without_checkpoint_keeps_checkpoint<S: Projection
     let mut second = UnitOfWork::new();
     second.put("doc2", json!({ "v": 2 })).delete("doc1");
     commit(&store, "p", second).await;
-    assert_eq!(checkpoint(&store, "p").await, Some(GlobalPosition(8)), "a commit without checkpoint moved it");
+    assert_eq!(
+        checkpoint(&store, "p").await,
+        Some(GlobalPosition(8)),
+        "a commit without checkpoint moved it"
+    );
     assert_eq!(query_ids(&store, "p", DocumentQuery::all()).await, ids(&["doc2"]), "its changes must apply");
 
     let mut fresh = UnitOfWork::new();
@@ -244,10 +329,17 @@ pub async fn projection_reset_clears_only_that_projection<S: ProjectionStore>(st
         commit(&store, projection, work).await;
     }
     store.reset("doomed").await.unwrap_or_else(|e| panic!("reset failed: {e:?}"));
-    assert!(query(&store, "doomed", DocumentQuery::all()).await.is_empty(), "reset must remove every document");
+    assert!(
+        query(&store, "doomed", DocumentQuery::all()).await.is_empty(),
+        "reset must remove every document"
+    );
     assert_eq!(get(&store, "doomed", "doc1").await, None);
     assert_eq!(checkpoint(&store, "doomed").await, None, "reset must remove the checkpoint");
-    assert_eq!(query_ids(&store, "kept", DocumentQuery::all()).await, ids(&["doc1", "doc2"]), "reset hit `kept`");
+    assert_eq!(
+        query_ids(&store, "kept", DocumentQuery::all()).await,
+        ids(&["doc1", "doc2"]),
+        "reset hit `kept`"
+    );
     assert_eq!(checkpoint(&store, "kept").await, Some(GlobalPosition(12)), "reset moved another checkpoint");
 
     let mut rebuild = UnitOfWork::new();
@@ -255,7 +347,10 @@ pub async fn projection_reset_clears_only_that_projection<S: ProjectionStore>(st
     commit(&store, "doomed", rebuild).await;
     assert_eq!(query_ids(&store, "doomed", DocumentQuery::all()).await, ids(&["doc3"]));
     assert_eq!(checkpoint(&store, "doomed").await, Some(GlobalPosition(1)), "a reset projection starts over");
-    store.reset("never-used").await.unwrap_or_else(|e| panic!("resetting an unused projection failed: {e:?}"));
+    store
+        .reset("never-used")
+        .await
+        .unwrap_or_else(|e| panic!("resetting an unused projection failed: {e:?}"));
 }
 
 /// Units of work committed concurrently to different projections do not

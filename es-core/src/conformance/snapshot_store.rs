@@ -56,7 +56,11 @@ pub async fn older_snapshot_does_not_replace_newer<S: SnapshotStore>(store: S) {
     let newer = snapshot("account-1", 9, 90);
     save(&store, newer.clone()).await;
     save(&store, snapshot("account-1", 5, 10)).await;
-    assert_eq!(load(&store, "account-1").await, Some(newer), "an older snapshot must not replace a newer one");
+    assert_eq!(
+        load(&store, "account-1").await,
+        Some(newer),
+        "an older snapshot must not replace a newer one"
+    );
 }
 
 /// Snapshots are kept per stream: saving one leaves other streams alone.
@@ -69,7 +73,11 @@ pub async fn snapshots_are_per_stream<S: SnapshotStore>(store: S) {
     assert_eq!(load(&store, "account-2").await, Some(two), "account-2 must keep its own snapshot");
     let replaced = snapshot("account-2", 12, 120);
     save(&store, replaced.clone()).await;
-    assert_eq!(load(&store, "account-1").await, Some(one), "replacing account-2's snapshot changed account-1's");
+    assert_eq!(
+        load(&store, "account-1").await,
+        Some(one),
+        "replacing account-2's snapshot changed account-1's"
+    );
     assert_eq!(load(&store, "account-2").await, Some(replaced));
     assert_eq!(load(&store, "account-3").await, None, "a stream without a snapshot still has none");
 }
