@@ -1000,3 +1000,77 @@ pub async fn wait_for_events_wakes_when_an_event_lands<S: EventStore + Clone>(st
     let log = read_whole_log(&store, last_position(&[&first, &second])).await;
     assert_eq!(log.len(), 2, "read_all must see both events");
 }
+
+/// Several tasks appending batches that share one event id to different
+/// streams at once: exactly one append succeeds, every other fails with
+/// `DuplicateEventId` for that id, and the id is stored once.
+pub async fn concurrent_reuse_of_an_event_id_stores_it_once<S: EventStore + Clone>(store: S) {
+    const TASKS: u64 = 8;
+    assert_fresh(&store).await;
+    let shared = EventId::new();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("racer-{task}"));
+            let events = vec![event(task), event(task + 100).with_event_id(shared)];
+            (stream.clone(), store.append(&stream, ExpectedVersion::NoStream, events).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match join(task).await {
+            (stream, Ok(outcome)) => winners.push((stream, outcome)),
+            (_, Err(AppendError::DuplicateEventId { event_id, .. })) => {
+                assert_eq!(event_id, shared, "DuplicateEventId must name the shared id");
+            }
+            (stream, Err(other)) => panic!("`{stream}`: expected success or DuplicateEventId, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one append of a shared id may succeed, got {}", winners.len());
+    let (winner, outcome) = &winners[0];
+    let log = read_whole_log(&store, last_position(&[outcome])).await;
+    assert_eq!(recorded_ids(&log), committed_ids(outcome), "only the winning batch may be stored");
+    assert!(log.iter().all(|e| &e.stream_id == winner), "only `{winner}` may hold events");
+}
+
+/// The same append (same ids, stream and expectation) issued by several
+/// tasks at once, as when a retry races the original attempt: the events
+/// are stored exactly once; every attempt that succeeds reports the same
+/// placement; the others fail only with `WrongExpectedVersion` or
+/// `DuplicateEventId`.
+pub async fn concurrent_identical_appends_store_once<S: EventStore + Clone>(store: S) {
+    const TASKS: usize = 8;
+    assert_fresh(&store).await;
+    let stream = StreamId::new("order-1");
+    let events = batch(1, 3);
+    let ids = ids_of(&events);
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let store = store.clone();
+        let stream = stream.clone();
+        let events = events.clone();
+        tasks.push(tokio::spawn(
+            async move { store.append(&stream, ExpectedVersion::NoStream, events).await },
+        ));
+    }
+    let mut placements: Vec<Vec<Committed>> = Vec::new();
+    for task in tasks {
+        match join(task).await {
+            Ok(outcome) => placements.push(outcome.committed),
+            Err(AppendError::WrongExpectedVersion { .. } | AppendError::DuplicateEventId { .. }) => {}
+            Err(other) => panic!("a racing identical append failed with {other:?}"),
+        }
+    }
+    let Some(first) = placements.first() else {
+        panic!("at least one of {TASKS} identical appends must succeed");
+    };
+    assert!(placements.iter().all(|p| p == first), "racing identical appends reported different placements");
+    let log = read_whole_log(
+        &store,
+        first.iter().map(|c| c.global_position).max().unwrap_or(GlobalPosition::START),
+    )
+    .await;
+    assert_eq!(recorded_ids(&log), ids, "the batch must be stored exactly once");
+    assert_eq!(versions(&log), range(1, 3));
+}
