@@ -565,6 +565,7 @@ pub async fn read_stream_forward_from_version_with_limit<S: EventStore>(store: S
     assert_eq!(read(11, 5).await, Vec::<u64>::new(), "forward past the last version is empty");
     assert_eq!(read(1, usize::MAX).await, range(1, 10), "a limit of usize::MAX returns every event");
     assert_eq!(read(3, 0).await, Vec::<u64>::new(), "a limit of 0 returns nothing");
+    assert_eq!(read(0, 2).await, range(1, 2), "forward from version 0 starts at the first event");
 }
 
 /// `read_stream` backward starts at the given version (inclusive), newest
@@ -597,6 +598,7 @@ pub async fn read_stream_backward_with_limit<S: EventStore>(store: S) {
         "backward from u64::MAX with a limit of usize::MAX returns every event"
     );
     assert_eq!(read(u64::MAX, 0).await, Vec::<u64>::new(), "a limit of 0 returns nothing");
+    assert_eq!(read(0, 5).await, Vec::<u64>::new(), "backward from version 0 returns nothing");
 }
 
 /// Reading a stream that does not exist returns no events (not an error),
