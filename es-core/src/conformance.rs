@@ -1,65 +1,199 @@
-//! The store conformance suite: behaviour every adapter must show.
+//! The store conformance suite: the behaviour every storage adapter must show.
 //!
-//! Each case is an async fn that takes a fresh, empty store. An adapter
-//! instantiates the whole suite in its `tests/` with
-//! [`event_store_conformance!`](crate::event_store_conformance), which stamps
-//! one `#[tokio::test]` per case, so a failure names the case and adapter.
+//! The runtime, the read side and users' code rely on the ports in
+//! [`EventStore`](crate::EventStore), [`SnapshotStore`](crate::SnapshotStore)
+//! and [`ProjectionStore`](crate::ProjectionStore) behaving exactly as their
+//! docs say, whichever adapter sits behind them. This module holds one public
+//! async fn per rule (a *case*), grouped in three families:
+//!
+//! - [`event_store`]: expected versions, atomic and idempotent appends,
+//!   duplicate ids, reading streams and the global stream, envelope round
+//!   trips, concurrent writers and waking waiters;
+//! - [`snapshot_store`]: loading and replacing snapshots;
+//! - [`projection_store`]: documents, queries, checkpoints and units of work.
+//!
+//! Every case takes a **fresh, empty** store and panics with a message that
+//! names the rule when the store breaks it. The suite assumes nothing an
+//! adapter does not promise: global positions strictly increase but may have
+//! holes, and an event may become visible to
+//! [`read_all`](crate::EventStore::read_all) a moment after its append
+//! returned (the suite then waits with
+//! [`wait_for_events`](crate::EventStore::wait_for_events)).
+//!
+//! # Running the suite on an adapter
+//!
+//! Enable the `conformance` feature of `es-core` in the adapter's
+//! dev-dependencies, and put one invocation per family in a file under the
+//! adapter's `tests/`. Each macro stamps one `#[test]` per case, named after
+//! the case, so a failure names both the case and the adapter:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! es-core = { version = "0.1", features = ["conformance"] }
+//! ```
+//!
+//! The in-memory adapter's `tests/conformance.rs` is the whole of it:
+//!
+//! ```
+//! # // A doc test is compiled without `--test`, so the stamped tests are
+//! # // left out; run one case by hand to show that the cases run.
+//! # mod stamped {
+//! es_core::event_store_conformance!(async { es_memory::InMemoryEventStore::new() });
+//! es_core::snapshot_store_conformance!(async { es_memory::InMemoryEventStore::new() });
+//! es_core::projection_store_conformance!(async { es_memory::InMemoryProjectionStore::new() });
+//! # }
+//! # es_core::conformance::run_case(async {
+//! #     es_core::conformance::event_store::versions_are_one_based_and_gap_free(
+//! #         es_memory::InMemoryEventStore::new(),
+//! #     )
+//! #     .await;
+//! # });
+//! ```
+//!
+//! The argument is an expression evaluating to a future that yields a fresh,
+//! empty store; it is evaluated once per case, inside the case's runtime. An
+//! adapter backed by a database passes a call to its own async fn there,
+//! one that creates a new schema (or database), runs the migrations in it
+//! and returns a store bound to it, so cases never see each other's data.
+//!
+//! Each test builds its own multi-threaded tokio runtime (two workers), so
+//! the adapter's test crate needs no tokio test macros of its own.
+//!
+//! The cases are plain async fns, so an adapter can also call one directly,
+//! for instance to run it against a store configured in an unusual way.
 
-// This module is a test suite that ships in the library: a failed
-// expectation must panic so that the adapter's test fails.
+// This module is a test suite that ships in the library: a store breaking a
+// rule must fail the adapter's test, and a failed assertion, `unwrap` or
+// `expect` is how a test fails with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use serde_json::json;
+pub mod event_store;
+pub mod projection_store;
+pub mod snapshot_store;
 
-use crate::{EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
+use std::future::Future;
 
-fn event(n: u64) -> NewEvent {
-    NewEvent::new("test", "Tested", 1, json!({ "n": n }))
-}
-
-/// Appending to a new stream with `NoStream` starts it at version 1.
-pub async fn append_to_new_stream<S: EventStore>(store: S) {
-    let stream = StreamId::new("conformance-new");
-    let outcome = store.append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)]).await.unwrap();
-    assert_eq!(outcome.stream_version, Some(StreamVersion(2)));
-    assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(2)));
-}
-
-/// A wrong expected version writes nothing and names stream, expected and actual.
-pub async fn wrong_expected_version_writes_nothing<S: EventStore>(store: S) {
-    let stream = StreamId::new("conformance-wrong");
-    store.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
-    let err =
-        store.append(&stream, ExpectedVersion::Exact(StreamVersion(5)), vec![event(2)]).await.unwrap_err();
-    match err {
-        crate::AppendError::WrongExpectedVersion { stream: s, expected, actual } => {
-            assert_eq!(s, stream);
-            assert_eq!(expected, ExpectedVersion::Exact(StreamVersion(5)));
-            assert_eq!(actual, Some(StreamVersion(1)));
-        }
-        other => panic!("expected WrongExpectedVersion, got {other:?}"),
-    }
-    assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(1)));
-}
-
-/// Stamps one `#[tokio::test]` per conformance case for an event store.
+/// Runs one case to completion on a fresh multi-threaded tokio runtime.
 ///
-/// `$make` is an expression evaluating to a future that yields a fresh,
-/// empty store.
+/// Used by the macros of this module; not meant to be called otherwise, but
+/// harmless if it is.
+///
+/// # Panics
+/// If the runtime cannot be built, or the case panics (the case's panic is
+/// propagated unchanged).
+#[doc(hidden)]
+pub fn run_case<F: Future<Output = ()>>(case: F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("conformance: building the tokio runtime for a case failed");
+    runtime.block_on(case);
+}
+
+/// Awaits a spawned task, re-raising its panic so the case fails with the
+/// task's own message.
+async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
+    match handle.await {
+        Ok(value) => value,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => panic!("conformance: a spawned task did not finish: {error}"),
+    }
+}
+
+/// Stamps one `#[test]` per case of [`conformance::event_store`](crate::conformance::event_store).
+///
+/// The argument is an expression evaluating to a future that yields a fresh,
+/// empty store implementing [`EventStore`](crate::EventStore) + `Clone`
+/// (clones must share the same data, as an `Arc` does). See the
+/// [module docs](crate::conformance) for an example.
 #[macro_export]
 macro_rules! event_store_conformance {
-    ($make:expr) => {
-        $crate::event_store_conformance!(@cases $make;
-            append_to_new_stream,
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(event_store, $make;
+            append_to_new_stream_with_no_stream,
+            no_stream_on_existing_stream_fails,
+            stream_exists_fails_on_missing_and_succeeds_on_existing,
+            exact_version_must_match,
+            any_version_always_appends,
             wrong_expected_version_writes_nothing,
+            append_is_all_or_nothing,
+            exact_retry_returns_original_outcome,
+            exact_retry_after_stream_moved_on_returns_original_outcome,
+            reused_event_id_is_rejected,
+            duplicate_id_in_one_batch_is_rejected,
+            versions_are_one_based_and_gap_free,
+            read_stream_forward_from_version_with_limit,
+            read_stream_backward_with_limit,
+            reading_missing_stream_is_empty,
+            read_all_pages_after_position,
+            head_position_is_last_position_read,
+            envelope_fields_round_trip,
+            empty_append_stores_nothing,
+            concurrent_appends_to_one_stream,
+            concurrent_appends_to_many_streams,
+            concurrent_reuse_of_an_event_id_stores_it_once,
+            concurrent_identical_appends_store_once,
+            wait_for_events_wakes_when_an_event_lands,
         );
     };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
+}
+
+/// Stamps one `#[test]` per case of [`conformance::snapshot_store`](crate::conformance::snapshot_store).
+///
+/// The argument is an expression evaluating to a future that yields a fresh,
+/// empty store implementing [`SnapshotStore`](crate::SnapshotStore). See the
+/// [module docs](crate::conformance) for an example.
+#[macro_export]
+macro_rules! snapshot_store_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(snapshot_store, $make;
+            snapshot_missing_is_none,
+            snapshot_round_trips,
+            newer_snapshot_replaces_older,
+            older_snapshot_does_not_replace_newer,
+            snapshots_are_per_stream,
+        );
+    };
+}
+
+/// Stamps one `#[test]` per case of [`conformance::projection_store`](crate::conformance::projection_store).
+///
+/// The argument is an expression evaluating to a future that yields a fresh,
+/// empty store implementing [`ProjectionStore`](crate::ProjectionStore) +
+/// `Clone` (clones must share the same data). See the
+/// [module docs](crate::conformance) for an example.
+#[macro_export]
+macro_rules! projection_store_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(projection_store, $make;
+            projection_get_missing_is_none,
+            projection_put_get_delete,
+            projection_delete_missing_is_ok,
+            projection_query_orders_by_id_with_offset_and_limit,
+            projection_query_by_json_containment,
+            projections_are_isolated,
+            projection_checkpoint_is_none_until_committed,
+            projection_commit_applies_changes_in_order,
+            projection_commit_without_checkpoint_keeps_checkpoint,
+            projection_reset_clears_only_that_projection,
+            concurrent_commits_to_different_projections,
+        );
+    };
+}
+
+/// Stamps the `#[test]` fns of one family. Used by the family macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($family:ident, $make:expr; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let store = ($make).await;
-                $crate::conformance::$case(store).await;
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    let store = ($make).await;
+                    $crate::conformance::$family::$case(store).await;
+                });
             }
         )*
     };
