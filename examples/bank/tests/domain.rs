@@ -21,13 +21,14 @@ fn verified_with(balance: u64) -> Vec<bank::AccountEvent> {
 
 #[test]
 fn opening_generates_a_number_and_code_carried_in_the_event() {
-    let state = AggregateTest::<Account>::given_no_events()
+    AggregateTest::<Account>::given_no_events()
         .when(OpenAccount { account_id: "a1".into(), owner: "Ada".into() })
-        .state();
-    assert!(state.open);
-    assert_eq!(state.owner, "Ada");
-    assert_eq!(state.account_number.len(), 10);
-    assert_eq!(state.verification_code.len(), 6);
+        .then_state(|state| {
+            assert!(state.open);
+            assert_eq!(state.owner, "Ada");
+            assert_eq!(state.account_number.len(), 10);
+            assert_eq!(state.verification_code.len(), 6);
+        });
 }
 
 #[test]
