@@ -1,0 +1,45 @@
+//! Const helpers for code that es-macros generates. Reached through
+//! [`crate::__private`]; not public API.
+
+/// Whether two strings are equal, usable in a `const` item.
+///
+/// `#[derive(Aggregate)]` compares the stored type names of every pair of
+/// listed events at compile time, so two events stored under one name fail
+/// the build instead of being mixed up on read. `PartialEq for str` is not
+/// `const`, hence this byte loop.
+pub const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::str_eq;
+
+    const SAME: bool = str_eq("MoneyDeposited", "MoneyDeposited");
+    const DIFFERENT: bool = str_eq("MoneyDeposited", "MoneyWithdrawn");
+
+    #[test]
+    fn compares_in_const_context() {
+        assert!(SAME);
+        assert!(!DIFFERENT);
+    }
+
+    #[test]
+    fn length_and_content_both_count() {
+        assert!(!str_eq("a", "ab"));
+        assert!(!str_eq("ab", "a"));
+        assert!(str_eq("", ""));
+        assert!(!str_eq("ab", "ba"));
+    }
+}
