@@ -26,13 +26,10 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 mod tests {
     use super::str_eq;
 
-    const SAME: bool = str_eq("MoneyDeposited", "MoneyDeposited");
-    const DIFFERENT: bool = str_eq("MoneyDeposited", "MoneyWithdrawn");
-
     #[test]
     fn compares_in_const_context() {
-        assert!(SAME);
-        assert!(!DIFFERENT);
+        const { assert!(str_eq("MoneyDeposited", "MoneyDeposited")) };
+        const { assert!(!str_eq("MoneyDeposited", "MoneyWithdrawn")) };
     }
 
     #[test]
