@@ -63,32 +63,38 @@ impl AggregateAttrs {
         let attrs: Vec<_> = input.attrs.iter().filter(|attr| attr.path() == &AGGREGATE).collect();
         for attr in &attrs {
             let parsed = attr.parse_nested_meta(|meta| {
-                if meta.path == NAME {
-                    let expr: Expr = meta.value()?.parse()?;
-                    if let Some(lit) = aggregate_name(cx, &expr) {
-                        name.set(&meta.path, lit);
+                match cx.key(&meta, "aggregate attribute", &KEYS)? {
+                    Some(NAME) => {
+                        let expr: Expr = meta.value()?.parse()?;
+                        if let Some(lit) = aggregate_name(cx, &expr) {
+                            // Set even when invalid (already reported), so
+                            // it is not reported as missing too.
+                            name.set(&meta.path, lit);
+                        }
                     }
-                } else if meta.path == ERROR {
-                    let ty: Type = meta.value()?.parse()?;
-                    error.set(&meta.path, ty);
-                } else if meta.path == EVENTS || meta.path == COMMANDS {
-                    let content;
-                    parenthesized!(content in meta.input);
-                    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
-                    let members = paths.into_iter().filter_map(Member::new).collect();
-                    let list = List { key: meta.path.clone(), members };
-                    if meta.path == EVENTS {
-                        events.set(&meta.path, list);
-                    } else {
-                        commands.set(&meta.path, list);
+                    Some(ERROR) => {
+                        let ty: Type = meta.value()?.parse()?;
+                        error.set(&meta.path, ty);
                     }
-                } else if meta.path == SNAPSHOT_VERSION {
-                    let expr: Expr = meta.value()?.parse()?;
-                    if let Some(version) = snapshot_version_of(cx, &expr) {
-                        snapshot_version.set(&meta.path, version);
+                    Some(key @ (EVENTS | COMMANDS)) => {
+                        let content;
+                        parenthesized!(content in meta.input);
+                        let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+                        let members = paths.into_iter().filter_map(Member::new).collect();
+                        let list = List { key: meta.path.clone(), members };
+                        if key == EVENTS {
+                            events.set(&meta.path, list);
+                        } else {
+                            commands.set(&meta.path, list);
+                        }
                     }
-                } else {
-                    cx.unknown_key(&meta, "aggregate attribute", &KEYS)?;
+                    Some(SNAPSHOT_VERSION) => {
+                        let expr: Expr = meta.value()?.parse()?;
+                        if let Some(version) = snapshot_version_of(cx, &expr) {
+                            snapshot_version.set(&meta.path, version);
+                        }
+                    }
+                    _ => {}
                 }
                 Ok(())
             });
@@ -96,25 +102,33 @@ impl AggregateAttrs {
                 cx.syn_error(error);
             }
         }
-        // Missing keys are reported on the attribute, or on the struct's
-        // name when there is no attribute at all.
-        let missing_at = match attrs.first() {
-            Some(attr) => attr.to_token_stream(),
-            None => input.ident.to_token_stream(),
-        };
-        let missing = [
-            (name.is_set(), "`name = \"..\"`: the aggregate type name that streams are named after"),
-            (error.is_set(), "`error = Type`: the error a refused command returns"),
-            (events.is_set(), "`events(..)`: the events the aggregate records"),
-            (commands.is_set(), "`commands(..)`: the commands the aggregate handles"),
-        ];
-        for (set, what) in missing {
-            if !set {
-                cx.error_spanned_by(
-                    &missing_at,
-                    format!("#[derive(Aggregate)] needs {what}, in `#[aggregate(..)]`"),
-                );
+        if let Some(attr) = attrs.first() {
+            let missing = [
+                (name.is_set(), "`name = \"..\"`: the aggregate type name that streams are named after"),
+                (events.is_set(), "`events(..)`: the events the aggregate records"),
+                (commands.is_set(), "`commands(..)`: the commands the aggregate handles"),
+            ];
+            for (set, what) in missing {
+                if !set {
+                    cx.error_spanned_by(
+                        attr,
+                        format!("#[derive(Aggregate)] needs {what}, in `#[aggregate(..)]`"),
+                    );
+                }
             }
+        }
+        match attrs.first() {
+            None => cx.error_spanned_by(
+                &input.ident,
+                "#[derive(Aggregate)] needs \
+                 `#[aggregate(name = \"..\", error = Type, events(..), commands(..))]`",
+            ),
+            Some(attr) if !error.is_set() => cx.error_spanned_by(
+                attr,
+                "#[derive(Aggregate)] needs `error = Type`: the error a refused command returns, \
+                 in `#[aggregate(..)]`",
+            ),
+            Some(_) => {}
         }
         Self {
             name: name.get(),
@@ -126,7 +140,8 @@ impl AggregateAttrs {
     }
 }
 
-/// The aggregate name, if it is a string literal a stream id can carry.
+/// The aggregate name, if it is a string literal; an error is also
+/// recorded unless a stream id can carry it.
 fn aggregate_name(cx: &Ctxt, expr: &Expr) -> Option<LitStr> {
     let Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) = expr else {
         cx.error_spanned_by(expr, "aggregate `name` must be a string literal, such as `name = \"account\"`");
@@ -142,7 +157,6 @@ fn aggregate_name(cx: &Ctxt, expr: &Expr) -> Option<LitStr> {
                  streams are named `{{name}}-{{id}}`"
             ),
         );
-        return None;
     }
     Some(lit.clone())
 }
@@ -169,8 +183,9 @@ fn snapshot_version_of(cx: &Ctxt, expr: &Expr) -> Option<u32> {
 }
 
 /// Cross-key rules: no empty `events(..)`, no member listed twice, no two
-/// members sharing a variant name.
-fn check(cx: &Ctxt, attrs: &AggregateAttrs) {
+/// members sharing a variant name. A member that breaks a rule is reported
+/// and dropped, so the enums stay valid and the mistake gives one error.
+fn check(cx: &Ctxt, attrs: &mut AggregateAttrs) {
     if let Some(events) = &attrs.events {
         if events.members.is_empty() {
             cx.error_spanned_by(
@@ -179,24 +194,27 @@ fn check(cx: &Ctxt, attrs: &AggregateAttrs) {
             );
         }
     }
-    for (list, what) in [(&attrs.events, "event"), (&attrs.commands, "command")] {
+    for (list, what) in [(&mut attrs.events, "event"), (&mut attrs.commands, "command")] {
         let Some(list) = list else { continue };
-        for (i, later) in list.members.iter().enumerate() {
-            let Some(earlier) = list.members[..i].iter().find(|m| m.variant == later.variant) else {
+        let mut kept: Vec<Member> = Vec::with_capacity(list.members.len());
+        for member in list.members.drain(..) {
+            let Some(earlier) = kept.iter().find(|m| m.variant == member.variant) else {
+                kept.push(member);
                 continue;
             };
-            let (earlier_path, later_path) = (tokens_text(&earlier.path), tokens_text(&later.path));
+            let (earlier_path, later_path) = (tokens_text(&earlier.path), tokens_text(&member.path));
             let message = if earlier_path == later_path {
-                format!("{what} `{later_path}` is listed twice in `{}(..)`", list.key.to_token_stream())
+                format!("{what} `{later_path}` is listed twice in `{}(..)`", tokens_text(&list.key))
             } else {
                 format!(
                     "{what}s `{earlier_path}` and `{later_path}` would both be the enum variant `{}`; \
                      list types with distinct names",
-                    later.variant
+                    member.variant
                 )
             };
-            cx.error_spanned_by(&later.path, message);
+            cx.error_spanned_by(&member.path, message);
         }
+        list.members = kept;
     }
 }
 
@@ -237,8 +255,8 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
         return cx.into_compile_errors();
     }
     let generic = item::reject_generics(&cx, &input.generics, "an aggregate");
-    let attrs = AggregateAttrs::parse(&cx, input);
-    check(&cx, &attrs);
+    let mut attrs = AggregateAttrs::parse(&cx, input);
+    check(&cx, &mut attrs);
     let def = AggregateDef {
         ident: &input.ident,
         vis: &input.vis,
@@ -252,7 +270,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     };
     let event_enum = event_enum(&def);
     let command_enum = command_enum(&def);
-    let impls = if generic { TokenStream::new() } else { impls(&def, cx.has_errors()) };
+    let impls = if generic { TokenStream::new() } else { impls(&def) };
     let errors = cx.into_compile_errors();
     quote! {
         #event_enum
@@ -297,12 +315,11 @@ fn command_enum(def: &AggregateDef<'_>) -> TokenStream {
 }
 
 /// The impls, in one `const _` block so their helper items stay private.
-fn impls(def: &AggregateDef<'_>, failed: bool) -> TokenStream {
+fn impls(def: &AggregateDef<'_>) -> TokenStream {
     let event_set = event_set_impl(def);
     let froms = from_impls(&def.event_enum, def.events).chain(from_impls(&def.command_enum, def.commands));
     let aggregate = aggregate_impl(def);
-    // Comparing type names only makes sense once the list itself is right.
-    let distinct = if failed { TokenStream::new() } else { distinct_type_names(def) };
+    let distinct = distinct_type_names(def);
     quote! {
         const _: () = {
             #event_set
@@ -398,9 +415,11 @@ fn aggregate_impl(def: &AggregateDef<'_>) -> TokenStream {
         let call = quote_spanned!(path.span()=> <Self as #core::Handle<#path>>::handle(self, command));
         quote!(#command_enum::#variant(command) => #call,)
     });
-    // Without `error = ..` (already reported) the associated type is left
-    // out rather than guessed, so the user's `Handle` impls do not fail on a
-    // wrong guess too.
+    // Without `error = ..` the associated type is left out: the compiler
+    // adds "missing `Error` in implementation" to our message, but takes the
+    // type as failed, so the user's `Handle` impls that name their error
+    // type add no errors of their own (a stand-in type would make each of
+    // them a mismatch).
     let error = def.error.map(|error| quote!(type Error = #error;));
     quote! {
         #[automatically_derived]
@@ -433,22 +452,25 @@ fn aggregate_impl(def: &AggregateDef<'_>) -> TokenStream {
 /// the same type name could not be told apart on read. The assertion is
 /// spanned on the later event of the pair.
 fn distinct_type_names(def: &AggregateDef<'_>) -> TokenStream {
-    let core = paths::core();
-    let private = paths::private();
-    let ident = def.ident;
     let mut asserts = TokenStream::new();
     for (i, later) in def.events.iter().enumerate() {
         for earlier in &def.events[..i] {
             let (a, b) = (&earlier.path, &later.path);
             let message = format!(
-                "events `{}` and `{}` of aggregate `{ident}` are stored under the same type name; \
-                 give one of them its own `#[event(name = \"..\")]`",
+                "events `{}` and `{}` are stored under the same type name, so they could not be told \
+                 apart on read; give one of them its own `#[event(name = \"..\")]`",
                 tokens_text(a),
                 tokens_text(b),
             );
+            // The paths are spelled out rather than interpolated from
+            // `paths`, so that every token carries the span of the later
+            // event's name and the compiler reports the failure there.
             asserts.extend(quote_spanned! {b.span()=>
-                const _: () = if #private::str_eq(<#a as #core::Event>::TYPE, <#b as #core::Event>::TYPE) {
-                    #private::panic!(#message)
+                const _: () = if ::es_core::__private::str_eq(
+                    <#a as ::es_core::Event>::TYPE,
+                    <#b as ::es_core::Event>::TYPE,
+                ) {
+                    ::es_core::__private::panic!(#message)
                 };
             });
         }

@@ -12,7 +12,7 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -39,14 +39,16 @@ impl CommandAttrs {
         let mut aggregate = Slot::new(cx, SCOPE, AGGREGATE);
         let mut validate = Slot::new(cx, SCOPE, VALIDATE);
         let parser = syn::meta::parser(|meta| {
-            if meta.path == AGGREGATE {
-                let ty: Type = meta.value()?.parse()?;
-                aggregate.set(&meta.path, ty);
-            } else if meta.path == VALIDATE {
-                let path: Path = meta.value()?.parse()?;
-                validate.set(&meta.path, path);
-            } else {
-                cx.unknown_key(&meta, "command attribute", &[AGGREGATE, VALIDATE])?;
+            match cx.key(&meta, "command attribute", &[AGGREGATE, VALIDATE])? {
+                Some(AGGREGATE) => {
+                    let ty: Type = meta.value()?.parse()?;
+                    aggregate.set(&meta.path, ty);
+                }
+                Some(VALIDATE) => {
+                    let path: Path = meta.value()?.parse()?;
+                    validate.set(&meta.path, path);
+                }
+                _ => {}
             }
             Ok(())
         });
@@ -141,30 +143,28 @@ fn parse_rules(cx: &Ctxt, field: &Field) -> Vec<SpannedRule> {
         let mut min = Slot::new(cx, "validate", MIN);
         let mut max = Slot::new(cx, "validate", MAX);
         let parsed = attr.parse_nested_meta(|meta| {
-            if meta.path == NON_EMPTY {
-                non_empty.set(&meta.path, SpannedRule { rule: Rule::NonEmpty, key: meta.path.clone() });
-            } else if meta.path == MIN || meta.path == MAX {
-                let expr: Expr = meta.value()?.parse()?;
-                if let Some(shown) = number(&expr) {
-                    if meta.path == MIN {
-                        let rule = Rule::Min(expr, shown);
-                        min.set(&meta.path, SpannedRule { rule, key: meta.path.clone() });
-                    } else {
-                        let rule = Rule::Max(expr, shown);
-                        max.set(&meta.path, SpannedRule { rule, key: meta.path.clone() });
-                    }
-                } else {
-                    cx.error_spanned_by(
-                        &expr,
-                        format!(
-                            "`{}` takes a number literal, such as `{} = 1`",
-                            key_name(&meta.path),
-                            key_name(&meta.path)
-                        ),
-                    );
+            let key = cx.key(&meta, "validate rule", &[NON_EMPTY, MIN, MAX])?;
+            match key {
+                Some(NON_EMPTY) => {
+                    non_empty.set(&meta.path, SpannedRule { rule: Rule::NonEmpty, key: meta.path.clone() });
                 }
-            } else {
-                cx.unknown_key(&meta, "validate rule", &[NON_EMPTY, MIN, MAX])?;
+                Some(bound @ (MIN | MAX)) => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    let Some(shown) = number(&expr) else {
+                        cx.error_spanned_by(
+                            &expr,
+                            format!("`{bound}` takes a number literal, such as `{bound} = 1`"),
+                        );
+                        return Ok(());
+                    };
+                    let key = meta.path.clone();
+                    if bound == MIN {
+                        min.set(&meta.path, SpannedRule { rule: Rule::Min(expr, shown), key });
+                    } else {
+                        max.set(&meta.path, SpannedRule { rule: Rule::Max(expr, shown), key });
+                    }
+                }
+                _ => {}
             }
             Ok(())
         });
@@ -174,10 +174,6 @@ fn parse_rules(cx: &Ctxt, field: &Field) -> Vec<SpannedRule> {
         rules.extend([non_empty.get(), min.get(), max.get()].into_iter().flatten());
     }
     rules
-}
-
-fn key_name(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
 }
 
 /// The number `expr` spells (an integer or float literal, maybe negated),
@@ -263,7 +259,17 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
             }
         })
     });
-    let user_check = validate.map(|path| quote_spanned!(path.span()=> #path(self)?;));
+    // Coerced to the expected fn pointer at the user's path, so a function
+    // of the wrong shape gives one error there.
+    let user_check = validate.map(|path| {
+        let check = quote_spanned! {path.span()=>
+            let check: fn(&Self) -> #private::Result<(), #core::ValidationError> = #path;
+        };
+        quote! {
+            #check
+            check(self)?;
+        }
+    });
     let checks: Vec<TokenStream> = checks.collect();
     let validate_fn = if checks.is_empty() && user_check.is_none() {
         TokenStream::new()

@@ -38,22 +38,39 @@ impl Ctxt {
         self.errors.borrow_mut().push(error);
     }
 
-    /// Records "unknown {what} `key`" at the key (`what` is such as
-    /// `event attribute`), then skips the
-    /// key's value (`= ..` or `(..)`) so parsing can go on with the next key.
+    /// Which of `keys` the nested meta names.
+    ///
+    /// A known key is returned as is. An unknown key is reported at the key
+    /// ("unknown {what} `evnts`", `what` being such as `aggregate
+    /// attribute`). When it is a near miss of exactly one known key, the
+    /// message suggests that key and it is returned, so its value is still
+    /// parsed and one typo makes one message; otherwise its value (`= ..` or
+    /// `(..)`) is skipped and `None` returned.
     ///
     /// # Errors
-    /// syn's error if the value cannot even be skipped.
-    pub(crate) fn unknown_key(
+    /// syn's error if the value of an unknown key cannot even be skipped.
+    pub(crate) fn key(
         &self,
         meta: &ParseNestedMeta<'_>,
         what: &str,
-        expected: &[Symbol],
-    ) -> syn::Result<()> {
-        let key = meta.path.to_token_stream().to_string().replace(' ', "");
+        keys: &[Symbol],
+    ) -> syn::Result<Option<Symbol>> {
+        if let Some(key) = keys.iter().find(|key| meta.path == **key) {
+            return Ok(Some(*key));
+        }
+        let written = meta.path.to_token_stream().to_string().replace(' ', "");
+        let near: Vec<Symbol> =
+            keys.iter().copied().filter(|key| symbol::is_near_miss(&written, key.as_str())).collect();
+        if let [suggestion] = near[..] {
+            self.error_spanned_by(
+                &meta.path,
+                format!("unknown {what} `{written}`; did you mean `{suggestion}`?"),
+            );
+            return Ok(Some(suggestion));
+        }
         self.error_spanned_by(
             &meta.path,
-            format!("unknown {what} `{key}`; expected {}", symbol::one_of(expected)),
+            format!("unknown {what} `{written}`; expected {}", symbol::one_of(keys)),
         );
         if meta.input.peek(Token![=]) {
             let _skipped: syn::Expr = meta.value()?.parse()?;
@@ -62,12 +79,7 @@ impl Ctxt {
             parenthesized!(content in meta.input);
             let _skipped: TokenStream = content.parse()?;
         }
-        Ok(())
-    }
-
-    /// Whether any error was recorded.
-    pub(crate) fn has_errors(&self) -> bool {
-        !self.errors.borrow().is_empty()
+        Ok(None)
     }
 
     /// Every recorded error as `compile_error!` invocations, in order.

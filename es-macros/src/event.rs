@@ -35,28 +35,31 @@ impl EventAttrs {
         let mut version = Slot::new(cx, SCOPE, VERSION);
         let mut upcast = Slot::new(cx, SCOPE, UPCAST);
         let parser = syn::meta::parser(|meta| {
-            if meta.path == NAME {
-                let expr: Expr = meta.value()?.parse()?;
-                match &expr {
-                    Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) if lit.value().is_empty() => {
-                        cx.error_spanned_by(lit, "event `name` must not be empty");
+            match cx.key(&meta, "event attribute", &[NAME, VERSION, UPCAST])? {
+                Some(NAME) => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    match &expr {
+                        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) if lit.value().is_empty() => {
+                            cx.error_spanned_by(lit, "event `name` must not be empty");
+                        }
+                        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => name.set(&meta.path, lit.value()),
+                        other => cx.error_spanned_by(
+                            other,
+                            "event `name` must be a string literal, such as `name = \"MoneyDeposited\"`",
+                        ),
                     }
-                    Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => name.set(&meta.path, lit.value()),
-                    other => cx.error_spanned_by(
-                        other,
-                        "event `name` must be a string literal, such as `name = \"MoneyDeposited\"`",
-                    ),
                 }
-            } else if meta.path == VERSION {
-                let expr: Expr = meta.value()?.parse()?;
-                if let Some(v) = parse_version(cx, &expr) {
-                    version.set(&meta.path, v);
+                Some(VERSION) => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if let Some(v) = parse_version(cx, &expr) {
+                        version.set(&meta.path, v);
+                    }
                 }
-            } else if meta.path == UPCAST {
-                let path: Path = meta.value()?.parse()?;
-                upcast.set(&meta.path, path);
-            } else {
-                cx.unknown_key(&meta, "event attribute", &[NAME, VERSION, UPCAST])?;
+                Some(UPCAST) => {
+                    let path: Path = meta.value()?.parse()?;
+                    upcast.set(&meta.path, path);
+                }
+                _ => {}
             }
             Ok(())
         });
@@ -126,13 +129,21 @@ fn event_impl(ident: &Ident, attrs: &EventAttrs) -> TokenStream {
     let upcast = attrs.upcast.as_ref().map(|path| {
         // Spanned on the user's path, so a function of the wrong shape is
         // reported there.
-        let call = quote_spanned!(path.span()=> #path(from_version, payload));
+        // Coerced to the expected fn pointer at the user's path, so a
+        // function of the wrong shape gives one error there.
+        let upcaster = quote_spanned! {path.span()=>
+            let upcaster: fn(
+                #private::u32,
+                #private::serde_json::Value,
+            ) -> #private::Result<#private::serde_json::Value, #private::String> = #path;
+        };
         quote! {
             fn upcast(
                 from_version: #private::u32,
                 payload: #private::serde_json::Value,
             ) -> #private::Result<#private::serde_json::Value, #private::String> {
-                #call
+                #upcaster
+                upcaster(from_version, payload)
             }
         }
     });

@@ -27,6 +27,13 @@ pub(crate) const EVENTS: Symbol = Symbol("events");
 pub(crate) const COMMANDS: Symbol = Symbol("commands");
 pub(crate) const SNAPSHOT_VERSION: Symbol = Symbol("snapshot_version");
 
+impl Symbol {
+    /// The key as written.
+    pub(crate) fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
 impl PartialEq<Symbol> for Path {
     fn eq(&self, key: &Symbol) -> bool {
         self.is_ident(key.0)
@@ -55,6 +62,29 @@ pub(crate) fn one_of(keys: &[Symbol]) -> String {
     }
 }
 
+/// Whether `written` is a typo of `key`: at most two single-character
+/// edits (insert, delete, replace) apart, and not a short word that two
+/// edits could turn into anything.
+pub(crate) fn is_near_miss(written: &str, key: &str) -> bool {
+    let allowed = if key.len() <= 4 { 1 } else { 2 };
+    edit_distance(written, key) <= allowed
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let replace = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = replace.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +94,17 @@ mod tests {
         assert_eq!(one_of(&[NAME]), "`name`");
         assert_eq!(one_of(&[NAME, VERSION]), "`name` or `version`");
         assert_eq!(one_of(&[NAME, VERSION, UPCAST]), "`name`, `version` or `upcast`");
+    }
+
+    #[test]
+    fn near_misses_are_typos_of_one_key() {
+        assert!(is_near_miss("evnts", "events"));
+        assert!(is_near_miss("comands", "commands"));
+        assert!(is_near_miss("nmae", "name"));
+        assert!(is_near_miss("snapshot_verison", "snapshot_version"));
+        assert!(!is_near_miss("colour", "error"));
+        assert!(!is_near_miss("id", "name"));
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
