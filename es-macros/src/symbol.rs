@@ -62,27 +62,36 @@ pub(crate) fn one_of(keys: &[Symbol]) -> String {
     }
 }
 
-/// Whether `written` is a typo of `key`: at most two single-character
-/// edits (insert, delete, replace) apart, and not a short word that two
-/// edits could turn into anything.
+/// Whether `written` is a typo of `key`: at most two edits apart (one
+/// for keys of four letters or fewer, which two edits turn into too much).
 pub(crate) fn is_near_miss(written: &str, key: &str) -> bool {
     let allowed = if key.len() <= 4 { 1 } else { 2 };
     edit_distance(written, key) <= allowed
 }
 
-/// Levenshtein distance over chars.
+/// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`:
+/// the optimal string alignment distance, over chars.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let replace = previous[j] + usize::from(ca != *cb);
-            current[j + 1] = replace.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: edits from the first i chars of a to the first j of b.
+    let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let replace = d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            let mut best = replace.min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -106,5 +115,6 @@ mod tests {
         assert!(!is_near_miss("id", "name"));
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("nmae", "name"), 1);
     }
 }
