@@ -66,11 +66,9 @@ impl AggregateAttrs {
                 match cx.key(&meta, "aggregate attribute", &KEYS)? {
                     Some(NAME) => {
                         let expr: Expr = meta.value()?.parse()?;
-                        if let Some(lit) = aggregate_name(cx, &expr) {
-                            // Set even when invalid (already reported), so
-                            // it is not reported as missing too.
-                            name.set(&meta.path, lit);
-                        }
+                        // Set even when wrong (already reported), so it
+                        // is not reported as missing too.
+                        name.set(&meta.path, aggregate_name(cx, &expr));
                     }
                     Some(ERROR) => {
                         let ty: Type = meta.value()?.parse()?;
@@ -131,7 +129,7 @@ impl AggregateAttrs {
             Some(_) => {}
         }
         Self {
-            name: name.get(),
+            name: name.get().flatten(),
             error: error.get(),
             events: events.get(),
             commands: commands.get(),
@@ -149,12 +147,14 @@ fn aggregate_name(cx: &Ctxt, expr: &Expr) -> Option<LitStr> {
     };
     let value = lit.value();
     let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
-    if value.is_empty() || !value.chars().all(allowed) {
+    if value.is_empty() {
+        cx.error_spanned_by(lit, "aggregate `name` must not be empty");
+    } else if !value.chars().all(allowed) {
         cx.error_spanned_by(
             lit,
             format!(
-                "aggregate name \"{value}\" may only use ASCII letters, digits, `_` and `.`, and not be empty: \
-                 streams are named `{{name}}-{{id}}`"
+                "aggregate name \"{value}\" may only use ASCII letters, digits, `_` and `.`: \
+                 streams are named `{{name}}-{{id}}`, so the name must not contain `-`"
             ),
         );
     }
