@@ -21,7 +21,7 @@ use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{Symbol, AGGREGATE, COMMANDS, ERROR, EVENTS, NAME, SNAPSHOT_VERSION};
 use crate::{item, paths};
 
-const SCOPE: &str = "aggregate";
+const SCOPE: &str = "aggregate attribute";
 const KEYS: [Symbol; 5] = [NAME, ERROR, EVENTS, COMMANDS, SNAPSHOT_VERSION];
 
 /// A listed event or command: the user's path and the enum variant named
@@ -63,7 +63,7 @@ impl AggregateAttrs {
         let attrs: Vec<_> = input.attrs.iter().filter(|attr| attr.path() == &AGGREGATE).collect();
         for attr in &attrs {
             let parsed = attr.parse_nested_meta(|meta| {
-                match cx.key(&meta, "aggregate attribute", &KEYS)? {
+                match cx.key(&meta, SCOPE, &KEYS)? {
                     Some(NAME) => {
                         let expr: Expr = meta.value()?.parse()?;
                         // Set even when wrong (already reported), so it

@@ -24,7 +24,8 @@ use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{AGGREGATE, ID, MAX, MIN, NON_EMPTY, VALIDATE};
 use crate::{item, paths};
 
-const SCOPE: &str = "command";
+const SCOPE: &str = "command attribute";
+const RULE: &str = "validate rule";
 
 /// What `#[command(..)]` said.
 struct CommandAttrs {
@@ -39,7 +40,7 @@ impl CommandAttrs {
         let mut aggregate = Slot::new(cx, SCOPE, AGGREGATE);
         let mut validate = Slot::new(cx, SCOPE, VALIDATE);
         let parser = syn::meta::parser(|meta| {
-            match cx.key(&meta, "command attribute", &[AGGREGATE, VALIDATE])? {
+            match cx.key(&meta, SCOPE, &[AGGREGATE, VALIDATE])? {
                 Some(AGGREGATE) => {
                     let ty: Type = meta.value()?.parse()?;
                     aggregate.set(&meta.path, ty);
@@ -112,8 +113,8 @@ impl<'a> CommandDef<'a> {
         for field in &named.named {
             let Some(ident) = &field.ident else { continue };
             if let Some(id_attr) = field.attrs.iter().find(|attr| attr.path() == &ID) {
-                if let Err(error) = id_attr.meta.require_path_only() {
-                    cx.error_spanned_by(&id_attr.meta, format!("`#[id]` takes no arguments ({error})"));
+                if id_attr.meta.require_path_only().is_err() {
+                    cx.error_spanned_by(&id_attr.meta, "`#[id]` takes no arguments: write `#[id]`");
                 }
                 if id_field.is_some() {
                     cx.error_spanned_by(
@@ -137,13 +138,14 @@ impl<'a> CommandDef<'a> {
 }
 
 fn parse_rules(cx: &Ctxt, field: &Field) -> Vec<SpannedRule> {
-    let mut rules = Vec::new();
+    // One slot per rule and field, across all of the field's `#[validate]`
+    // attributes, so a rule given twice is an error wherever it repeats.
+    let mut non_empty = Slot::new(cx, RULE, NON_EMPTY);
+    let mut min = Slot::new(cx, RULE, MIN);
+    let mut max = Slot::new(cx, RULE, MAX);
     for attr in field.attrs.iter().filter(|attr| attr.path() == &VALIDATE) {
-        let mut non_empty = Slot::new(cx, "validate", NON_EMPTY);
-        let mut min = Slot::new(cx, "validate", MIN);
-        let mut max = Slot::new(cx, "validate", MAX);
         let parsed = attr.parse_nested_meta(|meta| {
-            let key = cx.key(&meta, "validate rule", &[NON_EMPTY, MIN, MAX])?;
+            let key = cx.key(&meta, RULE, &[NON_EMPTY, MIN, MAX])?;
             match key {
                 Some(NON_EMPTY) => {
                     non_empty.set(&meta.path, SpannedRule { rule: Rule::NonEmpty, key: meta.path.clone() });
@@ -171,9 +173,8 @@ fn parse_rules(cx: &Ctxt, field: &Field) -> Vec<SpannedRule> {
         if let Err(error) = parsed {
             cx.syn_error(error);
         }
-        rules.extend([non_empty.get(), min.get(), max.get()].into_iter().flatten());
     }
-    rules
+    [non_empty.get(), min.get(), max.get()].into_iter().flatten().collect()
 }
 
 /// The number `expr` spells (an integer or float literal, maybe negated),
@@ -219,8 +220,8 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         _ => TokenStream::new(),
     };
     let mut stripped = item.clone();
-    for fields in stripped.fields.iter_mut() {
-        fields.attrs.retain(|attr| !is_helper(attr));
+    for field in stripped.fields.iter_mut() {
+        field.attrs.retain(|attr| !is_helper(attr));
     }
     let errors = cx.into_compile_errors();
     quote! {

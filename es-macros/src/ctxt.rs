@@ -92,22 +92,23 @@ impl Ctxt {
 /// that occurrence.
 pub(crate) struct Slot<'c, T> {
     cx: &'c Ctxt,
-    scope: &'static str,
+    /// What the key is, for messages: such as `event attribute`.
+    what: &'static str,
     key: Symbol,
     value: Option<T>,
 }
 
 impl<'c, T> Slot<'c, T> {
-    /// An empty slot for `key` of the `scope` attribute (such as `event`).
-    pub(crate) fn new(cx: &'c Ctxt, scope: &'static str, key: Symbol) -> Self {
-        Self { cx, scope, key, value: None }
+    /// An empty slot for `key`, a `what` (such as `event attribute`).
+    pub(crate) fn new(cx: &'c Ctxt, what: &'static str, key: Symbol) -> Self {
+        Self { cx, what, key, value: None }
     }
 
-    /// Sets the value, or records "duplicate {scope} attribute `key`"
+    /// Sets the value, or records "duplicate {what} `key`"
     /// spanned on `at` (the second occurrence) and keeps the first value.
     pub(crate) fn set<A: ToTokens>(&mut self, at: A, value: T) {
         if self.value.is_some() {
-            self.cx.error_spanned_by(at, format!("duplicate {} attribute `{}`", self.scope, self.key));
+            self.cx.error_spanned_by(at, format!("duplicate {} `{}`", self.what, self.key));
         } else {
             self.value = Some(value);
         }

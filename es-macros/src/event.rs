@@ -17,7 +17,7 @@ use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{NAME, UPCAST, VERSION};
 use crate::{item, paths};
 
-const SCOPE: &str = "event";
+const SCOPE: &str = "event attribute";
 
 /// What `#[event(..)]` said, checked.
 struct EventAttrs {
@@ -35,7 +35,7 @@ impl EventAttrs {
         let mut version = Slot::new(cx, SCOPE, VERSION);
         let mut upcast = Slot::new(cx, SCOPE, UPCAST);
         let parser = syn::meta::parser(|meta| {
-            match cx.key(&meta, "event attribute", &[NAME, VERSION, UPCAST])? {
+            match cx.key(&meta, SCOPE, &[NAME, VERSION, UPCAST])? {
                 Some(NAME) => {
                     let expr: Expr = meta.value()?.parse()?;
                     match &expr {
