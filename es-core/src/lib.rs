@@ -66,5 +66,5 @@ pub mod __private {
     pub use ::std::{panic, unreachable};
 
     pub use crate::event::decode_event;
-    pub use crate::macro_support::str_eq;
+    pub use crate::macro_support::{event_payload, str_eq};
 }

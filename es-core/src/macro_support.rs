@@ -1,5 +1,9 @@
-//! Const helpers for code that es-macros generates. Reached through
-//! [`crate::__private`]; not public API.
+//! Helpers for code that es-macros generates. Reached through
+//! `es_core::__private`; not public API.
+
+use serde_json::Value;
+
+use crate::event::Event;
 
 /// Whether two strings are equal, usable in a `const` item.
 ///
@@ -20,6 +24,18 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// An event's payload: what generated `EventSet::to_payload` impls call per
+/// variant.
+///
+/// Bounded by [`Event`] rather than serde's `Serialize` so that a listed type
+/// that is not an event is reported as such, not as a serde problem.
+///
+/// # Errors
+/// serde's error if the event does not serialize.
+pub fn event_payload<E: Event>(event: &E) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(event)
 }
 
 #[cfg(test)]

@@ -350,6 +350,10 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
     let enum_ident = &def.event_enum;
     let variants: Vec<&Ident> = def.events.iter().map(|m| &m.variant).collect();
     let paths: Vec<&Path> = def.events.iter().map(|m| &m.path).collect();
+    // Spelled out and spanned on the event's name, so an event without
+    // `#[event]` is reported there.
+    let encode =
+        paths.iter().map(|path| quote_spanned!(path.span()=> ::es_core::__private::event_payload(event)));
     let decode = paths.iter().zip(&variants).map(|(path, variant)| {
         quote! {
             if event_type == <#path as #core::Event>::TYPE {
@@ -376,7 +380,7 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
                 &self,
             ) -> #private::Result<#private::serde_json::Value, #private::serde_json::Error> {
                 match *self {
-                    #(Self::#variants(ref event) => #private::serde_json::to_value(event),)*
+                    #(Self::#variants(ref event) => #encode,)*
                 }
             }
 
