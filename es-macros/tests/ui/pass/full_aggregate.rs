@@ -65,6 +65,9 @@ pub mod domain {
         /// Discount in percent.
         #[validate(min = 0.0, max = 100.0)]
         pub discount: f64,
+        /// Shift of the delivery date, in days.
+        #[validate(min = -7, max = 7)]
+        pub delivery_shift: i64,
     }
 
     fn check_add(command: &AddItem) -> Result<(), ValidationError> {
@@ -134,8 +137,10 @@ fn main() {
     assert_eq!((ItemAdded::TYPE, ItemAdded::VERSION, CartStatus::TYPE), ("cart.ItemAdded", 2, "CartStatus"));
     assert_eq!((Cart::NAME, Cart::SNAPSHOT_VERSION), ("shop.cart_v2", 2));
     assert_eq!(CartEvent::event_types(), ["cart.ItemAdded", "CartStatus"]);
-    let add = AddItem { cart_id: 3, sku: "tea".into(), quantity: 2, discount: 10.0 };
+    let add = AddItem { cart_id: 3, sku: "tea".into(), quantity: 2, discount: 10.0, delivery_shift: -7 };
     assert_eq!(add.aggregate_id(), "3");
     assert!(add.validate().is_ok());
+    let late = AddItem { delivery_shift: -8, ..add.clone() };
+    assert_eq!(late.validate().unwrap_err().to_string(), "command `AddItem` is invalid: `delivery_shift` must be at least -7");
     assert!(matches!(add.into_aggregate_command(), CartCommand::AddItem(_)));
 }
