@@ -21,6 +21,7 @@ mod aggregate;
 mod envelope;
 mod error;
 mod event;
+mod macro_support;
 mod runtime;
 mod store;
 mod version;
@@ -54,12 +55,16 @@ pub mod __private {
     pub use ::serde;
     pub use ::serde_json;
     pub use ::std::clone::Clone;
+    pub use ::std::cmp::PartialEq;
     pub use ::std::convert::From;
     pub use ::std::fmt::Debug;
     pub use ::std::option::Option;
+    pub use ::std::primitive::{str, u32};
     pub use ::std::result::Result;
     pub use ::std::string::{String, ToString};
     pub use ::std::vec::Vec;
+    pub use ::std::{panic, unreachable};
 
     pub use crate::event::decode_event;
+    pub use crate::macro_support::{event_payload, str_eq};
 }

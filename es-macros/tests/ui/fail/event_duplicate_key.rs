@@ -1,0 +1,9 @@
+use es_core::event;
+
+#[event(version = 2, version = 3)]
+#[derive(Debug, Clone, PartialEq)]
+struct Deposited {
+    amount: u64,
+}
+
+fn main() {}
