@@ -21,6 +21,7 @@ mod aggregate;
 mod envelope;
 mod error;
 mod event;
+mod readside;
 mod runtime;
 mod store;
 mod version;
@@ -36,6 +37,12 @@ pub use error::{
     ProjectionError, StoreError, ValidationError, Violation,
 };
 pub use event::{Event, EventSet};
+pub use readside::{
+    Consistency, ConsistencyError, Failure, HandleEvent, HandlerBuilder, HandlerCtx, HandlerError,
+    InMemoryLeaseStore, Lease, LeaseError, LeaseStore, Project, ProjectionBuilder, ProjectionTx, ReadSide,
+    ReadSideBuilder, ReadSideConfig, ReadSideError, Recorded, Registration, Registry, RegistryError, Replay,
+    RetryPolicy, Selection, Subscriber, SubscriptionKind, SubscriptionState, SubscriptionStatus,
+};
 pub use runtime::{AggregateConfig, BuildError, CommandOutcome, Es, EsBuilder, EsConfig, Loaded};
 pub use store::{
     json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
@@ -62,4 +69,5 @@ pub mod __private {
     pub use ::std::vec::Vec;
 
     pub use crate::event::decode_event;
+    pub use crate::readside::Registration;
 }
