@@ -417,9 +417,7 @@ impl ReadSide {
         if task.as_ref().is_some_and(|t| !t.join.is_finished()) {
             return Ok(());
         }
-        if start == Start::Rebuild {
-            slot.reset_progress();
-        }
+        slot.starting(start);
         let (cancel, cancelled) = watch::channel(false);
         let join = runtime.spawn(runner::run(Arc::clone(&self.shared), Arc::clone(slot), start, cancelled));
         *task = Some(Task { cancel, join });
@@ -579,9 +577,9 @@ impl ReadSide {
     ) -> Result<(), ConsistencyError> {
         let mut progress = slot.progress.subscribe();
         loop {
-            let (reached, state) = {
+            let (reached, state, rebuilding) = {
                 let now = progress.borrow_and_update();
-                (now.reached, now.state.clone())
+                (now.reached, now.state.clone(), now.rebuilding)
             };
             if reached >= position {
                 return Ok(());
@@ -599,8 +597,14 @@ impl ReadSide {
                     }
                 }
                 _ => {
-                    // Not processing here: another node may run it.
-                    match self.shared.projections.checkpoint(&slot.namespace).await {
+                    // Not processing here: another node may run it. (While a
+                    // rebuild is pending here, the stored checkpoint is stale.)
+                    let stored = if rebuilding {
+                        Ok(None)
+                    } else {
+                        self.shared.projections.checkpoint(&slot.namespace).await
+                    };
+                    match stored {
                         Ok(Some(stored)) if stored >= position => return Ok(()),
                         Ok(_) => {}
                         Err(error) => {

@@ -71,6 +71,9 @@ pub(crate) struct Progress {
     pub(crate) reached: GlobalPosition,
     /// The checkpoint last committed.
     pub(crate) checkpoint: Option<GlobalPosition>,
+    /// A rebuild was asked for and has not reset the store yet: the stored
+    /// checkpoint is stale.
+    pub(crate) rebuilding: bool,
 }
 
 /// One named subscription of a read side, running or not.
@@ -99,6 +102,7 @@ impl Slot {
             state: SubscriptionState::Stopped,
             reached: GlobalPosition::START,
             checkpoint: None,
+            rebuilding: false,
         });
         Self { name: name.into(), namespace, subscriber, progress, task: Mutex::new(None) }
     }
@@ -111,10 +115,16 @@ impl Slot {
         });
     }
 
-    pub(crate) fn reset_progress(&self) {
+    /// Marks the start of a task: a rebuild resets the progress at once,
+    /// so nobody waiting sees the old position as reached.
+    pub(crate) fn starting(&self, start: Start) {
         self.progress.send_modify(|p| {
-            p.reached = GlobalPosition::START;
-            p.checkpoint = None;
+            p.state = SubscriptionState::Standby;
+            if start == Start::Rebuild {
+                p.reached = GlobalPosition::START;
+                p.checkpoint = None;
+                p.rebuilding = true;
+            }
         });
     }
 
@@ -472,7 +482,11 @@ impl<'a> Runner<'a> {
                 self.commit(work, GlobalPosition::START).await?;
             }
         }
-        self.slot.reset_progress();
+        self.slot.progress.send_modify(|p| {
+            p.reached = GlobalPosition::START;
+            p.checkpoint = None;
+            p.rebuilding = false;
+        });
         tracing::info!(subscription = %self.slot.name, replay_until = %head, "replaying from the start");
         Ok(())
     }
