@@ -63,10 +63,43 @@ const _: () = {
     }
 };
 
+/// An `#[event_handler]` on an async fn: the macro wraps the fn in a unit
+/// struct that implements `HandleEvent` by calling it.
+async fn greet(e: &Recorded<Pinged>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+    if e.by.is_empty() || ctx.name() != "greeter" {
+        return Err(HandlerError::msg("unexpected event or name"));
+    }
+    Ok(())
+}
+
+const _: () = {
+    struct Greet;
+    #[automatically_derived]
+    impl es_core::HandleEvent<Pinged> for Greet {
+        fn handle(
+            &self,
+            event: &es_core::Recorded<Pinged>,
+            ctx: &es_core::HandlerCtx,
+        ) -> impl ::std::future::Future<Output = ::std::result::Result<(), es_core::HandlerError>> + Send {
+            greet(event, ctx)
+        }
+    }
+    fn factory() -> es_core::Subscriber {
+        es_core::Subscriber::handler(Greet)
+            .on::<Pinged>()
+            .build()
+            .in_group("ops")
+            .consistency(es_core::Consistency::Strong)
+    }
+    es_core::__private::inventory::submit! {
+        es_core::__private::Registration::new("greeter", factory)
+    }
+};
+
 #[test]
 fn link_time_registrations_are_found_in_name_order() {
     let registry = Registry::from_inventory().unwrap();
-    assert_eq!(registry.names().collect::<Vec<_>>(), ["pager", "pings"]);
+    assert_eq!(registry.names().collect::<Vec<_>>(), ["greeter", "pager", "pings"]);
     let pager = registry.get("pager").unwrap();
     assert_eq!(pager.kind(), SubscriptionKind::Handler);
     assert_eq!(pager.replay_mode(), Replay::Skip);
@@ -86,7 +119,7 @@ async fn a_read_side_without_a_registry_runs_the_link_time_registrations() {
         .select(Selection::group("ops"))
         .start()
         .unwrap();
-    assert_eq!(read_side.names().collect::<Vec<_>>(), ["pings"]);
+    assert_eq!(read_side.names().collect::<Vec<_>>(), ["greeter", "pings"]);
     let ping = |by: &str| NewEvent::new("pinger", Pinged::TYPE, 1, serde_json::json!({ "by": by }));
     let outcome = events
         .append(&StreamId::new("pinger-1"), ExpectedVersion::Any, vec![ping("ada"), ping("bob"), ping("ada")])
@@ -94,6 +127,8 @@ async fn a_read_side_without_a_registry_runs_the_link_time_registrations() {
         .unwrap();
     let head = outcome.last_position().unwrap();
     read_side.wait_for("pings", head, Duration::from_secs(60)).await.unwrap();
+    read_side.wait_for_strong(head, Duration::from_secs(60)).await.unwrap();
+    assert!(read_side.status("greeter").await.unwrap().state.is_active());
     assert_eq!(documents.get("pings", "ada").await.unwrap(), Some(serde_json::json!(2)));
     assert_eq!(documents.get("pings", "bob").await.unwrap(), Some(serde_json::json!(1)));
     read_side.shutdown().await;

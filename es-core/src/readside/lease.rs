@@ -59,9 +59,12 @@ pub enum LeaseError {
 ///   held by a pooled connection) must also release the lock if the session
 ///   dies, and must report `Ok(false)` from `renew` once the session is gone.
 ///
-/// The runner renews every third of the TTL and before every commit, so
-/// with a TTL well above the time one batch takes, a holder never commits
-/// after its lease passed to another node.
+/// The runner checks its lease before every event and every commit and
+/// renews it once a third of the TTL has passed; it stops at once when
+/// `renew` says the lease is lost. So with a TTL well above the time one
+/// event (with its retries) takes, a holder never commits after its lease
+/// passed to another node. A store that can do better fences commits with
+/// [`Lease::token`].
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
     /// Acquires the lease on `name` for `owner` for `ttl`, or `Ok(None)` if

@@ -120,10 +120,10 @@ impl Slot {
     pub(crate) fn starting(&self, start: Start) {
         self.progress.send_modify(|p| {
             p.state = SubscriptionState::Standby;
+            p.rebuilding = start == Start::Rebuild;
             if start == Start::Rebuild {
                 p.reached = GlobalPosition::START;
                 p.checkpoint = None;
-                p.rebuilding = true;
             }
         });
     }
