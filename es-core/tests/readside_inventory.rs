@@ -80,7 +80,8 @@ const _: () = {
             &self,
             event: &es_core::Recorded<Pinged>,
             ctx: &es_core::HandlerCtx,
-        ) -> impl ::std::future::Future<Output = ::std::result::Result<(), es_core::HandlerError>> + Send {
+        ) -> impl ::std::future::Future<Output = ::std::result::Result<(), es_core::HandlerError>> + Send
+        {
             greet(event, ctx)
         }
     }
