@@ -696,3 +696,96 @@ async fn an_undecodable_event_stops_the_subscription_with_a_typed_error() {
     assert!(failure.error.contains("account-ada"), "{}", failure.error);
     read_side.shutdown().await;
 }
+
+/// Panics on one amount while `panicking` is set.
+struct Panicky {
+    inner: Balances,
+    panicking: Arc<AtomicBool>,
+}
+
+impl Project<Deposited> for Panicky {
+    async fn project(&self, e: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        // Changes made before the panic must be rolled back.
+        self.inner.change(&e.account, e.amount, tx).await?;
+        if e.amount == 13 && self.panicking.load(Ordering::SeqCst) {
+            panic!("boom on {}", e.amount);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_that_fails_mid_batch_keeps_the_events_before_it() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let panicking = Arc::new(AtomicBool::new(true));
+    let projection = Panicky { inner: Balances::default(), panicking: Arc::clone(&panicking) };
+    let mut registry = Registry::new();
+    registry
+        .register("balances", Subscriber::projection(projection).on::<Deposited>().build().retry(retry(2)))
+        .unwrap();
+    let deposits = [deposit("ada", 1), deposit("ada", 2), deposit("ada", 13), deposit("ada", 4)];
+    let head = append(&events, "account-ada", &deposits).await;
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let error = read_side.wait_for("balances", head, TIMEOUT).await.unwrap_err();
+    let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
+    assert_eq!(failure.position, GlobalPosition(3));
+    assert_eq!(failure.attempts, 2);
+    assert!(failure.error.contains("panicked: boom on 13"), "{}", failure.error);
+    // The batch's first two events are committed, the failing one is not.
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(GlobalPosition(2)));
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits[..2]));
+    assert_eq!(read_side.status("balances").await.unwrap().position, GlobalPosition(2));
+
+    panicking.store(false, Ordering::SeqCst);
+    read_side.restart("balances").await.unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reports_state_position_and_lag_by_name() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    registry.register("audit", Subscriber::handler(Recorder::default()).on::<Opened>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents)
+        .registry(registry)
+        .config(config())
+        .build()
+        .unwrap();
+    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let before = read_side.statuses().await.unwrap();
+    assert_eq!(before.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["audit", "balances"]);
+    assert!(before.iter().all(|s| s.state == SubscriptionState::Stopped && s.lag == head.get()));
+
+    read_side.start().unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    read_side.wait_for("audit", head, TIMEOUT).await.unwrap();
+    let status = read_side.status("balances").await.unwrap();
+    assert_eq!((status.position, status.head, status.lag), (head, head, 0));
+    assert_eq!(status.kind, es_core::SubscriptionKind::Projection);
+    assert!(status.state.is_active());
+
+    read_side.stop("audit").await.unwrap();
+    let head = append(&events, "account-ada", &[deposit("ada", 3)]).await;
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    let audit = read_side.status("audit").await.unwrap();
+    assert_eq!(audit.state, SubscriptionState::Stopped);
+    assert_eq!(audit.lag, 1);
+    assert!(matches!(
+        read_side.status("nope").await,
+        Err(ReadSideError::UnknownSubscription { name }) if name == "nope"
+    ));
+    read_side.shutdown().await;
+}
