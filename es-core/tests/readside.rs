@@ -789,3 +789,79 @@ async fn status_reports_state_position_and_lag_by_name() {
     ));
     read_side.shutdown().await;
 }
+
+/// An event store whose positions have holes: every position is doubled
+/// (2, 4, 6, ...), as after rolled-back appends in Postgres.
+#[derive(Clone)]
+struct Holey(InMemoryEventStore);
+
+#[async_trait]
+impl EventStore for Holey {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<es_core::AppendOutcome, es_core::AppendError> {
+        self.0.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: es_core::StreamVersion,
+        direction: es_core::Direction,
+        limit: usize,
+    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+        self.0.read_stream(stream, from, direction, limit).await
+    }
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+        let mut events = self.0.read_all(GlobalPosition(after.get() / 2), limit).await?;
+        for event in &mut events {
+            event.global_position = GlobalPosition(event.global_position.get() * 2);
+        }
+        Ok(events)
+    }
+    async fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<es_core::StreamVersion>, es_core::StoreError> {
+        self.0.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<GlobalPosition, es_core::StoreError> {
+        Ok(GlobalPosition(self.0.head_position().await?.get() * 2))
+    }
+    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        self.0.wait_for_events(GlobalPosition(after.get() / 2), max_wait).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let recorder = Recorder::default();
+    registry.register("recorder", Subscriber::handler(recorder.clone()).on::<Deposited>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(Holey(events.clone()))
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let deposits: Vec<Deposited> = (1..=7).map(|n| deposit("ada", n)).collect();
+    append(&events, "account-ada", &deposits[..4]).await;
+    append(&events, "account-ada", &deposits[4..]).await;
+    let head = GlobalPosition(14);
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    read_side.wait_for("recorder", head, TIMEOUT).await.unwrap();
+    assert_eq!(recorder.positions(), [2, 4, 6, 8, 10, 12, 14]);
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    read_side.shutdown().await;
+}

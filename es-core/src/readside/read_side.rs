@@ -10,7 +10,7 @@ use super::lease::{InMemoryLeaseStore, LeaseStore};
 use super::registry::{Registry, RegistryError, Selection};
 use super::runner::{self, Progress, Shared, Slot, Start, Task, IN_SUBSCRIPTION};
 use super::status::{Failure, SubscriptionState, SubscriptionStatus};
-use super::subscriber::Consistency;
+use super::subscriber::{Consistency, RetryPolicy};
 use crate::error::StoreError;
 use crate::runtime::Es;
 use crate::store::{EventStore, ProjectionStore};
@@ -35,7 +35,7 @@ pub struct ReadSideConfig {
     pub checkpoint_every: usize,
     /// Backoff for failed reads of the event or projection store; reads are
     /// retried until they succeed (`max_attempts` is not used).
-    pub store_retry: super::subscriber::RetryPolicy,
+    pub store_retry: RetryPolicy,
     /// How often a waiter polls the stored checkpoint of a subscription
     /// that runs on another node.
     pub remote_poll: Duration,
@@ -49,7 +49,7 @@ impl Default for ReadSideConfig {
             lease_ttl: Duration::from_secs(30),
             lease_retry: Duration::from_secs(1),
             checkpoint_every: 1000,
-            store_retry: super::subscriber::RetryPolicy::new(u32::MAX, Duration::from_millis(100)),
+            store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(100)),
             remote_poll: Duration::from_millis(100),
         }
     }
