@@ -559,6 +559,7 @@ fn node(
     events: &InMemoryEventStore,
     documents: &InMemoryProjectionStore,
     leases: &InMemoryLeaseStore,
+    config: ReadSideConfig,
 ) -> ReadSide {
     let handler = Exclusive { node: name.into(), ..shared.clone() };
     let mut registry = Registry::new();
@@ -569,29 +570,35 @@ fn node(
         .lease_store(leases.clone())
         .owner(name)
         .registry(registry)
-        .config(config())
+        .config(config)
         .start()
         .unwrap()
 }
 
-#[tokio::test(start_paused = true)]
-async fn two_runners_never_both_process_and_the_second_takes_over() {
+/// Two nodes share one lease store: only one processes at any moment, and
+/// after it stops the other goes on from its checkpoint.
+async fn two_runners_take_turns(config: ReadSideConfig) {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
     let leases = InMemoryLeaseStore::new();
     let shared = Exclusive::default();
-    let a = node("a", &shared, &events, &documents, &leases);
-    let b = node("b", &shared, &events, &documents, &leases);
+    let a = node("a", &shared, &events, &documents, &leases, config.clone());
+    let b = node("b", &shared, &events, &documents, &leases, config);
     let mut head = GlobalPosition::START;
     for n in 0..12 {
         head = append(&events, "account-ada", &[deposit("ada", n)]).await;
         tokio::task::yield_now().await;
     }
+    // Either node sees the position reached: by running it, or through the
+    // checkpoint the other one stored.
+    tokio::select! {
+        reached = a.wait_for("exclusive", head, TIMEOUT) => reached.unwrap(),
+        reached = b.wait_for("exclusive", head, TIMEOUT) => reached.unwrap(),
+    }
     let holder = leases.holder("exclusive").expect("one node holds the lease");
     let (active, standby) = if holder == "a" { (a, b) } else { (b, a) };
     active.wait_for("exclusive", head, TIMEOUT).await.unwrap();
     assert_eq!(standby.status("exclusive").await.unwrap().state, SubscriptionState::Standby);
-    // The standby node sees the progress through the stored checkpoint.
     standby.wait_for("exclusive", head, TIMEOUT).await.unwrap();
 
     active.shutdown().await;
@@ -614,17 +621,32 @@ async fn two_runners_never_both_process_and_the_second_takes_over() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn two_runners_never_both_process_and_the_second_takes_over() {
+    two_runners_take_turns(config()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_on_two_threads_never_both_process() {
+    let config = ReadSideConfig {
+        lease_retry: Duration::from_millis(5),
+        idle_wait: Duration::from_millis(50),
+        ..config()
+    };
+    two_runners_take_turns(config).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn when_a_runner_dies_its_lease_expires_and_another_takes_over() {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
     let leases = InMemoryLeaseStore::new();
     let shared = Exclusive::default();
-    let a = node("a", &shared, &events, &documents, &leases);
+    let a = node("a", &shared, &events, &documents, &leases, config());
     let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
     a.wait_for("exclusive", head, TIMEOUT).await.unwrap();
     assert_eq!(leases.holder("exclusive").as_deref(), Some("a"));
     assert_eq!(documents.checkpoint("handler:exclusive").await.unwrap(), Some(head));
-    let b = node("b", &shared, &events, &documents, &leases);
+    let b = node("b", &shared, &events, &documents, &leases, config());
     drop(a); // aborts the task without releasing the lease, like a crash
 
     let head = append(&events, "account-ada", &[deposit("ada", 3)]).await;
