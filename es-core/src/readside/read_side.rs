@@ -433,9 +433,9 @@ impl ReadSide {
         }
     }
 
-    /// Stops one subscription on this node: it finishes the event at hand,
-    /// commits how far it got and releases its lease (another node may take
-    /// over).
+    /// Stops one subscription on this node: it finishes the event at hand
+    /// (a handler that never returns keeps this waiting), commits how far
+    /// it got and releases its lease (another node may take over).
     ///
     /// # Errors
     /// [`ReadSideError::UnknownSubscription`].
