@@ -22,6 +22,7 @@ mod envelope;
 mod error;
 mod event;
 mod macro_support;
+mod readside;
 mod runtime;
 mod store;
 mod version;
@@ -37,6 +38,12 @@ pub use error::{
     ProjectionError, StoreError, ValidationError, Violation,
 };
 pub use event::{Event, EventSet};
+pub use readside::{
+    Consistency, ConsistencyError, Failure, HandleEvent, HandlerBuilder, HandlerCtx, HandlerError,
+    InMemoryLeaseStore, Lease, LeaseError, LeaseStore, Project, ProjectionBuilder, ProjectionTx, ReadSide,
+    ReadSideBuilder, ReadSideConfig, ReadSideError, Recorded, Registration, Registry, RegistryError, Replay,
+    RetryPolicy, Selection, Subscriber, SubscriptionKind, SubscriptionState, SubscriptionStatus,
+};
 pub use runtime::{AggregateConfig, BuildError, CommandOutcome, Es, EsBuilder, EsConfig, Loaded};
 pub use store::{
     json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
@@ -67,4 +74,5 @@ pub mod __private {
 
     pub use crate::event::decode_event;
     pub use crate::macro_support::{event_payload, str_eq};
+    pub use crate::readside::Registration;
 }

@@ -17,8 +17,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(es: &Es) -> anyhow::Result<()> {
-    let ada = format!("ada-{}", uuid::Uuid::now_v7().simple());
-    let bob = format!("bob-{}", uuid::Uuid::now_v7().simple());
+    // Fresh ids per run, so that runs on a persistent store do not collide.
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (ada, bob) = (format!("ada-{run}"), format!("bob-{run}"));
 
     println!("== commands");
     let opened = es.execute(OpenAccount { account_id: ada.clone(), owner: "Ada Lovelace".into() }).await?;
@@ -35,28 +36,28 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     println!("open account {ada} for Ada -> version {:?}, code {code}", opened.version.map(StreamVersion::get));
     es.execute(VerifyAccount { account_id: ada.clone(), code }).await?;
     println!("verify {ada}");
-    for amount in [100_00, 250_00] {
+    for amount in [1_0000, 25_000] {
         let outcome = es.execute(Deposit { account_id: ada.clone(), amount }).await?;
         println!("deposit {} into {ada} -> version {:?}", cents(amount), outcome.version.map(StreamVersion::get));
     }
     let before_withdrawal = es.load_versioned::<Account>(&ada, None).await?.version.context("ada has events")?;
-    es.execute(Withdraw { account_id: ada.clone(), amount: 75_00, reference: Some("rent".into()) }).await?;
-    println!("withdraw {} from {ada} (reference: rent)", cents(75_00));
+    es.execute(Withdraw { account_id: ada.clone(), amount: 7_500, reference: Some("rent".into()) }).await?;
+    println!("withdraw {} from {ada} (reference: rent)", cents(7_500));
 
     es.execute(OpenAccount { account_id: bob.clone(), owner: "Bob".into() }).await?;
-    es.execute(Deposit { account_id: bob.clone(), amount: 10_00 }).await?;
-    println!("open account {bob} for Bob and deposit {}", cents(10_00));
+    es.execute(Deposit { account_id: bob.clone(), amount: 1_000 }).await?;
+    println!("open account {bob} for Bob and deposit {}", cents(1_000));
 
     println!("\n== refused commands");
-    match es.execute(Withdraw { account_id: ada.clone(), amount: 1_000_00, reference: None }).await {
+    match es.execute(Withdraw { account_id: ada.clone(), amount: 100_000, reference: None }).await {
         Err(ExecuteError::Rejected(error @ AccountError::InsufficientFunds { .. })) => {
-            println!("withdraw {} from {ada}: refused: {error}", cents(1_000_00));
+            println!("withdraw {} from {ada}: refused: {error}", cents(100_000));
         }
         other => anyhow::bail!("expected insufficient funds, got {other:?}"),
     }
-    match es.execute(Withdraw { account_id: bob.clone(), amount: 5_00, reference: None }).await {
+    match es.execute(Withdraw { account_id: bob.clone(), amount: 500, reference: None }).await {
         Err(ExecuteError::Rejected(error @ AccountError::NotVerified)) => {
-            println!("withdraw {} from {bob}: refused: {error}", cents(5_00));
+            println!("withdraw {} from {bob}: refused: {error}", cents(500));
         }
         other => anyhow::bail!("expected not verified, got {other:?}"),
     }

@@ -1,0 +1,270 @@
+//! Event handlers: side effects and process managers fed by the global
+//! stream.
+//!
+//! A handler implements [`HandleEvent<E>`] once per event type it consumes
+//! and is turned into a runnable [`Subscriber`] with
+//! [`Subscriber::handler`]. Delivery is at least once, in position order:
+//! a handler must tolerate seeing an event again after a crash.
+//!
+//! ```
+//! use es_core::{HandleEvent, HandlerCtx, HandlerError, Recorded, Replay, Subscriber};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # struct AccountOpened { owner: String }
+//! # impl es_core::Event for AccountOpened { const TYPE: &'static str = "AccountOpened"; }
+//!
+//! struct WelcomeMail;
+//!
+//! impl HandleEvent<AccountOpened> for WelcomeMail {
+//!     async fn handle(&self, event: &Recorded<AccountOpened>, _ctx: &HandlerCtx) -> Result<(), HandlerError> {
+//!         println!("welcome, {}", event.owner);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let subscriber = Subscriber::handler(WelcomeMail).on::<AccountOpened>().replay(Replay::Skip).build();
+//! assert_eq!(subscriber.event_types(), ["AccountOpened"]);
+//! ```
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::recorded::Recorded;
+use super::subscriber::{Subscriber, SubscriberKind};
+use crate::aggregate::Command;
+use crate::envelope::{Metadata, RecordedEvent};
+use crate::error::{BoxError, DecodeError, ProjectionError};
+use crate::event::Event;
+use crate::runtime::{CommandOutcome, Es};
+use crate::version::{EventId, GlobalPosition};
+
+/// Handles one event type `E`: implement it once per consumed type.
+///
+/// Write the method as `async fn handle(&self, event: &Recorded<E>, ctx:
+/// &HandlerCtx) -> Result<(), HandlerError>`; the future must be `Send`.
+/// Returning an error makes the runner retry the event with backoff; after
+/// the last attempt the subscription stops at that event and reports it.
+pub trait HandleEvent<E: Event>: Send + Sync + 'static {
+    /// Handles one recorded event.
+    ///
+    /// # Errors
+    /// Whatever went wrong; the event is retried, never skipped.
+    fn handle(
+        &self,
+        event: &Recorded<E>,
+        ctx: &HandlerCtx,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Whether a handler runs while history is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Replay {
+    /// Run it for replayed events too (the handler sees
+    /// [`HandlerCtx::is_replay`]).
+    #[default]
+    Run,
+    /// Never run it for replayed events: its checkpoint just moves past
+    /// them. For side effects that must not happen twice (mail, payments).
+    Skip,
+}
+
+/// A handler or projection failed on one event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The event could not be decoded as the consumed type.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Reading or writing projection documents failed.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// A command dispatched by a process manager failed.
+    #[error("command `{command}` dispatched by the handler failed")]
+    Command {
+        /// The command's type name.
+        command: &'static str,
+        /// The execution error.
+        #[source]
+        source: BoxError,
+    },
+    /// The handler dispatched a command, but the read side has no [`Es`]
+    /// to dispatch it with.
+    #[error("no command dispatcher: give the read side an `Es` to dispatch commands from handlers")]
+    NoDispatcher,
+    /// Any other failure of the handler's own code.
+    #[error("{message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl HandlerError {
+    /// A failure described by a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::Failed { message: message.into(), source: None }
+    }
+
+    /// A failure caused by another error.
+    pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Failed { message: error.to_string(), source: Some(Box::new(error)) }
+    }
+}
+
+/// What a handler knows about the event it handles, and the door to
+/// dispatch commands (process managers, sagas).
+///
+/// Commands dispatched through [`execute`](HandlerCtx::execute) carry the
+/// triggering event's id as causation id and its correlation id (or, if it
+/// has none, its event id) as correlation id.
+#[derive(Debug, Clone)]
+pub struct HandlerCtx {
+    pub(crate) subscriber: Arc<str>,
+    pub(crate) event_id: EventId,
+    pub(crate) correlation_id: Uuid,
+    pub(crate) position: GlobalPosition,
+    pub(crate) replay: bool,
+    pub(crate) es: Option<Es>,
+}
+
+impl HandlerCtx {
+    pub(crate) fn for_event(
+        subscriber: Arc<str>,
+        event: &RecordedEvent,
+        replay: bool,
+        es: Option<Es>,
+    ) -> Self {
+        Self {
+            subscriber,
+            event_id: event.event_id,
+            correlation_id: event.metadata.correlation_id.unwrap_or(event.event_id.as_uuid()),
+            position: event.global_position,
+            replay,
+            es,
+        }
+    }
+
+    /// The name of the handler being run.
+    pub fn name(&self) -> &str {
+        &self.subscriber
+    }
+
+    /// Whether the event is replayed history (after
+    /// [`ReadSide::replay`](crate::ReadSide::replay)) rather than news.
+    pub fn is_replay(&self) -> bool {
+        self.replay
+    }
+
+    /// The global position of the event being handled.
+    pub fn position(&self) -> GlobalPosition {
+        self.position
+    }
+
+    /// Metadata for a command caused by the event being handled.
+    pub fn command_metadata(&self) -> Metadata {
+        Metadata::new().with_causation_id(self.event_id.as_uuid()).with_correlation_id(self.correlation_id)
+    }
+
+    /// The application, when the read side was given one.
+    pub fn es(&self) -> Option<&Es> {
+        self.es.as_ref()
+    }
+
+    /// Executes a command caused by the event being handled (see the type
+    /// docs for the ids it carries). Commands dispatched from a handler do
+    /// not wait for strongly consistent subscribers: the calling
+    /// subscription cannot move on until the handler returns.
+    ///
+    /// # Errors
+    /// [`HandlerError::NoDispatcher`] without an [`Es`];
+    /// [`HandlerError::Command`] carrying the [`ExecuteError`](crate::ExecuteError)
+    /// if the command failed. Use [`es`](HandlerCtx::es) with
+    /// [`command_metadata`](HandlerCtx::command_metadata) to match on the
+    /// execution error yourself.
+    pub async fn execute<C: Command>(
+        &self,
+        command: C,
+    ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
+        let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
+        es.execute_with(command, self.command_metadata())
+            .await
+            .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
+    }
+}
+
+pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// A handler's entry for one event type, with the type erased.
+pub(crate) trait HandlerRoute: Send + Sync {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a HandlerCtx) -> HandlerFuture<'a>;
+}
+
+struct Route<H, E> {
+    handler: Arc<H>,
+    event: PhantomData<fn() -> E>,
+}
+
+impl<H: HandleEvent<E>, E: Event> HandlerRoute for Route<H, E> {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a HandlerCtx) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let recorded = Recorded::<E>::decode(event)?;
+            self.handler.handle(&recorded, ctx).await
+        })
+    }
+}
+
+/// Builds a handler [`Subscriber`]: list the consumed event types with
+/// [`on`](HandlerBuilder::on). Made by [`Subscriber::handler`].
+pub struct HandlerBuilder<H> {
+    handler: Arc<H>,
+    routes: BTreeMap<&'static str, Box<dyn HandlerRoute>>,
+    replay: Replay,
+}
+
+impl<H: Send + Sync + 'static> HandlerBuilder<H> {
+    pub(crate) fn new(handler: H) -> Self {
+        Self { handler: Arc::new(handler), routes: BTreeMap::new(), replay: Replay::Run }
+    }
+
+    /// Consumes events of type `E` (other types are skipped, and still
+    /// move the checkpoint).
+    #[must_use]
+    pub fn on<E: Event>(mut self) -> Self
+    where
+        H: HandleEvent<E>,
+    {
+        let route = Route::<H, E> { handler: Arc::clone(&self.handler), event: PhantomData };
+        self.routes.insert(E::TYPE, Box::new(route));
+        self
+    }
+
+    /// Sets whether the handler runs for replayed events (default
+    /// [`Replay::Run`]).
+    #[must_use]
+    pub fn replay(mut self, replay: Replay) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    /// The runnable subscriber.
+    pub fn build(self) -> Subscriber {
+        Subscriber::new(SubscriberKind::Handler { routes: self.routes, replay: self.replay })
+    }
+}
+
+impl<H> std::fmt::Debug for HandlerBuilder<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerBuilder")
+            .field("events", &self.routes.keys().collect::<Vec<_>>())
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,323 @@
+//! Projections: read models folded from the global stream into the
+//! [`ProjectionStore`].
+//!
+//! A projection implements [`Project<E>`] once per event type it consumes.
+//! Each call reads documents through a [`ProjectionTx`] (which sees the
+//! batch's own pending changes) and records puts and deletes; the runner
+//! commits a batch's changes together with the checkpoint in one
+//! [`ProjectionStore::commit`], so after a crash the projection resumes
+//! without applying an event twice or losing one.
+//!
+//! ```
+//! use es_core::{HandlerError, Project, ProjectionTx, Recorded, Subscriber};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # struct MoneyDeposited { account: String, amount: u64 }
+//! # impl es_core::Event for MoneyDeposited { const TYPE: &'static str = "MoneyDeposited"; }
+//!
+//! struct Balances;
+//!
+//! impl Project<MoneyDeposited> for Balances {
+//!     async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+//!         let balance: u64 = tx.get(&e.account).await?.unwrap_or(0);
+//!         tx.put(e.account.clone(), &(balance + e.amount))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let subscriber = Subscriber::projection(Balances).on::<MoneyDeposited>().build();
+//! assert_eq!(subscriber.event_types(), ["MoneyDeposited"]);
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::handler::{HandlerError, HandlerFuture};
+use super::recorded::Recorded;
+use super::subscriber::{Subscriber, SubscriberKind};
+use crate::envelope::RecordedEvent;
+use crate::error::ProjectionError;
+use crate::event::Event;
+use crate::store::{DocumentChange, ProjectionStore, UnitOfWork};
+use crate::version::GlobalPosition;
+
+/// Projects one event type `E` into documents: implement it once per
+/// consumed type.
+///
+/// Write the method as `async fn project(&self, event: &Recorded<E>, tx:
+/// &mut ProjectionTx) -> Result<(), HandlerError>`; the future must be
+/// `Send`. On an error the event's changes are discarded and it is retried;
+/// after the last attempt the projection stops at that event.
+pub trait Project<E: Event>: Send + Sync + 'static {
+    /// Projects one recorded event.
+    ///
+    /// # Errors
+    /// Whatever went wrong; the event is retried, never skipped.
+    fn project(
+        &self,
+        event: &Recorded<E>,
+        tx: &mut ProjectionTx,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// The documents of one projection as seen while projecting a batch: reads
+/// go to the store but see the batch's own pending puts and deletes, which
+/// commit with the checkpoint when the batch is done.
+pub struct ProjectionTx {
+    store: Arc<dyn ProjectionStore>,
+    name: Arc<str>,
+    changes: Vec<DocumentChange>,
+    /// The newest pending state of each touched document (`None`: deleted).
+    pending: HashMap<String, Option<Value>>,
+    replay: bool,
+}
+
+impl std::fmt::Debug for ProjectionTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionTx")
+            .field("projection", &self.name)
+            .field("pending_changes", &self.changes.len())
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProjectionTx {
+    pub(crate) fn new(store: Arc<dyn ProjectionStore>, name: Arc<str>) -> Self {
+        Self { store, name, changes: Vec::new(), pending: HashMap::new(), replay: false }
+    }
+
+    /// The projection's name (its document namespace in the store).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the event being projected is replayed history (during a
+    /// [`ReadSide::rebuild`](crate::ReadSide::rebuild)).
+    pub fn is_replay(&self) -> bool {
+        self.replay
+    }
+
+    /// The document `id` as JSON, including this batch's pending changes.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if the store fails.
+    pub async fn get_json(&self, id: &str) -> Result<Option<Value>, ProjectionError> {
+        match self.pending.get(id) {
+            Some(pending) => Ok(pending.clone()),
+            None => self.store.get(&self.name, id).await,
+        }
+    }
+
+    /// The document `id` deserialized as `T`, including this batch's
+    /// pending changes.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if the store fails;
+    /// [`ProjectionError::Serde`] if the document is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, ProjectionError> {
+        let Some(json) = self.get_json(id).await? else { return Ok(None) };
+        serde_json::from_value(json).map(Some).map_err(|source| ProjectionError::Serde {
+            projection: self.name.to_string(),
+            id: id.to_owned(),
+            source,
+        })
+    }
+
+    /// Creates or replaces the document `id` with a JSON value.
+    pub fn put_json(&mut self, id: impl Into<String>, document: Value) {
+        let id = id.into();
+        self.pending.insert(id.clone(), Some(document.clone()));
+        self.changes.push(DocumentChange::Put { id, document });
+    }
+
+    /// Creates or replaces the document `id` with `document` serialized.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Serde`] if `document` does not serialize.
+    pub fn put<T: Serialize + ?Sized>(
+        &mut self,
+        id: impl Into<String>,
+        document: &T,
+    ) -> Result<(), ProjectionError> {
+        let id = id.into();
+        match serde_json::to_value(document) {
+            Ok(json) => {
+                self.put_json(id, json);
+                Ok(())
+            }
+            Err(source) => Err(ProjectionError::Serde { projection: self.name.to_string(), id, source }),
+        }
+    }
+
+    /// Deletes the document `id` (no error if it does not exist).
+    pub fn delete(&mut self, id: impl Into<String>) {
+        let id = id.into();
+        self.pending.insert(id.clone(), None);
+        self.changes.push(DocumentChange::Delete { id });
+    }
+
+    pub(crate) fn set_replay(&mut self, replay: bool) {
+        self.replay = replay;
+    }
+
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// A point to roll back to if the next event fails.
+    pub(crate) fn mark(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Discards every change made after `mark`.
+    pub(crate) fn rollback(&mut self, mark: usize) {
+        if mark >= self.changes.len() {
+            return;
+        }
+        self.changes.truncate(mark);
+        self.pending.clear();
+        for change in &self.changes {
+            match change {
+                DocumentChange::Put { id, document } => {
+                    self.pending.insert(id.clone(), Some(document.clone()))
+                }
+                DocumentChange::Delete { id } => self.pending.insert(id.clone(), None),
+            };
+        }
+    }
+
+    /// The unit of work holding every pending change.
+    pub(crate) fn work(&self, checkpoint: GlobalPosition) -> UnitOfWork {
+        let mut work = UnitOfWork { changes: self.changes.clone(), checkpoint: None };
+        work.checkpoint(checkpoint);
+        work
+    }
+}
+
+/// A projection's entry for one event type, with the type erased.
+pub(crate) trait ProjectionRoute: Send + Sync {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> HandlerFuture<'a>;
+}
+
+struct Route<P, E> {
+    projection: Arc<P>,
+    event: PhantomData<fn() -> E>,
+}
+
+impl<P: Project<E>, E: Event> ProjectionRoute for Route<P, E> {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let recorded = Recorded::<E>::decode(event)?;
+            self.projection.project(&recorded, tx).await
+        })
+    }
+}
+
+/// Builds a projection [`Subscriber`]: list the consumed event types with
+/// [`on`](ProjectionBuilder::on). Made by [`Subscriber::projection`].
+pub struct ProjectionBuilder<P> {
+    projection: Arc<P>,
+    routes: BTreeMap<&'static str, Box<dyn ProjectionRoute>>,
+}
+
+impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
+    pub(crate) fn new(projection: P) -> Self {
+        Self { projection: Arc::new(projection), routes: BTreeMap::new() }
+    }
+
+    /// Consumes events of type `E` (other types are skipped, and still
+    /// move the checkpoint).
+    #[must_use]
+    pub fn on<E: Event>(mut self) -> Self
+    where
+        P: Project<E>,
+    {
+        let route = Route::<P, E> { projection: Arc::clone(&self.projection), event: PhantomData };
+        self.routes.insert(E::TYPE, Box::new(route));
+        self
+    }
+
+    /// The runnable subscriber.
+    pub fn build(self) -> Subscriber {
+        Subscriber::new(SubscriberKind::Projection { routes: self.routes })
+    }
+}
+
+impl<P> std::fmt::Debug for ProjectionBuilder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionBuilder")
+            .field("events", &self.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct NoStore;
+
+    #[async_trait::async_trait]
+    impl ProjectionStore for NoStore {
+        async fn get(&self, _: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+            Ok((id == "stored").then(|| json!(1)))
+        }
+        async fn put(&self, _: &str, _: &str, _: Value) -> Result<(), ProjectionError> {
+            Ok(())
+        }
+        async fn delete(&self, _: &str, _: &str) -> Result<(), ProjectionError> {
+            Ok(())
+        }
+        async fn query(
+            &self,
+            _: &str,
+            _: &crate::store::DocumentQuery,
+        ) -> Result<Vec<(String, Value)>, ProjectionError> {
+            Ok(Vec::new())
+        }
+        async fn checkpoint(&self, _: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+            Ok(None)
+        }
+        async fn commit(&self, _: &str, _: UnitOfWork) -> Result<(), ProjectionError> {
+            Ok(())
+        }
+        async fn reset(&self, _: &str) -> Result<(), ProjectionError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_see_pending_changes_and_rollback_restores_them() {
+        let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into());
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
+        tx.put("a", &5u64).unwrap();
+        let mark = tx.mark();
+        tx.delete("stored");
+        tx.put("a", &6u64).unwrap();
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(6));
+        tx.rollback(mark);
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5));
+        let work = tx.work(GlobalPosition(9));
+        assert_eq!(work.changes, vec![DocumentChange::Put { id: "a".into(), document: json!(5) }]);
+        assert_eq!(work.checkpoint, Some(GlobalPosition(9)));
+    }
+
+    #[tokio::test]
+    async fn a_document_of_another_shape_is_a_typed_error() {
+        let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into());
+        tx.put_json("a", json!({"not": "a number"}));
+        assert!(matches!(tx.get::<u64>("a").await, Err(ProjectionError::Serde { id, .. }) if id == "a"));
+    }
+}

@@ -1,0 +1,254 @@
+//! The registry of named subscribers, fed explicitly or at link time.
+//!
+//! `#[event_handler]` and `#[projection]` submit a [`Registration`] with
+//! `inventory`; [`Registry::from_inventory`] collects them. Iteration order
+//! of `inventory` is unspecified and it cannot catch duplicates, so the
+//! registry orders subscribers by name and refuses a name given twice.
+//!
+//! ```
+//! use es_core::{Registration, Registry, Selection, Subscriber};
+//! # use es_core::{HandleEvent, HandlerCtx, HandlerError, Recorded};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! # struct Pinged;
+//! # impl es_core::Event for Pinged { const TYPE: &'static str = "Pinged"; }
+//! struct Log;
+//! impl HandleEvent<Pinged> for Log {
+//!     async fn handle(&self, _: &Recorded<Pinged>, _: &HandlerCtx) -> Result<(), HandlerError> { Ok(()) }
+//! }
+//!
+//! fn log() -> Subscriber {
+//!     Subscriber::handler(Log).on::<Pinged>().build().in_group("ops")
+//! }
+//! // What the macros emit, at item level:
+//! es_core::__private::inventory::submit! { es_core::__private::Registration::new("log", log) }
+//!
+//! let mut registry = Registry::from_inventory()?;
+//! assert!(registry.register("log", log()).is_err()); // duplicate name
+//! assert_eq!(registry.select(&Selection::group("ops"))?.len(), 1);
+//! # Ok::<(), es_core::RegistryError>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::subscriber::Subscriber;
+
+/// A link-time registration of one subscriber: what `#[event_handler]` and
+/// `#[projection]` submit through `inventory`.
+///
+/// Built by a `const fn` from a name and a factory function, because
+/// `inventory::submit!` is a static initializer.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    name: &'static str,
+    factory: fn() -> Subscriber,
+}
+
+impl Registration {
+    /// Registers the subscriber `factory` builds under `name`.
+    pub const fn new(name: &'static str, factory: fn() -> Subscriber) -> Self {
+        Self { name, factory }
+    }
+
+    /// The registered name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Builds the subscriber.
+    pub fn build(&self) -> Subscriber {
+        (self.factory)()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// The registry refused a name, or a selection named something unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two subscribers were registered under one name.
+    #[error("a subscriber named `{name}` is already registered")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A name the registry does not accept.
+    #[error("subscriber name `{name}` is invalid: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A selection named a subscriber that is not registered.
+    #[error("no subscriber named `{name}` is registered")]
+    UnknownName {
+        /// The unknown name.
+        name: String,
+    },
+    /// A selection named a group no subscriber belongs to.
+    #[error("no subscriber is registered in group `{group}`")]
+    UnknownGroup {
+        /// The unknown group.
+        group: String,
+    },
+}
+
+/// Which registered subscribers an application runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Selection {
+    /// Every registered subscriber.
+    #[default]
+    All,
+    /// The subscribers with these names.
+    Names(Vec<String>),
+    /// The subscribers of this group.
+    Group(String),
+}
+
+impl Selection {
+    /// The subscribers with these names.
+    pub fn names<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::Names(names.into_iter().map(Into::into).collect())
+    }
+
+    /// The subscribers of `group`.
+    pub fn group(group: impl Into<String>) -> Self {
+        Self::Group(group.into())
+    }
+}
+
+/// Named subscribers, ordered by name; names are unique.
+///
+/// A handler's checkpoint is kept in the projection store under the
+/// namespace `handler:<name>`; a projection's documents and checkpoint under
+/// its own name. So names must not start with `handler:`.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, Arc<Subscriber>>,
+}
+
+/// The prefix of a handler's namespace in the projection store.
+pub(crate) const HANDLER_NAMESPACE: &str = "handler:";
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every subscriber registered at link time with
+    /// `inventory::submit!` (by `#[event_handler]` and `#[projection]`).
+    ///
+    /// # Errors
+    /// [`RegistryError::DuplicateName`] if two registrations share a name;
+    /// [`RegistryError::InvalidName`] for an empty or reserved name.
+    pub fn from_inventory() -> Result<Self, RegistryError> {
+        let mut registrations: Vec<&Registration> = inventory::iter::<Registration>.into_iter().collect();
+        registrations.sort_by_key(|r| r.name);
+        let mut registry = Self::new();
+        for registration in registrations {
+            registry.register_static(registration)?;
+        }
+        Ok(registry)
+    }
+
+    /// Registers `subscriber` under `name`.
+    ///
+    /// # Errors
+    /// [`RegistryError::DuplicateName`] if the name is taken;
+    /// [`RegistryError::InvalidName`] if it is empty or starts with
+    /// `handler:` (the namespace of handler checkpoints).
+    pub fn register(
+        &mut self,
+        name: impl Into<String>,
+        subscriber: Subscriber,
+    ) -> Result<&mut Self, RegistryError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(RegistryError::InvalidName { name, reason: "it is empty" });
+        }
+        if name.starts_with(HANDLER_NAMESPACE) {
+            return Err(RegistryError::InvalidName {
+                name,
+                reason: "names starting with `handler:` are reserved for handler checkpoints",
+            });
+        }
+        if self.entries.contains_key(&name) {
+            return Err(RegistryError::DuplicateName { name });
+        }
+        self.entries.insert(name, Arc::new(subscriber));
+        Ok(self)
+    }
+
+    /// Registers a link-time [`Registration`].
+    ///
+    /// # Errors
+    /// As [`register`](Registry::register).
+    pub fn register_static(&mut self, registration: &Registration) -> Result<&mut Self, RegistryError> {
+        self.register(registration.name(), registration.build())
+    }
+
+    /// The registered names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// The subscriber registered under `name`.
+    pub fn get(&self, name: &str) -> Option<&Subscriber> {
+        self.entries.get(name).map(|s| &**s)
+    }
+
+    /// How many subscribers are registered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is registered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The selected subscribers with their names, ordered by name.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownName`] for a selected name that is not
+    /// registered; [`RegistryError::UnknownGroup`] for a group no
+    /// subscriber belongs to.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<(String, Arc<Subscriber>)>, RegistryError> {
+        let picked: Vec<_> = match selection {
+            Selection::All => self.entries.iter().map(|(n, s)| (n.clone(), Arc::clone(s))).collect(),
+            Selection::Names(names) => {
+                let mut picked = BTreeMap::new();
+                for name in names {
+                    let subscriber = self
+                        .entries
+                        .get(name)
+                        .ok_or_else(|| RegistryError::UnknownName { name: name.clone() })?;
+                    picked.insert(name.clone(), Arc::clone(subscriber));
+                }
+                picked.into_iter().collect()
+            }
+            Selection::Group(group) => {
+                let picked: Vec<_> = self
+                    .entries
+                    .iter()
+                    .filter(|(_, s)| s.group() == Some(group.as_str()))
+                    .map(|(n, s)| (n.clone(), Arc::clone(s)))
+                    .collect();
+                if picked.is_empty() {
+                    return Err(RegistryError::UnknownGroup { group: group.clone() });
+                }
+                picked
+            }
+        };
+        Ok(picked)
+    }
+}

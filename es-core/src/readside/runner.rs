@@ -1,0 +1,667 @@
+//! The subscription task: lease, catch-up, live, checkpoints, retries.
+//!
+//! One task runs one subscription. It holds the subscription's lease while
+//! it processes; it reads the global stream after its position with
+//! `EventStore::read_all` and, when there is nothing to read, waits with
+//! `EventStore::wait_for_events`. Catch-up and live are the same loop, so
+//! there is no hand-over where an event could slip through. The position
+//! only ever moves to the position of an event that was read, never to a
+//! computed `last + 1`: positions may have holes.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::handler::{HandlerCtx, HandlerError, HandlerFuture, HandlerRoute, Replay};
+use super::lease::{Lease, LeaseStore};
+use super::projection::{ProjectionRoute, ProjectionTx};
+use super::read_side::ReadSideConfig;
+use super::registry::HANDLER_NAMESPACE;
+use super::status::{Failure, SubscriptionState};
+use super::subscriber::{Subscriber, SubscriberKind};
+use crate::envelope::RecordedEvent;
+use crate::runtime::Es;
+use crate::store::{EventStore, ProjectionStore, UnitOfWork};
+use crate::version::GlobalPosition;
+
+/// The document, in a handler's namespace, that marks the end of a replay:
+/// events up to this position are replayed history.
+const REPLAY_UNTIL: &str = "replay-until";
+
+tokio::task_local! {
+    /// Set while a subscriber's code runs, so that commands it dispatches do
+    /// not wait for strongly consistent subscribers (which could be itself).
+    pub(crate) static IN_SUBSCRIPTION: ();
+}
+
+/// What every subscription task of one read side shares.
+pub(crate) struct Shared {
+    pub(crate) events: Arc<dyn EventStore>,
+    pub(crate) projections: Arc<dyn ProjectionStore>,
+    pub(crate) leases: Arc<dyn LeaseStore>,
+    pub(crate) owner: String,
+    pub(crate) config: ReadSideConfig,
+    pub(crate) dispatcher: RwLock<Option<Es>>,
+}
+
+impl Shared {
+    fn dispatcher(&self) -> Option<Es> {
+        match self.dispatcher.read() {
+            Ok(es) => es.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// What a subscription has reached, published to status readers and
+/// waiters.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    pub(crate) state: SubscriptionState,
+    /// Every event up to here is handled and its effects committed.
+    pub(crate) reached: GlobalPosition,
+    /// The checkpoint last committed.
+    pub(crate) checkpoint: Option<GlobalPosition>,
+    /// A rebuild was asked for and has not reset the store yet: the stored
+    /// checkpoint is stale.
+    pub(crate) rebuilding: bool,
+}
+
+/// One named subscription of a read side, running or not.
+pub(crate) struct Slot {
+    pub(crate) name: Arc<str>,
+    /// Its namespace in the projection store.
+    pub(crate) namespace: String,
+    pub(crate) subscriber: Arc<Subscriber>,
+    pub(crate) progress: watch::Sender<Progress>,
+    pub(crate) task: Mutex<Option<Task>>,
+}
+
+/// A running subscription task and the switch that stops it.
+pub(crate) struct Task {
+    pub(crate) cancel: watch::Sender<bool>,
+    pub(crate) join: JoinHandle<()>,
+}
+
+impl Slot {
+    pub(crate) fn new(name: String, subscriber: Arc<Subscriber>) -> Self {
+        let namespace = match subscriber.kind {
+            SubscriberKind::Handler { .. } => format!("{HANDLER_NAMESPACE}{name}"),
+            SubscriberKind::Projection { .. } => name.clone(),
+        };
+        let (progress, _) = watch::channel(Progress {
+            state: SubscriptionState::Stopped,
+            reached: GlobalPosition::START,
+            checkpoint: None,
+            rebuilding: false,
+        });
+        Self { name: name.into(), namespace, subscriber, progress, task: Mutex::new(None) }
+    }
+
+    pub(crate) fn set_state(&self, state: SubscriptionState) {
+        self.progress.send_if_modified(|p| {
+            let changed = p.state != state;
+            p.state = state;
+            changed
+        });
+    }
+
+    /// Marks the start of a task: a rebuild resets the progress at once,
+    /// so nobody waiting sees the old position as reached.
+    pub(crate) fn starting(&self, start: Start) {
+        self.progress.send_modify(|p| {
+            p.state = SubscriptionState::Standby;
+            p.rebuilding = start == Start::Rebuild;
+            if start == Start::Rebuild {
+                p.reached = GlobalPosition::START;
+                p.checkpoint = None;
+            }
+        });
+    }
+
+    fn set_reached(&self, reached: GlobalPosition) {
+        self.progress.send_if_modified(|p| {
+            let changed = p.reached != reached;
+            p.reached = reached;
+            changed
+        });
+    }
+
+    fn set_checkpoint(&self, checkpoint: Option<GlobalPosition>) {
+        self.progress.send_modify(|p| p.checkpoint = checkpoint);
+    }
+
+    pub(crate) fn take_task(&self) -> Option<Task> {
+        match self.task.lock() {
+            Ok(mut task) => task.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+}
+
+/// How a subscription task starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// From the stored checkpoint.
+    Resume,
+    /// Reset the namespace (projection) or the checkpoint (handler), then
+    /// replay from the start.
+    Rebuild,
+}
+
+/// Why a subscription stopped processing under its lease.
+enum Exit {
+    Cancelled,
+    LeaseLost,
+    Failed(Failure),
+}
+
+/// Runs one subscription until it is cancelled or fails, taking the lease
+/// again whenever it is lost.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    mut start: Start,
+    mut cancel: watch::Receiver<bool>,
+) {
+    loop {
+        slot.set_state(SubscriptionState::Standby);
+        let Some(lease) = acquire(&shared, &slot, &mut cancel).await else {
+            slot.set_state(SubscriptionState::Stopped);
+            return;
+        };
+        tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
+        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease);
+        let exit = match runner.run(&mut start).await {
+            Err(exit) => exit,
+            Ok(never) => match never {},
+        };
+        let final_state = match exit {
+            Exit::LeaseLost => {
+                tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
+                continue;
+            }
+            Exit::Cancelled => {
+                runner.flush().await;
+                SubscriptionState::Stopped
+            }
+            Exit::Failed(failure) => {
+                tracing::error!(subscription = %slot.name, position = %failure.position, error = %failure.error, "subscription stopped on a failing event");
+                SubscriptionState::Failed(failure)
+            }
+        };
+        let lease = runner.keeper.lease;
+        if let Err(error) = shared.leases.release(&lease).await {
+            tracing::warn!(subscription = %slot.name, error = %describe(&error), "releasing the lease failed; it will expire");
+        }
+        slot.set_state(final_state);
+        return;
+    }
+}
+
+/// Waits until the lease is ours; `None` if cancelled first.
+async fn acquire(shared: &Shared, slot: &Slot, cancel: &mut watch::Receiver<bool>) -> Option<Lease> {
+    loop {
+        if *cancel.borrow() {
+            return None;
+        }
+        match shared.leases.try_acquire(&slot.name, &shared.owner, shared.config.lease_ttl).await {
+            Ok(Some(lease)) => return Some(lease),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(subscription = %slot.name, error = %describe(&error), "acquiring the lease failed");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(shared.config.lease_retry) => {}
+            _ = cancel.changed() => return None,
+        }
+    }
+}
+
+/// Keeps a lease alive: renews it every third of its TTL.
+struct LeaseKeeper {
+    lease: Lease,
+    ttl: Duration,
+    next_renew: Instant,
+    expires: Instant,
+}
+
+impl LeaseKeeper {
+    fn new(lease: Lease, ttl: Duration) -> Self {
+        let now = Instant::now();
+        Self { lease, ttl, next_renew: now + ttl / 3, expires: now + ttl }
+    }
+
+    fn until_renew(&self) -> Duration {
+        self.next_renew.saturating_duration_since(Instant::now())
+    }
+
+    /// Renews the lease if due. `Err(LeaseLost)` once it is gone.
+    async fn ensure(&mut self, store: &dyn LeaseStore) -> Result<(), Exit> {
+        let now = Instant::now();
+        if now < self.next_renew {
+            return Ok(());
+        }
+        match store.renew(&self.lease, self.ttl).await {
+            Ok(true) => {
+                self.expires = now + self.ttl;
+                self.next_renew = now + self.ttl / 3;
+                Ok(())
+            }
+            Ok(false) => Err(Exit::LeaseLost),
+            Err(error) if now + self.ttl / 3 < self.expires => {
+                tracing::warn!(lease = %self.lease.name, error = %describe(&error), "renewing the lease failed; retrying");
+                self.next_renew = now + (self.ttl / 10).max(Duration::from_millis(1));
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(lease = %self.lease.name, error = %describe(&error), "renewing the lease failed too long; giving it up");
+                Err(Exit::LeaseLost)
+            }
+        }
+    }
+}
+
+struct Runner<'a> {
+    shared: &'a Shared,
+    slot: &'a Slot,
+    cancel: &'a mut watch::Receiver<bool>,
+    keeper: LeaseKeeper,
+    /// Every event up to here is handled or filtered out, and the effects of
+    /// the handled ones are committed.
+    position: GlobalPosition,
+    /// The checkpoint last committed (or read at start).
+    committed: GlobalPosition,
+    /// Filtered-out events passed since the last commit.
+    skipped: usize,
+    /// Events up to here are replayed history.
+    replay_until: GlobalPosition,
+}
+
+impl<'a> Runner<'a> {
+    fn new(shared: &'a Shared, slot: &'a Slot, cancel: &'a mut watch::Receiver<bool>, lease: Lease) -> Self {
+        Self {
+            shared,
+            slot,
+            cancel,
+            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl),
+            position: GlobalPosition::START,
+            committed: GlobalPosition::START,
+            skipped: 0,
+            replay_until: GlobalPosition::START,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Stops on cancellation, renews the lease when due.
+    async fn check(&mut self) -> Result<(), Exit> {
+        if self.cancelled() {
+            return Err(Exit::Cancelled);
+        }
+        self.keeper.ensure(self.shared.leases.as_ref()).await
+    }
+
+    /// Sleeps for `pause`, renewing the lease meanwhile; stops early on
+    /// cancellation.
+    async fn pause(&mut self, pause: Duration) -> Result<(), Exit> {
+        let until = Instant::now() + pause;
+        loop {
+            let step = until.saturating_duration_since(Instant::now()).min(self.keeper.until_renew());
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                _ = self.cancel.changed() => return Err(Exit::Cancelled),
+            }
+            self.check().await?;
+            if Instant::now() >= until {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a storage read until it succeeds: reads change nothing, so a
+    /// store outage pauses the subscription instead of failing it.
+    async fn store_read<T, E, F, Fut>(&mut self, what: &str, mut read: F) -> Result<T, Exit>
+    where
+        E: std::error::Error,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match read().await {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    attempt += 1;
+                    tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "{what} failed; retrying");
+                    self.pause(self.shared.config.store_retry.backoff(attempt)).await?;
+                }
+            }
+        }
+    }
+
+    /// Commits `work` (whose checkpoint is `checkpoint`) under the lease,
+    /// retrying per the subscriber's policy.
+    async fn commit(&mut self, work: UnitOfWork, checkpoint: GlobalPosition) -> Result<(), Exit> {
+        let retry = self.slot.subscriber.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.check_lease_only().await?;
+            match self.shared.projections.commit(&self.slot.namespace, work.clone()).await {
+                Ok(()) => {
+                    self.committed = checkpoint;
+                    self.skipped = 0;
+                    self.slot.set_checkpoint(Some(checkpoint));
+                    return Ok(());
+                }
+                Err(error) if attempt < retry.max_attempts => {
+                    tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "commit failed; retrying");
+                    self.pause(retry.backoff(attempt)).await?;
+                }
+                Err(error) => {
+                    return Err(Exit::Failed(Failure {
+                        error: format!("committing the checkpoint failed: {}", describe(&error)),
+                        position: checkpoint,
+                        event_id: None,
+                        event_type: None,
+                        attempts: attempt,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Renews the lease if due, without looking at cancellation (a commit
+    /// of work already done goes ahead when stopping).
+    async fn check_lease_only(&mut self) -> Result<(), Exit> {
+        self.keeper.ensure(self.shared.leases.as_ref()).await
+    }
+
+    /// Commits the position reached if the stored checkpoint lags behind it
+    /// (filtered-out events, or handled events before a stop). Best effort:
+    /// used when stopping.
+    async fn flush(&mut self) {
+        if self.position <= self.committed {
+            return;
+        }
+        let mut work = UnitOfWork::new();
+        work.checkpoint(self.position);
+        let position = self.position;
+        // A failed flush only means the filtered events are read again.
+        if let Err(Exit::Failed(failure)) = self.commit(work, position).await {
+            tracing::warn!(subscription = %self.slot.name, error = %failure.error, "final checkpoint not stored");
+        }
+    }
+
+    async fn run(&mut self, start: &mut Start) -> Result<Infallible, Exit> {
+        let shared = self.shared;
+        let slot = self.slot;
+        let namespace = slot.namespace.as_str();
+        let projections: &dyn ProjectionStore = shared.projections.as_ref();
+        if *start == Start::Rebuild {
+            self.rebuild().await?;
+            *start = Start::Resume;
+        }
+        let checkpoint =
+            self.store_read("reading the checkpoint", move || projections.checkpoint(namespace)).await?;
+        self.committed = checkpoint.unwrap_or(GlobalPosition::START);
+        self.position = self.committed;
+        if matches!(slot.subscriber.kind, SubscriberKind::Handler { .. }) {
+            self.replay_until = self.read_replay_until().await?;
+        }
+        slot.progress.send_modify(|p| {
+            p.reached = self.position;
+            p.checkpoint = checkpoint;
+            p.state = SubscriptionState::Running;
+        });
+        let events: &dyn EventStore = shared.events.as_ref();
+        loop {
+            self.check().await?;
+            let after = self.position;
+            let batch_size = shared.config.batch_size;
+            let batch = self.store_read("reading events", move || events.read_all(after, batch_size)).await?;
+            if batch.is_empty() {
+                if self.position > self.committed {
+                    // Caught up after filtered-out events: store how far we got,
+                    // so other nodes waiting on the checkpoint see it.
+                    let mut work = UnitOfWork::new();
+                    work.checkpoint(self.position);
+                    self.commit(work, self.position).await?;
+                }
+                slot.set_state(SubscriptionState::CaughtUp);
+                let wait = shared.config.idle_wait.min(self.keeper.until_renew());
+                tokio::select! {
+                    () = events.wait_for_events(after, wait) => {}
+                    _ = self.cancel.changed() => return Err(Exit::Cancelled),
+                }
+                continue;
+            }
+            slot.set_state(SubscriptionState::Running);
+            match &slot.subscriber.kind {
+                SubscriberKind::Handler { routes, replay } => {
+                    self.handle_batch(&batch, routes, *replay).await?
+                }
+                SubscriberKind::Projection { routes } => self.project_batch(&batch, routes).await?,
+            }
+        }
+    }
+
+    /// Starts over: a projection's documents and checkpoint are deleted; a
+    /// handler's checkpoint goes back to the start, with the current head
+    /// stored as the end of the replay (in the same commit, so a crash
+    /// mid-replay still knows which events are history).
+    async fn rebuild(&mut self) -> Result<(), Exit> {
+        let shared = self.shared;
+        let namespace = self.slot.namespace.as_str();
+        let events: &dyn EventStore = shared.events.as_ref();
+        let head = self.store_read("reading the head position", move || events.head_position()).await?;
+        self.check_lease_only().await?;
+        match self.slot.subscriber.kind {
+            SubscriberKind::Projection { .. } => {
+                let projections: &dyn ProjectionStore = shared.projections.as_ref();
+                self.store_read("resetting the projection", move || projections.reset(namespace)).await?;
+                self.replay_until = head;
+            }
+            SubscriberKind::Handler { .. } => {
+                let marker = serde_json::to_value(head).unwrap_or(serde_json::Value::Null);
+                let mut work = UnitOfWork::new();
+                work.put(REPLAY_UNTIL, marker).checkpoint(GlobalPosition::START);
+                self.commit(work, GlobalPosition::START).await?;
+            }
+        }
+        self.slot.progress.send_modify(|p| {
+            p.reached = GlobalPosition::START;
+            p.checkpoint = None;
+            p.rebuilding = false;
+        });
+        tracing::info!(subscription = %self.slot.name, replay_until = %head, "replaying from the start");
+        Ok(())
+    }
+
+    async fn read_replay_until(&mut self) -> Result<GlobalPosition, Exit> {
+        let namespace = self.slot.namespace.as_str();
+        let projections: &dyn ProjectionStore = self.shared.projections.as_ref();
+        let marker = self
+            .store_read("reading the replay marker", move || projections.get(namespace, REPLAY_UNTIL))
+            .await?;
+        match marker.map(serde_json::from_value::<GlobalPosition>) {
+            None => Ok(GlobalPosition::START),
+            Some(Ok(position)) => Ok(position),
+            Some(Err(error)) => Err(Exit::Failed(Failure {
+                error: format!("the replay marker `{namespace}/{REPLAY_UNTIL}` is not a position: {error}"),
+                position: self.position,
+                event_id: None,
+                event_type: None,
+                attempts: 1,
+            })),
+        }
+    }
+
+    /// After failed attempt `attempt` on `event`: pauses before the next
+    /// try, or returns the failure if that was the last attempt.
+    async fn after_failure(
+        &mut self,
+        event: &RecordedEvent,
+        attempt: u32,
+        error: HandlerError,
+    ) -> Result<(), Exit> {
+        let retry = self.slot.subscriber.retry;
+        let error = describe(&error);
+        if attempt >= retry.max_attempts {
+            return Err(Exit::Failed(Failure {
+                error,
+                position: event.global_position,
+                event_id: Some(event.event_id),
+                event_type: Some(event.event_type.clone()),
+                attempts: attempt,
+            }));
+        }
+        tracing::warn!(subscription = %self.slot.name, position = %event.global_position, event_type = %event.event_type, attempt, %error, "event failed; retrying");
+        self.pause(retry.backoff(attempt)).await
+    }
+
+    async fn handle_batch(
+        &mut self,
+        batch: &[RecordedEvent],
+        routes: &BTreeMap<&'static str, Box<dyn HandlerRoute>>,
+        replay_mode: Replay,
+    ) -> Result<(), Exit> {
+        let mut handled = 0usize;
+        for event in batch {
+            if self.cancelled() {
+                break;
+            }
+            let replay = event.global_position <= self.replay_until;
+            match routes.get(event.event_type.as_str()) {
+                Some(route) if !(replay && replay_mode == Replay::Skip) => {
+                    self.check_lease_only().await?;
+                    let ctx = HandlerCtx::for_event(
+                        Arc::clone(&self.slot.name),
+                        event,
+                        replay,
+                        self.shared.dispatcher(),
+                    );
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let outcome = IN_SUBSCRIPTION.scope((), CatchPanic(route.call(event, &ctx))).await;
+                        let Err(error) = outcome else { break };
+                        if let Err(exit) = self.after_failure(event, attempt, error).await {
+                            if matches!(exit, Exit::Failed(_)) {
+                                // Keep the events handled before the failing one.
+                                self.flush().await;
+                            }
+                            return Err(exit);
+                        }
+                    }
+                    handled += 1;
+                }
+                _ => self.skipped += 1,
+            }
+            self.position = event.global_position;
+            self.slot.set_reached(self.position);
+        }
+        if handled > 0 || self.skipped >= self.shared.config.checkpoint_every {
+            let mut work = UnitOfWork::new();
+            work.checkpoint(self.position);
+            self.commit(work, self.position).await?;
+        }
+        Ok(())
+    }
+
+    async fn project_batch(
+        &mut self,
+        batch: &[RecordedEvent],
+        routes: &BTreeMap<&'static str, Box<dyn ProjectionRoute>>,
+    ) -> Result<(), Exit> {
+        let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name));
+        let mut done = self.position;
+        let mut projected = 0usize;
+        let mut skipped = 0usize;
+        for event in batch {
+            if self.cancelled() {
+                break;
+            }
+            if let Some(route) = routes.get(event.event_type.as_str()) {
+                self.check_lease_only().await?;
+                tx.set_replay(event.global_position <= self.replay_until);
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let mark = tx.mark();
+                    let outcome = IN_SUBSCRIPTION.scope((), CatchPanic(route.call(event, &mut tx))).await;
+                    let Err(error) = outcome else { break };
+                    tx.rollback(mark);
+                    if let Err(exit) = self.after_failure(event, attempt, error).await {
+                        if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
+                            // Keep what the batch did before the failing event.
+                            if self.commit(tx.work(done), done).await.is_ok() {
+                                self.position = done;
+                                self.slot.set_reached(done);
+                            }
+                        }
+                        return Err(exit);
+                    }
+                }
+                projected += 1;
+            } else {
+                skipped += 1;
+            }
+            done = event.global_position;
+        }
+        self.skipped += skipped;
+        if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
+            self.commit(tx.work(done), done).await?;
+        }
+        self.position = done;
+        self.slot.set_reached(done);
+        Ok(())
+    }
+}
+
+/// The error chain of `error`, joined with `: `.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns a panic in a subscriber's future into an error.
+struct CatchPanic<'a>(HandlerFuture<'a>);
+
+impl Future for CatchPanic<'_> {
+    type Output = Result<(), HandlerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".to_owned());
+                Poll::Ready(Err(HandlerError::msg(format!("panicked: {message}"))))
+            }
+        }
+    }
+}

@@ -1,0 +1,889 @@
+//! The read side on the in-memory stores: projections, handlers, failures,
+//! consistency, replay and leases.
+//!
+//! Tests run on tokio's paused clock: time only moves when every task is
+//! idle, so backoffs, lease expiry and timeouts cost no real time and no
+//! test waits on the wall clock.
+
+// Test helpers outside `#[test]` fns: a failed expectation must panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use es_core::{
+    Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
+    HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
+    ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, ReadSideError, Recorded,
+    Registry, RegistryError, Replay, RetryPolicy, Selection, StreamId, Subscriber, SubscriptionState,
+    UnitOfWork,
+};
+use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Opened {
+    account: String,
+}
+
+impl Event for Opened {
+    const TYPE: &'static str = "Opened";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Deposited {
+    account: String,
+    amount: i64,
+}
+
+impl Event for Deposited {
+    const TYPE: &'static str = "Deposited";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Withdrawn {
+    account: String,
+    amount: i64,
+}
+
+impl Event for Withdrawn {
+    const TYPE: &'static str = "Withdrawn";
+}
+
+/// An event no subscriber here consumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Noise {
+    n: u64,
+}
+
+impl Event for Noise {
+    const TYPE: &'static str = "Noise";
+}
+
+async fn append<E: Event>(store: &InMemoryEventStore, stream: &str, events: &[E]) -> GlobalPosition {
+    let new = events
+        .iter()
+        .map(|e| NewEvent::new("account", E::TYPE, E::VERSION, serde_json::to_value(e).unwrap()))
+        .collect();
+    store.append(&StreamId::new(stream), ExpectedVersion::Any, new).await.unwrap().last_position().unwrap()
+}
+
+fn deposit(account: &str, amount: i64) -> Deposited {
+    Deposited { account: account.into(), amount }
+}
+
+fn config() -> ReadSideConfig {
+    ReadSideConfig {
+        batch_size: 3,
+        idle_wait: Duration::from_secs(1),
+        lease_ttl: Duration::from_secs(10),
+        lease_retry: Duration::from_millis(100),
+        checkpoint_every: 1000,
+        store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
+        remote_poll: Duration::from_millis(50),
+    }
+}
+
+fn retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy::new(attempts, Duration::from_millis(10))
+}
+
+/// A balance document: the sum of deposits minus withdrawals, and how many
+/// events went into it (to catch double application).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Balance {
+    balance: i64,
+    events: u32,
+}
+
+/// Replays seen by the projection, so tests can check the replay flag.
+#[derive(Default)]
+struct Balances {
+    replayed: AtomicUsize,
+}
+
+impl Balances {
+    async fn change(&self, account: &str, by: i64, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        if tx.is_replay() {
+            self.replayed.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut doc: Balance = tx.get(account).await?.unwrap_or_default();
+        doc.balance += by;
+        doc.events += 1;
+        tx.put(account, &doc)?;
+        Ok(())
+    }
+}
+
+impl Project<Deposited> for Balances {
+    async fn project(&self, e: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.change(&e.account, e.amount, tx).await
+    }
+}
+
+impl Project<Withdrawn> for Balances {
+    async fn project(&self, e: &Recorded<Withdrawn>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.change(&e.account, -e.amount, tx).await
+    }
+}
+
+fn balances(projection: Balances) -> Subscriber {
+    Subscriber::projection(projection).on::<Deposited>().on::<Withdrawn>().build()
+}
+
+/// Every balance document of the `balances` projection.
+async fn stored_balances(store: &dyn ProjectionStore) -> BTreeMap<String, Balance> {
+    store
+        .query("balances", &DocumentQuery::all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, doc)| (id, serde_json::from_value(doc).unwrap()))
+        .collect()
+}
+
+/// The fold of the events, each applied exactly once.
+fn expected_balances(deposits: &[Deposited]) -> BTreeMap<String, Balance> {
+    let mut out: BTreeMap<String, Balance> = BTreeMap::new();
+    for d in deposits {
+        let doc = out.entry(d.account.clone()).or_default();
+        doc.balance += d.amount;
+        doc.events += 1;
+    }
+    out
+}
+
+/// A projection store that fails one chosen commit (the `fail_at`-th),
+/// as if the process died in the middle of a batch.
+#[derive(Clone)]
+struct FailingCommit {
+    inner: InMemoryProjectionStore,
+    commits: Arc<AtomicU32>,
+    fail_at: u32,
+}
+
+#[async_trait]
+impl ProjectionStore for FailingCommit {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        if self.commits.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(ProjectionError::Backend("injected crash before the commit".into()));
+        }
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let failing =
+        FailingCommit { inner: documents.clone(), commits: Arc::new(AtomicU32::new(0)), fail_at: 3 };
+    let deposits: Vec<Deposited> =
+        (1..=10).map(|n| deposit(["ada", "bob", "cyd"][n % 3], n as i64)).collect();
+    for (i, d) in deposits.iter().enumerate() {
+        append(&events, &format!("account-{}", d.account), std::slice::from_ref(d)).await;
+        append(&events, "noise", &[Noise { n: i as u64 }]).await;
+    }
+    let head = events.head_position().await.unwrap();
+
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
+    let first = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(failing.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let error = first.wait_for("balances", head, TIMEOUT).await.unwrap_err();
+    let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
+    assert!(failure.error.contains("injected crash"), "{}", failure.error);
+    assert_eq!(failure.event_id, None, "a failed commit names no event");
+    // Two batches of three events committed before the failing third one.
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(GlobalPosition(6)));
+    let partial = stored_balances(&documents).await;
+    assert_eq!(partial.values().map(|b| b.events).sum::<u32>(), 3, "only the committed batches are visible");
+    first.shutdown().await;
+
+    // A new runner over the same stores resumes from the checkpoint.
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
+    let second = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(failing)
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    second.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    let status = second.status("balances").await.unwrap();
+    assert_eq!(status.position, head);
+    assert_eq!(status.lag, 0);
+    second.shutdown().await;
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_projection_after_a_failed_commit_equals_the_fold() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let failing =
+        FailingCommit { inner: documents.clone(), commits: Arc::new(AtomicU32::new(0)), fail_at: 2 };
+    let deposits: Vec<Deposited> = (1..=8).map(|n| deposit(["ada", "bob"][n % 2], n as i64)).collect();
+    let head = append(&events, "account-mixed", &deposits).await;
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(failing)
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    assert!(matches!(
+        read_side.wait_for("balances", head, TIMEOUT).await,
+        Err(ConsistencyError::Failed { .. })
+    ));
+    assert!(matches!(read_side.status("balances").await.unwrap().state, SubscriptionState::Failed(_)));
+    read_side.restart("balances").await.unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn filtered_events_move_the_checkpoint() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+
+    // Only filtered events: the checkpoint still reaches the head.
+    let noise: Vec<Noise> = (0..7).map(|n| Noise { n }).collect();
+    let head = append(&events, "noise", &noise).await;
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert!(stored_balances(&documents).await.is_empty());
+
+    // A consumed event after filtered ones commits them together.
+    append(&events, "noise", &noise[..2]).await;
+    let consumed = append(&events, "account-ada", &[deposit("ada", 5)]).await;
+    let head = append(&events, "noise", &noise[..4]).await;
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&[deposit("ada", 5)]));
+    let status = read_side.status("balances").await.unwrap();
+    assert_eq!(status.position, head);
+    assert!(status.checkpoint >= Some(consumed));
+    read_side.shutdown().await;
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    assert_eq!(read_side.status("balances").await.unwrap().state, SubscriptionState::Stopped);
+}
+
+/// Records every event it handles; fails on a chosen amount while `failing`.
+#[derive(Clone, Default)]
+struct Recorder {
+    seen: Arc<Mutex<Vec<(GlobalPosition, bool)>>>,
+    attempts: Arc<AtomicU32>,
+    fail_amount: Option<i64>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    fn positions(&self) -> Vec<u64> {
+        self.seen.lock().unwrap().iter().map(|(p, _)| p.get()).collect()
+    }
+}
+
+impl HandleEvent<Deposited> for Recorder {
+    async fn handle(&self, e: &Recorded<Deposited>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if Some(e.amount) == self.fail_amount && self.failing.load(Ordering::SeqCst) {
+            return Err(HandlerError::msg(format!("cannot handle amount {}", e.amount)));
+        }
+        assert_eq!(ctx.position(), e.position);
+        self.seen.lock().unwrap().push((e.position, ctx.is_replay()));
+        Ok(())
+    }
+}
+
+impl HandleEvent<Opened> for Recorder {
+    async fn handle(&self, e: &Recorded<Opened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        self.seen.lock().unwrap().push((e.position, ctx.is_replay()));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_handler_stops_at_that_event_and_reports_it() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let recorder =
+        Recorder { fail_amount: Some(13), failing: Arc::new(AtomicBool::new(true)), ..Recorder::default() };
+    let mut registry = Registry::new();
+    registry
+        .register("recorder", Subscriber::handler(recorder.clone()).on::<Deposited>().build().retry(retry(3)))
+        .unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let before = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let failing = append(&events, "account-ada", &[deposit("ada", 13)]).await;
+    let head = append(&events, "account-ada", &[deposit("ada", 4)]).await;
+
+    let error = read_side.wait_for("recorder", head, TIMEOUT).await.unwrap_err();
+    let ConsistencyError::Failed { name, failure, .. } = error else {
+        panic!("expected a failure, got {error:?}")
+    };
+    assert_eq!(name, "recorder");
+    assert_eq!(failure.position, failing);
+    assert_eq!(failure.event_type.as_deref(), Some("Deposited"));
+    let stored = events.read_all(GlobalPosition(failing.get() - 1), 1).await.unwrap();
+    assert_eq!(failure.event_id, Some(stored[0].event_id));
+    assert_eq!(failure.attempts, 3);
+    assert!(failure.error.contains("cannot handle amount 13"), "{}", failure.error);
+
+    let status = read_side.status("recorder").await.unwrap();
+    assert_eq!(status.state, SubscriptionState::Failed(failure));
+    assert_eq!(status.position, before, "stopped right before the failing event");
+    assert_eq!(status.lag, head.get() - before.get());
+    assert_eq!(documents.checkpoint("handler:recorder").await.unwrap(), Some(before));
+    assert_eq!(recorder.positions(), [1, 2], "nothing after the failing event ran");
+    assert_eq!(recorder.attempts.load(Ordering::SeqCst), 2 + 3);
+
+    // Fixed: a restart retries the failing event and goes on.
+    recorder.failing.store(false, Ordering::SeqCst);
+    read_side.restart("recorder").await.unwrap();
+    read_side.wait_for("recorder", head, TIMEOUT).await.unwrap();
+    assert_eq!(recorder.positions(), [1, 2, 3, 4]);
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn strong_consistency_is_visible_right_after_waiting() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default()).consistency(Consistency::Strong)).unwrap();
+    registry
+        .register("recorder", Subscriber::handler(Recorder::default()).on::<Deposited>().build())
+        .unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    for n in 1..=5 {
+        let position = append(&events, "account-ada", &[deposit("ada", n)]).await;
+        read_side.wait_for_strong(position, TIMEOUT).await.unwrap();
+        let doc: Balance =
+            serde_json::from_value(documents.get("balances", "ada").await.unwrap().unwrap()).unwrap();
+        assert_eq!(doc.events, n as u32, "the strong projection saw event {n} before the wait returned");
+    }
+
+    // A strong subscription that does not run: the wait times out with a
+    // typed error that says the events are stored.
+    read_side.stop("balances").await.unwrap();
+    let position = append(&events, "account-ada", &[deposit("ada", 6)]).await;
+    let error = read_side.wait_for_strong(position, Duration::from_secs(2)).await.unwrap_err();
+    assert!(
+        matches!(&error, ConsistencyError::Timeout { name, position: p, .. } if name == "balances" && *p == position)
+    );
+    assert!(error.to_string().contains("events are stored up to position"), "{error}");
+    assert!(matches!(
+        read_side.wait_for("nope", position, TIMEOUT).await,
+        Err(ConsistencyError::Unknown { name }) if name == "nope"
+    ));
+    read_side.shutdown().await;
+}
+
+/// A side effect that must happen once per account: counts mails in an
+/// outbox.
+#[derive(Clone, Default)]
+struct Mailer {
+    outbox: Arc<AtomicU32>,
+}
+
+impl HandleEvent<Opened> for Mailer {
+    async fn handle(&self, _: &Recorded<Opened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        assert!(!ctx.is_replay(), "a skip-on-replay handler never sees a replayed event");
+        self.outbox.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn rebuild_and_replay_never_run_skip_on_replay_handlers() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mailer = Mailer::default();
+    let audit = Recorder::default();
+    let projection = Arc::new(Balances::default());
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "welcome-mail",
+            Subscriber::handler(mailer.clone()).on::<Opened>().replay(Replay::Skip).build(),
+        )
+        .unwrap();
+    registry
+        .register("audit", Subscriber::handler(audit.clone()).on::<Opened>().on::<Deposited>().build())
+        .unwrap();
+    registry
+        .register(
+            "balances",
+            Subscriber::projection(SharedBalances(Arc::clone(&projection))).on::<Deposited>().build(),
+        )
+        .unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let mut deposits = Vec::new();
+    for account in ["ada", "bob", "cyd"] {
+        append(&events, account, &[Opened { account: account.into() }]).await;
+        deposits.push(deposit(account, 10));
+        append(&events, account, &[deposit(account, 10)]).await;
+    }
+    let head = events.head_position().await.unwrap();
+    for name in ["welcome-mail", "audit", "balances"] {
+        read_side.wait_for(name, head, TIMEOUT).await.unwrap();
+    }
+    assert_eq!(mailer.outbox.load(Ordering::SeqCst), 3);
+
+    read_side.replay("welcome-mail").await.unwrap();
+    read_side.wait_for("welcome-mail", head, TIMEOUT).await.unwrap();
+    assert_eq!(mailer.outbox.load(Ordering::SeqCst), 3, "replay sent no mail again");
+    assert_eq!(documents.checkpoint("handler:welcome-mail").await.unwrap(), Some(head));
+    let marker = documents.get("handler:welcome-mail", "replay-until").await.unwrap();
+    assert_eq!(marker, Some(serde_json::json!(head.get())), "the replay's end is stored with the checkpoint");
+
+    read_side.replay("audit").await.unwrap();
+    read_side.wait_for("audit", head, TIMEOUT).await.unwrap();
+    let seen = audit.seen.lock().unwrap().clone();
+    let live: Vec<u64> = seen.iter().filter(|(_, r)| !r).map(|(p, _)| p.get()).collect();
+    let replayed: Vec<u64> = seen.iter().filter(|(_, r)| *r).map(|(p, _)| p.get()).collect();
+    assert_eq!(live, (1..=head.get()).collect::<Vec<_>>());
+    assert_eq!(replayed, live, "a run-on-replay handler sees history again, flagged as replay");
+
+    read_side.rebuild("balances").await.unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits), "rebuilt, not doubled");
+    assert_eq!(projection.replayed.load(Ordering::SeqCst), 3);
+
+    // New events after the replay are news: the mail goes out.
+    let next = append(&events, "dan", &[Opened { account: "dan".into() }]).await;
+    read_side.wait_for("welcome-mail", next, TIMEOUT).await.unwrap();
+    assert_eq!(mailer.outbox.load(Ordering::SeqCst), 4);
+    read_side.shutdown().await;
+}
+
+/// `Balances` behind an `Arc`, so a test can look at it while it runs.
+struct SharedBalances(Arc<Balances>);
+
+impl Project<Deposited> for SharedBalances {
+    async fn project(&self, e: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.0.change(&e.account, e.amount, tx).await
+    }
+}
+
+/// Counts how many nodes run it at the same moment.
+#[derive(Clone, Default)]
+struct Exclusive {
+    active: Arc<AtomicU32>,
+    max_active: Arc<AtomicU32>,
+    seen: Arc<Mutex<Vec<(String, u64)>>>,
+    node: String,
+}
+
+impl HandleEvent<Deposited> for Exclusive {
+    async fn handle(&self, e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(now, Ordering::SeqCst);
+        // Give the other node every chance to run at the same time.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        self.seen.lock().unwrap().push((self.node.clone(), e.position.get()));
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn node(
+    name: &str,
+    shared: &Exclusive,
+    events: &InMemoryEventStore,
+    documents: &InMemoryProjectionStore,
+    leases: &InMemoryLeaseStore,
+    config: ReadSideConfig,
+) -> ReadSide {
+    let handler = Exclusive { node: name.into(), ..shared.clone() };
+    let mut registry = Registry::new();
+    registry.register("exclusive", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
+    ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .lease_store(leases.clone())
+        .owner(name)
+        .registry(registry)
+        .config(config)
+        .start()
+        .unwrap()
+}
+
+/// Two nodes share one lease store: only one processes at any moment, and
+/// after it stops the other goes on from its checkpoint.
+async fn two_runners_take_turns(config: ReadSideConfig) {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let shared = Exclusive::default();
+    let a = node("a", &shared, &events, &documents, &leases, config.clone());
+    let b = node("b", &shared, &events, &documents, &leases, config);
+    let mut head = GlobalPosition::START;
+    for n in 0..12 {
+        head = append(&events, "account-ada", &[deposit("ada", n)]).await;
+        tokio::task::yield_now().await;
+    }
+    // Either node sees the position reached: by running it, or through the
+    // checkpoint the other one stored.
+    tokio::select! {
+        reached = a.wait_for("exclusive", head, TIMEOUT) => reached.unwrap(),
+        reached = b.wait_for("exclusive", head, TIMEOUT) => reached.unwrap(),
+    }
+    let holder = leases.holder("exclusive").expect("one node holds the lease");
+    let (active, standby) = if holder == "a" { (a, b) } else { (b, a) };
+    active.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(standby.status("exclusive").await.unwrap().state, SubscriptionState::Standby);
+    standby.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+
+    active.shutdown().await;
+    for n in 0..6 {
+        head = append(&events, "account-ada", &[deposit("ada", 100 + n)]).await;
+    }
+    standby.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(leases.holder("exclusive").as_deref(), Some(standby.owner()));
+    assert_eq!(shared.max_active.load(Ordering::SeqCst), 1, "never two nodes at once");
+    let seen = shared.seen.lock().unwrap().clone();
+    let positions: Vec<u64> = seen.iter().map(|(_, p)| *p).collect();
+    assert_eq!(positions, (1..=head.get()).collect::<Vec<_>>(), "every event once, in order");
+    let by_node: HashMap<&str, usize> = seen.iter().fold(HashMap::new(), |mut m, (n, _)| {
+        *m.entry(n.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(by_node.get(holder.as_str()), Some(&12));
+    assert_eq!(by_node.get(standby.owner()), Some(&6));
+    standby.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_runners_never_both_process_and_the_second_takes_over() {
+    two_runners_take_turns(config()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_on_two_threads_never_both_process() {
+    let config = ReadSideConfig {
+        lease_retry: Duration::from_millis(5),
+        idle_wait: Duration::from_millis(50),
+        ..config()
+    };
+    two_runners_take_turns(config).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_runner_dies_its_lease_expires_and_another_takes_over() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let shared = Exclusive::default();
+    let a = node("a", &shared, &events, &documents, &leases, config());
+    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    a.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(leases.holder("exclusive").as_deref(), Some("a"));
+    assert_eq!(documents.checkpoint("handler:exclusive").await.unwrap(), Some(head));
+    let b = node("b", &shared, &events, &documents, &leases, config());
+    drop(a); // aborts the task without releasing the lease, like a crash
+
+    let head = append(&events, "account-ada", &[deposit("ada", 3)]).await;
+    b.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(leases.holder("exclusive").as_deref(), Some("b"));
+    let seen = shared.seen.lock().unwrap().clone();
+    assert_eq!(seen, [("a".to_owned(), 1), ("a".to_owned(), 2), ("b".to_owned(), 3)]);
+    assert!(leases.try_acquire("exclusive", "c", Duration::from_secs(1)).await.unwrap().is_none());
+    b.shutdown().await;
+}
+
+#[test]
+fn duplicate_names_and_unknown_selections_are_typed_errors() {
+    let mut registry = Registry::new();
+    registry
+        .register("audit", Subscriber::handler(Recorder::default()).on::<Opened>().build().in_group("ops"))
+        .unwrap();
+    let duplicate =
+        registry.register("audit", Subscriber::handler(Recorder::default()).on::<Opened>().build());
+    assert_eq!(duplicate.unwrap_err(), RegistryError::DuplicateName { name: "audit".into() });
+    assert!(matches!(
+        registry.register("handler:x", Subscriber::handler(Mailer::default()).on::<Opened>().build()),
+        Err(RegistryError::InvalidName { .. })
+    ));
+    registry.register("balances", balances(Balances::default())).unwrap();
+    assert_eq!(registry.names().collect::<Vec<_>>(), ["audit", "balances"]);
+    assert_eq!(
+        registry.select(&Selection::names(["nope"])).unwrap_err(),
+        RegistryError::UnknownName { name: "nope".into() }
+    );
+    assert_eq!(
+        registry.select(&Selection::group("billing")).unwrap_err(),
+        RegistryError::UnknownGroup { group: "billing".into() }
+    );
+    let ops: Vec<String> =
+        registry.select(&Selection::group("ops")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(ops, ["audit"]);
+    let built = ReadSide::builder()
+        .event_store(InMemoryEventStore::new())
+        .projection_store(InMemoryProjectionStore::new())
+        .registry(registry)
+        .select(Selection::names(["balances", "missing"]))
+        .build();
+    assert!(
+        matches!(built, Err(ReadSideError::Registry(RegistryError::UnknownName { name })) if name == "missing")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_event_stops_the_subscription_with_a_typed_error() {
+    let events = InMemoryEventStore::new();
+    let bad =
+        NewEvent::new("account", "Deposited", 1, serde_json::json!({"account": "ada", "amount": "lots"}));
+    let head = events.append(&StreamId::new("account-ada"), ExpectedVersion::Any, vec![bad]).await.unwrap();
+    let head = head.last_position().unwrap();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default()).retry(retry(2))).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(InMemoryProjectionStore::new())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let error = read_side.wait_for("balances", head, TIMEOUT).await.unwrap_err();
+    let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
+    assert_eq!(failure.position, head);
+    assert!(failure.error.contains("cannot decode event `Deposited`"), "{}", failure.error);
+    assert!(failure.error.contains("account-ada"), "{}", failure.error);
+    read_side.shutdown().await;
+}
+
+/// Panics on one amount while `panicking` is set.
+struct Panicky {
+    inner: Balances,
+    panicking: Arc<AtomicBool>,
+}
+
+impl Project<Deposited> for Panicky {
+    async fn project(&self, e: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        // Changes made before the panic must be rolled back.
+        self.inner.change(&e.account, e.amount, tx).await?;
+        if e.amount == 13 && self.panicking.load(Ordering::SeqCst) {
+            panic!("boom on {}", e.amount);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_that_fails_mid_batch_keeps_the_events_before_it() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let panicking = Arc::new(AtomicBool::new(true));
+    let projection = Panicky { inner: Balances::default(), panicking: Arc::clone(&panicking) };
+    let mut registry = Registry::new();
+    registry
+        .register("balances", Subscriber::projection(projection).on::<Deposited>().build().retry(retry(2)))
+        .unwrap();
+    let deposits = [deposit("ada", 1), deposit("ada", 2), deposit("ada", 13), deposit("ada", 4)];
+    let head = append(&events, "account-ada", &deposits).await;
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let error = read_side.wait_for("balances", head, TIMEOUT).await.unwrap_err();
+    let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
+    assert_eq!(failure.position, GlobalPosition(3));
+    assert_eq!(failure.attempts, 2);
+    assert!(failure.error.contains("panicked: boom on 13"), "{}", failure.error);
+    // The batch's first two events are committed, the failing one is not.
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(GlobalPosition(2)));
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits[..2]));
+    assert_eq!(read_side.status("balances").await.unwrap().position, GlobalPosition(2));
+
+    panicking.store(false, Ordering::SeqCst);
+    read_side.restart("balances").await.unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reports_state_position_and_lag_by_name() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    registry.register("audit", Subscriber::handler(Recorder::default()).on::<Opened>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents)
+        .registry(registry)
+        .config(config())
+        .build()
+        .unwrap();
+    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let before = read_side.statuses().await.unwrap();
+    assert_eq!(before.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["audit", "balances"]);
+    assert!(before.iter().all(|s| s.state == SubscriptionState::Stopped && s.lag == head.get()));
+
+    read_side.start().unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    read_side.wait_for("audit", head, TIMEOUT).await.unwrap();
+    let status = read_side.status("balances").await.unwrap();
+    assert_eq!((status.position, status.head, status.lag), (head, head, 0));
+    assert_eq!(status.kind, es_core::SubscriptionKind::Projection);
+    assert!(status.state.is_active());
+
+    read_side.stop("audit").await.unwrap();
+    let head = append(&events, "account-ada", &[deposit("ada", 3)]).await;
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    let audit = read_side.status("audit").await.unwrap();
+    assert_eq!(audit.state, SubscriptionState::Stopped);
+    assert_eq!(audit.lag, 1);
+    assert!(matches!(
+        read_side.status("nope").await,
+        Err(ReadSideError::UnknownSubscription { name }) if name == "nope"
+    ));
+    read_side.shutdown().await;
+}
+
+/// An event store whose positions have holes: every position is doubled
+/// (2, 4, 6, ...), as after rolled-back appends in Postgres.
+#[derive(Clone)]
+struct Holey(InMemoryEventStore);
+
+#[async_trait]
+impl EventStore for Holey {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<es_core::AppendOutcome, es_core::AppendError> {
+        self.0.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: es_core::StreamVersion,
+        direction: es_core::Direction,
+        limit: usize,
+    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+        self.0.read_stream(stream, from, direction, limit).await
+    }
+    async fn read_all(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+        let mut events = self.0.read_all(GlobalPosition(after.get() / 2), limit).await?;
+        for event in &mut events {
+            event.global_position = GlobalPosition(event.global_position.get() * 2);
+        }
+        Ok(events)
+    }
+    async fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<es_core::StreamVersion>, es_core::StoreError> {
+        self.0.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<GlobalPosition, es_core::StoreError> {
+        Ok(GlobalPosition(self.0.head_position().await?.get() * 2))
+    }
+    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        self.0.wait_for_events(GlobalPosition(after.get() / 2), max_wait).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let recorder = Recorder::default();
+    registry.register("recorder", Subscriber::handler(recorder.clone()).on::<Deposited>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(Holey(events.clone()))
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    let deposits: Vec<Deposited> = (1..=7).map(|n| deposit("ada", n)).collect();
+    append(&events, "account-ada", &deposits[..4]).await;
+    append(&events, "account-ada", &deposits[4..]).await;
+    let head = GlobalPosition(14);
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    read_side.wait_for("recorder", head, TIMEOUT).await.unwrap();
+    assert_eq!(recorder.positions(), [2, 4, 6, 8, 10, 12, 14]);
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    read_side.shutdown().await;
+}

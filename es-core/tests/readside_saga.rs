@@ -1,0 +1,285 @@
+//! A process manager: a handler that reacts to one aggregate's event by
+//! dispatching a command to another, with causation and correlation ids.
+//! The aggregates are written by hand (no macros).
+
+// Test helpers outside `#[test]` fns: a failed expectation must panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use es_core::{
+    Aggregate, Command, Consistency, DecodeErrorKind, Direction, Es, Event, EventSet, EventStore, Events,
+    HandleEvent, HandlerCtx, HandlerError, Metadata, ReadSide, ReadSideConfig, Recorded, Registry, StreamId,
+    StreamVersion, Subscriber,
+};
+use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+struct Refused;
+
+// --- order ---------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OrderPlaced {
+    order_id: String,
+}
+
+impl Event for OrderPlaced {
+    const TYPE: &'static str = "OrderPlaced";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum OrderEvent {
+    Placed(OrderPlaced),
+}
+
+impl EventSet for OrderEvent {
+    fn event_type(&self) -> &'static str {
+        OrderPlaced::TYPE
+    }
+    fn schema_version(&self) -> u32 {
+        OrderPlaced::VERSION
+    }
+    fn to_payload(&self) -> Result<Value, serde_json::Error> {
+        let Self::Placed(e) = self;
+        serde_json::to_value(e)
+    }
+    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
+        match event_type {
+            OrderPlaced::TYPE => es_core::__private::decode_event(schema_version, payload).map(Self::Placed),
+            _ => Err(DecodeErrorKind::UnknownType),
+        }
+    }
+    fn event_types() -> &'static [&'static str] {
+        &[OrderPlaced::TYPE]
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PlaceOrder {
+    order_id: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Order {
+    placed: bool,
+}
+
+impl Aggregate for Order {
+    const NAME: &'static str = "order";
+    type Event = OrderEvent;
+    type Command = PlaceOrder;
+    type Error = Refused;
+
+    fn apply_event(&mut self, _: &OrderEvent) {
+        self.placed = true;
+    }
+
+    fn handle_command(&self, command: PlaceOrder) -> Result<Events<Self>, Refused> {
+        if self.placed {
+            return Err(Refused);
+        }
+        Ok(Events::one(OrderEvent::Placed(OrderPlaced { order_id: command.order_id })))
+    }
+}
+
+impl Command for PlaceOrder {
+    type Aggregate = Order;
+    const NAME: &'static str = "PlaceOrder";
+    fn aggregate_id(&self) -> String {
+        self.order_id.clone()
+    }
+    fn into_aggregate_command(self) -> PlaceOrder {
+        self
+    }
+}
+
+// --- shipment ------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Shipped {
+    order_id: String,
+}
+
+impl Event for Shipped {
+    const TYPE: &'static str = "Shipped";
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum ShipmentEvent {
+    Shipped(Shipped),
+}
+
+impl EventSet for ShipmentEvent {
+    fn event_type(&self) -> &'static str {
+        Shipped::TYPE
+    }
+    fn schema_version(&self) -> u32 {
+        Shipped::VERSION
+    }
+    fn to_payload(&self) -> Result<Value, serde_json::Error> {
+        let Self::Shipped(e) = self;
+        serde_json::to_value(e)
+    }
+    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
+        match event_type {
+            Shipped::TYPE => es_core::__private::decode_event(schema_version, payload).map(Self::Shipped),
+            _ => Err(DecodeErrorKind::UnknownType),
+        }
+    }
+    fn event_types() -> &'static [&'static str] {
+        &[Shipped::TYPE]
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ship {
+    order_id: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Shipment {
+    shipped: bool,
+}
+
+impl Aggregate for Shipment {
+    const NAME: &'static str = "shipment";
+    type Event = ShipmentEvent;
+    type Command = Ship;
+    type Error = Refused;
+
+    fn apply_event(&mut self, _: &ShipmentEvent) {
+        self.shipped = true;
+    }
+
+    /// Shipping twice changes nothing: the saga may see an event again.
+    fn handle_command(&self, command: Ship) -> Result<Events<Self>, Refused> {
+        if self.shipped {
+            return Ok(Events::none());
+        }
+        Ok(Events::one(ShipmentEvent::Shipped(Shipped { order_id: command.order_id })))
+    }
+}
+
+impl Command for Ship {
+    type Aggregate = Shipment;
+    const NAME: &'static str = "Ship";
+    fn aggregate_id(&self) -> String {
+        self.order_id.clone()
+    }
+    fn into_aggregate_command(self) -> Ship {
+        self
+    }
+}
+
+// --- the saga ------------------------------------------------------------
+
+/// Ships every placed order. It is strongly consistent, and checks that a
+/// wait for strong subscribers from inside a handler (what `Es::execute`
+/// does after appending) returns instead of waiting for itself.
+struct ShippingSaga {
+    read_side: Arc<OnceLock<ReadSide>>,
+    attempts: Arc<AtomicU32>,
+}
+
+impl HandleEvent<OrderPlaced> for ShippingSaga {
+    async fn handle(&self, e: &Recorded<OrderPlaced>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        let outcome = ctx.execute(Ship { order_id: e.order_id.clone() }).await?;
+        if let (Some(read_side), Some(position)) = (self.read_side.get(), outcome.position) {
+            read_side.wait_for_strong(position, Duration::from_secs(1)).await.map_err(HandlerError::other)?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
+    let events = InMemoryEventStore::new();
+    let es = Es::builder()
+        .shared_event_store(Arc::new(events.clone()))
+        .projection_store(InMemoryProjectionStore::new())
+        .build()
+        .await
+        .unwrap();
+    let handle = Arc::new(OnceLock::new());
+    let mut registry = Registry::new();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let saga = ShippingSaga { read_side: Arc::clone(&handle), attempts: Arc::clone(&attempts) };
+    registry
+        .register(
+            "shipping",
+            Subscriber::handler(saga).on::<OrderPlaced>().build().consistency(Consistency::Strong),
+        )
+        .unwrap();
+    let read_side = ReadSide::builder()
+        .es(&es)
+        .registry(registry)
+        .config(ReadSideConfig { lease_ttl: Duration::from_secs(10), ..ReadSideConfig::default() })
+        .start()
+        .unwrap();
+    handle.set(read_side.clone()).unwrap();
+
+    let correlation = Uuid::now_v7();
+    let placed = es
+        .execute_with(PlaceOrder { order_id: "o-1".into() }, Metadata::new().with_correlation_id(correlation))
+        .await
+        .unwrap();
+    let uncorrelated = es.execute(PlaceOrder { order_id: "o-2".into() }).await.unwrap();
+    read_side.wait_for_strong(uncorrelated.position.unwrap(), Duration::from_secs(60)).await.unwrap();
+
+    let shipment = |id: &str| {
+        let events = events.clone();
+        let stream = StreamId::for_aggregate(Shipment::NAME, id);
+        async move { events.read_stream(&stream, StreamVersion::FIRST, Direction::Forward, 10).await.unwrap() }
+    };
+    let first = shipment("o-1").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].event_type, "Shipped");
+    assert_eq!(first[0].metadata.causation_id, Some(placed.committed[0].event_id.as_uuid()));
+    assert_eq!(first[0].metadata.correlation_id, Some(correlation));
+
+    let second = shipment("o-2").await;
+    let placed_id = uncorrelated.committed[0].event_id.as_uuid();
+    assert_eq!(second[0].metadata.causation_id, Some(placed_id));
+    assert_eq!(second[0].metadata.correlation_id, Some(placed_id), "no correlation: the event starts one");
+
+    assert!(es.load::<Shipment>("o-1").await.unwrap().shipped);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "each order handled once: no wait on itself, no retry");
+    let status = read_side.status("shipping").await.unwrap();
+    assert!(status.state.is_active(), "{:?}", status.state);
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_without_a_dispatcher_reports_it() {
+    let events = InMemoryEventStore::new();
+    let mut registry = Registry::new();
+    let saga = ShippingSaga { read_side: Arc::new(OnceLock::new()), attempts: Arc::default() };
+    let retry = es_core::RetryPolicy::new(1, Duration::from_millis(1));
+    registry
+        .register("shipping", Subscriber::handler(saga).on::<OrderPlaced>().build().retry(retry))
+        .unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(InMemoryProjectionStore::new())
+        .registry(registry)
+        .start()
+        .unwrap();
+    let new = es_core::NewEvent::new("order", OrderPlaced::TYPE, 1, serde_json::json!({"order_id": "o-1"}));
+    let outcome =
+        events.append(&StreamId::new("order-o-1"), es_core::ExpectedVersion::Any, vec![new]).await.unwrap();
+    let error =
+        read_side.wait_for("shipping", outcome.last_position().unwrap(), Duration::from_secs(60)).await;
+    let Err(es_core::ConsistencyError::Failed { failure, .. }) = error else {
+        panic!("expected a failure: {error:?}")
+    };
+    assert!(failure.error.contains("no command dispatcher"), "{}", failure.error);
+    read_side.shutdown().await;
+}
