@@ -36,7 +36,7 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     println!("open account {ada} for Ada -> version {:?}, code {code}", opened.version.map(StreamVersion::get));
     es.execute(VerifyAccount { account_id: ada.clone(), code }).await?;
     println!("verify {ada}");
-    for amount in [1_0000, 25_000] {
+    for amount in [10_000, 25_000] {
         let outcome = es.execute(Deposit { account_id: ada.clone(), amount }).await?;
         println!("deposit {} into {ada} -> version {:?}", cents(amount), outcome.version.map(StreamVersion::get));
     }
