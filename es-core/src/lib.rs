@@ -36,7 +36,9 @@ pub use error::{
     ProjectionError, StoreError, ValidationError, Violation,
 };
 pub use event::{Event, EventSet};
-pub use runtime::{AggregateConfig, BuildError, CommandOutcome, Es, EsBuilder, EsConfig, Loaded};
+pub use runtime::{
+    AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
+};
 pub use store::{
     json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
     UnitOfWork,

@@ -1,0 +1,355 @@
+//! Aggregate actors: one tokio task per live aggregate instance, holding its
+//! state in memory and handling its commands one at a time.
+//!
+//! Why: reloading an aggregate for every command costs O(history); an
+//! actor rehydrates once (newest snapshot plus later events) and then pays
+//! O(1) per command. Its state is authoritative only while no other node
+//! writes the stream, so it appends with expected version = its version,
+//! and on a conflict it reads the events it missed and decides again.
+//!
+//! Lifecycle: the [registry](super::registry) starts an actor for the first
+//! command to a cold aggregate. The actor stops when it has been idle for
+//! [`EsConfig::idle_timeout`](super::EsConfig::idle_timeout), when the
+//! registry evicts it to stay under the live-actor cap, on shutdown, or when
+//! user code panics. Whatever stops it, no command is lost: commands already
+//! in its mailbox are either handled before it exits (passivation,
+//! eviction, shutdown) or handed back to their callers, who route them to a
+//! fresh actor (panic).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::command::{self, AttemptError, CommandOutcome};
+use super::registry::{self, ExitSignal};
+use super::rehydrate::{self, Loaded};
+use super::{snapshot, Shared, Stats};
+use crate::aggregate::Aggregate;
+use crate::envelope::Metadata;
+use crate::error::ExecuteError;
+use crate::store::{EventStore, SnapshotStore};
+use crate::version::StreamId;
+
+/// A command in an actor's mailbox.
+pub(crate) struct Msg<A: Aggregate> {
+    pub(crate) command: A::Command,
+    pub(crate) metadata: Metadata,
+    pub(crate) reply: oneshot::Sender<Reply<A>>,
+}
+
+/// What an actor answers.
+pub(crate) enum Reply<A: Aggregate> {
+    /// The command ran (or failed) here.
+    Done(Result<CommandOutcome<A>, ExecuteError<A::Error>>),
+    /// The actor stopped before it got to the command: route it again.
+    Reroute { command: A::Command, metadata: Metadata },
+}
+
+/// Executes a command through its aggregate's actor.
+pub(crate) async fn execute<A: Aggregate>(
+    shared: &Arc<Shared>,
+    id: String,
+    mut command: A::Command,
+    mut metadata: Metadata,
+) -> Result<CommandOutcome<A>, ExecuteError<A::Error>> {
+    loop {
+        let (reply, answer) = oneshot::channel();
+        if shared.registry.deliver::<A>(shared, &id, Msg { command, metadata, reply }).await.is_err() {
+            return Err(ExecuteError::Shutdown);
+        }
+        match answer.await {
+            Ok(Reply::Done(Ok(mut outcome))) => {
+                outcome.aggregate_id = id;
+                return Ok(outcome);
+            }
+            Ok(Reply::Done(Err(error))) => return Err(error),
+            Ok(Reply::Reroute { command: returned, metadata: returned_metadata }) => {
+                tracing::debug!("actor stopped before handling the command; routing it again");
+                command = returned;
+                metadata = returned_metadata;
+            }
+            // The actor's task died while it held the command, outside the
+            // guarded user code (its drop guard answers in every other case).
+            Err(_) => return Err(ExecuteError::Panicked { aggregate: A::NAME, id, appended: false }),
+        }
+    }
+}
+
+/// Whether the actor goes on after a command.
+enum Next {
+    Continue,
+    /// User code panicked: the state can no longer be trusted.
+    Die,
+}
+
+/// The task state of one aggregate instance's actor.
+pub(crate) struct Actor<A: Aggregate> {
+    id: Arc<str>,
+    stream: StreamId,
+    generation: u64,
+    mailbox: mpsc::Receiver<Msg<A>>,
+    /// For leaving the registry; weak so that dropping the last `Es` drops
+    /// the registry, whose senders' drop then stops every actor.
+    shared: Weak<Shared>,
+    events: Arc<dyn EventStore>,
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    stats: Arc<Stats>,
+    max_attempts: u32,
+    idle_timeout: Duration,
+    snapshot_every: Option<u64>,
+    /// `None` until the first command rehydrates it (or after a failed
+    /// rehydration, which the next command tries again).
+    loaded: Option<Loaded<A>>,
+    /// The reply of the command being handled, answered by `Drop` if the
+    /// task dies before it replied.
+    in_flight: Option<oneshot::Sender<Reply<A>>>,
+    /// Dropped with the actor: wakes whoever waits for it to exit.
+    _exit: watch::Sender<()>,
+}
+
+impl<A: Aggregate> Actor<A> {
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        id: Arc<str>,
+        generation: u64,
+        mailbox: mpsc::Receiver<Msg<A>>,
+        exit: watch::Sender<()>,
+    ) -> Self {
+        Self {
+            stream: StreamId::for_aggregate(A::NAME, &id),
+            id,
+            generation,
+            mailbox,
+            shared: Arc::downgrade(shared),
+            events: Arc::clone(&shared.events),
+            snapshots: shared.snapshots.clone(),
+            stats: Arc::clone(&shared.stats),
+            max_attempts: shared.config.max_attempts,
+            idle_timeout: shared.config.idle_timeout,
+            snapshot_every: shared.aggregate_config::<A>().snapshot_every,
+            loaded: None,
+            in_flight: None,
+            _exit: exit,
+        }
+    }
+
+    /// Runs the actor: waits for its predecessor to exit, then handles
+    /// `first` and every later command until it stops.
+    pub(crate) async fn run(mut self, first: Msg<A>, previous: Option<ExitSignal>) {
+        let span =
+            tracing::debug_span!("actor", aggregate = A::NAME, id = %self.id, generation = self.generation);
+        async move {
+            if let Some(previous) = previous {
+                registry::exited(previous).await;
+            }
+            let mut next = Some(first);
+            // One timer per idle period, not per command: when it fires
+            // early (the actor was busy meanwhile) it is pushed back.
+            let mut last_active = Instant::now();
+            let idle = tokio::time::sleep(self.idle_timeout);
+            tokio::pin!(idle);
+            let mut stopping = false;
+            loop {
+                let msg = match next.take() {
+                    Some(msg) => msg,
+                    None => match self.mailbox.try_recv() {
+                        Ok(msg) => msg,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                        Err(mpsc::error::TryRecvError::Empty) if stopping => {
+                            match self.mailbox.recv().await {
+                                Some(msg) => msg,
+                                None => return,
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            tokio::select! {
+                                biased;
+                                received = self.mailbox.recv() => match received {
+                                    Some(msg) => msg,
+                                    None => return,
+                                },
+                                () = &mut idle => {
+                                    let deadline = last_active + self.idle_timeout;
+                                    if Instant::now() >= deadline {
+                                        self.passivate();
+                                        stopping = true;
+                                    } else {
+                                        idle.as_mut().reset(deadline);
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                    },
+                };
+                last_active = Instant::now();
+                if let Next::Die = self.handle(msg).await {
+                    return;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Leaves the registry after an idle period (unless the registry
+    /// already let it go); commands already in the mailbox are still
+    /// handled, and the mailbox closes once the last sender is gone.
+    fn passivate(&self) {
+        let Some(shared) = self.shared.upgrade() else { return };
+        if shared.registry.stop_if_current::<A>(&self.id, self.generation) {
+            self.stats.passivations.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("idle; passivating");
+        }
+    }
+
+    /// Handles one command: rehydrate if needed, decide, append, apply,
+    /// reply; on a conflict catch up and decide again.
+    async fn handle(&mut self, msg: Msg<A>) -> Next {
+        let Msg { command, metadata, reply } = msg;
+        self.in_flight = Some(reply);
+        let mut loaded = match self.loaded.take() {
+            Some(loaded) => loaded,
+            None => {
+                self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
+                let rehydrated = rehydrate::rehydrate::<A>(
+                    self.events.as_ref(),
+                    self.snapshots.as_deref(),
+                    &self.stream,
+                    &self.id,
+                    None,
+                )
+                .await;
+                match rehydrated {
+                    Ok(loaded) => loaded,
+                    Err(error) => {
+                        let dead = matches!(error, crate::error::LoadError::Panicked { .. });
+                        self.reply(Err(command::load_failed::<A>(error, &self.id)));
+                        return if dead { self.died() } else { Next::Continue };
+                    }
+                }
+            }
+        };
+        let mut pending = Some(command);
+        let mut attempt = 0;
+        while let Some(command) = pending.take() {
+            attempt += 1;
+            if attempt < self.max_attempts {
+                pending = Some(command.clone());
+            }
+            let decided = match command::handle_guarded(&loaded.state, command, &self.id) {
+                Ok(decided) => decided,
+                Err(error) => {
+                    let dead = matches!(error, ExecuteError::Panicked { .. });
+                    self.reply(Err(error));
+                    if dead {
+                        return self.died();
+                    }
+                    self.loaded = Some(loaded);
+                    return Next::Continue;
+                }
+            };
+            let before = loaded.version;
+            let appended = command::append_decided(
+                self.events.as_ref(),
+                &self.stream,
+                &self.id,
+                &mut loaded,
+                decided,
+                &metadata,
+            )
+            .await;
+            match appended {
+                Ok(outcome) => {
+                    self.reply(Ok(outcome));
+                    self.snapshot_if_due(&loaded, before).await;
+                    self.loaded = Some(loaded);
+                    return Next::Continue;
+                }
+                Err(AttemptError::Conflict(error)) => {
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(attempt, %error, "another writer changed the stream; catching up");
+                    if pending.is_none() {
+                        break;
+                    }
+                    let caught_up =
+                        rehydrate::catch_up(self.events.as_ref(), &self.stream, &self.id, &mut loaded, None)
+                            .await;
+                    if let Err(error) = caught_up {
+                        let dead = matches!(error, crate::error::LoadError::Panicked { .. });
+                        self.reply(Err(command::load_failed::<A>(error, &self.id)));
+                        if dead {
+                            return self.died();
+                        }
+                        // The state is consistent at the version it reached.
+                        self.loaded = Some(loaded);
+                        return Next::Continue;
+                    }
+                }
+                Err(AttemptError::Fatal(error)) => {
+                    let dead = matches!(error, ExecuteError::Panicked { .. });
+                    self.reply(Err(error));
+                    if dead {
+                        return self.died();
+                    }
+                    self.loaded = Some(loaded);
+                    return Next::Continue;
+                }
+            }
+        }
+        self.reply(Err(ExecuteError::Conflict { stream: self.stream.clone(), attempts: attempt }));
+        self.loaded = Some(loaded);
+        Next::Continue
+    }
+
+    fn reply(&mut self, result: Result<CommandOutcome<A>, ExecuteError<A::Error>>) {
+        if let Some(reply) = self.in_flight.take() {
+            // The caller may have given up waiting; the command stands anyway.
+            let _ = reply.send(Reply::Done(result));
+        }
+    }
+
+    fn died(&self) -> Next {
+        self.stats.panics.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(aggregate = A::NAME, id = %self.id, "aggregate code panicked; stopping its actor");
+        Next::Die
+    }
+
+    /// Saves a snapshot if the last append crossed a multiple of the
+    /// interval. Runs after the reply, before the next command.
+    async fn snapshot_if_due(&self, loaded: &Loaded<A>, before: Option<crate::version::StreamVersion>) {
+        let Some(store) = &self.snapshots else { return };
+        if !snapshot::due(self.snapshot_every, before, loaded.version) {
+            return;
+        }
+        if let Some(taken) = snapshot::capture(&self.stream, loaded) {
+            snapshot::save(store.as_ref(), taken, &self.stats).await;
+        }
+    }
+}
+
+impl<A: Aggregate> Drop for Actor<A> {
+    /// Runs however the actor ends (stopped, panicked, runtime gone): leave
+    /// the registry, answer the command in hand, and hand every command
+    /// still in the mailbox back to its caller for re-routing.
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.registry.remove::<A>(&self.id, self.generation);
+        }
+        if let Some(reply) = self.in_flight.take() {
+            let _ = reply.send(Reply::Done(Err(ExecuteError::Panicked {
+                aggregate: A::NAME,
+                id: self.id.to_string(),
+                appended: false,
+            })));
+        }
+        self.mailbox.close();
+        while let Ok(Msg { command, metadata, reply }) = self.mailbox.try_recv() {
+            let _ = reply.send(Reply::Reroute { command, metadata });
+        }
+    }
+}
