@@ -226,11 +226,7 @@ impl<A: Aggregate> Actor<A> {
                 .await;
                 match rehydrated {
                     Ok(loaded) => loaded,
-                    Err(error) => {
-                        let dead = matches!(error, crate::error::LoadError::Panicked { .. });
-                        self.reply(Err(command::load_failed::<A>(error, &self.id)));
-                        return if dead { self.died() } else { Next::Continue };
-                    }
+                    Err(error) => return self.fail(command::load_failed::<A>(error, &self.id)),
                 }
             }
         };
@@ -244,13 +240,9 @@ impl<A: Aggregate> Actor<A> {
             let decided = match command::handle_guarded(&loaded.state, command, &self.id) {
                 Ok(decided) => decided,
                 Err(error) => {
-                    let dead = matches!(error, ExecuteError::Panicked { .. });
-                    self.reply(Err(error));
-                    if dead {
-                        return self.died();
-                    }
+                    // The state is untouched: `handle` only reads it.
                     self.loaded = Some(loaded);
-                    return Next::Continue;
+                    return self.fail(error);
                 }
             };
             let before = loaded.version;
@@ -280,24 +272,17 @@ impl<A: Aggregate> Actor<A> {
                         rehydrate::catch_up(self.events.as_ref(), &self.stream, &self.id, &mut loaded, None)
                             .await;
                     if let Err(error) = caught_up {
-                        let dead = matches!(error, crate::error::LoadError::Panicked { .. });
-                        self.reply(Err(command::load_failed::<A>(error, &self.id)));
-                        if dead {
-                            return self.died();
-                        }
-                        // The state is consistent at the version it reached.
+                        // The state is consistent at the version it reached
+                        // (unless apply panicked, and then the actor dies).
                         self.loaded = Some(loaded);
-                        return Next::Continue;
+                        return self.fail(command::load_failed::<A>(error, &self.id));
                     }
                 }
                 Err(AttemptError::Fatal(error)) => {
-                    let dead = matches!(error, ExecuteError::Panicked { .. });
-                    self.reply(Err(error));
-                    if dead {
-                        return self.died();
-                    }
+                    // Nothing was applied, unless apply panicked (then the
+                    // actor dies with its state).
                     self.loaded = Some(loaded);
-                    return Next::Continue;
+                    return self.fail(error);
                 }
             }
         }
@@ -313,9 +298,21 @@ impl<A: Aggregate> Actor<A> {
         }
     }
 
-    fn died(&self) -> Next {
+    /// Answers a failed command. A panic in aggregate code kills the actor:
+    /// it leaves the registry before replying, so the caller's next command
+    /// already finds a fresh actor.
+    fn fail(&mut self, error: ExecuteError<A::Error>) -> Next {
+        if !matches!(error, ExecuteError::Panicked { .. }) {
+            self.reply(Err(error));
+            return Next::Continue;
+        }
         self.stats.panics.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(aggregate = A::NAME, id = %self.id, "aggregate code panicked; stopping its actor");
+        self.loaded = None;
+        if let Some(shared) = self.shared.upgrade() {
+            shared.registry.remove::<A>(&self.id, self.generation);
+        }
+        self.reply(Err(error));
         Next::Die
     }
 
