@@ -1,6 +1,10 @@
 //! The actor command path: one actor per aggregate, passivation, the live
 //! cap, panics, several nodes, shutdown.
 
+// clippy.toml allows unwrap only inside #[test] fns; in this test crate's
+// helpers too, a failed unwrap is simply a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::atomic::Ordering;

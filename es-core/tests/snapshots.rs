@@ -1,6 +1,10 @@
 //! Snapshots: taken every N events, used by rehydration and time travel,
 //! ignored when their schema version differs or their state is corrupt.
 
+// clippy.toml allows unwrap only inside #[test] fns; in this test crate's
+// helpers too, a failed unwrap is simply a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use es_core::{AggregateConfig, CommandPath, Es, Snapshot, SnapshotStore, StreamVersion, Timestamp};

@@ -7,7 +7,7 @@
 //! writes the stream, so it appends with expected version = its version,
 //! and on a conflict it reads the events it missed and decides again.
 //!
-//! Lifecycle: the [registry](super::registry) starts an actor for the first
+//! Lifecycle: the registry (module `registry`) starts an actor for the first
 //! command to a cold aggregate. The actor stops when it has been idle for
 //! [`EsConfig::idle_timeout`](super::EsConfig::idle_timeout), when the
 //! registry evicts it to stay under the live-actor cap, on shutdown, or when
@@ -35,9 +35,13 @@ use crate::store::{EventStore, SnapshotStore};
 use crate::version::StreamId;
 
 /// A command in an actor's mailbox.
+///
+/// Metadata is boxed, and absent when empty (the common case), to keep
+/// messages small: a mailbox allocates its slots in blocks, so the message
+/// size is most of an idle actor's memory.
 pub(crate) struct Msg<A: Aggregate> {
     pub(crate) command: A::Command,
-    pub(crate) metadata: Metadata,
+    pub(crate) metadata: Option<Box<Metadata>>,
     pub(crate) reply: oneshot::Sender<Reply<A>>,
 }
 
@@ -46,7 +50,7 @@ pub(crate) enum Reply<A: Aggregate> {
     /// The command ran (or failed) here.
     Done(Result<CommandOutcome<A>, ExecuteError<A::Error>>),
     /// The actor stopped before it got to the command: route it again.
-    Reroute { command: A::Command, metadata: Metadata },
+    Reroute { command: A::Command, metadata: Option<Box<Metadata>> },
 }
 
 /// Executes a command through its aggregate's actor.
@@ -54,8 +58,9 @@ pub(crate) async fn execute<A: Aggregate>(
     shared: &Arc<Shared>,
     id: String,
     mut command: A::Command,
-    mut metadata: Metadata,
+    metadata: Metadata,
 ) -> Result<CommandOutcome<A>, ExecuteError<A::Error>> {
+    let mut metadata = (!metadata.is_empty()).then(|| Box::new(metadata));
     loop {
         let (reply, answer) = oneshot::channel();
         if shared.registry.deliver::<A>(shared, &id, Msg { command, metadata, reply }).await.is_err() {
@@ -211,18 +216,21 @@ impl<A: Aggregate> Actor<A> {
     /// reply; on a conflict catch up and decide again.
     async fn handle(&mut self, msg: Msg<A>) -> Next {
         let Msg { command, metadata, reply } = msg;
+        let metadata = metadata.map_or_else(Metadata::default, |boxed| *boxed);
         self.in_flight = Some(reply);
         let mut loaded = match self.loaded.take() {
             Some(loaded) => loaded,
             None => {
                 self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
-                let rehydrated = rehydrate::rehydrate::<A>(
+                // Boxed, like the other cold paths below: an idle actor's
+                // task is as large as its largest await state.
+                let rehydrated = Box::pin(rehydrate::rehydrate::<A>(
                     self.events.as_ref(),
                     self.snapshots.as_deref(),
                     &self.stream,
                     &self.id,
                     None,
-                )
+                ))
                 .await;
                 match rehydrated {
                     Ok(loaded) => loaded,
@@ -258,7 +266,9 @@ impl<A: Aggregate> Actor<A> {
             match appended {
                 Ok(outcome) => {
                     self.reply(Ok(outcome));
-                    self.snapshot_if_due(&loaded, before).await;
+                    if snapshot::due(self.snapshot_every, before, loaded.version) {
+                        self.save_snapshot(&loaded).await;
+                    }
                     self.loaded = Some(loaded);
                     return Next::Continue;
                 }
@@ -268,9 +278,14 @@ impl<A: Aggregate> Actor<A> {
                     if pending.is_none() {
                         break;
                     }
-                    let caught_up =
-                        rehydrate::catch_up(self.events.as_ref(), &self.stream, &self.id, &mut loaded, None)
-                            .await;
+                    let caught_up = Box::pin(rehydrate::catch_up(
+                        self.events.as_ref(),
+                        &self.stream,
+                        &self.id,
+                        &mut loaded,
+                        None,
+                    ))
+                    .await;
                     if let Err(error) = caught_up {
                         // The state is consistent at the version it reached
                         // (unless apply panicked, and then the actor dies).
@@ -316,15 +331,12 @@ impl<A: Aggregate> Actor<A> {
         Next::Die
     }
 
-    /// Saves a snapshot if the last append crossed a multiple of the
-    /// interval. Runs after the reply, before the next command.
-    async fn snapshot_if_due(&self, loaded: &Loaded<A>, before: Option<crate::version::StreamVersion>) {
+    /// Saves a snapshot of `loaded`. Runs after the reply, before the next
+    /// command.
+    async fn save_snapshot(&self, loaded: &Loaded<A>) {
         let Some(store) = &self.snapshots else { return };
-        if !snapshot::due(self.snapshot_every, before, loaded.version) {
-            return;
-        }
         if let Some(taken) = snapshot::capture(&self.stream, loaded) {
-            snapshot::save(store.as_ref(), taken, &self.stats).await;
+            Box::pin(snapshot::save(store.as_ref(), taken, &self.stats)).await;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The runtime: the [`Es`] application handle, command execution and
 //! aggregate loading.
 //!
-//! Commands run through [aggregate actors](actor) by default: one task per
+//! Commands run through aggregate actors (module `actor`) by default: one task per
 //! live aggregate instance keeps its state in memory, so a hot aggregate
 //! costs the same per command whatever its history. The alternative
 //! [`CommandPath::Reload`] rebuilds the aggregate from the store for every
