@@ -192,7 +192,9 @@ impl<A: Aggregate> Actor<A> {
                     },
                 };
                 last_active = Instant::now();
-                if let Next::Die = self.handle(msg).await {
+                let span = tracing::debug_span!("handle", attempts = tracing::field::Empty);
+                if let Next::Die = self.handle(msg).instrument(span).await {
+                    self.hand_back().await;
                     return;
                 }
             }
@@ -209,6 +211,16 @@ impl<A: Aggregate> Actor<A> {
         if shared.registry.stop_if_current::<A>(&self.id, self.generation) {
             self.stats.passivations.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("idle; passivating");
+        }
+    }
+
+    /// Closes the mailbox of a dying actor and hands every command in it
+    /// back to its caller for re-routing. Awaits senders that already hold
+    /// a slot, so none of their commands is dropped unanswered.
+    async fn hand_back(&mut self) {
+        self.mailbox.close();
+        while let Some(Msg { command, metadata, reply }) = self.mailbox.recv().await {
+            let _ = reply.send(Reply::Reroute { command, metadata });
         }
     }
 
@@ -265,6 +277,7 @@ impl<A: Aggregate> Actor<A> {
             .await;
             match appended {
                 Ok(outcome) => {
+                    tracing::Span::current().record("attempts", attempt);
                     self.reply(Ok(outcome));
                     if snapshot::due(self.snapshot_every, before, loaded.version) {
                         self.save_snapshot(&loaded).await;
@@ -285,6 +298,7 @@ impl<A: Aggregate> Actor<A> {
                         &mut loaded,
                         None,
                     ))
+                    .instrument(tracing::debug_span!("catch_up", attempt))
                     .await;
                     if let Err(error) = caught_up {
                         // The state is consistent at the version it reached
@@ -344,7 +358,8 @@ impl<A: Aggregate> Actor<A> {
 impl<A: Aggregate> Drop for Actor<A> {
     /// Runs however the actor ends (stopped, panicked, runtime gone): leave
     /// the registry, answer the command in hand, and hand every command
-    /// still in the mailbox back to its caller for re-routing.
+    /// still in the mailbox back to its caller for re-routing (the last
+    /// resort; a dying actor normally does that in `hand_back`).
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.registry.remove::<A>(&self.id, self.generation);
