@@ -175,9 +175,40 @@ async fn app(store: &InMemoryEventStore, path: CommandPath) -> anyhow::Result<Es
     Ok(Es::builder().event_store(store.clone()).command_path(path).build().await?)
 }
 
-/// Commands/s of `callers` tasks each sending commands to counter `id`
-/// one after another, until `count` commands ran or `budget` passed.
-async fn hot_rate(es: &Es, id: &str, callers: usize, count: u64, budget: Duration) -> anyhow::Result<f64> {
+/// What one measured run gave.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Commands per second of wall time.
+    rate: f64,
+    /// Process CPU time (user + system, all threads) per command, in
+    /// microseconds: steadier than wall time on a shared machine.
+    cpu_us: f64,
+}
+
+impl Run {
+    const NONE: Run = Run { rate: 0.0, cpu_us: f64::INFINITY };
+
+    fn best(self, other: Run) -> Run {
+        Run { rate: self.rate.max(other.rate), cpu_us: self.cpu_us.min(other.cpu_us) }
+    }
+}
+
+/// CPU time this process has used (user + system), in microseconds.
+fn cpu_time_us() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the parenthesized command name: state is the first,
+    // utime the 12th and stime the 13th (clock ticks of 1/100 s).
+    let after_name = stat.rsplit_once(')').context("malformed /proc/self/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    Ok(ticks as f64 * 10_000.0)
+}
+
+/// `callers` tasks each sending commands to counter `id` one after
+/// another, until `count` commands ran or `budget` passed.
+async fn hot_rate(es: &Es, id: &str, callers: usize, count: u64, budget: Duration) -> anyhow::Result<Run> {
+    let cpu_before = cpu_time_us()?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
@@ -197,7 +228,9 @@ async fn hot_rate(es: &Es, id: &str, callers: usize, count: u64, budget: Duratio
     for task in tasks {
         done += task.await??;
     }
-    Ok(rate(done, started.elapsed()))
+    let elapsed = started.elapsed();
+    let cpu = cpu_time_us()? - cpu_before;
+    Ok(Run { rate: rate(done, elapsed), cpu_us: cpu / done.max(1) as f64 })
 }
 
 /// Resident set size of this process, in bytes.
@@ -213,67 +246,75 @@ fn human(rate: f64) -> String {
 
 // ---- the figures ----
 
-/// The best of three runs of [`hot_rate`]: the machine may be shared, and
-/// the best run is the one least disturbed.
-async fn best_hot_rate(
-    es: &Es,
-    id: &str,
-    callers: usize,
-    count: u64,
-    budget: Duration,
-) -> anyhow::Result<f64> {
-    let mut best: f64 = 0.0;
-    for _ in 0..3 {
-        best = best.max(hot_rate(es, id, callers, count, budget).await?);
-    }
-    Ok(best)
-}
+const HISTORIES: [u64; 4] = [0, 100, 1_000, 10_000];
 
 async fn hot_aggregate() -> anyhow::Result<()> {
-    println!("hot aggregate: commands/s against history length (one aggregate; best of 3 runs)");
-    println!(
-        "{:>8} | {:>14} {:>14} | {:>14} | {:>14}",
-        "history", "actors, 1 task", "actors, 64", "reload, 1 task", "actors/reload"
-    );
+    println!("hot aggregate: commands/s against history length (one aggregate; best of 3 rounds)");
     // Warm up the runtime's threads and the allocator.
     let warm = app(&InMemoryEventStore::new(), CommandPath::Actors).await?;
-    hot_rate(&warm, "warm", 64, 100_000, Duration::from_secs(1)).await?;
+    for _ in 0..2 {
+        hot_rate(&warm, "warm", 1, 100_000, Duration::from_secs(1)).await?;
+        hot_rate(&warm, "warm", 64, 100_000, Duration::from_secs(1)).await?;
+    }
     warm.shutdown().await;
     drop(warm);
 
-    let mut actors_empty = None;
-    for history in [0u64, 100, 1_000, 10_000] {
+    // One application per history length, each with its actor started
+    // (its one rehydration). The rounds interleave the lengths, so drift
+    // on a shared machine hits them alike; the best round counts.
+    let mut apps = Vec::new();
+    for history in HISTORIES {
         let store = InMemoryEventStore::new();
         prefill(&store, "hot", history).await?;
         let actors = app(&store, CommandPath::Actors).await?;
-        // The first command starts the actor (its one rehydration).
         actors.execute(increment("hot")).await?;
-        let sequential = best_hot_rate(&actors, "hot", 1, 50_000, Duration::from_secs(1)).await?;
-        let concurrent = best_hot_rate(&actors, "hot", 64, 50_000, Duration::from_secs(1)).await?;
+        apps.push(actors);
+    }
+    let mut sequential = [Run::NONE; HISTORIES.len()];
+    let mut concurrent = [Run::NONE; HISTORIES.len()];
+    for _round in 0..3 {
+        for (i, actors) in apps.iter().enumerate() {
+            let run = hot_rate(actors, "hot", 1, 30_000, Duration::from_secs(1)).await?;
+            sequential[i] = sequential[i].best(run);
+            let run = hot_rate(actors, "hot", 64, 30_000, Duration::from_secs(1)).await?;
+            concurrent[i] = concurrent[i].best(run);
+        }
+    }
+    for actors in apps {
         actors.shutdown().await;
+    }
 
+    println!(
+        "{:>8} | {:>14} {:>8} | {:>14} {:>8} | {:>14} | {:>13}",
+        "history", "actors, 1 task", "cpu/cmd", "actors, 64", "cpu/cmd", "reload, 1 task", "actors/reload"
+    );
+    for (i, history) in HISTORIES.into_iter().enumerate() {
         // Reload: few commands, so the history stays near its nominal length.
         let store = InMemoryEventStore::new();
         prefill(&store, "hot", history).await?;
         let reload = app(&store, CommandPath::Reload).await?;
-        let reloading = best_hot_rate(&reload, "hot", 1, 100, Duration::from_secs(1)).await?;
-        println!(
-            "{:>8} | {} {} | {} | {:>13.1}x",
-            history,
-            human(sequential),
-            human(concurrent),
-            human(reloading),
-            sequential / reloading
-        );
-        let empty = *actors_empty.get_or_insert((sequential, concurrent));
-        if history == 10_000 {
-            println!(
-                "cost per command with actors, 10,000-event history vs empty: {:.2}x (1 task), {:.2}x (64 tasks)",
-                empty.0 / sequential,
-                empty.1 / concurrent
-            );
+        let mut reloading = Run::NONE;
+        for _ in 0..3 {
+            reloading = reloading.best(hot_rate(&reload, "hot", 1, 100, Duration::from_secs(1)).await?);
         }
+        println!(
+            "{:>8} | {} {:>5.2} us | {} {:>5.2} us | {} | {:>12.1}x",
+            history,
+            human(sequential[i].rate),
+            sequential[i].cpu_us,
+            human(concurrent[i].rate),
+            concurrent[i].cpu_us,
+            human(reloading.rate),
+            sequential[i].rate / reloading.rate
+        );
     }
+    println!(
+        "cost per command with actors, 10,000-event history vs empty: wall {:.2}x / cpu {:.2}x (1 task), wall {:.2}x / cpu {:.2}x (64 tasks)",
+        sequential[0].rate / sequential[3].rate,
+        sequential[3].cpu_us / sequential[0].cpu_us,
+        concurrent[0].rate / concurrent[3].rate,
+        concurrent[3].cpu_us / concurrent[0].cpu_us,
+    );
     Ok(())
 }
 
@@ -390,8 +431,22 @@ async fn cold_rehydration() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `actors hot` runs only the hot-aggregate table (for profiling).
-    let only_hot = std::env::args().nth(1).is_some_and(|arg| arg == "hot");
+    // `actors hot` runs only the hot-aggregate table; `actors one <history>
+    // <commands>` only sends commands to one hot aggregate, for counting
+    // instructions with `perf stat`, which a busy machine does not disturb.
+    let mut args = std::env::args().skip(1);
+    let mode = args.next();
+    if mode.as_deref() == Some("one") {
+        let history: u64 = args.next().context("history length")?.parse()?;
+        let commands: u64 = args.next().context("command count")?.parse()?;
+        let store = InMemoryEventStore::new();
+        prefill(&store, "hot", history).await?;
+        let actors = app(&store, CommandPath::Actors).await?;
+        actors.execute(increment("hot")).await?;
+        hot_rate(&actors, "hot", 1, commands, Duration::from_secs(3600)).await?;
+        return Ok(());
+    }
+    let only_hot = mode.as_deref() == Some("hot");
     println!("es aggregate actors benchmark (in-memory store)\n");
     hot_aggregate().await?;
     if only_hot {
