@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::{CommandPath, Es, EventStore, ExecuteError, StreamVersion};
+use es_core::{AggregateConfig, BuildError, CommandPath, Es, EventStore, ExecuteError, StreamVersion};
 use es_memory::InMemoryEventStore;
 use support::{deposit, open, stream, Account, AccountError, AlwaysConflicting, Explode, Withdraw};
 
@@ -95,6 +95,25 @@ async fn the_live_actor_cap_holds_after_every_command() {
     for n in [0u64, 1, 499, 999] {
         assert_eq!(es.load::<Account>(&format!("acct-{n}")).await.unwrap().balance, 2 * (n + 1));
     }
+}
+
+#[tokio::test]
+async fn the_least_recently_used_actor_is_the_one_evicted() {
+    let store = InMemoryEventStore::new();
+    let es = Es::builder().event_store(store.clone()).max_live_actors(2).build().await.unwrap();
+    es.execute(open("a")).await.unwrap();
+    es.execute(open("b")).await.unwrap();
+    es.execute(deposit("a", 1)).await.unwrap(); // b is now the least recently used
+    es.execute(open("c")).await.unwrap();
+    assert_eq!((es.stats().evictions, es.stats().actors_started), (1, 3));
+
+    es.execute(deposit("a", 1)).await.unwrap(); // still live: no new actor
+    assert_eq!(es.stats().actors_started, 3);
+    es.execute(deposit("b", 1)).await.unwrap(); // evicted: starts again, evicting c
+    assert_eq!((es.stats().evictions, es.stats().actors_started, es.live_actors()), (2, 4, 2));
+    es.execute(deposit("a", 1)).await.unwrap();
+    assert_eq!(es.stats().actors_started, 4);
+    assert_eq!(es.load::<Account>("a").await.unwrap().balance, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,4 +371,19 @@ async fn the_reload_path_gives_the_same_results_and_starts_no_actors() {
     assert!(es.stats().rehydrations >= 21);
     es.shutdown().await;
     assert!(matches!(es.execute(deposit("l", 1)).await, Err(ExecuteError::Shutdown)));
+}
+
+#[tokio::test]
+async fn zero_settings_are_refused_at_build_time() {
+    let store = InMemoryEventStore::new();
+    let built = Es::builder().event_store(store.clone()).max_live_actors(0).build().await;
+    assert!(matches!(built, Err(BuildError::ZeroLiveActors)));
+    let built = Es::builder().event_store(store.clone()).mailbox_capacity(0).build().await;
+    assert!(matches!(built, Err(BuildError::ZeroMailbox)));
+    let built = Es::builder()
+        .event_store(store.clone())
+        .aggregate::<Account>(AggregateConfig { snapshot_every: Some(0) })
+        .build()
+        .await;
+    assert!(matches!(built, Err(BuildError::ZeroSnapshotInterval { aggregate: "account" })));
 }
