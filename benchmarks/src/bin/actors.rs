@@ -7,7 +7,11 @@
 //! - memory per idle live actor (process RSS before and after 10,000);
 //! - cold rehydration time of 10,000 events, with and without a snapshot.
 //!
-//! Run: `cargo run --release -p es-benchmarks --bin actors`.
+//! Run: `cargo run --release -p es-benchmarks --bin actors` (add `hot` for
+//! the hot-aggregate figures only). Wall-clock rates move with the load on
+//! the machine; the CPU time per command beside them, and
+//! `perf stat -e task-clock target/release/actors one <history> <commands>`,
+//! are steadier ways to compare history lengths on a shared machine.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -318,6 +322,33 @@ async fn hot_aggregate() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hot path on a current-thread runtime: no cross-thread wake-ups
+/// between caller and actor, so the figure is the framework's own cost.
+fn hot_on_one_thread() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut line = String::from("current-thread runtime, actors, 1 task:");
+        for history in [0u64, 10_000] {
+            let store = InMemoryEventStore::new();
+            prefill(&store, "hot", history).await?;
+            let actors = app(&store, CommandPath::Actors).await?;
+            actors.execute(increment("hot")).await?;
+            let mut best = Run::NONE;
+            for _ in 0..3 {
+                best = best.best(hot_rate(&actors, "hot", 1, 100_000, Duration::from_secs(1)).await?);
+            }
+            line.push_str(&format!(
+                " {} ({:.2} us cpu) at {history} events;",
+                human(best.rate).trim(),
+                best.cpu_us
+            ));
+            actors.shutdown().await;
+        }
+        println!("{line}");
+        anyhow::Ok(())
+    })
+}
+
 async fn many_aggregates() -> anyhow::Result<()> {
     let store = InMemoryEventStore::new();
     for n in 0..1_000 {
@@ -449,6 +480,7 @@ async fn main() -> anyhow::Result<()> {
     let only_hot = mode.as_deref() == Some("hot");
     println!("es aggregate actors benchmark (in-memory store)\n");
     hot_aggregate().await?;
+    tokio::task::spawn_blocking(hot_on_one_thread).await??;
     if only_hot {
         return Ok(());
     }
