@@ -1,17 +1,21 @@
 //! The runtime: the [`Es`] application handle, command execution and
 //! aggregate loading.
 //!
-//! Commands run through aggregate actors (module `actor`) by default: one task per
-//! live aggregate instance keeps its state in memory, so a hot aggregate
-//! costs the same per command whatever its history. The alternative
+//! Commands run through aggregate actors (module `actor`) by default: one
+//! task per live aggregate instance keeps its state in memory, so a hot
+//! aggregate costs the same per command whatever its history. Actors are
+//! found through the registry (module `registry`), which keeps their number
+//! under a cap. The alternative
 //! [`CommandPath::Reload`] rebuilds the aggregate from the store for every
 //! command; see [`CommandPath`] for when to choose which.
 
 mod actor;
 mod command;
+mod config;
 mod registry;
 mod rehydrate;
 mod snapshot;
+mod stats;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -20,112 +24,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use command::CommandOutcome;
+pub use config::{AggregateConfig, CommandPath, EsConfig};
 pub use rehydrate::Loaded;
+pub use stats::EsStats;
+pub(crate) use stats::Stats;
 
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
 use crate::error::{ExecuteError, LoadError};
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
-
-/// Per-aggregate settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AggregateConfig {
-    /// Take a snapshot every this many events (`None`: never). Needs a
-    /// snapshot store ([`EsBuilder::snapshot_store`]).
-    pub snapshot_every: Option<u64>,
-}
-
-/// How commands reach their aggregate.
-///
-/// Both paths give the same results and the same guarantees across nodes
-/// (optimistic concurrency with bounded retries); they differ in cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CommandPath {
-    /// One actor per live aggregate holds its state in memory and handles
-    /// its commands one at a time. The first command to a cold aggregate
-    /// rehydrates it (newest snapshot plus later events); later commands
-    /// read nothing before appending, so a hot aggregate costs O(1) per
-    /// command. Idle actors passivate after [`EsConfig::idle_timeout`]; at
-    /// most [`EsConfig::max_live_actors`] are live at once. The default,
-    /// for long-running processes.
-    #[default]
-    Actors,
-    /// Every command rebuilds its aggregate from the store (snapshot plus
-    /// later events), decides, and appends. No task or memory outlives a
-    /// command, which suits short-lived, serverless-style processes that
-    /// handle a few commands each, at O(history since the last snapshot)
-    /// per command.
-    Reload,
-}
-
-/// Runtime settings.
-#[derive(Debug, Clone)]
-pub struct EsConfig {
-    /// How many times a command runs when other writers keep changing its
-    /// stream (optimistic concurrency), before it fails with
-    /// [`ExecuteError::Conflict`].
-    pub max_attempts: u32,
-    /// How commands reach their aggregate.
-    pub command_path: CommandPath,
-    /// An actor idle this long stops and frees its memory; the next command
-    /// rehydrates the aggregate.
-    pub idle_timeout: Duration,
-    /// At most this many actors are live at once; starting one more stops
-    /// the least recently used.
-    pub max_live_actors: usize,
-    /// How many commands wait in one actor's mailbox before senders wait
-    /// for room.
-    pub mailbox_capacity: usize,
-}
-
-impl Default for EsConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            command_path: CommandPath::Actors,
-            idle_timeout: Duration::from_secs(5 * 60),
-            max_live_actors: 10_000,
-            mailbox_capacity: 256,
-        }
-    }
-}
-
-/// Counters of one [`Es`] since it was built, from [`Es::stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct EsStats {
-    /// Actors live right now.
-    pub live_actors: usize,
-    /// Actors started.
-    pub actors_started: u64,
-    /// Aggregates rebuilt from the store to handle a command (once per actor
-    /// start on the actor path, once per attempt on the reload path).
-    pub rehydrations: u64,
-    /// Actors stopped for being idle.
-    pub passivations: u64,
-    /// Actors stopped to stay under the live-actor cap.
-    pub evictions: u64,
-    /// Appends that lost a race with another writer and were retried or
-    /// given up on.
-    pub conflicts: u64,
-    /// Snapshots saved.
-    pub snapshots_saved: u64,
-    /// Actors stopped because aggregate code panicked.
-    pub panics: u64,
-}
-
-/// The runtime's counters, shared with its actors.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) actors_started: AtomicU64,
-    pub(crate) rehydrations: AtomicU64,
-    pub(crate) passivations: AtomicU64,
-    pub(crate) evictions: AtomicU64,
-    pub(crate) conflicts: AtomicU64,
-    pub(crate) snapshots_saved: AtomicU64,
-    pub(crate) panics: AtomicU64,
-}
 
 pub(crate) struct Shared {
     pub(crate) events: Arc<dyn EventStore>,
