@@ -44,7 +44,9 @@ pub use readside::{
     ReadSideBuilder, ReadSideConfig, ReadSideError, Recorded, Registration, Registry, RegistryError, Replay,
     RetryPolicy, Selection, Subscriber, SubscriptionKind, SubscriptionState, SubscriptionStatus,
 };
-pub use runtime::{AggregateConfig, BuildError, CommandOutcome, Es, EsBuilder, EsConfig, Loaded};
+pub use runtime::{
+    AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
+};
 pub use store::{
     json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
     UnitOfWork,

@@ -1,15 +1,20 @@
-//! The command path: validate, rehydrate, decide, append, retry on conflict.
+//! The command path: validate, then decide and append through the
+//! aggregate's actor ([`CommandPath::Actors`]) or by reloading the
+//! aggregate for every command ([`CommandPath::Reload`]).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tracing::Instrument;
 
 use super::rehydrate::{self, Loaded};
-use super::Shared;
+use super::{actor, snapshot, CommandPath, Shared};
 use crate::aggregate::{Aggregate, Command, Events};
-use crate::envelope::{AppendOutcome, Committed, Metadata, NewEvent, Snapshot, Timestamp};
-use crate::error::{AppendError, EncodeError, ExecuteError};
+use crate::envelope::{AppendOutcome, Committed, Metadata, NewEvent};
+use crate::error::{AppendError, EncodeError, ExecuteError, LoadError};
 use crate::event::EventSet;
+use crate::store::EventStore;
 use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
 /// What a successful command did.
@@ -41,8 +46,11 @@ pub(crate) fn encode<A: Aggregate>(
             let payload = event
                 .to_payload()
                 .map_err(|source| EncodeError { event_type: event.event_type(), source })?;
-            Ok(NewEvent::new(A::NAME, event.event_type(), event.schema_version(), payload)
-                .with_metadata(metadata.clone()))
+            let mut envelope = NewEvent::new(A::NAME, event.event_type(), event.schema_version(), payload);
+            if !metadata.is_empty() {
+                envelope.metadata = metadata.clone();
+            }
+            Ok(envelope)
         })
         .collect()
 }
@@ -60,41 +68,66 @@ pub(crate) fn handle_guarded<A: Aggregate>(
     }
 }
 
-/// The reload-per-command path: every attempt rebuilds the aggregate from
-/// the store. Correct on any number of nodes, O(history) per command.
+/// The command path's entry: validates, then hands the command to its
+/// aggregate's actor or reloads the aggregate, as configured.
 pub(crate) async fn execute<C: Command>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     command: C,
     metadata: Metadata,
-) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>>
-where
-    C::Aggregate: Aggregate,
-{
+) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
     command.validate()?;
     let id = command.aggregate_id();
     let span = tracing::debug_span!("command", aggregate = <C::Aggregate as Aggregate>::NAME, command = C::NAME, id = %id);
-    execute_reloading::<C::Aggregate, C>(shared, id, command, metadata).instrument(span).await
+    let command = command.into_aggregate_command();
+    match shared.config.command_path {
+        CommandPath::Actors => {
+            actor::execute::<C::Aggregate>(shared, id, command, metadata).instrument(span).await
+        }
+        CommandPath::Reload => {
+            execute_reloading::<C::Aggregate>(shared, id, command, metadata).instrument(span).await
+        }
+    }
 }
 
-async fn execute_reloading<A: Aggregate, C: Command<Aggregate = A>>(
+/// The reload-per-command path: every attempt rebuilds the aggregate from
+/// the store. Correct on any number of nodes, O(history) per command.
+async fn execute_reloading<A: Aggregate>(
     shared: &Shared,
     id: String,
-    command: C,
+    command: A::Command,
     metadata: Metadata,
 ) -> Result<CommandOutcome<A>, ExecuteError<A::Error>> {
+    if shared.registry.is_shut_down() {
+        return Err(ExecuteError::Shutdown);
+    }
     let stream = StreamId::for_aggregate(A::NAME, &id);
-    let command = command.into_aggregate_command();
+    let snapshot_every = shared.aggregate_config::<A>().snapshot_every;
     let mut attempts = 0;
     while attempts < shared.config.max_attempts {
         attempts += 1;
+        shared.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
         let mut loaded: Loaded<A> =
             rehydrate::rehydrate(shared.events.as_ref(), shared.snapshots.as_deref(), &stream, &id, None)
-                .await?;
+                .await
+                .map_err(|error| load_failed::<A>(error, &id))?;
         let decided = handle_guarded(&loaded.state, command.clone(), &id)?;
-        match append_decided(shared, &stream, &id, &mut loaded, decided, &metadata).await {
-            Ok(outcome) => return Ok(outcome),
+        let before = loaded.version;
+        match append_decided(shared.events.as_ref(), &stream, &id, &mut loaded, decided, &metadata).await {
+            Ok(mut outcome) => {
+                if let Some(store) = &shared.snapshots {
+                    if snapshot::due(snapshot_every, before, loaded.version) {
+                        if let Some(taken) = snapshot::capture(&stream, &loaded) {
+                            let (store, stats) = (Arc::clone(store), Arc::clone(&shared.stats));
+                            tokio::spawn(async move { snapshot::save(store.as_ref(), taken, &stats).await });
+                        }
+                    }
+                }
+                outcome.aggregate_id = id;
+                return Ok(outcome);
+            }
             Err(AttemptError::Conflict(error)) => {
-                tracing::debug!(attempt = attempts, %error, "concurrency conflict; retrying");
+                shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(attempt = attempts, %error, "concurrency conflict; reloading and retrying");
             }
             Err(AttemptError::Fatal(error)) => return Err(error),
         }
@@ -102,15 +135,30 @@ async fn execute_reloading<A: Aggregate, C: Command<Aggregate = A>>(
     Err(ExecuteError::Conflict { stream, attempts })
 }
 
+/// A failed load on the command path. A panic while applying stored
+/// events is a panic in user code, reported as such.
+pub(crate) fn load_failed<A: Aggregate>(error: LoadError, id: &str) -> ExecuteError<A::Error> {
+    match error {
+        LoadError::Panicked { .. } => {
+            ExecuteError::Panicked { aggregate: A::NAME, id: id.to_owned(), appended: false }
+        }
+        other => ExecuteError::Load(other),
+    }
+}
+
+/// Why one attempt at a command did not succeed.
 pub(crate) enum AttemptError<E> {
+    /// Another writer changed the stream first: catch up and decide again.
     Conflict(AppendError),
+    /// Anything else: give up with this error.
     Fatal(ExecuteError<E>),
 }
 
-/// Appends decided events at `loaded.version`, applies them, and snapshots
-/// when due. On success `loaded` holds the new state and version.
+/// Appends decided events at `loaded.version` and applies them. On success
+/// `loaded` holds the new state and version. The outcome's `aggregate_id`
+/// is left empty for the caller, who owns the id, to fill in.
 pub(crate) async fn append_decided<A: Aggregate>(
-    shared: &Shared,
+    events_store: &dyn EventStore,
     stream: &StreamId,
     id: &str,
     loaded: &mut Loaded<A>,
@@ -120,17 +168,16 @@ pub(crate) async fn append_decided<A: Aggregate>(
     let events = decided.into_vec();
     if events.is_empty() {
         return Ok(CommandOutcome {
-            aggregate_id: id.to_owned(),
+            aggregate_id: String::new(),
             version: loaded.version,
             position: None,
             events,
             committed: Vec::new(),
         });
     }
-    let envelopes = encode::<A>(&events, metadata).map_err(|e| AttemptError::Fatal(e.into()))?;
+    let envelopes = encode_guarded::<A>(&events, metadata, id)?;
     let expected = ExpectedVersion::from_current(loaded.version);
-    let outcome: AppendOutcome = match shared
-        .events
+    let outcome: AppendOutcome = match events_store
         .append(stream, expected, envelopes)
         .instrument(tracing::debug_span!("append", events = events.len()))
         .await
@@ -139,7 +186,6 @@ pub(crate) async fn append_decided<A: Aggregate>(
         Err(error @ AppendError::WrongExpectedVersion { .. }) => return Err(AttemptError::Conflict(error)),
         Err(error) => return Err(AttemptError::Fatal(ExecuteError::Append(error))),
     };
-    let before = loaded.version;
     for event in &events {
         if rehydrate::apply_guarded(&mut loaded.state, event, id).is_err() {
             return Err(AttemptError::Fatal(ExecuteError::Panicked {
@@ -150,9 +196,8 @@ pub(crate) async fn append_decided<A: Aggregate>(
         }
     }
     loaded.version = outcome.stream_version;
-    maybe_snapshot(shared, stream, loaded, before).await;
     Ok(CommandOutcome {
-        aggregate_id: id.to_owned(),
+        aggregate_id: String::new(),
         version: outcome.stream_version,
         position: outcome.last_position(),
         events,
@@ -160,40 +205,19 @@ pub(crate) async fn append_decided<A: Aggregate>(
     })
 }
 
-/// Saves a snapshot if the append crossed a multiple of the aggregate's
-/// snapshot interval. A failed snapshot is logged, never fatal: the events
-/// are the truth.
-pub(crate) async fn maybe_snapshot<A: Aggregate>(
-    shared: &Shared,
-    stream: &StreamId,
-    loaded: &Loaded<A>,
-    before: Option<StreamVersion>,
-) {
-    let (Some(every), Some(snapshots), Some(now)) =
-        (shared.aggregate_config::<A>().snapshot_every, shared.snapshots.as_ref(), loaded.version)
-    else {
-        return;
-    };
-    let before = before.map_or(0, StreamVersion::get);
-    if every == 0 || before / every == now.get() / every {
-        return;
-    }
-    let state = match serde_json::to_value(&loaded.state) {
-        Ok(state) => state,
-        Err(error) => {
-            tracing::warn!(aggregate = A::NAME, %stream, %error, "aggregate state does not serialize; no snapshot taken");
-            return;
-        }
-    };
-    let snapshot = Snapshot {
-        stream_id: stream.clone(),
-        aggregate_type: A::NAME.to_owned(),
-        stream_version: now,
-        schema_version: A::SNAPSHOT_VERSION,
-        state,
-        taken_at: Timestamp::now(),
-    };
-    if let Err(error) = snapshots.save_snapshot(snapshot).await {
-        tracing::warn!(aggregate = A::NAME, %stream, %error, "saving snapshot failed");
+/// [`encode`], turning a panic in a user's `Serialize` impl into a typed error.
+fn encode_guarded<A: Aggregate>(
+    events: &[A::Event],
+    metadata: &Metadata,
+    id: &str,
+) -> Result<Vec<NewEvent>, AttemptError<A::Error>> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| encode::<A>(events, metadata))) {
+        Ok(Ok(envelopes)) => Ok(envelopes),
+        Ok(Err(error)) => Err(AttemptError::Fatal(error.into())),
+        Err(_) => Err(AttemptError::Fatal(ExecuteError::Panicked {
+            aggregate: A::NAME,
+            id: id.to_owned(),
+            appended: false,
+        })),
     }
 }

@@ -1,15 +1,33 @@
 //! The runtime: the [`Es`] application handle, command execution and
 //! aggregate loading.
+//!
+//! Commands run through aggregate actors (module `actor`) by default: one
+//! task per live aggregate instance keeps its state in memory, so a hot
+//! aggregate costs the same per command whatever its history. Actors are
+//! found through the registry (module `registry`), which keeps their number
+//! under a cap. The alternative
+//! [`CommandPath::Reload`] rebuilds the aggregate from the store for every
+//! command; see [`CommandPath`] for when to choose which.
 
+mod actor;
 mod command;
+mod config;
+mod registry;
 mod rehydrate;
+mod snapshot;
+mod stats;
 
 use std::any::TypeId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use command::CommandOutcome;
+pub use config::{AggregateConfig, CommandPath, EsConfig};
 pub use rehydrate::Loaded;
+pub use stats::EsStats;
+pub(crate) use stats::Stats;
 
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
@@ -17,34 +35,14 @@ use crate::error::{ExecuteError, LoadError};
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
 
-/// Per-aggregate settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AggregateConfig {
-    /// Take a snapshot every this many events (`None`: never).
-    pub snapshot_every: Option<u64>,
-}
-
-/// Runtime settings.
-#[derive(Debug, Clone)]
-pub struct EsConfig {
-    /// How many times a command runs when other writers keep changing its
-    /// stream (optimistic concurrency), before it fails with
-    /// [`ExecuteError::Conflict`].
-    pub max_attempts: u32,
-}
-
-impl Default for EsConfig {
-    fn default() -> Self {
-        Self { max_attempts: 5 }
-    }
-}
-
 pub(crate) struct Shared {
     pub(crate) events: Arc<dyn EventStore>,
     pub(crate) snapshots: Option<Arc<dyn SnapshotStore>>,
     pub(crate) projections: Option<Arc<dyn ProjectionStore>>,
     pub(crate) config: EsConfig,
     pub(crate) aggregates: HashMap<TypeId, AggregateConfig>,
+    pub(crate) registry: registry::Registry,
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl Shared {
@@ -74,6 +72,7 @@ pub struct EsBuilder {
     projections: Option<Arc<dyn ProjectionStore>>,
     config: EsConfig,
     aggregates: HashMap<TypeId, AggregateConfig>,
+    aggregate_names: HashMap<TypeId, &'static str>,
 }
 
 /// Building an [`Es`] failed.
@@ -92,6 +91,12 @@ pub enum BuildError {
     /// `max_attempts` of zero.
     #[error("max_attempts must be at least 1")]
     ZeroAttempts,
+    /// `max_live_actors` of zero.
+    #[error("max_live_actors must be at least 1")]
+    ZeroLiveActors,
+    /// `mailbox_capacity` of zero.
+    #[error("mailbox_capacity must be at least 1")]
+    ZeroMailbox,
 }
 
 impl EsBuilder {
@@ -144,10 +149,48 @@ impl EsBuilder {
         self
     }
 
+    /// Sets how commands reach their aggregate (default
+    /// [`CommandPath::Actors`]).
+    #[must_use]
+    pub fn command_path(mut self, path: CommandPath) -> Self {
+        self.config.command_path = path;
+        self
+    }
+
+    /// Sets how long an actor may be idle before it stops (default five
+    /// minutes).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how many actors may be live at once (default 10,000).
+    #[must_use]
+    pub fn max_live_actors(mut self, max: usize) -> Self {
+        self.config.max_live_actors = max;
+        self
+    }
+
+    /// Sets how many commands may wait in one actor's mailbox (default 256).
+    #[must_use]
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.config.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Replaces every runtime setting at once.
+    #[must_use]
+    pub fn config(mut self, config: EsConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// Sets the settings of aggregate `A`.
     #[must_use]
     pub fn aggregate<A: Aggregate>(mut self, config: AggregateConfig) -> Self {
         self.aggregates.insert(TypeId::of::<A>(), config);
+        self.aggregate_names.insert(TypeId::of::<A>(), A::NAME);
         self
     }
 
@@ -160,6 +203,19 @@ impl EsBuilder {
         if self.config.max_attempts == 0 {
             return Err(BuildError::ZeroAttempts);
         }
+        if self.config.max_live_actors == 0 {
+            return Err(BuildError::ZeroLiveActors);
+        }
+        if self.config.mailbox_capacity == 0 {
+            return Err(BuildError::ZeroMailbox);
+        }
+        if let Some(aggregate) = self.aggregate_names.iter().find_map(|(type_id, name)| {
+            let zero = self.aggregates.get(type_id).is_some_and(|c| c.snapshot_every == Some(0));
+            zero.then_some(*name)
+        }) {
+            return Err(BuildError::ZeroSnapshotInterval { aggregate });
+        }
+        let registry = registry::Registry::new(self.config.max_live_actors, self.config.mailbox_capacity);
         Ok(Es {
             shared: Arc::new(Shared {
                 events,
@@ -167,6 +223,8 @@ impl EsBuilder {
                 projections: self.projections,
                 config: self.config,
                 aggregates: self.aggregates,
+                registry,
+                stats: Arc::new(Stats::default()),
             }),
         })
     }
@@ -188,14 +246,19 @@ impl Es {
         self.shared.projections.as_ref()
     }
 
-    /// Executes a command: validates it, loads its aggregate, handles it,
-    /// appends the events with optimistic concurrency (retrying on conflict)
-    /// and returns what was stored.
+    /// Executes a command: validates it, hands it to its aggregate (its
+    /// actor, or a fresh reload; see [`CommandPath`]), which decides,
+    /// appends the events with optimistic concurrency (catching up and
+    /// deciding again on conflict) and returns what was stored.
+    ///
+    /// Dropping the returned future after the command reached its actor
+    /// does not cancel the command.
     ///
     /// # Errors
     /// [`ExecuteError`]: validation, the aggregate's refusal, a conflict that
-    /// outlasted every retry, or a storage failure. Nothing is appended
-    /// unless the variant says so.
+    /// outlasted every retry, a storage failure, a panic in the aggregate's
+    /// code, or [`ExecuteError::Shutdown`] after [`Es::shutdown`]. Nothing is
+    /// appended unless the variant says so.
     pub async fn execute<C: Command>(
         &self,
         command: C,
@@ -216,7 +279,38 @@ impl Es {
         command::execute(&self.shared, command, metadata).await
     }
 
-    /// The current state of aggregate `id`.
+    /// Stops taking commands and stops every actor once it has handled the
+    /// commands already in its mailbox; returns when all have exited. Later
+    /// commands fail with [`ExecuteError::Shutdown`].
+    pub async fn shutdown(&self) {
+        for exit in self.shared.registry.shut_down() {
+            registry::exited(exit).await;
+        }
+    }
+
+    /// How many aggregate actors are live.
+    pub fn live_actors(&self) -> usize {
+        self.shared.registry.live()
+    }
+
+    /// The runtime's counters.
+    pub fn stats(&self) -> EsStats {
+        let stats = &self.shared.stats;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        EsStats {
+            live_actors: self.live_actors(),
+            actors_started: read(&stats.actors_started),
+            rehydrations: read(&stats.rehydrations),
+            passivations: read(&stats.passivations),
+            evictions: read(&stats.evictions),
+            conflicts: read(&stats.conflicts),
+            snapshots_saved: read(&stats.snapshots_saved),
+            panics: read(&stats.panics),
+        }
+    }
+
+    /// The current state of aggregate `id`, read from the store (newest
+    /// snapshot plus later events).
     ///
     /// # Errors
     /// [`LoadError`] if the stream cannot be read or an event not decoded.
@@ -225,7 +319,8 @@ impl Es {
     }
 
     /// The state of aggregate `id` right after event `version` (time travel).
-    /// Past the newest event, it is the current state.
+    /// Past the newest event, it is the current state. A snapshot taken
+    /// after `version` is not used.
     ///
     /// # Errors
     /// [`LoadError`] if the stream cannot be read or an event not decoded.

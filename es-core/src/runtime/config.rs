@@ -1,0 +1,72 @@
+//! Runtime settings: per application ([`EsConfig`]), per aggregate
+//! ([`AggregateConfig`]), and the choice of [`CommandPath`].
+
+use std::time::Duration;
+
+#[cfg(doc)]
+use super::EsBuilder;
+#[cfg(doc)]
+use crate::error::ExecuteError;
+
+/// Per-aggregate settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AggregateConfig {
+    /// Take a snapshot every this many events (`None`: never). Needs a
+    /// snapshot store ([`EsBuilder::snapshot_store`]).
+    pub snapshot_every: Option<u64>,
+}
+
+/// How commands reach their aggregate.
+///
+/// Both paths give the same results and the same guarantees across nodes
+/// (optimistic concurrency with bounded retries); they differ in cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CommandPath {
+    /// One actor per live aggregate holds its state in memory and handles
+    /// its commands one at a time. The first command to a cold aggregate
+    /// rehydrates it (newest snapshot plus later events); later commands
+    /// read nothing before appending, so a hot aggregate costs O(1) per
+    /// command. Idle actors passivate after [`EsConfig::idle_timeout`]; at
+    /// most [`EsConfig::max_live_actors`] are live at once. The default,
+    /// for long-running processes.
+    #[default]
+    Actors,
+    /// Every command rebuilds its aggregate from the store (snapshot plus
+    /// later events), decides, and appends. No task or memory outlives a
+    /// command, which suits short-lived, serverless-style processes that
+    /// handle a few commands each, at O(history since the last snapshot)
+    /// per command.
+    Reload,
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct EsConfig {
+    /// How many times a command runs when other writers keep changing its
+    /// stream (optimistic concurrency), before it fails with
+    /// [`ExecuteError::Conflict`].
+    pub max_attempts: u32,
+    /// How commands reach their aggregate.
+    pub command_path: CommandPath,
+    /// An actor idle this long stops and frees its memory; the next command
+    /// rehydrates the aggregate.
+    pub idle_timeout: Duration,
+    /// At most this many actors are live at once; starting one more stops
+    /// the least recently used.
+    pub max_live_actors: usize,
+    /// How many commands wait in one actor's mailbox before senders wait
+    /// for room.
+    pub mailbox_capacity: usize,
+}
+
+impl Default for EsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            command_path: CommandPath::Actors,
+            idle_timeout: Duration::from_secs(5 * 60),
+            max_live_actors: 10_000,
+            mailbox_capacity: 256,
+        }
+    }
+}
