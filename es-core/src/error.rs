@@ -267,6 +267,18 @@ pub enum ExecuteError<E> {
         /// The handler or projection that did not catch up.
         waiting_for: String,
     },
+    /// The events were stored, but a strongly consistent handler or
+    /// projection stopped on a failing event (or is not running here). The
+    /// command itself succeeded.
+    #[error("events stored up to position {position}, but `{waiting_for}` cannot catch up: {reason}")]
+    ConsistencyFailed {
+        /// The position of the last stored event.
+        position: GlobalPosition,
+        /// The handler or projection that failed.
+        waiting_for: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Working with the projection store failed.

@@ -57,6 +57,10 @@ pub struct EsConfig {
     /// How many commands wait in one actor's mailbox before senders wait
     /// for room.
     pub mailbox_capacity: usize,
+    /// How long `Es::execute` waits for strong read-side subscribers to
+    /// handle a command's events before it returns
+    /// [`ExecuteError::ConsistencyTimeout`].
+    pub consistency_timeout: Duration,
 }
 
 impl Default for EsConfig {
@@ -67,6 +71,7 @@ impl Default for EsConfig {
             idle_timeout: Duration::from_secs(5 * 60),
             max_live_actors: 10_000,
             mailbox_capacity: 256,
+            consistency_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -20,7 +20,7 @@ mod stats;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use command::CommandOutcome;
@@ -32,6 +32,7 @@ pub(crate) use stats::Stats;
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
 use crate::error::{ExecuteError, LoadError};
+use crate::readside::{ConsistencyError, ReadSide, ReadSideBuilder, ReadSideError};
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
 
@@ -43,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) aggregates: HashMap<TypeId, AggregateConfig>,
     pub(crate) registry: registry::Registry,
     pub(crate) stats: Arc<Stats>,
+    /// Set once, right after the `Es` is built, when the builder was given
+    /// a read side (the read side needs the `Es` to dispatch commands).
+    pub(crate) read_side: OnceLock<ReadSide>,
 }
 
 impl Shared {
@@ -73,6 +77,7 @@ pub struct EsBuilder {
     config: EsConfig,
     aggregates: HashMap<TypeId, AggregateConfig>,
     aggregate_names: HashMap<TypeId, &'static str>,
+    read_side: Option<ReadSideBuilder>,
 }
 
 /// Building an [`Es`] failed.
@@ -97,6 +102,9 @@ pub enum BuildError {
     /// `mailbox_capacity` of zero.
     #[error("mailbox_capacity must be at least 1")]
     ZeroMailbox,
+    /// The read side could not be built or started.
+    #[error("the read side could not start")]
+    ReadSide(#[from] ReadSideError),
 }
 
 impl EsBuilder {
@@ -186,6 +194,25 @@ impl EsBuilder {
         self
     }
 
+    /// Runs a read side (event handlers and projections) with this
+    /// application: it reads this application's event store, writes to its
+    /// projection store, and its handlers dispatch commands here. Strong
+    /// subscribers (`Consistency::Strong`) then run before
+    /// [`Es::execute`] returns.
+    #[must_use]
+    pub fn read_side(mut self, read_side: ReadSideBuilder) -> Self {
+        self.read_side = Some(read_side);
+        self
+    }
+
+    /// Sets how long [`Es::execute`] waits for strong subscribers before it
+    /// returns [`ExecuteError::ConsistencyTimeout`] (default five seconds).
+    #[must_use]
+    pub fn consistency_timeout(mut self, timeout: Duration) -> Self {
+        self.config.consistency_timeout = timeout;
+        self
+    }
+
     /// Sets the settings of aggregate `A`.
     #[must_use]
     pub fn aggregate<A: Aggregate>(mut self, config: AggregateConfig) -> Self {
@@ -216,7 +243,7 @@ impl EsBuilder {
             return Err(BuildError::ZeroSnapshotInterval { aggregate });
         }
         let registry = registry::Registry::new(self.config.max_live_actors, self.config.mailbox_capacity);
-        Ok(Es {
+        let es = Es {
             shared: Arc::new(Shared {
                 events,
                 snapshots: self.snapshots,
@@ -225,8 +252,16 @@ impl EsBuilder {
                 aggregates: self.aggregates,
                 registry,
                 stats: Arc::new(Stats::default()),
+                read_side: OnceLock::new(),
             }),
-        })
+        };
+        if let Some(builder) = self.read_side {
+            let read_side = builder.es(&es).start()?;
+            // The cell was created empty just above and nothing else can
+            // reach it yet, so this set cannot find it full.
+            let _ = es.shared.read_side.set(read_side);
+        }
+        Ok(es)
     }
 }
 
@@ -276,13 +311,36 @@ impl Es {
         command: C,
         metadata: Metadata,
     ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
-        command::execute(&self.shared, command, metadata).await
+        let outcome = command::execute(&self.shared, command, metadata).await?;
+        if let (Some(read_side), Some(position)) = (self.shared.read_side.get(), outcome.position) {
+            let timeout = self.shared.config.consistency_timeout;
+            if let Err(error) = read_side.wait_for_strong(position, timeout).await {
+                let waiting_for = error.name().to_owned();
+                return Err(match error {
+                    ConsistencyError::Timeout { .. } => {
+                        ExecuteError::ConsistencyTimeout { position, waiting_for }
+                    }
+                    other => {
+                        ExecuteError::ConsistencyFailed { position, waiting_for, reason: other.to_string() }
+                    }
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The read side this application runs, if the builder was given one.
+    pub fn read_side(&self) -> Option<&ReadSide> {
+        self.shared.read_side.get()
     }
 
     /// Stops taking commands and stops every actor once it has handled the
     /// commands already in its mailbox; returns when all have exited. Later
     /// commands fail with [`ExecuteError::Shutdown`].
     pub async fn shutdown(&self) {
+        if let Some(read_side) = self.shared.read_side.get() {
+            read_side.shutdown().await;
+        }
         for exit in self.shared.registry.shut_down() {
             registry::exited(exit).await;
         }

@@ -1,0 +1,102 @@
+//! `Es::execute` with a read side: strong subscribers have run when it
+//! returns, and one that cannot catch up gives a typed error while the
+//! events stay stored.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use es_core::{
+    Consistency, Es, ExecuteError, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionStore,
+    ProjectionTx, ReadSide, Recorded, Registry, Subscriber,
+};
+use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
+use support::{Account, Deposit, MoneyDeposited, OpenAccount};
+use tokio::sync::Notify;
+
+/// Sums deposits per account.
+#[derive(Default)]
+struct Totals;
+
+impl Project<MoneyDeposited> for Totals {
+    async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        let id = e.stream_id.as_str().to_owned();
+        let total: u64 = tx.get(&id).await?.unwrap_or(0);
+        tx.put(&id, &(total + e.amount))?;
+        Ok(())
+    }
+}
+
+async fn app(registry: Registry, timeout: Duration) -> (Es, InMemoryProjectionStore) {
+    let documents = InMemoryProjectionStore::new();
+    let es = Es::builder()
+        .event_store(InMemoryEventStore::new())
+        .projection_store(documents.clone())
+        .read_side(ReadSide::builder().registry(registry))
+        .consistency_timeout(timeout)
+        .build()
+        .await
+        .unwrap();
+    (es, documents)
+}
+
+#[tokio::test]
+async fn a_strong_projection_is_up_to_date_when_execute_returns() {
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "totals",
+            Subscriber::projection(Totals).on::<MoneyDeposited>().build().consistency(Consistency::Strong),
+        )
+        .unwrap();
+    let (es, documents) = app(registry, Duration::from_secs(30)).await;
+    es.execute(OpenAccount { account_id: "ada".into(), owner: "Ada".into() }).await.unwrap();
+    let mut expected = 0;
+    for amount in 1..=20 {
+        es.execute(Deposit { account_id: "ada".into(), amount }).await.unwrap();
+        expected += amount;
+        let total = documents.get("totals", "account-ada").await.unwrap();
+        assert_eq!(total, Some(serde_json::json!(expected)), "after depositing {amount}");
+    }
+    assert!(es.read_side().is_some());
+    es.shutdown().await;
+}
+
+/// A strong handler that waits for a signal that never comes.
+struct Stuck(Arc<Notify>);
+
+impl HandleEvent<MoneyDeposited> for Stuck {
+    async fn handle(&self, _: &Recorded<MoneyDeposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        self.0.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_strong_handler_that_does_not_catch_up_times_out_with_events_stored() {
+    let release = Arc::new(Notify::new());
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "stuck",
+            Subscriber::handler(Stuck(Arc::clone(&release)))
+                .on::<MoneyDeposited>()
+                .build()
+                .consistency(Consistency::Strong),
+        )
+        .unwrap();
+    let (es, _) = app(registry, Duration::from_millis(200)).await;
+    es.execute(OpenAccount { account_id: "bob".into(), owner: "Bob".into() }).await.unwrap();
+    let error = es.execute(Deposit { account_id: "bob".into(), amount: 7 }).await.unwrap_err();
+    match &error {
+        ExecuteError::ConsistencyTimeout { waiting_for, .. } => assert_eq!(waiting_for, "stuck"),
+        other => panic!("expected a consistency timeout, got {other:?}"),
+    }
+    assert!(error.to_string().contains("events stored up to position"), "{error}");
+    // The deposit is stored and counted.
+    let account: Account = es.load("bob").await.unwrap();
+    assert_eq!(account.balance, 7);
+    release.notify_one();
+    es.shutdown().await;
+}
