@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    Consistency, Es, ExecuteError, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionStore,
-    ProjectionTx, ReadSide, Recorded, Registry, Subscriber,
+    BuildError, Consistency, Es, ExecuteError, HandleEvent, HandlerCtx, HandlerError, Project,
+    ProjectionStore, ProjectionTx, ReadSide, Recorded, Registry, Subscriber,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use support::{Account, Deposit, MoneyDeposited, OpenAccount};
@@ -28,7 +28,7 @@ impl Project<MoneyDeposited> for Totals {
     }
 }
 
-async fn app(registry: Registry, timeout: Duration) -> (Es, InMemoryProjectionStore) {
+async fn app(registry: Registry, timeout: Duration) -> Result<(Es, InMemoryProjectionStore), BuildError> {
     let documents = InMemoryProjectionStore::new();
     let es = Es::builder()
         .event_store(InMemoryEventStore::new())
@@ -36,9 +36,8 @@ async fn app(registry: Registry, timeout: Duration) -> (Es, InMemoryProjectionSt
         .read_side(ReadSide::builder().registry(registry))
         .consistency_timeout(timeout)
         .build()
-        .await
-        .unwrap();
-    (es, documents)
+        .await?;
+    Ok((es, documents))
 }
 
 #[tokio::test]
@@ -50,7 +49,7 @@ async fn a_strong_projection_is_up_to_date_when_execute_returns() {
             Subscriber::projection(Totals).on::<MoneyDeposited>().build().consistency(Consistency::Strong),
         )
         .unwrap();
-    let (es, documents) = app(registry, Duration::from_secs(30)).await;
+    let (es, documents) = app(registry, Duration::from_secs(30)).await.unwrap();
     es.execute(OpenAccount { account_id: "ada".into(), owner: "Ada".into() }).await.unwrap();
     let mut expected = 0;
     for amount in 1..=20 {
@@ -86,7 +85,7 @@ async fn a_strong_handler_that_does_not_catch_up_times_out_with_events_stored() 
                 .consistency(Consistency::Strong),
         )
         .unwrap();
-    let (es, _) = app(registry, Duration::from_millis(200)).await;
+    let (es, _) = app(registry, Duration::from_millis(200)).await.unwrap();
     es.execute(OpenAccount { account_id: "bob".into(), owner: "Bob".into() }).await.unwrap();
     let error = es.execute(Deposit { account_id: "bob".into(), amount: 7 }).await.unwrap_err();
     match &error {
