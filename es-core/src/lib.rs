@@ -15,7 +15,73 @@
 //!
 //! Storage sits behind ports ([`EventStore`], [`SnapshotStore`],
 //! [`ProjectionStore`]) that every adapter implements and checks with the
-//! shared conformance suite (feature `conformance`).
+//! shared conformance suite (feature `conformance`). The read side
+//! ([`ReadSide`]) feeds handlers and projections from the global stream.
+//!
+//! ```
+//! use es_core::{command, event, Aggregate, Apply, Es, Events, ExecuteError, Handle, StreamVersion};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[event]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Deposited { pub amount: u64 }
+//!
+//! #[event]
+//! #[derive(Debug, Clone, PartialEq)]
+//! pub struct Withdrawn { pub amount: u64 }
+//!
+//! #[command(aggregate = Wallet)]
+//! #[derive(Debug, Clone)]
+//! pub struct Deposit { #[id] pub wallet: String, #[validate(min = 1)] pub amount: u64 }
+//!
+//! #[command(aggregate = Wallet)]
+//! #[derive(Debug, Clone)]
+//! pub struct Withdraw { #[id] pub wallet: String, pub amount: u64 }
+//!
+//! #[derive(Debug, thiserror::Error)]
+//! pub enum WalletError {
+//!     #[error("balance {balance} is below {requested}")]
+//!     Insufficient { balance: u64, requested: u64 },
+//! }
+//!
+//! #[derive(Aggregate, Default, Serialize, Deserialize)]
+//! #[aggregate(name = "wallet", error = WalletError,
+//!             events(Deposited, Withdrawn), commands(Deposit, Withdraw))]
+//! pub struct Wallet { balance: u64 }
+//!
+//! impl Handle<Deposit> for Wallet {
+//!     fn handle(&self, cmd: Deposit) -> Result<Events<Self>, WalletError> {
+//!         Ok(Events::one(Deposited { amount: cmd.amount }))
+//!     }
+//! }
+//! impl Handle<Withdraw> for Wallet {
+//!     fn handle(&self, cmd: Withdraw) -> Result<Events<Self>, WalletError> {
+//!         if cmd.amount > self.balance {
+//!             return Err(WalletError::Insufficient { balance: self.balance, requested: cmd.amount });
+//!         }
+//!         Ok(Events::one(Withdrawn { amount: cmd.amount }))
+//!     }
+//! }
+//! impl Apply<Deposited> for Wallet {
+//!     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; }
+//! }
+//! impl Apply<Withdrawn> for Wallet {
+//!     fn apply(&mut self, e: &Withdrawn) { self.balance -= e.amount; }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let es = Es::builder().event_store(es_memory::InMemoryEventStore::new()).build().await?;
+//! es.execute(Deposit { wallet: "w1".into(), amount: 50 }).await?;
+//! es.execute(Withdraw { wallet: "w1".into(), amount: 20 }).await?;
+//! let refused = es.execute(Withdraw { wallet: "w1".into(), amount: 100 }).await;
+//! assert!(matches!(refused, Err(ExecuteError::Rejected(WalletError::Insufficient { balance: 30, .. }))));
+//!
+//! assert_eq!(es.load::<Wallet>("w1").await?.balance, 30);
+//! assert_eq!(es.load_at::<Wallet>("w1", StreamVersion(1)).await?.balance, 50); // time travel
+//! # Ok(())
+//! # }
+//! ```
 
 mod aggregate;
 mod envelope;
