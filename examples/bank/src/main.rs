@@ -4,7 +4,9 @@
 //! Run it with `cargo run -p bank`.
 
 use anyhow::Context;
-use bank::{Account, AccountError, AccountOpened, CloseAccount, Deposit, OpenAccount, VerifyAccount, Withdraw};
+use bank::{
+    Account, AccountError, AccountOpened, CloseAccount, Deposit, OpenAccount, VerifyAccount, Withdraw,
+};
 use es_core::{Es, EventSet, ExecuteError, GlobalPosition, StreamVersion};
 use es_memory::InMemoryEventStore;
 
@@ -33,14 +35,22 @@ async fn run(es: &Es) -> anyhow::Result<()> {
             _ => None,
         })
         .context("OpenAccount produced no AccountOpened event")?;
-    println!("open account {ada} for Ada -> version {:?}, code {code}", opened.version.map(StreamVersion::get));
+    println!(
+        "open account {ada} for Ada -> version {:?}, code {code}",
+        opened.version.map(StreamVersion::get)
+    );
     es.execute(VerifyAccount { account_id: ada.clone(), code }).await?;
     println!("verify {ada}");
     for amount in [10_000, 25_000] {
         let outcome = es.execute(Deposit { account_id: ada.clone(), amount }).await?;
-        println!("deposit {} into {ada} -> version {:?}", cents(amount), outcome.version.map(StreamVersion::get));
+        println!(
+            "deposit {} into {ada} -> version {:?}",
+            cents(amount),
+            outcome.version.map(StreamVersion::get)
+        );
     }
-    let before_withdrawal = es.load_versioned::<Account>(&ada, None).await?.version.context("ada has events")?;
+    let before_withdrawal =
+        es.load_versioned::<Account>(&ada, None).await?.version.context("ada has events")?;
     es.execute(Withdraw { account_id: ada.clone(), amount: 7_500, reference: Some("rent".into()) }).await?;
     println!("withdraw {} from {ada} (reference: rent)", cents(7_500));
 
@@ -90,7 +100,12 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     let now = es.load::<Account>(&ada).await?;
     println!("{ada}: balance {}, verified {}, closed {}", cents(now.balance), now.verified, now.closed);
     let bob_now = es.load::<Account>(&bob).await?;
-    println!("{bob}: balance {}, verified {}, closed {}", cents(bob_now.balance), bob_now.verified, bob_now.closed);
+    println!(
+        "{bob}: balance {}, verified {}, closed {}",
+        cents(bob_now.balance),
+        bob_now.verified,
+        bob_now.closed
+    );
 
     println!("\n== time travel");
     let then = es.load_at::<Account>(&ada, before_withdrawal).await?;

@@ -14,7 +14,10 @@ fn the_demo_reports_balances_refusals_and_time_travel() {
     // Ada: 100 + 250 - 75; Bob: 10, never verified.
     assert!(has("balance $275.00, verified true, closed false"), "final state of Ada missing:\n{stdout}");
     assert!(has("balance $10.00, verified false, closed false"), "final state of Bob missing:\n{stdout}");
-    assert!(has("refused: insufficient funds: balance 27500, requested 100000"), "refusal missing:\n{stdout}");
+    assert!(
+        has("refused: insufficient funds: balance 27500, requested 100000"),
+        "refusal missing:\n{stdout}"
+    );
     assert!(has("refused: account is not verified yet"), "unverified refusal missing:\n{stdout}");
     assert!(has("invalid: command `Deposit` is invalid"), "validation refusal missing:\n{stdout}");
     // Before the withdrawal Ada had 350.

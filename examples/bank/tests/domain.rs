@@ -1,8 +1,8 @@
 //! The account's rules, tested with es' given/when/then kit: no store needed.
 
 use bank::{
-    Account, AccountClosed, AccountError, AccountOpened, AccountVerified, CloseAccount, Deposit, MoneyDeposited,
-    MoneyWithdrawn, OpenAccount, VerifyAccount, Withdraw,
+    Account, AccountClosed, AccountError, AccountOpened, AccountVerified, CloseAccount, Deposit,
+    MoneyDeposited, MoneyWithdrawn, OpenAccount, VerifyAccount, Withdraw,
 };
 use es_core::testkit::AggregateTest;
 
@@ -106,6 +106,7 @@ fn commands_to_unopened_accounts_are_refused() {
 #[test]
 fn version_1_withdrawals_are_upcast() {
     use es_core::EventSet;
-    let event = bank::AccountEvent::from_stored("MoneyWithdrawn", 1, serde_json::json!({"amount": 7})).unwrap();
+    let event =
+        bank::AccountEvent::from_stored("MoneyWithdrawn", 1, serde_json::json!({"amount": 7})).unwrap();
     assert_eq!(event, MoneyWithdrawn { amount: 7, reference: None }.into());
 }
