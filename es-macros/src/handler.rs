@@ -29,6 +29,8 @@ use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY};
 use crate::{item, paths};
 
 const SPEC: Spec = Spec {
+    what: "event handler",
+    example_name: "welcome-mail",
     macro_name: "#[event_handler]",
     scope: "event handler attribute",
     keys: &[NAME, EVENTS, REPLAY, CONSISTENCY, GROUP],

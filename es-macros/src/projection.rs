@@ -19,6 +19,8 @@ use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY};
 use crate::{item, paths};
 
 const SPEC: Spec = Spec {
+    what: "projection",
+    example_name: "balances",
     macro_name: "#[projection]",
     scope: "projection attribute",
     keys: &[NAME, EVENTS, CONSISTENCY, GROUP],

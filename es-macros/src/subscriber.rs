@@ -29,6 +29,10 @@ const RESERVED_PREFIX: &str = "handler:";
 pub(crate) struct Spec {
     /// The macro as users write it: `#[event_handler]`.
     pub(crate) macro_name: &'static str,
+    /// What it registers, for messages: `event handler`.
+    pub(crate) what: &'static str,
+    /// A name to show in examples: `welcome-mail`.
+    pub(crate) example_name: &'static str,
     /// What its keys are called in messages: `event handler attribute`.
     pub(crate) scope: &'static str,
     /// The keys it accepts.
@@ -124,19 +128,19 @@ impl SubscriberAttrs {
             }
             Ok(())
         });
-        let args_span = args.clone();
+        let args_tokens = args.clone();
         if let Err(error) = parser.parse2(args) {
             cx.syn_error(error);
         }
         if !name.is_set() {
             let message = format!(
-                "{} needs `name = \"..\"`: the unique name it is registered, checkpointed and selected by",
-                spec.macro_name
+                "{} needs `name = \"..\"`: the unique name the {} is registered, checkpointed and selected by",
+                spec.macro_name, spec.what
             );
-            if args_span.is_empty() {
+            if args_tokens.is_empty() {
                 cx.syn_error(syn::Error::new(Span::call_site(), message));
             } else {
-                cx.error_spanned_by(args_span, message);
+                cx.error_spanned_by(args_tokens, message);
             }
         }
         Self {
@@ -211,10 +215,10 @@ fn string_literal<'e>(cx: &Ctxt, expr: &'e Expr, example: &str) -> Option<&'e Li
 /// The subscriber name, if it is a string literal the registry accepts
 /// (an error is recorded otherwise).
 fn subscriber_name(cx: &Ctxt, expr: &Expr, spec: &Spec) -> Option<LitStr> {
-    let lit = string_literal(cx, expr, "name = \"welcome-mail\"")?;
+    let lit = string_literal(cx, expr, &format!("name = \"{}\"", spec.example_name))?;
     let value = lit.value();
     if value.trim().is_empty() {
-        cx.error_spanned_by(lit, format!("the name of a {} subscriber must not be empty", spec.macro_name));
+        cx.error_spanned_by(lit, format!("the {} `name` must not be empty", spec.what));
         return None;
     }
     if value.starts_with(RESERVED_PREFIX) {
