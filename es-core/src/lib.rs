@@ -10,6 +10,8 @@
 //! - `#[derive(Aggregate)]` ties an aggregate's events and commands
 //!   together, generating the event enum and the dispatch to your
 //!   [`Handle`] and [`Apply`] impls;
+//! - `#[event_handler]` and `#[projection]` register read-side
+//!   subscribers at link time, which a [`ReadSide`] runs;
 //! - [`Es`] executes commands against any [`EventStore`] adapter
 //!   (`es-memory` for tests and play, `es-postgres` for production).
 //!
@@ -119,7 +121,7 @@ pub use store::{
 };
 pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
-pub use es_macros::{command, event, Aggregate};
+pub use es_macros::{command, event, event_handler, projection, Aggregate};
 
 /// Used by code that es-macros generates. Not public API: it may change in
 /// any release without notice.
@@ -132,7 +134,10 @@ pub mod __private {
     pub use ::std::clone::Clone;
     pub use ::std::cmp::PartialEq;
     pub use ::std::convert::From;
+    pub use ::std::default::Default;
     pub use ::std::fmt::Debug;
+    pub use ::std::future::Future;
+    pub use ::std::marker::Send;
     pub use ::std::option::Option;
     pub use ::std::primitive::{str, u32};
     pub use ::std::result::Result;

@@ -1,8 +1,8 @@
-//! Procedural macros of es: `#[event]`, `#[command]` and
-//! `#[derive(Aggregate)]`.
+//! Procedural macros of es: `#[event]`, `#[command]`,
+//! `#[derive(Aggregate)]`, `#[event_handler]` and `#[projection]`.
 //!
 //! Use them through `es-core`, which re-exports them as
-//! `es_core::{event, command, Aggregate}`. The code they generate names
+//! `es_core::{event, command, Aggregate, event_handler, projection}`. The code they generate names
 //! only `::es_core` and its hidden `__private` module, so a crate that uses
 //! them needs no dependency on serde, serde_json or this crate for its
 //! events and commands.
@@ -15,8 +15,11 @@ mod aggregate;
 mod command;
 mod ctxt;
 mod event;
+mod handler;
 mod item;
 mod paths;
+mod projection;
+mod subscriber;
 mod symbol;
 
 use proc_macro::TokenStream;
@@ -250,4 +253,153 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::expand(&input).into()
+}
+
+/// Registers an event handler at link time, under a unique name, for
+/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// without an explicit registry).
+///
+/// Keys:
+/// - `name = ".."` (required): the name it is registered, checkpointed and
+///   selected by; not empty, not starting with `handler:`.
+/// - `replay = "run" | "skip"` (default `"run"`): with `"skip"` it never
+///   runs for replayed history (side effects such as mail).
+/// - `consistency = "eventual" | "strong"` (default `"eventual"`): with
+///   `"strong"` a command returns only after the handler handled its
+///   events.
+/// - `group = ".."` (optional): a group an application can select.
+/// - `events(A, B, ..)`: only on a struct, see below.
+///
+/// On an `async fn name(event: &Recorded<E>, ctx: &HandlerCtx) ->
+/// Result<(), HandlerError>` it handles the one event type `E`; the fn
+/// stays as written and can still be called.
+///
+/// ```
+/// use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded, Registry, Replay};
+///
+/// #[event]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct AccountOpened {
+///     pub owner: String,
+/// }
+///
+/// #[event_handler(name = "welcome-mail", replay = "skip", group = "mail")]
+/// async fn welcome(e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+///     println!("{}: welcome, {}", ctx.name(), e.owner);
+///     Ok(())
+/// }
+///
+/// let registry = Registry::from_inventory()?;
+/// let welcome = registry.get("welcome-mail").unwrap();
+/// assert_eq!((welcome.event_types(), welcome.replay_mode()), (vec!["AccountOpened"], Replay::Skip));
+/// # Ok::<(), es_core::RegistryError>(())
+/// ```
+///
+/// On a struct, it handles every event type listed in `events(..)`: the
+/// struct implements `Default` (the registration builds it with that) and
+/// `HandleEvent<E>` for each listed `E`. A listed event without its impl
+/// is a compile error at its name in the list.
+///
+/// ```
+/// use es_core::{event, event_handler, HandleEvent, HandlerCtx, HandlerError, Recorded};
+/// # #[event]
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # pub struct AccountOpened {}
+/// # #[event]
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # pub struct AccountClosed {}
+///
+/// #[event_handler(name = "audit", events(AccountOpened, AccountClosed))]
+/// #[derive(Default)]
+/// struct Audit;
+///
+/// impl HandleEvent<AccountOpened> for Audit {
+///     async fn handle(&self, e: &Recorded<AccountOpened>, _: &HandlerCtx) -> Result<(), HandlerError> {
+///         println!("opened: {}", e.stream_id);
+///         Ok(())
+///     }
+/// }
+///
+/// impl HandleEvent<AccountClosed> for Audit {
+///     async fn handle(&self, e: &Recorded<AccountClosed>, _: &HandlerCtx) -> Result<(), HandlerError> {
+///         println!("closed: {}", e.stream_id);
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// A handler fn is async:
+///
+/// ```compile_fail
+/// # use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded};
+/// # #[event]
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # pub struct AccountOpened {}
+/// #[event_handler(name = "welcome-mail")]
+/// fn welcome(e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+///     Ok(())
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(args.into(), item.into()).into()
+}
+
+/// Registers a projection at link time, under a unique name, for
+/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// without an explicit registry).
+///
+/// It goes on a struct that implements `Default` (the registration builds
+/// it with that) and `Project<E>` for each event type in `events(..)`.
+/// Keys:
+/// - `name = ".."` (required): the name it is registered and selected by,
+///   and the namespace of its documents; not empty, not starting with
+///   `handler:`.
+/// - `events(A, B, ..)` (required, not empty): the event types it projects.
+/// - `consistency = "eventual" | "strong"` (default `"eventual"`): with
+///   `"strong"` a command returns only after the projection has its
+///   events.
+/// - `group = ".."` (optional): a group an application can select.
+///
+/// ```
+/// use es_core::{event, projection, HandlerError, Project, ProjectionTx, Recorded};
+///
+/// #[event]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub struct MoneyDeposited {
+///     pub amount: u64,
+/// }
+///
+/// #[projection(name = "deposits", events(MoneyDeposited), consistency = "strong")]
+/// #[derive(Default)]
+/// struct Deposits;
+///
+/// impl Project<MoneyDeposited> for Deposits {
+///     async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+///         let total: u64 = tx.get(e.stream_id.as_str()).await?.unwrap_or(0);
+///         tx.put(e.stream_id.as_str(), &(total + e.amount))?;
+///         Ok(())
+///     }
+/// }
+///
+/// let registry = es_core::Registry::from_inventory()?;
+/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::Consistency::Strong);
+/// # Ok::<(), es_core::RegistryError>(())
+/// ```
+///
+/// Every listed event needs its `Project` impl:
+///
+/// ```compile_fail
+/// # use es_core::{event, projection};
+/// # #[event]
+/// # #[derive(Debug, Clone, PartialEq)]
+/// # pub struct MoneyDeposited { pub amount: u64 }
+/// #[projection(name = "deposits", events(MoneyDeposited))]
+/// #[derive(Default)]
+/// struct Deposits;
+/// // error: `Deposits` is asked to project `MoneyDeposited` but does not implement `Project<MoneyDeposited>`
+/// ```
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    projection::expand(args.into(), item.into()).into()
 }

@@ -27,6 +27,17 @@ pub(crate) const EVENTS: Symbol = Symbol("events");
 pub(crate) const COMMANDS: Symbol = Symbol("commands");
 pub(crate) const SNAPSHOT_VERSION: Symbol = Symbol("snapshot_version");
 
+// `#[event_handler(..)]` and `#[projection(..)]` (also use NAME and EVENTS)
+pub(crate) const GROUP: Symbol = Symbol("group");
+pub(crate) const CONSISTENCY: Symbol = Symbol("consistency");
+pub(crate) const REPLAY: Symbol = Symbol("replay");
+
+// Their values: `replay = "skip"`, `consistency = "strong"`
+pub(crate) const RUN: Symbol = Symbol("run");
+pub(crate) const SKIP: Symbol = Symbol("skip");
+pub(crate) const EVENTUAL: Symbol = Symbol("eventual");
+pub(crate) const STRONG: Symbol = Symbol("strong");
+
 impl Symbol {
     /// The key as written.
     pub(crate) fn as_str(self) -> &'static str {

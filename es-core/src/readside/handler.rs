@@ -49,6 +49,11 @@ use crate::version::{EventId, GlobalPosition};
 /// &HandlerCtx) -> Result<(), HandlerError>`; the future must be `Send`.
 /// Returning an error makes the runner retry the event with backoff; after
 /// the last attempt the subscription stops at that event and reports it.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is asked to handle `{E}` but does not implement `HandleEvent<{E}>`",
+    label = "missing `impl HandleEvent<{E}> for {Self}`",
+    note = "add `impl es_core::HandleEvent<{E}> for {Self} {{ async fn handle(&self, event: &es_core::Recorded<{E}>, ctx: &es_core::HandlerCtx) -> Result<(), es_core::HandlerError> {{ .. }} }}`"
+)]
 pub trait HandleEvent<E: Event>: Send + Sync + 'static {
     /// Handles one recorded event.
     ///

@@ -54,6 +54,11 @@ use crate::version::GlobalPosition;
 /// &mut ProjectionTx) -> Result<(), HandlerError>`; the future must be
 /// `Send`. On an error the event's changes are discarded and it is retried;
 /// after the last attempt the projection stops at that event.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is asked to project `{E}` but does not implement `Project<{E}>`",
+    label = "missing `impl Project<{E}> for {Self}`",
+    note = "add `impl es_core::Project<{E}> for {Self} {{ async fn project(&self, event: &es_core::Recorded<{E}>, tx: &mut es_core::ProjectionTx) -> Result<(), es_core::HandlerError> {{ .. }} }}`"
+)]
 pub trait Project<E: Event>: Send + Sync + 'static {
     /// Projects one recorded event.
     ///

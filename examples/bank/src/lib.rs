@@ -4,9 +4,39 @@
 //! Everything non-deterministic (the account number, the verification code)
 //! is decided in `handle` and carried in the event, so replaying the events
 //! always rebuilds the same state.
+//!
+//! The read side registers itself at link time, so a `ReadSide` built
+//! without an explicit registry runs all of it:
+//! - projections `account-summary` ([`AccountSummary`]) and
+//!   `transaction-history` ([`TransactionHistory`]);
+//! - the `welcome-mail` handler ([`welcome_mail`]), which writes an
+//!   [`OutboxMail`] per new account and never again on replay;
+//! - the `transfer-process` handler ([`TransferProcess`]), which moves the
+//!   money of a [`Transfer`] between two accounts, refunding it when the
+//!   target refuses the credit.
 
-use es_core::{command, event, Aggregate, Apply, Events, Handle, ValidationError};
+mod mail;
+mod projections;
+mod transfer;
+
+use std::time::Duration;
+
+use es_core::{
+    command, event, Aggregate, Apply, ConsistencyError, Events, GlobalPosition, Handle, ReadSide,
+    ReadSideError, ValidationError,
+};
 use serde::{Deserialize, Serialize};
+
+pub use mail::{outbox, welcome_mail, OutboxMail, MAIL_OUTBOX};
+pub use projections::{
+    AccountSummaries, AccountSummary, Transaction, TransactionHistories, TransactionHistory, TransactionKind,
+    ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+};
+pub use transfer::{
+    MarkCompleted, MarkCreditRefused, MarkDebited, MarkFailed, MarkRefunded, StartTransfer, Transfer,
+    TransferCommand, TransferCompleted, TransferCreditRefused, TransferDebited, TransferError, TransferEvent,
+    TransferFailed, TransferProcess, TransferRefunded, TransferStarted, TransferStatus, TRANSFER_REFERENCE,
+};
 
 /// An account was opened; it must be verified before money can leave it.
 #[event]
@@ -302,5 +332,41 @@ impl Apply<MoneyWithdrawn> for Account {
 impl Apply<AccountClosed> for Account {
     fn apply(&mut self, _: &AccountClosed) {
         self.closed = true;
+    }
+}
+
+/// Waiting for the read side to settle failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// The head of the event store could not be read.
+    #[error(transparent)]
+    ReadSide(#[from] ReadSideError),
+    /// A subscription timed out or stopped on a failing event.
+    #[error(transparent)]
+    Consistency(#[from] ConsistencyError),
+}
+
+/// Waits until every subscription of `read_side` has handled every stored
+/// event, including the events that handlers cause on the way (a transfer
+/// runs in several commands): it waits for the head, then again for the
+/// new head, until no subscription appended anything more. Returns the
+/// settled head.
+///
+/// # Errors
+/// [`SettleError::Consistency`] when a subscription does not reach the head
+/// within `timeout` (each wait has its own) or stopped on a failing event;
+/// [`SettleError::ReadSide`] when the head cannot be read.
+pub async fn settle(read_side: &ReadSide, timeout: Duration) -> Result<GlobalPosition, SettleError> {
+    let head = |statuses: &[es_core::SubscriptionStatus]| statuses.first().map(|s| s.head);
+    let mut statuses = read_side.statuses().await?;
+    loop {
+        let Some(target) = head(&statuses) else { return Ok(GlobalPosition::START) };
+        for status in &statuses {
+            read_side.wait_for(&status.name, target, timeout).await?;
+        }
+        statuses = read_side.statuses().await?;
+        if head(&statuses) == Some(target) {
+            return Ok(target);
+        }
     }
 }

@@ -1,0 +1,16 @@
+use es_core::{event, event_handler, HandleEvent, HandlerCtx, HandlerError, Recorded};
+
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+struct AccountOpened {}
+
+#[event_handler(name = "audit", events(AccountOpened))]
+struct Audit;
+
+impl HandleEvent<AccountOpened> for Audit {
+    async fn handle(&self, _: &Recorded<AccountOpened>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use es_core::{event, event_handler};
+
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+struct AccountOpened {
+    owner: String,
+}
+
+#[event_handler(name = "audit")]
+#[derive(Default)]
+struct Audit;
+
+fn main() {}

@@ -1,0 +1,15 @@
+use es_core::{event, event_handler, HandlerError, Recorded};
+
+#[event]
+#[derive(Debug, Clone, PartialEq)]
+struct AccountOpened {
+    owner: String,
+}
+
+#[event_handler(name = "welcome-mail")]
+async fn welcome(e: &Recorded<AccountOpened>, ctx: &String) -> Result<(), HandlerError> {
+    let _ = (e, ctx);
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,277 @@
+//! The bank's read models, one document per account:
+//!
+//! - `account-summary` ([`AccountSummary`]): owner, number, balance,
+//!   verified, closed and how many transactions;
+//! - `transaction-history` ([`TransactionHistory`]): every deposit and
+//!   withdrawal with its global position and reference.
+//!
+//! Both are kept by the read side from the account events, with the
+//! document changes and the checkpoint committed together, so they never
+//! count an event twice; `ReadSide::rebuild` recomputes them from history.
+
+use es_core::{
+    projection, Aggregate, DocumentQuery, Event, HandlerError, Project, ProjectionError, ProjectionStore,
+    ProjectionTx, Recorded, StreamId,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::transfer::TRANSFER_REFERENCE;
+use crate::{Account, AccountClosed, AccountOpened, AccountVerified, MoneyDeposited, MoneyWithdrawn};
+
+/// The name (document namespace) of the account summaries.
+pub const ACCOUNT_SUMMARY: &str = "account-summary";
+
+/// The name (document namespace) of the transaction histories.
+pub const TRANSACTION_HISTORY: &str = "transaction-history";
+
+/// One account at a glance; its document id is the account id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSummary {
+    /// The account id.
+    pub account_id: String,
+    /// Who owns it.
+    pub owner: String,
+    /// Its account number.
+    pub account_number: String,
+    /// Balance in cents.
+    pub balance: u64,
+    /// Whether the owner verified it.
+    pub verified: bool,
+    /// Whether it was closed.
+    pub closed: bool,
+    /// How many deposits and withdrawals it had.
+    pub transactions: u64,
+}
+
+impl AccountSummary {
+    /// The summary of `account_id`, if it has one.
+    ///
+    /// # Errors
+    /// [`ProjectionError`] if the store fails or the document is not a summary.
+    pub async fn load(
+        store: &dyn ProjectionStore,
+        account_id: &str,
+    ) -> Result<Option<Self>, ProjectionError> {
+        load(store, ACCOUNT_SUMMARY, account_id).await
+    }
+
+    /// Every summary, ordered by account id.
+    ///
+    /// # Errors
+    /// As [`load`](AccountSummary::load).
+    pub async fn all(store: &dyn ProjectionStore) -> Result<Vec<Self>, ProjectionError> {
+        all(store, ACCOUNT_SUMMARY).await
+    }
+}
+
+/// Keeps an [`AccountSummary`] per account.
+#[projection(
+    name = "account-summary",
+    events(AccountOpened, AccountVerified, MoneyDeposited, MoneyWithdrawn, AccountClosed)
+)]
+#[derive(Debug, Default)]
+pub struct AccountSummaries;
+
+impl AccountSummaries {
+    /// Reads the summary of the event's account, changes it and stores it.
+    async fn update<E: Event>(
+        e: &Recorded<E>,
+        tx: &mut ProjectionTx,
+        change: impl FnOnce(&mut AccountSummary),
+    ) -> Result<(), HandlerError> {
+        let account_id = account_id(&e.stream_id)?;
+        let mut summary = tx.get::<AccountSummary>(account_id).await?.unwrap_or_else(|| AccountSummary {
+            account_id: account_id.to_owned(),
+            ..AccountSummary::default()
+        });
+        change(&mut summary);
+        Ok(tx.put(account_id, &summary)?)
+    }
+}
+
+impl Project<AccountOpened> for AccountSummaries {
+    async fn project(&self, e: &Recorded<AccountOpened>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        Self::update(e, tx, |summary| {
+            summary.owner.clone_from(&e.owner);
+            summary.account_number.clone_from(&e.account_number);
+        })
+        .await
+    }
+}
+
+impl Project<AccountVerified> for AccountSummaries {
+    async fn project(
+        &self,
+        e: &Recorded<AccountVerified>,
+        tx: &mut ProjectionTx,
+    ) -> Result<(), HandlerError> {
+        Self::update(e, tx, |summary| summary.verified = true).await
+    }
+}
+
+impl Project<MoneyDeposited> for AccountSummaries {
+    async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        Self::update(e, tx, |summary| {
+            summary.balance += e.amount;
+            summary.transactions += 1;
+        })
+        .await
+    }
+}
+
+impl Project<MoneyWithdrawn> for AccountSummaries {
+    async fn project(&self, e: &Recorded<MoneyWithdrawn>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        Self::update(e, tx, |summary| {
+            summary.balance = summary.balance.saturating_sub(e.amount);
+            summary.transactions += 1;
+        })
+        .await
+    }
+}
+
+impl Project<AccountClosed> for AccountSummaries {
+    async fn project(&self, e: &Recorded<AccountClosed>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        Self::update(e, tx, |summary| summary.closed = true).await
+    }
+}
+
+/// Which way money moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionKind {
+    /// Money came in.
+    Deposit,
+    /// Money went out.
+    Withdrawal,
+}
+
+/// One deposit or withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// The global position of its event.
+    pub position: u64,
+    /// In or out.
+    pub kind: TransactionKind,
+    /// Amount in cents.
+    pub amount: u64,
+    /// What it was for: a withdrawal's own reference, or the transfer a
+    /// deposit belongs to.
+    pub reference: Option<String>,
+}
+
+/// Every transaction of one account, oldest first; its document id is the
+/// account id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionHistory {
+    /// The account id.
+    pub account_id: String,
+    /// Oldest first.
+    pub transactions: Vec<Transaction>,
+}
+
+impl TransactionHistory {
+    /// The history of `account_id`, if it has one.
+    ///
+    /// # Errors
+    /// [`ProjectionError`] if the store fails or the document is not a history.
+    pub async fn load(
+        store: &dyn ProjectionStore,
+        account_id: &str,
+    ) -> Result<Option<Self>, ProjectionError> {
+        load(store, TRANSACTION_HISTORY, account_id).await
+    }
+}
+
+/// Keeps a [`TransactionHistory`] per account.
+#[projection(name = "transaction-history", events(AccountOpened, MoneyDeposited, MoneyWithdrawn))]
+#[derive(Debug, Default)]
+pub struct TransactionHistories;
+
+impl TransactionHistories {
+    /// Appends a transaction (or, with `None`, nothing) to the history of
+    /// the event's account.
+    async fn record<E: Event>(
+        e: &Recorded<E>,
+        tx: &mut ProjectionTx,
+        transaction: Option<Transaction>,
+    ) -> Result<(), HandlerError> {
+        let account_id = account_id(&e.stream_id)?;
+        let mut history = tx.get::<TransactionHistory>(account_id).await?.unwrap_or_else(|| {
+            TransactionHistory { account_id: account_id.to_owned(), transactions: Vec::new() }
+        });
+        history.transactions.extend(transaction);
+        Ok(tx.put(account_id, &history)?)
+    }
+}
+
+impl Project<AccountOpened> for TransactionHistories {
+    async fn project(&self, e: &Recorded<AccountOpened>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        Self::record(e, tx, None).await
+    }
+}
+
+impl Project<MoneyDeposited> for TransactionHistories {
+    async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        let reference = e.metadata.fields.get(TRANSFER_REFERENCE).and_then(|r| r.as_str()).map(str::to_owned);
+        let deposit = Transaction {
+            position: e.position.get(),
+            kind: TransactionKind::Deposit,
+            amount: e.amount,
+            reference,
+        };
+        Self::record(e, tx, Some(deposit)).await
+    }
+}
+
+impl Project<MoneyWithdrawn> for TransactionHistories {
+    async fn project(&self, e: &Recorded<MoneyWithdrawn>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        let withdrawal = Transaction {
+            position: e.position.get(),
+            kind: TransactionKind::Withdrawal,
+            amount: e.amount,
+            reference: e.reference.clone(),
+        };
+        Self::record(e, tx, Some(withdrawal)).await
+    }
+}
+
+/// The account id of an account stream (`account-{id}`).
+fn account_id(stream: &StreamId) -> Result<&str, HandlerError> {
+    stream
+        .as_str()
+        .strip_prefix(Account::NAME)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .ok_or_else(|| HandlerError::msg(format!("stream `{stream}` is not an account stream")))
+}
+
+async fn load<T: DeserializeOwned>(
+    store: &dyn ProjectionStore,
+    projection: &str,
+    id: &str,
+) -> Result<Option<T>, ProjectionError> {
+    let Some(json) = store.get(projection, id).await? else { return Ok(None) };
+    serde_json::from_value(json).map(Some).map_err(|source| ProjectionError::Serde {
+        projection: projection.to_owned(),
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// Every document of `projection`, ordered by id.
+pub(crate) async fn all<T: DeserializeOwned>(
+    store: &dyn ProjectionStore,
+    projection: &str,
+) -> Result<Vec<T>, ProjectionError> {
+    let documents = store.query(projection, &DocumentQuery::all()).await?;
+    documents
+        .into_iter()
+        .map(|(id, json)| {
+            serde_json::from_value(json).map_err(|source| ProjectionError::Serde {
+                projection: projection.to_owned(),
+                id,
+                source,
+            })
+        })
+        .collect()
+}
