@@ -3,19 +3,30 @@
 //!
 //! Run it with `cargo run -p bank`.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use bank::{
-    Account, AccountError, AccountOpened, CloseAccount, Deposit, OpenAccount, VerifyAccount, Withdraw,
+    outbox, settle, Account, AccountError, AccountOpened, AccountSummary, CloseAccount, Deposit, OpenAccount,
+    StartTransfer, Transfer, VerifyAccount, Withdraw,
 };
-use es_core::{Es, EventSet, ExecuteError, GlobalPosition, StreamVersion};
-use es_memory::InMemoryEventStore;
+use es_core::{Es, EventSet, ExecuteError, GlobalPosition, ReadSide, StreamVersion};
+use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let store = InMemoryEventStore::new();
-    let es = Es::builder().event_store(store.clone()).snapshot_store(store).build().await?;
+    let es = Es::builder()
+        .event_store(store.clone())
+        .snapshot_store(store)
+        .projection_store(InMemoryProjectionStore::new())
+        .read_side(ReadSide::builder())
+        .build()
+        .await?;
     println!("bank demo on the in-memory store\n");
-    run(&es).await
+    let result = run(&es).await;
+    es.shutdown().await;
+    result
 }
 
 async fn run(es: &Es) -> anyhow::Result<()> {
@@ -111,6 +122,48 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     let then = es.load_at::<Account>(&ada, before_withdrawal).await?;
     println!("{ada} at version {before_withdrawal}: balance {}", cents(then.balance));
     println!("event types of an account: {}", bank::AccountEvent::event_types().join(", "));
+
+    println!("\n== transfers (a process manager on the read side)");
+    let read_side = es.read_side().context("the demo runs a read side")?;
+    let transfers =
+        [(format!("t1-{run}"), bob.clone(), 5_000), (format!("t2-{run}"), format!("nobody-{run}"), 1_000)];
+    for (id, to, amount) in transfers {
+        es.execute(StartTransfer { transfer_id: id.clone(), from: ada.clone(), to: to.clone(), amount })
+            .await?;
+        // Waits for the read side, including the commands the process dispatched.
+        settle(read_side, Duration::from_secs(30)).await?;
+        let transfer = es.load::<Transfer>(&id).await?;
+        let reason = transfer.reason.map(|r| format!(": {r}")).unwrap_or_default();
+        println!("transfer {id}: {} from {ada} to {to} -> {:?}{reason}", cents(amount), transfer.status);
+    }
+
+    println!("\n== read side");
+    let documents = es.projection_store().context("the demo has a projection store")?;
+    for s in AccountSummary::all(documents.as_ref()).await? {
+        if s.account_id == ada || s.account_id == bob {
+            println!(
+                "account-summary {}: {} ({}), balance {}, verified {}, closed {}, {} transactions",
+                s.account_id,
+                s.owner,
+                s.account_number,
+                cents(s.balance),
+                s.verified,
+                s.closed,
+                s.transactions
+            );
+        }
+    }
+    for mail in outbox(documents.as_ref()).await? {
+        if mail.account_id == ada || mail.account_id == bob {
+            println!("mail-outbox: to {} about {}: {}", mail.to, mail.account_id, mail.subject);
+        }
+    }
+    for status in read_side.statuses().await? {
+        println!(
+            "subscription {}: {:?} at position {}, lag {}",
+            status.name, status.state, status.position, status.lag
+        );
+    }
     Ok(())
 }
 

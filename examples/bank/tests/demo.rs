@@ -22,6 +22,18 @@ fn the_demo_reports_balances_refusals_and_time_travel() {
     assert!(has("invalid: command `Deposit` is invalid"), "validation refusal missing:\n{stdout}");
     // Before the withdrawal Ada had 350.
     assert!(has("balance $350.00"), "time travel missing:\n{stdout}");
+    // Transfers run as a process manager: one completes, one is refunded.
+    assert!(stdout.lines().any(|l| l.starts_with("transfer t1-") && l.ends_with("-> Completed")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("transfer t2-") && l.ends_with("-> Refunded: account does not exist")),
+        "{stdout}"
+    );
+    // The projections saw it all: 275 - 50 (transfer) - 10 + 10 (refunded).
+    assert!(has("balance $225.00, verified true, closed false, 6 transactions"), "summary of Ada:\n{stdout}");
+    assert!(has("balance $60.00, verified false, closed false, 2 transactions"), "summary of Bob:\n{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("mail-outbox: ")).count(), 2, "{stdout}");
     // The event log lists every event of both accounts: 5 for Ada, 2 for Bob.
     let logged = stdout.lines().filter(|l| l.starts_with('#')).count();
     assert_eq!(logged, 7, "event log:\n{stdout}");
