@@ -10,6 +10,7 @@ mod wakeup;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub const MAX_EVENTS_PER_TRANSACTION: u64 = 1 << 20;
 /// takes the stream's next version first.
 const MAX_ATTEMPTS: u32 = 16;
 
+/// See [`PgEventStore::set_visibility_wait`].
+const DEFAULT_VISIBILITY_WAIT_MICROS: u64 = 100_000;
+
 /// An [`EventStore`] and [`SnapshotStore`](es_core::SnapshotStore) on
 /// Postgres.
 ///
@@ -55,6 +59,7 @@ struct Inner {
     channel: String,
     sql: Statements,
     wakeups: wakeup::Wakeups,
+    visibility_wait_micros: AtomicU64,
 }
 
 /// The store's SQL, rendered once for its schema. sqlx prepares each on
@@ -78,14 +83,15 @@ impl Statements {
         let events = |tail: &str| schema.render(&format!("{select}{tail}"));
         Self {
             append: schema.render(include_str!("event_store/append.sql")),
-            read_all: events(include_str!("event_store/read_all.sql")),
+            read_all: schema.render(include_str!("event_store/read_all.sql")),
             read_forward: events(
                 "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
             ),
             read_backward: events(
                 "WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3",
             ),
-            stream_version: schema.render("SELECT max(stream_version) FROM {schema}.events WHERE stream_id = $1"),
+            stream_version: schema
+                .render("SELECT max(stream_version) FROM {schema}.events WHERE stream_id = $1"),
             head_position: schema.render(include_str!("event_store/head_position.sql")),
             stored_ids: schema.render(include_str!("event_store/stored_ids.sql")),
             oldest_in_flight: schema.render(include_str!("event_store/oldest_in_flight.sql")),
@@ -220,7 +226,16 @@ impl PgEventStore {
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
         let channel = schema.channel();
-        Self { inner: Arc::new(Inner { pool, schema, channel, sql, wakeups: wakeup::Wakeups::default() }) }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                schema,
+                channel,
+                sql,
+                wakeups: wakeup::Wakeups::default(),
+                visibility_wait_micros: AtomicU64::new(DEFAULT_VISIBILITY_WAIT_MICROS),
+            }),
+        }
     }
 
     /// The pool the store runs on.
@@ -378,7 +393,11 @@ impl PgEventStore {
                     let retry = matches!(expected, ExpectedVersion::Any | ExpectedVersion::StreamExists);
                     if !retry {
                         let actual = self.version_on(conn, stream).await.map_err(backend)?;
-                        return Err(AppendError::WrongExpectedVersion { stream: stream.clone(), expected, actual });
+                        return Err(AppendError::WrongExpectedVersion {
+                            stream: stream.clone(),
+                            expected,
+                            actual,
+                        });
                     }
                 }
             }
@@ -461,7 +480,7 @@ impl PgEventStore {
         let exact = in_order.filter(|found| {
             let first = found[0].version;
             let before = Some(first - 1).filter(|v| *v > 0).map(StreamVersion);
-            found.iter().zip(0u64..).all(|(s, i)| &s.stream == stream.as_str() && s.version == first + i)
+            found.iter().zip(0u64..).all(|(s, i)| s.stream == stream.as_str() && s.version == first + i)
                 && (expected == ExpectedVersion::Any || expected.accepts(before))
         });
         match (exact, first_duplicate) {
@@ -485,7 +504,11 @@ impl PgEventStore {
         }
     }
 
-    async fn version_on(&self, conn: &mut PgConnection, stream: &StreamId) -> Result<Option<StreamVersion>, sqlx::Error> {
+    async fn version_on(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<Option<StreamVersion>, sqlx::Error> {
         let version: Option<i64> = sqlx::query_scalar(self.inner.sql.stream_version.clone())
             .bind(stream.as_str())
             .fetch_one(&mut *conn)
@@ -493,8 +516,66 @@ impl PgEventStore {
         Ok(version.and_then(version_of))
     }
 
+    /// Sets how long [`read_all`](EventStore::read_all) and
+    /// [`head_position`](EventStore::head_position) wait, at most, for
+    /// transactions that started before committed events they would hide
+    /// (default 100 ms). Such transactions are usually appends about to
+    /// commit; waiting for them gives readers their own writes. Zero turns
+    /// the wait off. A long-running transaction costs each short read this
+    /// long.
+    pub fn set_visibility_wait(&self, wait: Duration) {
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        self.inner.visibility_wait_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// The visible head and the horizon it was read under.
+    async fn head(&self) -> Result<(GlobalPosition, Horizon), StoreError> {
+        let row = sqlx::query(self.inner.sql.head_position.clone())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || "the global stream's head".to_owned()))?;
+        let head: i64 = column(&row, "head", &|| "the global stream's head".to_owned())?;
+        Ok((GlobalPosition(u64::try_from(head).unwrap_or(0)), Horizon::of(&row)?))
+    }
+
+    /// If `seen` hides committed events (an older transaction is still in
+    /// flight), waits until every transaction that started before the newest
+    /// of them has ended, or until the visibility wait runs out. Returns
+    /// whether a re-read would show more. Transactions that start later get
+    /// newer ids, so they never prolong this wait.
+    async fn settle(&self, seen: Horizon) -> Result<bool, StoreError> {
+        let Some(target) = seen.newest.filter(|newest| *newest >= seen.below) else { return Ok(false) };
+        let micros = self.inner.visibility_wait_micros.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + Duration::from_micros(micros);
+        let mut pause = Duration::from_micros(500);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(pause.min(deadline - tokio::time::Instant::now())).await;
+            pause = (pause * 2).min(Duration::from_millis(10));
+            let (_, now) = self.head().await?;
+            if now.below > target {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
         rows.iter().map(row::recorded_event).collect()
+    }
+}
+
+/// What a read could see: positions below `below` are settled; `newest` is
+/// the newest committed position (it may lie above `below`).
+#[derive(Debug, Clone, Copy)]
+struct Horizon {
+    below: i64,
+    newest: Option<i64>,
+}
+
+impl Horizon {
+    fn of(row: &PgRow) -> Result<Self, StoreError> {
+        let location = || "the global stream's horizon".to_owned();
+        Ok(Self { below: column(row, "below", &location)?, newest: column(row, "newest", &location)? })
     }
 }
 
@@ -559,13 +640,34 @@ impl EventStore for PgEventStore {
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(self.inner.sql.read_all.clone())
-            .bind(clamp(after.get()))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| read_error(e, || format!("the global stream after position {after}")))?;
-        Self::decode_all(&rows)
+        let read = || async {
+            let rows = sqlx::query(self.inner.sql.read_all.clone())
+                .bind(clamp(after.get()))
+                .bind(clamp(limit as u64))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|e| read_error(e, || format!("the global stream after position {after}")))?;
+            let horizon = match rows.first() {
+                Some(row) => Horizon::of(row)?,
+                None => Horizon { below: 0, newest: None },
+            };
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let position: Option<i64> = column(row, "global_position", &|| "an event row".to_owned())?;
+                if position.is_some() {
+                    events.push(row::recorded_event(row)?);
+                }
+            }
+            Ok::<_, StoreError>((events, horizon))
+        };
+        let (events, horizon) = read().await?;
+        if events.len() >= limit {
+            return Ok(events);
+        }
+        match self.settle(horizon).await? {
+            true => Ok(read().await?.0),
+            false => Ok(events),
+        }
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
@@ -576,21 +678,24 @@ impl EventStore for PgEventStore {
             .map_err(|e| read_error(e, || format!("stream `{stream}`")))?;
         match version {
             None => Ok(None),
-            Some(v) => Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?))),
+            Some(v) => {
+                Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?)))
+            }
         }
     }
 
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        let head: i64 = sqlx::query_scalar(self.inner.sql.head_position.clone())
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(|e| read_error(e, || "the global stream's head".to_owned()))?;
-        Ok(GlobalPosition(u64::try_from(head).unwrap_or(0)))
+        let (head, horizon) = self.head().await?;
+        match self.settle(horizon).await? {
+            true => Ok(self.head().await?.0),
+            false => Ok(head),
+        }
     }
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
-        let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await else {
+        let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
+        else {
             tokio::time::sleep_until(deadline).await;
             return;
         };

@@ -57,19 +57,22 @@ pub async fn migrate(pool: &PgPool, schema: &PgSchema) -> Result<(), MigrateErro
         .execute(&mut *tx)
         .await
         .map_err(fail("creating the schema and its migrations table".into()))?;
-    let applied: Vec<i32> = sqlx::query_scalar(schema.render("SELECT version FROM {schema}.schema_migrations"))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail("reading applied migrations".into()))?;
+    let applied: Vec<i32> =
+        sqlx::query_scalar(schema.render("SELECT version FROM {schema}.schema_migrations"))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail("reading applied migrations".into()))?;
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         let step = || format!("applying migration {} ({})", migration.version, migration.description);
         sqlx::raw_sql(schema.render(migration.sql)).execute(&mut *tx).await.map_err(fail(step()))?;
-        sqlx::query(schema.render("INSERT INTO {schema}.schema_migrations (version, description) VALUES ($1, $2)"))
-            .bind(migration.version)
-            .bind(migration.description)
-            .execute(&mut *tx)
-            .await
-            .map_err(fail(step()))?;
+        sqlx::query(
+            schema.render("INSERT INTO {schema}.schema_migrations (version, description) VALUES ($1, $2)"),
+        )
+        .bind(migration.version)
+        .bind(migration.description)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail(step()))?;
         tracing::info!(schema = schema.as_str(), version = migration.version, "applied es migration");
     }
     tx.commit().await.map_err(fail("committing".into()))?;

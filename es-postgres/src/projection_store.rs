@@ -147,7 +147,12 @@ impl PgProjectionStore {
     /// # Errors
     /// [`ProjectionError::Backend`] if storage fails or `user_work` returns
     /// an error (carried as the source); nothing was stored.
-    pub async fn commit_with<F>(&self, projection: &str, work: UnitOfWork, user_work: F) -> Result<(), ProjectionError>
+    pub async fn commit_with<F>(
+        &self,
+        projection: &str,
+        work: UnitOfWork,
+        user_work: F,
+    ) -> Result<(), ProjectionError>
     where
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
@@ -260,10 +265,8 @@ impl ProjectionStore for PgProjectionStore {
             Some(_) => &self.inner.sql.query_containing,
             None => &self.inner.sql.query,
         };
-        let mut statement = sqlx::query(sql.clone())
-            .bind(projection)
-            .bind(clamp(query.offset))
-            .bind(query.limit.map(clamp));
+        let mut statement =
+            sqlx::query(sql.clone()).bind(projection).bind(clamp(query.offset)).bind(query.limit.map(clamp));
         if let Some(filter) = &query.contains {
             statement = statement.bind(Json(filter));
         }

@@ -109,7 +109,8 @@ impl PgSchema {
     /// Renders a SQL template: `{schema}` becomes the quoted schema name and
     /// `{channel}` the notification channel.
     pub(crate) fn render(&self, template: &str) -> SqlStr {
-        let sql = template.replace("{schema}", &format!("\"{}\"", self.name)).replace("{channel}", &self.channel());
+        let sql =
+            template.replace("{schema}", &format!("\"{}\"", self.name)).replace("{channel}", &self.channel());
         // The schema name was validated in `new` to hold only [a-z0-9_], so
         // splicing it (quoted) into SQL text cannot inject anything.
         AssertSqlSafe(sql).into_sql_str()
@@ -160,7 +161,10 @@ mod tests {
             PgSchema::new("a".repeat(57)),
             Err(InvalidSchemaName::TooLong { len: 57, max: 56, .. })
         ));
-        assert!(matches!(PgSchema::new("1es"), Err(InvalidSchemaName::BadCharacter { found: '1', at: 0, .. })));
+        assert!(matches!(
+            PgSchema::new("1es"),
+            Err(InvalidSchemaName::BadCharacter { found: '1', at: 0, .. })
+        ));
         assert!(matches!(PgSchema::new("Es"), Err(InvalidSchemaName::BadCharacter { found: 'E', .. })));
         assert!(matches!(
             PgSchema::new("es\"; drop table x; --"),

@@ -5,7 +5,9 @@
 //! row; nothing is rewritten. Other driver failures are
 //! [`StoreError::Backend`].
 
-use es_core::{EventId, GlobalPosition, Metadata, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp};
+use es_core::{
+    EventId, GlobalPosition, Metadata, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
+};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -16,32 +18,38 @@ use uuid::Uuid;
 /// at `location`, anything else is the backend's.
 pub(crate) fn read_error(error: sqlx::Error, location: impl FnOnce() -> String) -> StoreError {
     match error {
-        sqlx::Error::ColumnDecode { index, source } => {
-            StoreError::Corrupt { location: location(), detail: format!("column {index} does not decode: {source}") }
-        }
+        sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt {
+            location: location(),
+            detail: format!("column {index} does not decode: {source}"),
+        },
         other => StoreError::Backend(Box::new(other)),
     }
 }
 
 /// Reads column `name` of `row`, naming `location` if it does not decode.
-pub(crate) fn column<'r, T>(row: &'r PgRow, name: &str, location: &dyn Fn() -> String) -> Result<T, StoreError>
+pub(crate) fn column<'r, T>(
+    row: &'r PgRow,
+    name: &str,
+    location: &dyn Fn() -> String,
+) -> Result<T, StoreError>
 where
     T: Decode<'r, Postgres> + Type<Postgres>,
 {
     row.try_get::<T, _>(name).map_err(|error| match error {
-        sqlx::Error::ColumnDecode { source, .. } => {
-            StoreError::Corrupt { location: location(), detail: format!("column `{name}` does not decode: {source}") }
-        }
+        sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt {
+            location: location(),
+            detail: format!("column `{name}` does not decode: {source}"),
+        },
         other => StoreError::Backend(Box::new(other)),
     })
 }
 
 /// A stored counter that must be positive (versions, positions).
 pub(crate) fn positive(value: i64, what: &str, location: &dyn Fn() -> String) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| StoreError::Corrupt { location: location(), detail: format!("{what} {value} is not positive") })
+    u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| StoreError::Corrupt {
+        location: location(),
+        detail: format!("{what} {value} is not positive"),
+    })
 }
 
 /// A stored schema version, which must fit a `u32`.
