@@ -1,6 +1,9 @@
 //! Postgres-specific behaviour of the event store: the gap-free global order
 //! under concurrent writers, conflicts, append-only enforcement, bad data.
 
+// Test helpers outside #[test] fns: a failed step must fail the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashSet;
