@@ -59,6 +59,7 @@ struct Inner {
     channel: String,
     sql: Statements,
     wakeups: wakeup::Wakeups,
+    notifier: wakeup::Notifier,
     visibility_wait_micros: AtomicU64,
 }
 
@@ -233,6 +234,7 @@ impl PgEventStore {
                 channel,
                 sql,
                 wakeups: wakeup::Wakeups::default(),
+                notifier: wakeup::Notifier::default(),
                 visibility_wait_micros: AtomicU64::new(DEFAULT_VISIBILITY_WAIT_MICROS),
             }),
         }
@@ -346,14 +348,14 @@ impl PgEventStore {
         for _ in 0..MAX_ATTEMPTS {
             let attempt = if in_tx {
                 let mut savepoint = conn.begin().await.map_err(backend)?;
-                let attempt = self.attempt(&mut savepoint, stream, expected, &batch).await;
+                let attempt = self.attempt(&mut savepoint, stream, expected, &batch, true).await;
                 match attempt {
                     Ok(Attempt::Inserted { .. }) => savepoint.commit().await.map_err(backend)?,
                     _ => savepoint.rollback().await.map_err(backend)?,
                 }
                 attempt
             } else {
-                self.attempt(conn, stream, expected, &batch).await
+                self.attempt(conn, stream, expected, &batch, false).await
             }
             .map_err(backend)?;
             match attempt {
@@ -368,6 +370,9 @@ impl PgEventStore {
                         })
                         .collect::<Vec<_>>();
                     let stream_version = committed.last().map(|c| c.stream_version);
+                    if !in_tx {
+                        self.inner.notifier.signal(&self.inner.pool, &self.inner.channel);
+                    }
                     return Ok(AppendOutcome { stream_version, committed });
                 }
                 Attempt::Overflow { used } => return Err(too_large(stream, used + events.len() as u64)),
@@ -413,6 +418,7 @@ impl PgEventStore {
         stream: &StreamId,
         expected: ExpectedVersion,
         batch: &Batch<'_>,
+        notify_in_statement: bool,
     ) -> Result<Attempt, sqlx::Error> {
         let (kind, exact) = expectation(expected);
         let result = sqlx::query(self.inner.sql.append.clone())
@@ -425,6 +431,7 @@ impl PgEventStore {
             .bind(&batch.schema_versions)
             .bind(&batch.payloads)
             .bind(&batch.metadata)
+            .bind(notify_in_statement)
             .fetch_one(&mut *conn)
             .await;
         let row = match result {

@@ -4,6 +4,8 @@
 -- Positions: the transaction's range starts at xid << 20; a transaction
 -- that appends again continues after the highest position it already used.
 -- Conflicts with concurrent writers surface as unique violations.
+-- $10: send the NOTIFY in this statement (appends inside a caller's
+-- transaction); pool appends notify after commit instead (see wakeup.rs).
 WITH current_stream AS (
     SELECT coalesce(max(stream_version), 0) AS version
     FROM {schema}.events
@@ -48,5 +50,5 @@ SELECT c.version,
        c.expectation_holds,
        c.fits,
        n.n AS inserted,
-       CASE WHEN n.n > 0 THEN pg_notify('{channel}', '') IS NULL END AS notified
+       CASE WHEN n.n > 0 AND $10::bool THEN pg_notify('{channel}', '') IS NULL END AS notified
 FROM checked c, counted n

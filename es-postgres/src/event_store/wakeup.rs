@@ -1,17 +1,77 @@
-//! Wake-ups for caught-up readers: one shared `LISTEN` per store.
+//! Wake-ups for caught-up readers: `NOTIFY` after appends, one shared
+//! `LISTEN` per store.
 //!
-//! Every append statement sends one `NOTIFY` on the schema's channel
-//! (delivered when its transaction commits). A background task, started on
-//! the first wait, holds a [`PgListener`] and bumps a counter per
-//! notification; waiters watch the counter. If the listener cannot be had,
-//! waiters fall back to sleeping their whole `max_wait` (polling). The task
-//! ends when the store (every clone) is dropped.
+//! Sending: `NOTIFY` inside a writing transaction takes a database-wide lock
+//! from its commit until the commit is flushed to disk, which would
+//! serialize every append's commit behind one lock. So an append through
+//! the pool signals a [`Notifier`] after it committed; the notifier's task
+//! sends `NOTIFY` on its own connection in a transaction that writes no WAL
+//! (so it holds that lock only for a moment), and coalesces: signals that
+//! arrive while one `NOTIFY` is pending share it. Appends inside a caller's
+//! transaction notify in their statement (the store cannot see that commit).
+//!
+//! Receiving: a background task, started on the first wait, holds a
+//! [`PgListener`] and bumps a counter per notification; waiters watch the
+//! counter. If the listener cannot be had, waiters fall back to sleeping
+//! their whole `max_wait` (polling). Both tasks end when the store (every
+//! clone) is dropped.
 
+use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgListener;
-use sqlx::PgPool;
-use tokio::sync::{watch, Mutex};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{mpsc, watch, Mutex};
+
+/// Sends the store's `NOTIFY`s after appends commit, coalescing bursts.
+#[derive(Default)]
+pub(crate) struct Notifier {
+    signal: StdMutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Notifier {
+    /// Asks for one `NOTIFY` on `channel` after this call. Never blocks.
+    pub(crate) fn signal(&self, pool: &PgPool, channel: &str) {
+        let Ok(mut signal) = self.signal.lock() else { return };
+        if let Some(sender) = signal.as_ref() {
+            match sender.try_send(()) {
+                // Sent, or a NOTIFY is already pending, which covers this append.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => return,
+                // The task ended with the runtime it ran on: start another.
+                Err(mpsc::error::TrySendError::Closed(())) => {}
+            }
+        }
+        let (sender, receiver) = mpsc::channel(1);
+        let _ = sender.try_send(());
+        tokio::spawn(send_notifications(pool.clone(), channel.to_owned(), receiver));
+        *signal = Some(sender);
+    }
+}
+
+async fn send_notifications(pool: PgPool, channel: String, mut signals: mpsc::Receiver<()>) {
+    let mut conn: Option<PgConnection> = None;
+    while signals.recv().await.is_some() {
+        if conn.is_none() {
+            match PgConnection::connect_with(&pool.connect_options()).await {
+                Ok(c) => conn = Some(c),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "cannot connect to NOTIFY; readers on other nodes will poll");
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&mut *c).await
+            {
+                tracing::warn!(%error, channel, "NOTIFY failed; readers on other nodes will poll");
+                conn = None;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
 
 /// How long to wait before trying to start a failed listener again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
