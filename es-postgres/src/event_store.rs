@@ -67,6 +67,7 @@ struct Inner {
 /// first use per connection and caches it.
 struct Statements {
     append: SqlStr,
+    append_single: SqlStr,
     read_all: SqlStr,
     read_forward: SqlStr,
     read_backward: SqlStr,
@@ -84,6 +85,7 @@ impl Statements {
         let events = |tail: &str| schema.render(&format!("{select}{tail}"));
         Self {
             append: schema.render(include_str!("event_store/append.sql")),
+            append_single: schema.render(include_str!("event_store/append_single.sql")),
             read_all: schema.render(include_str!("event_store/read_all.sql")),
             read_forward: events(
                 "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3",
@@ -421,19 +423,35 @@ impl PgEventStore {
         notify_in_statement: bool,
     ) -> Result<Attempt, sqlx::Error> {
         let (kind, exact) = expectation(expected);
-        let result = sqlx::query(self.inner.sql.append.clone())
-            .bind(stream.as_str())
-            .bind(kind)
-            .bind(exact)
-            .bind(&batch.ids)
-            .bind(&batch.aggregate_types)
-            .bind(&batch.event_types)
-            .bind(&batch.schema_versions)
-            .bind(&batch.payloads)
-            .bind(&batch.metadata)
-            .bind(notify_in_statement)
-            .fetch_one(&mut *conn)
-            .await;
+        let result = if notify_in_statement || batch.ids.len() != 1 {
+            sqlx::query(self.inner.sql.append.clone())
+                .bind(stream.as_str())
+                .bind(kind)
+                .bind(exact)
+                .bind(&batch.ids)
+                .bind(&batch.aggregate_types)
+                .bind(&batch.event_types)
+                .bind(&batch.schema_versions)
+                .bind(&batch.payloads)
+                .bind(&batch.metadata)
+                .bind(notify_in_statement)
+                .fetch_one(&mut *conn)
+                .await
+        } else {
+            // One event in its own transaction: the cheaper statement.
+            sqlx::query(self.inner.sql.append_single.clone())
+                .bind(stream.as_str())
+                .bind(kind)
+                .bind(exact)
+                .bind(batch.ids[0])
+                .bind(batch.aggregate_types[0])
+                .bind(batch.event_types[0])
+                .bind(batch.schema_versions[0])
+                .bind(batch.payloads[0])
+                .bind(batch.metadata[0])
+                .fetch_one(&mut *conn)
+                .await
+        };
         let row = match result {
             Ok(row) => row,
             Err(error) => return conflict_of(&error).map(Attempt::Conflict).ok_or(error),
@@ -567,7 +585,7 @@ impl PgEventStore {
     }
 
     fn decode_all(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, StoreError> {
-        rows.iter().map(row::recorded_event).collect()
+        rows.iter().map(|row| row::recorded_event(row, 0)).collect()
     }
 }
 
@@ -660,9 +678,10 @@ impl EventStore for PgEventStore {
             };
             let mut events = Vec::with_capacity(rows.len());
             for row in &rows {
-                let position: Option<i64> = column(row, "global_position", &|| "an event row".to_owned())?;
+                // Columns 0 and 1 are the horizon; the event's start at 2.
+                let position: Option<i64> = column(row, 2, &|| "an event row".to_owned())?;
                 if position.is_some() {
-                    events.push(row::recorded_event(row)?);
+                    events.push(row::recorded_event(row, 2)?);
                 }
             }
             Ok::<_, StoreError>((events, horizon))

@@ -12,7 +12,7 @@ SELECT h.below, h.newest, e.*
 FROM horizon h
 LEFT JOIN LATERAL (
     SELECT global_position, event_id, stream_id, stream_version, aggregate_type, event_type, schema_version,
-           payload, metadata, (extract(epoch FROM recorded_at) * 1000000)::int8 AS recorded_at_micros
+           payload, metadata, recorded_at
     FROM {schema}.events
     WHERE global_position > $1
       AND global_position < h.below

@@ -9,9 +9,11 @@ use es_core::{
     EventId, GlobalPosition, Metadata, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
 };
 use serde_json::Value;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::types::Json;
-use sqlx::{Decode, Postgres, Row, Type};
+use std::fmt;
+
+use sqlx::{ColumnIndex, Decode, Postgres, Row, Type, TypeInfo, ValueRef};
 use uuid::Uuid;
 
 /// Maps a driver error of a read: decoding trouble is corruption of the row
@@ -26,19 +28,21 @@ pub(crate) fn read_error(error: sqlx::Error, location: impl FnOnce() -> String) 
     }
 }
 
-/// Reads column `name` of `row`, naming `location` if it does not decode.
-pub(crate) fn column<'r, T>(
+/// Reads column `index` (a name or a position) of `row`, naming `location`
+/// if it does not decode.
+pub(crate) fn column<'r, T, I>(
     row: &'r PgRow,
-    name: &str,
+    index: I,
     location: &dyn Fn() -> String,
 ) -> Result<T, StoreError>
 where
     T: Decode<'r, Postgres> + Type<Postgres>,
+    I: ColumnIndex<PgRow> + fmt::Debug + Copy,
 {
-    row.try_get::<T, _>(name).map_err(|error| match error {
+    row.try_get::<T, I>(index).map_err(|error| match error {
         sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt {
             location: location(),
-            detail: format!("column `{name}` does not decode: {source}"),
+            detail: format!("column {index:?} does not decode: {source}"),
         },
         other => StoreError::Backend(Box::new(other)),
     })
@@ -60,22 +64,62 @@ pub(crate) fn schema_version(value: i64, location: &dyn Fn() -> String) -> Resul
     })
 }
 
-/// Decodes a row of `select_events.sql`.
-pub(crate) fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let raw_position: i64 = column(row, "global_position", &|| "an event row".to_owned())?;
+/// Microseconds between the Unix epoch and Postgres' epoch (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Reads a `timestamptz` column as sent in binary: big-endian microseconds
+/// since 2000-01-01 UTC. (Decoded here so es-postgres needs no date crate.)
+pub(crate) fn timestamp(
+    row: &PgRow,
+    index: usize,
+    location: &dyn Fn() -> String,
+) -> Result<Timestamp, StoreError> {
+    let name = index;
+    let corrupt = |detail: String| StoreError::Corrupt { location: location(), detail };
+    let value = row.try_get_raw(name).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    if value.type_info().name() != "TIMESTAMPTZ" || value.format() != PgValueFormat::Binary {
+        return Err(corrupt(format!(
+            "column {name} is {} in {:?}, not a binary timestamptz",
+            value.type_info().name(),
+            value.format()
+        )));
+    }
+    let bytes = value.as_bytes().map_err(|e| corrupt(format!("column {name}: {e}")))?;
+    let micros = <[u8; 8]>::try_from(bytes)
+        .map(i64::from_be_bytes)
+        .map_err(|_| corrupt(format!("column {name} holds {} bytes, not 8", bytes.len())))?;
+    Ok(Timestamp(micros.saturating_add(PG_EPOCH_MICROS)))
+}
+
+/// Reads the metadata column. Most events carry none (`{}`), which skips
+/// serde's (slow) flattening path.
+fn metadata(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<Metadata, StoreError> {
+    let raw = row.try_get_raw(index).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    if raw.format() == PgValueFormat::Binary && raw.as_bytes().is_ok_and(|b| b == b"\x01{}") {
+        return Ok(Metadata::default());
+    }
+    let Json(metadata): Json<Metadata> = column(row, index, location)?;
+    Ok(metadata)
+}
+
+/// Decodes a row of `select_events.sql` whose event columns start at
+/// position `first` (columns are read by position: this is the hot path of
+/// every load).
+pub(crate) fn recorded_event(row: &PgRow, first: usize) -> Result<RecordedEvent, StoreError> {
+    let raw_position: i64 = column(row, first, &|| "an event row".to_owned())?;
     let at_position = || format!("global position {raw_position}");
-    let stream: String = column(row, "stream_id", &at_position)?;
-    let raw_version: i64 = column(row, "stream_version", &at_position)?;
+    let stream: String = column(row, first + 2, &at_position)?;
+    let raw_version: i64 = column(row, first + 3, &at_position)?;
     let location = || format!("stream `{stream}` version {raw_version} (global position {raw_position})");
     let stream_version = StreamVersion(positive(raw_version, "stream version", &location)?);
     let global_position = GlobalPosition(positive(raw_position, "global position", &location)?);
-    let event_id: Uuid = column(row, "event_id", &location)?;
-    let aggregate_type: String = column(row, "aggregate_type", &location)?;
-    let event_type: String = column(row, "event_type", &location)?;
-    let schema_version = schema_version(column(row, "schema_version", &location)?, &location)?;
-    let payload: Value = column(row, "payload", &location)?;
-    let Json(metadata): Json<Metadata> = column(row, "metadata", &location)?;
-    let recorded_at = Timestamp(column(row, "recorded_at_micros", &location)?);
+    let event_id: Uuid = column(row, first + 1, &location)?;
+    let aggregate_type: String = column(row, first + 4, &location)?;
+    let event_type: String = column(row, first + 5, &location)?;
+    let schema_version = schema_version(column(row, first + 6, &location)?, &location)?;
+    let payload: Value = column(row, first + 7, &location)?;
+    let metadata = metadata(row, first + 8, &location)?;
+    let recorded_at = timestamp(row, first + 9, &location)?;
     Ok(RecordedEvent {
         event_id: EventId(event_id),
         stream_id: StreamId::new(stream),

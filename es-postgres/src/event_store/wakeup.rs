@@ -23,6 +23,9 @@ use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, watch, Mutex};
 
+/// The least time between two `NOTIFY`s of one store.
+const COALESCE: Duration = Duration::from_millis(2);
+
 /// Sends the store's `NOTIFY`s after appends commit, coalescing bursts.
 #[derive(Default)]
 pub(crate) struct Notifier {
@@ -67,6 +70,9 @@ async fn send_notifications(pool: PgPool, channel: String, mut signals: mpsc::Re
                 conn = None;
             }
         }
+        // Under a stream of appends, let signals gather for a moment so one
+        // NOTIFY covers them (each NOTIFY is a transaction on the server).
+        tokio::time::sleep(COALESCE).await;
     }
     if let Some(c) = conn {
         let _ = c.close().await;
