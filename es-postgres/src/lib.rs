@@ -62,12 +62,35 @@
 //! (anywhere in the cluster) holds readers back until it ends; they see
 //! nothing newer meanwhile. [`PgEventStore::oldest_in_flight`] names it.
 //!
+//! # Reading your own writes
+//!
+//! An append that just committed can be hidden for a moment by an older
+//! transaction that is still finishing. [`read_all`](es_core::EventStore::read_all)
+//! and [`head_position`](es_core::EventStore::head_position) therefore wait,
+//! briefly (see [`PgEventStore::set_visibility_wait`], default 100 ms), for
+//! the transactions that started before the newest committed event to end,
+//! when a read would otherwise come back short. Transactions that start
+//! later never prolong that wait.
+//!
 //! # Waking readers
 //!
-//! Each append statement sends one `NOTIFY` on the channel
-//! `<schema>_events` (see [`PgSchema::channel`]);
-//! [`wait_for_events`](es_core::EventStore::wait_for_events) listens on one
-//! shared connection per store and falls back to polling when it cannot.
+//! [`wait_for_events`](es_core::EventStore::wait_for_events) listens on the
+//! channel `<schema>_events` (see [`PgSchema::channel`]) on one shared
+//! connection per store, and falls back to polling when it cannot. Appends
+//! through the pool signal that channel right after they commit, from a
+//! background task of the store that coalesces bursts into one `NOTIFY`
+//! (at most one every 2 ms). They do not `NOTIFY` inside their own
+//! transaction: Postgres then holds a database-wide lock from the commit
+//! until its WAL flush, which would serialize all appends (measured: 28% of
+//! the raw insert rate at 32 writers, against 60-80% without).
+//! [`PgEventStore::append_in_tx`] does notify in its statement, since the
+//! store cannot see the caller's commit.
+//!
+//! # TLS
+//!
+//! es-postgres enables no TLS backend of sqlx. To connect over TLS, enable
+//! one in your own `Cargo.toml` (such as `sqlx = { version = "0.9",
+//! features = ["tls-rustls"] }`); Cargo unifies the features.
 //!
 //! # Appending with your own writes
 //!

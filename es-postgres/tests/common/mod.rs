@@ -5,6 +5,8 @@
 // Test support: a failed setup step must fail the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -27,9 +29,38 @@ pub(crate) async fn pool(max: u32) -> PgPool {
     }
 }
 
-/// A new, migrated schema named `es_test_<uuid v7>`; drop these with
-/// `drop_test_schemas` or by name.
+/// Test schemas older than this are left over from earlier runs (tests whose
+/// store the conformance macro consumes cannot drop theirs).
+const STALE_AFTER_MS: u128 = 60 * 60 * 1000;
+
+/// Drops `es_test_<uuid v7>` schemas created more than an hour ago (the
+/// UUID v7's first 48 bits are its creation time in ms). Once per process.
+async fn sweep_stale_schemas(pool: &PgPool) {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'es\\_test\\_%'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    for name in names {
+        let created =
+            name.strip_prefix("es_test_").and_then(|hex| u128::from_str_radix(hex.get(..12)?, 16).ok());
+        if created.is_some_and(|ms| now.saturating_sub(ms) > STALE_AFTER_MS) {
+            if let Ok(schema) = PgSchema::new(name) {
+                drop_schema(pool, &schema).await;
+            }
+        }
+    }
+}
+
+/// A new, migrated schema named `es_test_<uuid v7>`. Tests drop theirs with
+/// [`drop_schema`]; leftovers are swept after an hour.
 pub(crate) async fn fresh_schema(pool: &PgPool) -> PgSchema {
+    sweep_stale_schemas(pool).await;
     let schema = PgSchema::new(format!("es_test_{}", uuid::Uuid::now_v7().simple())).unwrap();
     es_postgres::migrate(pool, &schema).await.unwrap();
     schema
