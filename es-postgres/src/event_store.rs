@@ -172,15 +172,20 @@ impl<'a> Batch<'a> {
 
 /// Refuses a batch that repeats an id or cannot fit one transaction.
 fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
-    let len = events.len() as u64;
-    if len > MAX_EVENTS_PER_TRANSACTION {
-        return Err(too_large(stream, len));
-    }
+    check_len(stream, events.len() as u64)?;
     let mut seen = HashSet::with_capacity(events.len());
     for event in events {
         if !seen.insert(event.event_id) {
             return Err(AppendError::DuplicateInBatch { event_id: event.event_id, stream: stream.clone() });
         }
+    }
+    Ok(())
+}
+
+/// Refuses a batch longer than one transaction's position range.
+fn check_len(stream: &StreamId, len: u64) -> Result<(), AppendError> {
+    if len > MAX_EVENTS_PER_TRANSACTION {
+        return Err(too_large(stream, len));
     }
     Ok(())
 }
@@ -734,5 +739,41 @@ impl EventStore for PgEventStore {
             // The listener stopped: poll.
             tokio::time::sleep_until(deadline).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_over_the_position_range_is_a_typed_error() {
+        let stream = StreamId::new("big");
+        assert!(check_len(&stream, MAX_EVENTS_PER_TRANSACTION).is_ok());
+        match check_len(&stream, MAX_EVENTS_PER_TRANSACTION + 1) {
+            Err(AppendError::Backend { stream: s, source }) => {
+                assert_eq!(s, stream);
+                let too_large = source.downcast_ref::<BatchTooLarge>().expect("a BatchTooLarge source");
+                assert_eq!(too_large.requested, MAX_EVENTS_PER_TRANSACTION + 1);
+                assert_eq!(too_large.max, 1 << 20);
+            }
+            other => panic!("expected Backend(BatchTooLarge), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_id_in_one_batch_is_refused() {
+        let event = NewEvent::new("t", "T", 1, serde_json::json!({}));
+        let err = check_batch(&StreamId::new("s"), &[event.clone(), event]).unwrap_err();
+        assert!(matches!(err, AppendError::DuplicateInBatch { .. }));
+    }
+
+    #[test]
+    fn expectations_map_to_the_statement_codes() {
+        assert_eq!(expectation(ExpectedVersion::Any), (0, 0));
+        assert_eq!(expectation(ExpectedVersion::NoStream), (1, 0));
+        assert_eq!(expectation(ExpectedVersion::StreamExists), (2, 0));
+        assert_eq!(expectation(ExpectedVersion::Exact(StreamVersion(7))), (3, 7));
+        assert_eq!(expectation(ExpectedVersion::Exact(StreamVersion(u64::MAX))), (3, i64::MAX));
     }
 }
