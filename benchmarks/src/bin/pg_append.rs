@@ -47,14 +47,27 @@ fn event(n: usize) -> NewEvent {
     )
 }
 
+/// Rounds per comparison: ours and raw alternate, so background load that
+/// drifts during the run hits both alike.
+const ROUNDS: usize = 4;
+
 /// One run's figures.
 struct Run {
     events: u64,
     elapsed: Duration,
     latencies: Option<Latencies>,
+    samples: Vec<Duration>,
 }
 
 impl Run {
+    /// The rounds of one side taken together.
+    fn merge(runs: Vec<Run>) -> Run {
+        let events = runs.iter().map(|r| r.events).sum();
+        let elapsed = runs.iter().map(|r| r.elapsed).sum();
+        let mut samples: Vec<Duration> = runs.into_iter().flat_map(|r| r.samples).collect();
+        Run { events, elapsed, latencies: Latencies::of(&mut samples), samples: Vec::new() }
+    }
+
     fn rate(&self) -> f64 {
         rate(self.events, self.elapsed)
     }
@@ -99,11 +112,8 @@ where
         samples.extend(task.await??);
     }
     let elapsed = start.elapsed();
-    Ok(Run {
-        events: (writers * per_writer * events_per_op) as u64,
-        elapsed,
-        latencies: Latencies::of(&mut samples),
-    })
+    let latencies = Latencies::of(&mut samples);
+    Ok(Run { events: (writers * per_writer * events_per_op) as u64, elapsed, latencies, samples })
 }
 
 async fn pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
@@ -257,8 +267,13 @@ async fn main() -> anyhow::Result<()> {
         // Warm up: connections and prepared statements.
         store_runs(&store, writers, 5, 1, &format!("warm{writers}")).await?;
         raw_runs(&pool, single_sql.clone(), writers, 5, 1, &format!("warm{writers}")).await?;
-        let ours = store_runs(&store, writers, per_writer, 1, &format!("s{writers}")).await?;
-        let raw = raw_runs(&pool, single_sql.clone(), writers, per_writer, 1, &format!("s{writers}")).await?;
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let tag = format!("s{writers}r{round}");
+            ours.push(store_runs(&store, writers, per_writer / ROUNDS, 1, &tag).await?);
+            raw.push(raw_runs(&pool, single_sql.clone(), writers, per_writer / ROUNDS, 1, &tag).await?);
+        }
+        let (ours, raw) = (Run::merge(ours), Run::merge(raw));
         println!(" {writers} writer(s):");
         ours.print("EventStore::append");
         raw.print("raw single-row INSERT");
@@ -271,8 +286,16 @@ async fn main() -> anyhow::Result<()> {
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
     store_runs(&store, BATCH_WRITERS, 2, BATCH, "warmb").await?;
     raw_runs(&pool, batch_sql.clone(), BATCH_WRITERS, 2, BATCH, "warmb").await?;
-    let ours = store_runs(&store, BATCH_WRITERS, BATCHES_PER_WRITER, BATCH, "b").await?;
-    let raw = raw_runs(&pool, batch_sql.clone(), BATCH_WRITERS, BATCHES_PER_WRITER, BATCH, "b").await?;
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let tag = format!("br{round}");
+        ours.push(store_runs(&store, BATCH_WRITERS, BATCHES_PER_WRITER / ROUNDS, BATCH, &tag).await?);
+        raw.push(
+            raw_runs(&pool, batch_sql.clone(), BATCH_WRITERS, BATCHES_PER_WRITER / ROUNDS, BATCH, &tag)
+                .await?,
+        );
+    }
+    let (ours, raw) = (Run::merge(ours), Run::merge(raw));
     ours.print("EventStore::append (100 events)");
     raw.print("raw 100-row INSERT");
     println!("  {:<38} {:>9.0} %", "ratio", 100.0 * ours.rate() / raw.rate());
