@@ -349,26 +349,35 @@ async fn corrupt_rows_give_typed_errors_naming_the_row_and_stay_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_connection_is_a_backend_error() {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .test_before_acquire(false)
-        .connect(&common::database_url())
+async fn a_connection_dropped_mid_read_is_a_backend_error() {
+    let (store, pool) = store(2).await;
+    let schema = store.schema().clone();
+    let admin = common::pool(2).await;
+    // Hold the events table so that the read blocks inside the server.
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("LOCK TABLE {schema}.events IN ACCESS EXCLUSIVE MODE")))
+        .execute(&mut *locker)
         .await
         .unwrap();
-    let schema = fresh_schema(&pool).await;
-    let store = PgEventStore::with_schema(pool.clone(), schema.clone());
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.unwrap();
-    let killer = common::pool(1).await;
-    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
-        .bind(pid)
-        .fetch_one(&killer)
-        .await
-        .unwrap();
-    assert!(killed);
-    let read = store.read_stream(&StreamId::new("s"), StreamVersion(1), Direction::Forward, 10).await;
+    let locker_pid = backend_pid(&mut locker).await;
+    let read = tokio::spawn({
+        let store = store.clone();
+        async move { store.read_stream(&StreamId::new("s"), StreamVersion(1), Direction::Forward, 10).await }
+    });
+    until_someone_waits_on(&admin, locker_pid).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+    )
+    .bind(locker_pid)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated, vec![true]);
+    let read = read.await.unwrap();
     assert!(matches!(read, Err(StoreError::Backend(_))), "{read:?}");
-    drop_schema(&killer, &schema).await;
+    locker.rollback().await.unwrap();
+    drop_schema(&admin, &schema).await;
+    drop(pool);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
