@@ -366,6 +366,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let r = Latencies::of(&mut reads).ok_or_else(|| anyhow::anyhow!("no read samples"))?;
     println!("  {:<38} p50 {}", "  of which read_stream (no typed decode)", ms(r.p50));
+    let mut single_page = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let page = store.read_stream(&stream, StreamVersion(1), Direction::Forward, LOAD_EVENTS).await?;
+        anyhow::ensure!(page.len() == LOAD_EVENTS, "read {} events", page.len());
+        single_page.push(t.elapsed());
+    }
+    let sp = Latencies::of(&mut single_page).ok_or_else(|| anyhow::anyhow!("no samples"))?;
+    println!("  {:<38} p50 {}", "  read_stream, one page of 10k", ms(sp.p50));
     let q = Latencies::of(&mut one_query).ok_or_else(|| anyhow::anyhow!("no query samples"))?;
     println!("  {:<38} p50 {}", "  raw rows, one query, no decode", ms(q.p50));
 
