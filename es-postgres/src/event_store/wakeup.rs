@@ -1,0 +1,151 @@
+//! Wake-ups for caught-up readers: `NOTIFY` after appends, one shared
+//! `LISTEN` per store.
+//!
+//! Sending: `NOTIFY` inside a writing transaction takes a database-wide lock
+//! from its commit until the commit is flushed to disk, which would
+//! serialize every append's commit behind one lock. So an append through
+//! the pool signals a [`Notifier`] after it committed; the notifier's task
+//! sends `NOTIFY` on its own connection in a transaction that writes no WAL
+//! (so it holds that lock only for a moment), and coalesces: signals that
+//! arrive while one `NOTIFY` is pending share it. Appends inside a caller's
+//! transaction notify in their statement (the store cannot see that commit).
+//!
+//! Receiving: a background task, started on the first wait, holds a
+//! [`PgListener`] and bumps a counter per notification; waiters watch the
+//! counter. If the listener cannot be had, waiters fall back to sleeping
+//! their whole `max_wait` (polling). Both tasks end when the store (every
+//! clone) is dropped.
+
+use std::sync::Mutex as StdMutex;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{mpsc, watch, Mutex};
+
+/// The least time between two `NOTIFY`s of one store.
+const COALESCE: Duration = Duration::from_millis(2);
+
+/// Sends the store's `NOTIFY`s after appends commit, coalescing bursts.
+#[derive(Default)]
+pub(crate) struct Notifier {
+    signal: StdMutex<Option<mpsc::Sender<()>>>,
+}
+
+impl Notifier {
+    /// Asks for one `NOTIFY` on `channel` after this call. Never blocks.
+    pub(crate) fn signal(&self, pool: &PgPool, channel: &str) {
+        let Ok(mut signal) = self.signal.lock() else { return };
+        if let Some(sender) = signal.as_ref() {
+            match sender.try_send(()) {
+                // Sent, or a NOTIFY is already pending, which covers this append.
+                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => return,
+                // The task ended with the runtime it ran on: start another.
+                Err(mpsc::error::TrySendError::Closed(())) => {}
+            }
+        }
+        let (sender, receiver) = mpsc::channel(1);
+        let _ = sender.try_send(());
+        tokio::spawn(send_notifications(pool.clone(), channel.to_owned(), receiver));
+        *signal = Some(sender);
+    }
+}
+
+async fn send_notifications(pool: PgPool, channel: String, mut signals: mpsc::Receiver<()>) {
+    let mut conn: Option<PgConnection> = None;
+    while signals.recv().await.is_some() {
+        if conn.is_none() {
+            match PgConnection::connect_with(&pool.connect_options()).await {
+                Ok(c) => conn = Some(c),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "cannot connect to NOTIFY; readers on other nodes will poll");
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&mut *c).await
+            {
+                tracing::warn!(%error, channel, "NOTIFY failed; readers on other nodes will poll");
+                conn = None;
+            }
+        }
+        // Under a stream of appends, let signals gather for a moment so one
+        // NOTIFY covers them (each NOTIFY is a transaction on the server).
+        tokio::time::sleep(COALESCE).await;
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
+
+/// How long to wait before trying to start a failed listener again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The running listener's counter, if one runs.
+    counter: Option<watch::Receiver<u64>>,
+    /// When starting a listener last failed.
+    failed_at: Option<Instant>,
+}
+
+impl Wakeups {
+    /// A receiver of the notification counter, starting the listener task if
+    /// none runs. `None`: no listener can be had now (callers poll).
+    pub(crate) async fn subscribe(&self, pool: &PgPool, channel: &str) -> Option<watch::Receiver<u64>> {
+        let mut state = self.state.lock().await;
+        if let Some(counter) = &state.counter {
+            if counter.has_changed().is_ok() {
+                return Some(counter.clone());
+            }
+            state.counter = None;
+        }
+        if state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return None;
+        }
+        match start(pool, channel).await {
+            Ok(counter) => {
+                state.failed_at = None;
+                state.counter = Some(counter.clone());
+                Some(counter)
+            }
+            Err(error) => {
+                tracing::warn!(%error, channel, "cannot LISTEN for new events; caught-up readers will poll");
+                state.failed_at = Some(Instant::now());
+                None
+            }
+        }
+    }
+}
+
+async fn start(pool: &PgPool, channel: &str) -> Result<watch::Receiver<u64>, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    let (tx, rx) = watch::channel(0u64);
+    let channel = channel.to_owned();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                received = listener.try_recv() => match received {
+                    // A notification: something committed.
+                    Ok(Some(_)) => tx.send_modify(|n| *n = n.wrapping_add(1)),
+                    // The connection dropped and is being re-established;
+                    // notifications may have been missed, so wake everyone.
+                    Ok(None) => tx.send_modify(|n| *n = n.wrapping_add(1)),
+                    Err(error) => {
+                        tracing::warn!(%error, channel, "LISTEN for new events failed; caught-up readers will poll");
+                        return;
+                    }
+                },
+            }
+        }
+    });
+    Ok(rx)
+}

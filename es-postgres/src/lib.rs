@@ -1,0 +1,112 @@
+//! Postgres adapters for es: a [`PgEventStore`] (also a
+//! [`SnapshotStore`](es_core::SnapshotStore)) and a [`PgProjectionStore`],
+//! on a [`sqlx::PgPool`] the application may share with its own tables.
+//!
+//! ```no_run
+//! use es_core::{EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamId};
+//! use es_postgres::{PgEventStore, PgSchema};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = sqlx::postgres::PgPoolOptions::new()
+//!     .max_connections(8)
+//!     .connect("postgres://postgres@127.0.0.1:5432/postgres")
+//!     .await?;
+//! let store = PgEventStore::with_schema(pool, PgSchema::new("bank")?);
+//! store.migrate().await?; // idempotent; safe when several nodes start at once
+//!
+//! let stream = StreamId::new("account-1");
+//! let event = NewEvent::new("account", "AccountOpened", 1, serde_json::json!({"owner": "ada"}));
+//! store.append(&stream, ExpectedVersion::NoStream, vec![event]).await?;
+//! for event in store.read_all(GlobalPosition::START, 100).await? {
+//!     println!("{} {} {}", event.global_position, event.stream_id, event.event_type);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Tables
+//!
+//! [`migrate()`] creates, in the chosen schema (default `es`): `events`
+//! (payload and metadata as JSONB, unique on `(stream_id, stream_version)`
+//! and on `event_id`), `snapshots`, `documents`, `checkpoints` and
+//! `schema_migrations`. The SQL ships inside the crate.
+//!
+//! Events are append only: a trigger refuses `UPDATE`, `DELETE` and
+//! `TRUNCATE` on `events`. To change stored events deliberately (such as
+//! erasing personal data), opt in for one transaction:
+//!
+//! ```sql
+//! BEGIN;
+//! SET LOCAL es.allow_deletion = on;
+//! DELETE FROM es.events WHERE stream_id = 'customer-42';
+//! COMMIT;
+//! ```
+//!
+//! # Global positions
+//!
+//! Every event row stores the id of the transaction that wrote it
+//! (`transaction_id xid8`), and its global position is derived from it:
+//! `(xid << 20) | index`, the index counting the events that transaction
+//! appended (so one transaction appends at most
+//! [`MAX_EVENTS_PER_TRANSACTION`] events). Position order is then
+//! transaction order, and [`read_all`](es_core::EventStore::read_all) only
+//! returns events of transactions older than the oldest one still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`). Any transaction that may
+//! still commit has an id at or above that bound, hence positions above
+//! everything a reader was shown: a reader never skips an event that
+//! commits late, and appends to different streams never wait on one global
+//! lock. Positions strictly increase but have holes (a rolled-back append,
+//! the space between transactions); readers pass over them at once.
+//!
+//! The price: a long-running transaction that holds a transaction id
+//! (anywhere in the cluster) holds readers back until it ends; they see
+//! nothing newer meanwhile. [`PgEventStore::oldest_in_flight`] names it.
+//!
+//! # Reading your own writes
+//!
+//! An append that just committed can be hidden for a moment by an older
+//! transaction that is still finishing. [`read_all`](es_core::EventStore::read_all)
+//! and [`head_position`](es_core::EventStore::head_position) therefore wait,
+//! briefly (see [`PgEventStore::set_visibility_wait`], default 100 ms), for
+//! the transactions that started before the newest committed event to end,
+//! when a read would otherwise come back short. Transactions that start
+//! later never prolong that wait.
+//!
+//! # Waking readers
+//!
+//! [`wait_for_events`](es_core::EventStore::wait_for_events) listens on the
+//! channel `<schema>_events` (see [`PgSchema::channel`]) on one shared
+//! connection per store, and falls back to polling when it cannot. Appends
+//! through the pool signal that channel right after they commit, from a
+//! background task of the store that coalesces bursts into one `NOTIFY`
+//! (at most one every 2 ms). They do not `NOTIFY` inside their own
+//! transaction: Postgres then holds a database-wide lock from the commit
+//! until its WAL flush, which would serialize all appends (measured: 28% of
+//! the raw insert rate at 32 writers, against 60-80% without).
+//! [`PgEventStore::append_in_tx`] does notify in its statement, since the
+//! store cannot see the caller's commit.
+//!
+//! # TLS
+//!
+//! es-postgres enables no TLS backend of sqlx. To connect over TLS, enable
+//! one in your own `Cargo.toml` (such as `sqlx = { version = "0.9",
+//! features = ["tls-rustls"] }`); Cargo unifies the features.
+//!
+//! # Appending with your own writes
+//!
+//! [`PgEventStore::append_in_tx`] appends inside a transaction of yours,
+//! and [`PgProjectionStore::commit_with`] runs your SQL in the transaction
+//! that stores a projection's documents and checkpoint.
+
+mod error;
+mod event_store;
+mod migrate;
+mod projection_store;
+mod schema;
+mod snapshot_store;
+
+pub use error::BatchTooLarge;
+pub use event_store::{InFlightTransaction, PgEventStore, MAX_EVENTS_PER_TRANSACTION};
+pub use migrate::{migrate, MigrateError};
+pub use projection_store::{PgProjectionStore, TxFuture};
+pub use schema::{InvalidSchemaName, PgSchema};

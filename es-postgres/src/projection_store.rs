@@ -1,0 +1,309 @@
+//! The Postgres projection store: JSON documents and checkpoints, and a
+//! unit of work that can carry the application's own SQL.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use es_core::{
+    BoxError, DocumentChange, DocumentQuery, GlobalPosition, ProjectionError, ProjectionStore, UnitOfWork,
+};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool, Row, SqlStr};
+
+use crate::migrate::{migrate, MigrateError};
+use crate::schema::PgSchema;
+
+/// A boxed future borrowing the transaction it runs in, as
+/// [`PgProjectionStore::commit_with`] takes.
+pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
+
+/// A [`ProjectionStore`] on Postgres: documents as JSONB keyed by
+/// (projection, id), one checkpoint per projection.
+///
+/// Cheap to clone. Call [`migrate`](PgProjectionStore::migrate) once before
+/// use (it shares the migrations of [`PgEventStore`](crate::PgEventStore)).
+#[derive(Clone)]
+pub struct PgProjectionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    schema: PgSchema,
+    sql: Statements,
+}
+
+struct Statements {
+    get: SqlStr,
+    put: SqlStr,
+    delete: SqlStr,
+    query: SqlStr,
+    query_containing: SqlStr,
+    checkpoint: SqlStr,
+    commit_documents: SqlStr,
+    put_checkpoint: SqlStr,
+    reset_documents: SqlStr,
+    reset_checkpoint: SqlStr,
+}
+
+impl Statements {
+    fn new(schema: &PgSchema) -> Self {
+        Self {
+            get: schema.render("SELECT doc FROM {schema}.documents WHERE projection = $1 AND id = $2"),
+            put: schema.render(include_str!("projection_store/put.sql")),
+            delete: schema.render("DELETE FROM {schema}.documents WHERE projection = $1 AND id = $2"),
+            query: schema.render(include_str!("projection_store/query.sql")),
+            query_containing: schema.render(include_str!("projection_store/query_containing.sql")),
+            checkpoint: schema.render("SELECT position FROM {schema}.checkpoints WHERE projection = $1"),
+            commit_documents: schema.render(include_str!("projection_store/commit_documents.sql")),
+            put_checkpoint: schema.render(include_str!("projection_store/put_checkpoint.sql")),
+            reset_documents: schema.render("DELETE FROM {schema}.documents WHERE projection = $1"),
+            reset_checkpoint: schema.render("DELETE FROM {schema}.checkpoints WHERE projection = $1"),
+        }
+    }
+}
+
+impl fmt::Debug for PgProjectionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgProjectionStore").field("schema", &self.inner.schema).finish_non_exhaustive()
+    }
+}
+
+fn backend(error: impl Into<BoxError>) -> ProjectionError {
+    ProjectionError::Backend(error.into())
+}
+
+fn clamp(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A document column that does not decode (such as a number out of range).
+fn document(row: &sqlx::postgres::PgRow, projection: &str, id: &str) -> Result<Value, ProjectionError> {
+    row.try_get::<Value, _>("doc")
+        .map_err(|e| backend(format!("document `{id}` of projection `{projection}` does not decode: {e}")))
+}
+
+impl PgProjectionStore {
+    /// A store in the default schema (`es`) on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_schema(pool, PgSchema::default())
+    }
+
+    /// A store in `schema` on `pool`.
+    pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
+        let sql = Statements::new(&schema);
+        Self { inner: Arc::new(Inner { pool, schema, sql }) }
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema the store's tables live in.
+    pub fn schema(&self) -> &PgSchema {
+        &self.inner.schema
+    }
+
+    /// Creates or upgrades the tables (see [`migrate`](crate::migrate())).
+    ///
+    /// # Errors
+    /// [`MigrateError`] naming the step that failed.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        migrate(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// Commits `work` together with the caller's own SQL, in one
+    /// transaction: a projection that writes into the application's tables
+    /// commits those writes with its documents and checkpoint, or none of
+    /// them.
+    ///
+    /// `user_work` runs after the document changes and before the
+    /// checkpoint is stored; if it fails, everything is rolled back.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: es_postgres::PgProjectionStore) -> Result<(), es_core::ProjectionError> {
+    /// use es_core::{GlobalPosition, UnitOfWork};
+    ///
+    /// let mut work = UnitOfWork::new();
+    /// work.put("acc-1", serde_json::json!({"balance": 70})).checkpoint(GlobalPosition(42));
+    /// store
+    ///     .commit_with("balances", work, |tx| {
+    ///         Box::pin(async move {
+    ///             sqlx::query("UPDATE report SET total = total + 70").execute(&mut *tx).await?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails or `user_work` returns
+    /// an error (carried as the source); nothing was stored.
+    pub async fn commit_with<F>(
+        &self,
+        projection: &str,
+        work: UnitOfWork,
+        user_work: F,
+    ) -> Result<(), ProjectionError>
+    where
+        F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
+    {
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        self.write(&mut tx, projection, work.changes).await?;
+        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
+        if let Some(position) = work.checkpoint {
+            self.write_checkpoint(&mut tx, projection, position).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// Applies the net effect of `changes` (the last change per id wins).
+    async fn write(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        changes: Vec<DocumentChange>,
+    ) -> Result<(), ProjectionError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut last: HashMap<String, Option<Value>> = HashMap::with_capacity(changes.len());
+        for change in changes {
+            match change {
+                DocumentChange::Put { id, document } => last.insert(id, Some(document)),
+                DocumentChange::Delete { id } => last.insert(id, None),
+            };
+        }
+        let mut put_ids = Vec::new();
+        let mut put_docs = Vec::new();
+        let mut deleted = Vec::new();
+        for (id, document) in last {
+            match document {
+                Some(document) => {
+                    put_ids.push(id);
+                    put_docs.push(Json(document));
+                }
+                None => deleted.push(id),
+            }
+        }
+        sqlx::query(self.inner.sql.commit_documents.clone())
+            .bind(projection)
+            .bind(&put_ids)
+            .bind(&put_docs)
+            .bind(&deleted)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn write_checkpoint(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        position: GlobalPosition,
+    ) -> Result<(), ProjectionError> {
+        let position = i64::try_from(position.get())
+            .map_err(|_| backend(format!("checkpoint {position} of `{projection}` does not fit a bigint")))?;
+        sqlx::query(self.inner.sql.put_checkpoint.clone())
+            .bind(projection)
+            .bind(position)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ProjectionStore for PgProjectionStore {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        let row = sqlx::query(self.inner.sql.get.clone())
+            .bind(projection)
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|row| document(&row, projection, id)).transpose()
+    }
+
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        sqlx::query(self.inner.sql.put.clone())
+            .bind(projection)
+            .bind(id)
+            .bind(Json(&document))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        sqlx::query(self.inner.sql.delete.clone())
+            .bind(projection)
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        let sql = match query.contains {
+            Some(_) => &self.inner.sql.query_containing,
+            None => &self.inner.sql.query,
+        };
+        let mut statement =
+            sqlx::query(sql.clone()).bind(projection).bind(clamp(query.offset)).bind(query.limit.map(clamp));
+        if let Some(filter) = &query.contains {
+            statement = statement.bind(Json(filter));
+        }
+        let rows = statement.fetch_all(&self.inner.pool).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(backend)?;
+                let doc = document(row, projection, &id)?;
+                Ok((id, doc))
+            })
+            .collect()
+    }
+
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        let position: Option<i64> = sqlx::query_scalar(self.inner.sql.checkpoint.clone())
+            .bind(projection)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        position
+            .map(|p| {
+                u64::try_from(p)
+                    .map(GlobalPosition)
+                    .map_err(|_| backend(format!("checkpoint of `{projection}` is negative ({p})")))
+            })
+            .transpose()
+    }
+
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        for sql in [&self.inner.sql.reset_documents, &self.inner.sql.reset_checkpoint] {
+            sqlx::query(sql.clone()).bind(projection).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}

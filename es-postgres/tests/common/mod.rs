@@ -1,0 +1,87 @@
+//! Test support: a fresh schema per test on the server named by DATABASE_URL.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+// Test support: a failed setup step must fail the test that called it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// The server tests run against unless DATABASE_URL says otherwise.
+pub(crate) const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub(crate) fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// A small pool (many tests run at once against max_connections = 100).
+pub(crate) async fn pool(max: u32) -> PgPool {
+    let url = database_url();
+    match PgPoolOptions::new().max_connections(max).connect(&url).await {
+        Ok(pool) => pool,
+        Err(error) => panic!(
+            "cannot reach Postgres at {url} ({error}): set DATABASE_URL or run scripts/test.sh, which starts one"
+        ),
+    }
+}
+
+/// Test schemas older than this are left over from earlier runs (tests whose
+/// store the conformance macro consumes cannot drop theirs).
+const STALE_AFTER_MS: u128 = 60 * 60 * 1000;
+
+/// Drops `es_test_<uuid v7>` schemas created more than an hour ago (the
+/// UUID v7's first 48 bits are its creation time in ms). Once per process.
+async fn sweep_stale_schemas(pool: &PgPool) {
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'es\\_test\\_%'")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    for name in names {
+        let created =
+            name.strip_prefix("es_test_").and_then(|hex| u128::from_str_radix(hex.get(..12)?, 16).ok());
+        if created.is_some_and(|ms| now.saturating_sub(ms) > STALE_AFTER_MS) {
+            if let Ok(schema) = PgSchema::new(name) {
+                drop_schema(pool, &schema).await;
+            }
+        }
+    }
+}
+
+/// A new, migrated schema named `es_test_<uuid v7>`. Tests drop theirs with
+/// [`drop_schema`]; leftovers are swept after an hour.
+pub(crate) async fn fresh_schema(pool: &PgPool) -> PgSchema {
+    sweep_stale_schemas(pool).await;
+    let schema = PgSchema::new(format!("es_test_{}", uuid::Uuid::now_v7().simple())).unwrap();
+    es_postgres::migrate(pool, &schema).await.unwrap();
+    schema
+}
+
+pub(crate) async fn fresh_event_store() -> PgEventStore {
+    let pool = pool(3).await;
+    let schema = fresh_schema(&pool).await;
+    PgEventStore::with_schema(pool, schema)
+}
+
+pub(crate) async fn fresh_projection_store() -> PgProjectionStore {
+    let pool = pool(3).await;
+    let schema = fresh_schema(&pool).await;
+    PgProjectionStore::with_schema(pool, schema)
+}
+
+/// Drops one test schema with everything in it.
+pub(crate) async fn drop_schema(pool: &PgPool, schema: &PgSchema) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+        .execute(pool)
+        .await
+        .unwrap();
+}

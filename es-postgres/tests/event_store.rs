@@ -1,0 +1,420 @@
+//! Postgres-specific behaviour of the event store: the gap-free global order
+//! under concurrent writers, conflicts, append-only enforcement, bad data.
+
+// Test helpers outside #[test] fns: a failed step must fail the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{drop_schema, fresh_schema, pool};
+use es_core::{
+    AppendError, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
+    StoreError, StreamId, StreamVersion,
+};
+use es_postgres::PgEventStore;
+use serde_json::json;
+use sqlx::PgPool;
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("test", "Tested", 1, json!({ "n": n }))
+}
+
+async fn store(connections: u32) -> (PgEventStore, PgPool) {
+    let pool = pool(connections).await;
+    let schema = fresh_schema(&pool).await;
+    (PgEventStore::with_schema(pool.clone(), schema), pool)
+}
+
+/// Reads the whole global stream (in pages) until at least `want` events are
+/// visible. Other tests' transactions can hold the visibility horizon back
+/// for a moment, so this waits for events (through the store) between reads.
+async fn read_until(store: &PgEventStore, want: usize) -> Vec<RecordedEvent> {
+    let mut seen: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let after = seen.last().map_or(GlobalPosition::START, |e| e.global_position);
+        let page = store.read_all(after, 1000).await.unwrap();
+        if page.is_empty() {
+            if seen.len() >= want {
+                return seen;
+            }
+            store.wait_for_events(after, Duration::from_millis(50)).await;
+        }
+        seen.extend(page);
+    }
+}
+
+async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await.unwrap()
+}
+
+/// Waits until the backend `blocker` blocks another backend on a lock.
+async fn until_someone_waits_on(pool: &PgPool, blocker: i32) {
+    loop {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))")
+                .bind(blocker)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_transaction_committing_last_is_never_skipped() {
+    let (store, pool) = store(4).await;
+    store.set_visibility_wait(Duration::ZERO);
+    let mut tx_a = pool.begin().await.unwrap();
+    let a = store
+        .append_in_tx(&mut tx_a, &StreamId::new("a"), ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let b = store.append(&StreamId::new("b"), ExpectedVersion::NoStream, vec![event(2)]).await.unwrap();
+    let (pos_a, pos_b) = (a.last_position().unwrap(), b.last_position().unwrap());
+    assert!(pos_a < pos_b, "A took its position first: {pos_a} < {pos_b}");
+
+    // B committed, but A (lower position) is still open: B must stay hidden.
+    assert_eq!(store.read_all(GlobalPosition::START, 100).await.unwrap(), vec![]);
+    assert_eq!(store.head_position().await.unwrap(), GlobalPosition::START);
+    let holder = store.oldest_in_flight().await.unwrap().expect("A is in flight");
+    let a_pid = backend_pid(&mut tx_a).await;
+    // Another test's transaction may be older still; A is then not the oldest.
+    if holder.pid == a_pid {
+        assert!(holder.query.is_some());
+    }
+
+    tx_a.commit().await.unwrap();
+    let seen = read_until(&store, 2).await;
+    let positions: Vec<_> = seen.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions, vec![pos_a, pos_b]);
+    assert_eq!(seen[0].stream_id.as_str(), "a");
+    assert_eq!(seen[1].stream_id.as_str(), "b");
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order() {
+    const WRITERS: u64 = 16;
+    const APPENDS: u64 = 200;
+    let (store, pool) = store(12).await;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("writer-{w}"));
+            let mut expected = ExpectedVersion::NoStream;
+            for i in 0..APPENDS {
+                let outcome = store.append(&stream, expected, vec![event(w * APPENDS + i)]).await.unwrap();
+
+                expected = ExpectedVersion::Exact(outcome.stream_version.unwrap());
+            }
+        }));
+    }
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut after = GlobalPosition::START;
+            let mut seen = HashSet::new();
+            while seen.len() < (WRITERS * APPENDS) as usize {
+                let page = store.read_all(after, 500).await.unwrap();
+                for e in &page {
+                    assert!(e.global_position > after, "position {} after {after}", e.global_position);
+                    assert!(seen.insert(e.event_id), "event {} delivered twice", e.event_id);
+                    after = e.global_position;
+                }
+                if page.is_empty() {
+                    store.wait_for_events(after, Duration::from_millis(20)).await;
+                }
+            }
+            seen
+        })
+    };
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    assert_eq!(seen.len() as u64, WRITERS * APPENDS);
+    let all = read_until(&store, (WRITERS * APPENDS) as usize).await;
+    assert_eq!(all.len() as u64, WRITERS * APPENDS, "nothing beyond what was appended");
+    for w in 0..WRITERS {
+        let stream = StreamId::new(format!("writer-{w}"));
+        assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(APPENDS)));
+    }
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_append_leaves_a_hole_readers_pass_over() {
+    let (store, pool) = store(3).await;
+    let mut tx = pool.begin().await.unwrap();
+    let rolled = store
+        .append_in_tx(&mut tx, &StreamId::new("gone"), ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let kept = store.append(&StreamId::new("kept"), ExpectedVersion::NoStream, vec![event(2)]).await.unwrap();
+    assert!(rolled.last_position() < kept.last_position());
+    let seen = read_until(&store, 1).await;
+    assert_eq!(seen.len(), 1);
+    assert_eq!(Some(seen[0].global_position), kept.last_position());
+    assert_eq!(store.stream_version(&StreamId::new("gone")).await.unwrap(), None);
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_one_transaction_continue_its_position_range() {
+    let (store, pool) = store(3).await;
+    let mut tx = pool.begin().await.unwrap();
+    let first = store
+        .append_in_tx(&mut tx, &StreamId::new("x"), ExpectedVersion::NoStream, vec![event(1), event(2)])
+        .await
+        .unwrap();
+    // A refused append inside the transaction leaves it usable.
+    let refused = store
+        .append_in_tx(&mut tx, &StreamId::new("x"), ExpectedVersion::NoStream, vec![event(3)])
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, AppendError::WrongExpectedVersion { actual: Some(StreamVersion(2)), .. }));
+    let second = store
+        .append_in_tx(&mut tx, &StreamId::new("y"), ExpectedVersion::NoStream, vec![event(4)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let positions: Vec<u64> =
+        first.committed.iter().chain(&second.committed).map(|c| c.global_position.get()).collect();
+    let base = positions[0];
+    assert_eq!(positions, vec![base, base + 1, base + 2]);
+    let seen = read_until(&store, 3).await;
+    assert_eq!(seen.iter().map(|e| e.global_position.get()).collect::<Vec<_>>(), positions);
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_racing_writer_gets_the_actual_version_or_retries_when_it_may() {
+    let (store, pool) = store(4).await;
+    let stream = StreamId::new("contended");
+    let mut tx_a = pool.begin().await.unwrap();
+    store.append_in_tx(&mut tx_a, &stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    let a_pid = backend_pid(&mut tx_a).await;
+
+    // B and C read version 0 (A is uncommitted), insert version 1 and wait on A.
+    let b = tokio::spawn({
+        let (store, stream) = (store.clone(), stream.clone());
+        async move { store.append(&stream, ExpectedVersion::NoStream, vec![event(2)]).await }
+    });
+    until_someone_waits_on(&pool, a_pid).await;
+    tx_a.commit().await.unwrap();
+    match b.await.unwrap() {
+        Err(AppendError::WrongExpectedVersion { expected, actual, .. }) => {
+            assert_eq!(expected, ExpectedVersion::NoStream);
+            assert_eq!(actual, Some(StreamVersion(1)));
+        }
+        other => panic!("expected WrongExpectedVersion, got {other:?}"),
+    }
+
+    let mut tx_a = pool.begin().await.unwrap();
+    store
+        .append_in_tx(&mut tx_a, &stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(3)])
+        .await
+        .unwrap();
+    let a_pid = backend_pid(&mut tx_a).await;
+    let c = tokio::spawn({
+        let (store, stream) = (store.clone(), stream.clone());
+        async move { store.append(&stream, ExpectedVersion::Any, vec![event(4)]).await }
+    });
+    until_someone_waits_on(&pool, a_pid).await;
+    tx_a.commit().await.unwrap();
+    let c = c.await.unwrap().unwrap();
+    assert_eq!(c.stream_version, Some(StreamVersion(3)), "Any retries after losing the race");
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_retry_returns_the_original_placement_and_other_reuse_is_refused() {
+    let (store, pool) = store(3).await;
+    let stream = StreamId::new("retry");
+    let batch = vec![event(1), event(2)];
+    let first = store.append(&stream, ExpectedVersion::NoStream, batch.clone()).await.unwrap();
+    store.append(&stream, ExpectedVersion::Exact(StreamVersion(2)), vec![event(3)]).await.unwrap();
+    let again = store.append(&stream, ExpectedVersion::NoStream, batch.clone()).await.unwrap();
+    assert_eq!(again.committed, first.committed);
+    assert_eq!(again.stream_version, Some(StreamVersion(3)));
+
+    let reused = store.append(&StreamId::new("other"), ExpectedVersion::Any, vec![batch[1].clone()]).await;
+    match reused {
+        Err(AppendError::DuplicateEventId { event_id, stream }) => {
+            assert_eq!(event_id, batch[1].event_id);
+            assert_eq!(stream.as_str(), "other");
+        }
+        other => panic!("expected DuplicateEventId, got {other:?}"),
+    }
+    let twice = event(9);
+    let in_batch = store.append(&stream, ExpectedVersion::Any, vec![twice.clone(), twice]).await;
+    assert!(matches!(in_batch, Err(AppendError::DuplicateInBatch { .. })));
+    assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(3)));
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_update_and_delete_unless_opted_in() {
+    let (store, pool) = store(3).await;
+    let stream = StreamId::new("immutable");
+    store.append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)]).await.unwrap();
+    let schema = store.schema().as_str();
+    for sql in [
+        format!("UPDATE {schema}.events SET payload = '{{}}'"),
+        format!("DELETE FROM {schema}.events"),
+        format!("TRUNCATE {schema}.events"),
+    ] {
+        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&pool).await.unwrap_err();
+        let message = err.as_database_error().map(|e| e.message().to_owned()).unwrap_or_default();
+        assert!(message.contains("append-only"), "{sql}: {message}");
+    }
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::raw_sql("SET LOCAL es.allow_deletion = on").execute(&mut *tx).await.unwrap();
+    let deleted =
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DELETE FROM {schema}.events WHERE stream_version = 2")))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(deleted.rows_affected(), 1);
+    tx.commit().await.unwrap();
+    assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(1)));
+    drop_schema(&pool, store.schema()).await;
+}
+
+/// Inserts a row by hand, with a valid position for its transaction.
+async fn insert_raw(pool: &PgPool, schema: &str, stream: &str, version: i64, payload: &str, metadata: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.events (global_position, event_id, stream_id, stream_version, aggregate_type,
+             event_type, schema_version, payload, metadata)
+         VALUES (pg_current_xact_id()::text::bigint << 20, $1, $2, $3, 'test', 'Tested', 1,
+                 $4::jsonb, $5::jsonb)"
+    )))
+    .bind(EventId::new().as_uuid())
+    .bind(stream)
+    .bind(version)
+    .bind(payload)
+    .bind(metadata)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn stored_count(pool: &PgPool, schema: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {schema}.events")))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn assert_corrupt(result: Result<Vec<RecordedEvent>, StoreError>, names: &[&str]) {
+    match result {
+        Err(StoreError::Corrupt { location, detail }) => {
+            for name in names {
+                assert!(location.contains(name), "location `{location}` should name {name}");
+            }
+            assert!(!detail.is_empty());
+        }
+        other => panic!("expected StoreError::Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_give_typed_errors_naming_the_row_and_stay_stored() {
+    let (store, pool) = store(3).await;
+    let schema = store.schema().as_str().to_owned();
+    insert_raw(&pool, &schema, "negative", -3, r#"{"n": 1}"#, "{}").await;
+    insert_raw(&pool, &schema, "huge", 1, r#"{"n": 1e400}"#, "{}").await;
+    insert_raw(&pool, &schema, "meta", 1, r#"{"n": 1}"#, r#"{"correlation_id": "not-a-uuid"}"#).await;
+
+    let negative =
+        store.read_stream(&StreamId::new("negative"), StreamVersion(u64::MAX), Direction::Backward, 10).await;
+    assert_corrupt(negative, &["negative", "-3"]);
+    let huge = store.read_stream(&StreamId::new("huge"), StreamVersion(1), Direction::Forward, 10).await;
+    assert_corrupt(huge, &["huge", "version 1"]);
+    let meta = store.read_stream(&StreamId::new("meta"), StreamVersion(1), Direction::Forward, 10).await;
+    assert_corrupt(meta, &["meta", "version 1"]);
+    let all = store.read_all(GlobalPosition::START, 10).await;
+    assert!(matches!(all, Err(StoreError::Corrupt { .. })), "{all:?}");
+    assert_eq!(stored_count(&pool, &schema).await, 3, "nothing was dropped");
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_read_is_a_backend_error() {
+    let (store, pool) = store(2).await;
+    let schema = store.schema().clone();
+    let admin = common::pool(2).await;
+    // Hold the events table so that the read blocks inside the server.
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("LOCK TABLE {schema}.events IN ACCESS EXCLUSIVE MODE")))
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let locker_pid = backend_pid(&mut locker).await;
+    let read = tokio::spawn({
+        let store = store.clone();
+        async move { store.read_stream(&StreamId::new("s"), StreamVersion(1), Direction::Forward, 10).await }
+    });
+    until_someone_waits_on(&admin, locker_pid).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+    )
+    .bind(locker_pid)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated, vec![true]);
+    let read = read.await.unwrap();
+    assert!(matches!(read, Err(StoreError::Backend(_))), "{read:?}");
+    locker.rollback().await.unwrap();
+    drop_schema(&admin, &schema).await;
+    drop(pool);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_reader_wakes_on_notify() {
+    let (store, pool) = store(3).await;
+    let head = store.head_position().await.unwrap();
+    let waiter = tokio::spawn({
+        let store = store.clone();
+        // Far longer than the test may take: only a notification ends it.
+        async move { store.wait_for_events(head, Duration::from_secs(3600)).await }
+    });
+    // Append until the waiter returns (the first NOTIFY after it subscribed
+    // wakes it); a hang guard fails the test if none ever does.
+    let appended = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut n = 0;
+        while !waiter.is_finished() {
+            store.append(&StreamId::new("wake"), ExpectedVersion::Any, vec![event(n)]).await.unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        n
+    })
+    .await
+    .expect("wait_for_events did not wake on NOTIFY");
+    assert!(appended > 0);
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrating_twice_at_once_is_safe() {
+    let pool = pool(4).await;
+    let schema = es_postgres::PgSchema::new(format!("es_test_{}", uuid::Uuid::now_v7().simple())).unwrap();
+    let (a, b) = tokio::join!(es_postgres::migrate(&pool, &schema), es_postgres::migrate(&pool, &schema));
+    a.unwrap();
+    b.unwrap();
+    es_postgres::migrate(&pool, &schema).await.unwrap();
+    let store = Arc::new(PgEventStore::with_schema(pool.clone(), schema.clone()));
+    store.append(&StreamId::new("s"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    drop_schema(&pool, &schema).await;
+}
