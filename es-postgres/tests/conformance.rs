@@ -4,3 +4,11 @@
 mod common;
 
 es_core::event_store_conformance!(common::fresh_event_store());
+
+es_core::snapshot_store_conformance!(common::fresh_event_store());
+
+mod projection {
+    use super::common;
+
+    es_core::projection_store_conformance!(common::fresh_projection_store());
+}
