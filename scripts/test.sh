@@ -28,5 +28,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "bank demo on the in-memory store"
 env -u DATABASE_URL cargo run --locked -q -p bank
 
+step "bank demo on Postgres"
+cargo run --locked -q -p bank
+
 echo
 echo "all checks passed"

@@ -10,23 +10,64 @@ use bank::{
     outbox, settle, Account, AccountError, AccountOpened, AccountSummary, CloseAccount, Deposit, OpenAccount,
     StartTransfer, Transfer, VerifyAccount, Withdraw,
 };
-use es_core::{Es, EventSet, ExecuteError, GlobalPosition, ReadSide, StreamVersion};
+use es_core::{Es, EventSet, EventStore, ExecuteError, GlobalPosition, ReadSide, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
+use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
+use sqlx::postgres::PgPoolOptions;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let store = InMemoryEventStore::new();
-    let es = Es::builder()
-        .event_store(store.clone())
-        .snapshot_store(store)
-        .projection_store(InMemoryProjectionStore::new())
-        .read_side(ReadSide::builder())
-        .build()
-        .await?;
-    println!("bank demo on the in-memory store\n");
+    let es = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => on_postgres(&url).await?,
+        _ => {
+            let store = InMemoryEventStore::new();
+            println!("bank demo on the in-memory store\n");
+            Es::builder()
+                .event_store(store.clone())
+                .snapshot_store(store)
+                .projection_store(InMemoryProjectionStore::new())
+                .read_side(ReadSide::builder())
+                .build()
+                .await?
+        }
+    };
     let result = run(&es).await;
     es.shutdown().await;
     result
+}
+
+/// The same application on Postgres, in schema `bank` (or `BANK_SCHEMA`):
+/// what earlier runs stored is still there.
+async fn on_postgres(url: &str) -> anyhow::Result<Es> {
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to DATABASE_URL {url}"))?;
+    let schema = PgSchema::new(std::env::var("BANK_SCHEMA").unwrap_or_else(|_| "bank".to_owned()))?;
+    let events = PgEventStore::with_schema(pool.clone(), schema.clone());
+    events.migrate().await?;
+    let documents = PgProjectionStore::with_schema(pool, schema.clone());
+    let mut stored = 0;
+    let mut after = GlobalPosition::START;
+    loop {
+        let page = events.read_all(after, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.global_position;
+        stored += page.len();
+    }
+    println!(
+        "bank demo on Postgres (schema `{}`): {stored} events stored by earlier runs\n",
+        schema.as_str()
+    );
+    let es = Es::builder()
+        .event_store(events.clone())
+        .snapshot_store(events)
+        .projection_store(documents)
+        .read_side(ReadSide::builder())
+        .build()
+        .await?;
+    Ok(es)
 }
 
 async fn run(es: &Es) -> anyhow::Result<()> {

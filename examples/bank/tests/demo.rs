@@ -2,14 +2,43 @@
 
 use std::process::Command;
 
+fn run_demo(database_url: Option<(&str, &str)>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bank"));
+    match database_url {
+        Some((url, schema)) => command.env("DATABASE_URL", url).env("BANK_SCHEMA", schema),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    let output = command.output().expect("the bank binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+#[test]
+fn on_postgres_the_state_survives_a_restart() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let schema = format!("bank_test_{}", uuid::Uuid::new_v4().simple());
+    let first = run_demo(Some((&url, &schema)));
+    assert!(first.starts_with(&format!("bank demo on Postgres (schema `{schema}`): 0 events")), "{first}");
+    let second = run_demo(Some((&url, &schema)));
+    // One run stores 7 account events, 11 for the two transfers.
+    assert!(second.starts_with(&format!("bank demo on Postgres (schema `{schema}`): 18 events")), "{second}");
+    assert!(second.contains("balance $225.00, verified true, closed false, 6 transactions"), "{second}");
+    drop_schema(&url, &schema);
+}
+
+/// Removes the test's schema with psql, when the machine has it.
+fn drop_schema(url: &str, schema: &str) {
+    let _ = Command::new("psql")
+        .arg(url)
+        .args(["-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+        .output();
+}
+
 #[test]
 fn the_demo_reports_balances_refusals_and_time_travel() {
-    let output = Command::new(env!("CARGO_BIN_EXE_bank"))
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("the bank binary runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&output.stderr));
+    let stdout = run_demo(None);
     let has = |needle: &str| stdout.lines().any(|line| line.contains(needle));
     // Ada: 100 + 250 - 75; Bob: 10, never verified.
     assert!(has("balance $275.00, verified true, closed false"), "final state of Ada missing:\n{stdout}");
