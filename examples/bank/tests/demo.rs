@@ -1,5 +1,8 @@
 //! Runs the bank demo binary and checks what it reports.
 
+// Helpers shared by the tests: a failure must fail the test at once.
+#![allow(clippy::expect_used)]
+
 use std::process::Command;
 
 fn run_demo(database_url: Option<(&str, &str)>) -> String {
