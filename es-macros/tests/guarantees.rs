@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use es_core::{
     command, event, event_handler, projection, Aggregate, Apply, CommandPath, ConsistencyError, DecodeError,
-    DecodeErrorKind, Direction, Es, Event, EventId, EventStore, Events, ExecuteError, ExpectedVersion,
-    GlobalPosition, Handle, HandlerCtx, HandlerError, LoadError, Metadata, NewEvent, Project, ProjectionStore,
-    ProjectionTx, ReadSide, Recorded, RecordedEvent, Selection, StreamId, StreamVersion, SubscriptionState,
+    DecodeErrorKind, Direction, DocumentQuery, Es, Event, EventId, EventStore, Events, ExecuteError,
+    ExpectedVersion, GlobalPosition, Handle, HandlerCtx, HandlerError, LoadError, Metadata, NewEvent,
+    Project, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded, RecordedEvent, Selection,
+    StreamId, StreamVersion, SubscriptionState,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -176,36 +177,43 @@ impl Apply<Noted> for Ledger {
 
 // ------------------------------------------------------------- read side
 
-/// Every (position, event id) the `g-seen` handler was given, in order.
-static SEEN: Mutex<Vec<(u64, EventId)>> = Mutex::new(Vec::new());
+/// Every (stream, position, event id) the `g-seen` handler was given, in
+/// order. Tests tell their events apart by stream name prefix.
+static SEEN: Mutex<Vec<(String, u64, EventId)>> = Mutex::new(Vec::new());
 
 #[event_handler(name = "g-seen", events(Opened, Deposited, Noted), group = "guarantees")]
 #[derive(Default)]
 struct Seen;
 
 impl Seen {
-    fn record(position: GlobalPosition, event_id: EventId) {
-        SEEN.lock().unwrap().push((position.get(), event_id));
+    fn record<E>(e: &Recorded<E>) {
+        SEEN.lock().unwrap().push((e.stream_id.as_str().to_owned(), e.position.get(), e.event_id));
+    }
+
+    /// What `g-seen` was given of the streams starting with `prefix`.
+    fn of(prefix: &str) -> Vec<(u64, EventId)> {
+        let seen = SEEN.lock().unwrap();
+        seen.iter().filter(|(stream, ..)| stream.starts_with(prefix)).map(|(_, p, id)| (*p, *id)).collect()
     }
 }
 
 impl es_core::HandleEvent<Opened> for Seen {
     async fn handle(&self, e: &Recorded<Opened>, _: &HandlerCtx) -> Result<(), HandlerError> {
-        Self::record(e.position, e.event_id);
+        Self::record(e);
         Ok(())
     }
 }
 
 impl es_core::HandleEvent<Deposited> for Seen {
     async fn handle(&self, e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
-        Self::record(e.position, e.event_id);
+        Self::record(e);
         Ok(())
     }
 }
 
 impl es_core::HandleEvent<Noted> for Seen {
     async fn handle(&self, e: &Recorded<Noted>, _: &HandlerCtx) -> Result<(), HandlerError> {
-        Self::record(e.position, e.event_id);
+        Self::record(e);
         Ok(())
     }
 }
@@ -241,6 +249,22 @@ async fn welcome_bonus(e: &Recorded<Opened>, ctx: &HandlerCtx) -> Result<(), Han
     let id = e.stream_id.as_str().trim_start_matches("ledger-").to_owned();
     ctx.execute(Deposit { id, amount: 5 }).await?;
     Ok(())
+}
+
+/// The deposit `g-fragile` cannot take.
+const FRAGILE_AMOUNT: u64 = 13;
+
+/// Sums deposits, and panics on one unlucky amount.
+#[projection(name = "g-fragile", events(Deposited), group = "guarantees")]
+#[derive(Default)]
+struct Fragile;
+
+impl Project<Deposited> for Fragile {
+    async fn project(&self, e: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        assert_ne!(e.amount, FRAGILE_AMOUNT, "unlucky amount");
+        let total: u64 = tx.get(e.stream_id.as_str()).await?.unwrap_or(0);
+        Ok(tx.put(e.stream_id.as_str(), &(total + e.amount))?)
+    }
 }
 
 // --------------------------------------------------------------- helpers
@@ -304,25 +328,20 @@ async fn five_hundred_concurrent_deposits_on_one_node_never_conflict_nor_get_los
     assert_eq!(es.stats().actors_started, 1);
 }
 
-/// A subscriber sees every committed event exactly once, in position
-/// order, while many writers append concurrently to shared and own streams.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_sees_every_event_once_in_order_with_many_concurrent_writers() {
-    let store = InMemoryEventStore::new();
-    let documents = InMemoryProjectionStore::new();
-    let es = app_with(&store, &documents, &["g-seen"]).await;
-    // A second node writing to the same store, unseen by the read side.
-    let other = app(&store).await;
-    for id in ["shared", "w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"] {
-        es.execute(Open { id: id.into(), owner: id.into() }).await.unwrap();
+/// Many writers on two nodes: eight tasks, each writing 40 commands to its
+/// own ledger and, every third command, to one shared ledger. Returns how
+/// many events they appended.
+async fn many_writers(one: &Es, two: &Es, prefix: &str) -> usize {
+    for id in std::iter::once("shared".to_owned()).chain((0..8).map(|w| format!("w{w}"))) {
+        one.execute(Open { id: format!("{prefix}{id}"), owner: id }).await.unwrap();
     }
-
     let mut writers = JoinSet::new();
     for writer in 0..8u64 {
-        let node = if writer % 2 == 0 { es.clone() } else { other.clone() };
+        let node = if writer % 2 == 0 { one.clone() } else { two.clone() };
+        let prefix = prefix.to_owned();
         writers.spawn(async move {
             for i in 1..=40u64 {
-                let id = if i % 3 == 0 { "shared".to_owned() } else { format!("w{writer}") };
+                let id = if i % 3 == 0 { format!("{prefix}shared") } else { format!("{prefix}w{writer}") };
                 if i % 5 == 0 {
                     node.execute(Note { id, text: format!("{writer}/{i}") }).await.unwrap();
                 } else {
@@ -334,16 +353,127 @@ async fn a_subscriber_sees_every_event_once_in_order_with_many_concurrent_writer
     while let Some(done) = writers.join_next().await {
         done.unwrap();
     }
+    9 + 8 * 40
+}
+
+/// Every (position, event id) of the store, in position order.
+async fn positions_and_ids(store: &InMemoryEventStore) -> Vec<(u64, EventId)> {
+    whole_log(store).await.iter().map(|e| (e.global_position.get(), e.event_id)).collect()
+}
+
+/// A subscriber sees every committed event exactly once, in position
+/// order, while many writers on two nodes append concurrently to shared
+/// and own streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_every_event_once_in_order_with_many_concurrent_writers() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let es = app_with(&store, &documents, &["g-seen"]).await;
+    // A second node writing to the same store, running no read side.
+    let other = app(&store).await;
+    let written = many_writers(&es, &other, "live-").await;
 
     let head = store.head_position().await.unwrap();
     read_side(&es).wait_for("g-seen", head, WAIT).await.unwrap();
-    let log: Vec<(u64, EventId)> =
-        whole_log(&store).await.iter().map(|e| (e.global_position.get(), e.event_id)).collect();
-    assert_eq!(log.len(), 9 + 8 * 40);
-    assert_eq!(*SEEN.lock().unwrap(), log, "every event once, in position order");
+    let log = positions_and_ids(&store).await;
+    assert_eq!(log.len(), written);
+    assert_eq!(Seen::of("ledger-live-"), log, "every event once, in position order");
     let status = read_side(&es).status("g-seen").await.unwrap();
     assert_eq!((status.position, status.lag), (head, 0));
+    // A handler's checkpoint is stored after its batch; stopping commits it.
+    es.shutdown().await;
     assert_eq!(documents.checkpoint("handler:g-seen").await.unwrap(), Some(head));
+}
+
+/// The same when the subscriber starts late: it catches up on stored
+/// history while writers keep appending, and hands over to live events
+/// without skipping or repeating one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_hands_over_from_catch_up_to_live_without_gaps_or_repeats() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let (one, two) = (app(&store).await, app(&store).await);
+    let history = many_writers(&one, &two, "late-a-").await;
+    assert_eq!(store.head_position().await.unwrap(), GlobalPosition(history as u64));
+
+    let read_side = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(documents.clone())
+        .select(Selection::names(["g-seen"]))
+        .config(ReadSideConfig { batch_size: 7, ..ReadSideConfig::default() })
+        .start()
+        .unwrap();
+    let news = many_writers(&one, &two, "late-b-").await;
+
+    let head = store.head_position().await.unwrap();
+    read_side.wait_for("g-seen", head, WAIT).await.unwrap();
+    let log = positions_and_ids(&store).await;
+    assert_eq!(log.len(), history + news);
+    let seen: Vec<_> = Seen::of("ledger-late-").into_iter().collect();
+    assert_eq!(seen, log, "every event once, in position order");
+    read_side.shutdown().await;
+    assert_eq!(documents.checkpoint("handler:g-seen").await.unwrap(), Some(head));
+}
+
+/// A projection rebuilt while commands keep coming ends up equal to the
+/// fold of every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_rebuilt_under_load_equals_the_fold_of_every_event_once() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let es = app_with(&store, &documents, &["g-balances"]).await;
+    let other = app(&store).await;
+    many_writers(&es, &other, "first-").await;
+
+    let read_side = read_side(&es);
+    let (rebuilt, more) = tokio::join!(read_side.rebuild("g-balances"), many_writers(&es, &other, "second-"));
+    rebuilt.unwrap();
+    assert!(more > 0);
+    let head = store.head_position().await.unwrap();
+    read_side.wait_for("g-balances", head, WAIT).await.unwrap();
+
+    let documents_now = documents.query("g-balances", &DocumentQuery::all()).await.unwrap();
+    assert_eq!(documents_now.len(), 18, "one document per ledger");
+    for (stream, document) in documents_now {
+        let balance: Balance = serde_json::from_value(document).unwrap();
+        let id = stream.trim_start_matches("ledger-");
+        let ledger = es.load::<Ledger>(id).await.unwrap();
+        assert_eq!(balance.balance, ledger.balance, "{stream}");
+        assert_eq!(Some(balance.owner), ledger.owner, "{stream}");
+    }
+    es.shutdown().await;
+}
+
+/// A projection whose code panics stops on that event and reports the
+/// panic by name; its checkpoint stays below the event; other subscribers
+/// and the command side go on.
+#[tokio::test]
+async fn a_panicking_projection_stops_alone_and_reports_the_event() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let es = app_with(&store, &documents, &["g-fragile", "g-balances"]).await;
+    es.execute(Open { id: "f".into(), owner: "ada".into() }).await.unwrap();
+    es.execute(Deposit { id: "f".into(), amount: 12 }).await.unwrap();
+    let before = es.execute(Deposit { id: "f".into(), amount: 1 }).await.unwrap().position.unwrap();
+    let fatal = es.execute(Deposit { id: "f".into(), amount: FRAGILE_AMOUNT }).await.unwrap();
+    let last = es.execute(Deposit { id: "f".into(), amount: 1 }).await.unwrap().position.unwrap();
+
+    let read_side = read_side(&es);
+    let waited = read_side.wait_for("g-fragile", last, WAIT).await;
+    let Err(ConsistencyError::Failed { failure, .. }) = waited else { panic!("{waited:?}") };
+    assert_eq!(failure.position, fatal.position.unwrap());
+    assert_eq!(failure.event_id, Some(fatal.committed[0].event_id));
+    assert!(failure.error.contains("panicked"), "{}", failure.error);
+    assert!(failure.error.contains("unlucky amount"), "{}", failure.error);
+    let status = read_side.status("g-fragile").await.unwrap();
+    assert_eq!(status.position, before);
+    let checkpoint = documents.checkpoint("g-fragile").await.unwrap();
+    assert!(checkpoint.is_some_and(|c| c < fatal.position.unwrap()), "{checkpoint:?}");
+    assert_eq!(documents.get("g-fragile", "ledger-f").await.unwrap(), Some(json!(13)));
+
+    read_side.wait_for("g-balances", last, WAIT).await.unwrap();
+    let after = es.execute(Deposit { id: "f".into(), amount: 1 }).await.unwrap();
+    assert_eq!(after.version, Some(StreamVersion(6)), "the command side goes on");
     es.shutdown().await;
 }
 
@@ -371,6 +501,14 @@ async fn execute_returns_its_position_and_a_reader_can_wait_for_a_projection_to_
         assert_eq!(balance, Balance { owner: "ada".into(), balance: expected });
     }
 
+    // On any node: a write through another `Es` on the same store.
+    let elsewhere = app(&store).await;
+    let outcome = elsewhere.execute(Deposit { id: "r".into(), amount: 40 }).await.unwrap();
+    read_side.wait_for("g-balances", outcome.position.unwrap(), WAIT).await.unwrap();
+    let balance: Balance =
+        serde_json::from_value(documents.get("g-balances", "ledger-r").await.unwrap().unwrap()).unwrap();
+    assert_eq!(balance.balance, expected + 40);
+
     // A position nobody has written yet cannot be reached: typed timeout.
     let head = store.head_position().await.unwrap();
     let beyond = GlobalPosition(head.get() + 1);
@@ -382,7 +520,7 @@ async fn execute_returns_its_position_and_a_reader_can_wait_for_a_projection_to_
     );
     let unknown = read_side.wait_for("no-such-projection", head, timeout).await.unwrap_err();
     assert_eq!(unknown, ConsistencyError::Unknown { name: "no-such-projection".into() });
-    assert_eq!(whole_stream(&store, "r").await.len(), 4, "the events stay stored");
+    assert_eq!(whole_stream(&store, "r").await.len(), 5, "the events stay stored");
     es.shutdown().await;
 }
 
@@ -400,7 +538,8 @@ async fn metadata_given_to_execute_with_is_recorded_on_the_events() {
         .with_field("user", "ada")
         .with_field("ip", json!({ "v4": "10.0.0.1" }));
 
-    let opened = es.execute_with(Open { id: "m".into(), owner: "ada".into() }, metadata.clone()).await.unwrap();
+    let opened =
+        es.execute_with(Open { id: "m".into(), owner: "ada".into() }, metadata.clone()).await.unwrap();
     es.execute(Deposit { id: "m".into(), amount: 3 }).await.unwrap();
 
     let stored = whole_stream(&store, "m").await;
@@ -422,7 +561,10 @@ async fn causation_and_correlation_flow_from_an_event_through_a_process_manager(
     // Opened with a correlation id: the bonus carries it on.
     let correlation = EventId::new().as_uuid();
     let opened = es
-        .execute_with(Open { id: "c1".into(), owner: "ada".into() }, Metadata::new().with_correlation_id(correlation))
+        .execute_with(
+            Open { id: "c1".into(), owner: "ada".into() },
+            Metadata::new().with_correlation_id(correlation),
+        )
         .await
         .unwrap();
     // Opened without one: the opening event starts the correlation.
@@ -520,7 +662,9 @@ async fn undecodable_events_are_typed_errors_through_load_and_execute_and_stay_s
                 other => panic!("{}: load gave {other:?}", case.label),
             }
             match es.execute(Deposit { id: id.clone(), amount: 1 }).await {
-                Err(ExecuteError::Load(LoadError::Decode(error))) => assert_names_the_event(&error, &case, &id),
+                Err(ExecuteError::Load(LoadError::Decode(error))) => {
+                    assert_names_the_event(&error, &case, &id)
+                }
                 other => panic!("{} ({path:?}): execute gave {other:?}", case.label),
             }
             // Asked again, the same answer: nothing was skipped or cached.
