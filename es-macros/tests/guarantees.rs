@@ -267,6 +267,17 @@ impl Project<Deposited> for Fragile {
     }
 }
 
+/// Every owner the `g-mail` handler welcomed, with the stream prefix
+/// telling tests apart.
+static MAILED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A side effect that must never happen twice: welcome mail.
+#[event_handler(name = "g-mail", replay = "skip", group = "guarantees")]
+async fn welcome_mail(e: &Recorded<Opened>, _: &HandlerCtx) -> Result<(), HandlerError> {
+    MAILED.lock().unwrap().push(e.owner.clone());
+    Ok(())
+}
+
 // --------------------------------------------------------------- helpers
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -765,4 +776,46 @@ async fn an_invalid_command_is_refused_before_loading_and_appends_nothing() {
     assert!(matches!(unnamed, Err(ExecuteError::Validation(_))), "{unnamed:?}");
     assert_eq!(whole_log(&store).await.len(), 2, "nothing appended");
     assert_eq!(es.stats().actors_started, 1, "only the valid Open started an actor");
+}
+
+/// Replaying a `replay = "skip"` handler never runs it for history, also
+/// when the replay is stopped half way and the subscription restarted (or
+/// taken over by a fresh read side); news after the replay runs it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_replay_never_runs_a_skipping_handler_for_history() {
+    let mailed = || MAILED.lock().unwrap().iter().filter(|o| o.starts_with("mail-")).count();
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let es = app_with(&store, &documents, &["g-mail"]).await;
+    for n in 0..300 {
+        es.execute(Open { id: format!("m{n}"), owner: format!("mail-{n}") }).await.unwrap();
+    }
+    let head = store.head_position().await.unwrap();
+    let read_side = read_side(&es);
+    read_side.wait_for("g-mail", head, WAIT).await.unwrap();
+    assert_eq!(mailed(), 300, "one mail per opening");
+
+    // Replay, interrupted at once, resumed on this node.
+    read_side.replay("g-mail").await.unwrap();
+    read_side.stop("g-mail").await.unwrap();
+    read_side.restart("g-mail").await.unwrap();
+    read_side.wait_for("g-mail", head, WAIT).await.unwrap();
+    assert_eq!(mailed(), 300, "no mail sent again after an interrupted replay");
+
+    // Replay, interrupted, and resumed by another read side on the store.
+    read_side.replay("g-mail").await.unwrap();
+    es.shutdown().await;
+    let fresh = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(documents.clone())
+        .select(Selection::names(["g-mail"]))
+        .start()
+        .unwrap();
+    fresh.wait_for("g-mail", head, WAIT).await.unwrap();
+    assert_eq!(mailed(), 300, "no mail sent again when another node resumes the replay");
+
+    let news = app(&store).await.execute(Open { id: "late".into(), owner: "mail-late".into() }).await.unwrap();
+    fresh.wait_for("g-mail", news.position.unwrap(), WAIT).await.unwrap();
+    assert_eq!(mailed(), 301, "news is mailed once");
+    fresh.shutdown().await;
 }
