@@ -814,8 +814,39 @@ async fn an_interrupted_replay_never_runs_a_skipping_handler_for_history() {
     fresh.wait_for("g-mail", head, WAIT).await.unwrap();
     assert_eq!(mailed(), 300, "no mail sent again when another node resumes the replay");
 
-    let news = app(&store).await.execute(Open { id: "late".into(), owner: "mail-late".into() }).await.unwrap();
+    let news =
+        app(&store).await.execute(Open { id: "late".into(), owner: "mail-late".into() }).await.unwrap();
     fresh.wait_for("g-mail", news.position.unwrap(), WAIT).await.unwrap();
     assert_eq!(mailed(), 301, "news is mailed once");
     fresh.shutdown().await;
+}
+
+/// `Duration::MAX` is how a user says "wait as long as it takes": as a
+/// consistency timeout, a wait, a lease or an idle timeout it must work,
+/// not overflow a clock.
+#[tokio::test]
+async fn unbounded_timeouts_are_accepted_without_panicking() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let forever = Duration::MAX;
+    let es = Es::builder()
+        .event_store(store.clone())
+        .projection_store(documents.clone())
+        .consistency_timeout(forever)
+        .idle_timeout(forever)
+        .read_side(
+            ReadSide::builder()
+                .select(Selection::names(["g-balances"]))
+                .config(ReadSideConfig { lease_ttl: forever, ..ReadSideConfig::default() }),
+        )
+        .build()
+        .await
+        .unwrap();
+    es.execute(Open { id: "t".into(), owner: "ada".into() }).await.unwrap();
+    let outcome = es.execute(Deposit { id: "t".into(), amount: 8 }).await.unwrap();
+    read_side(&es).wait_for("g-balances", outcome.position.unwrap(), forever).await.unwrap();
+    let balance: Balance =
+        serde_json::from_value(documents.get("g-balances", "ledger-t").await.unwrap().unwrap()).unwrap();
+    assert_eq!(balance.balance, 8);
+    es.shutdown().await;
 }
