@@ -18,7 +18,7 @@ use es_core::{
     DecodeErrorKind, Direction, DocumentQuery, Es, Event, EventId, EventStore, Events, ExecuteError,
     ExpectedVersion, GlobalPosition, Handle, HandlerCtx, HandlerError, LoadError, Metadata, NewEvent,
     Project, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded, RecordedEvent, Selection,
-    StreamId, StreamVersion, SubscriptionState,
+    Snapshot, SnapshotStore, StreamId, StreamVersion, SubscriptionState, Timestamp,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -849,4 +849,32 @@ async fn unbounded_timeouts_are_accepted_without_panicking() {
         serde_json::from_value(documents.get("g-balances", "ledger-t").await.unwrap().unwrap()).unwrap();
     assert_eq!(balance.balance, 8);
     es.shutdown().await;
+}
+
+/// A corrupt snapshot (one claiming the last possible version) neither
+/// panics nor makes rehydration apply the history on top of it.
+#[tokio::test]
+async fn a_snapshot_at_the_last_possible_version_does_not_overflow() {
+    let store = InMemoryEventStore::new();
+    let es = Es::builder().event_store(store.clone()).snapshot_store(store.clone()).build().await.unwrap();
+    es.execute(Open { id: "s".into(), owner: "ada".into() }).await.unwrap();
+    es.execute(Deposit { id: "s".into(), amount: 5 }).await.unwrap();
+    let snapshot = Snapshot {
+        stream_id: StreamId::for_aggregate(Ledger::NAME, "s"),
+        aggregate_type: Ledger::NAME.to_owned(),
+        stream_version: StreamVersion(u64::MAX),
+        schema_version: Ledger::SNAPSHOT_VERSION,
+        state: json!({ "owner": "ada", "balance": 1000, "notes": [] }),
+        taken_at: Timestamp::now(),
+    };
+    store.save_snapshot(snapshot).await.unwrap();
+
+    let fresh = Es::builder().event_store(store.clone()).snapshot_store(store.clone()).build().await.unwrap();
+    let loaded = fresh.load::<Ledger>("s").await.unwrap();
+    assert!(
+        [5, 1000].contains(&loaded.balance),
+        "history applied on top of the snapshot: {}",
+        loaded.balance
+    );
+    assert_eq!(whole_stream(&store, "s").await.len(), 2);
 }
