@@ -278,6 +278,22 @@ async fn welcome_mail(e: &Recorded<Opened>, _: &HandlerCtx) -> Result<(), Handle
     Ok(())
 }
 
+/// The deposit `g-strict` refuses.
+const REFUSED_AMOUNT: u64 = 66;
+
+/// Every deposit the strongly consistent `g-strict` handler accepted.
+static STRICT: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// A strongly consistent handler that refuses one amount.
+#[event_handler(name = "g-strict", consistency = "strong", group = "guarantees")]
+async fn strict(e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+    if e.amount == REFUSED_AMOUNT {
+        return Err(HandlerError::msg(format!("cannot take {REFUSED_AMOUNT}")));
+    }
+    STRICT.lock().unwrap().push(e.amount);
+    Ok(())
+}
+
 // --------------------------------------------------------------- helpers
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -877,4 +893,32 @@ async fn a_snapshot_at_the_last_possible_version_does_not_overflow() {
         loaded.balance
     );
     assert_eq!(whole_stream(&store, "s").await.len(), 2);
+}
+
+/// With a strongly consistent handler, `execute` returns after it ran; when
+/// it stops on a failing event, `execute` says so with a typed error
+/// naming the position and the handler, and the events stay stored.
+#[tokio::test]
+async fn a_failing_strong_handler_makes_execute_report_stored_events_and_the_failure() {
+    let store = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let es = app_with(&store, &documents, &["g-strict"]).await;
+    es.execute(Open { id: "x".into(), owner: "ada".into() }).await.unwrap();
+    es.execute(Deposit { id: "x".into(), amount: 1 }).await.unwrap();
+    assert_eq!(*STRICT.lock().unwrap(), [1], "the strong handler ran before execute returned");
+
+    for amount in [REFUSED_AMOUNT, 2] {
+        let result = es.execute(Deposit { id: "x".into(), amount }).await;
+        let Err(ExecuteError::ConsistencyFailed { position, waiting_for, reason }) = result else {
+            panic!("depositing {amount}: {result:?}")
+        };
+        assert_eq!(position, store.head_position().await.unwrap(), "names the stored position");
+        assert_eq!(waiting_for, "g-strict");
+        assert!(reason.contains(&format!("cannot take {REFUSED_AMOUNT}")), "{reason}");
+    }
+    let stored = whole_stream(&store, "x").await;
+    assert_eq!(stored.len(), 4, "the events stay stored");
+    assert_eq!(es.load::<Ledger>("x").await.unwrap().balance, 1 + REFUSED_AMOUNT + 2);
+    assert_eq!(*STRICT.lock().unwrap(), [1], "nothing after the failing event ran");
+    es.shutdown().await;
 }
