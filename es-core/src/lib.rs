@@ -86,6 +86,7 @@
 //! ```
 
 mod aggregate;
+mod clock;
 mod envelope;
 mod error;
 mod event;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::clock::deadline;
 use crate::error::BoxError;
 
 /// The right, held by one owner, to run one subscription until it expires.
@@ -134,7 +135,7 @@ impl LeaseStore for InMemoryLeaseStore {
         let now = Instant::now();
         if let Some(held) = table.held.get_mut(name) {
             if held.owner == owner && held.expires > now {
-                held.expires = now + ttl;
+                held.expires = deadline(now, ttl);
                 return Ok(Some(Lease { name: name.to_owned(), owner: owner.to_owned(), token: held.token }));
             }
             if held.expires > now {
@@ -143,7 +144,9 @@ impl LeaseStore for InMemoryLeaseStore {
         }
         table.last_token += 1;
         let token = table.last_token;
-        table.held.insert(name.to_owned(), Held { owner: owner.to_owned(), token, expires: now + ttl });
+        table
+            .held
+            .insert(name.to_owned(), Held { owner: owner.to_owned(), token, expires: deadline(now, ttl) });
         Ok(Some(Lease { name: name.to_owned(), owner: owner.to_owned(), token }))
     }
 
@@ -152,7 +155,7 @@ impl LeaseStore for InMemoryLeaseStore {
         let now = Instant::now();
         match table.held.get_mut(&lease.name) {
             Some(held) if held.token == lease.token && held.owner == lease.owner && held.expires > now => {
-                held.expires = now + ttl;
+                held.expires = deadline(now, ttl);
                 Ok(true)
             }
             _ => Ok(false),

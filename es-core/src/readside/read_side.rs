@@ -541,7 +541,7 @@ impl ReadSide {
     ) -> Result<(), ConsistencyError> {
         let slot =
             self.slots.0.get(name).ok_or_else(|| ConsistencyError::Unknown { name: name.to_owned() })?;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline_from_now(timeout);
         self.wait_slot(slot, position, timeout, deadline).await
     }
 
@@ -561,7 +561,7 @@ impl ReadSide {
         if IN_SUBSCRIPTION.try_with(|()| ()).is_ok() {
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::clock::deadline_from_now(timeout);
         for slot in self.slots.0.values().filter(|s| s.subscriber.consistency == Consistency::Strong) {
             self.wait_slot(slot, position, timeout, deadline).await?;
         }

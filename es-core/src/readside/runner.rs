@@ -28,6 +28,7 @@ use super::read_side::ReadSideConfig;
 use super::registry::HANDLER_NAMESPACE;
 use super::status::{Failure, SubscriptionState};
 use super::subscriber::{Subscriber, SubscriberKind};
+use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::runtime::Es;
 use crate::store::{EventStore, ProjectionStore, UnitOfWork};
@@ -239,7 +240,7 @@ struct LeaseKeeper {
 impl LeaseKeeper {
     fn new(lease: Lease, ttl: Duration) -> Self {
         let now = Instant::now();
-        Self { lease, ttl, next_renew: now + ttl / 3, expires: now + ttl }
+        Self { lease, ttl, next_renew: deadline(now, ttl / 3), expires: deadline(now, ttl) }
     }
 
     fn until_renew(&self) -> Duration {
@@ -254,14 +255,14 @@ impl LeaseKeeper {
         }
         match store.renew(&self.lease, self.ttl).await {
             Ok(true) => {
-                self.expires = now + self.ttl;
-                self.next_renew = now + self.ttl / 3;
+                self.expires = deadline(now, self.ttl);
+                self.next_renew = deadline(now, self.ttl / 3);
                 Ok(())
             }
             Ok(false) => Err(Exit::LeaseLost),
-            Err(error) if now + self.ttl / 3 < self.expires => {
+            Err(error) if deadline(now, self.ttl / 3) < self.expires => {
                 tracing::warn!(lease = %self.lease.name, error = %describe(&error), "renewing the lease failed; retrying");
-                self.next_renew = now + (self.ttl / 10).max(Duration::from_millis(1));
+                self.next_renew = deadline(now, (self.ttl / 10).max(Duration::from_millis(1)));
                 Ok(())
             }
             Err(error) => {
@@ -317,7 +318,7 @@ impl<'a> Runner<'a> {
     /// Sleeps for `pause`, renewing the lease meanwhile; stops early on
     /// cancellation.
     async fn pause(&mut self, pause: Duration) -> Result<(), Exit> {
-        let until = Instant::now() + pause;
+        let until = deadline(Instant::now(), pause);
         loop {
             let step = until.saturating_duration_since(Instant::now()).min(self.keeper.until_renew());
             tokio::select! {

@@ -178,7 +178,7 @@ impl<A: Aggregate> Actor<A> {
                                     None => return,
                                 },
                                 () = &mut idle => {
-                                    let deadline = last_active + self.idle_timeout;
+                                    let deadline = crate::clock::deadline(last_active, self.idle_timeout);
                                     if Instant::now() >= deadline {
                                         self.passivate();
                                         stopping = true;

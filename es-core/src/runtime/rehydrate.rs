@@ -97,7 +97,14 @@ pub(crate) async fn catch_up<A: Aggregate>(
 ) -> Result<u64, LoadError> {
     let mut applied = 0;
     loop {
-        let from = loaded.version.map_or(StreamVersion::FIRST, StreamVersion::next);
+        let from = match loaded.version {
+            None => StreamVersion::FIRST,
+            Some(version) => match version.get().checked_add(1) {
+                Some(next) => StreamVersion(next),
+                // Only a corrupt snapshot claims the last version: nothing can follow it.
+                None => return Ok(applied),
+            },
+        };
         if up_to.is_some_and(|limit| from > limit) {
             return Ok(applied);
         }
