@@ -28,8 +28,8 @@
 //!
 //! [`migrate()`] creates, in the chosen schema (default `es`): `events`
 //! (payload and metadata as JSONB, unique on `(stream_id, stream_version)`
-//! and on `event_id`), `snapshots`, `documents`, `checkpoints` and
-//! `schema_migrations`. The SQL ships inside the crate.
+//! and on `event_id`), `snapshots`, `documents`, `checkpoints`, `leases`
+//! (see [`PgLeaseStore`]) and `schema_migrations`. The SQL ships inside the crate.
 //!
 //! Events are append only: a trigger refuses `UPDATE`, `DELETE` and
 //! `TRUNCATE` on `events`. To change stored events deliberately (such as
@@ -100,6 +100,7 @@
 
 mod error;
 mod event_store;
+mod lease;
 mod migrate;
 mod projection_store;
 mod schema;
@@ -107,6 +108,7 @@ mod snapshot_store;
 
 pub use error::BatchTooLarge;
 pub use event_store::{InFlightTransaction, PgEventStore, MAX_EVENTS_PER_TRANSACTION};
+pub use lease::PgLeaseStore;
 pub use migrate::{migrate, MigrateError};
 pub use projection_store::{PgProjectionStore, TxFuture};
 pub use schema::{InvalidSchemaName, PgSchema};
