@@ -76,6 +76,7 @@ struct Statements {
     stored_ids: SqlStr,
     oldest_in_flight: SqlStr,
     hidden_since: SqlStr,
+    oldest_prepared: SqlStr,
     load_snapshot: SqlStr,
     save_snapshot: SqlStr,
 }
@@ -100,6 +101,7 @@ impl Statements {
             stored_ids: schema.render(include_str!("event_store/stored_ids.sql")),
             oldest_in_flight: schema.render(include_str!("event_store/oldest_in_flight.sql")),
             hidden_since: schema.render(include_str!("event_store/hidden_since.sql")),
+            oldest_prepared: schema.render(include_str!("event_store/oldest_prepared.sql")),
             load_snapshot: schema.render(include_str!("snapshot_store/load.sql")),
             save_snapshot: schema.render(include_str!("snapshot_store/save.sql")),
         }
@@ -368,6 +370,23 @@ impl PgEventStore {
             .await
             .map_err(|e| read_error(e, || "the hidden part of the global stream".to_owned()))?;
         Ok(micros.map(|m| Duration::from_micros(m.max(0).unsigned_abs())))
+    }
+
+    /// The oldest prepared transaction, described, with its age.
+    async fn oldest_prepared(&self) -> Result<Option<(String, Duration)>, StoreError> {
+        let row = sqlx::query(self.inner.sql.oldest_prepared.clone())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let Some(row) = row else { return Ok(None) };
+        let location = || "pg_prepared_xacts".to_owned();
+        let xid: String = column(&row, "xid", &location)?;
+        let gid: String = column(&row, "gid", &location)?;
+        let database: Option<String> = column(&row, "database", &location)?;
+        let age_micros: i64 = column(&row, "age_micros", &location)?;
+        let age = Duration::from_micros(age_micros.max(0).unsigned_abs());
+        let database = database.map(|d| format!(", database {d}")).unwrap_or_default();
+        Ok(Some((format!("prepared transaction {xid} (gid {gid}, prepared {age:.1?} ago{database})"), age)))
     }
 
     async fn append_on(
@@ -780,12 +799,18 @@ impl EventStore for PgEventStore {
 
     /// Committed events are hidden while an older transaction runs: names
     /// that transaction ([`PgEventStore::oldest_in_flight`], shown through
-    /// [`InFlightTransaction`]'s `Display`) with how long events have been
-    /// hidden. `None` when nothing committed is hidden.
+    /// [`InFlightTransaction`]'s `Display`, or else the oldest prepared
+    /// transaction) with how long events have been hidden. `None` when
+    /// nothing committed is hidden, or the blocker ended meanwhile.
     async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
         let Some(hiding_for) = self.hidden_for().await? else { return Ok(None) };
-        let Some(transaction) = self.oldest_in_flight().await? else { return Ok(None) };
-        Ok(Some(ReadBlocker::new(transaction.to_string(), transaction.age, hiding_for)))
+        if let Some(transaction) = self.oldest_in_flight().await? {
+            return Ok(Some(ReadBlocker::new(transaction.to_string(), transaction.age, hiding_for)));
+        }
+        Ok(self
+            .oldest_prepared()
+            .await?
+            .map(|(description, age)| ReadBlocker::new(description, age, hiding_for)))
     }
 }
 
