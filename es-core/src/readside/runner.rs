@@ -197,6 +197,8 @@ pub(crate) async fn run(
             Err(exit) => exit,
             Ok(never) => match never {},
         };
+        // Not reading any more: what held it back is no longer its concern.
+        slot.set_held_back_by(None);
         let final_state = match exit {
             Exit::LeaseLost => {
                 tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
