@@ -117,8 +117,8 @@ pub use runtime::{
     AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
 };
 pub use store::{
-    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, SnapshotStore,
-    UnitOfWork,
+    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, ReadBlocker,
+    SnapshotStore, UnitOfWork,
 };
 pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 

@@ -89,6 +89,43 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = after;
         tokio::time::sleep(max_wait).await;
     }
+
+    /// What keeps committed events hidden from [`read_all`](EventStore::read_all)
+    /// right now, if anything: a store that orders the global stream by
+    /// transaction (Postgres) cannot show events committed after a
+    /// transaction that is still running. Subscriptions that are caught up
+    /// ask this now and then, and warn when it lasts. The default (stores
+    /// that show every committed event at once) is `Ok(None)`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A running transaction that keeps committed events hidden from readers of
+/// the global stream, as [`EventStore::read_blocker`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadBlocker {
+    /// Names the transaction for an operator, in the store's terms (for
+    /// Postgres: pid, transaction id, state, age, database and the start
+    /// of its query).
+    pub description: String,
+    /// How long the transaction has been running.
+    pub age: Duration,
+    /// How long committed events have been hidden by it (at least): the age
+    /// of the oldest hidden event.
+    pub hiding_for: Duration,
+}
+
+impl ReadBlocker {
+    /// A blocker described by `description`, running for `age`, that has
+    /// hidden committed events for `hiding_for`.
+    pub fn new(description: impl Into<String>, age: Duration, hiding_for: Duration) -> Self {
+        Self { description: description.into(), age, hiding_for }
+    }
 }
 
 /// Where aggregate snapshots are kept.

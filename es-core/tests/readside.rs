@@ -87,6 +87,7 @@ fn config() -> ReadSideConfig {
         checkpoint_every: 1000,
         store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
         remote_poll: Duration::from_millis(50),
+        held_back_warning: Duration::from_secs(10),
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::{
     AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    Metadata, NewEvent, RecordedEvent, StoreError, StreamId, StreamVersion,
+    Metadata, NewEvent, ReadBlocker, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -75,6 +75,8 @@ struct Statements {
     head_position: SqlStr,
     stored_ids: SqlStr,
     oldest_in_flight: SqlStr,
+    hidden_since: SqlStr,
+    oldest_prepared: SqlStr,
     load_snapshot: SqlStr,
     save_snapshot: SqlStr,
 }
@@ -98,6 +100,8 @@ impl Statements {
             head_position: schema.render(include_str!("event_store/head_position.sql")),
             stored_ids: schema.render(include_str!("event_store/stored_ids.sql")),
             oldest_in_flight: schema.render(include_str!("event_store/oldest_in_flight.sql")),
+            hidden_since: schema.render(include_str!("event_store/hidden_since.sql")),
+            oldest_prepared: schema.render(include_str!("event_store/oldest_prepared.sql")),
             load_snapshot: schema.render(include_str!("snapshot_store/load.sql")),
             save_snapshot: schema.render(include_str!("snapshot_store/save.sql")),
         }
@@ -127,6 +131,32 @@ pub struct InFlightTransaction {
     pub query: Option<String>,
     /// How long the transaction has been running.
     pub age: Duration,
+}
+
+/// The first characters of a query kept in a [`ReadBlocker`]'s description.
+const QUERY_SHOWN: usize = 200;
+
+impl fmt::Display for InFlightTransaction {
+    /// `transaction 1234 (pid 42, idle in transaction, running for 12.5s,
+    /// database app): INSERT INTO ...`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transaction {} (pid {}", self.xid, self.pid)?;
+        if let Some(state) = &self.state {
+            write!(f, ", {state}")?;
+        }
+        write!(f, ", running for {:.1?}", self.age)?;
+        if let Some(database) = &self.database {
+            write!(f, ", database {database}")?;
+        }
+        f.write_str(")")?;
+        if let Some(query) = &self.query {
+            let query: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+            let shown: String = query.chars().take(QUERY_SHOWN).collect();
+            let more = if shown.len() < query.len() { "..." } else { "" };
+            write!(f, ": {shown}{more}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What one run of the append statement did.
@@ -331,6 +361,32 @@ impl PgEventStore {
             query: column(&row, "query", &location)?,
             age: Duration::from_micros(age_micros.max(0).unsigned_abs()),
         }))
+    }
+
+    /// How long committed events have been hidden from readers, if any are.
+    async fn hidden_for(&self) -> Result<Option<Duration>, StoreError> {
+        let micros: Option<i64> = sqlx::query_scalar(self.inner.sql.hidden_since.clone())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || "the hidden part of the global stream".to_owned()))?;
+        Ok(micros.map(|m| Duration::from_micros(m.max(0).unsigned_abs())))
+    }
+
+    /// The oldest prepared transaction, described, with its age.
+    async fn oldest_prepared(&self) -> Result<Option<(String, Duration)>, StoreError> {
+        let row = sqlx::query(self.inner.sql.oldest_prepared.clone())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let Some(row) = row else { return Ok(None) };
+        let location = || "pg_prepared_xacts".to_owned();
+        let xid: String = column(&row, "xid", &location)?;
+        let gid: String = column(&row, "gid", &location)?;
+        let database: Option<String> = column(&row, "database", &location)?;
+        let age_micros: i64 = column(&row, "age_micros", &location)?;
+        let age = Duration::from_micros(age_micros.max(0).unsigned_abs());
+        let database = database.map(|d| format!(", database {d}")).unwrap_or_default();
+        Ok(Some((format!("prepared transaction {xid} (gid {gid}, prepared {age:.1?} ago{database})"), age)))
     }
 
     async fn append_on(
@@ -740,11 +796,49 @@ impl EventStore for PgEventStore {
             tokio::time::sleep_until(deadline).await;
         }
     }
+
+    /// Committed events are hidden while an older transaction runs: names
+    /// that transaction ([`PgEventStore::oldest_in_flight`], shown through
+    /// [`InFlightTransaction`]'s `Display`, or else the oldest prepared
+    /// transaction) with how long events have been hidden. `None` when
+    /// nothing committed is hidden, or the blocker ended meanwhile.
+    async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
+        let Some(hiding_for) = self.hidden_for().await? else { return Ok(None) };
+        if let Some(transaction) = self.oldest_in_flight().await? {
+            return Ok(Some(ReadBlocker::new(transaction.to_string(), transaction.age, hiding_for)));
+        }
+        Ok(self
+            .oldest_prepared()
+            .await?
+            .map(|(description, age)| ReadBlocker::new(description, age, hiding_for)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_in_flight_transaction_names_itself_on_one_line() {
+        let mut transaction = InFlightTransaction {
+            pid: 42,
+            xid: "1234".into(),
+            database: Some("app".into()),
+            state: Some("idle in transaction".into()),
+            query: Some("INSERT INTO t\n   VALUES (1)".into()),
+            age: Duration::from_millis(12_500),
+        };
+        assert_eq!(
+            transaction.to_string(),
+            "transaction 1234 (pid 42, idle in transaction, running for 12.5s, database app): INSERT INTO t VALUES (1)"
+        );
+        transaction.query = Some("x".repeat(QUERY_SHOWN + 1));
+        transaction.database = None;
+        transaction.state = None;
+        let shown = transaction.to_string();
+        assert!(shown.starts_with("transaction 1234 (pid 42, running for 12.5s): xxx"), "{shown}");
+        assert!(shown.ends_with(&format!("{}...", "x".repeat(QUERY_SHOWN).get(..10).unwrap())), "{shown}");
+    }
 
     #[test]
     fn a_batch_over_the_position_range_is_a_typed_error() {

@@ -28,8 +28,8 @@
 //!
 //! [`migrate()`] creates, in the chosen schema (default `es`): `events`
 //! (payload and metadata as JSONB, unique on `(stream_id, stream_version)`
-//! and on `event_id`), `snapshots`, `documents`, `checkpoints` and
-//! `schema_migrations`. The SQL ships inside the crate.
+//! and on `event_id`), `snapshots`, `documents`, `checkpoints`, `leases`
+//! (see [`PgLeaseStore`]) and `schema_migrations`. The SQL ships inside the crate.
 //!
 //! Events are append only: a trigger refuses `UPDATE`, `DELETE` and
 //! `TRUNCATE` on `events`. To change stored events deliberately (such as
@@ -60,7 +60,12 @@
 //!
 //! The price: a long-running transaction that holds a transaction id
 //! (anywhere in the cluster) holds readers back until it ends; they see
-//! nothing newer meanwhile. [`PgEventStore::oldest_in_flight`] names it.
+//! nothing newer meanwhile. [`PgEventStore::oldest_in_flight`] names it,
+//! and [`EventStore::read_blocker`](es_core::EventStore::read_blocker)
+//! reports it while it hides committed events: a caught-up subscription
+//! of an [`es_core::ReadSide`] then logs a warning naming it and shows it
+//! in its status (`SubscriptionStatus::held_back_by`) once it has done so
+//! for longer than `ReadSideConfig::held_back_warning`.
 //!
 //! # Reading your own writes
 //!
@@ -86,6 +91,28 @@
 //! [`PgEventStore::append_in_tx`] does notify in its statement, since the
 //! store cannot see the caller's commit.
 //!
+//! # Several nodes
+//!
+//! A [`PgLeaseStore`] gives a read side on each node leases from one table,
+//! so each subscription runs on one node at a time and another takes over
+//! from the stored checkpoint when that node stops (its lease is released)
+//! or dies (its lease expires, on the database clock):
+//!
+//! ```no_run
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+//! use es_core::ReadSide;
+//! use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore};
+//!
+//! let read_side = ReadSide::builder()
+//!     .event_store(PgEventStore::new(pool.clone()))
+//!     .projection_store(PgProjectionStore::new(pool.clone()))
+//!     .lease_store(PgLeaseStore::new(pool))
+//!     .owner("node-a") // unique per running node
+//!     .start()?;
+//! # read_side.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # TLS
 //!
 //! es-postgres enables no TLS backend of sqlx. To connect over TLS, enable
@@ -100,6 +127,7 @@
 
 mod error;
 mod event_store;
+mod lease;
 mod migrate;
 mod projection_store;
 mod schema;
@@ -107,6 +135,7 @@ mod snapshot_store;
 
 pub use error::BatchTooLarge;
 pub use event_store::{InFlightTransaction, PgEventStore, MAX_EVENTS_PER_TRANSACTION};
+pub use lease::PgLeaseStore;
 pub use migrate::{migrate, MigrateError};
 pub use projection_store::{PgProjectionStore, TxFuture};
 pub use schema::{InvalidSchemaName, PgSchema};

@@ -17,11 +17,18 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Never edit a released step: add one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots, projection documents and checkpoints",
-    sql: include_str!("migrate/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots, projection documents and checkpoints",
+        sql: include_str!("migrate/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "subscription leases",
+        sql: include_str!("migrate/0002_leases.sql"),
+    },
+];
 
 /// Applying migrations failed; the schema was left as it was before.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,14 @@ pub struct ReadSideConfig {
     /// How often a waiter polls the stored checkpoint of a subscription
     /// that runs on another node.
     pub remote_poll: Duration,
+    /// A caught-up subscription that committed events stay hidden from (a
+    /// long-running transaction, see
+    /// [`EventStore::read_blocker`](crate::EventStore::read_blocker)) for
+    /// longer than this logs a warning naming the transaction and reports
+    /// it in [`SubscriptionStatus::held_back_by`]. It asks the store at most
+    /// every half of this (and at most every `idle_wait`), only while
+    /// caught up.
+    pub held_back_warning: Duration,
 }
 
 impl Default for ReadSideConfig {
@@ -51,6 +59,7 @@ impl Default for ReadSideConfig {
             checkpoint_every: 1000,
             store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(100)),
             remote_poll: Duration::from_millis(100),
+            held_back_warning: Duration::from_secs(10),
         }
     }
 }
@@ -502,6 +511,7 @@ impl ReadSide {
             checkpoint: progress.checkpoint,
             head,
             lag: head.get().saturating_sub(progress.reached.get()),
+            held_back_by: progress.held_back_by,
         }
     }
 

@@ -75,6 +75,9 @@ pub(crate) struct Progress {
     /// A rebuild was asked for and has not reset the store yet: the stored
     /// checkpoint is stale.
     pub(crate) rebuilding: bool,
+    /// The transaction keeping committed events hidden past the warning
+    /// threshold, as the store describes it.
+    pub(crate) held_back_by: Option<String>,
 }
 
 /// One named subscription of a read side, running or not.
@@ -104,6 +107,7 @@ impl Slot {
             reached: GlobalPosition::START,
             checkpoint: None,
             rebuilding: false,
+            held_back_by: None,
         });
         Self { name: name.into(), namespace, subscriber, progress, task: Mutex::new(None) }
     }
@@ -133,6 +137,14 @@ impl Slot {
         self.progress.send_if_modified(|p| {
             let changed = p.reached != reached;
             p.reached = reached;
+            changed
+        });
+    }
+
+    fn set_held_back_by(&self, blocker: Option<String>) {
+        self.progress.send_if_modified(|p| {
+            let changed = p.held_back_by != blocker;
+            p.held_back_by = blocker;
             changed
         });
     }
@@ -186,6 +198,8 @@ pub(crate) async fn run(
             Err(exit) => exit,
             Ok(never) => match never {},
         };
+        // Not reading any more: what held it back is no longer its concern.
+        slot.set_held_back_by(None);
         let final_state = match exit {
             Exit::LeaseLost => {
                 tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
@@ -287,6 +301,10 @@ struct Runner<'a> {
     skipped: usize,
     /// Events up to here are replayed history.
     replay_until: GlobalPosition,
+    /// When a caught-up subscription asks the store next what holds it back.
+    next_blocker_check: Instant,
+    /// When it last warned about a transaction holding it back.
+    last_held_back_warning: Option<Instant>,
 }
 
 impl<'a> Runner<'a> {
@@ -300,6 +318,8 @@ impl<'a> Runner<'a> {
             committed: GlobalPosition::START,
             skipped: 0,
             replay_until: GlobalPosition::START,
+            next_blocker_check: Instant::now(),
+            last_held_back_warning: None,
         }
     }
 
@@ -443,6 +463,7 @@ impl<'a> Runner<'a> {
                     self.commit(work, self.position).await?;
                 }
                 slot.set_state(SubscriptionState::CaughtUp);
+                self.check_held_back().await;
                 let wait = shared.config.idle_wait.min(self.keeper.until_renew());
                 tokio::select! {
                     () = events.wait_for_events(after, wait) => {}
@@ -451,6 +472,8 @@ impl<'a> Runner<'a> {
                 continue;
             }
             slot.set_state(SubscriptionState::Running);
+            // Events came through: whatever held them back has ended.
+            slot.set_held_back_by(None);
             match &slot.subscriber.kind {
                 SubscriberKind::Handler { routes, replay } => {
                     self.handle_batch(&batch, routes, *replay).await?
@@ -458,6 +481,42 @@ impl<'a> Runner<'a> {
                 SubscriberKind::Projection { routes } => self.project_batch(&batch, routes).await?,
             }
         }
+    }
+
+    /// While caught up, asks the store (at most every half of the warning
+    /// threshold) whether a transaction keeps committed events hidden, and
+    /// reports and warns about one that has done so past the threshold.
+    /// Best effort: a failed check is logged at debug level and skipped.
+    async fn check_held_back(&mut self) {
+        let now = Instant::now();
+        if now < self.next_blocker_check {
+            return;
+        }
+        let threshold = self.shared.config.held_back_warning;
+        self.next_blocker_check = now + threshold / 2;
+        let blocker = match self.shared.events.read_blocker().await {
+            Ok(blocker) => blocker.filter(|b| b.hiding_for >= threshold),
+            Err(error) => {
+                tracing::debug!(subscription = %self.slot.name, error = %describe(&error), "asking what holds readers back failed");
+                return;
+            }
+        };
+        let Some(blocker) = blocker else {
+            self.slot.set_held_back_by(None);
+            return;
+        };
+        let due = self.last_held_back_warning.is_none_or(|last| now.duration_since(last) >= threshold);
+        if due {
+            self.last_held_back_warning = Some(now);
+            tracing::warn!(
+                subscription = %self.slot.name,
+                position = %self.position,
+                hidden_for = ?blocker.hiding_for,
+                blocker = %blocker.description,
+                "a running transaction keeps committed events hidden from this subscription"
+            );
+        }
+        self.slot.set_held_back_by(Some(blocker.description));
     }
 
     /// Starts over: a projection's documents and checkpoint are deleted; a

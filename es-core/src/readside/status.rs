@@ -67,4 +67,11 @@ pub struct SubscriptionStatus {
     /// `head - position`: how many positions it is behind. Positions may
     /// have holes, so this is an upper bound on the number of events.
     pub lag: u64,
+    /// The transaction that has kept committed events hidden from this
+    /// caught-up subscription for longer than
+    /// [`ReadSideConfig::held_back_warning`](crate::ReadSideConfig::held_back_warning),
+    /// as the event store describes it (see
+    /// [`EventStore::read_blocker`](crate::EventStore::read_blocker));
+    /// `None` when nothing holds it back that long.
+    pub held_back_by: Option<String>,
 }

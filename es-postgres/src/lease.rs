@@ -1,0 +1,231 @@
+//! The Postgres lease store: one row per subscription name in a `leases`
+//! table, taken and renewed by single statements on the database clock.
+//!
+//! Why a table and not advisory locks: a lease must outlive no session and
+//! must not pin a pooled connection per subscription. A row with an expiry
+//! needs no held connection, works through any pooler, and its token grows
+//! with every new holder, which fences late writers. Time is the database's
+//! `clock_timestamp()`, so nodes whose clocks disagree still agree on who
+//! holds a lease.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use es_core::{Lease, LeaseError, LeaseStore};
+use sqlx::{PgPool, Row, SqlStr};
+
+use crate::migrate::{migrate, MigrateError};
+use crate::schema::PgSchema;
+
+/// A [`LeaseStore`] on Postgres, shared by every node that uses the same
+/// database and schema: each subscription then runs on one node at a time.
+///
+/// Leases expire on the database clock, so nodes with skewed clocks agree.
+/// A release expires the lease at once instead of deleting it, so a name's
+/// [`Lease::token`] grows with every acquisition by a new holder (and by the
+/// same owner after its lease expired). Cheap to clone. Call
+/// [`migrate`](PgLeaseStore::migrate) once before use (it shares the
+/// migrations of [`PgEventStore`](crate::PgEventStore)).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use es_core::LeaseStore;
+/// use es_postgres::PgLeaseStore;
+///
+/// # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let leases = PgLeaseStore::new(pool);
+/// leases.migrate().await?;
+/// if let Some(lease) = leases.try_acquire("account-summary", "node-a", Duration::from_secs(30)).await? {
+///     // ... process, renewing before the TTL runs out ...
+///     assert!(leases.renew(&lease, Duration::from_secs(30)).await?);
+///     leases.release(&lease).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgLeaseStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    schema: PgSchema,
+    sql: Statements,
+}
+
+struct Statements {
+    try_acquire: SqlStr,
+    renew: SqlStr,
+    release: SqlStr,
+    holder: SqlStr,
+}
+
+impl Statements {
+    fn new(schema: &PgSchema) -> Self {
+        Self {
+            try_acquire: schema.render(include_str!("lease/try_acquire.sql")),
+            renew: schema.render(include_str!("lease/renew.sql")),
+            release: schema.render(include_str!("lease/release.sql")),
+            holder: schema.render(include_str!("lease/holder.sql")),
+        }
+    }
+}
+
+impl fmt::Debug for PgLeaseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgLeaseStore").field("schema", &self.inner.schema).finish_non_exhaustive()
+    }
+}
+
+/// The lease table held a token that is not a positive `bigint` (the
+/// table's check constraint forbids it, so only a hand edit gets there).
+#[derive(Debug, thiserror::Error)]
+#[error("lease `{name}` has token {token}, which is not positive")]
+struct BadToken {
+    name: String,
+    token: i64,
+}
+
+fn backend(error: impl Into<es_core::BoxError>) -> LeaseError {
+    LeaseError::Backend(error.into())
+}
+
+/// A TTL as whole microseconds for SQL: at least 1, at most `i64::MAX`.
+fn micros(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+fn token_of(name: &str, token: i64) -> Result<u64, LeaseError> {
+    u64::try_from(token)
+        .ok()
+        .filter(|t| *t > 0)
+        .ok_or_else(|| backend(BadToken { name: name.to_owned(), token }))
+}
+
+/// A lease's token as stored (tokens come from the table, so they fit).
+fn stored_token(lease: &Lease) -> i64 {
+    i64::try_from(lease.token).unwrap_or(i64::MAX)
+}
+
+impl PgLeaseStore {
+    /// A store in the default schema (`es`) on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_schema(pool, PgSchema::default())
+    }
+
+    /// A store in `schema` on `pool`.
+    pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
+        let sql = Statements::new(&schema);
+        Self { inner: Arc::new(Inner { pool, schema, sql }) }
+    }
+
+    /// The pool the store runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema the lease table lives in.
+    pub fn schema(&self) -> &PgSchema {
+        &self.inner.schema
+    }
+
+    /// Creates or upgrades the tables (see [`migrate`](crate::migrate())).
+    ///
+    /// # Errors
+    /// [`MigrateError`] naming the step that failed.
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        migrate(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// The unexpired lease on `name`, if anyone holds it.
+    ///
+    /// # Errors
+    /// [`LeaseError::Backend`] if the query fails.
+    pub async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
+        let row = sqlx::query(self.inner.sql.holder.clone())
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let owner: String = row.try_get("owner").map_err(backend)?;
+        let token: i64 = row.try_get("token").map_err(backend)?;
+        Ok(Some(Lease { name: name.to_owned(), owner, token: token_of(name, token)? }))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for PgLeaseStore {
+    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
+        let token: Option<i64> = sqlx::query_scalar(self.inner.sql.try_acquire.clone())
+            .bind(name)
+            .bind(owner)
+            .bind(micros(ttl))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        match token {
+            None => Ok(None),
+            Some(token) => Ok(Some(Lease {
+                name: name.to_owned(),
+                owner: owner.to_owned(),
+                token: token_of(name, token)?,
+            })),
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
+        let done = sqlx::query(self.inner.sql.renew.clone())
+            .bind(&lease.name)
+            .bind(&lease.owner)
+            .bind(stored_token(lease))
+            .bind(micros(ttl))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        sqlx::query(self.inner.sql.release.clone())
+            .bind(&lease.name)
+            .bind(&lease.owner)
+            .bind(stored_token(lease))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_become_positive_microseconds() {
+        assert_eq!(micros(Duration::from_millis(1500)), 1_500_000);
+        assert_eq!(micros(Duration::ZERO), 1);
+        assert_eq!(micros(Duration::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn only_positive_tokens_pass() {
+        assert_eq!(token_of("p", 7).unwrap(), 7);
+        for bad in [0, -1, i64::MIN] {
+            let error = token_of("p", bad).unwrap_err();
+            let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+            assert!(cause.contains(&format!("token {bad}")), "{bad}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn every_statement_names_the_schema() {
+        let sql = Statements::new(&PgSchema::new("billing").unwrap());
+        for statement in [&sql.try_acquire, &sql.renew, &sql.release, &sql.holder] {
+            assert!(statement.as_str().contains("\"billing\".leases"), "{}", statement.as_str());
+        }
+    }
+}
