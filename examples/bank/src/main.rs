@@ -12,7 +12,7 @@ use bank::{
 };
 use es_core::{Es, EventSet, EventStore, ExecuteError, GlobalPosition, ReadSide, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
+use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use sqlx::postgres::PgPoolOptions;
 
 #[tokio::main]
@@ -47,7 +47,11 @@ async fn on_postgres(url: &str) -> anyhow::Result<Es> {
     let schema = PgSchema::new(std::env::var("BANK_SCHEMA").unwrap_or_else(|_| "bank".to_owned()))?;
     let events = PgEventStore::with_schema(pool.clone(), schema.clone());
     events.migrate().await?;
-    let documents = PgProjectionStore::with_schema(pool, schema.clone());
+    let documents = PgProjectionStore::with_schema(pool.clone(), schema.clone());
+    // Leases in Postgres: when several nodes run this binary, each
+    // subscription runs on one of them at a time.
+    let leases = PgLeaseStore::with_schema(pool, schema.clone());
+    leases.migrate().await?;
     let mut stored = 0;
     let mut after = GlobalPosition::START;
     loop {
@@ -64,7 +68,7 @@ async fn on_postgres(url: &str) -> anyhow::Result<Es> {
         .event_store(events.clone())
         .snapshot_store(events)
         .projection_store(documents)
-        .read_side(ReadSide::builder())
+        .read_side(ReadSide::builder().lease_store(leases))
         .build()
         .await?;
     Ok(es)
