@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::{
-    Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
+    event, Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
     HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
     ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, ReadSideError, Recorded,
     Registry, RegistryError, Replay, RetryPolicy, Selection, StreamId, Subscriber, SubscriptionState,
@@ -27,43 +27,31 @@ use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Opened {
     account: String,
 }
 
-impl Event for Opened {
-    const TYPE: &'static str = "Opened";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Deposited {
     account: String,
     amount: i64,
 }
 
-impl Event for Deposited {
-    const TYPE: &'static str = "Deposited";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Withdrawn {
     account: String,
     amount: i64,
 }
 
-impl Event for Withdrawn {
-    const TYPE: &'static str = "Withdrawn";
-}
-
 /// An event no subscriber here consumes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Noise {
     n: u64,
-}
-
-impl Event for Noise {
-    const TYPE: &'static str = "Noise";
 }
 
 async fn append<E: Event>(store: &InMemoryEventStore, stream: &str, events: &[E]) -> GlobalPosition {
