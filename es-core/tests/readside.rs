@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::{
-    Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
+    event, Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
     HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
     ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, ReadSideError, Recorded,
     Registry, RegistryError, Replay, RetryPolicy, Selection, StreamId, Subscriber, SubscriptionState,
@@ -27,43 +27,31 @@ use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Opened {
     account: String,
 }
 
-impl Event for Opened {
-    const TYPE: &'static str = "Opened";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Deposited {
     account: String,
     amount: i64,
 }
 
-impl Event for Deposited {
-    const TYPE: &'static str = "Deposited";
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Withdrawn {
     account: String,
     amount: i64,
 }
 
-impl Event for Withdrawn {
-    const TYPE: &'static str = "Withdrawn";
-}
-
 /// An event no subscriber here consumes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Noise {
     n: u64,
-}
-
-impl Event for Noise {
-    const TYPE: &'static str = "Noise";
 }
 
 async fn append<E: Event>(store: &InMemoryEventStore, stream: &str, events: &[E]) -> GlobalPosition {
@@ -89,6 +77,17 @@ fn config() -> ReadSideConfig {
         remote_poll: Duration::from_millis(50),
         held_back_warning: Duration::from_secs(10),
     }
+}
+
+/// Starts a read side over the stores, running the registry with [`config`].
+fn start(events: impl EventStore, documents: impl ProjectionStore, registry: Registry) -> ReadSide {
+    ReadSide::builder()
+        .event_store(events)
+        .projection_store(documents)
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap()
 }
 
 fn retry(attempts: u32) -> RetryPolicy {
@@ -217,13 +216,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
 
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
-    let first = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(failing.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let first = start(events.clone(), failing.clone(), registry);
     let error = first.wait_for("balances", head, TIMEOUT).await.unwrap_err();
     let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
     assert!(failure.error.contains("injected crash"), "{}", failure.error);
@@ -237,13 +230,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     // A new runner over the same stores resumes from the checkpoint.
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
-    let second = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(failing)
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let second = start(events.clone(), failing, registry);
     second.wait_for("balances", head, TIMEOUT).await.unwrap();
     assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
     let status = second.status("balances").await.unwrap();
@@ -263,13 +250,7 @@ async fn a_restarted_projection_after_a_failed_commit_equals_the_fold() {
     let head = append(&events, "account-mixed", &deposits).await;
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events)
-        .projection_store(failing)
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events, failing, registry);
     assert!(matches!(
         read_side.wait_for("balances", head, TIMEOUT).await,
         Err(ConsistencyError::Failed { .. })
@@ -287,13 +268,7 @@ async fn filtered_events_move_the_checkpoint() {
     let documents = InMemoryProjectionStore::new();
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default())).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events.clone(), documents.clone(), registry);
 
     // Only filtered events: the checkpoint still reaches the head.
     let noise: Vec<Noise> = (0..7).map(|n| Noise { n }).collect();
@@ -359,13 +334,7 @@ async fn a_failing_handler_stops_at_that_event_and_reports_it() {
     registry
         .register("recorder", Subscriber::handler(recorder.clone()).on::<Deposited>().build().retry(retry(3)))
         .unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events.clone(), documents.clone(), registry);
     let before = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
     let failing = append(&events, "account-ada", &[deposit("ada", 13)]).await;
     let head = append(&events, "account-ada", &[deposit("ada", 4)]).await;
@@ -407,13 +376,7 @@ async fn strong_consistency_is_visible_right_after_waiting() {
     registry
         .register("recorder", Subscriber::handler(Recorder::default()).on::<Deposited>().build())
         .unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events.clone(), documents.clone(), registry);
     for n in 1..=5 {
         let position = append(&events, "account-ada", &[deposit("ada", n)]).await;
         read_side.wait_for_strong(position, TIMEOUT).await.unwrap();
@@ -476,13 +439,7 @@ async fn rebuild_and_replay_never_run_skip_on_replay_handlers() {
             Subscriber::projection(SharedBalances(Arc::clone(&projection))).on::<Deposited>().build(),
         )
         .unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events.clone(), documents.clone(), registry);
     let mut deposits = Vec::new();
     for account in ["ada", "bob", "cyd"] {
         append(&events, account, &[Opened { account: account.into() }]).await;
@@ -705,13 +662,7 @@ async fn an_undecodable_event_stops_the_subscription_with_a_typed_error() {
     let head = head.last_position().unwrap();
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default()).retry(retry(2))).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events)
-        .projection_store(InMemoryProjectionStore::new())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events, InMemoryProjectionStore::new(), registry);
     let error = read_side.wait_for("balances", head, TIMEOUT).await.unwrap_err();
     let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
     assert_eq!(failure.position, head);
@@ -749,13 +700,7 @@ async fn a_projection_that_fails_mid_batch_keeps_the_events_before_it() {
         .unwrap();
     let deposits = [deposit("ada", 1), deposit("ada", 2), deposit("ada", 13), deposit("ada", 4)];
     let head = append(&events, "account-ada", &deposits).await;
-    let read_side = ReadSide::builder()
-        .event_store(events)
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(events, documents.clone(), registry);
     let error = read_side.wait_for("balances", head, TIMEOUT).await.unwrap_err();
     let ConsistencyError::Failed { failure, .. } = error else { panic!("expected a failure, got {error:?}") };
     assert_eq!(failure.position, GlobalPosition(3));
@@ -870,13 +815,7 @@ async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
     registry.register("balances", balances(Balances::default())).unwrap();
     let recorder = Recorder::default();
     registry.register("recorder", Subscriber::handler(recorder.clone()).on::<Deposited>().build()).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(Holey(events.clone()))
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(config())
-        .start()
-        .unwrap();
+    let read_side = start(Holey(events.clone()), documents.clone(), registry);
     let deposits: Vec<Deposited> = (1..=7).map(|n| deposit("ada", n)).collect();
     append(&events, "account-ada", &deposits[..4]).await;
     append(&events, "account-ada", &deposits[4..]).await;

@@ -1,7 +1,6 @@
-//! Link-time registration: subscribers submitted with `inventory::submit!`
-//! exactly the way `#[event_handler]` and `#[projection]` emit it are found
-//! by `Registry::from_inventory` and run by a read side built without an
-//! explicit registry.
+//! Link-time registration: subscribers declared with `#[event_handler]` and
+//! `#[projection]` are found by `Registry::from_inventory` and run by a read
+//! side built without an explicit registry.
 
 // Test helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,22 +8,20 @@
 use std::time::Duration;
 
 use es_core::{
-    Event, EventStore, ExpectedVersion, HandleEvent, HandlerCtx, HandlerError, NewEvent, Project,
-    ProjectionStore, ProjectionTx, ReadSide, Recorded, Registry, Replay, Selection, StreamId,
-    SubscriptionKind,
+    event, event_handler, projection, Event, EventStore, ExpectedVersion, HandleEvent, HandlerCtx,
+    HandlerError, NewEvent, Project, ProjectionStore, ProjectionTx, ReadSide, Recorded, Registry, Replay,
+    Selection, StreamId, SubscriptionKind,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Pinged {
     by: String,
 }
 
-impl Event for Pinged {
-    const TYPE: &'static str = "Pinged";
-}
-
+#[projection(name = "pings", events(Pinged), group = "ops")]
+#[derive(Default)]
 struct Pings;
 
 impl Project<Pinged> for Pings {
@@ -35,6 +32,8 @@ impl Project<Pinged> for Pings {
     }
 }
 
+#[event_handler(name = "pager", replay = "skip", events(Pinged))]
+#[derive(Default)]
 struct Pager;
 
 impl HandleEvent<Pinged> for Pager {
@@ -43,59 +42,14 @@ impl HandleEvent<Pinged> for Pager {
     }
 }
 
-// What the macros emit: a factory fn and a `submit!` at item level, through
-// the hidden re-export only.
-const _: () = {
-    fn factory() -> es_core::Subscriber {
-        es_core::Subscriber::projection(Pings).on::<Pinged>().build().in_group("ops")
-    }
-    es_core::__private::inventory::submit! {
-        es_core::__private::Registration::new("pings", factory)
-    }
-};
-
-const _: () = {
-    fn factory() -> es_core::Subscriber {
-        es_core::Subscriber::handler(Pager).on::<Pinged>().replay(es_core::Replay::Skip).build()
-    }
-    es_core::__private::inventory::submit! {
-        es_core::__private::Registration::new("pager", factory)
-    }
-};
-
-/// An `#[event_handler]` on an async fn: the macro wraps the fn in a unit
-/// struct that implements `HandleEvent` by calling it.
+/// On an async fn, the macro registers a handler that calls it.
+#[event_handler(name = "greeter", group = "ops", consistency = "strong")]
 async fn greet(e: &Recorded<Pinged>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
     if e.by.is_empty() || ctx.name() != "greeter" {
         return Err(HandlerError::msg("unexpected event or name"));
     }
     Ok(())
 }
-
-const _: () = {
-    struct Greet;
-    #[automatically_derived]
-    impl es_core::HandleEvent<Pinged> for Greet {
-        fn handle(
-            &self,
-            event: &es_core::Recorded<Pinged>,
-            ctx: &es_core::HandlerCtx,
-        ) -> impl ::std::future::Future<Output = ::std::result::Result<(), es_core::HandlerError>> + Send
-        {
-            greet(event, ctx)
-        }
-    }
-    fn factory() -> es_core::Subscriber {
-        es_core::Subscriber::handler(Greet)
-            .on::<Pinged>()
-            .build()
-            .in_group("ops")
-            .consistency(es_core::Consistency::Strong)
-    }
-    es_core::__private::inventory::submit! {
-        es_core::__private::Registration::new("greeter", factory)
-    }
-};
 
 #[test]
 fn link_time_registrations_are_found_in_name_order() {

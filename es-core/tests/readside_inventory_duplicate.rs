@@ -5,34 +5,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use es_core::{
-    Event, HandleEvent, HandlerCtx, HandlerError, ReadSide, ReadSideError, Recorded, Registry, RegistryError,
-    Subscriber,
+    event, event_handler, HandlerCtx, HandlerError, ReadSide, ReadSideError, Recorded, Registry,
+    RegistryError,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Pinged;
 
-impl Event for Pinged {
-    const TYPE: &'static str = "Pinged";
+#[event_handler(name = "twice")]
+async fn quiet(_: &Recorded<Pinged>, _: &HandlerCtx) -> Result<(), HandlerError> {
+    Ok(())
 }
 
-struct Quiet;
-
-impl HandleEvent<Pinged> for Quiet {
-    async fn handle(&self, _: &Recorded<Pinged>, _: &HandlerCtx) -> Result<(), HandlerError> {
-        Ok(())
-    }
+#[event_handler(name = "twice")]
+async fn quiet_again(_: &Recorded<Pinged>, _: &HandlerCtx) -> Result<(), HandlerError> {
+    Ok(())
 }
 
-fn quiet() -> Subscriber {
-    Subscriber::handler(Quiet).on::<Pinged>().build()
+#[event_handler(name = "once")]
+async fn quiet_once(_: &Recorded<Pinged>, _: &HandlerCtx) -> Result<(), HandlerError> {
+    Ok(())
 }
-
-es_core::__private::inventory::submit! { es_core::__private::Registration::new("twice", quiet) }
-es_core::__private::inventory::submit! { es_core::__private::Registration::new("twice", quiet) }
-es_core::__private::inventory::submit! { es_core::__private::Registration::new("once", quiet) }
 
 #[test]
 fn a_name_registered_twice_at_link_time_is_a_typed_error() {

@@ -1,6 +1,5 @@
 //! A process manager: a handler that reacts to one aggregate's event by
 //! dispatching a command to another, with causation and correlation ids.
-//! The aggregates are written by hand (no macros).
 
 // Test helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,13 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use es_core::{
-    Aggregate, Command, Consistency, DecodeErrorKind, Direction, Es, Event, EventSet, EventStore, Events,
+    command, event, Aggregate, Apply, Consistency, Direction, Es, Event, EventStore, Events, Handle,
     HandleEvent, HandlerCtx, HandlerError, Metadata, ReadSide, ReadSideConfig, Recorded, Registry, StreamId,
     StreamVersion, Subscriber,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,156 +23,74 @@ struct Refused;
 
 // --- order ---------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct OrderPlaced {
     order_id: String,
 }
 
-impl Event for OrderPlaced {
-    const TYPE: &'static str = "OrderPlaced";
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum OrderEvent {
-    Placed(OrderPlaced),
-}
-
-impl EventSet for OrderEvent {
-    fn event_type(&self) -> &'static str {
-        OrderPlaced::TYPE
-    }
-    fn schema_version(&self) -> u32 {
-        OrderPlaced::VERSION
-    }
-    fn to_payload(&self) -> Result<Value, serde_json::Error> {
-        let Self::Placed(e) = self;
-        serde_json::to_value(e)
-    }
-    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
-        match event_type {
-            OrderPlaced::TYPE => es_core::__private::decode_event(schema_version, payload).map(Self::Placed),
-            _ => Err(DecodeErrorKind::UnknownType),
-        }
-    }
-    fn event_types() -> &'static [&'static str] {
-        &[OrderPlaced::TYPE]
-    }
-}
-
+#[command(aggregate = Order)]
 #[derive(Debug, Clone)]
 struct PlaceOrder {
+    #[id]
     order_id: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(name = "order", error = Refused, events(OrderPlaced), commands(PlaceOrder))]
 struct Order {
     placed: bool,
 }
 
-impl Aggregate for Order {
-    const NAME: &'static str = "order";
-    type Event = OrderEvent;
-    type Command = PlaceOrder;
-    type Error = Refused;
-
-    fn apply_event(&mut self, _: &OrderEvent) {
-        self.placed = true;
-    }
-
-    fn handle_command(&self, command: PlaceOrder) -> Result<Events<Self>, Refused> {
+impl Handle<PlaceOrder> for Order {
+    fn handle(&self, command: PlaceOrder) -> Result<Events<Self>, Refused> {
         if self.placed {
             return Err(Refused);
         }
-        Ok(Events::one(OrderEvent::Placed(OrderPlaced { order_id: command.order_id })))
+        Ok(Events::one(OrderPlaced { order_id: command.order_id }))
     }
 }
 
-impl Command for PlaceOrder {
-    type Aggregate = Order;
-    const NAME: &'static str = "PlaceOrder";
-    fn aggregate_id(&self) -> String {
-        self.order_id.clone()
-    }
-    fn into_aggregate_command(self) -> PlaceOrder {
-        self
+impl Apply<OrderPlaced> for Order {
+    fn apply(&mut self, _: &OrderPlaced) {
+        self.placed = true;
     }
 }
 
 // --- shipment ------------------------------------------------------------
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Shipped {
     order_id: String,
 }
 
-impl Event for Shipped {
-    const TYPE: &'static str = "Shipped";
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum ShipmentEvent {
-    Shipped(Shipped),
-}
-
-impl EventSet for ShipmentEvent {
-    fn event_type(&self) -> &'static str {
-        Shipped::TYPE
-    }
-    fn schema_version(&self) -> u32 {
-        Shipped::VERSION
-    }
-    fn to_payload(&self) -> Result<Value, serde_json::Error> {
-        let Self::Shipped(e) = self;
-        serde_json::to_value(e)
-    }
-    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
-        match event_type {
-            Shipped::TYPE => es_core::__private::decode_event(schema_version, payload).map(Self::Shipped),
-            _ => Err(DecodeErrorKind::UnknownType),
-        }
-    }
-    fn event_types() -> &'static [&'static str] {
-        &[Shipped::TYPE]
-    }
-}
-
+#[command(aggregate = Shipment)]
 #[derive(Debug, Clone)]
 struct Ship {
+    #[id]
     order_id: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(name = "shipment", error = Refused, events(Shipped), commands(Ship))]
 struct Shipment {
     shipped: bool,
 }
 
-impl Aggregate for Shipment {
-    const NAME: &'static str = "shipment";
-    type Event = ShipmentEvent;
-    type Command = Ship;
-    type Error = Refused;
-
-    fn apply_event(&mut self, _: &ShipmentEvent) {
-        self.shipped = true;
-    }
-
-    /// Shipping twice changes nothing: the saga may see an event again.
-    fn handle_command(&self, command: Ship) -> Result<Events<Self>, Refused> {
+/// Shipping twice changes nothing: the saga may see an event again.
+impl Handle<Ship> for Shipment {
+    fn handle(&self, command: Ship) -> Result<Events<Self>, Refused> {
         if self.shipped {
             return Ok(Events::none());
         }
-        Ok(Events::one(ShipmentEvent::Shipped(Shipped { order_id: command.order_id })))
+        Ok(Events::one(Shipped { order_id: command.order_id }))
     }
 }
 
-impl Command for Ship {
-    type Aggregate = Shipment;
-    const NAME: &'static str = "Ship";
-    fn aggregate_id(&self) -> String {
-        self.order_id.clone()
-    }
-    fn into_aggregate_command(self) -> Ship {
-        self
+impl Apply<Shipped> for Shipment {
+    fn apply(&mut self, _: &Shipped) {
+        self.shipped = true;
     }
 }
 

@@ -1,6 +1,6 @@
-//! A bank account aggregate written by hand, the way `#[event]`,
-//! `#[command]` and `#[derive(Aggregate)]` will generate it, plus store
-//! wrappers that count reads or force conflicts.
+//! A bank account aggregate declared with `#[event]`, `#[command]` and
+//! `#[derive(Aggregate)]`, plus store wrappers that count reads or force
+//! conflicts.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -11,215 +11,86 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::{
-    Aggregate, AppendError, AppendOutcome, Apply, Command, DecodeErrorKind, Direction, Event, EventSet,
-    EventStore, Events, ExpectedVersion, GlobalPosition, Handle, NewEvent, RecordedEvent, Snapshot,
-    SnapshotStore, StoreError, StreamId, StreamVersion, ValidationError,
+    command, event, Aggregate, AppendError, AppendOutcome, Apply, Direction, EventStore, Events,
+    ExpectedVersion, GlobalPosition, Handle, NewEvent, RecordedEvent, Snapshot, SnapshotStore, StoreError,
+    StreamId, StreamVersion,
 };
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-// ---- events (what `#[event]` generates) ----
+// ---- events ----
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AccountOpened {
     pub(crate) owner: String,
 }
-impl Event for AccountOpened {
-    const TYPE: &'static str = "AccountOpened";
-}
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MoneyDeposited {
     pub(crate) amount: u64,
 }
-impl Event for MoneyDeposited {
-    const TYPE: &'static str = "MoneyDeposited";
-}
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MoneyWithdrawn {
     pub(crate) amount: u64,
-}
-impl Event for MoneyWithdrawn {
-    const TYPE: &'static str = "MoneyWithdrawn";
 }
 
 /// Applying it panics while [`ARMED`] is set (and disarms it), so a test
 /// can make exactly one apply panic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Exploded {}
-impl Event for Exploded {
-    const TYPE: &'static str = "Exploded";
-}
 
 pub(crate) static ARMED: AtomicBool = AtomicBool::new(false);
 
-// ---- the event enum (what `#[derive(Aggregate)]` generates) ----
+// ---- commands ----
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum AccountEvent {
-    AccountOpened(AccountOpened),
-    MoneyDeposited(MoneyDeposited),
-    MoneyWithdrawn(MoneyWithdrawn),
-    Exploded(Exploded),
-}
-
-impl From<AccountOpened> for AccountEvent {
-    fn from(e: AccountOpened) -> Self {
-        Self::AccountOpened(e)
-    }
-}
-impl From<MoneyDeposited> for AccountEvent {
-    fn from(e: MoneyDeposited) -> Self {
-        Self::MoneyDeposited(e)
-    }
-}
-impl From<MoneyWithdrawn> for AccountEvent {
-    fn from(e: MoneyWithdrawn) -> Self {
-        Self::MoneyWithdrawn(e)
-    }
-}
-impl From<Exploded> for AccountEvent {
-    fn from(e: Exploded) -> Self {
-        Self::Exploded(e)
-    }
-}
-
-impl EventSet for AccountEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::AccountOpened(_) => AccountOpened::TYPE,
-            Self::MoneyDeposited(_) => MoneyDeposited::TYPE,
-            Self::MoneyWithdrawn(_) => MoneyWithdrawn::TYPE,
-            Self::Exploded(_) => Exploded::TYPE,
-        }
-    }
-    fn schema_version(&self) -> u32 {
-        match self {
-            Self::AccountOpened(_) => AccountOpened::VERSION,
-            Self::MoneyDeposited(_) => MoneyDeposited::VERSION,
-            Self::MoneyWithdrawn(_) => MoneyWithdrawn::VERSION,
-            Self::Exploded(_) => Exploded::VERSION,
-        }
-    }
-    fn to_payload(&self) -> Result<Value, serde_json::Error> {
-        match self {
-            Self::AccountOpened(e) => serde_json::to_value(e),
-            Self::MoneyDeposited(e) => serde_json::to_value(e),
-            Self::MoneyWithdrawn(e) => serde_json::to_value(e),
-            Self::Exploded(e) => serde_json::to_value(e),
-        }
-    }
-    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
-        match event_type {
-            AccountOpened::TYPE => {
-                es_core::__private::decode_event(schema_version, payload).map(Self::AccountOpened)
-            }
-            MoneyDeposited::TYPE => {
-                es_core::__private::decode_event(schema_version, payload).map(Self::MoneyDeposited)
-            }
-            MoneyWithdrawn::TYPE => {
-                es_core::__private::decode_event(schema_version, payload).map(Self::MoneyWithdrawn)
-            }
-            Exploded::TYPE => es_core::__private::decode_event(schema_version, payload).map(Self::Exploded),
-            _ => Err(DecodeErrorKind::UnknownType),
-        }
-    }
-    fn event_types() -> &'static [&'static str] {
-        &[AccountOpened::TYPE, MoneyDeposited::TYPE, MoneyWithdrawn::TYPE, Exploded::TYPE]
-    }
-}
-
-// ---- commands (what `#[command(aggregate = Account)]` generates) ----
-
+#[command(aggregate = Account)]
 #[derive(Debug, Clone)]
 pub(crate) struct OpenAccount {
+    #[id]
     pub(crate) account_id: String,
     pub(crate) owner: String,
 }
 
+#[command(aggregate = Account)]
 #[derive(Debug, Clone)]
 pub(crate) struct Deposit {
+    #[id]
     pub(crate) account_id: String,
+    #[validate(min = 1)]
     pub(crate) amount: u64,
 }
 
+#[command(aggregate = Account)]
 #[derive(Debug, Clone)]
 pub(crate) struct Withdraw {
+    #[id]
     pub(crate) account_id: String,
     pub(crate) amount: u64,
 }
 
 /// Panics in `handle` (`in_apply: false`) or records [`Exploded`].
+#[command(aggregate = Account)]
 #[derive(Debug, Clone)]
 pub(crate) struct Explode {
+    #[id]
     pub(crate) account_id: String,
     pub(crate) in_apply: bool,
 }
 
-#[derive(Debug, Clone)]
-pub(crate) enum AccountCommand {
-    OpenAccount(OpenAccount),
-    Deposit(Deposit),
-    Withdraw(Withdraw),
-    Explode(Explode),
-}
-
-impl Command for OpenAccount {
-    type Aggregate = Account;
-    const NAME: &'static str = "OpenAccount";
-    fn aggregate_id(&self) -> String {
-        self.account_id.clone()
-    }
-    fn into_aggregate_command(self) -> AccountCommand {
-        AccountCommand::OpenAccount(self)
-    }
-}
-
-impl Command for Deposit {
-    type Aggregate = Account;
-    const NAME: &'static str = "Deposit";
-    fn aggregate_id(&self) -> String {
-        self.account_id.clone()
-    }
-    fn validate(&self) -> Result<(), ValidationError> {
-        let mut error = ValidationError::new(Self::NAME);
-        if self.amount == 0 {
-            error.field("amount", "must be positive");
-        }
-        error.into_result()
-    }
-    fn into_aggregate_command(self) -> AccountCommand {
-        AccountCommand::Deposit(self)
-    }
-}
-
-impl Command for Withdraw {
-    type Aggregate = Account;
-    const NAME: &'static str = "Withdraw";
-    fn aggregate_id(&self) -> String {
-        self.account_id.clone()
-    }
-    fn into_aggregate_command(self) -> AccountCommand {
-        AccountCommand::Withdraw(self)
-    }
-}
-
-impl Command for Explode {
-    type Aggregate = Account;
-    const NAME: &'static str = "Explode";
-    fn aggregate_id(&self) -> String {
-        self.account_id.clone()
-    }
-    fn into_aggregate_command(self) -> AccountCommand {
-        AccountCommand::Explode(self)
-    }
-}
-
 // ---- the aggregate ----
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(
+    name = "account",
+    error = AccountError,
+    events(AccountOpened, MoneyDeposited, MoneyWithdrawn, Exploded),
+    commands(OpenAccount, Deposit, Withdraw, Explode)
+)]
 pub(crate) struct Account {
     pub(crate) open: bool,
     pub(crate) balance: u64,
@@ -234,31 +105,6 @@ pub(crate) enum AccountError {
     AlreadyOpen,
     #[error("balance {balance} is less than {wanted}")]
     Insufficient { balance: u64, wanted: u64 },
-}
-
-impl Aggregate for Account {
-    const NAME: &'static str = "account";
-    type Event = AccountEvent;
-    type Command = AccountCommand;
-    type Error = AccountError;
-
-    fn apply_event(&mut self, event: &AccountEvent) {
-        match event {
-            AccountEvent::AccountOpened(e) => Apply::apply(self, e),
-            AccountEvent::MoneyDeposited(e) => Apply::apply(self, e),
-            AccountEvent::MoneyWithdrawn(e) => Apply::apply(self, e),
-            AccountEvent::Exploded(e) => Apply::apply(self, e),
-        }
-    }
-
-    fn handle_command(&self, command: AccountCommand) -> Result<Events<Self>, AccountError> {
-        match command {
-            AccountCommand::OpenAccount(c) => Handle::handle(self, c),
-            AccountCommand::Deposit(c) => Handle::handle(self, c),
-            AccountCommand::Withdraw(c) => Handle::handle(self, c),
-            AccountCommand::Explode(c) => Handle::handle(self, c),
-        }
-    }
 }
 
 impl Handle<OpenAccount> for Account {
