@@ -14,20 +14,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::{
-    AppendError, AppendOutcome, Direction, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
+    event, AppendError, AppendOutcome, Direction, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
     NewEvent, Project, ProjectionTx, ReadBlocker, ReadSide, ReadSideConfig, Recorded, RecordedEvent,
     Registry, StoreError, StreamId, StreamVersion, Subscriber, SubscriptionState,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[event]
+#[derive(Debug, Clone, PartialEq)]
 struct Pinged;
-
-impl Event for Pinged {
-    const TYPE: &'static str = "Pinged";
-}
 
 struct Pings;
 
