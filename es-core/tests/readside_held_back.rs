@@ -100,7 +100,7 @@ async fn a_blocker_is_reported_past_the_threshold_and_cleared_when_it_ends() {
         .config(config)
         .start()
         .unwrap();
-    let event = NewEvent::new("ping", Pinged::TYPE, 1, serde_json::json!(null));
+    let event = NewEvent::new("ping", <Pinged as es_core::Event>::TYPE, 1, serde_json::json!(null));
     let first = events.append(&StreamId::new("p"), ExpectedVersion::Any, vec![event]).await.unwrap();
     read_side.wait_for("pings", first.last_position().unwrap(), Duration::from_secs(60)).await.unwrap();
 
