@@ -15,6 +15,7 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{
@@ -24,11 +25,12 @@ use es_benchmarks::pg::{
 use es_benchmarks::{ms, run_writers, Latencies, Run};
 use es_core::{
     command, event, Aggregate, AggregateConfig, Apply, CommandPath, Es, Event, EventStore, Events,
-    ExpectedVersion, Handle, NewEvent, StreamId,
+    ExpectedVersion, Handle, NewEvent, StreamId, StreamVersion,
 };
-use es_postgres::PgEventStore;
+use es_postgres::{PgEventStore, PgSchema};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 /// Rounds per comparison: ours and raw alternate, so background load that
 /// drifts during the run hits both alike.
@@ -106,26 +108,127 @@ async fn execute_runs(es: &Es, writers: usize, per_writer: usize, tag: &str) -> 
     .await
 }
 
-/// One comparison: `es` (on `path`) against raw single-row INSERTs, with
-/// `writers` writers and `commands` commands in all, in [`ROUNDS`]
-/// alternating rounds. Every aggregate gets one command first, so its actor
-/// is live (on the actor path) and its stream exists.
+/// `writers` tasks, each appending `per_writer` single events of the same
+/// shape straight to the event store (no `Es`), into a new stream
+/// `counter-{tag}-{writer}` with exact expected versions.
+async fn append_runs(
+    store: &PgEventStore,
+    writers: usize,
+    per_writer: usize,
+    tag: &str,
+) -> anyhow::Result<Run> {
+    let store = store.clone();
+    let tag = tag.to_owned();
+    run_writers(writers, per_writer, 1, move |w, i| {
+        let store = store.clone();
+        let stream = StreamId::for_aggregate(Counter::NAME, &aggregate_id(&tag, w));
+        async move {
+            let expected = match i {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(StreamVersion(v as u64)),
+            };
+            store.append(&stream, expected, vec![raw_event(i)]).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The statement `PgEventStore::append` runs for one event, read from the
+/// adapter's source so the figure follows it.
+const STORE_APPEND_SQL: &str = include_str!("../../../es-postgres/src/event_store/append_single.sql");
+
+/// `writers` tasks running the event store's own single-event append
+/// statement through plain sqlx (no adapter code around it, no `NOTIFY`
+/// after it), into a new stream `counter-{tag}-{writer}` each.
+async fn statement_runs(
+    pool: &PgPool,
+    schema: &PgSchema,
+    writers: usize,
+    per_writer: usize,
+    tag: &str,
+) -> anyhow::Result<Run> {
+    let sql = Arc::new(STORE_APPEND_SQL.replace("{schema}", &format!("\"{schema}\"")));
+    let pool = pool.clone();
+    let tag = tag.to_owned();
+    run_writers(writers, per_writer, 1, move |w, i| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        let stream = StreamId::for_aggregate(Counter::NAME, &aggregate_id(&tag, w));
+        async move {
+            // Expectation codes of the statement: 1 no stream, 3 exact.
+            let (kind, exact) = if i == 0 { (1i32, 0i64) } else { (3, i as i64) };
+            let event = raw_event(i);
+            let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(stream.as_str())
+                .bind(kind)
+                .bind(exact)
+                .bind(event.event_id.as_uuid())
+                .bind(event.aggregate_type.as_str())
+                .bind(event.event_type.as_str())
+                .bind(i64::from(event.schema_version))
+                .bind(Json(&event.payload))
+                .bind(Json(&event.metadata))
+                .fetch_one(&pool)
+                .await?;
+            let inserted: i64 = row.try_get("inserted")?;
+            anyhow::ensure!(inserted == 1, "the append statement inserted {inserted} rows");
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The figures of one comparison.
+struct Comparison {
+    execute: Run,
+    append: Run,
+    statement: Run,
+    raw: Run,
+}
+
+impl Comparison {
+    fn print(&self, label: &str) {
+        self.execute.print_as(label, "commands");
+        self.append.print_as("EventStore::append, same rows", "events");
+        self.statement.print_as("its append SQL via plain sqlx", "events");
+        self.raw.print_as("raw single-row INSERT", "rows");
+        let of_raw = |run: &Run| 100.0 * run.rate() / self.raw.rate();
+        println!(
+            "  {:<38} {:>9.0} %   (append / raw {:.0} %, append SQL / raw {:.0} %)",
+            "execute / raw",
+            of_raw(&self.execute),
+            of_raw(&self.append),
+            of_raw(&self.statement)
+        );
+    }
+}
+
+/// One comparison: `es` against the event store alone and against raw
+/// single-row INSERTs, with `writers` writers and `commands` commands in
+/// all, in [`ROUNDS`] alternating rounds. Every aggregate gets one command
+/// first, so its actor is live (on the actor path) and its stream exists.
 async fn compare(
     es: &Es,
+    store: &PgEventStore,
     pool: &PgPool,
     sql: &str,
     writers: usize,
     commands: usize,
     label: &str,
-) -> anyhow::Result<(Run, Run)> {
+) -> anyhow::Result<Comparison> {
     let tag = format!("{label}{writers}");
     execute_runs(es, writers, 1, &tag).await?;
-    let warm = format!("warm-{tag}");
+    append_runs(store, writers, 3, &format!("warm-{tag}")).await?;
+    statement_runs(pool, store.schema(), writers, 3, &format!("warm-s-{tag}")).await?;
+    let warm = format!("warm-raw-{tag}");
     raw_runs(pool, sql.to_owned(), writers, 3, 1, move |w| aggregate_id(&warm, w), raw_event).await?;
     let per_round = commands / writers / ROUNDS;
-    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    let (mut execute, mut append, mut statement, mut raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        ours.push(execute_runs(es, writers, per_round, &tag).await?);
+        execute.push(execute_runs(es, writers, per_round, &tag).await?);
+        append.push(append_runs(store, writers, per_round, &format!("{tag}a{round}")).await?);
+        statement
+            .push(statement_runs(pool, store.schema(), writers, per_round, &format!("{tag}s{round}")).await?);
         // Same stream names as `Es` uses (`counter-<id>`), in the raw table.
         let tag = format!("{}-{tag}r{round}", Counter::NAME);
         raw.push(
@@ -133,13 +236,12 @@ async fn compare(
                 .await?,
         );
     }
-    Ok((Run::merge(ours), Run::merge(raw)))
-}
-
-fn print_comparison(ours: &Run, raw: &Run, label: &str) {
-    ours.print_as(label, "commands");
-    raw.print_as("raw single-row INSERT", "rows");
-    println!("  {:<38} {:>9.0} %", "ratio", 100.0 * ours.rate() / raw.rate());
+    Ok(Comparison {
+        execute: Run::merge(execute),
+        append: Run::merge(append),
+        statement: Run::merge(statement),
+        raw: Run::merge(raw),
+    })
 }
 
 /// Times `Es::load` of counter `id` [`LOADS`] times.
@@ -213,19 +315,19 @@ async fn main() -> anyhow::Result<()> {
     let mut at_32 = None;
     for writers in [1usize, 8, 32] {
         let commands = if writers == 1 { 3000 } else { 6400 };
-        let (ours, raw) = compare(&actors, &pool, &sql, writers, commands, "hot").await?;
+        let figures = compare(&actors, &store, &pool, &sql, writers, commands, "hot").await?;
         println!(" {writers} writer(s):");
-        print_comparison(&ours, &raw, "Es::execute (actors)");
+        figures.print("Es::execute (actors)");
         if writers == 32 {
-            at_32 = Some(ours.rate());
+            at_32 = Some(figures.execute.rate());
         }
     }
     println!("reload path (CommandPath::Reload): every command reads its stream first");
-    let (ours, raw) = compare(&reload, &pool, &sql, 32, 6400, "reload").await?;
+    let figures = compare(&reload, &store, &pool, &sql, 32, 6400, "reload").await?;
     println!(" 32 writers (histories grow from 1 to about 200 events during the run):");
-    print_comparison(&ours, &raw, "Es::execute (reload)");
+    figures.print("Es::execute (reload)");
     if let Some(actors_rate) = at_32 {
-        println!("  {:<38} {:>9.1} x", "actors / reload at 32 writers", actors_rate / ours.rate());
+        println!("  {:<38} {:>9.1} x", "actors / reload at 32 writers", actors_rate / figures.execute.rate());
     }
     actors.shutdown().await;
     reload.shutdown().await;

@@ -18,16 +18,20 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers};
 use es_core::{
-    event, projection, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError, NewEvent, Project,
-    ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded, Selection, StreamId, StreamVersion,
+    event, projection, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
+    NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded,
+    Selection, StreamId, StreamVersion, UnitOfWork,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -41,8 +45,10 @@ const APPEND_BATCH: usize = 10;
 const APPENDERS: usize = 8;
 /// The `ReadSideConfig::batch_size` values tried (and the raw page sizes).
 const BATCH_SIZES: [usize; 3] = [100, 256, 1000];
-/// The projection's name.
+/// The read-modify-write projection's name.
 const BALANCES: &str = "bench-balances";
+/// The write-only projection's name.
+const LAST_DEPOSIT: &str = "bench-last-deposit";
 
 /// Money came in.
 #[event]
@@ -71,6 +77,90 @@ impl Project<MoneyDeposited> for Balances {
         balance.balance += e.amount;
         balance.deposits += 1;
         tx.put(e.account.clone(), &balance)?;
+        Ok(())
+    }
+}
+
+/// Calls and time spent in them, for one kind of store call.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Tally {
+    async fn time<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn time_spent(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// The Postgres projection store, timing the calls a rebuild makes (`get`
+/// of documents outside the batch, `commit` of each batch), to show where
+/// the rebuild's time goes.
+#[derive(Debug, Clone)]
+struct Timed {
+    inner: PgProjectionStore,
+    gets: Arc<Tally>,
+    commits: Arc<Tally>,
+}
+
+#[async_trait::async_trait]
+impl ProjectionStore for Timed {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.gets.time(self.inner.get(projection, id)).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        self.commits.time(self.inner.commit(projection, work)).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+/// The newest deposit of an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LastDeposit {
+    amount: u64,
+    reference: Option<String>,
+}
+
+/// Keeps the newest deposit per account: writes only, reads no document,
+/// so its rebuild shows the read side's own cost.
+#[projection(name = "bench-last-deposit", events(MoneyDeposited))]
+#[derive(Debug, Default)]
+struct LastDeposits;
+
+impl Project<MoneyDeposited> for LastDeposits {
+    async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        tx.put(e.account.clone(), &LastDeposit { amount: e.amount, reference: e.reference.clone() })?;
         Ok(())
     }
 }
@@ -119,37 +209,56 @@ async fn store_events(store: &PgEventStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Rebuilds the projection with `batch_size` and returns the time from the
-/// rebuild call until its status reaches `head`.
+/// One rebuild: its time (from the rebuild call until the status reaches
+/// the head) and the projection store calls in it.
+struct Rebuilt {
+    elapsed: Duration,
+    gets: (u64, Duration),
+    commits: (u64, Duration),
+}
+
+/// Rebuilds projection `name` with `batch_size`, then checks the document
+/// of account 0.
 async fn rebuild(
     store: &PgEventStore,
     projections: &PgProjectionStore,
+    name: &str,
     batch_size: usize,
     head: GlobalPosition,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Rebuilt> {
+    let timed = Timed { inner: projections.clone(), gets: Arc::default(), commits: Arc::default() };
     let read_side = ReadSide::builder()
         .event_store(store.clone())
-        .projection_store(projections.clone())
-        .select(Selection::names([BALANCES]))
+        .projection_store(timed.clone())
+        .select(Selection::names([name]))
         .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
         .build()?;
     let started = Instant::now();
-    read_side.rebuild(BALANCES).await?;
-    read_side.wait_for(BALANCES, head, Duration::from_secs(600)).await?;
+    read_side.rebuild(name).await?;
+    read_side.wait_for(name, head, Duration::from_secs(600)).await?;
     let elapsed = started.elapsed();
     read_side.shutdown().await;
     // The fold must be right: account 0 got 1 + 2 + .. + 50.
     let doc = projections
-        .get(BALANCES, &account(0))
+        .get(name, &account(0))
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no balance for {}", account(0)))?;
-    let balance: Balance = serde_json::from_value(doc)?;
+        .ok_or_else(|| anyhow::anyhow!("{name} has no document for {}", account(0)))?;
     let n = EVENTS_PER_STREAM as u64;
-    anyhow::ensure!(
-        balance == Balance { balance: n * (n + 1) / 2, deposits: n },
-        "wrong balance after rebuild: {balance:?}"
-    );
-    Ok(elapsed)
+    if name == BALANCES {
+        let balance: Balance = serde_json::from_value(doc)?;
+        anyhow::ensure!(
+            balance == Balance { balance: n * (n + 1) / 2, deposits: n },
+            "wrong balance after rebuild: {balance:?}"
+        );
+    } else {
+        let last: LastDeposit = serde_json::from_value(doc)?;
+        anyhow::ensure!(last.amount == n, "wrong last deposit after rebuild: {last:?}");
+    }
+    Ok(Rebuilt {
+        elapsed,
+        gets: (timed.gets.calls(), timed.gets.time_spent()),
+        commits: (timed.commits.calls(), timed.commits.time_spent()),
+    })
 }
 
 /// `read_all` over every event in pages of `page`; returns the time and
@@ -169,7 +278,12 @@ async fn read_all(store: &PgEventStore, page: usize) -> anyhow::Result<(Duration
 
 /// The same rows through a plain query, paged by position; `decode`: also
 /// parse each payload into a JSON value.
-async fn raw_read(pool: &PgPool, schema: &PgSchema, page: usize, decode: bool) -> anyhow::Result<(Duration, u64)> {
+async fn raw_read(
+    pool: &PgPool,
+    schema: &PgSchema,
+    page: usize,
+    decode: bool,
+) -> anyhow::Result<(Duration, u64)> {
     let sql = format!(
         "SELECT global_position, event_id, stream_id, stream_version, aggregate_type, event_type,
                 schema_version, payload, metadata, recorded_at
@@ -222,13 +336,24 @@ async fn main() -> anyhow::Result<()> {
     // Warm the cache and the connections: one full pass over the rows.
     raw_read(&pool, &schema, 1000, false).await?;
 
-    println!("projection rebuild from position 0 to the head, against reads of the same rows");
+    println!("projection rebuild from position 0 to the head (events/s), against reads of the same rows");
+    println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
+    println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
     println!(
-        "{:>6} | {:>14} | {:>14} | {:>14} | {:>14} | {:>11} | {:>11}",
-        "batch", "rebuild", "read_all", "raw, no decode", "raw, JSON", "rebuild/raw", "rebuild/JSON"
+        "{:>6} | {:>13} | {:>13} | {:>13} | {:>13} | {:>13} | {:>8} | {:>8}",
+        "batch",
+        "rebuild r-m-w",
+        "rebuild w-o",
+        "read_all",
+        "raw, no dec.",
+        "raw, JSON",
+        "r-m-w/raw",
+        "w-o/raw"
     );
+    let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
-        let took = rebuild(&store, &projections, batch, head).await?;
+        let rmw = rebuild(&store, &projections, BALANCES, batch, head).await?;
+        let write_only = rebuild(&store, &projections, LAST_DEPOSIT, batch, head).await?;
         let (read_time, read_count) = read_all(&store, batch).await?;
         let (raw_time, raw_count) = raw_read(&pool, &schema, batch, false).await?;
         let (json_time, json_count) = raw_read(&pool, &schema, batch, true).await?;
@@ -236,16 +361,38 @@ async fn main() -> anyhow::Result<()> {
             read_count == total && raw_count == total && json_count == total,
             "read {read_count} / {raw_count} / {json_count} events, stored {total}"
         );
-        let (rebuilt, raw, json) = (rate(total, took), rate(raw_count, raw_time), rate(json_count, json_time));
+        let raw = rate(raw_count, raw_time);
+        let (rmw_rate, wo_rate) = (rate(total, rmw.elapsed), rate(total, write_only.elapsed));
         println!(
-            "{:>6} | {:>12.0}/s | {:>12.0}/s | {:>12.0}/s | {:>12.0}/s | {:>10.1}% | {:>10.1}%",
+            "{:>6} | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>7.1}% | {:>7.1}%",
             batch,
-            rebuilt,
+            rmw_rate,
+            wo_rate,
             rate(read_count, read_time),
             raw,
-            json,
-            100.0 * rebuilt / raw,
-            100.0 * rebuilt / json
+            rate(json_count, json_time),
+            100.0 * rmw_rate / raw,
+            100.0 * wo_rate / raw,
+        );
+        breakdowns.push((batch, "r-m-w", rmw));
+        breakdowns.push((batch, "w-o", write_only));
+    }
+    println!("where a rebuild's time goes (projection store calls, timed around the adapter):");
+    for (batch, kind, r) in breakdowns {
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / r.elapsed.as_secs_f64();
+        let each = |(calls, time): (u64, Duration)| time.as_secs_f64() * 1e3 / calls.max(1) as f64;
+        println!(
+            "  batch {batch:>4} {kind:<5}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            r.elapsed.as_secs_f64(),
+            r.gets.0,
+            r.gets.1.as_secs_f64(),
+            share(r.gets.1),
+            each(r.gets),
+            r.commits.0,
+            r.commits.1.as_secs_f64(),
+            share(r.commits.1),
+            each(r.commits),
+            100.0 - share(r.gets.1) - share(r.commits.1),
         );
     }
 
