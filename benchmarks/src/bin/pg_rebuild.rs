@@ -18,16 +18,17 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers};
 use es_core::{
-    event, projection, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
-    NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded,
-    Selection, StreamId, StreamVersion, UnitOfWork,
+    event, projection, DocumentChange, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
+    HandlerError, NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide,
+    ReadSideConfig, Recorded, Selection, StreamId, StreamVersion, UnitOfWork,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
@@ -106,19 +107,91 @@ impl Tally {
     }
 }
 
+/// What the wrapper around the adapter simulates of the library changes
+/// this benchmark suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Simulate {
+    /// Keep the documents committed since the reset in memory and answer
+    /// `get` from there (during a rebuild the projection is their only
+    /// writer), so no document is read from Postgres.
+    cache: bool,
+    /// Commit each batch with `SET LOCAL synchronous_commit = off`: the
+    /// documents and the checkpoint stay atomic, a crash loses only the
+    /// last batches, which are then projected again.
+    async_commit: bool,
+}
+
+impl Simulate {
+    fn label(self) -> &'static str {
+        match (self.cache, self.async_commit) {
+            (false, false) => "as is",
+            (true, false) => "document cache",
+            (false, true) => "async commit",
+            (true, true) => "cache + async commit",
+        }
+    }
+}
+
+/// Documents as committed since the last reset, for [`Simulate::cache`].
+#[derive(Debug, Default)]
+struct Cache {
+    /// Whether a reset emptied the projection, so a document missing here
+    /// is missing in the store.
+    complete: bool,
+    documents: HashMap<String, Value>,
+}
+
 /// The Postgres projection store, timing the calls a rebuild makes (`get`
 /// of documents outside the batch, `commit` of each batch), to show where
-/// the rebuild's time goes.
+/// the rebuild's time goes; optionally simulating [`Simulate`].
 #[derive(Debug, Clone)]
 struct Timed {
     inner: PgProjectionStore,
     gets: Arc<Tally>,
     commits: Arc<Tally>,
+    simulate: Simulate,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Timed {
+    fn new(inner: PgProjectionStore, simulate: Simulate) -> Self {
+        Self { inner, gets: Arc::default(), commits: Arc::default(), simulate, cache: Arc::default() }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        match self.cache.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    async fn commit_batch(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        if !self.simulate.async_commit {
+            return self.inner.commit(projection, work).await;
+        }
+        self.inner
+            .commit_with(projection, work, |conn| {
+                Box::pin(async move {
+                    sqlx::query("SET LOCAL synchronous_commit = off").execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
 }
 
 #[async_trait::async_trait]
 impl ProjectionStore for Timed {
     async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        if self.simulate.cache {
+            let cache = self.cache();
+            if let Some(document) = cache.documents.get(id) {
+                return Ok(Some(document.clone()));
+            }
+            if cache.complete {
+                return Ok(None);
+            }
+        }
         self.gets.time(self.inner.get(projection, id)).await
     }
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
@@ -138,10 +211,23 @@ impl ProjectionStore for Timed {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commits.time(self.inner.commit(projection, work)).await
+        let changes = if self.simulate.cache { work.changes.clone() } else { Vec::new() };
+        self.commits.time(self.commit_batch(projection, work)).await?;
+        let mut cache = self.cache();
+        for change in changes {
+            match change {
+                DocumentChange::Put { id, document } => cache.documents.insert(id, document),
+                DocumentChange::Delete { id } => cache.documents.remove(&id),
+            };
+        }
+        Ok(())
     }
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
+        self.inner.reset(projection).await?;
+        let mut cache = self.cache();
+        cache.documents.clear();
+        cache.complete = self.simulate.cache;
+        Ok(())
     }
 }
 
@@ -225,8 +311,9 @@ async fn rebuild(
     name: &str,
     batch_size: usize,
     head: GlobalPosition,
+    simulate: Simulate,
 ) -> anyhow::Result<Rebuilt> {
-    let timed = Timed { inner: projections.clone(), gets: Arc::default(), commits: Arc::default() };
+    let timed = Timed::new(projections.clone(), simulate);
     let read_side = ReadSide::builder()
         .event_store(store.clone())
         .projection_store(timed.clone())
@@ -352,8 +439,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
-        let rmw = rebuild(&store, &projections, BALANCES, batch, head).await?;
-        let write_only = rebuild(&store, &projections, LAST_DEPOSIT, batch, head).await?;
+        let rmw = rebuild(&store, &projections, BALANCES, batch, head, Simulate::default()).await?;
+        let write_only =
+            rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Simulate::default()).await?;
         let (read_time, read_count) = read_all(&store, batch).await?;
         let (raw_time, raw_count) = raw_read(&pool, &schema, batch, false).await?;
         let (json_time, json_count) = raw_read(&pool, &schema, batch, true).await?;
@@ -374,15 +462,31 @@ async fn main() -> anyhow::Result<()> {
             100.0 * rmw_rate / raw,
             100.0 * wo_rate / raw,
         );
-        breakdowns.push((batch, "r-m-w", rmw));
-        breakdowns.push((batch, "w-o", write_only));
+        breakdowns.push((batch, "r-m-w", Simulate::default(), rmw));
+        breakdowns.push((batch, "w-o", Simulate::default(), write_only));
+    }
+    println!("suggested library changes, simulated around the adapter (rebuild events/s):");
+    for batch in [256, 1000] {
+        let mut line = format!("  batch {batch:>4}:");
+        for (name, kind, simulate) in [
+            (BALANCES, "r-m-w", Simulate { cache: true, async_commit: false }),
+            (BALANCES, "r-m-w", Simulate { cache: false, async_commit: true }),
+            (BALANCES, "r-m-w", Simulate { cache: true, async_commit: true }),
+            (LAST_DEPOSIT, "w-o", Simulate { cache: false, async_commit: true }),
+        ] {
+            let rebuilt = rebuild(&store, &projections, name, batch, head, simulate).await?;
+            line.push_str(&format!(" {kind} {} {:.0}/s;", simulate.label(), rate(total, rebuilt.elapsed)));
+            breakdowns.push((batch, kind, simulate, rebuilt));
+        }
+        println!("{line}");
     }
     println!("where a rebuild's time goes (projection store calls, timed around the adapter):");
-    for (batch, kind, r) in breakdowns {
+    for (batch, kind, simulate, r) in breakdowns {
         let share = |d: Duration| 100.0 * d.as_secs_f64() / r.elapsed.as_secs_f64();
         let each = |(calls, time): (u64, Duration)| time.as_secs_f64() * 1e3 / calls.max(1) as f64;
         println!(
-            "  batch {batch:>4} {kind:<5}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            "  batch {batch:>4} {kind:<5} {:<20}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            simulate.label(),
             r.elapsed.as_secs_f64(),
             r.gets.0,
             r.gets.1.as_secs_f64(),
