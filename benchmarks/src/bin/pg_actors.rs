@@ -301,12 +301,19 @@ async fn main() -> anyhow::Result<()> {
     let url = database_url();
     let admin = admin_pool(&url).await?;
     let schema = fresh_schema(&admin).await?;
-    create_raw_table(&admin, &schema).await?;
-    let sql = raw_single_sql(&schema);
-    let (server, sync) = server(&admin).await?;
+    // Drop the schema whether the run succeeded or not.
+    let outcome = run(&url, &admin, &schema).await;
+    drop_schema(&admin, &schema).await?;
+    outcome
+}
+
+async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
+    create_raw_table(admin, schema).await?;
+    let sql = raw_single_sql(schema);
+    let (server, sync) = server(admin).await?;
     println!("pg_actors: Postgres {server} (synchronous_commit = {sync}), schema {schema}");
 
-    let pool = pool(&url, 34).await?;
+    let pool = pool(url, 34).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
     let actors = Es::builder().event_store(store.clone()).build().await?;
     let reload = Es::builder().event_store(store.clone()).command_path(CommandPath::Reload).build().await?;
@@ -332,9 +339,8 @@ async fn main() -> anyhow::Result<()> {
     actors.shutdown().await;
     reload.shutdown().await;
 
-    load_times(&store, &admin).await?;
+    load_times(&store, admin).await?;
 
     pool.close().await;
-    drop_schema(&admin, &schema).await?;
     Ok(())
 }

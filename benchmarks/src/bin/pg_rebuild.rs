@@ -403,17 +403,24 @@ async fn main() -> anyhow::Result<()> {
     let url = database_url();
     let admin = admin_pool(&url).await?;
     let schema = fresh_schema(&admin).await?;
-    let (server, sync) = server(&admin).await?;
+    // Drop the schema whether the run succeeded or not.
+    let outcome = run(&url, &admin, &schema).await;
+    drop_schema(&admin, &schema).await?;
+    outcome
+}
+
+async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
+    let (server, sync) = server(admin).await?;
     println!("pg_rebuild: Postgres {server} (synchronous_commit = {sync}), schema {schema}");
 
-    let pool = pool(&url, APPENDERS as u32 + 2).await?;
+    let pool = pool(url, APPENDERS as u32 + 2).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
     let projections = PgProjectionStore::with_schema(pool.clone(), schema.clone());
     let total = (STREAMS * EVENTS_PER_STREAM) as u64;
     let started = Instant::now();
     store_events(&store).await?;
     let stored = started.elapsed();
-    analyze(&admin, &schema, "events").await?;
+    analyze(admin, schema, "events").await?;
     let head = store.head_position().await?;
     println!(
         "stored {total} events ({STREAMS} streams, appends of {APPEND_BATCH}, {APPENDERS} appenders) in {:.1} s ({:.0} events/s); head {head}",
@@ -421,7 +428,7 @@ async fn main() -> anyhow::Result<()> {
         rate(total, stored)
     );
     // Warm the cache and the connections: one full pass over the rows.
-    raw_read(&pool, &schema, 1000, false).await?;
+    raw_read(&pool, schema, 1000, false).await?;
 
     println!("projection rebuild from position 0 to the head (events/s), against reads of the same rows");
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
@@ -443,8 +450,8 @@ async fn main() -> anyhow::Result<()> {
         let write_only =
             rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Simulate::default()).await?;
         let (read_time, read_count) = read_all(&store, batch).await?;
-        let (raw_time, raw_count) = raw_read(&pool, &schema, batch, false).await?;
-        let (json_time, json_count) = raw_read(&pool, &schema, batch, true).await?;
+        let (raw_time, raw_count) = raw_read(&pool, schema, batch, false).await?;
+        let (json_time, json_count) = raw_read(&pool, schema, batch, true).await?;
         anyhow::ensure!(
             read_count == total && raw_count == total && json_count == total,
             "read {read_count} / {raw_count} / {json_count} events, stored {total}"
@@ -501,6 +508,5 @@ async fn main() -> anyhow::Result<()> {
     }
 
     pool.close().await;
-    drop_schema(&admin, &schema).await?;
     Ok(())
 }
