@@ -5,7 +5,10 @@
 //! Prints, in one run on one server:
 //! - commands/s and p50/p99 of `Es::execute` with 1, 8 and 32 concurrent
 //!   writers, each on its own hot aggregate (one event per command), beside
-//!   raw single-row INSERT transactions of the same rows, and the ratio;
+//!   raw single-row INSERT transactions of the same rows, and the ratio; and,
+//!   to show where a gap comes from, `EventStore::append` of the same rows
+//!   without `Es`, and the adapter's own append statement run through plain
+//!   sqlx (no adapter code, no `NOTIFY`);
 //! - the same at 32 writers on the reload-per-command path, for contrast;
 //! - `Es::load` of one aggregate with 10,000 events, without and with a
 //!   snapshot (`AggregateConfig::snapshot_every`, `PgEventStore` as the
