@@ -356,6 +356,45 @@ async fn rebuild(
     })
 }
 
+/// Runs of each measurement; the fastest counts (the machine is shared, so
+/// the slower runs measure the neighbours).
+const TRIES: usize = 2;
+
+/// [`rebuild`], [`TRIES`] times; the fastest.
+async fn best_rebuild(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    name: &str,
+    batch_size: usize,
+    head: GlobalPosition,
+    simulate: Simulate,
+) -> anyhow::Result<Rebuilt> {
+    let mut best = rebuild(store, projections, name, batch_size, head, simulate).await?;
+    for _ in 1..TRIES {
+        let next = rebuild(store, projections, name, batch_size, head, simulate).await?;
+        if next.elapsed < best.elapsed {
+            best = next;
+        }
+    }
+    Ok(best)
+}
+
+/// The fastest of [`TRIES`] runs of `read`.
+async fn best_read<F, Fut>(read: F) -> anyhow::Result<(Duration, u64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Duration, u64)>>,
+{
+    let mut best = read().await?;
+    for _ in 1..TRIES {
+        let next = read().await?;
+        if next.0 < best.0 {
+            best = next;
+        }
+    }
+    Ok(best)
+}
+
 /// `read_all` over every event in pages of `page`; returns the time and
 /// the number of events read.
 async fn read_all(store: &PgEventStore, page: usize) -> anyhow::Result<(Duration, u64)> {
@@ -438,7 +477,9 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     // Warm the cache and the connections: one full pass over the rows.
     raw_read(&pool, schema, 1000, false).await?;
 
-    println!("projection rebuild from position 0 to the head (events/s), against reads of the same rows");
+    println!(
+        "projection rebuild from position 0 to the head (events/s, best of {TRIES}), against reads of the same rows"
+    );
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
     println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
     println!(
@@ -454,12 +495,12 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     );
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
-        let rmw = rebuild(&store, &projections, BALANCES, batch, head, Simulate::default()).await?;
+        let rmw = best_rebuild(&store, &projections, BALANCES, batch, head, Simulate::default()).await?;
         let write_only =
-            rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Simulate::default()).await?;
-        let (read_time, read_count) = read_all(&store, batch).await?;
-        let (raw_time, raw_count) = raw_read(&pool, schema, batch, false).await?;
-        let (json_time, json_count) = raw_read(&pool, schema, batch, true).await?;
+            best_rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Simulate::default()).await?;
+        let (read_time, read_count) = best_read(|| read_all(&store, batch)).await?;
+        let (raw_time, raw_count) = best_read(|| raw_read(&pool, schema, batch, false)).await?;
+        let (json_time, json_count) = best_read(|| raw_read(&pool, schema, batch, true)).await?;
         anyhow::ensure!(
             read_count == total && raw_count == total && json_count == total,
             "read {read_count} / {raw_count} / {json_count} events, stored {total}"
@@ -489,7 +530,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             (BALANCES, "r-m-w", Simulate { cache: true, async_commit: true }),
             (LAST_DEPOSIT, "w-o", Simulate { cache: false, async_commit: true }),
         ] {
-            let rebuilt = rebuild(&store, &projections, name, batch, head, simulate).await?;
+            let rebuilt = best_rebuild(&store, &projections, name, batch, head, simulate).await?;
             line.push_str(&format!(" {kind} {} {:.0}/s;", simulate.label(), rate(total, rebuilt.elapsed)));
             breakdowns.push((batch, kind, simulate, rebuilt));
         }
