@@ -41,6 +41,302 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// One timed run of several writers: how many events they wrote, the wall
+/// time, and the latency of each operation.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Events written.
+    pub events: u64,
+    /// Wall time of the whole run.
+    pub elapsed: Duration,
+    /// Figures of `samples` (or of the merged samples).
+    pub latencies: Option<Latencies>,
+    /// Time of each operation; emptied by [`Run::merge`].
+    pub samples: Vec<Duration>,
+}
+
+impl Run {
+    /// The rounds of one side taken together.
+    pub fn merge(runs: Vec<Run>) -> Run {
+        let events = runs.iter().map(|r| r.events).sum();
+        let elapsed = runs.iter().map(|r| r.elapsed).sum();
+        let mut samples: Vec<Duration> = runs.into_iter().flat_map(|r| r.samples).collect();
+        Run { events, elapsed, latencies: Latencies::of(&mut samples), samples: Vec::new() }
+    }
+
+    /// Events per second.
+    pub fn rate(&self) -> f64 {
+        rate(self.events, self.elapsed)
+    }
+
+    /// Prints one line: `label`, events/s, p50 and p99.
+    pub fn print(&self, label: &str) {
+        self.print_as(label, "events");
+    }
+
+    /// As [`print`](Run::print), counting `unit` (say `commands`) instead of events.
+    pub fn print_as(&self, label: &str, unit: &str) {
+        match &self.latencies {
+            Some(l) => println!(
+                "  {label:<38} {:>9.0} {unit}/s   p50 {}   p99 {}",
+                self.rate(),
+                ms(l.p50),
+                ms(l.p99)
+            ),
+            None => println!("  {label:<38} {:>9.0} {unit}/s", self.rate()),
+        }
+    }
+}
+
+/// Runs `writers` tasks, each calling `op(writer, i)` `per_writer` times
+/// one after another, timing every call; each call writes `events_per_op`
+/// events.
+///
+/// # Errors
+/// The first error of `op`, or a writer task that panicked.
+pub async fn run_writers<F, Fut>(
+    writers: usize,
+    per_writer: usize,
+    events_per_op: usize,
+    op: F,
+) -> anyhow::Result<Run>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = std::sync::Arc::new(op);
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let t = std::time::Instant::now();
+                op(w, i).await?;
+                samples.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let elapsed = start.elapsed();
+    let latencies = Latencies::of(&mut samples);
+    Ok(Run { events: (writers * per_writer * events_per_op) as u64, elapsed, latencies, samples })
+}
+
+/// Postgres helpers: connecting, a throwaway schema, and the raw-INSERT
+/// baseline the event store is compared with.
+pub mod pg {
+    use std::sync::Arc;
+
+    use es_core::NewEvent;
+    use es_postgres::PgSchema;
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::types::Json;
+    use sqlx::{AssertSqlSafe, PgPool};
+
+    use super::{run_writers, Run};
+
+    /// `DATABASE_URL`, or the local default
+    /// `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub fn database_url() -> String {
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A pool of at most `connections` connections to `url`.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached.
+    pub async fn pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
+        Ok(PgPoolOptions::new().max_connections(connections).connect(url).await?)
+    }
+
+    /// A small pool for setup and teardown, with an error that says how to
+    /// get a server.
+    ///
+    /// # Errors
+    /// When Postgres cannot be reached.
+    pub async fn admin_pool(url: &str) -> anyhow::Result<PgPool> {
+        pool(url, 2).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach Postgres at {url} ({e}): set DATABASE_URL or run scripts/test.sh, which starts one"
+            )
+        })
+    }
+
+    /// Creates and migrates a fresh schema `es_bench_<uuid>`.
+    ///
+    /// # Errors
+    /// When migrating fails.
+    pub async fn fresh_schema(admin: &PgPool) -> anyhow::Result<PgSchema> {
+        let schema = PgSchema::new(format!("es_bench_{}", uuid::Uuid::now_v7().simple()))?;
+        es_postgres::migrate(admin, &schema).await?;
+        Ok(schema)
+    }
+
+    /// Drops `schema` and everything in it.
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub async fn drop_schema(admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(admin).await?;
+        Ok(())
+    }
+
+    /// The server version and its `synchronous_commit` setting.
+    ///
+    /// # Errors
+    /// When the queries fail.
+    pub async fn server(admin: &PgPool) -> anyhow::Result<(String, String)> {
+        let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(admin).await?;
+        let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(admin).await?;
+        Ok((server, sync))
+    }
+
+    /// Gives the planner the statistics a running database has (fresh
+    /// tables have none until autovacuum gets to them).
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub async fn analyze(admin: &PgPool, schema: &PgSchema, table: &str) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {schema}.{table}"))).execute(admin).await?;
+        Ok(())
+    }
+
+    /// The raw table: same columns, keys and uniqueness as `events`, none
+    /// of the position scheme, trigger or notification.
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub async fn create_raw_table(pool: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            r#"CREATE TABLE {schema}.raw_events (
+            global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            event_id uuid NOT NULL UNIQUE,
+            stream_id text COLLATE "C" NOT NULL,
+            stream_version bigint NOT NULL,
+            aggregate_type text NOT NULL,
+            event_type text NOT NULL,
+            schema_version bigint NOT NULL,
+            payload jsonb NOT NULL,
+            metadata jsonb NOT NULL DEFAULT '{{}}',
+            recorded_at timestamptz NOT NULL DEFAULT statement_timestamp(),
+            UNIQUE (stream_id, stream_version)
+        )"#
+        )))
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The single-row INSERT into the raw table: `$1` event id, `$2`
+    /// stream, `$3` version, `$4` aggregate type, `$5` event type, `$6`
+    /// schema version, `$7` payload, `$8` metadata.
+    pub fn raw_single_sql(schema: &PgSchema) -> String {
+        format!(
+            "INSERT INTO {schema}.raw_events (event_id, stream_id, stream_version, aggregate_type, event_type,
+             schema_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )
+    }
+
+    /// The many-row INSERT into the raw table: the parameters of
+    /// [`raw_single_sql`] as arrays (but one stream).
+    pub fn raw_batch_sql(schema: &PgSchema) -> String {
+        format!(
+            "INSERT INTO {schema}.raw_events (event_id, stream_id, stream_version, aggregate_type, event_type,
+             schema_version, payload, metadata)
+         SELECT u.id, $2, u.v, u.a, u.t, u.s, u.p, u.m
+         FROM unnest($1::uuid[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[])
+             AS u(id, v, a, t, s, p, m)"
+        )
+    }
+
+    /// Inserts `events` into the raw table as versions `first_version..` of
+    /// `stream`, in one statement (its own transaction): `sql` is
+    /// [`raw_single_sql`] for one event, [`raw_batch_sql`] for more.
+    ///
+    /// # Errors
+    /// When the statement fails.
+    pub async fn raw_insert(
+        pool: &PgPool,
+        sql: &str,
+        stream: &str,
+        first_version: usize,
+        events: &[NewEvent],
+    ) -> anyhow::Result<()> {
+        let ids: Vec<_> = events.iter().map(|e| e.event_id.as_uuid()).collect();
+        let versions: Vec<i64> = (0..events.len()).map(|i| (first_version + i) as i64).collect();
+        let aggregate_types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
+        let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let schema_versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
+        let payloads: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.payload)).collect();
+        let metadata: Vec<Json<&es_core::Metadata>> = events.iter().map(|e| Json(&e.metadata)).collect();
+        if events.len() == 1 {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(ids[0])
+                .bind(stream)
+                .bind(versions[0])
+                .bind(aggregate_types[0])
+                .bind(event_types[0])
+                .bind(schema_versions[0])
+                .bind(payloads[0])
+                .bind(metadata[0])
+                .execute(pool)
+                .await?;
+        } else {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(&ids)
+                .bind(stream)
+                .bind(&versions)
+                .bind(&aggregate_types)
+                .bind(&event_types)
+                .bind(&schema_versions)
+                .bind(&payloads)
+                .bind(&metadata)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `writers` tasks inserting into the raw table, each `per_writer`
+    /// times `batch` events (`event(n)` is event `n` of the writer's
+    /// stream, counted from 0) into its own stream `stream(writer)`.
+    ///
+    /// # Errors
+    /// The first failed insert.
+    pub async fn raw_runs<S, E>(
+        pool: &PgPool,
+        sql: String,
+        writers: usize,
+        per_writer: usize,
+        batch: usize,
+        stream: S,
+        event: E,
+    ) -> anyhow::Result<Run>
+    where
+        S: Fn(usize) -> String + Send + Sync + 'static,
+        E: Fn(usize) -> NewEvent + Send + Sync + 'static,
+    {
+        let pool = pool.clone();
+        let sql = Arc::new(sql);
+        let event = Arc::new(event);
+        run_writers(writers, per_writer, batch, move |w, i| {
+            let (pool, sql, event) = (pool.clone(), sql.clone(), event.clone());
+            let stream = stream(w);
+            async move {
+                let events: Vec<NewEvent> = (0..batch).map(|n| event(i * batch + n)).collect();
+                raw_insert(&pool, &sql, &stream, i * batch + 1, &events).await
+            }
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,16 +5,17 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use es_benchmarks::{ms, rate, Latencies};
+use es_benchmarks::pg::{
+    admin_pool, analyze, create_raw_table, database_url, drop_schema, fresh_schema, pool, raw_batch_sql,
+    raw_single_sql, server,
+};
+use es_benchmarks::{ms, run_writers, Latencies, Run};
 use es_core::{Direction, EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
+use es_postgres::PgEventStore;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// Appends per writer in the single-event runs.
@@ -51,140 +52,6 @@ fn event(n: usize) -> NewEvent {
 /// drifts during the run hits both alike.
 const ROUNDS: usize = 4;
 
-/// One run's figures.
-struct Run {
-    events: u64,
-    elapsed: Duration,
-    latencies: Option<Latencies>,
-    samples: Vec<Duration>,
-}
-
-impl Run {
-    /// The rounds of one side taken together.
-    fn merge(runs: Vec<Run>) -> Run {
-        let events = runs.iter().map(|r| r.events).sum();
-        let elapsed = runs.iter().map(|r| r.elapsed).sum();
-        let mut samples: Vec<Duration> = runs.into_iter().flat_map(|r| r.samples).collect();
-        Run { events, elapsed, latencies: Latencies::of(&mut samples), samples: Vec::new() }
-    }
-
-    fn rate(&self) -> f64 {
-        rate(self.events, self.elapsed)
-    }
-
-    fn print(&self, label: &str) {
-        match &self.latencies {
-            Some(l) => println!(
-                "  {label:<38} {:>9.0} events/s   p50 {}   p99 {}",
-                self.rate(),
-                ms(l.p50),
-                ms(l.p99)
-            ),
-            None => println!("  {label:<38} {:>9.0} events/s", self.rate()),
-        }
-    }
-}
-
-/// Runs `writers` tasks, each calling `op(writer, i)` `per_writer` times,
-/// timing every call.
-async fn run<F, Fut>(writers: usize, per_writer: usize, events_per_op: usize, op: F) -> anyhow::Result<Run>
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let op = Arc::new(op);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::with_capacity(per_writer);
-            for i in 0..per_writer {
-                let t = Instant::now();
-                op(w, i).await?;
-                samples.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(samples)
-        }));
-    }
-    let mut samples = Vec::new();
-    for task in tasks {
-        samples.extend(task.await??);
-    }
-    let elapsed = start.elapsed();
-    let latencies = Latencies::of(&mut samples);
-    Ok(Run { events: (writers * per_writer * events_per_op) as u64, elapsed, latencies, samples })
-}
-
-async fn pool(url: &str, connections: u32) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new().max_connections(connections).connect(url).await?)
-}
-
-/// The raw table: same columns, keys and uniqueness as `events`, none of the
-/// position scheme, trigger or notification.
-async fn create_raw_table(pool: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        r#"CREATE TABLE {schema}.raw_events (
-            global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            event_id uuid NOT NULL UNIQUE,
-            stream_id text COLLATE "C" NOT NULL,
-            stream_version bigint NOT NULL,
-            aggregate_type text NOT NULL,
-            event_type text NOT NULL,
-            schema_version bigint NOT NULL,
-            payload jsonb NOT NULL,
-            metadata jsonb NOT NULL DEFAULT '{{}}',
-            recorded_at timestamptz NOT NULL DEFAULT statement_timestamp(),
-            UNIQUE (stream_id, stream_version)
-        )"#
-    )))
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-async fn raw_insert(
-    pool: &PgPool,
-    sql: &str,
-    stream: &str,
-    first_version: usize,
-    events: &[NewEvent],
-) -> anyhow::Result<()> {
-    let ids: Vec<_> = events.iter().map(|e| e.event_id.as_uuid()).collect();
-    let versions: Vec<i64> = (0..events.len()).map(|i| (first_version + i) as i64).collect();
-    let aggregate_types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
-    let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let schema_versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
-    let payloads: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.payload)).collect();
-    let metadata: Vec<Json<&es_core::Metadata>> = events.iter().map(|e| Json(&e.metadata)).collect();
-    if events.len() == 1 {
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(ids[0])
-            .bind(stream)
-            .bind(versions[0])
-            .bind(aggregate_types[0])
-            .bind(event_types[0])
-            .bind(schema_versions[0])
-            .bind(payloads[0])
-            .bind(metadata[0])
-            .execute(pool)
-            .await?;
-    } else {
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(&ids)
-            .bind(stream)
-            .bind(&versions)
-            .bind(&aggregate_types)
-            .bind(&event_types)
-            .bind(&schema_versions)
-            .bind(&payloads)
-            .bind(&metadata)
-            .execute(pool)
-            .await?;
-    }
-    Ok(())
-}
-
 async fn store_runs(
     store: &PgEventStore,
     writers: usize,
@@ -194,7 +61,7 @@ async fn store_runs(
 ) -> anyhow::Result<Run> {
     let store = store.clone();
     let tag = tag.to_owned();
-    run(writers, per_writer, batch, move |w, i| {
+    run_writers(writers, per_writer, batch, move |w, i| {
         let store = store.clone();
         let stream = StreamId::new(format!("{tag}-{w}"));
         async move {
@@ -210,6 +77,7 @@ async fn store_runs(
     .await
 }
 
+/// Raw inserts of the same rows as [`store_runs`], into streams `{tag}-{writer}`.
 async fn raw_runs(
     pool: &PgPool,
     sql: String,
@@ -218,45 +86,20 @@ async fn raw_runs(
     batch: usize,
     tag: &str,
 ) -> anyhow::Result<Run> {
-    let pool = pool.clone();
     let tag = tag.to_owned();
-    let sql = Arc::new(sql);
-    run(writers, per_writer, batch, move |w, i| {
-        let (pool, sql) = (pool.clone(), sql.clone());
-        let stream = format!("{tag}-{w}");
-        async move {
-            let events: Vec<NewEvent> = (0..batch).map(|n| event(i * batch + n)).collect();
-            raw_insert(&pool, &sql, &stream, i * batch + 1, &events).await
-        }
-    })
-    .await
+    es_benchmarks::pg::raw_runs(pool, sql, writers, per_writer, batch, move |w| format!("{tag}-{w}"), event)
+        .await
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let admin = pool(&url, 2).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach Postgres at {url} ({e}): set DATABASE_URL or run scripts/test.sh, which starts one"
-        )
-    })?;
-    let schema = PgSchema::new(format!("es_bench_{}", uuid::Uuid::now_v7().simple()))?;
-    es_postgres::migrate(&admin, &schema).await?;
+    let url = database_url();
+    let admin = admin_pool(&url).await?;
+    let schema = fresh_schema(&admin).await?;
     create_raw_table(&admin, &schema).await?;
-    let single_sql = format!(
-        "INSERT INTO {schema}.raw_events (event_id, stream_id, stream_version, aggregate_type, event_type,
-             schema_version, payload, metadata) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    );
-    let batch_sql = format!(
-        "INSERT INTO {schema}.raw_events (event_id, stream_id, stream_version, aggregate_type, event_type,
-             schema_version, payload, metadata)
-         SELECT u.id, $2, u.v, u.a, u.t, u.s, u.p, u.m
-         FROM unnest($1::uuid[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::jsonb[], $8::jsonb[])
-             AS u(id, v, a, t, s, p, m)"
-    );
-    let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&admin).await?;
-    let fsync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&admin).await?;
+    let single_sql = raw_single_sql(&schema);
+    let batch_sql = raw_batch_sql(&schema);
+    let (server, fsync) = server(&admin).await?;
     println!("pg_append: Postgres {server} (synchronous_commit = {fsync}), schema {schema}");
 
     println!("single-event appends (one event per append, own stream per writer, exact expected version)");
@@ -313,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Fresh tables have no statistics until autovacuum gets to them; give
     // the planner what a running database has.
-    sqlx::raw_sql(AssertSqlSafe(format!("ANALYZE {schema}.events"))).execute(&admin).await?;
+    analyze(&admin, &schema, "events").await?;
     let mut loads = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -379,6 +222,6 @@ async fn main() -> anyhow::Result<()> {
     println!("  {:<38} p50 {}", "  raw rows, one query, no decode", ms(q.p50));
 
     pool.close().await;
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&admin).await?;
+    drop_schema(&admin, &schema).await?;
     Ok(())
 }
