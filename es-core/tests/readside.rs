@@ -827,3 +827,65 @@ async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
     assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
     read_side.shutdown().await;
 }
+
+/// The in-memory projection store whose checkpoint reads hang while
+/// `stalled` is set (a store that stopped answering).
+#[derive(Clone)]
+struct StalledCheckpoint {
+    inner: InMemoryProjectionStore,
+    stalled: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl ProjectionStore for StalledCheckpoint {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        if self.stalled.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_on_a_store_that_stopped_answering_still_times_out() {
+    let events = InMemoryEventStore::new();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let documents =
+        StalledCheckpoint { inner: InMemoryProjectionStore::new(), stalled: Arc::clone(&stalled) };
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let read_side = start(events.clone(), documents, registry);
+    read_side.stop("balances").await.unwrap();
+    stalled.store(true, Ordering::SeqCst);
+
+    // Not running here: the wait polls the stored checkpoint, which hangs.
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let guard = Duration::from_secs(3600);
+    let waited =
+        tokio::time::timeout(guard, read_side.wait_for("balances", position, Duration::from_secs(2)))
+            .await
+            .expect("wait_for outlived its own timeout by an hour");
+    assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
+}

@@ -609,10 +609,16 @@ impl ReadSide {
                 _ => {
                     // Not processing here: another node may run it. (While a
                     // rebuild is pending here, the stored checkpoint is stale.)
+                    // The read is bounded by the deadline too: a store that
+                    // stops answering must not hold the caller past it.
                     let stored = if rebuilding {
                         Ok(None)
                     } else {
-                        self.shared.projections.checkpoint(&slot.namespace).await
+                        let read = self.shared.projections.checkpoint(&slot.namespace);
+                        match tokio::time::timeout_at(deadline, read).await {
+                            Ok(stored) => stored,
+                            Err(_) => return Err(timed_out()),
+                        }
                     };
                     match stored {
                         Ok(Some(stored)) if stored >= position => return Ok(()),
