@@ -12,9 +12,9 @@
 //!
 //! Receiving: a background task, started on the first wait, holds a
 //! [`PgListener`] on its own connection (outside the pool) and bumps a
-//! counter per notification; waiters watch the counter. If the listener cannot be had, waiters fall back to sleeping
-//! their whole `max_wait` (polling). Both tasks end when the store (every
-//! clone) is dropped.
+//! counter per notification; waiters watch the counter. If the listener
+//! cannot be had, waiters fall back to sleeping their whole `max_wait`
+//! (polling). Both tasks end when the store (every clone) is dropped.
 
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
