@@ -889,3 +889,123 @@ async fn waiting_on_a_store_that_stopped_answering_still_times_out() {
             .expect("wait_for outlived its own timeout by an hour");
     assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
 }
+
+/// The in-memory lease store, answering the first acquisition only after
+/// `delay` (a slow reply: the lease's TTL runs from when the store granted it).
+#[derive(Clone)]
+struct SlowFirstAcquire {
+    inner: InMemoryLeaseStore,
+    delay: Duration,
+    slowed: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl LeaseStore for SlowFirstAcquire {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<es_core::Lease>, es_core::LeaseError> {
+        let lease = self.inner.try_acquire(name, owner, ttl).await;
+        if !self.slowed.swap(true, Ordering::SeqCst) {
+            tokio::time::sleep(self.delay).await;
+        }
+        lease
+    }
+    async fn renew(&self, lease: &es_core::Lease, ttl: Duration) -> Result<bool, es_core::LeaseError> {
+        self.inner.renew(lease, ttl).await
+    }
+    async fn release(&self, lease: &es_core::Lease) -> Result<(), es_core::LeaseError> {
+        self.inner.release(lease).await
+    }
+}
+
+/// The in-memory projection store, recording every commit made while the
+/// committing node did not hold the lease.
+#[derive(Clone)]
+struct LeaseWitness {
+    inner: InMemoryProjectionStore,
+    leases: InMemoryLeaseStore,
+    owner: String,
+    unleased_commits: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl ProjectionStore for LeaseWitness {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        if self.leases.holder(projection).as_deref() != Some(self.owner.as_str()) {
+            self.unleased_commits.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+/// Takes two seconds of (paused) time per event.
+struct SlowCount;
+
+impl Project<Deposited> for SlowCount {
+    async fn project(&self, _: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n: u64 = tx.get("count").await?.unwrap_or(0);
+        Ok(tx.put("count", &(n + 1))?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
+    // The lease (TTL 10 s) is granted at once but the reply takes 9 s: a
+    // runner that counts the TTL from the reply believes it holds the lease
+    // until 19 s, and commits the 2 s event at 11 s without renewing.
+    let events = InMemoryEventStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let slow = SlowFirstAcquire {
+        inner: leases.clone(),
+        delay: Duration::from_secs(9),
+        slowed: Arc::new(AtomicBool::new(false)),
+    };
+    let unleased_commits = Arc::new(AtomicU32::new(0));
+    let documents = LeaseWitness {
+        inner: InMemoryProjectionStore::new(),
+        leases: leases.clone(),
+        owner: "slow".into(),
+        unleased_commits: Arc::clone(&unleased_commits),
+    };
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let mut registry = Registry::new();
+    registry.register("count", Subscriber::projection(SlowCount).on::<Deposited>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .lease_store(slow)
+        .owner("slow")
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    read_side.wait_for("count", position, TIMEOUT).await.unwrap();
+    assert_eq!(unleased_commits.load(Ordering::SeqCst), 0, "a commit ran after the lease had expired");
+    read_side.shutdown().await;
+}

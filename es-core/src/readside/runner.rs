@@ -188,12 +188,12 @@ pub(crate) async fn run(
 ) {
     loop {
         slot.set_state(SubscriptionState::Standby);
-        let Some(lease) = acquire(&shared, &slot, &mut cancel).await else {
+        let Some((lease, asked)) = acquire(&shared, &slot, &mut cancel).await else {
             slot.set_state(SubscriptionState::Stopped);
             return;
         };
         tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
-        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease);
+        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
         let exit = match runner.run(&mut start).await {
             Err(exit) => exit,
             Ok(never) => match never {},
@@ -223,14 +223,21 @@ pub(crate) async fn run(
     }
 }
 
-/// Waits until the lease is ours; `None` if cancelled first.
-async fn acquire(shared: &Shared, slot: &Slot, cancel: &mut watch::Receiver<bool>) -> Option<Lease> {
+/// Waits until the lease is ours; `None` if cancelled first. Returns it with
+/// the instant the granting request was sent: the store may have granted it
+/// any time after that, so its TTL is counted from there.
+async fn acquire(
+    shared: &Shared,
+    slot: &Slot,
+    cancel: &mut watch::Receiver<bool>,
+) -> Option<(Lease, Instant)> {
     loop {
         if *cancel.borrow() {
             return None;
         }
+        let asked = Instant::now();
         match shared.leases.try_acquire(&slot.name, &shared.owner, shared.config.lease_ttl).await {
-            Ok(Some(lease)) => return Some(lease),
+            Ok(Some(lease)) => return Some((lease, asked)),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(subscription = %slot.name, error = %describe(&error), "acquiring the lease failed");
@@ -252,9 +259,9 @@ struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    fn new(lease: Lease, ttl: Duration) -> Self {
-        let now = Instant::now();
-        Self { lease, ttl, next_renew: deadline(now, ttl / 3), expires: deadline(now, ttl) }
+    /// `asked`: when the request that granted `lease` was sent.
+    fn new(lease: Lease, ttl: Duration, asked: Instant) -> Self {
+        Self { lease, ttl, next_renew: deadline(asked, ttl / 3), expires: deadline(asked, ttl) }
     }
 
     fn until_renew(&self) -> Duration {
@@ -308,12 +315,18 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(shared: &'a Shared, slot: &'a Slot, cancel: &'a mut watch::Receiver<bool>, lease: Lease) -> Self {
+    fn new(
+        shared: &'a Shared,
+        slot: &'a Slot,
+        cancel: &'a mut watch::Receiver<bool>,
+        lease: Lease,
+        asked: Instant,
+    ) -> Self {
         Self {
             shared,
             slot,
             cancel,
-            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl),
+            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl, asked),
             position: GlobalPosition::START,
             committed: GlobalPosition::START,
             skipped: 0,
