@@ -1009,3 +1009,61 @@ async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
     assert_eq!(unleased_commits.load(Ordering::SeqCst), 0, "a commit ran after the lease had expired");
     read_side.shutdown().await;
 }
+
+/// Counts deposits; the copy on one node can be made to hold at its first
+/// event (after announcing it got there) until the test opens the gate.
+struct GatedCount {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Project<Deposited> for GatedCount {
+    async fn project(&self, _: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.entered.notify_one();
+        let _pass = self.gate.acquire().await.map_err(HandlerError::other)?;
+        let n: u64 = tx.get("count").await?.unwrap_or(0);
+        Ok(tx.put("count", &(n + 1))?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_stopped_does_not_vouch_for_a_projection_rebuilt_elsewhere() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let gated_node = |owner: &str, open: bool| {
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(if open { 1_000 } else { 0 }));
+        let projection = GatedCount { entered: Arc::clone(&entered), gate: Arc::clone(&gate) };
+        let mut registry = Registry::new();
+        registry.register("count", Subscriber::projection(projection).on::<Deposited>().build()).unwrap();
+        let read_side = ReadSide::builder()
+            .event_store(events.clone())
+            .projection_store(documents.clone())
+            .lease_store(leases.clone())
+            .owner(owner)
+            .registry(registry)
+            .config(config())
+            .build()
+            .unwrap();
+        (read_side, entered, gate)
+    };
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let (a, _, _) = gated_node("a", true);
+    a.start().unwrap();
+    a.wait_for("count", position, TIMEOUT).await.unwrap();
+    a.stop("count").await.unwrap();
+
+    // Node b rebuilds: the documents and checkpoint are gone, and its
+    // replay holds at the first event.
+    let (b, entered, gate) = gated_node("b", false);
+    b.rebuild("count").await.unwrap();
+    entered.notified().await;
+    assert_eq!(documents.checkpoint("count").await.unwrap(), None);
+    let waited = a.wait_for("count", position, Duration::from_secs(2)).await;
+    assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
+
+    gate.add_permits(1_000);
+    a.wait_for("count", position, TIMEOUT).await.unwrap();
+    b.shutdown().await;
+}

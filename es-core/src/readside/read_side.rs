@@ -591,7 +591,12 @@ impl ReadSide {
                 let now = progress.borrow_and_update();
                 (now.reached, now.state.clone(), now.rebuilding)
             };
-            if reached >= position {
+            // What this node reached counts only while it processes the
+            // subscription (or stopped on a failure here): once it stopped,
+            // another node may have rebuilt it, and only the stored
+            // checkpoint tells.
+            let here = state.is_active() || matches!(state, SubscriptionState::Failed(_));
+            if here && reached >= position {
                 return Ok(());
             }
             let timed_out =
