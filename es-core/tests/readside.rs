@@ -1067,3 +1067,55 @@ async fn a_node_that_stopped_does_not_vouch_for_a_projection_rebuilt_elsewhere()
     a.wait_for("count", position, TIMEOUT).await.unwrap();
     b.shutdown().await;
 }
+
+/// A handler that announces each event it enters, then holds it until the
+/// test opens the gate, and records the positions it finished.
+#[derive(Clone)]
+struct GatedHandler {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+impl HandleEvent<Deposited> for GatedHandler {
+    async fn handle(&self, e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        self.entered.notify_one();
+        let _pass = self.gate.acquire().await.map_err(HandlerError::other)?;
+        self.seen.lock().unwrap().push(e.position.get());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn starting_while_a_stop_is_in_progress_never_runs_two_runners() {
+    let events = InMemoryEventStore::new();
+    let handler = GatedHandler {
+        entered: Arc::new(tokio::sync::Notify::new()),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        seen: Arc::default(),
+    };
+    let mut registry = Registry::new();
+    registry.register("gated", Subscriber::handler(handler.clone()).on::<Deposited>().build()).unwrap();
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let read_side = start(events.clone(), InMemoryProjectionStore::new(), registry);
+    handler.entered.notified().await;
+
+    // The stop takes the running task and waits for it (its handler holds
+    // event 1); a start meanwhile must not run a second runner beside it.
+    let mut stop = std::pin::pin!(read_side.stop("gated"));
+    tokio::select! {
+        biased;
+        _ = &mut stop => panic!("the stop cannot finish while the handler holds its event"),
+        () = std::future::ready(()) => {}
+    }
+    read_side.start().unwrap();
+    // (Well within the lease's TTL, so the first runner keeps its lease.)
+    let second = tokio::time::timeout(Duration::from_secs(1), handler.entered.notified()).await;
+    assert!(second.is_err(), "a second runner entered the handler while the first still ran");
+
+    handler.gate.add_permits(1_000);
+    stop.await.unwrap();
+    read_side.wait_for("gated", position, TIMEOUT).await.unwrap();
+    assert_eq!(*handler.seen.lock().unwrap(), [position.get()], "event 1 was handled once");
+    read_side.shutdown().await;
+}

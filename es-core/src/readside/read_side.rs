@@ -428,7 +428,10 @@ impl ReadSide {
         }
         slot.starting(start);
         let (cancel, cancelled) = watch::channel(false);
-        let join = runtime.spawn(runner::run(Arc::clone(&self.shared), Arc::clone(slot), start, cancelled));
+        let (exit, exited) = watch::channel(());
+        let previous = slot.replace_exit(exited);
+        let run = runner::run(Arc::clone(&self.shared), Arc::clone(slot), start, cancelled, exit, previous);
+        let join = runtime.spawn(run);
         *task = Some(Task { cancel, join });
         Ok(())
     }

@@ -88,6 +88,10 @@ pub(crate) struct Slot {
     pub(crate) subscriber: Arc<Subscriber>,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) task: Mutex<Option<Task>>,
+    /// Ends when the most recently spawned task has exited (also by
+    /// abort); the next task waits for it, since a stop may still be
+    /// waiting for its task when another start spawns the next one.
+    pub(crate) exit: Mutex<Option<watch::Receiver<()>>>,
 }
 
 /// A running subscription task and the switch that stops it.
@@ -109,7 +113,14 @@ impl Slot {
             rebuilding: false,
             held_back_by: None,
         });
-        Self { name: name.into(), namespace, subscriber, progress, task: Mutex::new(None) }
+        Self {
+            name: name.into(),
+            namespace,
+            subscriber,
+            progress,
+            task: Mutex::new(None),
+            exit: Mutex::new(None),
+        }
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {
@@ -153,6 +164,15 @@ impl Slot {
         self.progress.send_modify(|p| p.checkpoint = checkpoint);
     }
 
+    /// Records the exit signal of a newly spawned task; returns the one of
+    /// the task before it.
+    pub(crate) fn replace_exit(&self, exit: watch::Receiver<()>) -> Option<watch::Receiver<()>> {
+        match self.exit.lock() {
+            Ok(mut last) => last.replace(exit),
+            Err(poisoned) => poisoned.into_inner().replace(exit),
+        }
+    }
+
     pub(crate) fn take_task(&self) -> Option<Task> {
         match self.task.lock() {
             Ok(mut task) => task.take(),
@@ -179,13 +199,30 @@ enum Exit {
 }
 
 /// Runs one subscription until it is cancelled or fails, taking the lease
-/// again whenever it is lost.
+/// again whenever it is lost. Starts once `previous` (the task spawned
+/// before it) has exited: a lease is re-entrant for its owner, so it alone
+/// would not keep two tasks of one node apart. `_exit` is dropped when this
+/// task ends, which tells the next one.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
     mut start: Start,
     mut cancel: watch::Receiver<bool>,
+    _exit: watch::Sender<()>,
+    previous: Option<watch::Receiver<()>>,
 ) {
+    if let Some(mut previous) = previous {
+        loop {
+            if *cancel.borrow() {
+                slot.set_state(SubscriptionState::Stopped);
+                return;
+            }
+            tokio::select! {
+                exited = previous.changed() => if exited.is_err() { break },
+                _ = cancel.changed() => {}
+            }
+        }
+    }
     loop {
         slot.set_state(SubscriptionState::Standby);
         let Some((lease, asked)) = acquire(&shared, &slot, &mut cancel).await else {
