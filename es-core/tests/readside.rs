@@ -1119,3 +1119,31 @@ async fn starting_while_a_stop_is_in_progress_never_runs_two_runners() {
     assert_eq!(*handler.seen.lock().unwrap(), [position.get()], "event 1 was handled once");
     read_side.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rebuild_racing_with_a_start_still_rebuilds() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let projection = Arc::new(Balances::default());
+    let mut registry = Registry::new();
+    let subscriber =
+        Subscriber::projection(SharedBalances(Arc::clone(&projection))).on::<Deposited>().build();
+    registry.register("balances", subscriber).unwrap();
+    let position = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let read_side = start(events.clone(), documents.clone(), registry);
+    read_side.wait_for("balances", position, TIMEOUT).await.unwrap();
+
+    // The rebuild stops the running task; a start slips in before it
+    // spawns the rebuilding one.
+    let mut rebuild = std::pin::pin!(read_side.rebuild("balances"));
+    tokio::select! {
+        biased;
+        done = &mut rebuild => done.unwrap(),
+        () = std::future::ready(()) => {}
+    }
+    read_side.start().unwrap();
+    rebuild.await.unwrap();
+    read_side.wait_for("balances", position, TIMEOUT).await.unwrap();
+    assert_eq!(projection.replayed.load(Ordering::SeqCst), 2, "the rebuild replayed both events");
+    read_side.shutdown().await;
+}

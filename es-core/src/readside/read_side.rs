@@ -423,8 +423,14 @@ impl ReadSide {
             Ok(task) => task,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if task.as_ref().is_some_and(|t| !t.join.is_finished()) {
-            return Ok(());
+        if let Some(running) = task.as_ref().filter(|t| !t.join.is_finished()) {
+            if start == Start::Resume {
+                return Ok(());
+            }
+            // A rebuild is never dropped for a task started meanwhile (a
+            // start racing with the rebuild's stop): that task is stopped,
+            // and the rebuilding one waits for it to exit.
+            running.cancel.send_replace(true);
         }
         slot.starting(start);
         let (cancel, cancelled) = watch::channel(false);
