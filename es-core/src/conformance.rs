@@ -172,6 +172,7 @@ macro_rules! projection_store_conformance {
             projection_delete_missing_is_ok,
             projection_query_orders_by_id_with_offset_and_limit,
             projection_query_by_json_containment,
+            projection_query_containment_compares_like_postgres,
             projections_are_isolated,
             projection_checkpoint_is_none_until_committed,
             projection_commit_applies_changes_in_order,

@@ -387,3 +387,20 @@ async fn zero_settings_are_refused_at_build_time() {
         .await;
     assert!(matches!(built, Err(BuildError::ZeroSnapshotInterval { aggregate: "account" })));
 }
+
+#[tokio::test]
+async fn an_actor_that_ran_out_of_attempts_catches_up_for_the_next_command() {
+    // With one attempt, a conflict is final: the actor must still learn
+    // what the other node wrote, or every later command conflicts too.
+    let store = InMemoryEventStore::new();
+    let build = || Es::builder().event_store(store.clone()).max_attempts(1).build();
+    let (one, two) = (build().await.unwrap(), build().await.unwrap());
+    one.execute(open("stale")).await.unwrap();
+    two.execute(deposit("stale", 5)).await.unwrap();
+
+    let error = one.execute(deposit("stale", 7)).await.unwrap_err();
+    assert!(matches!(&error, ExecuteError::Conflict { attempts: 1, .. }), "{error:?}");
+    let outcome = one.execute(deposit("stale", 7)).await.unwrap();
+    assert_eq!(outcome.version, Some(StreamVersion(3)));
+    assert_eq!(one.load::<Account>("stale").await.unwrap().balance, 12);
+}

@@ -827,3 +827,323 @@ async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
     assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
     read_side.shutdown().await;
 }
+
+/// The in-memory projection store whose checkpoint reads hang while
+/// `stalled` is set (a store that stopped answering).
+#[derive(Clone)]
+struct StalledCheckpoint {
+    inner: InMemoryProjectionStore,
+    stalled: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl ProjectionStore for StalledCheckpoint {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        if self.stalled.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_on_a_store_that_stopped_answering_still_times_out() {
+    let events = InMemoryEventStore::new();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let documents =
+        StalledCheckpoint { inner: InMemoryProjectionStore::new(), stalled: Arc::clone(&stalled) };
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let read_side = start(events.clone(), documents, registry);
+    read_side.stop("balances").await.unwrap();
+    stalled.store(true, Ordering::SeqCst);
+
+    // Not running here: the wait polls the stored checkpoint, which hangs.
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let guard = Duration::from_secs(3600);
+    let waited =
+        tokio::time::timeout(guard, read_side.wait_for("balances", position, Duration::from_secs(2)))
+            .await
+            .expect("wait_for outlived its own timeout by an hour");
+    assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
+}
+
+/// The in-memory lease store, answering the first acquisition only after
+/// `delay` (a slow reply: the lease's TTL runs from when the store granted it).
+#[derive(Clone)]
+struct SlowFirstAcquire {
+    inner: InMemoryLeaseStore,
+    delay: Duration,
+    slowed: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl LeaseStore for SlowFirstAcquire {
+    async fn try_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<es_core::Lease>, es_core::LeaseError> {
+        let lease = self.inner.try_acquire(name, owner, ttl).await;
+        if !self.slowed.swap(true, Ordering::SeqCst) {
+            tokio::time::sleep(self.delay).await;
+        }
+        lease
+    }
+    async fn renew(&self, lease: &es_core::Lease, ttl: Duration) -> Result<bool, es_core::LeaseError> {
+        self.inner.renew(lease, ttl).await
+    }
+    async fn release(&self, lease: &es_core::Lease) -> Result<(), es_core::LeaseError> {
+        self.inner.release(lease).await
+    }
+}
+
+/// The in-memory projection store, recording every commit made while the
+/// committing node did not hold the lease.
+#[derive(Clone)]
+struct LeaseWitness {
+    inner: InMemoryProjectionStore,
+    leases: InMemoryLeaseStore,
+    owner: String,
+    unleased_commits: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl ProjectionStore for LeaseWitness {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        if self.leases.holder(projection).as_deref() != Some(self.owner.as_str()) {
+            self.unleased_commits.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+/// Takes two seconds of (paused) time per event.
+struct SlowCount;
+
+impl Project<Deposited> for SlowCount {
+    async fn project(&self, _: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n: u64 = tx.get("count").await?.unwrap_or(0);
+        Ok(tx.put("count", &(n + 1))?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
+    // The lease (TTL 10 s) is granted at once but the reply takes 9 s: a
+    // runner that counts the TTL from the reply believes it holds the lease
+    // until 19 s, and commits the 2 s event at 11 s without renewing.
+    let events = InMemoryEventStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let slow = SlowFirstAcquire {
+        inner: leases.clone(),
+        delay: Duration::from_secs(9),
+        slowed: Arc::new(AtomicBool::new(false)),
+    };
+    let unleased_commits = Arc::new(AtomicU32::new(0));
+    let documents = LeaseWitness {
+        inner: InMemoryProjectionStore::new(),
+        leases: leases.clone(),
+        owner: "slow".into(),
+        unleased_commits: Arc::clone(&unleased_commits),
+    };
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let mut registry = Registry::new();
+    registry.register("count", Subscriber::projection(SlowCount).on::<Deposited>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .lease_store(slow)
+        .owner("slow")
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    read_side.wait_for("count", position, TIMEOUT).await.unwrap();
+    assert_eq!(unleased_commits.load(Ordering::SeqCst), 0, "a commit ran after the lease had expired");
+    read_side.shutdown().await;
+}
+
+/// Counts deposits; the copy on one node can be made to hold at its first
+/// event (after announcing it got there) until the test opens the gate.
+struct GatedCount {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Project<Deposited> for GatedCount {
+    async fn project(&self, _: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.entered.notify_one();
+        let _pass = self.gate.acquire().await.map_err(HandlerError::other)?;
+        let n: u64 = tx.get("count").await?.unwrap_or(0);
+        Ok(tx.put("count", &(n + 1))?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_stopped_does_not_vouch_for_a_projection_rebuilt_elsewhere() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let gated_node = |owner: &str, open: bool| {
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let gate = Arc::new(tokio::sync::Semaphore::new(if open { 1_000 } else { 0 }));
+        let projection = GatedCount { entered: Arc::clone(&entered), gate: Arc::clone(&gate) };
+        let mut registry = Registry::new();
+        registry.register("count", Subscriber::projection(projection).on::<Deposited>().build()).unwrap();
+        let read_side = ReadSide::builder()
+            .event_store(events.clone())
+            .projection_store(documents.clone())
+            .lease_store(leases.clone())
+            .owner(owner)
+            .registry(registry)
+            .config(config())
+            .build()
+            .unwrap();
+        (read_side, entered, gate)
+    };
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let (a, _, _) = gated_node("a", true);
+    a.start().unwrap();
+    a.wait_for("count", position, TIMEOUT).await.unwrap();
+    a.stop("count").await.unwrap();
+
+    // Node b rebuilds: the documents and checkpoint are gone, and its
+    // replay holds at the first event.
+    let (b, entered, gate) = gated_node("b", false);
+    b.rebuild("count").await.unwrap();
+    entered.notified().await;
+    assert_eq!(documents.checkpoint("count").await.unwrap(), None);
+    let waited = a.wait_for("count", position, Duration::from_secs(2)).await;
+    assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
+
+    gate.add_permits(1_000);
+    a.wait_for("count", position, TIMEOUT).await.unwrap();
+    b.shutdown().await;
+}
+
+/// A handler that announces each event it enters, then holds it until the
+/// test opens the gate, and records the positions it finished.
+#[derive(Clone)]
+struct GatedHandler {
+    entered: Arc<tokio::sync::Notify>,
+    gate: Arc<tokio::sync::Semaphore>,
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+impl HandleEvent<Deposited> for GatedHandler {
+    async fn handle(&self, e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        self.entered.notify_one();
+        let _pass = self.gate.acquire().await.map_err(HandlerError::other)?;
+        self.seen.lock().unwrap().push(e.position.get());
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn starting_while_a_stop_is_in_progress_never_runs_two_runners() {
+    let events = InMemoryEventStore::new();
+    let handler = GatedHandler {
+        entered: Arc::new(tokio::sync::Notify::new()),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        seen: Arc::default(),
+    };
+    let mut registry = Registry::new();
+    registry.register("gated", Subscriber::handler(handler.clone()).on::<Deposited>().build()).unwrap();
+    let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    let read_side = start(events.clone(), InMemoryProjectionStore::new(), registry);
+    handler.entered.notified().await;
+
+    // The stop takes the running task and waits for it (its handler holds
+    // event 1); a start meanwhile must not run a second runner beside it.
+    let mut stop = std::pin::pin!(read_side.stop("gated"));
+    tokio::select! {
+        biased;
+        _ = &mut stop => panic!("the stop cannot finish while the handler holds its event"),
+        () = std::future::ready(()) => {}
+    }
+    read_side.start().unwrap();
+    // (Well within the lease's TTL, so the first runner keeps its lease.)
+    let second = tokio::time::timeout(Duration::from_secs(1), handler.entered.notified()).await;
+    assert!(second.is_err(), "a second runner entered the handler while the first still ran");
+
+    handler.gate.add_permits(1_000);
+    stop.await.unwrap();
+    read_side.wait_for("gated", position, TIMEOUT).await.unwrap();
+    assert_eq!(*handler.seen.lock().unwrap(), [position.get()], "event 1 was handled once");
+    read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rebuild_racing_with_a_start_still_rebuilds() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let projection = Arc::new(Balances::default());
+    let mut registry = Registry::new();
+    let subscriber =
+        Subscriber::projection(SharedBalances(Arc::clone(&projection))).on::<Deposited>().build();
+    registry.register("balances", subscriber).unwrap();
+    let position = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let read_side = start(events.clone(), documents.clone(), registry);
+    read_side.wait_for("balances", position, TIMEOUT).await.unwrap();
+
+    // The rebuild stops the running task; a start slips in before it
+    // spawns the rebuilding one.
+    let mut rebuild = std::pin::pin!(read_side.rebuild("balances"));
+    tokio::select! {
+        biased;
+        done = &mut rebuild => done.unwrap(),
+        () = std::future::ready(()) => {}
+    }
+    read_side.start().unwrap();
+    rebuild.await.unwrap();
+    read_side.wait_for("balances", position, TIMEOUT).await.unwrap();
+    assert_eq!(projection.replayed.load(Ordering::SeqCst), 2, "the rebuild replayed both events");
+    read_side.shutdown().await;
+}

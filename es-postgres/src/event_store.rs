@@ -781,20 +781,26 @@ impl EventStore for PgEventStore {
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         let deadline = tokio::time::Instant::now() + max_wait;
-        let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
-        else {
-            tokio::time::sleep_until(deadline).await;
-            return;
+        // Every step is bounded by the deadline: connecting the listener or
+        // reading the head can wait on a busy pool or an unreachable server,
+        // and subscriptions renew their lease between waits.
+        let wait = async {
+            let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
+            else {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            };
+            counter.borrow_and_update();
+            // Something may have committed before we subscribed.
+            if self.head_position().await.is_ok_and(|head| head > after) {
+                return;
+            }
+            if counter.changed().await.is_err() {
+                // The listener stopped: poll.
+                tokio::time::sleep_until(deadline).await;
+            }
         };
-        counter.borrow_and_update();
-        // Something may have committed before we subscribed.
-        if self.head_position().await.is_ok_and(|head| head > after) {
-            return;
-        }
-        if let Ok(Err(_)) = tokio::time::timeout_at(deadline, counter.changed()).await {
-            // The listener stopped: poll.
-            tokio::time::sleep_until(deadline).await;
-        }
+        let _ = tokio::time::timeout_at(deadline, wait).await;
     }
 
     /// Committed events are hidden while an older transaction runs: names

@@ -92,9 +92,14 @@ fn backend(error: impl Into<es_core::BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
 }
 
-/// A TTL as whole microseconds for SQL: at least 1, at most `i64::MAX`.
+/// The longest TTL passed to SQL, about a thousand years: a timestamp plus
+/// much more is out of Postgres' range, and a longer lease is no different.
+const MAX_TTL_MICROS: i64 = 1_000 * 366 * 24 * 3_600 * 1_000_000;
+
+/// A TTL as whole microseconds for SQL: at least 1, at most
+/// [`MAX_TTL_MICROS`] (the in-memory store saturates a huge TTL too).
 fn micros(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).max(1)
+    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).clamp(1, MAX_TTL_MICROS)
 }
 
 fn token_of(name: &str, token: i64) -> Result<u64, LeaseError> {
@@ -208,7 +213,7 @@ mod tests {
     fn ttls_become_positive_microseconds() {
         assert_eq!(micros(Duration::from_millis(1500)), 1_500_000);
         assert_eq!(micros(Duration::ZERO), 1);
-        assert_eq!(micros(Duration::MAX), i64::MAX);
+        assert_eq!(micros(Duration::MAX), MAX_TTL_MICROS);
     }
 
     #[test]

@@ -81,7 +81,7 @@
 //!
 //! [`wait_for_events`](es_core::EventStore::wait_for_events) listens on the
 //! channel `<schema>_events` (see [`PgSchema::channel`]) on one shared
-//! connection per store, and falls back to polling when it cannot. Appends
+//! connection per store, outside the pool, and falls back to polling when it cannot. Appends
 //! through the pool signal that channel right after they commit, from a
 //! background task of the store that coalesces bursts into one `NOTIFY`
 //! (at most one every 2 ms). They do not `NOTIFY` inside their own

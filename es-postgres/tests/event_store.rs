@@ -418,3 +418,48 @@ async fn migrating_twice_at_once_is_safe() {
     store.append(&StreamId::new("s"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
     drop_schema(&pool, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_events_leaves_the_pool_to_the_application() {
+    // One pooled connection, and acquiring waits (nearly) forever: a
+    // listener that kept a pooled connection would starve every query.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3600))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let schema = fresh_schema(&pool).await;
+    let store = PgEventStore::with_schema(pool.clone(), schema);
+    let used = tokio::time::timeout(Duration::from_secs(60), async {
+        let head = store.head_position().await.unwrap();
+        store.wait_for_events(head, Duration::from_millis(10)).await;
+        store.append(&StreamId::new("starved"), ExpectedVersion::Any, vec![event(1)]).await.unwrap();
+        store.read_all(head, 10).await.unwrap().len()
+    })
+    .await
+    .expect("the store's listener holds the pool's only connection");
+    assert_eq!(used, 1);
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_events_on_an_exhausted_pool_returns_after_max_wait() {
+    // A subscription renews its lease between waits, so a wait must end by
+    // its max_wait even while the application holds every pooled connection.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(3600))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let schema = fresh_schema(&pool).await;
+    let store = PgEventStore::with_schema(pool.clone(), schema);
+    let head = store.head_position().await.unwrap();
+    let held = pool.acquire().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), store.wait_for_events(head, Duration::from_millis(50)))
+        .await
+        .expect("wait_for_events waited for a pooled connection past its max_wait");
+    drop(held);
+    drop_schema(&pool, store.schema()).await;
+}

@@ -205,6 +205,31 @@ pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) 
     assert_eq!(paged, ids(&["acc2"]), "offset and limit apply to the matching documents");
 }
 
+/// Containment follows Postgres' `@>` where JSON allows two readings:
+/// numbers compare by value (`10` and `10.0` are equal), and a bare scalar
+/// in a filter never matches an array holding it below the top level (nor
+/// does an array element match a nested array holding it).
+pub async fn projection_query_containment_compares_like_postgres<S: ProjectionStore>(store: S) {
+    let docs = [
+        ("flat", json!({ "amount": 3, "tags": ["vip"] })),
+        ("float", json!({ "amount": 10.0 })),
+        ("int", json!({ "amount": 10 })),
+        ("nested", json!({ "tags": [["vip"]] })),
+        ("scalar", json!({ "tags": "vip" })),
+    ];
+    for (id, doc) in &docs {
+        put(&store, "edges", id, doc.clone()).await;
+    }
+    let matching = |filter: Value| {
+        let store = &store;
+        async move { query_ids(store, "edges", DocumentQuery::containing(filter)).await }
+    };
+    assert_eq!(matching(json!({ "amount": 10 })).await, ids(&["float", "int"]), "an integer filter");
+    assert_eq!(matching(json!({ "amount": 10.0 })).await, ids(&["float", "int"]), "a float filter");
+    assert_eq!(matching(json!({ "tags": ["vip"] })).await, ids(&["flat"]), "an array filter");
+    assert_eq!(matching(json!({ "tags": "vip" })).await, ids(&["scalar"]), "a scalar filter on a field");
+}
+
 /// Projections are isolated: the same id in two projections is two
 /// documents, and changes, queries and checkpoints of one leave the other
 /// alone.

@@ -423,12 +423,21 @@ impl ReadSide {
             Ok(task) => task,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if task.as_ref().is_some_and(|t| !t.join.is_finished()) {
-            return Ok(());
+        if let Some(running) = task.as_ref().filter(|t| !t.join.is_finished()) {
+            if start == Start::Resume {
+                return Ok(());
+            }
+            // A rebuild is never dropped for a task started meanwhile (a
+            // start racing with the rebuild's stop): that task is stopped,
+            // and the rebuilding one waits for it to exit.
+            running.cancel.send_replace(true);
         }
         slot.starting(start);
         let (cancel, cancelled) = watch::channel(false);
-        let join = runtime.spawn(runner::run(Arc::clone(&self.shared), Arc::clone(slot), start, cancelled));
+        let (exit, exited) = watch::channel(());
+        let previous = slot.replace_exit(exited);
+        let run = runner::run(Arc::clone(&self.shared), Arc::clone(slot), start, cancelled, exit, previous);
+        let join = runtime.spawn(run);
         *task = Some(Task { cancel, join });
         Ok(())
     }
@@ -591,7 +600,12 @@ impl ReadSide {
                 let now = progress.borrow_and_update();
                 (now.reached, now.state.clone(), now.rebuilding)
             };
-            if reached >= position {
+            // What this node reached counts only while it processes the
+            // subscription (or stopped on a failure here): once it stopped,
+            // another node may have rebuilt it, and only the stored
+            // checkpoint tells.
+            let here = state.is_active() || matches!(state, SubscriptionState::Failed(_));
+            if here && reached >= position {
                 return Ok(());
             }
             let timed_out =
@@ -609,10 +623,16 @@ impl ReadSide {
                 _ => {
                     // Not processing here: another node may run it. (While a
                     // rebuild is pending here, the stored checkpoint is stale.)
+                    // The read is bounded by the deadline too: a store that
+                    // stops answering must not hold the caller past it.
                     let stored = if rebuilding {
                         Ok(None)
                     } else {
-                        self.shared.projections.checkpoint(&slot.namespace).await
+                        let read = self.shared.projections.checkpoint(&slot.namespace);
+                        match tokio::time::timeout_at(deadline, read).await {
+                            Ok(stored) => stored,
+                            Err(_) => return Err(timed_out()),
+                        }
                     };
                     match stored {
                         Ok(Some(stored)) if stored >= position => return Ok(()),

@@ -88,6 +88,10 @@ pub(crate) struct Slot {
     pub(crate) subscriber: Arc<Subscriber>,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) task: Mutex<Option<Task>>,
+    /// Ends when the most recently spawned task has exited (also by
+    /// abort); the next task waits for it, since a stop may still be
+    /// waiting for its task when another start spawns the next one.
+    pub(crate) exit: Mutex<Option<watch::Receiver<()>>>,
 }
 
 /// A running subscription task and the switch that stops it.
@@ -109,7 +113,14 @@ impl Slot {
             rebuilding: false,
             held_back_by: None,
         });
-        Self { name: name.into(), namespace, subscriber, progress, task: Mutex::new(None) }
+        Self {
+            name: name.into(),
+            namespace,
+            subscriber,
+            progress,
+            task: Mutex::new(None),
+            exit: Mutex::new(None),
+        }
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {
@@ -153,6 +164,15 @@ impl Slot {
         self.progress.send_modify(|p| p.checkpoint = checkpoint);
     }
 
+    /// Records the exit signal of a newly spawned task; returns the one of
+    /// the task before it.
+    pub(crate) fn replace_exit(&self, exit: watch::Receiver<()>) -> Option<watch::Receiver<()>> {
+        match self.exit.lock() {
+            Ok(mut last) => last.replace(exit),
+            Err(poisoned) => poisoned.into_inner().replace(exit),
+        }
+    }
+
     pub(crate) fn take_task(&self) -> Option<Task> {
         match self.task.lock() {
             Ok(mut task) => task.take(),
@@ -179,21 +199,38 @@ enum Exit {
 }
 
 /// Runs one subscription until it is cancelled or fails, taking the lease
-/// again whenever it is lost.
+/// again whenever it is lost. Starts once `previous` (the task spawned
+/// before it) has exited: a lease is re-entrant for its owner, so it alone
+/// would not keep two tasks of one node apart. `_exit` is dropped when this
+/// task ends, which tells the next one.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
     mut start: Start,
     mut cancel: watch::Receiver<bool>,
+    _exit: watch::Sender<()>,
+    previous: Option<watch::Receiver<()>>,
 ) {
+    if let Some(mut previous) = previous {
+        loop {
+            if *cancel.borrow() {
+                slot.set_state(SubscriptionState::Stopped);
+                return;
+            }
+            tokio::select! {
+                exited = previous.changed() => if exited.is_err() { break },
+                _ = cancel.changed() => {}
+            }
+        }
+    }
     loop {
         slot.set_state(SubscriptionState::Standby);
-        let Some(lease) = acquire(&shared, &slot, &mut cancel).await else {
+        let Some((lease, asked)) = acquire(&shared, &slot, &mut cancel).await else {
             slot.set_state(SubscriptionState::Stopped);
             return;
         };
         tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
-        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease);
+        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
         let exit = match runner.run(&mut start).await {
             Err(exit) => exit,
             Ok(never) => match never {},
@@ -223,14 +260,21 @@ pub(crate) async fn run(
     }
 }
 
-/// Waits until the lease is ours; `None` if cancelled first.
-async fn acquire(shared: &Shared, slot: &Slot, cancel: &mut watch::Receiver<bool>) -> Option<Lease> {
+/// Waits until the lease is ours; `None` if cancelled first. Returns it with
+/// the instant the granting request was sent: the store may have granted it
+/// any time after that, so its TTL is counted from there.
+async fn acquire(
+    shared: &Shared,
+    slot: &Slot,
+    cancel: &mut watch::Receiver<bool>,
+) -> Option<(Lease, Instant)> {
     loop {
         if *cancel.borrow() {
             return None;
         }
+        let asked = Instant::now();
         match shared.leases.try_acquire(&slot.name, &shared.owner, shared.config.lease_ttl).await {
-            Ok(Some(lease)) => return Some(lease),
+            Ok(Some(lease)) => return Some((lease, asked)),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(subscription = %slot.name, error = %describe(&error), "acquiring the lease failed");
@@ -252,9 +296,9 @@ struct LeaseKeeper {
 }
 
 impl LeaseKeeper {
-    fn new(lease: Lease, ttl: Duration) -> Self {
-        let now = Instant::now();
-        Self { lease, ttl, next_renew: deadline(now, ttl / 3), expires: deadline(now, ttl) }
+    /// `asked`: when the request that granted `lease` was sent.
+    fn new(lease: Lease, ttl: Duration, asked: Instant) -> Self {
+        Self { lease, ttl, next_renew: deadline(asked, ttl / 3), expires: deadline(asked, ttl) }
     }
 
     fn until_renew(&self) -> Duration {
@@ -308,12 +352,18 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(shared: &'a Shared, slot: &'a Slot, cancel: &'a mut watch::Receiver<bool>, lease: Lease) -> Self {
+    fn new(
+        shared: &'a Shared,
+        slot: &'a Slot,
+        cancel: &'a mut watch::Receiver<bool>,
+        lease: Lease,
+        asked: Instant,
+    ) -> Self {
         Self {
             shared,
             slot,
             cancel,
-            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl),
+            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl, asked),
             position: GlobalPosition::START,
             committed: GlobalPosition::START,
             skipped: 0,

@@ -288,9 +288,8 @@ impl<A: Aggregate> Actor<A> {
                 Err(AttemptError::Conflict(error)) => {
                     self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(attempt, %error, "another writer changed the stream; catching up");
-                    if pending.is_none() {
-                        break;
-                    }
+                    // Also after the last attempt: a stale actor would
+                    // otherwise conflict on every later command too.
                     let caught_up = Box::pin(rehydrate::catch_up(
                         self.events.as_ref(),
                         &self.stream,
@@ -305,6 +304,9 @@ impl<A: Aggregate> Actor<A> {
                         // (unless apply panicked, and then the actor dies).
                         self.loaded = Some(loaded);
                         return self.fail(command::load_failed::<A>(error, &self.id));
+                    }
+                    if pending.is_none() {
+                        break;
                     }
                 }
                 Err(AttemptError::Fatal(error)) => {

@@ -11,15 +11,15 @@
 //! transaction notify in their statement (the store cannot see that commit).
 //!
 //! Receiving: a background task, started on the first wait, holds a
-//! [`PgListener`] and bumps a counter per notification; waiters watch the
-//! counter. If the listener cannot be had, waiters fall back to sleeping
-//! their whole `max_wait` (polling). Both tasks end when the store (every
-//! clone) is dropped.
+//! [`PgListener`] on its own connection (outside the pool) and bumps a
+//! counter per notification; waiters watch the counter. If the listener
+//! cannot be had, waiters fall back to sleeping their whole `max_wait`
+//! (polling). Both tasks end when the store (every clone) is dropped.
 
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, watch, Mutex};
 
@@ -125,7 +125,17 @@ impl Wakeups {
 }
 
 async fn start(pool: &PgPool, channel: &str) -> Result<watch::Receiver<u64>, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    // The listener keeps its connection for as long as it runs, so it gets
+    // a one-connection pool of its own (same settings, like the notifier's
+    // connection): taking one of the application's pooled connections
+    // forever would starve a small pool.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.listen(channel).await?;
     let (tx, rx) = watch::channel(0u64);
     let channel = channel.to_owned();
