@@ -306,6 +306,17 @@ pub enum ProjectionError {
         /// The stored checkpoint.
         actual: Option<GlobalPosition>,
     },
+    /// A fenced unit of work was refused: its lease passed to another
+    /// holder (or expired) since it was acquired.
+    #[error("lease `{lease}` with token {token} is no longer held; the commit to projection `{projection}` was refused")]
+    Fenced {
+        /// The projection.
+        projection: String,
+        /// The lease's name.
+        lease: String,
+        /// The token the commit was fenced with.
+        token: u64,
+    },
     /// The storage backend failed.
     #[error("projection store backend failed")]
     Backend(#[source] BoxError),

@@ -121,7 +121,7 @@ pub use runtime::{
     AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
 };
 pub use store::{
-    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, ProjectionStore, ReadBlocker,
+    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, Fence, ProjectionStore, ReadBlocker,
     SnapshotStore, UnitOfWork,
 };
 pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};

@@ -162,6 +162,23 @@ pub enum DocumentChange {
     },
 }
 
+/// The lease a commit is made under: the commit may only land while that
+/// lease is still held with this token (see [`ProjectionStore::commit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    /// The lease's name (the subscription's name).
+    pub lease: String,
+    /// The token the lease was acquired with.
+    pub token: u64,
+}
+
+impl Fence {
+    /// A fence on `lease` held with `token`.
+    pub fn new(lease: impl Into<String>, token: u64) -> Self {
+        Self { lease: lease.into(), token }
+    }
+}
+
 /// A batch of document changes and a checkpoint that commit together: after
 /// a crash either all of it is stored or none of it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -170,6 +187,9 @@ pub struct UnitOfWork {
     pub changes: Vec<DocumentChange>,
     /// The checkpoint to store with them, if any.
     pub checkpoint: Option<GlobalPosition>,
+    /// The lease the commit is made under, if any (see
+    /// [`ProjectionStore::commit`]).
+    pub fence: Option<Fence>,
 }
 
 impl UnitOfWork {
@@ -193,6 +213,13 @@ impl UnitOfWork {
     /// Sets the checkpoint committed with the changes.
     pub fn checkpoint(&mut self, position: GlobalPosition) -> &mut Self {
         self.checkpoint = Some(position);
+        self
+    }
+
+    /// Fences the commit with a lease: a store that can check it refuses
+    /// the commit unless `fence.lease` is still held with `fence.token`.
+    pub fn fence(&mut self, fence: Fence) -> &mut Self {
+        self.fence = Some(fence);
         self
     }
 }
@@ -315,7 +342,18 @@ pub trait ProjectionStore: Send + Sync + 'static {
 
     /// Commits the unit of work: every change and the checkpoint, or nothing.
     ///
+    /// **Fencing.** A unit of work with [`fence: None`](UnitOfWork::fence)
+    /// commits unconditionally. With a fence, an adapter that keeps leases
+    /// in the same database MUST refuse the commit, storing nothing, unless
+    /// the lease `fence.lease` is currently held (unexpired) with token
+    /// `fence.token`, and it must check this atomically with the commit: no
+    /// other owner may take the lease over between the check and the
+    /// commit. An adapter that cannot check (its leases live elsewhere)
+    /// documents that it ignores the fence.
+    ///
     /// # Errors
+    /// [`ProjectionError::Fenced`] if the fence's lease is no longer held
+    /// with its token (nothing was stored);
     /// [`ProjectionError::Backend`] if storage fails (nothing was stored).
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError>;
 

@@ -1147,3 +1147,106 @@ async fn a_rebuild_racing_with_a_start_still_rebuilds() {
     assert_eq!(projection.replayed.load(Ordering::SeqCst), 2, "the rebuild replayed both events");
     read_side.shutdown().await;
 }
+
+/// The in-memory projection store behind a fence check done once: the first
+/// fenced commit finds its lease gone (the store releases it, as if it had
+/// expired) and is refused with `Fenced`; every commit's fence is recorded.
+#[derive(Clone)]
+struct FencedOnce {
+    inner: InMemoryProjectionStore,
+    leases: InMemoryLeaseStore,
+    owner: String,
+    fences: Arc<Mutex<Vec<Option<es_core::Fence>>>>,
+}
+
+#[async_trait]
+impl ProjectionStore for FencedOnce {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        let first = {
+            let mut fences = self.fences.lock().unwrap();
+            fences.push(work.fence.clone());
+            fences.len() == 1
+        };
+        if let (true, Some(fence)) = (first, &work.fence) {
+            let lease =
+                es_core::Lease { name: fence.lease.clone(), owner: self.owner.clone(), token: fence.token };
+            self.leases.release(&lease).await.unwrap();
+            return Err(ProjectionError::Fenced {
+                projection: projection.to_owned(),
+                lease: fence.lease.clone(),
+                token: fence.token,
+            });
+        }
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fenced_commit_sends_the_runner_back_to_its_lease_not_to_failed() {
+    let events = InMemoryEventStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let fences = Arc::new(Mutex::new(Vec::new()));
+    let fenced = FencedOnce {
+        inner: documents.clone(),
+        leases: leases.clone(),
+        owner: "node-a".into(),
+        fences: Arc::clone(&fences),
+    };
+    let deposits: Vec<Deposited> = (1..=7).map(|n| deposit(["ada", "bob"][n % 2], n as i64)).collect();
+    let head = append(&events, "account-mixed", &deposits).await;
+    let mut registry = Registry::new();
+    // One attempt: were `Fenced` taken for a failed commit, the subscription
+    // would be Failed at once.
+    registry.register("balances", balances(Balances::default()).retry(retry(1))).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(fenced)
+        .lease_store(leases.clone())
+        .owner("node-a")
+        .registry(registry)
+        .config(config())
+        .start()
+        .unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits), "each event applied once");
+    let status = read_side.status("balances").await.unwrap();
+    assert!(!matches!(status.state, SubscriptionState::Failed(_)), "{:?}", status.state);
+    assert_eq!(status.position, head);
+
+    let fences = fences.lock().unwrap().clone();
+    assert!(fences.len() >= 2, "the refused commit and the ones after it: {fences:?}");
+    let fences: Vec<es_core::Fence> =
+        fences.into_iter().map(|f| f.expect("every runner commit is fenced")).collect();
+    assert!(fences.iter().all(|f| f.lease == "balances"), "{fences:?}");
+    let refused = fences[0].token;
+    assert!(
+        fences[1..].iter().all(|f| f.token > refused),
+        "after the refusal the runner re-acquired the lease under a new token: {fences:?}"
+    );
+    assert_eq!(leases.holder("balances").as_deref(), Some("node-a"));
+    read_side.shutdown().await;
+    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+}

@@ -12,6 +12,12 @@ use serde_json::Value;
 
 /// A projection store that keeps documents in memory. A unit of work is
 /// applied under one lock, so readers see all of it or none of it.
+///
+/// **Fencing.** This store cannot see any lease store (the in-memory one
+/// lives in `es-core`, apart from it), so it ignores
+/// [`UnitOfWork::fence`] and commits a fenced unit of work like any other.
+/// Within one process the read side's lease checks before each commit
+/// suffice.
 #[derive(Clone, Default)]
 pub struct InMemoryProjectionStore {
     inner: Arc<Mutex<HashMap<String, Projection>>>,

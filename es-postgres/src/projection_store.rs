@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use es_core::{
-    BoxError, DocumentChange, DocumentQuery, GlobalPosition, ProjectionError, ProjectionStore, UnitOfWork,
+    BoxError, DocumentChange, DocumentQuery, Fence, GlobalPosition, ProjectionError, ProjectionStore,
+    UnitOfWork,
 };
 use serde_json::Value;
 use sqlx::types::Json;
@@ -27,6 +28,22 @@ pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send
 ///
 /// Cheap to clone. Call [`migrate`](PgProjectionStore::migrate) once before
 /// use (it shares the migrations of [`PgEventStore`](crate::PgEventStore)).
+///
+/// **Fencing.** A unit of work with a [`fence`](UnitOfWork::fence) is
+/// checked against the `leases` table of this store's schema, first in the
+/// commit's transaction: unless the lease is held, unexpired, with the
+/// fence's token, the commit is refused with [`ProjectionError::Fenced`]
+/// and nothing is stored. The lease row stays locked (`FOR SHARE`) until
+/// the commit ends, so no other node can take the lease over in between.
+///
+/// This only fences when the [`PgLeaseStore`](crate::PgLeaseStore) handing
+/// out the leases uses the same schema as this store. A fence naming a
+/// lease that has no row in this schema's table (leases kept elsewhere,
+/// such as a read side's default in-memory lease store, or a
+/// `PgLeaseStore` in another schema) cannot be checked and is ignored.
+/// Lease rows are never deleted, so once a name was leased here its
+/// commits stay fenced: do not move a subscription from a `PgLeaseStore`
+/// in this schema to a lease store elsewhere.
 #[derive(Clone)]
 pub struct PgProjectionStore {
     inner: Arc<Inner>,
@@ -45,6 +62,7 @@ struct Statements {
     query: SqlStr,
     query_containing: SqlStr,
     checkpoint: SqlStr,
+    fence: SqlStr,
     commit_documents: SqlStr,
     put_checkpoint: SqlStr,
     reset_documents: SqlStr,
@@ -60,6 +78,7 @@ impl Statements {
             query: schema.render(include_str!("projection_store/query.sql")),
             query_containing: schema.render(include_str!("projection_store/query_containing.sql")),
             checkpoint: schema.render("SELECT position FROM {schema}.checkpoints WHERE projection = $1"),
+            fence: schema.render(include_str!("projection_store/fence.sql")),
             commit_documents: schema.render(include_str!("projection_store/commit_documents.sql")),
             put_checkpoint: schema.render(include_str!("projection_store/put_checkpoint.sql")),
             reset_documents: schema.render("DELETE FROM {schema}.documents WHERE projection = $1"),
@@ -144,9 +163,13 @@ impl PgProjectionStore {
     /// # }
     /// ```
     ///
+    /// A fenced `work` is checked before anything runs, as
+    /// [`commit`](ProjectionStore::commit) does.
+    ///
     /// # Errors
+    /// [`ProjectionError::Fenced`] if `work`'s fence no longer holds;
     /// [`ProjectionError::Backend`] if storage fails or `user_work` returns
-    /// an error (carried as the source); nothing was stored.
+    /// an error (carried as the source). Either way nothing was stored.
     pub async fn commit_with<F>(
         &self,
         projection: &str,
@@ -157,12 +180,44 @@ impl PgProjectionStore {
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        if let Some(fence) = &work.fence {
+            // Dropping `tx` on the error path rolls it back.
+            self.check_fence(&mut tx, projection, fence).await?;
+        }
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
         if let Some(position) = work.checkpoint {
             self.write_checkpoint(&mut tx, projection, position).await?;
         }
         tx.commit().await.map_err(backend)
+    }
+
+    /// Holds `fence`'s lease for the rest of the transaction, or
+    /// `Err(Fenced)` if it is not held with the fence's token. A lease with
+    /// no row here is kept elsewhere: the fence is ignored.
+    async fn check_fence(
+        &self,
+        conn: &mut PgConnection,
+        projection: &str,
+        fence: &Fence,
+    ) -> Result<(), ProjectionError> {
+        let fenced = || ProjectionError::Fenced {
+            projection: projection.to_owned(),
+            lease: fence.lease.clone(),
+            token: fence.token,
+        };
+        // A token past bigint was never handed out by the lease table: null.
+        let token = i64::try_from(fence.token).ok();
+        let held: Option<bool> = sqlx::query_scalar(self.inner.sql.fence.clone())
+            .bind(&fence.lease)
+            .bind(token)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+        match held {
+            Some(true) | None => Ok(()),
+            Some(false) => Err(fenced()),
+        }
     }
 
     /// Applies the net effect of `changes` (the last change per id wins).

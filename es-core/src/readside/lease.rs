@@ -64,8 +64,13 @@ pub enum LeaseError {
 /// renews it once a third of the TTL has passed; it stops at once when
 /// `renew` says the lease is lost. So with a TTL well above the time one
 /// event (with its retries) takes, a holder never commits after its lease
-/// passed to another node. A store that can do better fences commits with
-/// [`Lease::token`].
+/// passed to another node. On top of that every commit the runner makes
+/// carries a [`Fence`](crate::Fence) with the lease's name and
+/// [`Lease::token`]: a projection store that keeps its leases in the same
+/// database refuses a commit whose lease is no longer held with that token
+/// ([`ProjectionError::Fenced`](crate::ProjectionError::Fenced)), and the
+/// runner then treats the lease as lost, so even a commit delayed past the
+/// TTL cannot land after another node took over.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
     /// Acquires the lease on `name` for `owner` for `ttl`, or `Ok(None)` if

@@ -200,7 +200,7 @@ impl ProjectionTx {
 
     /// The unit of work holding every pending change.
     pub(crate) fn work(&self, checkpoint: GlobalPosition) -> UnitOfWork {
-        let mut work = UnitOfWork { changes: self.changes.clone(), checkpoint: None };
+        let mut work = UnitOfWork { changes: self.changes.clone(), checkpoint: None, fence: None };
         work.checkpoint(checkpoint);
         work
     }

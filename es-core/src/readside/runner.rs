@@ -30,8 +30,9 @@ use super::status::{Failure, SubscriptionState};
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
+use crate::error::ProjectionError;
 use crate::runtime::Es;
-use crate::store::{EventStore, ProjectionStore, UnitOfWork};
+use crate::store::{EventStore, Fence, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
 
 /// The document, in a handler's namespace, that marks the end of a replay:
@@ -243,7 +244,8 @@ pub(crate) async fn run(
                 continue;
             }
             Exit::Cancelled => {
-                runner.flush().await;
+                // A lost lease needs no release; stopping is all that is left.
+                let _lost = runner.flush().await;
                 SubscriptionState::Stopped
             }
             Exit::Failed(failure) => {
@@ -424,19 +426,27 @@ impl<'a> Runner<'a> {
     }
 
     /// Commits `work` (whose checkpoint is `checkpoint`) under the lease,
-    /// retrying per the subscriber's policy.
-    async fn commit(&mut self, work: UnitOfWork, checkpoint: GlobalPosition) -> Result<(), Exit> {
+    /// fenced with the lease's token, retrying per the subscriber's policy.
+    /// A store that refuses the fence means the lease is lost:
+    /// `Err(LeaseLost)`, with nothing stored or advanced.
+    async fn commit(&mut self, mut work: UnitOfWork, checkpoint: GlobalPosition) -> Result<(), Exit> {
         let retry = self.slot.subscriber.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.check_lease_only().await?;
+            let lease = &self.keeper.lease;
+            work.fence(Fence::new(lease.name.clone(), lease.token));
             match self.shared.projections.commit(&self.slot.namespace, work.clone()).await {
                 Ok(()) => {
                     self.committed = checkpoint;
                     self.skipped = 0;
                     self.slot.set_checkpoint(Some(checkpoint));
                     return Ok(());
+                }
+                Err(ProjectionError::Fenced { lease, token, .. }) => {
+                    tracing::warn!(subscription = %self.slot.name, %lease, token, "commit refused: the lease is no longer held with this token");
+                    return Err(Exit::LeaseLost);
                 }
                 Err(error) if attempt < retry.max_attempts => {
                     tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "commit failed; retrying");
@@ -463,17 +473,22 @@ impl<'a> Runner<'a> {
 
     /// Commits the position reached if the stored checkpoint lags behind it
     /// (filtered-out events, or handled events before a stop). Best effort:
-    /// used when stopping.
-    async fn flush(&mut self) {
+    /// used when stopping. `Err(LeaseLost)` if the lease turned out lost.
+    async fn flush(&mut self) -> Result<(), Exit> {
         if self.position <= self.committed {
-            return;
+            return Ok(());
         }
         let mut work = UnitOfWork::new();
         work.checkpoint(self.position);
         let position = self.position;
-        // A failed flush only means the filtered events are read again.
-        if let Err(Exit::Failed(failure)) = self.commit(work, position).await {
-            tracing::warn!(subscription = %self.slot.name, error = %failure.error, "final checkpoint not stored");
+        match self.commit(work, position).await {
+            Err(Exit::LeaseLost) => Err(Exit::LeaseLost),
+            // A failed flush only means the filtered events are read again.
+            Err(Exit::Failed(failure)) => {
+                tracing::warn!(subscription = %self.slot.name, error = %failure.error, "final checkpoint not stored");
+                Ok(())
+            }
+            Err(Exit::Cancelled) | Ok(()) => Ok(()),
         }
     }
 
@@ -672,7 +687,7 @@ impl<'a> Runner<'a> {
                         if let Err(exit) = self.after_failure(event, attempt, error).await {
                             if matches!(exit, Exit::Failed(_)) {
                                 // Keep the events handled before the failing one.
-                                self.flush().await;
+                                self.flush().await?;
                             }
                             return Err(exit);
                         }
@@ -718,9 +733,13 @@ impl<'a> Runner<'a> {
                     if let Err(exit) = self.after_failure(event, attempt, error).await {
                         if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
                             // Keep what the batch did before the failing event.
-                            if self.commit(tx.work(done), done).await.is_ok() {
-                                self.position = done;
-                                self.slot.set_reached(done);
+                            match self.commit(tx.work(done), done).await {
+                                Ok(()) => {
+                                    self.position = done;
+                                    self.slot.set_reached(done);
+                                }
+                                Err(Exit::LeaseLost) => return Err(Exit::LeaseLost),
+                                Err(_) => {}
                             }
                         }
                         return Err(exit);
