@@ -227,3 +227,67 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
 
     drop_schema(&pool, store.schema()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
+    let (store, pool) = store().await;
+    let leases = PgLeaseStore::with_schema(common::pool(2).await, store.schema().clone());
+    let a = leases.try_acquire("balances", "node-a", Duration::from_secs(30)).await.unwrap().expect("free");
+
+    // A's fenced commit checks its lease, then holds in the middle.
+    let (checked_tx, checked_rx) = tokio::sync::oneshot::channel::<()>();
+    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+    let committing = tokio::spawn({
+        let store = store.clone();
+        let work = fenced_work(&a, 10, 10);
+        async move {
+            store
+                .commit_with("balances", work, move |_| {
+                    Box::pin(async move {
+                        checked_tx.send(()).map_err(|()| "the test went away")?;
+                        gate_rx.await?;
+                        Ok(())
+                    })
+                })
+                .await
+        }
+    });
+    checked_rx.await.unwrap();
+
+    // Giving the lease up (so B could take it) must wait for that commit.
+    let releasing = tokio::spawn({
+        let (leases, a) = (leases.clone(), a.clone());
+        async move { leases.release(&a).await }
+    });
+    let waiting = format!("%\"{}\".leases%", store.schema());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(&waiting)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if blocked > 0 {
+            break;
+        }
+        assert!(!releasing.is_finished(), "the release did not wait for the fenced commit");
+        assert!(tokio::time::Instant::now() < deadline, "the release never blocked");
+        tokio::task::yield_now().await;
+    }
+    gate_tx.send(()).unwrap();
+    committing.await.unwrap().unwrap();
+    releasing.await.unwrap().unwrap();
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+
+    // B takes over; A's next commit is refused.
+    let b =
+        leases.try_acquire("balances", "node-b", Duration::from_secs(30)).await.unwrap().expect("released");
+    assert!(b.token > a.token);
+    let stale = store.commit("balances", fenced_work(&a, 20, 20)).await;
+    assert!(matches!(stale, Err(ProjectionError::Fenced { .. })), "{stale:?}");
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+
+    drop_schema(&pool, store.schema()).await;
+}
