@@ -1,8 +1,11 @@
 //! Event envelopes: what goes into the store and what comes back out.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -39,6 +42,124 @@ impl Timestamp {
         } else {
             UNIX_EPOCH - Duration::from_micros(self.0.unsigned_abs())
         }
+    }
+}
+
+/// An event's JSON, kept as text until something decodes it.
+///
+/// Stores hand events back as text and the aggregate decodes that text
+/// straight into its typed event, with no [`Value`] tree in between: on a
+/// long replay that tree (one allocation per field) costs more than reading
+/// the rows. [`decode`](Payload::decode) gives a typed value,
+/// [`to_value`](Payload::to_value) a tree for code that inspects fields.
+///
+/// Two payloads are equal when they hold the same JSON value, whatever
+/// their spacing or key order (Postgres' `jsonb` reorders keys), and a
+/// payload equals a [`Value`] the same way:
+///
+/// ```
+/// use es_core::Payload;
+/// use serde_json::json;
+///
+/// let stored = Payload::from_json(r#"{"b": 2, "a": 1}"#)?;
+/// assert_eq!(stored, json!({ "a": 1, "b": 2 }));
+/// assert_eq!(stored.get(), r#"{"b": 2, "a": 1}"#);
+///
+/// #[derive(serde::Deserialize)]
+/// struct Pair { a: u32, b: u32 }
+/// let pair: Pair = stored.decode()?;
+/// assert_eq!((pair.a, pair.b), (1, 2));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// Checks that `text` is one JSON value and keeps it as it is.
+    ///
+    /// # Errors
+    /// serde's error, naming line and column, if it is not.
+    pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text.into()).map(Self)
+    }
+
+    /// Serializes `value` (an event, usually).
+    ///
+    /// # Errors
+    /// serde's error if `value` does not serialize to JSON (a map with
+    /// non-string keys, a failing `Serialize` impl).
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Decodes the JSON into `T`.
+    ///
+    /// # Errors
+    /// serde's error if the JSON does not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The JSON as a [`Value`] tree.
+    ///
+    /// # Errors
+    /// serde's error for a number `Value` cannot hold (such as `1e400`).
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        self.decode()
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::from(&value)
+    }
+}
+
+impl From<&Value> for Payload {
+    fn from(value: &Value) -> Self {
+        // A `Value` always serializes: its keys are strings and its numbers
+        // finite. Its `Display` is that serialization.
+        match RawValue::from_string(value.to_string()) {
+            Ok(raw) => Self(raw),
+            Err(_) => unreachable!("a serde_json::Value always serializes to valid JSON"),
+        }
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get() || matches!((self.to_value(), other.to_value()), (Ok(a), Ok(b)) if a == b)
+    }
+}
+
+impl PartialEq<Value> for Payload {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value().is_ok_and(|value| value == *other)
+    }
+}
+
+impl PartialEq<Payload> for Value {
+    fn eq(&self, other: &Payload) -> bool {
+        other == self
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+/// The JSON text.
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
     }
 }
 
@@ -102,7 +223,7 @@ pub struct NewEvent {
     /// The schema version of `payload`.
     pub schema_version: u32,
     /// The event itself, as JSON.
-    pub payload: Value,
+    pub payload: Payload,
     /// Correlation, causation and application fields.
     pub metadata: Metadata,
 }
@@ -113,14 +234,14 @@ impl NewEvent {
         aggregate_type: impl Into<String>,
         event_type: impl Into<String>,
         schema_version: u32,
-        payload: Value,
+        payload: impl Into<Payload>,
     ) -> Self {
         Self {
             event_id: EventId::new(),
             aggregate_type: aggregate_type.into(),
             event_type: event_type.into(),
             schema_version,
-            payload,
+            payload: payload.into(),
             metadata: Metadata::default(),
         }
     }
@@ -158,7 +279,7 @@ pub struct RecordedEvent {
     /// The schema version the payload was written with.
     pub schema_version: u32,
     /// The event as JSON.
-    pub payload: Value,
+    pub payload: Payload,
     /// Correlation, causation and application fields.
     pub metadata: Metadata,
     /// When the store recorded it.

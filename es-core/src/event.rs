@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::envelope::Payload;
 use crate::error::DecodeErrorKind;
 
 /// A domain event: a fact, named in the past tense, stored as JSON.
@@ -43,13 +44,14 @@ pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + 'static {
     ///
     /// # Errors
     /// serde's error if the event does not serialize.
-    fn to_payload(&self) -> Result<Value, serde_json::Error>;
+    fn to_payload(&self) -> Result<Payload, serde_json::Error>;
     /// Decodes a stored event, upcasting older schema versions.
     ///
     /// # Errors
     /// The type name is unknown, the version is newer than supported, the
     /// upcaster failed, or the payload does not match.
-    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind>;
+    fn from_stored(event_type: &str, schema_version: u32, payload: &Payload)
+        -> Result<Self, DecodeErrorKind>;
     /// Every type name in the set.
     fn event_types() -> &'static [&'static str];
 }
@@ -59,16 +61,18 @@ pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + 'static {
 ///
 /// # Errors
 /// As [`EventSet::from_stored`].
-pub fn decode_event<E: Event>(schema_version: u32, payload: Value) -> Result<E, DecodeErrorKind> {
-    let payload = if schema_version == E::VERSION {
-        payload
-    } else if schema_version > E::VERSION {
+pub fn decode_event<E: Event>(schema_version: u32, payload: &Payload) -> Result<E, DecodeErrorKind> {
+    if schema_version == E::VERSION {
+        // The common case: straight from the text, no `Value` in between.
+        return payload.decode().map_err(DecodeErrorKind::Payload);
+    }
+    if schema_version > E::VERSION {
         return Err(DecodeErrorKind::NewerVersion { found: schema_version, supported: E::VERSION });
-    } else {
-        E::upcast(schema_version, payload)
-            .map_err(|reason| DecodeErrorKind::Upcast { from: schema_version, reason })?
-    };
-    serde_json::from_value(payload).map_err(DecodeErrorKind::Payload)
+    }
+    let old = payload.to_value().map_err(DecodeErrorKind::Payload)?;
+    let upcast = E::upcast(schema_version, old)
+        .map_err(|reason| DecodeErrorKind::Upcast { from: schema_version, reason })?;
+    serde_json::from_value(upcast).map_err(DecodeErrorKind::Payload)
 }
 
 #[cfg(test)]
@@ -100,31 +104,57 @@ mod tests {
 
     #[test]
     fn current_version_decodes_directly() {
-        let e: Renamed = decode_event(2, json!({"name": "x"})).unwrap();
+        let e: Renamed = decode_event(2, &Payload::from(json!({"name": "x"}))).unwrap();
         assert_eq!(e.name, "x");
     }
 
     #[test]
     fn older_version_is_upcast() {
-        let e: Renamed = decode_event(1, json!({"title": "old"})).unwrap();
+        let e: Renamed = decode_event(1, &Payload::from(json!({"title": "old"}))).unwrap();
         assert_eq!(e.name, "old");
     }
 
     #[test]
     fn newer_version_is_a_typed_error() {
-        let err = decode_event::<Renamed>(3, json!({"name": "x"})).unwrap_err();
+        let err = decode_event::<Renamed>(3, &Payload::from(json!({"name": "x"}))).unwrap_err();
         assert!(matches!(err, DecodeErrorKind::NewerVersion { found: 3, supported: 2 }));
     }
 
     #[test]
     fn failed_upcast_and_bad_payload_are_typed_errors() {
         assert!(matches!(
-            decode_event::<Renamed>(1, json!({})).unwrap_err(),
+            decode_event::<Renamed>(1, &Payload::from(json!({}))).unwrap_err(),
             DecodeErrorKind::Upcast { from: 1, .. }
         ));
         assert!(matches!(
-            decode_event::<Renamed>(2, json!({"name": 5})).unwrap_err(),
+            decode_event::<Renamed>(2, &Payload::from(json!({"name": 5}))).unwrap_err(),
             DecodeErrorKind::Payload(_)
         ));
+    }
+
+    #[test]
+    fn payload_text_that_is_not_json_is_refused() {
+        let err = Payload::from_json(r#"{"name": "x""#).unwrap_err();
+        assert!(err.is_eof(), "{err}");
+        assert!(Payload::from_json("1 2").is_err(), "two values are not one payload");
+    }
+
+    #[test]
+    fn payloads_compare_as_json_values() {
+        let stored = Payload::from_json(r#"{"b": [1, 2], "a": null}"#).unwrap();
+        assert_eq!(stored, Payload::from(json!({"a": null, "b": [1, 2]})));
+        assert_ne!(stored, Payload::from(json!({"a": null, "b": [2, 1]})));
+        assert_ne!(stored, json!({"a": null}));
+        // Text `Value` cannot hold still compares by its text.
+        let huge = Payload::from_json("1e400").unwrap();
+        assert_eq!(huge, huge.clone());
+        assert!(huge.to_value().is_err());
+    }
+
+    #[test]
+    fn a_payload_that_does_not_fit_the_event_names_the_field() {
+        let err = decode_event::<Renamed>(2, &Payload::from_json(r#"{"name": 5}"#).unwrap()).unwrap_err();
+        let DecodeErrorKind::Payload(source) = err else { panic!("expected a payload error, got {err:?}") };
+        assert!(source.to_string().contains("invalid type: integer `5`"), "{source}");
     }
 }

@@ -105,7 +105,9 @@ pub mod conformance;
 pub mod testkit;
 
 pub use aggregate::{Aggregate, Apply, Command, Events, Handle};
-pub use envelope::{AppendOutcome, Committed, Metadata, NewEvent, RecordedEvent, Snapshot, Timestamp};
+pub use envelope::{
+    AppendOutcome, Committed, Metadata, NewEvent, Payload, RecordedEvent, Snapshot, Timestamp,
+};
 pub use error::{
     AppendError, BoxError, DecodeError, DecodeErrorKind, EncodeError, ExecuteError, LoadError,
     ProjectionError, StoreError, ValidationError, Violation,

@@ -1,8 +1,7 @@
 //! Helpers for code that es-macros generates. Reached through
 //! `es_core::__private`; not public API.
 
-use serde_json::Value;
-
+use crate::envelope::Payload;
 use crate::event::Event;
 
 /// Whether two strings are equal, usable in a `const` item.
@@ -34,8 +33,8 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 ///
 /// # Errors
 /// serde's error if the event does not serialize.
-pub fn event_payload<E: Event>(event: &E) -> Result<Value, serde_json::Error> {
-    serde_json::to_value(event)
+pub fn event_payload<E: Event>(event: &E) -> Result<Payload, serde_json::Error> {
+    Payload::encode(event)
 }
 
 #[cfg(test)]

@@ -66,14 +66,14 @@
 //! #         match self { Self::Opened(_) => "AccountOpened", Self::Deposited(_) => "MoneyDeposited" }
 //! #     }
 //! #     fn schema_version(&self) -> u32 { 1 }
-//! #     fn to_payload(&self) -> Result<serde_json::Value, serde_json::Error> {
-//! #         match self { Self::Opened(e) => serde_json::to_value(e), Self::Deposited(e) => serde_json::to_value(e) }
+//! #     fn to_payload(&self) -> Result<es_core::Payload, serde_json::Error> {
+//! #         match self { Self::Opened(e) => es_core::Payload::encode(e), Self::Deposited(e) => es_core::Payload::encode(e) }
 //! #     }
-//! #     fn from_stored(t: &str, _: u32, payload: serde_json::Value) -> Result<Self, es_core::DecodeErrorKind> {
+//! #     fn from_stored(t: &str, _: u32, payload: &es_core::Payload) -> Result<Self, es_core::DecodeErrorKind> {
 //! #         let bad = es_core::DecodeErrorKind::Payload;
 //! #         match t {
-//! #             "AccountOpened" => serde_json::from_value(payload).map(Self::Opened).map_err(bad),
-//! #             "MoneyDeposited" => serde_json::from_value(payload).map(Self::Deposited).map_err(bad),
+//! #             "AccountOpened" => payload.decode().map(Self::Opened).map_err(bad),
+//! #             "MoneyDeposited" => payload.decode().map(Self::Deposited).map_err(bad),
 //! #             _ => Err(es_core::DecodeErrorKind::UnknownType),
 //! #         }
 //! #     }

@@ -378,7 +378,7 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
 
             fn to_payload(
                 &self,
-            ) -> #private::Result<#private::serde_json::Value, #private::serde_json::Error> {
+            ) -> #private::Result<#core::Payload, #private::serde_json::Error> {
                 match *self {
                     #(Self::#variants(ref event) => #encode,)*
                 }
@@ -387,7 +387,7 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
             fn from_stored(
                 event_type: &#private::str,
                 schema_version: #private::u32,
-                payload: #private::serde_json::Value,
+                payload: &#core::Payload,
             ) -> #private::Result<Self, #core::DecodeErrorKind> {
                 #(#decode)*
                 let _ = (schema_version, payload);

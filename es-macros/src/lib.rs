@@ -229,7 +229,7 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 /// let event = BellEvent::from(Rang { times: 3 });
 /// assert_eq!((event.event_type(), event.schema_version()), ("Rang", 1));
 /// let payload = event.to_payload().unwrap();
-/// assert_eq!(BellEvent::from_stored("Rang", 1, payload).unwrap(), event);
+/// assert_eq!(BellEvent::from_stored("Rang", 1, &payload).unwrap(), event);
 /// ```
 ///
 /// Every listed event needs its `Apply` impl:

@@ -6,7 +6,8 @@ use std::fmt;
 
 use es_core::{
     command, event, Aggregate, Apply, Command, DecodeErrorKind, Es, Event, EventSet, EventStore, Events,
-    ExecuteError, ExpectedVersion, Handle, NewEvent, StreamId, StreamVersion, ValidationError, Violation,
+    ExecuteError, ExpectedVersion, Handle, NewEvent, Payload, StreamId, StreamVersion, ValidationError,
+    Violation,
 };
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
@@ -223,7 +224,8 @@ fn aggregate_derive_sets_name_snapshot_version_and_event_types() {
 fn event_set_round_trips_through_payloads() {
     for event in sample_events() {
         let payload = event.to_payload().unwrap();
-        let decoded = AccountEvent::from_stored(event.event_type(), event.schema_version(), payload).unwrap();
+        let decoded =
+            AccountEvent::from_stored(event.event_type(), event.schema_version(), &payload).unwrap();
         assert_eq!(decoded, event);
     }
     let withdrawn = &sample_events()[2];
@@ -233,7 +235,7 @@ fn event_set_round_trips_through_payloads() {
 
 #[test]
 fn older_schema_versions_are_upcast_on_decode() {
-    let decoded = AccountEvent::from_stored("Withdrawn", 1, json!({"amount": 5})).unwrap();
+    let decoded = AccountEvent::from_stored("Withdrawn", 1, &Payload::from(json!({"amount": 5}))).unwrap();
     assert_eq!(
         decoded,
         AccountEvent::MoneyWithdrawn(MoneyWithdrawn { amount: 5, reference: "before references".into() })
@@ -242,14 +244,16 @@ fn older_schema_versions_are_upcast_on_decode() {
 
 #[test]
 fn unknown_types_and_newer_versions_are_typed_decode_errors() {
-    let unknown = AccountEvent::from_stored("MoneyWithdrawn", 2, json!({})).unwrap_err();
+    let unknown = AccountEvent::from_stored("MoneyWithdrawn", 2, &Payload::from(json!({}))).unwrap_err();
     assert!(matches!(unknown, DecodeErrorKind::UnknownType), "{unknown:?}");
 
     let newer =
-        AccountEvent::from_stored("Withdrawn", 3, json!({"amount": 5, "reference": "x"})).unwrap_err();
+        AccountEvent::from_stored("Withdrawn", 3, &Payload::from(json!({"amount": 5, "reference": "x"})))
+            .unwrap_err();
     assert!(matches!(newer, DecodeErrorKind::NewerVersion { found: 3, supported: 2 }), "{newer:?}");
 
-    let bad = AccountEvent::from_stored("MoneyDeposited", 1, json!({"amount": "lots"})).unwrap_err();
+    let bad = AccountEvent::from_stored("MoneyDeposited", 1, &Payload::from(json!({"amount": "lots"})))
+        .unwrap_err();
     assert!(matches!(bad, DecodeErrorKind::Payload(_)), "{bad:?}");
 }
 

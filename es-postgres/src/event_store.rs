@@ -17,9 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::{
     AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    Metadata, NewEvent, ReadBlocker, RecordedEvent, StoreError, StreamId, StreamVersion,
+    Metadata, NewEvent, Payload, ReadBlocker, RecordedEvent, StoreError, StreamId, StreamVersion,
 };
-use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgPool, Row, SqlStr};
@@ -183,7 +182,7 @@ struct Batch<'a> {
     aggregate_types: Vec<&'a str>,
     event_types: Vec<&'a str>,
     schema_versions: Vec<i64>,
-    payloads: Vec<Json<&'a Value>>,
+    payloads: Vec<Json<&'a Payload>>,
     metadata: Vec<Json<&'a Metadata>>,
 }
 

@@ -20,11 +20,10 @@ use anyhow::Context;
 use es_benchmarks::{ms, rate};
 use es_core::{
     Aggregate, Apply, Command, CommandPath, DecodeErrorKind, Es, Event, EventSet, EventStore, Events,
-    ExpectedVersion, Handle, NewEvent, Snapshot, SnapshotStore, StreamId, StreamVersion, Timestamp,
+    ExpectedVersion, Handle, NewEvent, Payload, Snapshot, SnapshotStore, StreamId, StreamVersion, Timestamp,
 };
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 // ---- a counter aggregate, written the way the derives will generate it ----
 
@@ -56,12 +55,16 @@ impl EventSet for CounterEvent {
             Self::Incremented(_) => Incremented::VERSION,
         }
     }
-    fn to_payload(&self) -> Result<Value, serde_json::Error> {
+    fn to_payload(&self) -> Result<Payload, serde_json::Error> {
         match self {
-            Self::Incremented(e) => serde_json::to_value(e),
+            Self::Incremented(e) => Payload::encode(e),
         }
     }
-    fn from_stored(event_type: &str, schema_version: u32, payload: Value) -> Result<Self, DecodeErrorKind> {
+    fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        payload: &Payload,
+    ) -> Result<Self, DecodeErrorKind> {
         match event_type {
             Incremented::TYPE => {
                 es_core::__private::decode_event(schema_version, payload).map(Self::Incremented)

@@ -15,7 +15,8 @@
 //!   snapshot store).
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_actors`
-//! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! add `load` for the load times only.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
 use std::sync::Arc;
@@ -318,6 +319,11 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
 
     let pool = pool(url, 34).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
+    if std::env::args().nth(1).as_deref() == Some("load") {
+        load_times(&store, admin).await?;
+        pool.close().await;
+        return Ok(());
+    }
     let actors = Es::builder().event_store(store.clone()).build().await?;
     let reload = Es::builder().event_store(store.clone()).command_path(CommandPath::Reload).build().await?;
 

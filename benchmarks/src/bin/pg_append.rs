@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
             let last = page.last().map(|e| e.stream_version);
             let full = page.len() == LOAD_PAGE;
             for e in page {
-                let d: Deposited = serde_json::from_value(e.payload)?;
+                let d: Deposited = e.payload.decode()?;
                 total += d.amount + d.account.len() as u64;
                 count += 1;
             }

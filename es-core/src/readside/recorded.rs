@@ -49,7 +49,7 @@ impl<E: Event> Recorded<E> {
         if stored.event_type != E::TYPE {
             return Err(error(DecodeErrorKind::UnknownType));
         }
-        let event = decode_event::<E>(stored.schema_version, stored.payload.clone()).map_err(error)?;
+        let event = decode_event::<E>(stored.schema_version, &stored.payload).map_err(error)?;
         Ok(Self {
             event,
             event_id: stored.event_id,

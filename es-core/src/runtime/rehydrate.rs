@@ -26,7 +26,7 @@ pub struct Loaded<A> {
 /// Decodes one recorded event into the aggregate's event enum.
 pub(crate) fn decode<A: Aggregate>(event: RecordedEvent) -> Result<A::Event, DecodeError> {
     let RecordedEvent { stream_id, stream_version, event_type, schema_version, payload, .. } = event;
-    A::Event::from_stored(&event_type, schema_version, payload).map_err(|kind| DecodeError {
+    A::Event::from_stored(&event_type, schema_version, &payload).map_err(|kind| DecodeError {
         stream: stream_id,
         version: stream_version,
         event_type,

@@ -6,9 +6,8 @@
 //! [`StoreError::Backend`].
 
 use es_core::{
-    EventId, GlobalPosition, Metadata, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
+    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
 };
-use serde_json::Value;
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::types::Json;
 use std::fmt;
@@ -102,6 +101,28 @@ fn metadata(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<
     Ok(metadata)
 }
 
+/// The version byte that starts a `jsonb` value in binary format.
+const JSONB_VERSION: u8 = 1;
+
+/// Reads a `jsonb` (or `json`) column as [`Payload`] text: no `Value` tree
+/// is built, the aggregate decodes the text into its event directly.
+fn payload(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<Payload, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { location: location(), detail };
+    let value = row.try_get_raw(index).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let (name, format) = (value.type_info().name().to_owned(), value.format());
+    let bytes = value.as_bytes().map_err(|e| corrupt(format!("column {index}: {e}")))?;
+    let text = match (name.as_str(), format) {
+        ("JSONB", PgValueFormat::Binary) => match bytes.split_first() {
+            Some((&JSONB_VERSION, text)) => text,
+            _ => return Err(corrupt(format!("column {index} is jsonb of an unknown binary version"))),
+        },
+        ("JSONB" | "JSON", _) => bytes,
+        _ => return Err(corrupt(format!("column {index} is {name}, not jsonb"))),
+    };
+    let text = std::str::from_utf8(text).map_err(|e| corrupt(format!("column {index} is not UTF-8: {e}")))?;
+    Payload::from_json(text).map_err(|e| corrupt(format!("column {index} is not JSON: {e}")))
+}
+
 /// Decodes a row of `select_events.sql` whose event columns start at
 /// position `first` (columns are read by position: this is the hot path of
 /// every load).
@@ -117,7 +138,7 @@ pub(crate) fn recorded_event(row: &PgRow, first: usize) -> Result<RecordedEvent,
     let aggregate_type: String = column(row, first + 4, &location)?;
     let event_type: String = column(row, first + 5, &location)?;
     let schema_version = schema_version(column(row, first + 6, &location)?, &location)?;
-    let payload: Value = column(row, first + 7, &location)?;
+    let payload = payload(row, first + 7, &location)?;
     let metadata = metadata(row, first + 8, &location)?;
     let recorded_at = timestamp(row, first + 9, &location)?;
     Ok(RecordedEvent {

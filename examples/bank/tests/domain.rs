@@ -107,6 +107,7 @@ fn commands_to_unopened_accounts_are_refused() {
 fn version_1_withdrawals_are_upcast() {
     use es_core::EventSet;
     let event =
-        bank::AccountEvent::from_stored("MoneyWithdrawn", 1, serde_json::json!({"amount": 7})).unwrap();
+        bank::AccountEvent::from_stored("MoneyWithdrawn", 1, &serde_json::json!({"amount": 7}).into())
+            .unwrap();
     assert_eq!(event, MoneyWithdrawn { amount: 7, reference: None }.into());
 }
