@@ -286,6 +286,32 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
 }
 
+/// What rebuilding an aggregate needs of a stored event: its version, type
+/// and payload. [`EventStore::read_replay`](crate::EventStore::read_replay)
+/// returns these, so an adapter can leave out what replay never looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayEvent {
+    /// 1-based, gap-free version within the stream.
+    pub stream_version: StreamVersion,
+    /// The event's type name.
+    pub event_type: String,
+    /// The schema version the payload was written with.
+    pub schema_version: u32,
+    /// The event as JSON.
+    pub payload: Payload,
+}
+
+impl From<RecordedEvent> for ReplayEvent {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            stream_version: event.stream_version,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            payload: event.payload,
+        }
+    }
+}
+
 /// Where one appended event landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {

@@ -106,7 +106,7 @@ pub mod testkit;
 
 pub use aggregate::{Aggregate, Apply, Command, Events, Handle};
 pub use envelope::{
-    AppendOutcome, Committed, Metadata, NewEvent, Payload, RecordedEvent, Snapshot, Timestamp,
+    AppendOutcome, Committed, Metadata, NewEvent, Payload, RecordedEvent, ReplayEvent, Snapshot, Timestamp,
 };
 pub use error::{
     AppendError, BoxError, DecodeError, DecodeErrorKind, EncodeError, ExecuteError, LoadError,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, Snapshot};
+use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snapshot};
 use crate::error::{AppendError, ProjectionError, StoreError};
 use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
@@ -58,6 +58,26 @@ pub trait EventStore: Send + Sync + 'static {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of `stream` forward from version `from`
+    /// (inclusive), with only what rebuilding an aggregate needs. Aggregates
+    /// replay through this.
+    ///
+    /// The default reads [`read_stream`](EventStore::read_stream) and keeps
+    /// those fields; an adapter overrides it to read less (on Postgres the
+    /// columns replay skips are most of a row's cost).
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let events = self.read_stream(stream, from, Direction::Forward, limit).await?;
+        Ok(events.into_iter().map(ReplayEvent::from).collect())
+    }
 
     /// Reads up to `limit` events of the global stream with a position
     /// strictly greater than `after`, in position order.

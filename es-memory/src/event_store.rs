@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::{
     AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    NewEvent, RecordedEvent, Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp,
+    NewEvent, RecordedEvent, ReplayEvent, Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion,
+    Timestamp,
 };
 use tokio::sync::watch;
 
@@ -211,6 +212,24 @@ impl EventStore for InMemoryEventStore {
             }
         };
         Ok(out)
+    }
+
+    async fn read_replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let state = self.lock()?;
+        let Some(indexes) = state.streams.get(stream) else { return Ok(Vec::new()) };
+        let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
+        let replay = |event: &RecordedEvent| ReplayEvent {
+            stream_version: event.stream_version,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+        };
+        Ok(indexes.iter().skip(start).take(limit).map(|&i| replay(&state.log[i])).collect())
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::join;
 use crate::{
     AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    Metadata, NewEvent, RecordedEvent, StreamId, StreamVersion, Timestamp,
+    Metadata, NewEvent, RecordedEvent, ReplayEvent, StreamId, StreamVersion, Timestamp,
 };
 
 /// How long a waiter may wait in [`wait_for_events_wakes_when_an_event_lands`].
@@ -618,6 +618,41 @@ pub async fn reading_missing_stream_is_empty<S: EventStore>(store: S) {
         assert!(events.is_empty(), "reading a missing stream {direction:?} from {from} returned {events:?}");
     }
     assert_eq!(stream_version_of(&store, &missing).await, None, "a missing stream has no version");
+}
+
+/// `read_replay` returns, for each event `read_stream` forward returns from
+/// the same version with the same limit, its version, type, schema version
+/// and payload; a missing stream and a version past the end read empty.
+pub async fn read_replay_matches_read_stream<S: EventStore>(store: S) {
+    let stream = StreamId::new("order-1");
+    let mixed = vec![
+        event(1),
+        NewEvent::new("test", "Renamed", 2, json!({ "name": "x", "tags": ["a", "b"], "n": null })),
+        event(3),
+        NewEvent::new("test", "Nested", 7, json!({ "deep": { "list": [1, 2.5, "three", { "k": true }] } })),
+        event(5),
+    ];
+    append_ok(&store, &stream, ExpectedVersion::NoStream, mixed, "storing 5 events").await;
+    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
+        .await;
+    for (from, limit) in [(1, 10), (1, 2), (2, 2), (4, usize::MAX), (5, 1), (6, 3), (3, 0), (0, 2)] {
+        let what = format!("read_replay from {from}, limit {limit}");
+        let replayed = store
+            .read_replay(&stream, StreamVersion(from), limit)
+            .await
+            .unwrap_or_else(|e| panic!("{what} failed: {e:?}"));
+        let read = store
+            .read_stream(&stream, StreamVersion(from), Direction::Forward, limit)
+            .await
+            .unwrap_or_else(|e| panic!("read_stream forward from {from}, limit {limit} failed: {e:?}"));
+        let expected: Vec<ReplayEvent> = read.into_iter().map(ReplayEvent::from).collect();
+        assert_eq!(replayed, expected, "{what}");
+    }
+    let missing = store
+        .read_replay(&StreamId::new("order-404"), StreamVersion::FIRST, 10)
+        .await
+        .unwrap_or_else(|e| panic!("read_replay of a missing stream must not fail: {e:?}"));
+    assert!(missing.is_empty(), "read_replay of a missing stream returned {missing:?}");
 }
 
 /// `read_all` returns the events strictly after a position, at most `limit`

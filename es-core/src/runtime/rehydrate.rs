@@ -5,10 +5,10 @@ use std::panic::AssertUnwindSafe;
 use tracing::Instrument;
 
 use crate::aggregate::Aggregate;
-use crate::envelope::RecordedEvent;
+use crate::envelope::ReplayEvent;
 use crate::error::{DecodeError, LoadError};
 use crate::event::EventSet;
-use crate::store::{Direction, EventStore, SnapshotStore};
+use crate::store::{EventStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
 
 /// How many events one read fetches while replaying a stream.
@@ -23,11 +23,11 @@ pub struct Loaded<A> {
     pub version: Option<StreamVersion>,
 }
 
-/// Decodes one recorded event into the aggregate's event enum.
-pub(crate) fn decode<A: Aggregate>(event: RecordedEvent) -> Result<A::Event, DecodeError> {
-    let RecordedEvent { stream_id, stream_version, event_type, schema_version, payload, .. } = event;
+/// Decodes one stored event of `stream` into the aggregate's event enum.
+pub(crate) fn decode<A: Aggregate>(stream: &StreamId, event: ReplayEvent) -> Result<A::Event, DecodeError> {
+    let ReplayEvent { stream_version, event_type, schema_version, payload } = event;
     A::Event::from_stored(&event_type, schema_version, &payload).map_err(|kind| DecodeError {
-        stream: stream_id,
+        stream: stream.clone(),
         version: stream_version,
         event_type,
         schema_version,
@@ -108,14 +108,14 @@ pub(crate) async fn catch_up<A: Aggregate>(
         if up_to.is_some_and(|limit| from > limit) {
             return Ok(applied);
         }
-        let page = events.read_stream(stream, from, Direction::Forward, REPLAY_PAGE).await?;
+        let page = events.read_replay(stream, from, REPLAY_PAGE).await?;
         let fetched = page.len();
         for recorded in page {
             let version = recorded.stream_version;
             if up_to.is_some_and(|limit| version > limit) {
                 return Ok(applied);
             }
-            let event = decode::<A>(recorded)?;
+            let event = decode::<A>(stream, recorded)?;
             apply_guarded(&mut loaded.state, &event, id)?;
             loaded.version = Some(version);
             applied += 1;

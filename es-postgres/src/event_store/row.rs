@@ -6,7 +6,8 @@
 //! [`StoreError::Backend`].
 
 use es_core::{
-    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
+    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, ReplayEvent, StoreError, StreamId,
+    StreamVersion, Timestamp,
 };
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::types::Json;
@@ -125,11 +126,18 @@ fn payload(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<P
 
 /// Decodes a row of `select_events.sql` whose event columns start at
 /// position `first` (columns are read by position: this is the hot path of
-/// every load).
-pub(crate) fn recorded_event(row: &PgRow, first: usize) -> Result<RecordedEvent, StoreError> {
+/// every load). A read of one `stream` passes it and leaves the column out.
+pub(crate) fn recorded_event(
+    row: &PgRow,
+    first: usize,
+    stream: Option<&StreamId>,
+) -> Result<RecordedEvent, StoreError> {
     let raw_position: i64 = column(row, first, &|| "an event row".to_owned())?;
     let at_position = || format!("global position {raw_position}");
-    let stream: String = column(row, first + 2, &at_position)?;
+    let stream = match stream {
+        Some(stream) => stream.clone(),
+        None => StreamId::new(column::<String, _>(row, first + 2, &at_position)?),
+    };
     let raw_version: i64 = column(row, first + 3, &at_position)?;
     let location = || format!("stream `{stream}` version {raw_version} (global position {raw_position})");
     let stream_version = StreamVersion(positive(raw_version, "stream version", &location)?);
@@ -143,7 +151,7 @@ pub(crate) fn recorded_event(row: &PgRow, first: usize) -> Result<RecordedEvent,
     let recorded_at = timestamp(row, first + 9, &location)?;
     Ok(RecordedEvent {
         event_id: EventId(event_id),
-        stream_id: StreamId::new(stream),
+        stream_id: stream,
         aggregate_type,
         stream_version,
         global_position,
@@ -152,5 +160,18 @@ pub(crate) fn recorded_event(row: &PgRow, first: usize) -> Result<RecordedEvent,
         payload,
         metadata,
         recorded_at,
+    })
+}
+
+/// Decodes a row of the replay read (version, type, schema version,
+/// payload) of `stream`.
+pub(crate) fn replay_event(row: &PgRow, stream: &StreamId) -> Result<ReplayEvent, StoreError> {
+    let raw_version: i64 = column(row, 0, &|| format!("a row of stream `{stream}`"))?;
+    let location = || format!("stream `{stream}` version {raw_version}");
+    Ok(ReplayEvent {
+        stream_version: StreamVersion(positive(raw_version, "stream version", &location)?),
+        event_type: column(row, 1, &location)?,
+        schema_version: schema_version(column(row, 2, &location)?, &location)?,
+        payload: payload(row, 3, &location)?,
     })
 }
