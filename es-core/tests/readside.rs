@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::{
-    event, Consistency, ConsistencyError, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
-    HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
+    event, Consistency, ConsistencyError, DocumentQuery, Es, Event, EventStore, ExpectedVersion,
+    GlobalPosition, HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
     ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, ReadSideError, Recorded,
     Registry, RegistryError, Replay, RetryPolicy, Selection, StreamId, Subscriber, SubscriptionState,
     UnitOfWork,
@@ -613,6 +613,41 @@ async fn when_a_runner_dies_its_lease_expires_and_another_takes_over() {
     let seen = shared.seen.lock().unwrap().clone();
     assert_eq!(seen, [("a".to_owned(), 1), ("a".to_owned(), 2), ("b".to_owned(), 3)]);
     assert!(leases.try_acquire("exclusive", "c", Duration::from_secs(1)).await.unwrap().is_none());
+    b.shutdown().await;
+}
+
+/// The read side an `Es` owns dispatches through it, yet does not keep it
+/// alive: dropping the last `Es` handle stops that node like a crash, and
+/// another node takes its subscriptions over.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_es_stops_its_read_side_and_another_node_takes_over() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let shared = Exclusive::default();
+    let handler = Exclusive { node: "a".into(), ..shared.clone() };
+    let mut registry = Registry::new();
+    registry.register("exclusive", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
+    let a = Es::builder()
+        .event_store(events.clone())
+        .projection_store(documents.clone())
+        .read_side(
+            ReadSide::builder().lease_store(leases.clone()).owner("a").registry(registry).config(config()),
+        )
+        .build()
+        .await
+        .unwrap();
+    let head = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    a.read_side().unwrap().wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(leases.holder("exclusive").as_deref(), Some("a"));
+    let b = node("b", &shared, &events, &documents, &leases, config());
+    drop(a);
+
+    let head = append(&events, "account-ada", &[deposit("ada", 2)]).await;
+    b.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    assert_eq!(leases.holder("exclusive").as_deref(), Some("b"));
+    let seen = shared.seen.lock().unwrap().clone();
+    assert_eq!(seen, [("a".to_owned(), 1), ("b".to_owned(), 2)]);
     b.shutdown().await;
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::lease::{InMemoryLeaseStore, LeaseStore};
 use super::registry::{Registry, RegistryError, Selection};
-use super::runner::{self, Progress, Shared, Slot, Start, Task, IN_SUBSCRIPTION};
+use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task, IN_SUBSCRIPTION};
 use super::status::{Failure, SubscriptionState, SubscriptionStatus};
 use super::subscriber::{Consistency, RetryPolicy};
 use crate::error::StoreError;
@@ -150,7 +150,7 @@ pub struct ReadSideBuilder {
     registry: Option<Registry>,
     selection: Selection,
     config: ReadSideConfig,
-    dispatcher: Option<Es>,
+    dispatcher: Option<Dispatcher>,
 }
 
 impl std::fmt::Debug for ReadSideBuilder {
@@ -172,7 +172,16 @@ impl ReadSideBuilder {
         if let Some(projections) = es.projection_store() {
             self.projections = Some(Arc::clone(projections));
         }
-        self.dispatcher = Some(es.clone());
+        self.dispatcher = Some(Dispatcher::Strong(es.clone()));
+        self
+    }
+
+    /// As [`es`](ReadSideBuilder::es), for the read side `es` itself owns:
+    /// it dispatches through a weak handle, so dropping the last `Es` drops
+    /// the read side too.
+    pub(crate) fn owned_by(mut self, es: &Es) -> Self {
+        self = self.es(es);
+        self.dispatcher = Some(Dispatcher::Weak(es.downgrade()));
         self
     }
 
@@ -252,7 +261,7 @@ impl ReadSideBuilder {
     /// Sets the application that handlers dispatch commands to.
     #[must_use]
     pub fn dispatcher(mut self, es: Es) -> Self {
-        self.dispatcher = Some(es);
+        self.dispatcher = Some(Dispatcher::Strong(es));
         self
     }
 
@@ -395,6 +404,7 @@ impl ReadSide {
     /// Sets (or, with `None`, clears) the application handlers dispatch
     /// commands to. `Es` sets itself here when it owns the read side.
     pub fn set_dispatcher(&self, es: Option<Es>) {
+        let es = es.map(Dispatcher::Strong);
         match self.shared.dispatcher.write() {
             Ok(mut slot) => *slot = es,
             Err(poisoned) => *poisoned.into_inner() = es,
@@ -501,7 +511,9 @@ impl ReadSide {
     }
 
     /// Stops every subscription cleanly (releasing leases) and drops the
-    /// dispatcher, so an `Es` that owns this read side can be dropped.
+    /// dispatcher. Dropping the last handle instead aborts the
+    /// subscriptions and keeps their leases until they expire, as a crash
+    /// would.
     pub async fn shutdown(&self) {
         for slot in self.slots.0.values() {
             Self::stop_slot(slot).await;

@@ -31,7 +31,7 @@ use super::subscriber::{Subscriber, SubscriberKind};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::error::ProjectionError;
-use crate::runtime::Es;
+use crate::runtime::{Es, WeakEs};
 use crate::store::{EventStore, Fence, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
 
@@ -52,14 +52,27 @@ pub(crate) struct Shared {
     pub(crate) leases: Arc<dyn LeaseStore>,
     pub(crate) owner: String,
     pub(crate) config: ReadSideConfig,
-    pub(crate) dispatcher: RwLock<Option<Es>>,
+    pub(crate) dispatcher: RwLock<Option<Dispatcher>>,
+}
+
+/// The application a read side's handlers dispatch commands to.
+#[derive(Clone)]
+pub(crate) enum Dispatcher {
+    /// Set by the user: kept alive by the read side.
+    Strong(Es),
+    /// The `Es` that owns the read side: not kept alive by it.
+    Weak(WeakEs),
 }
 
 impl Shared {
     fn dispatcher(&self) -> Option<Es> {
-        match self.dispatcher.read() {
-            Ok(es) => es.clone(),
+        let dispatcher = match self.dispatcher.read() {
+            Ok(dispatcher) => dispatcher.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        match dispatcher? {
+            Dispatcher::Strong(es) => Some(es),
+            Dispatcher::Weak(es) => es.upgrade(),
         }
     }
 }

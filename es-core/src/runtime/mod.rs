@@ -20,7 +20,7 @@ mod stats;
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 pub use command::CommandOutcome;
@@ -57,9 +57,27 @@ impl Shared {
 
 /// An es application: executes commands and loads aggregates. Cheap to
 /// clone; clones share everything.
+///
+/// Dropping the last handle stops the application as a crash would: actors
+/// stop, and the subscriptions of the read side it owns are aborted without
+/// releasing their leases (another node takes them over when they expire).
+/// [`shutdown`](Es::shutdown) is the clean stop.
 #[derive(Clone)]
 pub struct Es {
     shared: Arc<Shared>,
+}
+
+/// An [`Es`] that does not keep the application alive: the read side an
+/// `Es` owns dispatches its handlers' commands through one, so that the two
+/// do not hold each other up when the user drops the last `Es`.
+#[derive(Clone)]
+pub(crate) struct WeakEs(Weak<Shared>);
+
+impl WeakEs {
+    /// The application, while some `Es` handle still holds it.
+    pub(crate) fn upgrade(&self) -> Option<Es> {
+        self.0.upgrade().map(|shared| Es { shared })
+    }
 }
 
 impl std::fmt::Debug for Es {
@@ -256,7 +274,7 @@ impl EsBuilder {
             }),
         };
         if let Some(builder) = self.read_side {
-            let read_side = builder.es(&es).start()?;
+            let read_side = builder.owned_by(&es).start()?;
             // The cell was created empty just above and nothing else can
             // reach it yet, so this set cannot find it full.
             let _ = es.shared.read_side.set(read_side);
@@ -327,6 +345,10 @@ impl Es {
             }
         }
         Ok(outcome)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakEs {
+        WeakEs(Arc::downgrade(&self.shared))
     }
 
     /// The read side this application runs, if the builder was given one.
