@@ -8,7 +8,8 @@
 //! - cold rehydration time of 10,000 events, with and without a snapshot.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin actors` (add `hot` for
-//! the hot-aggregate figures only). Wall-clock rates move with the load on
+//! the hot-aggregate figures only, `cold` for rehydration only). Wall-clock
+//! rates move with the load on
 //! the machine; the CPU time per command beside them, and
 //! `perf stat -e task-clock target/release/actors one <history> <commands>`,
 //! are steadier ways to compare history lengths on a shared machine.
@@ -418,18 +419,19 @@ async fn idle_actor_memory() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Samples per cold-rehydration figure (each on a fresh application).
+const COLD_SAMPLES: usize = 9;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
 async fn cold_rehydration() -> anyhow::Result<()> {
     let events = 10_000u64;
     let store = InMemoryEventStore::new();
     prefill(&store, "cold", events).await?;
-    let plain = app(&store, CommandPath::Actors).await?;
-    let started = Instant::now();
-    let state = plain.load::<Counter>("cold").await?;
-    let without = started.elapsed();
-    let started = Instant::now();
-    plain.execute(Touch { id: "cold".into() }).await?;
-    let first_without = started.elapsed();
-
+    let state = app(&store, CommandPath::Actors).await?.load::<Counter>("cold").await?;
     store
         .save_snapshot(Snapshot {
             stream_id: StreamId::for_aggregate(Counter::NAME, "cold"),
@@ -440,32 +442,48 @@ async fn cold_rehydration() -> anyhow::Result<()> {
             taken_at: Timestamp::now(),
         })
         .await?;
-    let snap = Es::builder()
-        .event_store(store.clone())
-        .shared_snapshot_store(Arc::new(store.clone()))
-        .build()
-        .await?;
-    let started = Instant::now();
-    let from_snapshot = snap.load::<Counter>("cold").await?;
-    let with = started.elapsed();
-    anyhow::ensure!(from_snapshot.total == state.total, "snapshot state differs from replay");
-    let started = Instant::now();
-    snap.execute(Touch { id: "cold".into() }).await?;
-    let first_with = started.elapsed();
-    println!("cold rehydration of 10,000 events: {} without a snapshot, {} with one", ms(without), ms(with));
+    // Each sample starts a fresh application, so every load and every first
+    // command rehydrates from the store: without snapshots (the plain one
+    // has no snapshot store) or from the snapshot at 10,000.
+    let (mut without, mut with, mut first_without, mut first_with) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..COLD_SAMPLES {
+        for snapshots in [false, true] {
+            let mut builder = Es::builder().event_store(store.clone());
+            if snapshots {
+                builder = builder.shared_snapshot_store(Arc::new(store.clone()));
+            }
+            let es = builder.build().await?;
+            let started = Instant::now();
+            let loaded = es.load::<Counter>("cold").await?;
+            let load = started.elapsed();
+            anyhow::ensure!(loaded.total == state.total, "rehydrated state differs");
+            let started = Instant::now();
+            es.execute(Touch { id: "cold".into() }).await?;
+            let first = started.elapsed();
+            es.shutdown().await;
+            let (loads, firsts) =
+                if snapshots { (&mut with, &mut first_with) } else { (&mut without, &mut first_without) };
+            loads.push(load);
+            firsts.push(first);
+        }
+    }
+    println!(
+        "cold rehydration of 10,000 events (median of {COLD_SAMPLES}): {} without a snapshot, {} with one",
+        ms(median(without)),
+        ms(median(with))
+    );
     println!(
         "first command to a cold aggregate of 10,000 events: {} without a snapshot, {} with one",
-        ms(first_without),
-        ms(first_with)
+        ms(median(first_without)),
+        ms(median(first_with))
     );
-    plain.shutdown().await;
-    snap.shutdown().await;
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // `actors hot` runs only the hot-aggregate table; `actors one <history>
+    // `actors hot` runs only the hot-aggregate table, `actors cold` only the
+    // cold rehydration figures; `actors one <history>
     // <commands>` only sends commands to one hot aggregate, for counting
     // instructions with `perf stat`, which a busy machine does not disturb.
     let mut args = std::env::args().skip(1);
@@ -479,6 +497,9 @@ async fn main() -> anyhow::Result<()> {
         actors.execute(increment("hot")).await?;
         hot_rate(&actors, "hot", 1, commands, Duration::from_secs(3600)).await?;
         return Ok(());
+    }
+    if mode.as_deref() == Some("cold") {
+        return cold_rehydration().await;
     }
     let only_hot = mode.as_deref() == Some("hot");
     println!("es aggregate actors benchmark (in-memory store)\n");
