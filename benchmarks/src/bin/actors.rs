@@ -9,8 +9,8 @@
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin actors` (add `hot` for
 //! the hot-aggregate figures only, `cold` for rehydration only). Wall-clock
-//! rates move with the load on
-//! the machine; the CPU time per command beside them, and
+//! rates move with the load on the machine; the CPU time per command beside
+//! them, and
 //! `perf stat -e task-clock target/release/actors one <history> <commands>`,
 //! are steadier ways to compare history lengths on a shared machine.
 
