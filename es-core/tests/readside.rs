@@ -76,6 +76,8 @@ fn config() -> ReadSideConfig {
         store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
         remote_poll: Duration::from_millis(50),
         held_back_warning: Duration::from_secs(10),
+        // Small, so that tests with many documents also evict.
+        document_cache: 4,
     }
 }
 
@@ -238,6 +240,89 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     assert_eq!(status.lag, 0);
     second.shutdown().await;
     assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+}
+
+/// A projection store that counts the documents read from it.
+#[derive(Clone, Default)]
+struct CountingGets {
+    inner: InMemoryProjectionStore,
+    gets: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl ProjectionStore for CountingGets {
+    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(projection, id).await
+    }
+    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
+        self.inner.put(projection, id, document).await
+    }
+    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
+        self.inner.delete(projection, id).await
+    }
+    async fn query(
+        &self,
+        projection: &str,
+        query: &DocumentQuery,
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.inner.query(projection, query).await
+    }
+    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        self.inner.checkpoint(projection).await
+    }
+    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
+        self.inner.commit(projection, work).await
+    }
+    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
+        self.inner.reset(projection).await
+    }
+}
+
+/// Runs `balances` over `deposits` with a document cache of `cache`, then
+/// rebuilds it; returns the store reads of the first run and of the
+/// rebuild, after checking that both end at the fold of the deposits.
+async fn document_reads(deposits: &[Deposited], cache: usize) -> (u32, u32) {
+    let events = InMemoryEventStore::new();
+    let documents = CountingGets::default();
+    let head = append(&events, "account-mixed", deposits).await;
+    let mut registry = Registry::new();
+    registry.register("balances", balances(Balances::default())).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(ReadSideConfig { document_cache: cache, ..config() })
+        .start()
+        .unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(stored_balances(&documents.inner).await, expected_balances(deposits), "cache {cache}");
+    let first = documents.gets.swap(0, Ordering::SeqCst);
+    read_side.rebuild("balances").await.unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    assert_eq!(
+        stored_balances(&documents.inner).await,
+        expected_balances(deposits),
+        "cache {cache}, rebuilt"
+    );
+    read_side.shutdown().await;
+    (first, documents.gets.load(Ordering::SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_reads_each_document_from_the_store_once_and_a_rebuild_reads_none() {
+    let accounts = ["ada", "bob", "cyd"];
+    let deposits: Vec<Deposited> = (0..30).map(|n| deposit(accounts[n % 3], n as i64 + 1)).collect();
+    // Without a cache every event reads its account's document.
+    assert_eq!(document_reads(&deposits, 0).await, (30, 30));
+    // With one, each document is read once; a rebuild starts from an empty
+    // store and reads nothing.
+    assert_eq!(document_reads(&deposits, 100).await, (3, 0));
+    // More documents than the cache holds: it evicts, reads again, and the
+    // results are still the fold.
+    let many: Vec<Deposited> = (0..40).map(|n| deposit(&format!("acc-{}", n % 10), 1)).collect();
+    let (first, rebuild) = document_reads(&many, 4).await;
+    assert!(first > 10 && rebuild > 0, "an evicting cache reads again: {first}, {rebuild}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,26 +17,26 @@
 //!   payload JSON only.
 //!
 //! Then it shows where a rebuild's time goes (the projection store calls,
-//! timed by a wrapper around the adapter), and what two library changes
-//! would give, simulated in that wrapper: a document cache during rebuilds
-//! (no `get` reaches Postgres) and batch commits with
-//! `SET LOCAL synchronous_commit = off`.
+//! timed by a wrapper around the adapter), the read-modify-write rebuild
+//! without the runner's document cache (`ReadSideConfig::document_cache`
+//! 0, so every event reads its document from Postgres), and what batch
+//! commits with `SET LOCAL synchronous_commit = off` would give, simulated
+//! in that wrapper.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_rebuild`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers};
 use es_core::{
-    event, projection, DocumentChange, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition,
-    HandlerError, NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide,
-    ReadSideConfig, Recorded, Selection, StreamId, StreamVersion, UnitOfWork,
+    event, projection, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
+    NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded,
+    Selection, StreamId, StreamVersion, UnitOfWork,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
@@ -115,66 +115,50 @@ impl Tally {
     }
 }
 
-/// What the wrapper around the adapter simulates of the library changes
-/// this benchmark suggests.
+/// How a rebuild runs: the runner's document cache on (the default) or
+/// off, and the batch commits as they are or simulated asynchronous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Simulate {
-    /// Keep the documents committed since the reset in memory and answer
-    /// `get` from there (during a rebuild the projection is their only
-    /// writer), so no document is read from Postgres.
-    cache: bool,
-    /// Commit each batch with `SET LOCAL synchronous_commit = off`: the
-    /// documents and the checkpoint stay atomic, a crash loses only the
-    /// last batches, which are then projected again.
+struct Variant {
+    /// `ReadSideConfig::document_cache: 0`: every document read goes to
+    /// Postgres.
+    no_cache: bool,
+    /// Commit each batch with `SET LOCAL synchronous_commit = off` (a
+    /// simulated library change): the documents and the checkpoint stay
+    /// atomic, a crash loses only the last batches, which are then
+    /// projected again.
     async_commit: bool,
 }
 
-impl Simulate {
+impl Variant {
     fn label(self) -> &'static str {
-        match (self.cache, self.async_commit) {
+        match (self.no_cache, self.async_commit) {
             (false, false) => "as is",
-            (true, false) => "document cache",
+            (true, false) => "no document cache",
             (false, true) => "async commit",
-            (true, true) => "cache + async commit",
+            (true, true) => "no cache, async commit",
         }
     }
 }
 
-/// Documents as committed since the last reset, for [`Simulate::cache`].
-#[derive(Debug, Default)]
-struct Cache {
-    /// Whether a reset emptied the projection, so a document missing here
-    /// is missing in the store.
-    complete: bool,
-    documents: HashMap<String, Value>,
-}
-
 /// The Postgres projection store, timing the calls a rebuild makes (`get`
-/// of documents outside the batch, `commit` of each batch), to show where
-/// the rebuild's time goes; optionally simulating [`Simulate`].
+/// of documents outside the batch and the cache, `commit` of each batch),
+/// to show where the rebuild's time goes; optionally simulating
+/// [`Variant::async_commit`].
 #[derive(Debug, Clone)]
 struct Timed {
     inner: PgProjectionStore,
     gets: Arc<Tally>,
     commits: Arc<Tally>,
-    simulate: Simulate,
-    cache: Arc<Mutex<Cache>>,
+    async_commit: bool,
 }
 
 impl Timed {
-    fn new(inner: PgProjectionStore, simulate: Simulate) -> Self {
-        Self { inner, gets: Arc::default(), commits: Arc::default(), simulate, cache: Arc::default() }
-    }
-
-    fn cache(&self) -> MutexGuard<'_, Cache> {
-        match self.cache.lock() {
-            Ok(cache) => cache,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn new(inner: PgProjectionStore, async_commit: bool) -> Self {
+        Self { inner, gets: Arc::default(), commits: Arc::default(), async_commit }
     }
 
     async fn commit_batch(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        if !self.simulate.async_commit {
+        if !self.async_commit {
             return self.inner.commit(projection, work).await;
         }
         self.inner
@@ -191,15 +175,6 @@ impl Timed {
 #[async_trait::async_trait]
 impl ProjectionStore for Timed {
     async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        if self.simulate.cache {
-            let cache = self.cache();
-            if let Some(document) = cache.documents.get(id) {
-                return Ok(Some(document.clone()));
-            }
-            if cache.complete {
-                return Ok(None);
-            }
-        }
         self.gets.time(self.inner.get(projection, id)).await
     }
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
@@ -219,23 +194,10 @@ impl ProjectionStore for Timed {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        let changes = if self.simulate.cache { work.changes.clone() } else { Vec::new() };
-        self.commits.time(self.commit_batch(projection, work)).await?;
-        let mut cache = self.cache();
-        for change in changes {
-            match change {
-                DocumentChange::Put { id, document } => cache.documents.insert(id, document),
-                DocumentChange::Delete { id } => cache.documents.remove(&id),
-            };
-        }
-        Ok(())
+        self.commits.time(self.commit_batch(projection, work)).await
     }
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await?;
-        let mut cache = self.cache();
-        cache.documents.clear();
-        cache.complete = self.simulate.cache;
-        Ok(())
+        self.inner.reset(projection).await
     }
 }
 
@@ -319,14 +281,16 @@ async fn rebuild(
     name: &str,
     batch_size: usize,
     head: GlobalPosition,
-    simulate: Simulate,
+    variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
-    let timed = Timed::new(projections.clone(), simulate);
+    let timed = Timed::new(projections.clone(), variant.async_commit);
+    let defaults = ReadSideConfig::default();
+    let document_cache = if variant.no_cache { 0 } else { defaults.document_cache };
     let read_side = ReadSide::builder()
         .event_store(store.clone())
         .projection_store(timed.clone())
         .select(Selection::names([name]))
-        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
+        .config(ReadSideConfig { batch_size, document_cache, ..defaults })
         .build()?;
     let started = Instant::now();
     read_side.rebuild(name).await?;
@@ -367,11 +331,11 @@ async fn best_rebuild(
     name: &str,
     batch_size: usize,
     head: GlobalPosition,
-    simulate: Simulate,
+    variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
-    let mut best = rebuild(store, projections, name, batch_size, head, simulate).await?;
+    let mut best = rebuild(store, projections, name, batch_size, head, variant).await?;
     for _ in 1..TRIES {
-        let next = rebuild(store, projections, name, batch_size, head, simulate).await?;
+        let next = rebuild(store, projections, name, batch_size, head, variant).await?;
         if next.elapsed < best.elapsed {
             best = next;
         }
@@ -495,9 +459,9 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     );
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
-        let rmw = best_rebuild(&store, &projections, BALANCES, batch, head, Simulate::default()).await?;
+        let rmw = best_rebuild(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
         let write_only =
-            best_rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Simulate::default()).await?;
+            best_rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
         let (read_time, read_count) = best_read(|| read_all(&store, batch)).await?;
         let (raw_time, raw_count) = best_read(|| raw_read(&pool, schema, batch, false)).await?;
         let (json_time, json_count) = best_read(|| raw_read(&pool, schema, batch, true)).await?;
@@ -518,31 +482,32 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             100.0 * rmw_rate / raw,
             100.0 * wo_rate / raw,
         );
-        breakdowns.push((batch, "r-m-w", Simulate::default(), rmw));
-        breakdowns.push((batch, "w-o", Simulate::default(), write_only));
+        breakdowns.push((batch, "r-m-w", Variant::default(), rmw));
+        breakdowns.push((batch, "w-o", Variant::default(), write_only));
     }
-    println!("suggested library changes, simulated around the adapter (rebuild events/s):");
+    println!(
+        "without the document cache, and a library change simulated around the adapter (rebuild events/s):"
+    );
     for batch in [256, 1000] {
         let mut line = format!("  batch {batch:>4}:");
-        for (name, kind, simulate) in [
-            (BALANCES, "r-m-w", Simulate { cache: true, async_commit: false }),
-            (BALANCES, "r-m-w", Simulate { cache: false, async_commit: true }),
-            (BALANCES, "r-m-w", Simulate { cache: true, async_commit: true }),
-            (LAST_DEPOSIT, "w-o", Simulate { cache: false, async_commit: true }),
+        for (name, kind, variant) in [
+            (BALANCES, "r-m-w", Variant { no_cache: true, async_commit: false }),
+            (BALANCES, "r-m-w", Variant { no_cache: false, async_commit: true }),
+            (LAST_DEPOSIT, "w-o", Variant { no_cache: false, async_commit: true }),
         ] {
-            let rebuilt = best_rebuild(&store, &projections, name, batch, head, simulate).await?;
-            line.push_str(&format!(" {kind} {} {:.0}/s;", simulate.label(), rate(total, rebuilt.elapsed)));
-            breakdowns.push((batch, kind, simulate, rebuilt));
+            let rebuilt = best_rebuild(&store, &projections, name, batch, head, variant).await?;
+            line.push_str(&format!(" {kind} {} {:.0}/s;", variant.label(), rate(total, rebuilt.elapsed)));
+            breakdowns.push((batch, kind, variant, rebuilt));
         }
         println!("{line}");
     }
     println!("where a rebuild's time goes (projection store calls, timed around the adapter):");
-    for (batch, kind, simulate, r) in breakdowns {
+    for (batch, kind, variant, r) in breakdowns {
         let share = |d: Duration| 100.0 * d.as_secs_f64() / r.elapsed.as_secs_f64();
         let each = |(calls, time): (u64, Duration)| time.as_secs_f64() * 1e3 / calls.max(1) as f64;
         println!(
             "  batch {batch:>4} {kind:<5} {:<20}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
-            simulate.label(),
+            variant.label(),
             r.elapsed.as_secs_f64(),
             r.gets.0,
             r.gets.1.as_secs_f64(),

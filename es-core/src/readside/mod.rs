@@ -25,6 +25,7 @@
 //!   (read your own writes); [`ReadSide::wait_for_strong`] waits for every
 //!   [`Consistency::Strong`] one, which is what command execution does.
 
+mod cache;
 mod handler;
 mod lease;
 mod projection;

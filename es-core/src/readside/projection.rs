@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::cache::SharedCache;
 use super::handler::{HandlerError, HandlerFuture};
 use super::recorded::Recorded;
 use super::subscriber::{Subscriber, SubscriberKind};
@@ -72,10 +73,17 @@ pub trait Project<E: Event>: Send + Sync + 'static {
 }
 
 /// The documents of one projection as seen while projecting a batch: reads
-/// go to the store but see the batch's own pending puts and deletes, which
-/// commit with the checkpoint when the batch is done.
+/// see the batch's own pending puts and deletes, which commit with the
+/// checkpoint when the batch is done.
+///
+/// Reads of documents the runner read or wrote earlier are answered from
+/// its document cache ([`ReadSideConfig::document_cache`](crate::ReadSideConfig::document_cache));
+/// the cache assumes the runner is the only writer of its projection's
+/// documents, which its lease makes true for every writer that goes through
+/// a read side.
 pub struct ProjectionTx {
     store: Arc<dyn ProjectionStore>,
+    cache: Option<SharedCache>,
     name: Arc<str>,
     changes: Vec<DocumentChange>,
     /// The newest pending state of each touched document (`None`: deleted).
@@ -95,7 +103,13 @@ impl std::fmt::Debug for ProjectionTx {
 
 impl ProjectionTx {
     pub(crate) fn new(store: Arc<dyn ProjectionStore>, name: Arc<str>) -> Self {
-        Self { store, name, changes: Vec::new(), pending: HashMap::new(), replay: false }
+        Self { store, cache: None, name, changes: Vec::new(), pending: HashMap::new(), replay: false }
+    }
+
+    /// Reads through `cache` first, and tells it what the store returned.
+    pub(crate) fn with_cache(mut self, cache: SharedCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The projection's name (its document namespace in the store).
@@ -114,10 +128,17 @@ impl ProjectionTx {
     /// # Errors
     /// [`ProjectionError::Backend`] if the store fails.
     pub async fn get_json(&self, id: &str) -> Result<Option<Value>, ProjectionError> {
-        match self.pending.get(id) {
-            Some(pending) => Ok(pending.clone()),
-            None => self.store.get(&self.name, id).await,
+        if let Some(pending) = self.pending.get(id) {
+            return Ok(pending.clone());
         }
+        if let Some(known) = self.cache.as_ref().and_then(|cache| cache.get(id)) {
+            return Ok(known);
+        }
+        let document = self.store.get(&self.name, id).await?;
+        if let Some(cache) = &self.cache {
+            cache.remember(id, document.clone());
+        }
+        Ok(document)
     }
 
     /// The document `id` deserialized as `T`, including this batch's

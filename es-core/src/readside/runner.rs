@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::cache::SharedCache;
 use super::handler::{HandlerCtx, HandlerError, HandlerFuture, HandlerRoute, Replay};
 use super::lease::{Lease, LeaseStore};
 use super::projection::{ProjectionRoute, ProjectionTx};
@@ -364,6 +365,8 @@ struct Runner<'a> {
     next_blocker_check: Instant,
     /// When it last warned about a transaction holding it back.
     last_held_back_warning: Option<Instant>,
+    /// A projection's documents as this run read or committed them.
+    cache: SharedCache,
 }
 
 impl<'a> Runner<'a> {
@@ -385,6 +388,7 @@ impl<'a> Runner<'a> {
             replay_until: GlobalPosition::START,
             next_blocker_check: Instant::now(),
             last_held_back_warning: None,
+            cache: SharedCache::new(shared.config.document_cache),
         }
     }
 
@@ -450,7 +454,13 @@ impl<'a> Runner<'a> {
             self.check_lease_only().await?;
             let lease = &self.keeper.lease;
             work.fence(Fence::new(lease.name.clone(), lease.token));
-            match self.shared.projections.commit(&self.slot.namespace, work.clone()).await {
+            let outcome = self.shared.projections.commit(&self.slot.namespace, work.clone()).await;
+            match &outcome {
+                Ok(()) => self.cache.committed(&work.changes),
+                // It may or may not have been applied.
+                Err(_) => self.cache.clear(),
+            }
+            match outcome {
                 Ok(()) => {
                     self.committed = checkpoint;
                     self.skipped = 0;
@@ -611,6 +621,7 @@ impl<'a> Runner<'a> {
             SubscriberKind::Projection { .. } => {
                 let projections: &dyn ProjectionStore = shared.projections.as_ref();
                 self.store_read("resetting the projection", move || projections.reset(namespace)).await?;
+                self.cache.emptied();
                 self.replay_until = head;
             }
             SubscriberKind::Handler { .. } => {
@@ -725,7 +736,8 @@ impl<'a> Runner<'a> {
         batch: &[RecordedEvent],
         routes: &BTreeMap<&'static str, Box<dyn ProjectionRoute>>,
     ) -> Result<(), Exit> {
-        let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name));
+        let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
+            .with_cache(self.cache.clone());
         let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;

@@ -1,0 +1,176 @@
+//! The document cache of one projection runner.
+//!
+//! While a runner holds its lease it is the only writer of its projection's
+//! documents, so what it read or committed is still what the store holds:
+//! it keeps those documents and answers reads from them instead of asking
+//! the store for every event. After a reset (a rebuild) the store holds no
+//! documents at all, so until the cache has to evict one, a document it
+//! does not hold does not exist: a rebuild reads nothing back.
+//!
+//! The cache lives as long as one run under one lease (a lease taken again
+//! starts empty, as another node may have written meanwhile), and is
+//! emptied whenever a commit fails, since a failed commit may or may not
+//! have been applied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::Value;
+
+use crate::store::DocumentChange;
+
+/// Documents as the store holds them (`None`: known not to exist).
+#[derive(Debug)]
+pub(crate) struct DocumentCache {
+    documents: HashMap<String, Option<Value>>,
+    capacity: usize,
+    /// Every document of the projection is in `documents`: one that is not
+    /// there does not exist.
+    complete: bool,
+}
+
+/// A runner's cache, shared with the [`ProjectionTx`](super::ProjectionTx)
+/// of each batch. Locked only for map operations, never across an await.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedCache(Arc<Mutex<DocumentCache>>);
+
+impl SharedCache {
+    /// A cache of at most `capacity` documents (0: no caching).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self(Arc::new(Mutex::new(DocumentCache { documents: HashMap::new(), capacity, complete: false })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DocumentCache> {
+        // A panic while locked cannot leave the map half-updated in a way
+        // that matters: at worst an entry is missing, which means a read.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the store holds for `id`, if known: `Some(None)` means it
+    /// holds no such document.
+    pub(crate) fn get(&self, id: &str) -> Option<Option<Value>> {
+        let cache = self.lock();
+        match cache.documents.get(id) {
+            Some(document) => Some(document.clone()),
+            None if cache.complete => Some(None),
+            None => None,
+        }
+    }
+
+    /// Records what the store holds for `id` (read from it or committed).
+    pub(crate) fn remember(&self, id: &str, document: Option<Value>) {
+        self.lock().remember(id, document);
+    }
+
+    /// Records a commit that went through.
+    pub(crate) fn committed(&self, changes: &[DocumentChange]) {
+        let mut cache = self.lock();
+        for change in changes {
+            match change {
+                DocumentChange::Put { id, document } => cache.remember(id, Some(document.clone())),
+                DocumentChange::Delete { id } => cache.remember(id, None),
+            }
+        }
+    }
+
+    /// Forgets everything: the store's state is no longer known.
+    pub(crate) fn clear(&self) {
+        let mut cache = self.lock();
+        cache.documents.clear();
+        cache.complete = false;
+    }
+
+    /// The store was just emptied: every document is known not to exist.
+    pub(crate) fn emptied(&self) {
+        let mut cache = self.lock();
+        cache.documents.clear();
+        cache.complete = cache.capacity > 0;
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().documents.len()
+    }
+}
+
+impl DocumentCache {
+    fn remember(&mut self, id: &str, document: Option<Value>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if document.is_none() && self.complete {
+            // Absence is implied; no need to spend an entry on it.
+            self.documents.remove(id);
+            return;
+        }
+        if self.documents.len() >= self.capacity && !self.documents.contains_key(id) {
+            // Evict an arbitrary entry. Once one is gone, a missing id may
+            // exist in the store.
+            if let Some(evicted) = self.documents.keys().next().cloned() {
+                self.documents.remove(&evicted);
+            }
+            self.complete = false;
+        }
+        self.documents.insert(id.to_owned(), document);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn knows_only_what_it_was_told_until_the_store_is_emptied() {
+        let cache = SharedCache::new(10);
+        assert_eq!(cache.get("a"), None, "unknown before anything is remembered");
+        cache.remember("a", Some(json!(1)));
+        cache.remember("b", None);
+        assert_eq!(cache.get("a"), Some(Some(json!(1))));
+        assert_eq!(cache.get("b"), Some(None), "a known absence");
+        assert_eq!(cache.get("c"), None);
+        cache.emptied();
+        assert_eq!(cache.get("a"), Some(None), "after a reset nothing exists");
+        assert_eq!(cache.get("c"), Some(None));
+    }
+
+    #[test]
+    fn commits_are_written_through_and_a_clear_forgets_everything() {
+        let cache = SharedCache::new(10);
+        cache.emptied();
+        cache.committed(&[
+            DocumentChange::Put { id: "a".into(), document: json!({"n": 1}) },
+            DocumentChange::Put { id: "b".into(), document: json!({"n": 2}) },
+            DocumentChange::Delete { id: "a".into() },
+        ]);
+        assert_eq!(cache.get("a"), Some(None));
+        assert_eq!(cache.get("b"), Some(Some(json!({"n": 2}))));
+        assert_eq!(cache.len(), 1, "a deletion in a complete cache takes no entry");
+        cache.clear();
+        assert_eq!(cache.get("b"), None);
+        assert_eq!(cache.get("z"), None, "not complete after a clear");
+    }
+
+    #[test]
+    fn an_eviction_ends_completeness_and_the_capacity_holds() {
+        let cache = SharedCache::new(2);
+        cache.emptied();
+        cache.remember("a", Some(json!(1)));
+        cache.remember("b", Some(json!(2)));
+        assert_eq!(cache.get("z"), Some(None));
+        cache.remember("c", Some(json!(3)));
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get("z"), None, "an evicted document may be any missing id");
+        assert_eq!(cache.get("c"), Some(Some(json!(3))));
+    }
+
+    #[test]
+    fn a_capacity_of_zero_caches_nothing() {
+        let cache = SharedCache::new(0);
+        cache.emptied();
+        cache.remember("a", Some(json!(1)));
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), None);
+    }
+}
