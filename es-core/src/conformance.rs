@@ -136,6 +136,7 @@ macro_rules! event_store_conformance {
             concurrent_reuse_of_an_event_id_stores_it_once,
             concurrent_identical_appends_store_once,
             wait_for_events_wakes_when_an_event_lands,
+            subscription_catches_up_then_goes_live,
         );
     };
 }

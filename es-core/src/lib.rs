@@ -98,6 +98,7 @@ mod macro_support;
 mod readside;
 mod runtime;
 mod store;
+mod subscription;
 mod version;
 
 #[cfg(feature = "conformance")]
@@ -126,6 +127,7 @@ pub use store::{
     json_contains, Direction, DocumentChange, DocumentQuery, EventStore, Fence, ProjectionStore, ReadBlocker,
     SnapshotStore, UnitOfWork,
 };
+pub use subscription::EventSubscription;
 pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
 pub use es_macros::{command, event, event_handler, projection, Aggregate};

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::join;
 use crate::{
-    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    Metadata, NewEvent, RecordedEvent, ReplayEvent, StreamId, StreamVersion, Timestamp,
+    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, EventSubscription,
+    ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, ReplayEvent, StreamId, StreamVersion,
+    Timestamp,
 };
 
 /// How long a waiter may wait in [`wait_for_events_wakes_when_an_event_lands`].
@@ -1036,6 +1037,59 @@ pub async fn wait_for_events_wakes_when_an_event_lands<S: EventStore + Clone>(st
     join(waiter).await;
     let log = read_whole_log(&store, last_position(&[&first, &second])).await;
     assert_eq!(log.len(), 2, "read_all must see both events");
+}
+
+/// An [`EventSubscription`] delivers the stored events after its start in
+/// position order, then waits for and delivers new ones as they commit,
+/// each once; a subscription started at a delivered position goes on from
+/// there. Like the case above, it relies on `wait_for_events` to wake it.
+pub async fn subscription_catches_up_then_goes_live<S: EventStore + Clone>(store: S) {
+    assert_fresh(&store).await;
+    let (a, b) = (StreamId::new("order-1"), StreamId::new("order-2"));
+    let first = append_ok(&store, &a, ExpectedVersion::NoStream, batch(1, 3), "history of order-1").await;
+    let second = append_ok(&store, &b, ExpectedVersion::NoStream, batch(1, 2), "history of order-2").await;
+    let mut history: Vec<Committed> = first.committed.iter().chain(&second.committed).copied().collect();
+    history.sort_by_key(|c| c.global_position);
+
+    let mut subscription =
+        EventSubscription::new(store.clone(), GlobalPosition::START).page_size(2).idle_wait(LONG_WAIT);
+    for (n, want) in history.iter().enumerate() {
+        let got = subscription.next().await.unwrap_or_else(|e| panic!("subscription, event {n}: {e:?}"));
+        assert_eq!(
+            (got.event_id, got.global_position),
+            (want.event_id, want.global_position),
+            "the subscription must deliver history in position order"
+        );
+        assert_eq!(subscription.position(), want.global_position, "position follows each delivered event");
+    }
+    let caught_up = subscription.next_batch().await.expect("next_batch when caught up");
+    assert!(caught_up.is_empty(), "nothing more is stored, yet next_batch returned {caught_up:?}");
+
+    let writer = {
+        let store = store.clone();
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let later = store.append(&a, ExpectedVersion::Exact(StreamVersion(3)), batch(4, 2)).await;
+            let last = store.append(&b, ExpectedVersion::Exact(StreamVersion(2)), batch(3, 1)).await;
+            (later, last)
+        })
+    };
+    let mut live = Vec::new();
+    while live.len() < 3 {
+        let got = subscription.next().await.unwrap_or_else(|e| panic!("live event {}: {e:?}", live.len()));
+        live.push((got.event_id, got.global_position));
+    }
+    let (later, last) = join(writer).await;
+    let (later, last) = (later.expect("live append to order-1"), last.expect("live append to order-2"));
+    let expected: Vec<(EventId, GlobalPosition)> =
+        later.committed.iter().chain(&last.committed).map(|c| (c.event_id, c.global_position)).collect();
+    assert_eq!(live, expected, "live events must come once each, in position order");
+
+    let resume_at = history[history.len() - 1].global_position;
+    let mut resumed = EventSubscription::new(store.clone(), resume_at).idle_wait(LONG_WAIT);
+    let rest = resumed.next_batch().await.expect("resumed next_batch");
+    let rest: Vec<(EventId, GlobalPosition)> = rest.iter().map(|e| (e.event_id, e.global_position)).collect();
+    assert_eq!(rest, expected, "a subscription started at a position delivers only what came after it");
 }
 
 /// Several tasks appending batches that share one event id to different
