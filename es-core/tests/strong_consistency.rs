@@ -12,7 +12,7 @@ use es_core::{
     ProjectionStore, ProjectionTx, ReadSide, Recorded, Registry, Subscriber,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use support::{Account, Deposit, MoneyDeposited, OpenAccount};
+use support::{Account, AccountOpened, Deposit, MoneyDeposited, OpenAccount};
 use tokio::sync::Notify;
 
 /// Sums deposits per account.
@@ -97,5 +97,37 @@ async fn a_strong_handler_that_does_not_catch_up_times_out_with_events_stored() 
     let account: Account = es.load("bob").await.unwrap();
     assert_eq!(account.balance, 7);
     release.notify_one();
+    es.shutdown().await;
+}
+
+/// A strong handler that opens each new account with a first deposit,
+/// dispatched from a task of its own and awaited.
+struct Welcome;
+
+impl HandleEvent<AccountOpened> for Welcome {
+    async fn handle(&self, e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        let ctx = ctx.clone();
+        let account_id = e.stream_id.as_str().trim_start_matches("account-").to_owned();
+        tokio::spawn(async move { ctx.execute(Deposit { account_id, amount: 1 }).await.map(|_| ()) })
+            .await
+            .map_err(HandlerError::other)?
+    }
+}
+
+#[tokio::test]
+async fn a_command_a_strong_handler_dispatches_from_its_own_task_does_not_wait_for_that_handler() {
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "welcome",
+            Subscriber::handler(Welcome).on::<AccountOpened>().build().consistency(Consistency::Strong),
+        )
+        .unwrap();
+    // Waiting for the handler from inside it could only end by this timeout
+    // (and then `execute` would fail with it).
+    let (es, _) = app(registry, Duration::from_secs(20)).await.unwrap();
+    es.execute(OpenAccount { account_id: "cyd".into(), owner: "Cyd".into() }).await.unwrap();
+    let account: Account = es.load("cyd").await.unwrap();
+    assert_eq!(account.balance, 1, "the welcome deposit ran before execute returned");
     es.shutdown().await;
 }

@@ -199,7 +199,9 @@ impl HandlerCtx {
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
         let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
-        es.execute_with(command, self.command_metadata())
+        // Explicitly, not only through the task-local marker: a handler may
+        // clone its context into a task of its own.
+        es.execute_from(command, self.command_metadata(), false)
             .await
             .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
     }

@@ -329,7 +329,22 @@ impl Es {
         command: C,
         metadata: Metadata,
     ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
+        self.execute_from(command, metadata, true).await
+    }
+
+    /// [`execute_with`](Es::execute_with); `wait_strong: false` skips the
+    /// wait for strongly consistent subscribers (commands a handler
+    /// dispatches: its own subscription cannot move until it returns).
+    pub(crate) async fn execute_from<C: Command>(
+        &self,
+        command: C,
+        metadata: Metadata,
+        wait_strong: bool,
+    ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
         let outcome = command::execute(&self.shared, command, metadata).await?;
+        if !wait_strong {
+            return Ok(outcome);
+        }
         if let (Some(read_side), Some(position)) = (self.shared.read_side.get(), outcome.position) {
             let timeout = self.shared.config.consistency_timeout;
             if let Err(error) = read_side.wait_for_strong(position, timeout).await {
