@@ -253,6 +253,17 @@ pub enum ExecuteError<E> {
         /// Whether the command's events were stored before the panic.
         appended: bool,
     },
+    /// The aggregate's actor ended while the command's append was in
+    /// flight (its task was aborted, or the event store panicked): the
+    /// events may or may not be stored. Load the aggregate to find out
+    /// before sending the command again.
+    #[error("aggregate `{aggregate}` with id `{id}` stopped during its append; the events may or may not be stored")]
+    Interrupted {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+    },
     /// The runtime is shutting down and no longer takes commands.
     #[error("the es runtime is shut down")]
     Shutdown,

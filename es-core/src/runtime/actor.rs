@@ -112,6 +112,9 @@ pub(crate) struct Actor<A: Aggregate> {
     /// The reply of the command being handled, answered by `Drop` if the
     /// task dies before it replied.
     in_flight: Option<oneshot::Sender<Reply<A>>>,
+    /// The in-flight command's append has been sent and not answered: if
+    /// the actor ends now, its events may or may not be stored.
+    appending: bool,
     /// Dropped with the actor: wakes whoever waits for it to exit.
     _exit: watch::Sender<()>,
 }
@@ -138,6 +141,7 @@ impl<A: Aggregate> Actor<A> {
             snapshot_every: shared.aggregate_config::<A>().snapshot_every,
             loaded: None,
             in_flight: None,
+            appending: false,
             _exit: exit,
         }
     }
@@ -266,6 +270,7 @@ impl<A: Aggregate> Actor<A> {
                 }
             };
             let before = loaded.version;
+            self.appending = true;
             let appended = command::append_decided(
                 self.events.as_ref(),
                 &self.stream,
@@ -275,6 +280,7 @@ impl<A: Aggregate> Actor<A> {
                 &metadata,
             )
             .await;
+            self.appending = false;
             match appended {
                 Ok(outcome) => {
                     tracing::Span::current().record("attempts", attempt);
@@ -367,11 +373,13 @@ impl<A: Aggregate> Drop for Actor<A> {
             shared.registry.remove::<A>(&self.id, self.generation);
         }
         if let Some(reply) = self.in_flight.take() {
-            let _ = reply.send(Reply::Done(Err(ExecuteError::Panicked {
-                aggregate: A::NAME,
-                id: self.id.to_string(),
-                appended: false,
-            })));
+            let (aggregate, id) = (A::NAME, self.id.to_string());
+            let error = if self.appending {
+                ExecuteError::Interrupted { aggregate, id }
+            } else {
+                ExecuteError::Panicked { aggregate, id, appended: false }
+            };
+            let _ = reply.send(Reply::Done(Err(error)));
         }
         self.mailbox.close();
         while let Ok(Msg { command, metadata, reply }) = self.mailbox.try_recv() {
