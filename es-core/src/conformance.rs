@@ -126,6 +126,7 @@ macro_rules! event_store_conformance {
             read_stream_forward_from_version_with_limit,
             read_stream_backward_with_limit,
             reading_missing_stream_is_empty,
+            nul_characters_are_refused_alike,
             read_replay_matches_read_stream,
             read_all_pages_after_position,
             head_position_is_last_position_read,

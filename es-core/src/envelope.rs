@@ -106,6 +106,26 @@ impl Payload {
         serde_json::from_str(self.0.get())
     }
 
+    /// Whether a string in the JSON holds a NUL character (`\u0000`),
+    /// which Postgres cannot store in JSONB.
+    pub fn contains_nul(&self) -> bool {
+        // The text is valid JSON: a backslash only occurs in a string, as
+        // the start of an escape.
+        let bytes = self.get().as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'\\' {
+                i += 1;
+                continue;
+            }
+            if bytes.get(i + 1) == Some(&b'u') && bytes.get(i + 2..i + 6) == Some(b"0000".as_slice()) {
+                return true;
+            }
+            i += if bytes.get(i + 1) == Some(&b'u') { 6 } else { 2 };
+        }
+        false
+    }
+
     /// The JSON as a [`Value`] tree.
     ///
     /// # Errors

@@ -39,6 +39,16 @@ pub enum AppendError {
         /// The stream appended to.
         stream: StreamId,
     },
+    /// The batch holds something no store can keep: a NUL character in the
+    /// stream id, a type name, the payload or the metadata (Postgres stores
+    /// none in text or JSONB, so every adapter refuses it alike).
+    #[error("cannot append to stream {stream:?}: {reason}")]
+    Unstorable {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What cannot be stored, and where.
+        reason: String,
+    },
     /// The storage backend failed.
     #[error("event store backend failed while appending to stream `{stream}`")]
     Backend {

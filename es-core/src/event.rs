@@ -152,6 +152,17 @@ mod tests {
     }
 
     #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not_one() {
+        let nul = |text: &str| Payload::from_json(text).unwrap().contains_nul();
+        assert!(nul(r#"{"s": "a\u0000b"}"#));
+        assert!(nul(r#"["\\\u0000"]"#), "an escaped backslash, then a NUL");
+        assert!(!nul(r#"{"s": "\\u0000"}"#), "an escaped backslash, then the text u0000");
+        assert!(nul(r#"{"s": "\u00001"}"#), "a NUL followed by a digit");
+        assert!(!nul(r#"{"s": "\u0001\"\n"}"#), "other escapes");
+        assert!(!nul(r#"{"u0000": 0}"#));
+    }
+
+    #[test]
     fn a_payload_that_does_not_fit_the_event_names_the_field() {
         let err = decode_event::<Renamed>(2, &Payload::from_json(r#"{"name": 5}"#).unwrap()).unwrap_err();
         let DecodeErrorKind::Payload(source) = err else { panic!("expected a payload error, got {err:?}") };

@@ -124,8 +124,8 @@ pub use runtime::{
     AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
 };
 pub use store::{
-    json_contains, Direction, DocumentChange, DocumentQuery, EventStore, Fence, ProjectionStore, ReadBlocker,
-    SnapshotStore, UnitOfWork,
+    check_storable, json_contains, Direction, DocumentChange, DocumentQuery, EventStore, Fence,
+    ProjectionStore, ReadBlocker, SnapshotStore, UnitOfWork,
 };
 pub use subscription::EventSubscription;
 pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};

@@ -129,6 +129,7 @@ impl EventStore for InMemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
+        es_core::check_storable(stream, &events)?;
         for (i, event) in events.iter().enumerate() {
             if events[..i].iter().any(|e| e.event_id == event.event_id) {
                 return Err(AppendError::DuplicateInBatch {

@@ -208,6 +208,13 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// Whether `stream` holds a NUL character: Postgres cannot take it as a
+/// parameter, and no such stream can have been stored
+/// ([`es_core::check_storable`]), so reads of it find nothing.
+fn holds_nul(stream: &StreamId) -> bool {
+    stream.as_str().contains('\0')
+}
+
 /// Refuses a batch that repeats an id or cannot fit one transaction.
 fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
     check_len(stream, events.len() as u64)?;
@@ -406,6 +413,7 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
+        es_core::check_storable(stream, events)?;
         check_batch(stream, events)?;
         if events.is_empty() {
             let current = self.version_on(conn, stream).await.map_err(backend)?;
@@ -715,6 +723,9 @@ impl EventStore for PgEventStore {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(Vec::new());
+        }
         let sql = match direction {
             Direction::Forward => &self.inner.sql.read_forward,
             Direction::Backward => &self.inner.sql.read_backward,
@@ -738,6 +749,9 @@ impl EventStore for PgEventStore {
         from: StreamVersion,
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(self.inner.sql.read_replay.clone())
             .bind(stream.as_str())
             .bind(clamp(from.get()))
@@ -781,6 +795,9 @@ impl EventStore for PgEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(None);
+        }
         let version: Option<i64> = sqlx::query_scalar(self.inner.sql.stream_version.clone())
             .bind(stream.as_str())
             .fetch_one(&self.inner.pool)

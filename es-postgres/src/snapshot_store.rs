@@ -9,6 +9,10 @@ use crate::event_store::{column, positive, read_error, schema_version, PgEventSt
 #[async_trait]
 impl SnapshotStore for PgEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        if stream.as_str().contains('\0') {
+            // Postgres takes no NUL in a parameter, and no such stream is stored.
+            return Ok(None);
+        }
         let (load, _) = self.snapshot_sql();
         let row = sqlx::query(load.clone())
             .bind(stream.as_str())

@@ -656,6 +656,51 @@ pub async fn read_replay_matches_read_stream<S: EventStore>(store: S) {
     assert!(missing.is_empty(), "read_replay of a missing stream returned {missing:?}");
 }
 
+/// An append holding a NUL character (in the stream id, a type name, a
+/// payload string or the metadata; Postgres stores none) is refused with
+/// `Unstorable` and stores nothing, and reading such a stream finds
+/// nothing. An escaped backslash followed by `u0000` is not a NUL and is
+/// stored.
+pub async fn nul_characters_are_refused_alike<S: EventStore>(store: S) {
+    let good = StreamId::new("order-1");
+    let cases: Vec<(&str, StreamId, NewEvent)> = vec![
+        ("a NUL in the stream id", StreamId::new("order-\0-1"), event(1)),
+        ("a NUL in the aggregate type", good.clone(), NewEvent::new("te\0st", "Tested", 1, json!({}))),
+        ("a NUL in the event type", good.clone(), NewEvent::new("test", "Test\0ed", 1, json!({}))),
+        (
+            "a NUL in a payload string",
+            good.clone(),
+            NewEvent::new("test", "Tested", 1, json!({ "s": "a\0b" })),
+        ),
+        ("a NUL in a payload key", good.clone(), NewEvent::new("test", "Tested", 1, json!({ "k\0": 1 }))),
+        (
+            "a NUL in the metadata",
+            good.clone(),
+            event(1).with_metadata(Metadata::new().with_field("note", json!(["ok", "n\0"]))),
+        ),
+    ];
+    for (what, stream, bad) in cases {
+        match store.append(&stream, ExpectedVersion::Any, vec![event(0), bad]).await {
+            Err(AppendError::Unstorable { stream: s, reason }) => {
+                assert_eq!(s, stream, "{what}: Unstorable must name the stream");
+                assert!(reason.contains("NUL"), "{what}: the reason must say what is wrong: {reason}");
+            }
+            other => panic!("{what}: expected AppendError::Unstorable, got {other:?}"),
+        }
+        assert_eq!(stream_version_of(&store, &stream).await, None, "{what}: nothing may be stored");
+        let read = store
+            .read_stream(&stream, StreamVersion::FIRST, Direction::Forward, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reading the stream must not fail: {e:?}"));
+        assert!(read.is_empty(), "{what}: read {read:?}");
+    }
+    let backslash = NewEvent::new("test", "Tested", 1, json!({ "s": "\\u0000" }));
+    append_ok(&store, &good, ExpectedVersion::NoStream, vec![backslash], "a backslash before u0000").await;
+    let stored = read_whole_stream(&store, &good).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].payload, json!({ "s": "\\u0000" }), "the backslash text is kept as it is");
+}
+
 /// `read_all` returns the events strictly after a position, at most `limit`
 /// of them, in strictly increasing position order; paging through it sees
 /// every event exactly once, with the positions the appends reported.
