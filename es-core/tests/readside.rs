@@ -736,6 +736,49 @@ async fn dropping_the_last_es_stops_its_read_side_and_another_node_takes_over() 
     b.shutdown().await;
 }
 
+/// A clone of an `Es`'s read side outlives the `Es`: its handlers, which
+/// dispatch through the `Es`, stop (releasing their leases) instead of
+/// failing event after event without it.
+#[tokio::test(start_paused = true)]
+async fn handlers_stop_when_the_es_owning_their_read_side_is_gone() {
+    let events = InMemoryEventStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let shared = Exclusive::default();
+    let mut registry = Registry::new();
+    let handler = Exclusive { node: "a".into(), ..shared.clone() };
+    registry.register("exclusive", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
+    let es = Es::builder()
+        .event_store(events.clone())
+        .projection_store(InMemoryProjectionStore::new())
+        .read_side(
+            ReadSide::builder().lease_store(leases.clone()).owner("a").registry(registry).config(config()),
+        )
+        .build()
+        .await
+        .unwrap();
+    let read_side = es.read_side().unwrap().clone();
+    let head = append(&events, "account-ada", &[deposit("ada", 1)]).await;
+    read_side.wait_for("exclusive", head, TIMEOUT).await.unwrap();
+    drop(es);
+
+    append(&events, "account-ada", &[deposit("ada", 2)]).await;
+    let mut state = read_side.status("exclusive").await.unwrap().state;
+    for _ in 0..600 {
+        if state == SubscriptionState::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = read_side.status("exclusive").await.unwrap().state;
+    }
+    assert_eq!(state, SubscriptionState::Stopped);
+    assert_eq!(
+        shared.seen.lock().unwrap().clone(),
+        [("a".to_owned(), 1)],
+        "the second event was not handled"
+    );
+    assert_eq!(leases.holder("exclusive"), None, "a stopped subscription releases its lease");
+}
+
 #[test]
 fn duplicate_names_and_unknown_selections_are_typed_errors() {
     let mut registry = Registry::new();

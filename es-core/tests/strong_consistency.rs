@@ -131,3 +131,35 @@ async fn a_command_a_strong_handler_dispatches_from_its_own_task_does_not_wait_f
     assert_eq!(account.balance, 1, "the welcome deposit ran before execute returned");
     es.shutdown().await;
 }
+
+/// As [`Welcome`], through the handle `ctx.es()` with the typed error.
+struct WelcomeTyped;
+
+impl HandleEvent<AccountOpened> for WelcomeTyped {
+    async fn handle(&self, e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        let es = ctx.es().ok_or(HandlerError::NoDispatcher)?.clone();
+        let metadata = ctx.command_metadata();
+        let account_id = e.stream_id.as_str().trim_start_matches("account-").to_owned();
+        let deposit =
+            tokio::spawn(async move { es.execute_with(Deposit { account_id, amount: 2 }, metadata).await });
+        match deposit.await.map_err(HandlerError::other)? {
+            Ok(_) => Ok(()),
+            Err(error) => Err(HandlerError::msg(format!("welcome deposit failed: {error}"))),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_es_handle_a_handler_gets_does_not_wait_for_that_handler_either() {
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "welcome",
+            Subscriber::handler(WelcomeTyped).on::<AccountOpened>().build().consistency(Consistency::Strong),
+        )
+        .unwrap();
+    let (es, _) = app(registry, Duration::from_secs(20)).await.unwrap();
+    es.execute(OpenAccount { account_id: "dee".into(), owner: "Dee".into() }).await.unwrap();
+    assert_eq!(es.load::<Account>("dee").await.unwrap().balance, 2);
+    es.shutdown().await;
+}

@@ -153,7 +153,7 @@ impl HandlerCtx {
             correlation_id: event.metadata.correlation_id.unwrap_or(event.event_id.as_uuid()),
             position: event.global_position,
             replay,
-            es,
+            es: es.map(|es| es.for_handler()),
         }
     }
 
@@ -178,7 +178,10 @@ impl HandlerCtx {
         Metadata::new().with_causation_id(self.event_id.as_uuid()).with_correlation_id(self.correlation_id)
     }
 
-    /// The application, when the read side was given one.
+    /// The application, when the read side was given one. Commands sent
+    /// through this handle (or a clone of it, also from a task the handler
+    /// spawns) do not wait for strongly consistent subscribers: the calling
+    /// subscription cannot move on until the handler returns.
     pub fn es(&self) -> Option<&Es> {
         self.es.as_ref()
     }
@@ -199,9 +202,7 @@ impl HandlerCtx {
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
         let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
-        // Explicitly, not only through the task-local marker: a handler may
-        // clone its context into a task of its own.
-        es.execute_from(command, self.command_metadata(), false)
+        es.execute_with(command, self.command_metadata())
             .await
             .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
     }

@@ -411,7 +411,10 @@ impl ReadSide {
     }
 
     /// Sets (or, with `None`, clears) the application handlers dispatch
-    /// commands to. `Es` sets itself here when it owns the read side.
+    /// commands to. The read side keeps `es` alive; for a read side that
+    /// `es` itself owns ([`EsBuilder::read_side`](crate::EsBuilder::read_side))
+    /// that makes a cycle, and dropping the `Es` no longer stops it: the
+    /// builder already set the dispatcher there.
     pub fn set_dispatcher(&self, es: Option<Es>) {
         let es = es.map(Dispatcher::Strong);
         match self.shared.dispatcher.write() {

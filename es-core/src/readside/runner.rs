@@ -66,14 +66,19 @@ pub(crate) enum Dispatcher {
 }
 
 impl Shared {
-    fn dispatcher(&self) -> Option<Es> {
+    /// The application handlers dispatch to (`Ok(None)`: none was set);
+    /// `Err(Exit::Cancelled)` once the `Es` that owns this read side is
+    /// gone: a handler subscription stops with it rather than run on
+    /// without a dispatcher.
+    fn dispatcher(&self) -> Result<Option<Es>, Exit> {
         let dispatcher = match self.dispatcher.read() {
             Ok(dispatcher) => dispatcher.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        match dispatcher? {
-            Dispatcher::Strong(es) => Some(es),
-            Dispatcher::Weak(es) => es.upgrade(),
+        match dispatcher {
+            None => Ok(None),
+            Some(Dispatcher::Strong(es)) => Ok(Some(es)),
+            Some(Dispatcher::Weak(es)) => es.upgrade().map(Some).ok_or(Exit::Cancelled),
         }
     }
 }
@@ -701,7 +706,7 @@ impl<'a> Runner<'a> {
                         Arc::clone(&self.slot.name),
                         event,
                         replay,
-                        self.shared.dispatcher(),
+                        self.shared.dispatcher()?,
                     );
                     let mut attempt = 0;
                     loop {

@@ -61,10 +61,17 @@ impl Shared {
 /// Dropping the last handle stops the application as a crash would: actors
 /// stop, and the subscriptions of the read side it owns are aborted without
 /// releasing their leases (another node takes them over when they expire).
+/// A clone of that [`ReadSide`] kept elsewhere keeps it alive: its
+/// projections run on, its handlers (which need the application) stop.
 /// [`shutdown`](Es::shutdown) is the clean stop.
 #[derive(Clone)]
 pub struct Es {
     shared: Arc<Shared>,
+    /// The handle handlers get ([`HandlerCtx::es`](crate::HandlerCtx::es)):
+    /// commands through it, or any clone of it, do not wait for strongly
+    /// consistent subscribers, since the calling subscription cannot move
+    /// on until its handler returns.
+    in_handler: bool,
 }
 
 /// An [`Es`] that does not keep the application alive: the read side an
@@ -76,7 +83,7 @@ pub(crate) struct WeakEs(Weak<Shared>);
 impl WeakEs {
     /// The application, while some `Es` handle still holds it.
     pub(crate) fn upgrade(&self) -> Option<Es> {
-        self.0.upgrade().map(|shared| Es { shared })
+        self.0.upgrade().map(|shared| Es { shared, in_handler: false })
     }
 }
 
@@ -262,6 +269,7 @@ impl EsBuilder {
         }
         let registry = registry::Registry::new(self.config.max_live_actors, self.config.mailbox_capacity);
         let es = Es {
+            in_handler: false,
             shared: Arc::new(Shared {
                 events,
                 snapshots: self.snapshots,
@@ -329,20 +337,8 @@ impl Es {
         command: C,
         metadata: Metadata,
     ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
-        self.execute_from(command, metadata, true).await
-    }
-
-    /// [`execute_with`](Es::execute_with); `wait_strong: false` skips the
-    /// wait for strongly consistent subscribers (commands a handler
-    /// dispatches: its own subscription cannot move until it returns).
-    pub(crate) async fn execute_from<C: Command>(
-        &self,
-        command: C,
-        metadata: Metadata,
-        wait_strong: bool,
-    ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
         let outcome = command::execute(&self.shared, command, metadata).await?;
-        if !wait_strong {
+        if self.in_handler {
             return Ok(outcome);
         }
         if let (Some(read_side), Some(position)) = (self.shared.read_side.get(), outcome.position) {
@@ -360,6 +356,11 @@ impl Es {
             }
         }
         Ok(outcome)
+    }
+
+    /// This application as handlers get it: see `in_handler`.
+    pub(crate) fn for_handler(&self) -> Es {
+        Es { shared: Arc::clone(&self.shared), in_handler: true }
     }
 
     pub(crate) fn downgrade(&self) -> WeakEs {
