@@ -53,6 +53,10 @@ impl Timestamp {
 /// the rows. [`decode`](Payload::decode) gives a typed value,
 /// [`to_value`](Payload::to_value) a tree for code that inspects fields.
 ///
+/// It serializes as the JSON it holds, for serde_json (and the stores);
+/// with another serde format, convert it with
+/// [`to_value`](Payload::to_value) first.
+///
 /// Two payloads are equal when they hold the same JSON value, whatever
 /// their spacing or key order (Postgres' `jsonb` reorders keys), and a
 /// payload equals a [`Value`] the same way:
@@ -63,7 +67,7 @@ impl Timestamp {
 ///
 /// let stored = Payload::from_json(r#"{"b": 2, "a": 1}"#)?;
 /// assert_eq!(stored, json!({ "a": 1, "b": 2 }));
-/// assert_eq!(stored.get(), r#"{"b": 2, "a": 1}"#);
+/// assert_eq!(stored.as_str(), r#"{"b": 2, "a": 1}"#);
 ///
 /// #[derive(serde::Deserialize)]
 /// struct Pair { a: u32, b: u32 }
@@ -94,7 +98,7 @@ impl Payload {
     }
 
     /// The JSON text.
-    pub fn get(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         self.0.get()
     }
 
@@ -111,7 +115,7 @@ impl Payload {
     pub fn contains_nul(&self) -> bool {
         // The text is valid JSON: a backslash only occurs in a string, as
         // the start of an escape.
-        let bytes = self.get().as_bytes();
+        let bytes = self.as_str().as_bytes();
         let mut i = 0;
         while i < bytes.len() {
             if bytes[i] != b'\\' {
@@ -154,7 +158,8 @@ impl From<&Value> for Payload {
 
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
-        self.get() == other.get() || matches!((self.to_value(), other.to_value()), (Ok(a), Ok(b)) if a == b)
+        self.as_str() == other.as_str()
+            || matches!((self.to_value(), other.to_value()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -172,14 +177,14 @@ impl PartialEq<Payload> for Value {
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.get())
+        f.write_str(self.as_str())
     }
 }
 
 /// The JSON text.
 impl fmt::Display for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.get())
+        f.write_str(self.as_str())
     }
 }
 

@@ -22,6 +22,8 @@ const DEFAULT_PAGE: usize = 256;
 /// How long one wait for new events lasts before the store is read again,
 /// by default (stores with wake-ups answer sooner).
 const DEFAULT_IDLE_WAIT: Duration = Duration::from_secs(1);
+/// The shortest wait: a store without wake-ups is not read in a busy loop.
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
 
 /// A reader of the global stream after a position: history first, then
 /// events as they are committed.
@@ -99,10 +101,11 @@ impl EventSubscription {
     }
 
     /// Reads the store again after this long without a wake-up (default
-    /// 1 s): the fallback for stores that cannot wake waiters.
+    /// 1 s, at least 1 ms): the fallback for stores that cannot wake
+    /// waiters.
     #[must_use]
     pub fn idle_wait(mut self, wait: Duration) -> Self {
-        self.idle_wait = wait;
+        self.idle_wait = wait.max(MIN_IDLE_WAIT);
         self
     }
 

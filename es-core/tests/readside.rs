@@ -77,7 +77,7 @@ fn config() -> ReadSideConfig {
         remote_poll: Duration::from_millis(50),
         held_back_warning: Duration::from_secs(10),
         // Small, so that tests with many documents also evict.
-        document_cache: 4,
+        document_cache_bytes: 1000,
     }
 }
 
@@ -292,7 +292,7 @@ async fn document_reads(deposits: &[Deposited], cache: usize) -> (u32, u32) {
         .event_store(events)
         .projection_store(documents.clone())
         .registry(registry)
-        .config(ReadSideConfig { document_cache: cache, ..config() })
+        .config(ReadSideConfig { document_cache_bytes: cache, ..config() })
         .start()
         .unwrap();
     read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
@@ -317,12 +317,56 @@ async fn a_projection_reads_each_document_from_the_store_once_and_a_rebuild_read
     assert_eq!(document_reads(&deposits, 0).await, (30, 30));
     // With one, each document is read once; a rebuild starts from an empty
     // store and reads nothing.
-    assert_eq!(document_reads(&deposits, 100).await, (3, 0));
+    assert_eq!(document_reads(&deposits, 1 << 20).await, (3, 0));
     // More documents than the cache holds: it evicts, reads again, and the
     // results are still the fold.
     let many: Vec<Deposited> = (0..40).map(|n| deposit(&format!("acc-{}", n % 10), 1)).collect();
-    let (first, rebuild) = document_reads(&many, 4).await;
+    let (first, rebuild) = document_reads(&many, 600).await;
     assert!(first > 10 && rebuild > 0, "an evicting cache reads again: {first}, {rebuild}");
+}
+
+/// A projection that moves between nodes and back sees what the other
+/// node wrote meanwhile: no node answers from documents it cached before.
+#[tokio::test(start_paused = true)]
+async fn a_projection_handed_between_nodes_and_back_equals_the_fold() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let node = |owner: &str| {
+        let mut registry = Registry::new();
+        registry.register("balances", balances(Balances::default())).unwrap();
+        ReadSide::builder()
+            .event_store(events.clone())
+            .projection_store(documents.clone())
+            .lease_store(leases.clone())
+            .owner(owner)
+            .registry(registry)
+            .config(ReadSideConfig { document_cache_bytes: 1 << 20, ..config() })
+            .start()
+            .unwrap()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let mut deposits = Vec::new();
+    let mut head = GlobalPosition::START;
+    for round in 0..3 {
+        for n in 0..4 {
+            let d = deposit(["ada", "bob"][n % 2], round * 10 + n as i64 + 1);
+            head = append(&events, "account-mixed", std::slice::from_ref(&d)).await;
+            deposits.push(d);
+        }
+        let (active, standby) =
+            if leases.holder("balances").as_deref() == Some("b") { (&b, &a) } else { (&a, &b) };
+        active.wait_for("balances", head, TIMEOUT).await.unwrap();
+        assert_eq!(stored_balances(&documents).await, expected_balances(&deposits), "round {round}");
+        // Hand the projection over: the active node stops, the other takes
+        // the lease; then the stopped one starts again as the standby.
+        active.stop("balances").await.unwrap();
+        standby.wait_for("balances", head, TIMEOUT).await.unwrap();
+        active.start().unwrap();
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
 }
 
 #[tokio::test(start_paused = true)]

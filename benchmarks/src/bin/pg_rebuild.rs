@@ -18,7 +18,7 @@
 //!
 //! Then it shows where a rebuild's time goes (the projection store calls,
 //! timed by a wrapper around the adapter), the read-modify-write rebuild
-//! without the runner's document cache (`ReadSideConfig::document_cache`
+//! without the runner's document cache (`ReadSideConfig::document_cache_bytes`
 //! 0, so every event reads its document from Postgres), and what batch
 //! commits with `SET LOCAL synchronous_commit = off` would give, simulated
 //! in that wrapper.
@@ -119,7 +119,7 @@ impl Tally {
 /// off, and the batch commits as they are or simulated asynchronous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Variant {
-    /// `ReadSideConfig::document_cache: 0`: every document read goes to
+    /// `ReadSideConfig::document_cache_bytes: 0`: every document read goes to
     /// Postgres.
     no_cache: bool,
     /// Commit each batch with `SET LOCAL synchronous_commit = off` (a
@@ -285,12 +285,12 @@ async fn rebuild(
 ) -> anyhow::Result<Rebuilt> {
     let timed = Timed::new(projections.clone(), variant.async_commit);
     let defaults = ReadSideConfig::default();
-    let document_cache = if variant.no_cache { 0 } else { defaults.document_cache };
+    let document_cache_bytes = if variant.no_cache { 0 } else { defaults.document_cache_bytes };
     let read_side = ReadSide::builder()
         .event_store(store.clone())
         .projection_store(timed.clone())
         .select(Selection::names([name]))
-        .config(ReadSideConfig { batch_size, document_cache, ..defaults })
+        .config(ReadSideConfig { batch_size, document_cache_bytes, ..defaults })
         .build()?;
     let started = Instant::now();
     read_side.rebuild(name).await?;

@@ -19,11 +19,14 @@ use serde_json::Value;
 
 use crate::store::DocumentChange;
 
-/// Documents as the store holds them (`None`: known not to exist).
+/// Documents as the store holds them (`None`: known not to exist), with
+/// the bytes each entry holds, roughly.
 #[derive(Debug)]
 pub(crate) struct DocumentCache {
-    documents: HashMap<String, Option<Value>>,
+    documents: HashMap<String, (Option<Value>, usize)>,
+    /// The budget in bytes, and what the entries use of it.
     capacity: usize,
+    used: usize,
     /// Every document of the projection is in `documents`: one that is not
     /// there does not exist.
     complete: bool,
@@ -35,9 +38,15 @@ pub(crate) struct DocumentCache {
 pub(crate) struct SharedCache(Arc<Mutex<DocumentCache>>);
 
 impl SharedCache {
-    /// A cache of at most `capacity` documents (0: no caching).
+    /// A cache of documents using about `capacity` bytes at most (0: no
+    /// caching).
     pub(crate) fn new(capacity: usize) -> Self {
-        Self(Arc::new(Mutex::new(DocumentCache { documents: HashMap::new(), capacity, complete: false })))
+        Self(Arc::new(Mutex::new(DocumentCache {
+            documents: HashMap::new(),
+            capacity,
+            used: 0,
+            complete: false,
+        })))
     }
 
     fn lock(&self) -> MutexGuard<'_, DocumentCache> {
@@ -51,7 +60,7 @@ impl SharedCache {
     pub(crate) fn get(&self, id: &str) -> Option<Option<Value>> {
         let cache = self.lock();
         match cache.documents.get(id) {
-            Some(document) => Some(document.clone()),
+            Some((document, _)) => Some(document.clone()),
             None if cache.complete => Some(None),
             None => None,
         }
@@ -77,6 +86,7 @@ impl SharedCache {
     pub(crate) fn clear(&self) {
         let mut cache = self.lock();
         cache.documents.clear();
+        cache.used = 0;
         cache.complete = false;
     }
 
@@ -84,12 +94,32 @@ impl SharedCache {
     pub(crate) fn emptied(&self) {
         let mut cache = self.lock();
         cache.documents.clear();
+        cache.used = 0;
         cache.complete = cache.capacity > 0;
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().documents.len()
+    }
+
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.lock().used
+    }
+}
+
+/// What a map entry costs besides its id and document, roughly.
+const ENTRY: usize = 64;
+
+/// Roughly the bytes a JSON value holds: enough to bound the cache.
+fn weight(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    NODE + match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(weight).sum(),
+        Value::Object(map) => map.iter().map(|(key, value)| NODE + key.len() + weight(value)).sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
     }
 }
 
@@ -98,20 +128,30 @@ impl DocumentCache {
         if self.capacity == 0 {
             return;
         }
+        if let Some((_, old)) = self.documents.remove(id) {
+            self.used -= old;
+        }
         if document.is_none() && self.complete {
             // Absence is implied; no need to spend an entry on it.
-            self.documents.remove(id);
             return;
         }
-        if self.documents.len() >= self.capacity && !self.documents.contains_key(id) {
+        let size = ENTRY + id.len() + document.as_ref().map_or(0, weight);
+        if size > self.capacity {
+            // Too large to keep: only the store knows it now.
+            self.complete = false;
+            return;
+        }
+        while self.used + size > self.capacity {
             // Evict an arbitrary entry. Once one is gone, a missing id may
             // exist in the store.
-            if let Some(evicted) = self.documents.keys().next().cloned() {
-                self.documents.remove(&evicted);
+            let Some(evicted) = self.documents.keys().next().cloned() else { break };
+            if let Some((_, freed)) = self.documents.remove(&evicted) {
+                self.used -= freed;
             }
             self.complete = false;
         }
-        self.documents.insert(id.to_owned(), document);
+        self.used += size;
+        self.documents.insert(id.to_owned(), (document, size));
     }
 }
 
@@ -123,7 +163,7 @@ mod tests {
 
     #[test]
     fn knows_only_what_it_was_told_until_the_store_is_emptied() {
-        let cache = SharedCache::new(10);
+        let cache = SharedCache::new(10_000);
         assert_eq!(cache.get("a"), None, "unknown before anything is remembered");
         cache.remember("a", Some(json!(1)));
         cache.remember("b", None);
@@ -137,7 +177,7 @@ mod tests {
 
     #[test]
     fn commits_are_written_through_and_a_clear_forgets_everything() {
-        let cache = SharedCache::new(10);
+        let cache = SharedCache::new(10_000);
         cache.emptied();
         cache.committed(&[
             DocumentChange::Put { id: "a".into(), document: json!({"n": 1}) },
@@ -153,16 +193,31 @@ mod tests {
     }
 
     #[test]
-    fn an_eviction_ends_completeness_and_the_capacity_holds() {
-        let cache = SharedCache::new(2);
+    fn an_eviction_ends_completeness_and_the_budget_holds() {
+        let one = ENTRY + 1 + weight(&json!(1));
+        let cache = SharedCache::new(2 * one);
         cache.emptied();
         cache.remember("a", Some(json!(1)));
         cache.remember("b", Some(json!(2)));
         assert_eq!(cache.get("z"), Some(None));
+        assert_eq!(cache.used(), 2 * one);
         cache.remember("c", Some(json!(3)));
         assert_eq!(cache.len(), 2);
+        assert!(cache.used() <= 2 * one);
         assert_eq!(cache.get("z"), None, "an evicted document may be any missing id");
         assert_eq!(cache.get("c"), Some(Some(json!(3))));
+        cache.remember("c", Some(json!(4)));
+        assert_eq!((cache.len(), cache.used()), (2, 2 * one), "a replaced entry is counted once");
+    }
+
+    #[test]
+    fn a_document_larger_than_the_budget_is_not_kept_and_ends_completeness() {
+        let cache = SharedCache::new(ENTRY + 100);
+        cache.emptied();
+        cache.remember("a", Some(json!({ "history": "x".repeat(500) })));
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.get("a"), None, "the store must be asked");
+        assert_eq!(cache.get("z"), None, "a document exists that the cache does not hold");
     }
 
     #[test]

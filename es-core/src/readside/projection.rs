@@ -77,7 +77,7 @@ pub trait Project<E: Event>: Send + Sync + 'static {
 /// checkpoint when the batch is done.
 ///
 /// Reads of documents the runner read or wrote earlier are answered from
-/// its document cache ([`ReadSideConfig::document_cache`](crate::ReadSideConfig::document_cache));
+/// its document cache ([`ReadSideConfig::document_cache_bytes`](crate::ReadSideConfig::document_cache_bytes));
 /// the cache assumes the runner is the only writer of its projection's
 /// documents, which its lease makes true for every writer that goes through
 /// a read side.

@@ -47,14 +47,16 @@ pub struct ReadSideConfig {
     /// every half of this (and at most every `idle_wait`), only while
     /// caught up.
     pub held_back_warning: Duration,
-    /// How many documents a projection's runner keeps in memory (0: none).
-    /// A projection that reads a document it read or wrote before gets it
-    /// from memory instead of a store round trip, and a rebuild, which
-    /// starts from an empty store, reads nothing back while its documents
-    /// fit. The cache assumes the runner, under its lease, is the only
-    /// writer of its projection's documents; it is emptied when the lease is
+    /// How many bytes (roughly) of documents a projection's runner keeps in
+    /// memory (0: none). A projection that reads a document it read or
+    /// wrote before gets it from memory instead of a store round trip, and
+    /// a rebuild, which starts from an empty store, reads nothing back while
+    /// its documents fit. The cache assumes the runner, under its lease, is
+    /// the only writer of its projection's documents: documents changed
+    /// from elsewhere (`ProjectionStore::put`, SQL) are not seen until the
+    /// projection is restarted or rebuilt. It is emptied when the lease is
     /// taken again or a commit fails.
-    pub document_cache: usize,
+    pub document_cache_bytes: usize,
 }
 
 impl Default for ReadSideConfig {
@@ -68,7 +70,7 @@ impl Default for ReadSideConfig {
             store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(100)),
             remote_poll: Duration::from_millis(100),
             held_back_warning: Duration::from_secs(10),
-            document_cache: 10_000,
+            document_cache_bytes: 16 << 20,
         }
     }
 }

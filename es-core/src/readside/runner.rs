@@ -393,7 +393,7 @@ impl<'a> Runner<'a> {
             replay_until: GlobalPosition::START,
             next_blocker_check: Instant::now(),
             last_held_back_warning: None,
-            cache: SharedCache::new(shared.config.document_cache),
+            cache: SharedCache::new(shared.config.document_cache_bytes),
         }
     }
 
