@@ -1,6 +1,9 @@
 //! `EventSubscription` on the in-memory store: a `next()` abandoned while
 //! waiting loses nothing, and a failed read is retried by calling again.
 
+// Test helpers outside `#[test]` fns: a failed expectation must panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
