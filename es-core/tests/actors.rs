@@ -11,13 +11,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::{
-    AggregateConfig, AppendError, AppendOutcome, BuildError, CommandPath, Direction, Es, EventStore,
-    ExecuteError, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, StoreError, StreamId,
-    StreamVersion,
-};
+use es_core::{AggregateConfig, BuildError, CommandPath, Es, EventStore, ExecuteError, StreamVersion};
 use es_memory::InMemoryEventStore;
-use support::{deposit, open, stream, Account, AccountError, AlwaysConflicting, Explode, Withdraw};
+use support::{
+    deposit, open, stream, Account, AccountError, AlwaysConflicting, CountingStore, Explode, Withdraw,
+};
 
 async fn app(store: &InMemoryEventStore) -> Es {
     Es::builder().event_store(store.clone()).build().await.unwrap()
@@ -409,47 +407,12 @@ async fn an_actor_that_ran_out_of_attempts_catches_up_for_the_next_command() {
     assert_eq!(one.load::<Account>("stale").await.unwrap().balance, 12);
 }
 
-/// A store that stores each append and then panics, as a buggy adapter
-/// might after its commit.
-#[derive(Clone)]
-struct StoresThenPanics(InMemoryEventStore);
-
-#[async_trait::async_trait]
-impl EventStore for StoresThenPanics {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.0.append(stream, expected, events).await?;
-        panic!("the adapter panicked after storing the events");
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_stream(stream, from, direction, limit).await
-    }
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_all(after, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.0.stream_version(stream).await
-    }
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.0.head_position().await
-    }
-}
-
 #[tokio::test]
 async fn an_actor_that_dies_during_its_append_says_the_events_may_be_stored() {
     let store = InMemoryEventStore::new();
     app(&store).await.execute(open("a")).await.unwrap();
-    let es = Es::builder().event_store(StoresThenPanics(store.clone())).build().await.unwrap();
+    let panicking = CountingStore { panic_after_append: true, ..CountingStore::over(store.clone()) };
+    let es = Es::builder().event_store(panicking).build().await.unwrap();
     let error = es.execute(deposit("a", 5)).await.unwrap_err();
     match &error {
         ExecuteError::Interrupted { aggregate: "account", id } => assert_eq!(id, "a"),

@@ -161,18 +161,21 @@ fn expected_balances(deposits: &[Deposited]) -> BTreeMap<String, Balance> {
     out
 }
 
-/// A projection store that fails one chosen commit (the `fail_at`-th),
-/// as if the process died in the middle of a batch.
-#[derive(Clone)]
+/// A projection store that fails one chosen commit (the `fail_at`-th; 0:
+/// none), as if the process died in the middle of a batch, and counts the
+/// documents read from it.
+#[derive(Clone, Default)]
 struct FailingCommit {
     inner: InMemoryProjectionStore,
     commits: Arc<AtomicU32>,
     fail_at: u32,
+    gets: Arc<AtomicU32>,
 }
 
 #[async_trait]
 impl ProjectionStore for FailingCommit {
     async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         self.inner.get(projection, id).await
     }
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
@@ -206,8 +209,7 @@ impl ProjectionStore for FailingCommit {
 async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
-    let failing =
-        FailingCommit { inner: documents.clone(), commits: Arc::new(AtomicU32::new(0)), fail_at: 3 };
+    let failing = FailingCommit { inner: documents.clone(), fail_at: 3, ..FailingCommit::default() };
     let deposits: Vec<Deposited> =
         (1..=10).map(|n| deposit(["ada", "bob", "cyd"][n % 3], n as i64)).collect();
     for (i, d) in deposits.iter().enumerate() {
@@ -242,49 +244,12 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
 }
 
-/// A projection store that counts the documents read from it.
-#[derive(Clone, Default)]
-struct CountingGets {
-    inner: InMemoryProjectionStore,
-    gets: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl ProjectionStore for CountingGets {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(projection, id).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
-}
-
 /// Runs `balances` over `deposits` with a document cache of `cache`, then
 /// rebuilds it; returns the store reads of the first run and of the
 /// rebuild, after checking that both end at the fold of the deposits.
 async fn document_reads(deposits: &[Deposited], cache: usize) -> (u32, u32) {
     let events = InMemoryEventStore::new();
-    let documents = CountingGets::default();
+    let documents = FailingCommit::default();
     let head = append(&events, "account-mixed", deposits).await;
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default())).unwrap();
@@ -373,8 +338,7 @@ async fn a_projection_handed_between_nodes_and_back_equals_the_fold() {
 async fn a_restarted_projection_after_a_failed_commit_equals_the_fold() {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
-    let failing =
-        FailingCommit { inner: documents.clone(), commits: Arc::new(AtomicU32::new(0)), fail_at: 2 };
+    let failing = FailingCommit { inner: documents.clone(), fail_at: 2, ..FailingCommit::default() };
     let deposits: Vec<Deposited> = (1..=8).map(|n| deposit(["ada", "bob"][n % 2], n as i64)).collect();
     let head = append(&events, "account-mixed", &deposits).await;
     let mut registry = Registry::new();

@@ -640,6 +640,28 @@ impl PgEventStore {
         Ok((GlobalPosition(u64::try_from(head).unwrap_or(0)), Horizon::of(&row)?))
     }
 
+    /// The rows of one of the stream statements (`$1` stream, `$2` from
+    /// version, `$3` limit). A stream id with a NUL cannot be sent, and no
+    /// such stream is stored: no rows.
+    async fn stream_rows(
+        &self,
+        sql: &SqlStr,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(sql.clone())
+            .bind(stream.as_str())
+            .bind(clamp(from.get()))
+            .bind(clamp(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || format!("stream `{stream}` from version {from}")))
+    }
+
     /// If `seen` hides committed events (an older transaction is still in
     /// flight), waits until every transaction that started before the newest
     /// of them has ended, or until the visibility wait runs out. Returns
@@ -723,20 +745,11 @@ impl EventStore for PgEventStore {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        if holds_nul(stream) {
-            return Ok(Vec::new());
-        }
         let sql = match direction {
             Direction::Forward => &self.inner.sql.read_forward,
             Direction::Backward => &self.inner.sql.read_backward,
         };
-        let rows = sqlx::query(sql.clone())
-            .bind(stream.as_str())
-            .bind(clamp(from.get()))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| read_error(e, || format!("stream `{stream}` from version {from}")))?;
+        let rows = self.stream_rows(sql, stream, from, limit).await?;
         rows.iter().map(|row| row::recorded_event(row, 0, Some(stream))).collect()
     }
 
@@ -749,16 +762,7 @@ impl EventStore for PgEventStore {
         from: StreamVersion,
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
-        if holds_nul(stream) {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(self.inner.sql.read_replay.clone())
-            .bind(stream.as_str())
-            .bind(clamp(from.get()))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|e| read_error(e, || format!("stream `{stream}` from version {from}")))?;
+        let rows = self.stream_rows(&self.inner.sql.read_replay, stream, from, limit).await?;
         rows.iter().map(|row| row::replay_event(row, stream)).collect()
     }
 

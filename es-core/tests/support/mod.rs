@@ -1,6 +1,6 @@
 //! A bank account aggregate declared with `#[event]`, `#[command]` and
-//! `#[derive(Aggregate)]`, plus store wrappers that count reads or force
-//! conflicts.
+//! `#[derive(Aggregate)]`, plus store wrappers that count reads or inject
+//! faults (failed reads, a panic after an append, endless conflicts).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -181,12 +181,17 @@ pub(crate) fn stream(id: &str) -> StreamId {
 
 // ---- store wrappers ----
 
-/// An in-memory store that counts stream reads and the events they return.
+/// An in-memory store that counts stream reads and the events they return,
+/// and injects faults: `read_all` fails while `failing_reads` is above 0
+/// (counting it down), and with `panic_after_append` every append panics
+/// once its events are stored, as a buggy adapter might after its commit.
 #[derive(Clone, Default)]
 pub(crate) struct CountingStore {
     pub(crate) inner: InMemoryEventStore,
     pub(crate) reads: Arc<AtomicU64>,
     pub(crate) events_read: Arc<AtomicU64>,
+    pub(crate) failing_reads: Arc<AtomicU64>,
+    pub(crate) panic_after_append: bool,
 }
 
 impl CountingStore {
@@ -209,7 +214,9 @@ impl EventStore for CountingStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        self.inner.append(stream, expected, events).await
+        let outcome = self.inner.append(stream, expected, events).await?;
+        assert!(!self.panic_after_append, "the adapter panicked after storing the events");
+        Ok(outcome)
     }
     async fn read_stream(
         &self,
@@ -224,6 +231,9 @@ impl EventStore for CountingStore {
         Ok(page)
     }
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        if self.failing_reads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::Backend("the connection dropped".into()));
+        }
         self.inner.read_all(after, limit).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
