@@ -326,6 +326,17 @@ pub struct ReplayEvent {
     pub payload: Payload,
 }
 
+impl From<&RecordedEvent> for ReplayEvent {
+    fn from(event: &RecordedEvent) -> Self {
+        Self {
+            stream_version: event.stream_version,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+        }
+    }
+}
+
 impl From<RecordedEvent> for ReplayEvent {
     fn from(event: RecordedEvent) -> Self {
         Self {

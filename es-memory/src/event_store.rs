@@ -78,6 +78,19 @@ impl InMemoryEventStore {
 }
 
 impl State {
+    /// The events of `stream` from version `from` on, at most `limit`.
+    fn forward<'a>(
+        &'a self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> impl Iterator<Item = &'a RecordedEvent> + 'a {
+        // Version v sits at indexes[v - 1].
+        let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
+        let indexes = self.streams.get(stream).map_or(&[][..], Vec::as_slice);
+        indexes.iter().skip(start).take(limit).map(|&i| &*self.log[i])
+    }
+
     /// Checks the batch's ids against the stored ones. `Ok(None)`: none is
     /// stored. `Ok(Some(..))`: the batch is an exact retry of a committed
     /// append (same ids, same order, same stream, an expectation that held
@@ -197,22 +210,15 @@ impl EventStore for InMemoryEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock()?;
-        let Some(indexes) = state.streams.get(stream) else { return Ok(Vec::new()) };
-        // Version v sits at indexes[v - 1].
-        let out = match direction {
-            Direction::Forward => {
-                let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
-                indexes.iter().skip(start).take(limit).map(|&i| (*state.log[i]).clone()).collect()
-            }
+        match direction {
+            Direction::Forward => Ok(state.forward(stream, from, limit).cloned().collect()),
             Direction::Backward => {
-                if from.get() == 0 {
-                    return Ok(Vec::new());
-                }
+                let indexes = state.streams.get(stream).map_or(&[][..], Vec::as_slice);
+                // Version v sits at indexes[v - 1]; from 0 there is nothing.
                 let end = usize::try_from(from.get()).unwrap_or(usize::MAX).min(indexes.len());
-                indexes[..end].iter().rev().take(limit).map(|&i| (*state.log[i]).clone()).collect()
+                Ok(indexes[..end].iter().rev().take(limit).map(|&i| (*state.log[i]).clone()).collect())
             }
-        };
-        Ok(out)
+        }
     }
 
     async fn read_replay(
@@ -222,15 +228,7 @@ impl EventStore for InMemoryEventStore {
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         let state = self.lock()?;
-        let Some(indexes) = state.streams.get(stream) else { return Ok(Vec::new()) };
-        let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
-        let replay = |event: &RecordedEvent| ReplayEvent {
-            stream_version: event.stream_version,
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            payload: event.payload.clone(),
-        };
-        Ok(indexes.iter().skip(start).take(limit).map(|&i| replay(&state.log[i])).collect())
+        Ok(state.forward(stream, from, limit).map(ReplayEvent::from).collect())
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

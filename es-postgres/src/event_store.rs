@@ -211,7 +211,7 @@ impl<'a> Batch<'a> {
 /// Whether `stream` holds a NUL character: Postgres cannot take it as a
 /// parameter, and no such stream can have been stored
 /// ([`es_core::check_storable`]), so reads of it find nothing.
-fn holds_nul(stream: &StreamId) -> bool {
+pub(crate) fn holds_nul(stream: &StreamId) -> bool {
     stream.as_str().contains('\0')
 }
 

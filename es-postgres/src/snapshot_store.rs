@@ -4,13 +4,12 @@ use async_trait::async_trait;
 use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp};
 use serde_json::Value;
 
-use crate::event_store::{column, positive, read_error, schema_version, PgEventStore};
+use crate::event_store::{column, holds_nul, positive, read_error, schema_version, PgEventStore};
 
 #[async_trait]
 impl SnapshotStore for PgEventStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        if stream.as_str().contains('\0') {
-            // Postgres takes no NUL in a parameter, and no such stream is stored.
+        if holds_nul(stream) {
             return Ok(None);
         }
         let (load, _) = self.snapshot_sql();

@@ -72,12 +72,12 @@ impl SharedCache {
     }
 
     /// Records a commit that went through.
-    pub(crate) fn committed(&self, changes: &[DocumentChange]) {
+    pub(crate) fn committed(&self, changes: Vec<DocumentChange>) {
         let mut cache = self.lock();
         for change in changes {
             match change {
-                DocumentChange::Put { id, document } => cache.remember(id, Some(document.clone())),
-                DocumentChange::Delete { id } => cache.remember(id, None),
+                DocumentChange::Put { id, document } => cache.remember(&id, Some(document)),
+                DocumentChange::Delete { id } => cache.remember(&id, None),
             }
         }
     }
@@ -179,7 +179,7 @@ mod tests {
     fn commits_are_written_through_and_a_clear_forgets_everything() {
         let cache = SharedCache::new(10_000);
         cache.emptied();
-        cache.committed(&[
+        cache.committed(vec![
             DocumentChange::Put { id: "a".into(), document: json!({"n": 1}) },
             DocumentChange::Put { id: "b".into(), document: json!({"n": 2}) },
             DocumentChange::Delete { id: "a".into() },

@@ -460,13 +460,13 @@ impl<'a> Runner<'a> {
             let lease = &self.keeper.lease;
             work.fence(Fence::new(lease.name.clone(), lease.token));
             let outcome = self.shared.projections.commit(&self.slot.namespace, work.clone()).await;
-            match &outcome {
-                Ok(()) => self.cache.committed(&work.changes),
+            if outcome.is_err() {
                 // It may or may not have been applied.
-                Err(_) => self.cache.clear(),
+                self.cache.clear();
             }
             match outcome {
                 Ok(()) => {
+                    self.cache.committed(work.changes);
                     self.committed = checkpoint;
                     self.skipped = 0;
                     self.slot.set_checkpoint(Some(checkpoint));

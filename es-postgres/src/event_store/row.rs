@@ -110,9 +110,10 @@ const JSONB_VERSION: u8 = 1;
 fn payload(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<Payload, StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt { location: location(), detail };
     let value = row.try_get_raw(index).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    let (name, format) = (value.type_info().name().to_owned(), value.format());
+    let info = value.type_info();
+    let name = info.name();
     let bytes = value.as_bytes().map_err(|e| corrupt(format!("column {index}: {e}")))?;
-    let text = match (name.as_str(), format) {
+    let text = match (name, value.format()) {
         ("JSONB", PgValueFormat::Binary) => match bytes.split_first() {
             Some((&JSONB_VERSION, text)) => text,
             _ => return Err(corrupt(format!("column {index} is jsonb of an unknown binary version"))),
