@@ -68,6 +68,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod event_store;
+pub mod nodes;
 pub mod projection_store;
 pub mod snapshot_store;
 
@@ -183,6 +184,23 @@ macro_rules! projection_store_conformance {
             projection_reset_clears_only_that_projection,
             concurrent_commits_to_different_projections,
             checkpoint_keeps_the_end_of_a_replay,
+        );
+    };
+}
+
+/// Stamps one `#[test]` per case of [`conformance::nodes`](crate::conformance::nodes):
+/// several applications sharing one event store. The argument is as for
+/// [`event_store_conformance!`](crate::event_store_conformance).
+#[macro_export]
+macro_rules! nodes_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(nodes, $make;
+            a_stale_actor_does_not_refuse_what_the_store_allows,
+            nodes_hammering_one_aggregate_lose_no_command,
+            a_busy_node_still_gets_its_commands_through,
+            the_reload_path_queues_commands_of_one_aggregate,
+            a_command_id_executed_again_returns_its_original_outcome,
+            events_are_caused_by_their_command,
         );
     };
 }

@@ -5,10 +5,11 @@
 //!
 //! | error | may anything be stored? |
 //! |---|---|
-//! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::Shutdown`] | no |
+//! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::Shutdown`] | no (for a command id that ran before, the original events stay stored) |
 //! | [`ExecuteError::Append`] | no, unless its [`AppendError`] says the outcome is unknown |
 //! | [`ExecuteError::Panicked`] | only if `appended` is true |
-//! | [`ExecuteError::Interrupted`] | unknown: the events may or may not be stored |
+//! | [`ExecuteError::OutcomeUnknown`] | unknown: execute it again with the same command id to find out |
+//! | [`ExecuteError::Timeout`] | no: it was cancelled before its append |
 //! | [`ExecuteError::ConsistencyTimeout`], [`ExecuteError::ConsistencyFailed`] | yes: the events are stored |
 //! | [`AppendError`] (`WrongExpectedVersion`, `DuplicateEventId`, `DuplicateInBatch`, `Unstorable`, `Backend`) | no |
 //! | [`ProjectionError`] from a commit | no |
@@ -20,7 +21,7 @@ mod readside;
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+use crate::version::{CommandId, EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
 pub use build::BuildError;
 pub use readside::{ConsistencyError, Failure, ReadSideError, RegistryError};
@@ -246,6 +247,14 @@ pub enum LoadError {
     /// A stored event could not be decoded.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// No event of this aggregate instance is stored.
+    #[error("aggregate `{aggregate}` with id `{id}` does not exist (no event is stored for it)")]
+    NotFound {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The id asked for.
+        id: String,
+    },
     /// The aggregate's code panicked while applying an event.
     #[error("aggregate `{aggregate}` with id `{id}` panicked while applying events")]
     Panicked {
@@ -297,16 +306,35 @@ pub enum ExecuteError<E> {
         /// Whether the command's events were stored before the panic.
         appended: bool,
     },
-    /// The aggregate's actor ended while the command's append was in
-    /// flight (its task was aborted, or the event store panicked): the
-    /// events may or may not be stored. Load the aggregate to find out
-    /// before sending the command again.
-    #[error("aggregate `{aggregate}` with id `{id}` stopped during its append; the events may or may not be stored")]
-    Interrupted {
+    /// The command may or may not have stored its events: its append was
+    /// sent and no answer came back (the connection dropped during the
+    /// commit, the actor running it ended, or the caller's deadline passed
+    /// while it was in flight). Executing the same command again with the
+    /// same [`command_id`](crate::CommandId) is safe: it returns the original
+    /// outcome if the events were stored, and stores them once if not.
+    #[error("command {command_id} on aggregate `{aggregate}` with id `{id}`: the outcome is unknown ({cause}); executing it again with the same command id is safe")]
+    OutcomeUnknown {
         /// The aggregate type.
         aggregate: &'static str,
         /// The aggregate id.
         id: String,
+        /// The command's id: execute the command again with it.
+        command_id: CommandId,
+        /// Why the outcome is unknown.
+        cause: Unknown,
+    },
+    /// The command did not run within its deadline
+    /// ([`Execute::timeout`](crate::runtime::Execute::timeout) or
+    /// [`EsBuilder::command_timeout`](crate::runtime::EsBuilder::command_timeout)).
+    /// It was cancelled before sending an append: nothing was stored.
+    #[error("command {command_id} on aggregate `{aggregate}` with id `{id}` did not run within its deadline; nothing was stored")]
+    Timeout {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The aggregate id.
+        id: String,
+        /// The command's id.
+        command_id: CommandId,
     },
     /// The runtime is shutting down and no longer takes commands.
     #[error("the es runtime is shut down")]
@@ -334,6 +362,30 @@ pub enum ExecuteError<E> {
         /// Why it cannot catch up.
         cause: Box<ConsistencyError>,
     },
+}
+
+/// Why a command's outcome is unknown ([`ExecuteError::OutcomeUnknown`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unknown {
+    /// The store could not say whether the append committed.
+    #[error("the store could not say whether the append committed: {0}")]
+    Store(Box<AppendError>),
+    /// The actor running the command ended while its append was in flight
+    /// (its task was aborted, or the event store panicked).
+    #[error("the actor running it stopped during its append")]
+    Interrupted,
+    /// The caller's deadline passed while the append was in flight.
+    #[error("the deadline passed during its append")]
+    Deadline,
+}
+
+impl AppendError {
+    /// Whether the events may have been stored despite this error (the
+    /// store could not tell). Every other append error stored nothing.
+    pub fn outcome_unknown(&self) -> bool {
+        false
+    }
 }
 
 /// Working with the projection store failed.

@@ -113,10 +113,10 @@ pub use readside::handler::{HandleEvent, HandlerCtx, HandlerError};
 pub use readside::projection::{Project, ProjectionTx};
 pub use readside::read_side::ReadSide;
 pub use readside::recorded::Recorded;
-pub use runtime::command::CommandOutcome;
 pub use runtime::es::Es;
+pub use runtime::outcome::CommandOutcome;
 pub use subscription::EventSubscription;
-pub use version::{EventId, GlobalPosition, StreamId, StreamVersion};
+pub use version::{CommandId, EventId, GlobalPosition, StreamId, StreamVersion};
 
 pub use es_macros::{command, event, event_handler, projection, Aggregate};
 

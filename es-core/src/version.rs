@@ -143,6 +143,48 @@ impl fmt::Display for EventId {
     }
 }
 
+/// The id of one command, a UUID v7: given by the caller (say, from an
+/// HTTP idempotency key) or made by [`Es::execute`](crate::Es::execute).
+///
+/// The ids of the events a command appends are derived from it, so
+/// executing the same command id again after an unknown outcome is an exact
+/// retry: the original outcome comes back and nothing is stored twice. The
+/// command's events carry it as their causation id (and as their
+/// correlation id when the caller gave none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommandId(pub Uuid);
+
+impl CommandId {
+    /// A fresh UUID v7.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for CommandId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Uuid> for CommandId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
 /// What an append expects of the stream it writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExpectedVersion {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::error::BuildError;
-use es_core::error::ExecuteError;
+use es_core::error::{ExecuteError, Unknown};
 use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::EventStore;
 use es_core::{Es, StreamVersion};
@@ -411,20 +411,34 @@ async fn an_actor_that_ran_out_of_attempts_catches_up_for_the_next_command() {
 }
 
 #[tokio::test]
-async fn an_actor_that_dies_during_its_append_says_the_events_may_be_stored() {
+async fn an_actor_that_dies_during_its_append_says_the_outcome_is_unknown_and_a_retry_is_exact() {
     let store = InMemoryEventStore::new();
     app(&store).await.execute(open("a")).await.unwrap();
     let panicking = CountingStore { panic_after_append: true, ..CountingStore::over(store.clone()) };
     let es = Es::builder().event_store(panicking).build().await.unwrap();
     let error = es.execute(deposit("a", 5)).await.unwrap_err();
-    match &error {
-        ExecuteError::Interrupted { aggregate: "account", id } => assert_eq!(id, "a"),
-        other => panic!("expected Interrupted, got {other:?}"),
-    }
-    assert!(error.to_string().contains("may or may not be stored"), "{error}");
+    let command_id = match &error {
+        ExecuteError::OutcomeUnknown {
+            aggregate: "account",
+            id,
+            command_id,
+            cause: Unknown::Interrupted,
+        } => {
+            assert_eq!(id, "a");
+            *command_id
+        }
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
+    };
+    assert!(error.to_string().contains("outcome is unknown"), "{error}");
     // Here it was stored, which is why `Panicked { appended: false }` would mislead.
     assert_eq!(app(&store).await.load::<Account>("a").await.unwrap().balance, 5);
-    // The next command starts a fresh actor and runs.
+    // Executing the same command id again, on another node, is an exact
+    // retry: the original outcome, nothing stored twice.
     let next = Es::builder().event_store(store.clone()).build().await.unwrap();
+    let retried = next.execute(deposit("a", 5)).id(command_id).await.unwrap();
+    assert_eq!(retried.command_id, command_id);
+    assert_eq!(retried.version, Some(StreamVersion(2)), "the original outcome");
+    assert_eq!(next.load::<Account>("a").await.unwrap().balance, 5, "stored once");
+    // And a later command runs as usual.
     assert_eq!(next.execute(deposit("a", 1)).await.unwrap().version, Some(StreamVersion(3)));
 }

@@ -984,6 +984,12 @@ impl EventStore for Holey {
     ) -> Result<Vec<es_core::store::StreamSummary>, es_core::error::StoreError> {
         self.0.streams(prefix, after, limit).await
     }
+    async fn events_by_id(
+        &self,
+        ids: &[es_core::EventId],
+    ) -> Result<Vec<es_core::store::RecordedEvent>, es_core::error::StoreError> {
+        self.0.events_by_id(ids).await
+    }
     async fn head_position(&self) -> Result<GlobalPosition, es_core::error::StoreError> {
         Ok(GlobalPosition(self.0.head_position().await?.get() * 2))
     }

@@ -158,7 +158,11 @@ async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
     let second = shipment("o-2").await;
     let placed_id = uncorrelated.committed[0].event_id.as_uuid();
     assert_eq!(second[0].metadata.causation_id, Some(placed_id));
-    assert_eq!(second[0].metadata.correlation_id, Some(placed_id), "no correlation: the event starts one");
+    assert_eq!(
+        second[0].metadata.correlation_id,
+        Some(uncorrelated.command_id.as_uuid()),
+        "no correlation given: the first command's id starts the chain"
+    );
 
     assert!(es.load::<Shipment>("o-1").await.unwrap().shipped);
     assert_eq!(attempts.load(Ordering::SeqCst), 2, "each order handled once: no wait on itself, no retry");

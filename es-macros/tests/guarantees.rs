@@ -580,7 +580,12 @@ async fn metadata_given_to_execute_with_is_recorded_on_the_events() {
     assert_eq!(stored[0].metadata, metadata);
     assert_eq!(stored[0].event_id, opened.committed[0].event_id);
     assert_eq!(stored[0].event_id.as_uuid().get_version_num(), 7, "event ids are UUID v7");
-    assert_eq!(stored[1].metadata, Metadata::default(), "plain execute records no metadata");
+    let command = Some(stored[1].metadata.causation_id.expect("a causation id"));
+    assert_eq!(
+        stored[1].metadata.correlation_id, command,
+        "plain execute: the command id is cause and correlation"
+    );
+    assert!(stored[1].metadata.fields.is_empty());
 }
 
 /// Causation and correlation flow from an event, through the commands a
@@ -600,14 +605,14 @@ async fn causation_and_correlation_flow_from_an_event_through_a_process_manager(
         )
         .await
         .unwrap();
-    // Opened without one: the opening event starts the correlation.
+    // Opened without one: the opening command's id starts the correlation.
     let plain = es.execute(Open { id: "c2".into(), owner: "bob".into() }).await.unwrap();
     let head = plain.position.unwrap();
     read_side(&es).wait_for("g-bonus", head, WAIT).await.unwrap();
     // The bonuses were appended by the handler before it returned.
     for (id, cause, correlation) in [
         ("c1", opened.committed[0].event_id, correlation),
-        ("c2", plain.committed[0].event_id, plain.committed[0].event_id.as_uuid()),
+        ("c2", plain.committed[0].event_id, plain.command_id.as_uuid()),
     ] {
         let stored = whole_stream(&store, id).await;
         assert_eq!(stored.len(), 2, "{id}: opened, then the bonus");

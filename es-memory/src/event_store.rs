@@ -218,6 +218,11 @@ impl EventStore for InMemoryEventStore {
         Ok(state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version))
     }
 
+    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.lock()?;
+        Ok(ids.iter().filter_map(|id| state.ids.get(id)).map(|&i| (*state.log[i]).clone()).collect())
+    }
+
     async fn streams(
         &self,
         prefix: &str,

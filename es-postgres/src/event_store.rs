@@ -74,6 +74,7 @@ struct Statements {
     read_backward: SqlStr,
     read_replay: SqlStr,
     stream_version: SqlStr,
+    events_by_id: SqlStr,
     streams: SqlStr,
     head_position: SqlStr,
     stored_ids: SqlStr,
@@ -107,6 +108,7 @@ impl Statements {
             ),
             stream_version: schema
                 .render("SELECT max(stream_version) FROM {schema}.events WHERE stream_id = $1"),
+            events_by_id: schema.render(include_str!("event_store/events_by_id.sql")),
             streams: schema.render(include_str!("event_store/streams.sql")),
             head_position: schema.render(include_str!("event_store/head_position.sql")),
             stored_ids: schema.render(include_str!("event_store/stored_ids.sql")),
@@ -833,6 +835,16 @@ impl EventStore for PgEventStore {
                 Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?)))
             }
         }
+    }
+
+    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(EventId::as_uuid).collect();
+        let rows = sqlx::query(self.inner.sql.events_by_id.clone())
+            .bind(&ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || "events looked up by id".to_owned()))?;
+        rows.iter().map(|row| row::recorded_event(row, 0, None)).collect()
     }
 
     async fn streams(

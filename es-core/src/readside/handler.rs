@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -41,8 +42,8 @@ use crate::aggregate::Command;
 use crate::envelope::{Metadata, RecordedEvent};
 use crate::error::{BoxError, DecodeError, ProjectionError};
 use crate::event::Event;
-use crate::runtime::command::CommandOutcome;
 use crate::runtime::es::Es;
+use crate::runtime::outcome::CommandOutcome;
 use crate::version::{EventId, GlobalPosition};
 
 /// Handles one event type `E`: implement it once per consumed type.
@@ -140,6 +141,9 @@ pub struct HandlerCtx {
     pub(crate) position: GlobalPosition,
     pub(crate) replay: bool,
     pub(crate) es: Option<Es>,
+    /// How many commands the handler dispatched for this event so far: the
+    /// step number in the next command's derived id.
+    pub(crate) steps: Arc<AtomicU32>,
 }
 
 impl HandlerCtx {
@@ -156,6 +160,7 @@ impl HandlerCtx {
             position: event.global_position,
             replay,
             es: es.map(|es| es.for_handler()),
+            steps: Arc::default(),
         }
     }
 
@@ -193,6 +198,13 @@ impl HandlerCtx {
     /// not wait for strongly consistent subscribers: the calling
     /// subscription cannot move on until the handler returns.
     ///
+    /// The command's id is derived from the event's id, the handler's name
+    /// and the number of commands the handler dispatched for this event
+    /// before: when the event is delivered again (after a crash, a retry or
+    /// a replay), the same commands get the same ids, the store sees exact
+    /// retries, and nothing happens twice. Dispatch a handler's commands in
+    /// the same order every time it runs for an event.
+    ///
     /// # Errors
     /// [`HandlerError::NoDispatcher`] without an [`Es`];
     /// [`HandlerError::Command`] carrying the [`ExecuteError`](crate::error::ExecuteError)
@@ -204,7 +216,11 @@ impl HandlerCtx {
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
         let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
-        es.execute_with(command, self.command_metadata())
+        let step = self.steps.fetch_add(1, Ordering::Relaxed);
+        let id = crate::runtime::ids::command_id(self.event_id, &self.subscriber, step);
+        es.execute(command)
+            .id(id)
+            .metadata(self.command_metadata())
             .await
             .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
     }
@@ -226,6 +242,9 @@ impl<H: HandleEvent<E>, E: Event> HandlerRoute for Route<H, E> {
     fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a HandlerCtx) -> HandlerFuture<'a> {
         Box::pin(async move {
             let recorded = Recorded::<E>::decode(event)?;
+            // Each try at the event dispatches its commands as steps 0, 1,
+            // ... again: a retry sends the same command ids.
+            ctx.steps.store(0, Ordering::Relaxed);
             self.handler.handle(&recorded, ctx).await
         })
     }

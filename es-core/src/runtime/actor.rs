@@ -16,7 +16,7 @@
 //! eviction, shutdown) or handed back to their callers, who route them to a
 //! fresh actor (panic).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -24,26 +24,23 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::command::{self, AttemptError, CommandOutcome};
+use super::attempt::{load_failed, Attempts};
+use super::backoff::Contention;
 use super::es::Shared;
+use super::outcome::CommandOutcome;
 use super::registry::{self, ExitSignal};
 use super::rehydrate::{self, Loaded};
+use super::request::Request;
 use super::snapshot;
 use super::stats::Stats;
 use crate::aggregate::Aggregate;
-use crate::envelope::Metadata;
-use crate::error::ExecuteError;
+use crate::error::{ExecuteError, Unknown};
 use crate::store::{EventStore, SnapshotStore};
-use crate::version::StreamId;
+use crate::version::{CommandId, StreamId};
 
 /// A command in an actor's mailbox.
-///
-/// Metadata is boxed, and absent when empty (the common case), to keep
-/// messages small: a mailbox allocates its slots in blocks, so the message
-/// size is most of an idle actor's memory.
 pub(crate) struct Msg<A: Aggregate> {
-    pub(crate) command: A::Command,
-    pub(crate) metadata: Option<Box<Metadata>>,
+    pub(crate) request: Request<A>,
     pub(crate) reply: oneshot::Sender<Reply<A>>,
 }
 
@@ -52,36 +49,37 @@ pub(crate) enum Reply<A: Aggregate> {
     /// The command ran (or failed) here.
     Done(Result<CommandOutcome<A>, ExecuteError<A::Error>>),
     /// The actor stopped before it got to the command: route it again.
-    Reroute { command: A::Command, metadata: Option<Box<Metadata>> },
+    Reroute(Request<A>),
 }
 
 /// Executes a command through its aggregate's actor.
 pub(crate) async fn execute<A: Aggregate>(
     shared: &Arc<Shared>,
     id: String,
-    mut command: A::Command,
-    metadata: Metadata,
+    mut request: Request<A>,
 ) -> Result<CommandOutcome<A>, ExecuteError<A::Error>> {
-    let mut metadata = (!metadata.is_empty()).then(|| Box::new(metadata));
     loop {
         let (reply, answer) = oneshot::channel();
-        if shared.registry.deliver::<A>(shared, &id, Msg { command, metadata, reply }).await.is_err() {
+        let command_id = request.id;
+        if shared.registry.deliver::<A>(shared, &id, Msg { request, reply }).await.is_err() {
             return Err(ExecuteError::Shutdown);
         }
         match answer.await {
-            Ok(Reply::Done(Ok(mut outcome))) => {
-                outcome.aggregate_id = id;
-                return Ok(outcome);
-            }
-            Ok(Reply::Done(Err(error))) => return Err(error),
-            Ok(Reply::Reroute { command: returned, metadata: returned_metadata }) => {
+            Ok(Reply::Done(answered)) => return answered,
+            Ok(Reply::Reroute(returned)) => {
                 tracing::debug!("actor stopped before handling the command; routing it again");
-                command = returned;
-                metadata = returned_metadata;
+                request = returned;
             }
             // The actor's task died while it held the command, outside the
             // guarded user code (its drop guard answers in every other case).
-            Err(_) => return Err(ExecuteError::Panicked { aggregate: A::NAME, id, appended: false }),
+            Err(_) => {
+                return Err(ExecuteError::OutcomeUnknown {
+                    aggregate: A::NAME,
+                    id,
+                    command_id,
+                    cause: Unknown::Interrupted,
+                })
+            }
         }
     }
 }
@@ -105,18 +103,20 @@ pub(crate) struct Actor<A: Aggregate> {
     events: Arc<dyn EventStore>,
     snapshots: Option<Arc<dyn SnapshotStore>>,
     stats: Arc<Stats>,
-    max_attempts: u32,
     idle_timeout: Duration,
-    snapshot_every: Option<u64>,
     /// `None` until the first command rehydrates it (or after a failed
     /// rehydration, which the next command tries again).
     loaded: Option<Loaded<A>>,
     /// The reply of the command being handled, answered by `Drop` if the
     /// task dies before it replied.
     in_flight: Option<oneshot::Sender<Reply<A>>>,
+    /// The command in hand: its id, to name it if the actor ends.
+    in_flight_id: Option<CommandId>,
     /// The in-flight command's append has been sent and not answered: if
     /// the actor ends now, its events may or may not be stored.
-    appending: bool,
+    appending: AtomicBool,
+    /// How contended this aggregate's stream is, as this node sees it.
+    contention: Contention,
     /// Dropped with the actor: wakes whoever waits for it to exit.
     _exit: watch::Sender<()>,
 }
@@ -138,12 +138,12 @@ impl<A: Aggregate> Actor<A> {
             events: Arc::clone(&shared.events),
             snapshots: shared.snapshots.clone(),
             stats: Arc::clone(&shared.stats),
-            max_attempts: shared.config.max_attempts,
             idle_timeout: shared.config.idle_timeout,
-            snapshot_every: shared.aggregate_config::<A>().snapshot_every,
             loaded: None,
             in_flight: None,
-            appending: false,
+            in_flight_id: None,
+            appending: AtomicBool::new(false),
+            contention: Contention::default(),
             _exit: exit,
         }
     }
@@ -225,23 +225,29 @@ impl<A: Aggregate> Actor<A> {
     /// a slot, so none of their commands is dropped unanswered.
     async fn hand_back(&mut self) {
         self.mailbox.close();
-        while let Some(Msg { command, metadata, reply }) = self.mailbox.recv().await {
-            let _ = reply.send(Reply::Reroute { command, metadata });
+        while let Some(Msg { request, reply }) = self.mailbox.recv().await {
+            let _ = reply.send(Reply::Reroute(request));
         }
     }
 
-    /// Handles one command: rehydrate if needed, decide, append, apply,
-    /// reply; on a conflict catch up and decide again.
+    /// Handles one command: rehydrate if needed, then run its attempts
+    /// (decide, confirm or append, catch up and retry on conflict), reply,
+    /// and take a snapshot if one is due.
     async fn handle(&mut self, msg: Msg<A>) -> Next {
-        let Msg { command, metadata, reply } = msg;
-        let metadata = metadata.map_or_else(Metadata::default, |boxed| *boxed);
+        let Msg { mut request, reply } = msg;
+        if !request.start() {
+            // The caller gave up before the command's turn came.
+            return Next::Continue;
+        }
         self.in_flight = Some(reply);
+        self.in_flight_id = Some(request.id);
         let mut loaded = match self.loaded.take() {
             Some(loaded) => loaded,
             None => {
-                self.stats.rehydrations.fetch_add(1, Ordering::Relaxed);
-                // Boxed, like the other cold paths below: an idle actor's
-                // task is as large as its largest await state.
+                let Some(shared) = self.shared.upgrade() else { return self.fail(ExecuteError::Shutdown) };
+                shared.stats.rehydration::<A>();
+                // Boxed, like the other cold paths: an idle actor's task is as
+                // large as its largest await state.
                 let rehydrated = Box::pin(rehydrate::rehydrate::<A>(
                     self.events.as_ref(),
                     self.snapshots.as_deref(),
@@ -252,85 +258,39 @@ impl<A: Aggregate> Actor<A> {
                 .await;
                 match rehydrated {
                     Ok(loaded) => loaded,
-                    Err(error) => return self.fail(command::load_failed::<A>(error, &self.id)),
+                    Err(error) => return self.fail(load_failed::<A>(error, &self.id)),
                 }
             }
         };
-        let mut pending = Some(command);
-        let mut attempt = 0;
-        while let Some(command) = pending.take() {
-            attempt += 1;
-            if attempt < self.max_attempts {
-                pending = Some(command.clone());
-            }
-            let decided = match command::handle_guarded(&loaded.state, command, &self.id) {
-                Ok(decided) => decided,
-                Err(error) => {
-                    // The state is untouched: `handle` only reads it.
-                    self.loaded = Some(loaded);
-                    return self.fail(error);
-                }
-            };
-            let before = loaded.version;
-            self.appending = true;
-            let appended = command::append_decided(
-                self.events.as_ref(),
-                &self.stream,
-                &self.id,
-                &mut loaded,
-                decided,
-                &metadata,
-            )
-            .await;
-            self.appending = false;
-            match appended {
-                Ok(outcome) => {
-                    tracing::Span::current().record("attempts", attempt);
-                    self.reply(Ok(outcome));
-                    if snapshot::due(self.snapshot_every, before, loaded.version) {
-                        self.save_snapshot(&loaded).await;
-                    }
-                    self.loaded = Some(loaded);
-                    return Next::Continue;
-                }
-                Err(AttemptError::Conflict(error)) => {
-                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(attempt, %error, "another writer changed the stream; catching up");
-                    // Also after the last attempt: a stale actor would
-                    // otherwise conflict on every later command too.
-                    let caught_up = Box::pin(rehydrate::catch_up(
-                        self.events.as_ref(),
-                        &self.stream,
-                        &self.id,
-                        &mut loaded,
-                        None,
-                    ))
-                    .instrument(tracing::debug_span!("catch_up", attempt))
-                    .await;
-                    if let Err(error) = caught_up {
-                        // The state is consistent at the version it reached
-                        // (unless apply panicked, and then the actor dies).
-                        self.loaded = Some(loaded);
-                        return self.fail(command::load_failed::<A>(error, &self.id));
-                    }
-                    if pending.is_none() {
-                        break;
-                    }
-                }
-                Err(AttemptError::Fatal(error)) => {
-                    // Nothing was applied, unless apply panicked (then the
-                    // actor dies with its state).
-                    self.loaded = Some(loaded);
-                    return self.fail(error);
-                }
-            }
+        let before = loaded.version;
+        let Some(shared) = self.shared.upgrade() else { return self.fail(ExecuteError::Shutdown) };
+        let attempts = Attempts {
+            events: self.events.as_ref(),
+            stream: &self.stream,
+            id: &self.id,
+            stats: &self.stats,
+            backoff: shared.config.backoff,
+            confirm: shared.config.confirm_decisions,
+            appending: Some(&self.appending),
+        };
+        let ran = Box::pin(attempts.run(&mut loaded, &mut request, &mut self.contention)).await;
+        if ran.result.is_ok() && !ran.state_unsure {
+            snapshot::after_append(&shared, &self.stream, &loaded, before);
         }
-        self.reply(Err(ExecuteError::Conflict { stream: self.stream.clone(), attempts: attempt }));
-        self.loaded = Some(loaded);
-        Next::Continue
+        drop(shared);
+        // An unsure state is loaded afresh by the next command.
+        self.loaded = (!ran.state_unsure).then_some(loaded);
+        match ran.result {
+            Ok(outcome) => {
+                self.reply(Ok(outcome));
+                Next::Continue
+            }
+            Err(error) => self.fail(error),
+        }
     }
 
     fn reply(&mut self, result: Result<CommandOutcome<A>, ExecuteError<A::Error>>) {
+        self.in_flight_id = None;
         if let Some(reply) = self.in_flight.take() {
             // The caller may have given up waiting; the command stands anyway.
             let _ = reply.send(Reply::Done(result));
@@ -354,15 +314,6 @@ impl<A: Aggregate> Actor<A> {
         self.reply(Err(error));
         Next::Die
     }
-
-    /// Saves a snapshot of `loaded`. Runs after the reply, before the next
-    /// command.
-    async fn save_snapshot(&self, loaded: &Loaded<A>) {
-        let Some(store) = &self.snapshots else { return };
-        if let Some(taken) = snapshot::capture(&self.stream, loaded) {
-            Box::pin(snapshot::save(store.as_ref(), taken, &self.stats)).await;
-        }
-    }
 }
 
 impl<A: Aggregate> Drop for Actor<A> {
@@ -376,16 +327,17 @@ impl<A: Aggregate> Drop for Actor<A> {
         }
         if let Some(reply) = self.in_flight.take() {
             let (aggregate, id) = (A::NAME, self.id.to_string());
-            let error = if self.appending {
-                ExecuteError::Interrupted { aggregate, id }
-            } else {
-                ExecuteError::Panicked { aggregate, id, appended: false }
+            let error = match self.in_flight_id {
+                Some(command_id) if self.appending.load(Ordering::Relaxed) => {
+                    ExecuteError::OutcomeUnknown { aggregate, id, command_id, cause: Unknown::Interrupted }
+                }
+                _ => ExecuteError::Panicked { aggregate, id, appended: false },
             };
             let _ = reply.send(Reply::Done(Err(error)));
         }
         self.mailbox.close();
-        while let Ok(Msg { command, metadata, reply }) = self.mailbox.try_recv() {
-            let _ = reply.send(Reply::Reroute { command, metadata });
+        while let Ok(Msg { request, reply }) = self.mailbox.try_recv() {
+            let _ = reply.send(Reply::Reroute(request));
         }
     }
 }

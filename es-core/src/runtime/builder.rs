@@ -9,6 +9,7 @@ use super::attached::Attached;
 use super::config::{AggregateConfig, CommandPath, EsConfig};
 use super::es::{Es, Shared};
 use super::registry;
+use super::reload::Turns;
 use super::stats::Stats;
 use crate::aggregate::Aggregate;
 use crate::error::{BuildError, ReadSideError};
@@ -51,10 +52,48 @@ impl EsBuilder {
         self
     }
 
-    /// Sets how many times a conflicting command is tried.
+    /// Sets how many times a command is tried in all when other writers
+    /// keep changing its stream (default 50), before it fails with
+    /// [`ExecuteError::Conflict`](crate::error::ExecuteError::Conflict).
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.config.max_attempts = attempts;
+        self.config.backoff.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the waits between attempts at a command that lost the race for
+    /// its stream: a random time up to `first`, doubling with each attempt,
+    /// at most `max` (defaults 1 ms and 25 ms; with the default 50
+    /// attempts, four nodes hammering one aggregate lose no command). The
+    /// same bounds pace a node's commands to a contended aggregate (see the
+    /// runtime docs).
+    #[must_use]
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.config.backoff.base = first;
+        self.config.backoff.max = max.max(first);
+        self
+    }
+
+    /// Declares this application the only writer of its event store (no
+    /// other process or `Es` appends to it). Refusals and decisions that
+    /// append nothing are then answered without reading the stream's head
+    /// first. Off by default: with several writers a refusal could rest on
+    /// a stale state.
+    #[must_use]
+    pub fn single_writer(mut self) -> Self {
+        self.config.confirm_decisions = false;
+        self
+    }
+
+    /// Sets a deadline for every command that sets none with
+    /// [`Execute::timeout`](super::Execute::timeout) (default: none). A
+    /// command that has not sent its append by then is cancelled
+    /// ([`ExecuteError::Timeout`](crate::error::ExecuteError::Timeout));
+    /// one whose append is in flight reports
+    /// [`ExecuteError::OutcomeUnknown`](crate::error::ExecuteError::OutcomeUnknown).
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.config.command_timeout = Some(timeout);
         self
     }
 
@@ -117,7 +156,7 @@ impl EsBuilder {
     /// [`BuildError`] naming the missing or invalid setting.
     pub async fn build(self) -> Result<Es, BuildError> {
         let events = self.events.ok_or(BuildError::MissingEventStore)?;
-        if self.config.max_attempts == 0 {
+        if self.config.backoff.max_attempts == 0 {
             return Err(BuildError::ZeroAttempts);
         }
         if self.config.max_live_actors == 0 {
@@ -143,6 +182,7 @@ impl EsBuilder {
                 aggregates: self.aggregates,
                 registry,
                 stats: Arc::new(Stats::default()),
+                turns: Turns::default(),
                 read_side: OnceLock::new(),
             }),
         };

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::backoff::Backoff;
+
 #[cfg(doc)]
 use super::EsBuilder;
 #[cfg(doc)]
@@ -39,39 +41,47 @@ pub enum CommandPath {
     Reload,
 }
 
-/// Runtime settings.
+/// Runtime settings, set through [`EsBuilder`].
 #[derive(Debug, Clone)]
 pub(crate) struct EsConfig {
-    /// How many times a command runs when other writers keep changing its
-    /// stream (optimistic concurrency), before it fails with
-    /// [`ExecuteError::Conflict`].
-    pub max_attempts: u32,
+    /// How often a command whose stream other writers keep changing is
+    /// tried (optimistic concurrency), and how long it waits between tries,
+    /// before it fails with [`ExecuteError::Conflict`].
+    pub(crate) backoff: Backoff,
+    /// Whether decisions that append nothing (refusals, empty decisions)
+    /// are confirmed against the stream's head: needed whenever another
+    /// process may write the store.
+    pub(crate) confirm_decisions: bool,
     /// How commands reach their aggregate.
-    pub command_path: CommandPath,
+    pub(crate) command_path: CommandPath,
     /// An actor idle this long stops and frees its memory; the next command
     /// rehydrates the aggregate.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     /// At most this many actors are live at once; starting one more stops
     /// the least recently used.
-    pub max_live_actors: usize,
+    pub(crate) max_live_actors: usize,
     /// How many commands wait in one actor's mailbox before senders wait
     /// for room.
-    pub mailbox_capacity: usize,
+    pub(crate) mailbox_capacity: usize,
     /// How long `Es::execute` waits for strong read-side subscribers to
     /// handle a command's events before it returns
     /// [`ExecuteError::ConsistencyTimeout`].
-    pub consistency_timeout: Duration,
+    pub(crate) consistency_timeout: Duration,
+    /// The deadline of a command that sets none (`None`: no deadline).
+    pub(crate) command_timeout: Option<Duration>,
 }
 
 impl Default for EsConfig {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            backoff: Backoff::default(),
+            confirm_decisions: true,
             command_path: CommandPath::Actors,
             idle_timeout: Duration::from_secs(5 * 60),
             max_live_actors: 10_000,
             mailbox_capacity: 256,
             consistency_timeout: Duration::from_secs(5),
+            command_timeout: None,
         }
     }
 }

@@ -3,20 +3,19 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use super::attached::Attached;
 use super::builder::EsBuilder;
-use super::command::{self, CommandOutcome};
 use super::config::{AggregateConfig, EsConfig};
+use super::execute::Execute;
 use super::registry;
 use super::rehydrate::{self, Loaded};
+use super::reload::Turns;
 use super::stats::{EsStats, Stats};
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
-use crate::error::ConsistencyError;
-use crate::error::{ExecuteError, LoadError};
+use crate::error::LoadError;
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
 
@@ -28,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) aggregates: HashMap<TypeId, AggregateConfig>,
     pub(crate) registry: registry::Registry,
     pub(crate) stats: Arc<Stats>,
+    /// Turns of the reload path: one command per aggregate at a time.
+    pub(crate) turns: Turns,
     /// Set once, right after the `Es` is built, when the builder was given
     /// a read side (the read side needs the `Es` to dispatch commands).
     pub(crate) read_side: OnceLock<Box<dyn Attached>>,
@@ -94,54 +95,35 @@ impl Es {
     }
 
     /// Executes a command: validates it, hands it to its aggregate (its
-    /// actor, or a fresh reload; see [`CommandPath`](crate::runtime::CommandPath)), which decides,
-    /// appends the events with optimistic concurrency (catching up and
-    /// deciding again on conflict) and returns what was stored.
+    /// actor, or a fresh load; see [`CommandPath`](crate::runtime::CommandPath)),
+    /// which decides and appends the events with optimistic concurrency
+    /// (catching up and deciding again, after a jittered wait, when another
+    /// writer got there first), and returns what was stored. A refusal or a
+    /// decision without events is confirmed against the stream's head first
+    /// (unless [`EsBuilder::single_writer`](crate::runtime::EsBuilder::single_writer)).
+    ///
+    /// Await it as is, or set the command's id, metadata or deadline first
+    /// (see [`Execute`]): `es.execute(cmd).id(id).timeout(d).await`.
     ///
     /// Dropping the returned future after the command reached its actor
-    /// does not cancel the command.
+    /// does not cancel the command; a deadline does, if the append was not
+    /// sent yet.
     ///
     /// # Errors
-    /// [`ExecuteError`]: validation, the aggregate's refusal, a conflict that
+    /// [`ExecuteError`](crate::error::ExecuteError): validation, the aggregate's refusal, a conflict that
     /// outlasted every retry, a storage failure, a panic in the aggregate's
-    /// code, or [`ExecuteError::Shutdown`] after [`Es::shutdown`]. Nothing is
-    /// appended unless the variant says so.
-    pub async fn execute<C: Command>(
-        &self,
-        command: C,
-    ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
-        self.execute_with(command, Metadata::default()).await
+    /// code, a missed deadline, or [`ExecuteError::Shutdown`](crate::error::ExecuteError::Shutdown) after
+    /// [`Es::shutdown`]. Whether anything was stored: see
+    /// [`crate::error`]'s table.
+    pub fn execute<C: Command>(&self, command: C) -> Execute<'_, C> {
+        Execute::new(self, command)
     }
 
     /// [`execute`](Es::execute) with metadata (correlation, causation, user
-    /// fields) recorded on every event the command produces.
-    ///
-    /// # Errors
-    /// As [`execute`](Es::execute).
-    pub async fn execute_with<C: Command>(
-        &self,
-        command: C,
-        metadata: Metadata,
-    ) -> Result<CommandOutcome<C::Aggregate>, ExecuteError<<C::Aggregate as Aggregate>::Error>> {
-        let outcome = command::execute(&self.shared, command, metadata).await?;
-        if self.in_handler {
-            return Ok(outcome);
-        }
-        if let (Some(read_side), Some(position)) = (self.shared.read_side.get(), outcome.position) {
-            let timeout = self.shared.config.consistency_timeout;
-            if let Err(error) = read_side.wait_for_strong(position, timeout).await {
-                let waiting_for = error.name().to_owned();
-                return Err(match error {
-                    ConsistencyError::Timeout { .. } => {
-                        ExecuteError::ConsistencyTimeout { position, waiting_for }
-                    }
-                    cause => {
-                        ExecuteError::ConsistencyFailed { position, waiting_for, cause: Box::new(cause) }
-                    }
-                });
-            }
-        }
-        Ok(outcome)
+    /// fields) recorded on every event the command produces: the same as
+    /// `es.execute(command).metadata(metadata)`.
+    pub fn execute_with<C: Command>(&self, command: C, metadata: Metadata) -> Execute<'_, C> {
+        Execute::new(self, command).metadata(metadata)
     }
 
     /// This application as handlers get it: see `in_handler`.
@@ -155,7 +137,7 @@ impl Es {
 
     /// Stops taking commands and stops every actor once it has handled the
     /// commands already in its mailbox; returns when all have exited. Later
-    /// commands fail with [`ExecuteError::Shutdown`].
+    /// commands fail with [`ExecuteError::Shutdown`](crate::error::ExecuteError::Shutdown).
     pub async fn shutdown(&self) {
         if let Some(read_side) = self.shared.read_side.get() {
             read_side.shutdown().await;
@@ -172,25 +154,16 @@ impl Es {
 
     /// The runtime's counters.
     pub fn stats(&self) -> EsStats {
-        let stats = &self.shared.stats;
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        EsStats {
-            live_actors: self.live_actors(),
-            actors_started: read(&stats.actors_started),
-            rehydrations: read(&stats.rehydrations),
-            passivations: read(&stats.passivations),
-            evictions: read(&stats.evictions),
-            conflicts: read(&stats.conflicts),
-            snapshots_saved: read(&stats.snapshots_saved),
-            panics: read(&stats.panics),
-        }
+        self.shared.stats.snapshot(self.live_actors())
     }
 
     /// The current state of aggregate `id`, read from the store (newest
     /// snapshot plus later events).
     ///
     /// # Errors
-    /// [`LoadError`] if the stream cannot be read or an event not decoded.
+    /// [`LoadError::NotFound`] if no event of aggregate `id` is stored (so
+    /// a mistyped id is not read as an empty aggregate); [`LoadError`] if
+    /// the stream cannot be read or an event not decoded.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<A, LoadError> {
         Ok(self.load_versioned::<A>(id, None).await?.state)
     }
@@ -216,13 +189,19 @@ impl Es {
         up_to: Option<StreamVersion>,
     ) -> Result<Loaded<A>, LoadError> {
         let stream = StreamId::for_aggregate(A::NAME, id);
-        rehydrate::rehydrate::<A>(
+        let loaded = rehydrate::rehydrate::<A>(
             self.shared.events.as_ref(),
             self.shared.snapshots.as_deref(),
             &stream,
             id,
             up_to,
         )
-        .await
+        .await?;
+        // No event applied: the stream is missing, or the version asked
+        // for is 0 (the state before the first event).
+        if loaded.version.is_none() && self.shared.events.stream_version(&stream).await?.is_none() {
+            return Err(LoadError::NotFound { aggregate: A::NAME, id: id.to_owned() });
+        }
+        Ok(loaded)
     }
 }

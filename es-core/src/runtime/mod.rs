@@ -14,17 +14,25 @@
 
 mod actor;
 pub(crate) mod attached;
+mod attempt;
+mod backoff;
 pub(crate) mod builder;
-pub(crate) mod command;
 mod config;
+mod dispatch;
 pub(crate) mod es;
+mod execute;
+pub(crate) mod ids;
+pub(crate) mod outcome;
 mod registry;
 mod rehydrate;
+mod reload;
+mod request;
 mod snapshot;
 mod stats;
 
 pub use builder::EsBuilder;
 pub use config::{AggregateConfig, CommandPath};
 pub(crate) use es::WeakEs;
+pub use execute::Execute;
 pub use rehydrate::Loaded;
 pub use stats::EsStats;

@@ -153,6 +153,7 @@ impl Registry {
         state.lru.insert(tick, (TypeId::of::<A>(), Arc::clone(&id)));
         state.live += 1;
         shared.stats.actors_started.fetch_add(1, Ordering::Relaxed);
+        shared.stats.live_actors(state.live);
         let actor = Actor::<A>::new(shared, id, generation, receiver, exit_tx);
         tokio::spawn(actor.run(first, previous));
     }

@@ -6,6 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use super::rehydrate::Loaded;
+use std::sync::Arc;
+
+use super::es::Shared;
 use super::stats::Stats;
 use crate::aggregate::Aggregate;
 use crate::envelope::{Snapshot, Timestamp};
@@ -37,6 +40,25 @@ pub(crate) fn capture<A: Aggregate>(stream: &StreamId, loaded: &Loaded<A>) -> Op
             tracing::warn!(aggregate = A::NAME, %stream, %error, "aggregate state does not serialize; no snapshot taken");
             None
         }
+    }
+}
+
+/// After an append that moved `stream` from `before` to `loaded.version`:
+/// if a snapshot is due, captures it and saves it off the command path (a
+/// save that lands late is harmless: stores keep the newest snapshot).
+pub(crate) fn after_append<A: Aggregate>(
+    shared: &Shared,
+    stream: &StreamId,
+    loaded: &Loaded<A>,
+    before: Option<StreamVersion>,
+) {
+    let Some(store) = &shared.snapshots else { return };
+    if !due(shared.aggregate_config::<A>().snapshot_every, before, loaded.version) {
+        return;
+    }
+    if let Some(taken) = capture(stream, loaded) {
+        let (store, stats) = (Arc::clone(store), Arc::clone(&shared.stats));
+        tokio::spawn(async move { save(store.as_ref(), taken, &stats).await });
     }
 }
 

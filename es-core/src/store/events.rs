@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent};
 use crate::error::{AppendError, StoreError};
-use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +91,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`] if storage fails.
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError>;
+
+    /// The stored events whose ids are among `ids`, in any order (ids that
+    /// are not stored are left out). The runtime asks this when a command
+    /// id is executed again, to return the original outcome.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Up to `limit` streams whose name starts with `prefix`, ordered by name
     /// (bytewise), after the stream named `after` (exclusive; `None`: from the

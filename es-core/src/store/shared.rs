@@ -15,7 +15,7 @@ use super::{
 };
 use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snapshot};
 use crate::error::{AppendError, LeaseError, ProjectionError, StoreError};
-use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
 
 #[async_trait]
 impl<T: EventStore + ?Sized> EventStore for Arc<T> {
@@ -53,6 +53,10 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         (**self).stream_version(stream).await
+    }
+
+    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        (**self).events_by_id(ids).await
     }
 
     async fn streams(

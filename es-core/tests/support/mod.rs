@@ -247,6 +247,12 @@ impl EventStore for CountingStore {
     ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
         self.inner.streams(prefix, after, limit).await
     }
+    async fn events_by_id(
+        &self,
+        ids: &[es_core::EventId],
+    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
+        self.inner.events_by_id(ids).await
+    }
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.head_position().await
     }
@@ -309,6 +315,12 @@ impl EventStore for AlwaysConflicting {
         limit: usize,
     ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
         self.inner.streams(prefix, after, limit).await
+    }
+    async fn events_by_id(
+        &self,
+        ids: &[es_core::EventId],
+    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
+        self.inner.events_by_id(ids).await
     }
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.head_position().await
