@@ -11,7 +11,7 @@
 //! }
 //! ```
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
@@ -196,6 +196,7 @@ fn is_helper(attr: &Attribute) -> bool {
 /// helper attributes), so a mistake gives its own error and nothing else.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
+    let args_tokens = args.clone();
     let attrs = CommandAttrs::parse(&cx, args);
     let item: Item = match syn::parse2(input) {
         Ok(item) => item,
@@ -207,10 +208,14 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         return quote!(#item #errors);
     };
     if attrs.aggregate.is_none() {
-        cx.error_spanned_by(
-            quote_spanned!(Span::call_site()=> command),
-            "#[command] needs `aggregate = Type`: the aggregate that handles the command",
-        );
+        let message = "#[command] needs `aggregate = Type`: the aggregate that handles the command";
+        // At the arguments, or without any at the struct's name: the
+        // attribute itself is not among the tokens the macro gets.
+        if args_tokens.is_empty() {
+            cx.error_spanned_by(&item.ident, message);
+        } else {
+            cx.error_spanned_by(&args_tokens, message);
+        }
     }
     let generic = item::reject_generics(&cx, &item.generics, "a command");
     let def = CommandDef::parse(&cx, &item);
@@ -291,6 +296,12 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
             }
         }
     };
+    // Through the tie the aggregate's derive implements per listed
+    // command, spanned on the aggregate the user named: an aggregate that
+    // does not list this command is reported there.
+    let wrap = quote_spanned! {aggregate.span()=>
+        <#aggregate as ::es_core::__private::ListsCommand<Self>>::wrap(self)
+    };
     quote! {
         const _: () = {
             #[automatically_derived]
@@ -305,7 +316,7 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
                 #validate_fn
 
                 fn into_aggregate_command(self) -> <#aggregate as #core::Aggregate>::Command {
-                    #private::From::from(self)
+                    #wrap
                 }
             }
         };
