@@ -16,6 +16,11 @@ use crate::event::EventSet;
 ///
 /// Implemented by `#[derive(Aggregate)]`; the methods here are the dispatch
 /// it generates. Users implement [`Handle`] and [`Apply`] instead.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not a `#[derive(Aggregate)]`",
+    note = "an aggregate is a struct with `#[derive(es_core::Aggregate)]` and `#[aggregate(..)]`"
+)]
 pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The aggregate type name (such as `account`); streams are named
     /// `{NAME}-{id}`.

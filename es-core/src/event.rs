@@ -10,9 +10,9 @@ use crate::error::DecodeErrorKind;
 
 mod owners;
 
-pub use owners::EventOwner;
 #[allow(unused_imports, reason = "the read side routes with it (issue 10); tests use it until then")]
 pub(crate) use owners::owners_of;
+pub use owners::EventOwner;
 
 /// A domain event: a fact, named in the past tense, stored as JSON.
 ///
@@ -79,7 +79,7 @@ pub trait EventSet: Sized + Send + Sync + 'static {
 ///
 /// # Errors
 /// As [`EventSet::from_stored`].
-pub(crate) fn decode_event<E: Event>(schema_version: u32, payload: &Payload) -> Result<E, DecodeErrorKind> {
+pub fn decode_event<E: Event>(schema_version: u32, payload: &Payload) -> Result<E, DecodeErrorKind> {
     if schema_version == E::VERSION {
         // The common case: straight from the text, no `Value` in between.
         return payload.decode().map_err(DecodeErrorKind::Payload);

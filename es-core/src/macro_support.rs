@@ -89,10 +89,9 @@ fn encode<S: Holds<E>, E: Event>(event: &S) -> Result<Payload, serde_json::Error
         // The generated `to_payload` picks the entry by the variant it
         // matched, so this means a bug in the generated code, reported as
         // an encoding error rather than a panic.
-        None => Err(serde::ser::Error::custom(format_args!(
-            "the event enum does not hold a `{}` here",
-            E::TYPE
-        ))),
+        None => {
+            Err(serde::ser::Error::custom(format_args!("the event enum does not hold a `{}` here", E::TYPE)))
+        }
     }
 }
 
@@ -133,21 +132,32 @@ pub trait ListsCommand<C>: Aggregate {
     fn wrap(command: C) -> Self::Command;
 }
 
-/// The tie the other way: a type listed in an aggregate's `commands(..)`
-/// must be a command whose `#[command(aggregate = ..)]` names that
-/// aggregate.
+/// The tie the other way: `#[command(aggregate = A)]` implements
+/// `CommandOf<A>` for its struct, and the derive asks it of each type in
+/// `commands(..)` (through [`command_of`]), so a listed type that is
+/// another aggregate's command, or no command, is reported at its name in
+/// the list.
+///
+/// An impl per command rather than a blanket one over
+/// [`Command::Aggregate`]: the compiler reports a blanket impl's mismatch
+/// as a type mismatch, without this message.
 #[diagnostic::on_unimplemented(
     message = "`{A}` lists `{Self}` in `commands(..)`, but `{Self}` is not a command of `{A}`",
     label = "not a command of `{A}`",
     note = "`#[es_core::command(aggregate = {A})]` on `{Self}` makes it one; a command belongs to one aggregate"
 )]
-pub trait CommandOf<A> {}
+pub trait CommandOf<A>: Command {}
 
-impl<C: Command> CommandOf<C::Aggregate> for C {}
-
-/// Compiles only if `C` is a command of `A`: the derive calls it in a
-/// `const` item per listed command, spanned on its name in the list.
-pub const fn command_of<A, C: CommandOf<A>>() {}
+/// A copy of a listed command: what the generated command enum's `Clone`
+/// calls per variant, spanned on the command's name in `commands(..)`.
+///
+/// It asks `C: CommandOf<A>`, the one place the generated code asks that a
+/// listed type is a command of `A`; its `Clone` then comes with
+/// [`Command`], so a command that lacks `Clone` is reported once, at its
+/// `#[command]`, and not again here.
+pub fn command_of<A, C: CommandOf<A>>(command: &C) -> C {
+    command.clone()
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@
 //! ```
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -90,6 +90,12 @@ struct CommandDef<'a> {
 }
 
 impl<'a> CommandDef<'a> {
+    /// A command whose fields could not be read (an error was reported):
+    /// no routing field, no rules.
+    fn unroutable(ident: &'a Ident) -> Self {
+        Self { ident, id_field: None, fields: Vec::new() }
+    }
+
     fn parse(cx: &Ctxt, item: &'a ItemStruct) -> Option<Self> {
         let named = match &item.fields {
             Fields::Named(named) => named,
@@ -218,17 +224,23 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         }
     }
     let generic = item::reject_generics(&cx, &item.generics, "a command");
-    let def = CommandDef::parse(&cx, &item);
-
-    let command_impl = match (&def, &attrs.aggregate, generic) {
-        (Some(def), Some(aggregate), false) => command_impl(def, aggregate, attrs.validate.as_ref()),
-        _ => TokenStream::new(),
-    };
+    // Without named fields (reported) the impl still stands, without
+    // routing or rules, so the aggregate listing the command adds no error.
+    let def = CommandDef::parse(&cx, &item).unwrap_or_else(|| CommandDef::unroutable(&item.ident));
     let mut stripped = item.clone();
     for field in stripped.fields.iter_mut() {
         field.attrs.retain(|attr| !is_helper(attr));
     }
-    let errors = cx.into_compile_errors();
+    if generic {
+        let errors = cx.into_compile_errors();
+        return quote!(#stripped #errors);
+    }
+    let (aggregate, errors) = match &attrs.aggregate {
+        Some(aggregate) => (Target::Aggregate(aggregate), cx.into_compile_errors()),
+        // The errors go into the stand-in, where they are reported once.
+        None => (Target::StandIn(cx.into_compile_errors()), TokenStream::new()),
+    };
+    let command_impl = command_impl(&def, &aggregate, attrs.validate.as_ref());
     quote! {
         #stripped
         #command_impl
@@ -236,15 +248,56 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>) -> TokenStream {
+/// The aggregate the impl names: the user's, or without one (reported) a
+/// stand-in type: an array whose length holds the `compile_error!`s of the
+/// mistakes. The compiler reports those once and takes the stand-in as
+/// already failed, so the aggregate listing the command adds no error.
+enum Target<'a> {
+    Aggregate(&'a Type),
+    StandIn(TokenStream),
+}
+
+fn command_impl(def: &CommandDef<'_>, target: &Target<'_>, validate: Option<&Path>) -> TokenStream {
     let core = paths::core();
     let private = paths::private();
+    let (aggregate, stand_in, wrap) = match target {
+        Target::Aggregate(aggregate) => {
+            // Through the tie the aggregate's derive implements per listed
+            // command, spanned on the aggregate the user named: an
+            // aggregate that does not list this command is reported there.
+            let wrap = quote_spanned! {aggregate.span()=>
+                <#aggregate as ::es_core::__private::ListsCommand<Self>>::wrap(self)
+            };
+            (aggregate.to_token_stream(), TokenStream::new(), wrap)
+        }
+        Target::StandIn(errors) => (
+            quote!(__EsStandIn),
+            quote!(type __EsStandIn = [(); { #errors 0 }];),
+            quote!({ let _ = self; #private::unreachable!() }),
+        ),
+    };
     let ident = def.ident;
+    // The tie as the aggregate's derive checks it; without an aggregate
+    // (reported) the command is taken as any aggregate's. `CommandOf` has
+    // `Command` as supertrait, which the impl would check again (a command
+    // without `Clone` would then be reported twice); the `for<'__es>`
+    // bound assumes it instead, and the `Command` impl above reports it.
+    let command_of = match target {
+        Target::Aggregate(aggregate) => quote! {
+            #[automatically_derived]
+            impl #private::CommandOf<#aggregate> for #ident where for<'__es> #ident: #core::Command {}
+        },
+        Target::StandIn(_) => quote! {
+            #[automatically_derived]
+            impl<__A> #private::CommandOf<__A> for #ident where for<'__es> #ident: #core::Command {}
+        },
+    };
     let name = ident.unraw().to_string();
     let aggregate_id = match def.id_field {
         Some(field) => quote!(#private::ToString::to_string(&self.#field)),
-        // Only reached when an error was already reported: the missing
-        // `#[id]`. The body keeps the impl whole so that error stays alone.
+        // Never reached: only without an `#[id]` field (or without named
+        // fields), which was reported, so the crate does not compile. The
+        // body keeps the impl whole so that error stays alone.
         None => quote!(#private::unreachable!("`#[command]` without an `#[id]` field")),
     };
     let checks = def.fields.iter().flat_map(|field| {
@@ -296,14 +349,10 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
             }
         }
     };
-    // Through the tie the aggregate's derive implements per listed
-    // command, spanned on the aggregate the user named: an aggregate that
-    // does not list this command is reported there.
-    let wrap = quote_spanned! {aggregate.span()=>
-        <#aggregate as ::es_core::__private::ListsCommand<Self>>::wrap(self)
-    };
     quote! {
         const _: () = {
+            #stand_in
+
             #[automatically_derived]
             impl #core::Command for #ident {
                 type Aggregate = #aggregate;
@@ -319,6 +368,8 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
                     #wrap
                 }
             }
+
+            #command_of
         };
     }
 }

@@ -118,8 +118,14 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
         #handle_event
     };
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
+    // The whole `.on::<E>()` carries the event type's span: its two
+    // requirements (`E: Event`, and the impl above, which holds only for
+    // an event) then fail at one place and the compiler reports one error.
+    let on = quote_spanned!(event.span()=> let subscriber = subscriber.on::<#event>(););
     let build = quote! {
-        #core::Subscriber::handler(__EsHandler).on::<#event>() #replay .build() #settings
+        let subscriber = #core::Subscriber::handler(__EsHandler);
+        #on
+        subscriber #replay .build() #settings
     };
     Some(subscriber::registration(&attrs.name_or(&ident.to_string()), items, build))
 }

@@ -115,7 +115,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
 
 /// The impls, for one `const _` block so their helper items stay private.
 fn impls(def: &AggregateDef<'_>) -> TokenStream {
-    let event_impls = def.events.map(|events| events::impls(def.ident, &def.event_enum, events));
+    let event_impls = def.events.map(|events| events::impls(def.ident, &def.name, &def.event_enum, events));
     let command_impls = match def.commands {
         Some(commands) => commands::impls(def.ident, &def.command_enum, commands),
         None => commands::lists_every_command(def.ident),
@@ -155,13 +155,18 @@ fn aggregate_impl(def: &AggregateDef<'_>) -> TokenStream {
     let (command, handle) = match def.commands {
         Some(commands) => {
             let arms = commands.iter().map(|Member { path, variant }| {
-                let call = quote_spanned!(path.span()=> <Self as #core::Handle<#path>>::handle(self, command));
+                let call =
+                    quote_spanned!(path.span()=> <Self as #core::Handle<#path>>::handle(self, command));
                 quote!(#command_enum::#variant(command) => #call,)
             });
             (quote!(#command_enum), quote!(match command { #(#arms)* }))
         }
         None => (quote!(#stand_in), quote!({ let _ = command; #private::unreachable!() })),
     };
+    // The signatures name the types, not `Self::Event` and the like: a
+    // projection through `Self` would ask again whether the struct is an
+    // aggregate, and a missing supertrait (`Default`, serde) would be
+    // reported once per method instead of once, at the struct's name.
     quote! {
         #[automatically_derived]
         impl #core::Aggregate for #ident {
@@ -171,14 +176,14 @@ fn aggregate_impl(def: &AggregateDef<'_>) -> TokenStream {
             type Command = #command;
             type Error = #error;
 
-            fn apply_event(&mut self, event: &Self::Event) {
+            fn apply_event(&mut self, event: &#event) {
                 #apply
             }
 
             fn handle_command(
                 &self,
-                command: Self::Command,
-            ) -> #private::Result<#core::Events<Self>, Self::Error> {
+                command: #command,
+            ) -> #private::Result<#core::Events<Self>, #error> {
                 #handle
             }
         }
