@@ -22,7 +22,7 @@ use syn::{
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{AGGREGATE, ID, MAX, MIN, NON_EMPTY, VALIDATE};
-use crate::{item, paths};
+use crate::{item, paths, stand_in};
 
 const SCOPE: &str = "command attribute";
 const RULE: &str = "validate rule";
@@ -248,10 +248,9 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// The aggregate the impl names: the user's, or without one (reported) a
-/// stand-in type: an array whose length holds the `compile_error!`s of the
-/// mistakes. The compiler reports those once and takes the stand-in as
-/// already failed, so the aggregate listing the command adds no error.
+/// The aggregate the impl names: the user's, or without one (reported)
+/// [the stand-in type](crate::stand_in) carrying the macro call's errors,
+/// so the aggregate listing the command adds no error.
 enum Target<'a> {
     Aggregate(&'a Type),
     StandIn(TokenStream),
@@ -271,8 +270,8 @@ fn command_impl(def: &CommandDef<'_>, target: &Target<'_>, validate: Option<&Pat
             (aggregate.to_token_stream(), TokenStream::new(), wrap)
         }
         Target::StandIn(errors) => (
-            quote!(__EsStandIn),
-            quote!(type __EsStandIn = [(); { #errors 0 }];),
+            stand_in::name().to_token_stream(),
+            stand_in::definition(errors.clone()),
             quote!({ let _ = self; #private::unreachable!() }),
         ),
     };

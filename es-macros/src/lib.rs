@@ -19,6 +19,7 @@ mod handler;
 mod item;
 mod paths;
 mod projection;
+mod stand_in;
 mod subscriber;
 mod symbol;
 

@@ -10,11 +10,9 @@
 //! ```
 //!
 //! One mistake makes one error. When a required key is missing, the
-//! `Aggregate` impl names a stand-in type for what it would have said: an
-//! array whose length holds the `compile_error!`s of the mistakes. The
-//! compiler reports those once and takes the stand-in as already failed,
-//! so code that leans on it (the user's `Handle` impls naming their error
-//! type, `Events::one(..)`, `#[command]` impls) adds no error of its own.
+//! `Aggregate` impl names [the stand-in type](crate::stand_in) for what it
+//! would have said, so the code that leans on it (the user's `Handle`
+//! impls, `Events::one(..)`, `#[command]` impls) adds no error of its own.
 
 mod attrs;
 mod commands;
@@ -27,10 +25,7 @@ use syn::{Data, DeriveInput, Ident, LitStr, Type, Visibility};
 
 use self::attrs::{AggregateAttrs, Member};
 use crate::ctxt::Ctxt;
-use crate::{item, paths};
-
-/// The stand-in type's name, inside the derive's `const _`.
-const STAND_IN: &str = "__EsStandIn";
+use crate::{item, paths, stand_in};
 
 /// Everything the expansion needs. `None` for a required part that was
 /// missing (an error is reported then, and the stand-in type takes its
@@ -95,9 +90,7 @@ pub(crate) fn expand(input: &DeriveInput) -> TokenStream {
     // With a part missing, the errors go into the stand-in type (reported
     // once there); otherwise they stand on their own.
     let (stand_in, errors) = if def.is_incomplete() {
-        let errors = cx.into_compile_errors();
-        let stand_in = Ident::new(STAND_IN, proc_macro2::Span::call_site());
-        (quote!(type #stand_in = [(); { #errors 0 }];), TokenStream::new())
+        (stand_in::definition(cx.into_compile_errors()), TokenStream::new())
     } else {
         (TokenStream::new(), cx.into_compile_errors())
     };
@@ -131,7 +124,7 @@ fn impls(def: &AggregateDef<'_>) -> TokenStream {
 fn aggregate_impl(def: &AggregateDef<'_>) -> TokenStream {
     let core = paths::core();
     let private = paths::private();
-    let stand_in = Ident::new(STAND_IN, proc_macro2::Span::call_site());
+    let stand_in = stand_in::name();
     let (ident, event_enum, command_enum) = (def.ident, &def.event_enum, &def.command_enum);
     let name = &def.name;
     let snapshot_version = Literal::u32_unsuffixed(def.snapshot_version);
