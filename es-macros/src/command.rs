@@ -321,7 +321,7 @@ fn command_impl(def: &CommandDef<'_>, target: &Target<'_>, validate: Option<&Pat
     // of the wrong shape gives one error there.
     let user_check = validate.map(|path| {
         let check = quote_spanned! {path.span()=>
-            let check: fn(&Self) -> #private::Result<(), #core::ValidationError> = #path;
+            let check: fn(&Self) -> #private::Result<(), #core::error::ValidationError> = #path;
         };
         quote! {
             #check
@@ -334,14 +334,14 @@ fn command_impl(def: &CommandDef<'_>, target: &Target<'_>, validate: Option<&Pat
     } else {
         let field_checks = (!checks.is_empty()).then(|| {
             quote! {
-                let mut violations = #core::ValidationError::new(<Self as #core::Command>::NAME);
+                let mut violations = #core::error::ValidationError::new(<Self as #core::Command>::NAME);
                 #(#checks)*
                 // Field rules first: the user's check may rely on them.
                 violations.into_result()?;
             }
         });
         quote! {
-            fn validate(&self) -> #private::Result<(), #core::ValidationError> {
+            fn validate(&self) -> #private::Result<(), #core::error::ValidationError> {
                 #field_checks
                 #user_check
                 #private::Result::Ok(())

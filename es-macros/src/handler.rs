@@ -123,7 +123,7 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
     // an event) then fail at one place and the compiler reports one error.
     let on = quote_spanned!(event.span()=> let subscriber = subscriber.on::<#event>(););
     let build = quote! {
-        let subscriber = #core::Subscriber::handler(__EsHandler);
+        let subscriber = #core::readside::Subscriber::handler(__EsHandler);
         #on
         subscriber #replay .build() #settings
     };
@@ -243,7 +243,7 @@ fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct)
     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
     let build = quote! {
-        let subscriber = #core::Subscriber::handler(#new);
+        let subscriber = #core::readside::Subscriber::handler(#new);
         #on
         subscriber #replay .build() #settings
     };

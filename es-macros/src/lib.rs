@@ -96,7 +96,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   error at the `Type` written here, and a type listed in `commands(..)`
 ///   that is not a command of that aggregate is an error at its name in
 ///   the list.
-/// - `validate = path` (optional): a `fn(&Self) -> Result<(), es_core::ValidationError>`
+/// - `validate = path` (optional): a `fn(&Self) -> Result<(), es_core::error::ValidationError>`
 ///   for rules about the whole command.
 /// - `#[id]` on exactly one field: its `ToString` value is the id of the
 ///   target aggregate instance.
@@ -110,7 +110,8 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// attributes are removed from the emitted struct.
 ///
 /// ```
-/// use es_core::{command, event, Aggregate, Apply, Command, Events, Handle, ValidationError};
+/// use es_core::{command, event, Aggregate, Apply, Command, Events, Handle};
+/// use es_core::error::ValidationError;
 ///
 /// #[command(aggregate = Account, validate = not_to_self)]
 /// #[derive(Debug, Clone)]
@@ -290,7 +291,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 }
 
 /// Registers an event handler at link time, under a unique name, for
-/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// `es_core::readside::Registry::from_inventory` (and so for a `ReadSide` built
 /// without an explicit registry).
 ///
 /// Keys:
@@ -309,7 +310,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// stays as written and can still be called.
 ///
 /// ```
-/// use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded, Registry, Replay};
+/// use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded};
+/// use es_core::readside::{Registry, Replay};
 ///
 /// #[event]
 /// #[derive(Debug, Clone, PartialEq)]
@@ -326,7 +328,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// let registry = Registry::from_inventory()?;
 /// let welcome = registry.get("welcome-mail").unwrap();
 /// assert_eq!((welcome.event_types(), welcome.replay_mode()), (vec!["AccountOpened"], Replay::Skip));
-/// # Ok::<(), es_core::RegistryError>(())
+/// # Ok::<(), es_core::readside::RegistryError>(())
 /// ```
 ///
 /// On a struct, it handles every event type listed in `events(..)`: the
@@ -380,7 +382,7 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers a projection at link time, under a unique name, for
-/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// `es_core::readside::Registry::from_inventory` (and so for a `ReadSide` built
 /// without an explicit registry).
 ///
 /// It goes on a struct that implements `Default` (the registration builds
@@ -416,9 +418,9 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     }
 /// }
 ///
-/// let registry = es_core::Registry::from_inventory()?;
-/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::Consistency::Strong);
-/// # Ok::<(), es_core::RegistryError>(())
+/// let registry = es_core::readside::Registry::from_inventory()?;
+/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::readside::Consistency::Strong);
+/// # Ok::<(), es_core::readside::RegistryError>(())
 /// ```
 ///
 /// Every listed event needs its `Project` impl:

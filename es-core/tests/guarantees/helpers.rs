@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use es_core::{
-    Aggregate, Direction, Es, EventId, EventStore, GlobalPosition, ReadSide, RecordedEvent, Selection,
-    StreamId, StreamVersion,
-};
+use es_core::readside::Selection;
+use es_core::store::{Direction, EventStore, RecordedEvent};
+use es_core::{Aggregate, Es, EventId, GlobalPosition, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use tokio::task::JoinSet;
 

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use es_core::{
-    Aggregate, Es, ProjectionStore, ReadSide, ReadSideConfig, Selection, Snapshot, SnapshotStore, StreamId,
-    StreamVersion, Timestamp,
-};
+use es_core::readside::{ReadSideConfig, Selection};
+use es_core::store::{ProjectionStore, Snapshot, SnapshotStore, Timestamp};
+use es_core::{Aggregate, Es, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde_json::json;
 

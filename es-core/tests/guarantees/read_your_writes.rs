@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use es_core::{ConsistencyError, EventStore, ExecuteError, GlobalPosition, ProjectionStore};
+use es_core::error::ExecuteError;
+use es_core::readside::ConsistencyError;
+use es_core::store::{EventStore, ProjectionStore};
+use es_core::GlobalPosition;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 use crate::domain::{Deposit, Ledger, Open};

@@ -1,6 +1,8 @@
 //! Replaying never re-runs a side effect marked `replay = "skip"`.
 
-use es_core::{EventStore, ReadSide, Selection};
+use es_core::readside::Selection;
+use es_core::store::EventStore;
+use es_core::ReadSide;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 use crate::domain::Open;
@@ -25,14 +27,14 @@ async fn an_interrupted_replay_never_runs_a_skipping_handler_for_history() {
     assert_eq!(mailed(), 300, "one mail per opening");
 
     // Replay, interrupted at once, resumed on this node.
-    read_side.replay("g-mail").await.unwrap();
+    read_side.rebuild("g-mail").await.unwrap();
     read_side.stop("g-mail").await.unwrap();
     read_side.restart("g-mail").await.unwrap();
     read_side.wait_for("g-mail", head, WAIT).await.unwrap();
     assert_eq!(mailed(), 300, "no mail sent again after an interrupted replay");
 
     // Replay, interrupted, and resumed by another read side on the store.
-    read_side.replay("g-mail").await.unwrap();
+    read_side.rebuild("g-mail").await.unwrap();
     es.shutdown().await;
     let fresh = ReadSide::builder()
         .event_store(store.clone())

@@ -1,6 +1,8 @@
 //! An invalid command is refused before its aggregate is loaded.
 
-use es_core::{Aggregate, EventStore, ExecuteError, ExpectedVersion, NewEvent, StreamId};
+use es_core::error::ExecuteError;
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::{Aggregate, StreamId};
 use es_memory::InMemoryEventStore;
 use serde_json::json;
 

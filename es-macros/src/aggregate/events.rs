@@ -188,7 +188,7 @@ fn event_set_impl(enum_ident: &Ident, events: &[Member]) -> TokenStream {
 
             fn to_payload(
                 &self,
-            ) -> #private::Result<#core::Payload, #private::serde_json::Error> {
+            ) -> #private::Result<#core::store::Payload, #private::serde_json::Error> {
                 match *self {
                     #(Self::#variants(_) => (#table[#index].encode)(self),)*
                 }
@@ -197,8 +197,8 @@ fn event_set_impl(enum_ident: &Ident, events: &[Member]) -> TokenStream {
             fn from_stored(
                 event_type: &#private::str,
                 schema_version: #private::u32,
-                payload: &#core::Payload,
-            ) -> #private::Result<Self, #core::DecodeErrorKind> {
+                payload: &#core::store::Payload,
+            ) -> #private::Result<Self, #core::error::DecodeErrorKind> {
                 #private::decode_listed(&#table, event_type, schema_version, payload)
             }
 
