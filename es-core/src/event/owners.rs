@@ -19,15 +19,15 @@ use std::any::TypeId;
 pub struct EventOwner {
     aggregate: &'static str,
     event_type: &'static str,
-    type_id: fn() -> TypeId,
+    type_id: TypeId,
 }
 
 impl EventOwner {
     /// The record that aggregate `aggregate` (its `Aggregate::NAME`) lists
     /// the event stored as `event_type`, whose Rust type `type_id` names
-    /// (`TypeId::of::<E>`: a fn, because `TypeId::of` is not yet callable
-    /// in the static initializer inventory needs).
-    pub const fn new(aggregate: &'static str, event_type: &'static str, type_id: fn() -> TypeId) -> Self {
+    /// (`TypeId::of::<E>()`, a const fn: inventory needs a static
+    /// initializer).
+    pub const fn new(aggregate: &'static str, event_type: &'static str, type_id: TypeId) -> Self {
         Self { aggregate, event_type, type_id }
     }
 
@@ -44,7 +44,7 @@ impl EventOwner {
 
     /// Whether the record is about the Rust type `type_id`.
     fn is_of(&self, type_id: TypeId) -> bool {
-        (self.type_id)() == type_id
+        self.type_id == type_id
     }
 }
 

@@ -252,7 +252,7 @@ fn owner_records(name: &str, events: &[Member]) -> TokenStream {
                     #private::EventOwner::new(
                         #name,
                         #table[#i].type_name,
-                        #private::TypeId::of::<#path>,
+                        #private::TypeId::of::<#path>(),
                     )
                 }
             }
