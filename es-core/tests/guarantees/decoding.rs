@@ -1,8 +1,8 @@
 //! Events that cannot be decoded are typed errors naming the event, and
 //! stay stored; older versions are upcast on read.
 
-use es_core::error::{DecodeError, DecodeErrorKind, ExecuteError, LoadError};
-use es_core::readside::{ConsistencyError, SubscriptionState};
+use es_core::error::{ConsistencyError, DecodeError, DecodeErrorKind, ExecuteError, LoadError};
+use es_core::readside::SubscriptionState;
 use es_core::runtime::CommandPath;
 use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
 use es_core::{Aggregate, Es, Event, Recorded, StreamId, StreamVersion};

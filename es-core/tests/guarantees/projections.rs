@@ -1,7 +1,7 @@
 //! A projection rebuilt under load folds every event once; one that
 //! panics stops alone.
 
-use es_core::readside::ConsistencyError;
+use es_core::error::ConsistencyError;
 use es_core::store::{DocumentQuery, EventStore, ProjectionStore};
 use es_core::StreamVersion;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};

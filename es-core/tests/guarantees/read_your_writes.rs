@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use es_core::error::ExecuteError;
-use es_core::readside::ConsistencyError;
+use es_core::error::{ConsistencyError, ExecuteError};
 use es_core::store::{EventStore, ProjectionStore};
 use es_core::GlobalPosition;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
@@ -74,11 +73,12 @@ async fn a_failing_strong_handler_makes_execute_report_stored_events_and_the_fai
 
     for amount in [REFUSED_AMOUNT, 2] {
         let result = es.execute(Deposit { id: "x".into(), amount }).await;
-        let Err(ExecuteError::ConsistencyFailed { position, waiting_for, reason }) = result else {
+        let Err(ExecuteError::ConsistencyFailed { position, waiting_for, cause }) = result else {
             panic!("depositing {amount}: {result:?}")
         };
         assert_eq!(position, store.head_position().await.unwrap(), "names the stored position");
         assert_eq!(waiting_for, "g-strict");
+        let reason = cause.to_string();
         assert!(reason.contains(&format!("cannot take {REFUSED_AMOUNT}")), "{reason}");
     }
     let stored = whole_stream(&store, "x").await;
