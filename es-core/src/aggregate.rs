@@ -10,12 +10,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ValidationError;
-use crate::event::{Event, EventSet};
+use crate::event::EventSet;
 
 /// A consistency boundary whose state is the fold of its events.
 ///
 /// Implemented by `#[derive(Aggregate)]`; the methods here are the dispatch
 /// it generates. Users implement [`Handle`] and [`Apply`] instead.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not a `#[derive(Aggregate)]`",
+    note = "an aggregate is a struct with `#[derive(es_core::Aggregate)]` and `#[aggregate(..)]`"
+)]
 pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The aggregate type name (such as `account`); streams are named
     /// `{NAME}-{id}`.
@@ -66,7 +71,7 @@ pub trait Handle<C>: Aggregate {
     label = "missing `impl Apply<{E}> for {Self}`",
     note = "add `impl es_core::Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ .. }} }}`"
 )]
-pub trait Apply<E: Event> {
+pub trait Apply<E> {
     /// Applies one event.
     fn apply(&mut self, event: &E);
 }
@@ -148,19 +153,28 @@ impl<A: Aggregate> Default for Events<A> {
     }
 }
 
-impl<A: Aggregate> Debug for Events<A> {
+impl<A: Aggregate> Debug for Events<A>
+where
+    A::Event: Debug,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(&self.0).finish()
     }
 }
 
-impl<A: Aggregate> Clone for Events<A> {
+impl<A: Aggregate> Clone for Events<A>
+where
+    A::Event: Clone,
+{
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
 }
 
-impl<A: Aggregate> PartialEq for Events<A> {
+impl<A: Aggregate> PartialEq for Events<A>
+where
+    A::Event: PartialEq,
+{
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0
     }

@@ -1,8 +1,6 @@
 //! Events: the [`Event`] trait users derive with `#[event]`, and the
 //! [`EventSet`] that `#[derive(Aggregate)]` generates for an aggregate.
 
-use std::fmt::Debug;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -10,11 +8,27 @@ use serde_json::Value;
 use crate::envelope::Payload;
 use crate::error::DecodeErrorKind;
 
+mod owners;
+
+#[allow(unused_imports, reason = "the read side routes with it (issue 10); tests use it until then")]
+pub(crate) use owners::owners_of;
+pub use owners::EventOwner;
+
 /// A domain event: a fact, named in the past tense, stored as JSON.
 ///
 /// Derive it with `#[event]` (optionally `#[event(name = "..", version = N,
 /// upcast = path)]`) rather than implementing it by hand.
-pub trait Event: Debug + Clone + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static {
+///
+/// es needs an event to serialize, deserialize and cross threads, nothing
+/// more: `Debug`, `Clone` and `PartialEq` are the user's choice. The test
+/// kit's checks that compare or print events ask for `PartialEq` and
+/// `Debug` where they do.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "`{Self}` is not an `#[event]`",
+    note = "put `#[es_core::event]` on the declaration of `{Self}`"
+)]
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The type name stored with each event (defaults to the Rust type name).
     const TYPE: &'static str;
     /// The current schema version (starts at 1).
@@ -35,7 +49,10 @@ pub trait Event: Debug + Clone + PartialEq + Serialize + DeserializeOwned + Send
 
 /// The closed set of events of one aggregate: the enum that
 /// `#[derive(Aggregate)]` generates, one variant per listed event.
-pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + 'static {
+///
+/// The generated enum is `Debug`, `Clone` and `PartialEq` when every listed
+/// event is; es itself needs none of them.
+pub trait EventSet: Sized + Send + Sync + 'static {
     /// The stored type name of this event.
     fn event_type(&self) -> &'static str;
     /// The schema version this event is written with.
@@ -56,8 +73,9 @@ pub trait EventSet: Debug + Clone + PartialEq + Send + Sync + 'static {
     fn event_types() -> &'static [&'static str];
 }
 
-/// Decodes one event type's payload, upcasting older versions. Generated
-/// `EventSet::from_stored` impls call this per variant.
+/// Decodes one event type's payload, upcasting older versions: what
+/// [`Recorded::decode`](crate::Recorded::decode) and the tables behind
+/// generated `EventSet::from_stored` impls call.
 ///
 /// # Errors
 /// As [`EventSet::from_stored`].

@@ -128,21 +128,26 @@ pub mod __private {
     pub use ::inventory;
     pub use ::serde;
     pub use ::serde_json;
+    pub use ::std::any::TypeId;
     pub use ::std::clone::Clone;
     pub use ::std::cmp::PartialEq;
     pub use ::std::convert::From;
     pub use ::std::default::Default;
-    pub use ::std::fmt::Debug;
+    pub use ::std::fmt::{Debug, Formatter, Result as FmtResult};
     pub use ::std::future::Future;
     pub use ::std::marker::Send;
     pub use ::std::option::Option;
-    pub use ::std::primitive::{str, u32};
+    pub use ::std::primitive::{bool, str, u32, usize};
     pub use ::std::result::Result;
     pub use ::std::string::{String, ToString};
     pub use ::std::vec::Vec;
     pub use ::std::{panic, unreachable};
 
-    pub use crate::event::decode_event;
-    pub use crate::macro_support::{event_payload, str_eq};
+    // `decode_event` is not used by generated code any more; hand-written
+    // `EventSet` impls (the benchmarks') still call it.
+    pub use crate::event::{decode_event, EventOwner};
+    pub use crate::macro_support::{
+        command_of, decode_listed, str_eq, CommandOf, EventListedBy, Holds, ListedEvent, ListsCommand,
+    };
     pub use crate::readside::Registration;
 }

@@ -11,8 +11,8 @@
 //! }
 //! ```
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -22,7 +22,7 @@ use syn::{
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{AGGREGATE, ID, MAX, MIN, NON_EMPTY, VALIDATE};
-use crate::{item, paths};
+use crate::{item, paths, stand_in};
 
 const SCOPE: &str = "command attribute";
 const RULE: &str = "validate rule";
@@ -90,6 +90,12 @@ struct CommandDef<'a> {
 }
 
 impl<'a> CommandDef<'a> {
+    /// A command whose fields could not be read (an error was reported):
+    /// no routing field, no rules.
+    fn unroutable(ident: &'a Ident) -> Self {
+        Self { ident, id_field: None, fields: Vec::new() }
+    }
+
     fn parse(cx: &Ctxt, item: &'a ItemStruct) -> Option<Self> {
         let named = match &item.fields {
             Fields::Named(named) => named,
@@ -196,6 +202,7 @@ fn is_helper(attr: &Attribute) -> bool {
 /// helper attributes), so a mistake gives its own error and nothing else.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
+    let args_tokens = args.clone();
     let attrs = CommandAttrs::parse(&cx, args);
     let item: Item = match syn::parse2(input) {
         Ok(item) => item,
@@ -207,23 +214,33 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
         return quote!(#item #errors);
     };
     if attrs.aggregate.is_none() {
-        cx.error_spanned_by(
-            quote_spanned!(Span::call_site()=> command),
-            "#[command] needs `aggregate = Type`: the aggregate that handles the command",
-        );
+        let message = "#[command] needs `aggregate = Type`: the aggregate that handles the command";
+        // At the arguments, or without any at the struct's name: the
+        // attribute itself is not among the tokens the macro gets.
+        if args_tokens.is_empty() {
+            cx.error_spanned_by(&item.ident, message);
+        } else {
+            cx.error_spanned_by(&args_tokens, message);
+        }
     }
     let generic = item::reject_generics(&cx, &item.generics, "a command");
-    let def = CommandDef::parse(&cx, &item);
-
-    let command_impl = match (&def, &attrs.aggregate, generic) {
-        (Some(def), Some(aggregate), false) => command_impl(def, aggregate, attrs.validate.as_ref()),
-        _ => TokenStream::new(),
-    };
+    // Without named fields (reported) the impl still stands, without
+    // routing or rules, so the aggregate listing the command adds no error.
+    let def = CommandDef::parse(&cx, &item).unwrap_or_else(|| CommandDef::unroutable(&item.ident));
     let mut stripped = item.clone();
     for field in stripped.fields.iter_mut() {
         field.attrs.retain(|attr| !is_helper(attr));
     }
-    let errors = cx.into_compile_errors();
+    if generic {
+        let errors = cx.into_compile_errors();
+        return quote!(#stripped #errors);
+    }
+    let (aggregate, errors) = match &attrs.aggregate {
+        Some(aggregate) => (Target::Aggregate(aggregate), cx.into_compile_errors()),
+        // The errors go into the stand-in, where they are reported once.
+        None => (Target::StandIn(cx.into_compile_errors()), TokenStream::new()),
+    };
+    let command_impl = command_impl(&def, &aggregate, attrs.validate.as_ref());
     quote! {
         #stripped
         #command_impl
@@ -231,15 +248,55 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>) -> TokenStream {
+/// The aggregate the impl names: the user's, or without one (reported)
+/// [the stand-in type](crate::stand_in) carrying the macro call's errors,
+/// so the aggregate listing the command adds no error.
+enum Target<'a> {
+    Aggregate(&'a Type),
+    StandIn(TokenStream),
+}
+
+fn command_impl(def: &CommandDef<'_>, target: &Target<'_>, validate: Option<&Path>) -> TokenStream {
     let core = paths::core();
     let private = paths::private();
+    let (aggregate, stand_in, wrap) = match target {
+        Target::Aggregate(aggregate) => {
+            // Through the tie the aggregate's derive implements per listed
+            // command, spanned on the aggregate the user named: an
+            // aggregate that does not list this command is reported there.
+            let wrap = quote_spanned! {aggregate.span()=>
+                <#aggregate as ::es_core::__private::ListsCommand<Self>>::wrap(self)
+            };
+            (aggregate.to_token_stream(), TokenStream::new(), wrap)
+        }
+        Target::StandIn(errors) => (
+            stand_in::name().to_token_stream(),
+            stand_in::definition(errors.clone()),
+            quote!({ let _ = self; #private::unreachable!() }),
+        ),
+    };
     let ident = def.ident;
+    // The tie as the aggregate's derive checks it; without an aggregate
+    // (reported) the command is taken as any aggregate's. `CommandOf` has
+    // `Command` as supertrait, which the impl would check again (a command
+    // without `Clone` would then be reported twice); the `for<'__es>`
+    // bound assumes it instead, and the `Command` impl above reports it.
+    let command_of = match target {
+        Target::Aggregate(aggregate) => quote! {
+            #[automatically_derived]
+            impl #private::CommandOf<#aggregate> for #ident where for<'__es> #ident: #core::Command {}
+        },
+        Target::StandIn(_) => quote! {
+            #[automatically_derived]
+            impl<__A> #private::CommandOf<__A> for #ident where for<'__es> #ident: #core::Command {}
+        },
+    };
     let name = ident.unraw().to_string();
     let aggregate_id = match def.id_field {
         Some(field) => quote!(#private::ToString::to_string(&self.#field)),
-        // Only reached when an error was already reported: the missing
-        // `#[id]`. The body keeps the impl whole so that error stays alone.
+        // Never reached: only without an `#[id]` field (or without named
+        // fields), which was reported, so the crate does not compile. The
+        // body keeps the impl whole so that error stays alone.
         None => quote!(#private::unreachable!("`#[command]` without an `#[id]` field")),
     };
     let checks = def.fields.iter().flat_map(|field| {
@@ -293,6 +350,8 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
     };
     quote! {
         const _: () = {
+            #stand_in
+
             #[automatically_derived]
             impl #core::Command for #ident {
                 type Aggregate = #aggregate;
@@ -305,9 +364,11 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
                 #validate_fn
 
                 fn into_aggregate_command(self) -> <#aggregate as #core::Aggregate>::Command {
-                    #private::From::from(self)
+                    #wrap
                 }
             }
+
+            #command_of
         };
     }
 }

@@ -11,7 +11,7 @@ use std::fmt::Display;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::{parenthesized, Token};
+use syn::{parenthesized, Path, Token};
 
 use crate::symbol::{self, Symbol};
 
@@ -96,21 +96,38 @@ pub(crate) struct Slot<'c, T> {
     what: &'static str,
     key: Symbol,
     value: Option<T>,
+    /// Whether `value` was given under a misspelt key.
+    misspelt: bool,
 }
 
 impl<'c, T> Slot<'c, T> {
     /// An empty slot for `key`, a `what` (such as `event attribute`).
     pub(crate) fn new(cx: &'c Ctxt, what: &'static str, key: Symbol) -> Self {
-        Self { cx, what, key, value: None }
+        Self { cx, what, key, value: None, misspelt: false }
     }
 
-    /// Sets the value, or records "duplicate {what} `key`"
-    /// spanned on `at` (the second occurrence) and keeps the first value.
-    pub(crate) fn set<A: ToTokens>(&mut self, at: A, value: T) {
-        if self.value.is_some() {
-            self.cx.error_spanned_by(at, format!("duplicate {} `{}`", self.what, self.key));
-        } else {
-            self.value = Some(value);
+    /// Sets the value, or records "duplicate {what} `key`" spanned on `at`
+    /// (the second occurrence) and keeps the first value.
+    ///
+    /// A key the user misspelt (`at` is not the key itself; [`Ctxt::key`]
+    /// reported it with a suggestion) never makes a duplicate error: one
+    /// typo, one message. A value under the correct spelling replaces one
+    /// set under a misspelt key.
+    pub(crate) fn set(&mut self, at: &Path, value: T) {
+        let misspelt = *at != self.key;
+        match (&self.value, misspelt) {
+            (None, _) => {
+                self.value = Some(value);
+                self.misspelt = misspelt;
+            }
+            (Some(_), false) if self.misspelt => {
+                self.value = Some(value);
+                self.misspelt = false;
+            }
+            (Some(_), false) => {
+                self.cx.error_spanned_by(at, format!("duplicate {} `{}`", self.what, self.key));
+            }
+            (Some(_), true) => {}
         }
     }
 

@@ -43,11 +43,11 @@ const SHAPE: &str = "async fn name(event: &Recorded<E>, ctx: &HandlerCtx) -> Res
 /// mistake in the attribute or the signature gives its own error only.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
-    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC);
     let item: Item = match syn::parse2(input) {
         Ok(item) => item,
         Err(error) => return error.into_compile_error(),
     };
+    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC, item::name(&item));
     let registration = match &item {
         Item::Fn(function) => expand_fn(&cx, &attrs, function),
         Item::Struct(structure) => expand_struct(&cx, &mut attrs, structure),
@@ -95,12 +95,18 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
     let returns = quote_spanned! {returns_at=>
         impl #private::Future<Output = #private::Result<(), #core::HandlerError>> + #private::Send
     };
-    // The impl is spanned on the event type, so a type that is not an
-    // event is reported there (the trait path is spelled out rather than
-    // interpolated, so its tokens carry that span too).
+    // The impl is spanned on the event type (the trait path is spelled out
+    // rather than interpolated, so its tokens carry that span too). It
+    // holds only if the type is an event: the bound is wrapped in
+    // `for<'__es>` so that it does not fail here but makes the impl not
+    // apply, and a type that is not an event is reported once, by the
+    // `.on::<E>()` of the registration.
     let handle_event = quote_spanned! {event.span()=>
         #[automatically_derived]
-        impl ::es_core::HandleEvent<#event> for __EsHandler {
+        impl ::es_core::HandleEvent<#event> for __EsHandler
+        where
+            for<'__es> #event: ::es_core::Event,
+        {
             fn handle(&self, event: &#core::Recorded<#event>, ctx: &#core::HandlerCtx) -> #returns {
                 #call
             }
@@ -112,8 +118,14 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
         #handle_event
     };
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
+    // The whole `.on::<E>()` carries the event type's span: its two
+    // requirements (`E: Event`, and the impl above, which holds only for
+    // an event) then fail at one place and the compiler reports one error.
+    let on = quote_spanned!(event.span()=> let subscriber = subscriber.on::<#event>(););
     let build = quote! {
-        #core::readside::Subscriber::handler(__EsHandler).on::<#event>() #replay .build() #settings
+        let subscriber = #core::readside::Subscriber::handler(__EsHandler);
+        #on
+        subscriber #replay .build() #settings
     };
     Some(subscriber::registration(&attrs.name_or(&ident.to_string()), items, build))
 }

@@ -55,6 +55,24 @@ pub(crate) fn head(item: &Item) -> TokenStream {
     }
 }
 
+/// The item's name (`welcome`, `Audit`), or for an item without one its
+/// head: where to report a mistake about the attribute as a whole when the
+/// attribute has no arguments to point at.
+pub(crate) fn name(item: &Item) -> TokenStream {
+    match item {
+        Item::Fn(f) => f.sig.ident.to_token_stream(),
+        Item::Struct(s) => s.ident.to_token_stream(),
+        Item::Enum(e) => e.ident.to_token_stream(),
+        Item::Union(u) => u.ident.to_token_stream(),
+        Item::Trait(t) => t.ident.to_token_stream(),
+        Item::Type(t) => t.ident.to_token_stream(),
+        Item::Const(c) => c.ident.to_token_stream(),
+        Item::Static(s) => s.ident.to_token_stream(),
+        Item::Mod(m) => m.ident.to_token_stream(),
+        other => head(other),
+    }
+}
+
 /// Records an error if `generics` declares any parameter or where clause:
 /// the type is stored or routed under one name, whatever its parameters.
 ///

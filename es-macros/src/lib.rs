@@ -19,6 +19,7 @@ mod handler;
 mod item;
 mod paths;
 mod projection;
+mod stand_in;
 mod subscriber;
 mod symbol;
 
@@ -36,14 +37,16 @@ use syn::{parse_macro_input, DeriveInput};
 ///   that turns the payload of an older version (the `u32`) into the
 ///   current one; without it, older payloads are read as they are.
 ///
-/// The event derives `Debug`, `Clone` and `PartialEq` itself (the `Event`
-/// trait needs them); serde comes from the attribute.
+/// serde's derives come from the attribute; es needs nothing more of an
+/// event. Derive `Debug`, `Clone` or `PartialEq` where you want them: the
+/// aggregate's event enum has each when every listed event does, and the
+/// test kit's checks that compare or print events (such as
+/// `then_expect_events`) ask for `PartialEq` and `Debug`.
 ///
 /// ```
 /// use es_core::{event, Event};
 ///
 /// #[event]
-/// #[derive(Debug, Clone, PartialEq)]
 /// pub struct MoneyDeposited {
 ///     pub amount: u64,
 /// }
@@ -88,7 +91,11 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `es_core::Command` impl.
 ///
 /// - `aggregate = Type` (required): the aggregate that handles it; the
-///   struct must be listed in that aggregate's `commands(..)`.
+///   struct must be listed in that aggregate's `commands(..)`. The tie is
+///   checked both ways: a command whose aggregate does not list it is an
+///   error at the `Type` written here, and a type listed in `commands(..)`
+///   that is not a command of that aggregate is an error at its name in
+///   the list.
 /// - `validate = path` (optional): a `fn(&Self) -> Result<(), es_core::error::ValidationError>`
 ///   for rules about the whole command.
 /// - `#[id]` on exactly one field: its `ToString` value is the id of the
@@ -150,6 +157,26 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #     fn apply(&mut self, event: &Transferred) { self.balance -= event.amount; }
 /// # }
 /// ```
+///
+/// A command is listed by the aggregate it names:
+///
+/// ```compile_fail
+/// # use es_core::{command, event, Aggregate, Apply};
+/// # #[event]
+/// # pub struct Opened {}
+/// #[command(aggregate = Account)]
+/// #[derive(Debug, Clone)]
+/// pub struct Close {
+///     #[id]
+///     pub account_id: String,
+/// }
+///
+/// #[derive(Aggregate, Default, serde::Serialize, serde::Deserialize)]
+/// #[aggregate(name = "account", error = std::convert::Infallible, events(Opened), commands())]
+/// pub struct Account {}
+/// # impl Apply<Opened> for Account { fn apply(&mut self, _: &Opened) {} }
+/// // error: `Close` says `aggregate = Account` but `Account` does not list it in `commands(..)`
+/// ```
 #[proc_macro_attribute]
 pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
     command::expand(args.into(), item.into()).into()
@@ -170,10 +197,17 @@ pub fn command(args: TokenStream, item: TokenStream) -> TokenStream {
 ///   state's serialized shape changes, so older snapshots are ignored.
 ///
 /// A listed event without its `Apply` impl, or command without its
-/// `Handle` impl, is a compile error at its name in the list; so are two
-/// listed events stored under the same type name. The enums get the
-/// struct's visibility. The state itself derives `Default` and serde's
-/// `Serialize` and `Deserialize` (for snapshots).
+/// `Handle` impl, is a compile error at its name in the list; so are a
+/// listed type that is not an `#[event]`, a listed command that names
+/// another aggregate, and two listed events stored under the same type
+/// name. The enums get the struct's visibility; the event enum is `Debug`,
+/// `Clone` and `PartialEq` when every listed event is. The state itself
+/// derives `Default` and serde's `Serialize` and `Deserialize` (for
+/// snapshots).
+///
+/// Each listed event is also recorded at link time as owned by this
+/// aggregate, so the read side can route events by aggregate type and
+/// event type together.
 ///
 /// ```
 /// use es_core::{command, event, Aggregate, Apply, Events, EventSet, Handle};

@@ -35,11 +35,11 @@ const SPEC: Spec = Spec {
 /// gives its own error only.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
-    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC);
     let item: Item = match syn::parse2(input) {
         Ok(item) => item,
         Err(error) => return error.into_compile_error(),
     };
+    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC, item::name(&item));
     let registration = match &item {
         Item::Struct(structure) => {
             let ident = &structure.ident;

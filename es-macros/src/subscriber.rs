@@ -63,8 +63,9 @@ pub(crate) struct SubscriberAttrs {
 impl SubscriberAttrs {
     /// Parses the attribute's arguments, reporting every mistake; a missing
     /// `name` is reported at the arguments (or, when there are none, at
-    /// the attribute).
-    pub(crate) fn parse(cx: &Ctxt, args: TokenStream, spec: &Spec) -> Self {
+    /// `item_name`: the attribute itself is not among the tokens a macro
+    /// gets).
+    pub(crate) fn parse(cx: &Ctxt, args: TokenStream, spec: &Spec, item_name: TokenStream) -> Self {
         let mut name = Slot::new(cx, spec.scope, NAME);
         let mut group = Slot::new(cx, spec.scope, GROUP);
         let mut consistency = Slot::new(cx, spec.scope, CONSISTENCY);
@@ -138,7 +139,7 @@ impl SubscriberAttrs {
                 spec.macro_name, spec.what
             );
             if args_tokens.is_empty() {
-                cx.syn_error(syn::Error::new(Span::call_site(), message));
+                cx.error_spanned_by(item_name, message);
             } else {
                 cx.error_spanned_by(args_tokens, message);
             }

@@ -23,4 +23,11 @@ impl Apply<Opened> for Account {
     }
 }
 
+// The user's own code naming `Closed` adds no error of its own.
+impl Apply<Closed> for Account {
+    fn apply(&mut self, _event: &Closed) {
+        self.open = false;
+    }
+}
+
 fn main() {}

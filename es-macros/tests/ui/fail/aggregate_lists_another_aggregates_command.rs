@@ -1,0 +1,57 @@
+use es_core::{command, event, Aggregate, Apply, Events, Handle};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug)]
+struct AccountError;
+
+impl std::fmt::Display for AccountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("refused")
+    }
+}
+
+impl std::error::Error for AccountError {}
+
+#[event]
+struct Opened {}
+
+#[event]
+struct Locked {}
+
+// A command of `Vault`, which lists it; `Account` lists it too.
+#[command(aggregate = Vault)]
+#[derive(Debug, Clone)]
+struct Lock {
+    #[id]
+    id: String,
+}
+
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(name = "vault", error = AccountError, events(Locked), commands(Lock))]
+struct Vault {}
+
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(name = "account", error = AccountError, events(Opened), commands(Lock))]
+struct Account {}
+
+impl Handle<Lock> for Vault {
+    fn handle(&self, _command: Lock) -> Result<Events<Self>, AccountError> {
+        Ok(Events::one(Locked {}))
+    }
+}
+
+impl Handle<Lock> for Account {
+    fn handle(&self, _command: Lock) -> Result<Events<Self>, AccountError> {
+        Ok(Events::none())
+    }
+}
+
+impl Apply<Locked> for Vault {
+    fn apply(&mut self, _event: &Locked) {}
+}
+
+impl Apply<Opened> for Account {
+    fn apply(&mut self, _event: &Opened) {}
+}
+
+fn main() {}
