@@ -72,7 +72,7 @@ end
 
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if not last then
-  return redis.error_reply('the position counter ' .. KEYS[2] .. ' does not hold a number')
+  return redis.error_reply('ERR the position counter ' .. KEYS[2] .. ' does not hold a number')
 end
 local time = redis.call('TIME')
 local at = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -91,7 +91,7 @@ for i = 1, n do
     -- hand), it fails here and nothing has been written.
     local added = redis.pcall('XADD', KEYS[1], entry_id, unpack(fields))
     if type(added) == 'table' and added.err then
-      return redis.error_reply('cannot add position ' .. entry_id .. ' to ' .. KEYS[1] .. ': ' .. added.err)
+      return redis.error_reply('ERR cannot add position ' .. entry_id .. ' to ' .. KEYS[1] .. ': ' .. added.err)
     end
   else
     redis.call('XADD', KEYS[1], entry_id, unpack(fields))
