@@ -2,7 +2,6 @@
 //! server-side script.
 
 mod entry;
-mod retry;
 mod wakeup;
 
 use std::collections::HashSet;
@@ -11,10 +10,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    AppendError, AppendOutcome, Committed, Direction, EventStore, ExpectedVersion, GlobalPosition, NewEvent,
-    RecordedEvent, StoreError, StreamId, StreamVersion,
+use es_core::error::{AppendError, BoxError, StoreError};
+use es_core::store::{
+    check_storable, classify_stored, AppendOutcome, Committed, Direction, EventStore, ExpectedVersion,
+    NewEvent, RecordedEvent, StreamSummary,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -27,7 +28,7 @@ static APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("eve
 static READ_STREAM: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("event_store/read_stream.lua")));
 
-/// An [`EventStore`] (and [`SnapshotStore`](es_core::SnapshotStore)) on
+/// An [`EventStore`] (and [`SnapshotStore`](es_core::store::SnapshotStore)) on
 /// Redis, keeping its keys under one [`RedisNamespace`].
 ///
 /// Appends run as one Lua script on the server, which Redis runs alone: the
@@ -53,6 +54,7 @@ struct Inner {
     events: String,
     position: String,
     ids: String,
+    streams: String,
     wakeups: Arc<Wakeups>,
 }
 
@@ -62,7 +64,7 @@ impl fmt::Debug for RedisEventStore {
     }
 }
 
-fn store_backend(error: impl Into<es_core::BoxError>) -> StoreError {
+fn store_backend(error: impl Into<BoxError>) -> StoreError {
     StoreError::Backend(error.into())
 }
 
@@ -115,6 +117,7 @@ impl RedisEventStore {
             events: namespace.events(),
             position: namespace.position(),
             ids: namespace.ids(),
+            streams: namespace.streams(),
             wakeups: Arc::new(Wakeups::new()),
             redis,
             namespace,
@@ -143,7 +146,7 @@ impl RedisEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
-        let backend = |source: es_core::BoxError| AppendError::Backend { stream: stream.clone(), source };
+        let backend = |source: BoxError| AppendError::Backend { stream: stream.clone(), source };
         let (kind, exact) = expectation_args(expected);
         let mut invocation = APPEND.prepare_invoke();
         invocation
@@ -151,6 +154,7 @@ impl RedisEventStore {
             .key(&self.inner.position)
             .key(&self.inner.ids)
             .key(self.inner.namespace.stream(stream.as_str()))
+            .key(&self.inner.streams)
             .arg(stream.as_str())
             .arg(kind)
             .arg(exact)
@@ -201,16 +205,31 @@ impl RedisEventStore {
                 Err(AppendError::WrongExpectedVersion { stream: stream.clone(), expected, actual: current })
             }
             (b"taken", stored) if stored.len() == events.len() => {
-                let stored = stored
-                    .iter()
-                    .map(|entry| match entry {
-                        Value::Nil => Ok(None),
-                        entry => recorded_event(entry.clone(), &Expected::default()).map(Some),
-                    })
-                    .collect::<Result<Vec<Option<RecordedEvent>>, StoreError>>()
-                    .map_err(|e| backend(Box::new(e)))?;
-                let committed = retry::classify(stream, expected, events, &stored)?;
-                Ok(AppendOutcome { stream_version: current, committed })
+                let mut found = Vec::with_capacity(stored.len());
+                for (entry, event) in stored.iter().zip(events) {
+                    match entry {
+                        Value::Nil => {}
+                        Value::BulkString(word) if word == b"missing" => {
+                            return Err(backend(
+                                format!(
+                                    "event id {} is indexed in {} at a position with no entry in {}",
+                                    event.event_id, self.inner.ids, self.inner.events
+                                )
+                                .into(),
+                            ));
+                        }
+                        entry => {
+                            let recorded = recorded_event(entry.clone(), &Expected::default())
+                                .map_err(|e| backend(Box::new(e)))?;
+                            found.push(recorded);
+                        }
+                    }
+                }
+                match classify_stored(stream, expected, events, &found)? {
+                    Some(committed) => Ok(AppendOutcome { stream_version: current, committed }),
+                    // The script found a stored id; the classifier must too.
+                    None => Err(unexpected(&reply)),
+                }
             }
             _ => Err(unexpected(&reply)),
         }
@@ -225,7 +244,7 @@ impl EventStore for RedisEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        es_core::check_storable(stream, &events)?;
+        check_storable(stream, &events)?;
         let mut seen = HashSet::with_capacity(events.len());
         if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
             return Err(AppendError::DuplicateInBatch { event_id: twice.event_id, stream: stream.clone() });
@@ -317,6 +336,47 @@ impl EventStore for RedisEventStore {
             .await
             .map_err(store_backend)?;
         Ok(version_of(count))
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Ids sort by bytes, so those with the prefix are contiguous from
+        // the prefix on: the first id without it ends the list.
+        let start = match after {
+            Some(after) if after.as_str() >= prefix => format!("({after}"),
+            _ => format!("[{prefix}"),
+        };
+        let ids: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(&self.inner.streams)
+            .arg(start)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count_arg(limit))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(store_backend)?;
+        let ids: Vec<String> = ids.into_iter().take_while(|id| id.starts_with(prefix)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut lengths = redis::pipe();
+        for id in &ids {
+            lengths.cmd("LLEN").arg(self.inner.namespace.stream(id));
+        }
+        let versions: Vec<i64> = lengths.query_async(&mut self.conn()).await.map_err(store_backend)?;
+        Ok(ids
+            .into_iter()
+            .zip(versions)
+            .filter_map(|(id, count)| version_of(count).map(|v| StreamSummary::new(StreamId::new(id), v)))
+            .collect())
     }
 
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {

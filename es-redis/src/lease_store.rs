@@ -13,7 +13,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{Lease, LeaseError, LeaseStore};
+use es_core::error::{BoxError, LeaseError};
+use es_core::store::{Lease, LeaseStore};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
@@ -38,7 +39,7 @@ static HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lea
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use es_core::LeaseStore;
+/// use es_core::store::LeaseStore;
 /// use es_redis::{RedisConnection, RedisLeaseStore, RedisNamespace};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,7 +68,7 @@ impl fmt::Debug for RedisLeaseStore {
     }
 }
 
-fn backend(error: impl Into<es_core::BoxError>) -> LeaseError {
+fn backend(error: impl Into<BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
 }
 

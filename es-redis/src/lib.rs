@@ -1,10 +1,11 @@
 //! Redis adapters for es: a [`RedisEventStore`] (also a
-//! [`SnapshotStore`](es_core::SnapshotStore)), a [`RedisProjectionStore`]
+//! [`SnapshotStore`](es_core::store::SnapshotStore)), a [`RedisProjectionStore`]
 //! and a [`RedisLeaseStore`], sharing one [`RedisConnection`] and keeping
 //! their keys under one [`RedisNamespace`].
 //!
 //! ```no_run
-//! use es_core::{EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamId};
+//! use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+//! use es_core::{GlobalPosition, StreamId};
 //! use es_redis::{RedisConnection, RedisEventStore, RedisNamespace};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,11 +70,12 @@
 //! | `{ns}:events` | stream | the global log: one entry per event, entry id `<global position>-0`, fields `id`, `stream`, `version`, `aggregate`, `type`, `schema`, `payload` (JSON text), `metadata` (JSON text), `at` (µs, server clock) |
 //! | `{ns}:position` | string | the last global position handed out |
 //! | `{ns}:ids` | hash | event id → global position (uniqueness of event ids) |
+//! | `{ns}:streams` | sorted set | every stream id (score 0), for listing streams by prefix |
 //! | `{ns}:stream:<stream id>` | list | the stream's global positions; element *v*−1 is version *v* |
 //! | `{ns}:snapshot:<stream id>` | hash | the newest snapshot: `aggregate`, `version`, `schema`, `state`, `at` |
 //! | `{ns}:docs:<projection>` | hash | document id → document JSON |
 //! | `{ns}:docids:<projection>` | sorted set | the document ids (score 0), for paging in id order |
-//! | `{ns}:checkpoints` | hash | projection → checkpoint position |
+//! | `{ns}:checkpoints` | hash | subscription name → checkpoint, JSON text `{"position":12}` (with `"replay_until"` during a replay) |
 //! | `{ns}:lease:<name>` | hash | `owner`, `token`, `expires` (µs, server clock) |
 //!
 //! Payloads are stored as the text the application gave; nothing on the
@@ -97,18 +99,22 @@
 //! value, metadata), under an expectation that admitted the original
 //! placement, is an exact retry (as after a lost reply): it succeeds with
 //! the original versions and positions and stores nothing. Any other reuse
-//! of a stored id is [`AppendError::DuplicateEventId`](es_core::AppendError)
-//! naming the id and the stream. If the connection fails after the script
+//! of a stored id is [`AppendError::DuplicateEventId`](es_core::error::AppendError::DuplicateEventId)
+//! naming the id and the stream. The script only finds the stored events
+//! of a batch's ids (it writes nothing then); the verdict is es-core's
+//! [`classify_stored`](es_core::store::classify_stored), the rule every
+//! adapter shares, so payloads compare as JSON values in Rust and nothing
+//! on the server parses them. If the connection fails after the script
 //! was sent, the append may or may not have run: retrying it with the same
 //! event ids is safe for that reason.
 //!
 //! # Reading and waking
 //!
-//! [`read_all`](es_core::EventStore::read_all) is one `XRANGE` on the log;
+//! [`read_all`](es_core::store::EventStore::read_all) is one `XRANGE` on the log;
 //! a stream read is one script (the stream's positions, then their log
 //! entries). A log entry that cannot become an envelope is
-//! [`StoreError::Corrupt`](es_core::StoreError) naming its stream, version
-//! and position. [`wait_for_events`](es_core::EventStore::wait_for_events)
+//! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming its stream, version
+//! and position. [`wait_for_events`](es_core::store::EventStore::wait_for_events)
 //! is served by one blocking `XREAD` per store on a connection of its own
 //! (a blocked command would hold up the shared connection), and appends
 //! through the store wake waiters in the same process at once.

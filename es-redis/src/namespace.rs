@@ -132,6 +132,12 @@ impl RedisNamespace {
         self.keyed("stream", stream)
     }
 
+    /// Every stream's id (a sorted set, all scores 0, so ordered by id
+    /// bytes).
+    pub(crate) fn streams(&self) -> String {
+        self.key("streams")
+    }
+
     /// One stream's newest snapshot (a hash).
     pub(crate) fn snapshot(&self, stream: &str) -> String {
         self.keyed("snapshot", stream)
@@ -148,7 +154,7 @@ impl RedisNamespace {
         self.keyed("docids", projection)
     }
 
-    /// Projection → checkpoint (a hash).
+    /// Subscription name → checkpoint record (a hash).
     pub(crate) fn checkpoints(&self) -> String {
         self.key("checkpoints")
     }

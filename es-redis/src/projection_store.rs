@@ -7,10 +7,9 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use es_core::{
-    json_contains, DocumentChange, DocumentQuery, GlobalPosition, ProjectionError, ProjectionStore,
-    UnitOfWork,
-};
+use es_core::error::{BoxError, ProjectionError};
+use es_core::store::{json_contains, Checkpoint, DocumentChange, DocumentQuery, ProjectionStore, UnitOfWork};
+use es_core::GlobalPosition;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use serde_json::Value as Json;
@@ -37,7 +36,7 @@ const FILTER_PAGE: usize = 256;
 /// **Queries.** Without a filter, a page costs O(log N + page) on the
 /// server and is read in one step. With [`DocumentQuery::contains`], Redis
 /// cannot look inside the JSON: the store walks the projection's documents
-/// in id order, [`FILTER_PAGE`](self) (256) at a time, and filters them
+/// in id order, 256 at a time, and filters them
 /// here with [`json_contains`] (Postgres' `@>` semantics), stopping once
 /// `offset + limit` documents matched. That costs O(N) reads and transfer
 /// for a filter that matches little, and the steps are separate reads: a
@@ -73,7 +72,7 @@ impl fmt::Debug for RedisProjectionStore {
     }
 }
 
-fn backend(error: impl Into<es_core::BoxError>) -> ProjectionError {
+fn backend(error: impl Into<BoxError>) -> ProjectionError {
     ProjectionError::Backend(error.into())
 }
 
@@ -152,6 +151,25 @@ impl RedisProjectionStore {
         }
         Ok(page)
     }
+}
+
+/// A checkpoint as `{ns}:checkpoints` holds it: JSON text,
+/// `{"position":12}` or `{"position":12,"replay_until":40}`.
+fn encode_checkpoint(checkpoint: Checkpoint) -> String {
+    match checkpoint.replay_until {
+        None => format!(r#"{{"position":{}}}"#, checkpoint.position),
+        Some(until) => format!(r#"{{"position":{},"replay_until":{until}}}"#, checkpoint.position),
+    }
+}
+
+fn decode_checkpoint(raw: &[u8]) -> Option<Checkpoint> {
+    let value: Json = serde_json::from_slice(raw).ok()?;
+    let position = GlobalPosition(value.get("position")?.as_u64()?);
+    let replay_until = match value.get("replay_until") {
+        None | Some(Json::Null) => None,
+        Some(until) => Some(GlobalPosition(until.as_u64()?)),
+    };
+    Some(Checkpoint::at(position).replaying_until(replay_until))
 }
 
 /// The net effect of `changes`: the last change per id wins.
@@ -235,17 +253,20 @@ impl ProjectionStore for RedisProjectionStore {
         }
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        let raw: Option<String> = redis::cmd("HGET")
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+        let raw: Option<Vec<u8>> = redis::cmd("HGET")
             .arg(&self.inner.checkpoints)
-            .arg(projection)
+            .arg(name)
             .query_async(&mut self.conn())
             .await
             .map_err(backend)?;
         raw.map(|raw| {
-            raw.parse::<u64>()
-                .map(GlobalPosition)
-                .map_err(|_| backend(format!("checkpoint of `{projection}` is {raw:?}, not a position")))
+            decode_checkpoint(&raw).ok_or_else(|| {
+                backend(format!(
+                    "the checkpoint of `{name}` is {:?}, not a checkpoint",
+                    String::from_utf8_lossy(&raw)
+                ))
+            })
         })
         .transpose()
     }
@@ -263,7 +284,7 @@ impl ProjectionStore for RedisProjectionStore {
         let changes = net_changes(work.changes);
         invocation
             .arg(projection)
-            .arg(work.checkpoint.map(|p| p.get().to_string()).unwrap_or_default())
+            .arg(work.checkpoint.map(encode_checkpoint).unwrap_or_default())
             .arg(work.fence.as_ref().map(|f| f.token.to_string()).unwrap_or_default())
             .arg(changes.len());
         for (id, document) in changes {
@@ -317,6 +338,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn checkpoints_round_trip_as_json() {
+        for checkpoint in [
+            Checkpoint::at(GlobalPosition(12)),
+            Checkpoint::at(GlobalPosition(u64::MAX)).replaying_until(Some(GlobalPosition(40))),
+        ] {
+            let text = encode_checkpoint(checkpoint);
+            assert_eq!(decode_checkpoint(text.as_bytes()), Some(checkpoint), "{text}");
+        }
+        assert_eq!(encode_checkpoint(Checkpoint::at(GlobalPosition(12))), r#"{"position":12}"#);
+        for bad in [&b"12"[..], b"{}", br#"{"position":-1}"#, br#"{"position":1,"replay_until":"x"}"#] {
+            assert_eq!(decode_checkpoint(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn the_last_change_per_id_wins_in_first_seen_order() {

@@ -4,14 +4,16 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp};
+use es_core::error::{BoxError, StoreError};
+use es_core::store::{Snapshot, SnapshotStore, Timestamp};
+use es_core::{StreamId, StreamVersion};
 use redis::Script;
 
 use crate::event_store::RedisEventStore;
 
 static SAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("snapshot_store/save.lua")));
 
-fn backend(error: impl Into<es_core::BoxError>) -> StoreError {
+fn backend(error: impl Into<BoxError>) -> StoreError {
     StoreError::Backend(error.into())
 }
 
@@ -29,6 +31,7 @@ impl SnapshotStore for RedisEventStore {
         }
         let corrupt = |detail: String| StoreError::Corrupt {
             location: format!("snapshot of stream `{stream}`"),
+            position: None,
             detail,
         };
         let field = |i: usize, name: &str| {

@@ -13,10 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use es_core::{
-    AppendError, Direction, EventStore, ExpectedVersion, GlobalPosition, Metadata, NewEvent, Payload,
-    StoreError, StreamId, StreamVersion,
-};
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent, Payload, RecordedEvent};
+use es_core::{GlobalPosition, Metadata, StreamId, StreamVersion};
 use es_redis::RedisEventStore;
 use serde_json::json;
 
@@ -139,6 +138,7 @@ async fn keys_follow_the_documented_layout() {
     assert_eq!(key_type(format!("{{{ns}}}:position")).await, "string");
     assert_eq!(key_type(format!("{{{ns}}}:ids")).await, "hash");
     assert_eq!(key_type(format!("{{{ns}}}:stream:order-1")).await, "list");
+    assert_eq!(key_type(format!("{{{ns}}}:streams")).await, "zset");
     let positions: Vec<u64> =
         redis_cmd(&stores, redis::cmd("LRANGE").arg(format!("{{{ns}}}:stream:order-1")).arg(0).arg(-1)).await;
     let reported: Vec<u64> = outcome.committed.iter().map(|c| c.global_position.get()).collect();
@@ -152,7 +152,7 @@ async fn keys_follow_the_documented_layout() {
     .await;
     assert_eq!(id_position, reported[0]);
     let deleted = es_redis::delete_namespace(&stores.redis, &stores.namespace).await.unwrap();
-    assert_eq!(deleted, 4, "delete_namespace removes every key of the namespace");
+    assert_eq!(deleted, 5, "delete_namespace removes every key of the namespace");
     assert_eq!(stores.events.head_position().await.unwrap(), GlobalPosition::START);
 }
 
@@ -194,11 +194,12 @@ async fn an_entry_that_is_no_envelope_is_corrupt_naming_stream_version_and_posit
         ],
     )
     .await;
-    let check = |result: Result<Vec<es_core::RecordedEvent>, StoreError>, what: &str| match result {
-        Err(StoreError::Corrupt { location, detail }) => {
+    let check = |result: Result<Vec<RecordedEvent>, StoreError>, what: &str| match result {
+        Err(StoreError::Corrupt { location, position, detail }) => {
             assert!(location.contains("stream `order-1` version 2"), "{what}: {location}");
             assert!(location.contains(&format!("global position {bad}")), "{what}: {location}");
             assert!(detail.contains("schema"), "{what}: {detail}");
+            assert_eq!(position, Some(GlobalPosition(bad)), "{what}: the error carries the position");
         }
         other => panic!("{what}: expected Corrupt, got {other:?}"),
     };
@@ -213,9 +214,10 @@ async fn an_entry_that_is_no_envelope_is_corrupt_naming_stream_version_and_posit
     let _: u64 =
         redis_cmd(&stores, redis::cmd("RPUSH").arg(format!("{{{ns}}}:stream:order-1")).arg(999)).await;
     match stores.events.read_stream(&stream, StreamVersion(3), Direction::Forward, 10).await {
-        Err(StoreError::Corrupt { location, detail }) => {
+        Err(StoreError::Corrupt { location, position, detail }) => {
             assert!(location.contains("stream `order-1` version 3 (global position 999)"), "{location}");
             assert!(detail.contains("no event"), "{detail}");
+            assert_eq!(position, Some(GlobalPosition(999)));
         }
         other => panic!("an index entry pointing nowhere: expected Corrupt, got {other:?}"),
     }
@@ -267,4 +269,48 @@ async fn a_large_batch_lands_in_one_piece() {
         .unwrap();
     let versions: Vec<u64> = back.iter().map(|e| e.stream_version.get()).collect();
     assert_eq!(versions, (1..=2_000).rev().collect::<Vec<_>>(), "every event, newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_listed_by_prefix_in_byte_order_page_by_page() {
+    let stores = common::fresh_stores().await;
+    for name in ["order-2", "order-10", "invoice-1", "order-1", "orders", "order-3"] {
+        let stream = StreamId::new(name);
+        stores.events.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    }
+    stores
+        .events
+        .append(&StreamId::new("order-3"), ExpectedVersion::Exact(StreamVersion(1)), vec![event(2), event(3)])
+        .await
+        .unwrap();
+    let list = |prefix: &'static str, after: Option<&'static str>, limit: usize| {
+        let events = stores.events.clone();
+        async move {
+            let after = after.map(StreamId::new);
+            events
+                .streams(prefix, after.as_ref(), limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.stream_id.as_str().to_owned(), s.version.get()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let owned = |items: &[(&str, u64)]| items.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect::<Vec<_>>();
+    assert_eq!(
+        list("order-", None, 10).await,
+        owned(&[("order-1", 1), ("order-10", 1), ("order-2", 1), ("order-3", 3)]),
+        "every stream with the prefix, in byte order, with its version"
+    );
+    assert_eq!(list("order-", None, 2).await, owned(&[("order-1", 1), ("order-10", 1)]), "a page");
+    assert_eq!(
+        list("order-", Some("order-10"), 2).await,
+        owned(&[("order-2", 1), ("order-3", 3)]),
+        "the next page"
+    );
+    assert_eq!(list("order-", Some("order-3"), 2).await, owned(&[]), "past the last");
+    assert_eq!(list("order-", Some("a"), 1).await, owned(&[("order-1", 1)]), "after an id before the prefix");
+    assert_eq!(list("", None, 100).await.len(), 6, "the empty prefix lists every stream");
+    assert_eq!(list("order-", None, 0).await, owned(&[]), "a limit of 0 lists nothing");
+    assert_eq!(list("zzz", None, 10).await, owned(&[]));
 }

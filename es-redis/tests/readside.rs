@@ -16,11 +16,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use es_core::error::ProjectionError;
+use es_core::readside::{
+    ReadSideBuilder, ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState,
+};
+use es_core::store::{
+    Checkpoint, DocumentQuery, EventStore, ExpectedVersion, Fence, Lease, LeaseStore, NewEvent,
+    ProjectionStore, UnitOfWork,
+};
 use es_core::{
-    command, event, Aggregate, Apply, DocumentQuery, Event, EventStore, Events, ExpectedVersion, Fence,
-    GlobalPosition, Handle, HandlerError, Lease, LeaseStore, NewEvent, Project, ProjectionError,
-    ProjectionStore, ProjectionTx, ReadSide, ReadSideBuilder, ReadSideConfig, Recorded, Registry,
-    RetryPolicy, StreamId, Subscriber, SubscriptionState, UnitOfWork,
+    command, event, Aggregate, Apply, Event, Events, GlobalPosition, Handle, HandlerError, Project,
+    ProjectionTx, ReadSide, Recorded, StreamId,
 };
 use es_redis::{RedisEventStore, RedisLeaseStore, RedisProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -141,7 +147,7 @@ async fn racing_owners_never_both_win() {
 fn fenced_work(lease: &Lease, balance: i64, position: u64) -> UnitOfWork {
     let mut work = UnitOfWork::new();
     work.put("acc-1", json!({ "balance": balance }))
-        .checkpoint(GlobalPosition(position))
+        .checkpoint(Checkpoint::at(GlobalPosition(position)))
         .fence(Fence::new(lease.name.clone(), lease.token));
     work
 }
@@ -177,7 +183,7 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     assert_eq!(documents.get("balances", "acc-1").await.unwrap(), Some(json!({ "balance": 40 })));
     assert_eq!(
         documents.checkpoint("balances").await.unwrap(),
-        Some(GlobalPosition(4)),
+        Some(Checkpoint::at(GlobalPosition(4))),
         "refused commits stored nothing"
     );
 

@@ -17,7 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use es_benchmarks::{run_writers, Run};
-use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::{StreamId, StreamVersion};
 use es_redis::{RedisConnection, RedisEventStore, RedisNamespace};
 use serde_json::json;
 

@@ -11,6 +11,7 @@
 -- KEYS[2] {ns}:position    the last position handed out (a string counter)
 -- KEYS[3] {ns}:ids         event id -> position (a hash)
 -- KEYS[4] {ns}:stream:<s>  the stream's positions in version order (a list)
+-- KEYS[5] {ns}:streams     the stream ids (a sorted set, score 0)
 -- ARGV[1] the stream id
 -- ARGV[2] the expectation: "any", "none", "exists" or "exact"
 -- ARGV[3] for "exact": the version, in decimal ("0" means no stream)
@@ -23,8 +24,10 @@
 -- Replies (nothing is written unless the reply is "ok"):
 --   {"taken", version, e1, .., eN}  some event id of the batch is stored;
 --       version is the stream's current one (0: none) and ei the stored
---       entry of event i ({entry id, {field, value, ..}}) or false. The
---       caller decides whether this is an exact retry.
+--       entry of event i ({entry id, {field, value, ..}}), false if its id
+--       is free, or "missing" if its id is indexed at a position the log
+--       has no entry for (keys edited by hand). The caller decides whether
+--       this is an exact retry.
 --   {"wrong", version}  the stream is at version (0: none), which the
 --       expectation does not accept.
 --   {"ok", version, first, at}  stored: the events have versions
@@ -42,10 +45,8 @@ for i = 1, n do
   local position = redis.call('HGET', KEYS[3], ARGV[4 + (i - 1) * 6 + 1])
   if position then
     taken = true
-    -- An index entry that is not a position (edited by hand) points at no
-    -- event: the id counts as taken all the same.
     local entry = tonumber(position) and redis.call('XRANGE', KEYS[1], position .. '-0', position .. '-0')[1]
-    stored[i] = entry or false
+    stored[i] = entry or 'missing'
   else
     stored[i] = false
   end
@@ -98,6 +99,9 @@ for i = 1, n do
   end
   redis.call('RPUSH', KEYS[4], position)
   redis.call('HSET', KEYS[3], ARGV[base + 1], position)
+end
+if current == 0 then
+  redis.call('ZADD', KEYS[5], 0, ARGV[1])
 end
 redis.call('SET', KEYS[2], last + n)
 return {'ok', current + n, last + 1, at}

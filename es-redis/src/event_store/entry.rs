@@ -9,9 +9,9 @@
 //! rewritten. Replies of the wrong shape altogether (not an entry at all)
 //! are corruption too: only a hand-edited key or a foreign writer makes them.
 
-use es_core::{
-    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, StoreError, StreamId, StreamVersion, Timestamp,
-};
+use es_core::error::StoreError;
+use es_core::store::{Payload, RecordedEvent, Timestamp};
+use es_core::{EventId, GlobalPosition, Metadata, StreamId, StreamVersion};
 use redis::Value;
 use uuid::Uuid;
 
@@ -38,7 +38,11 @@ impl Expected<'_> {
     }
 
     pub(crate) fn corrupt(&self, detail: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { location: self.location(), detail: detail.into() }
+        StoreError::Corrupt {
+            location: self.location(),
+            position: self.position.map(GlobalPosition),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -256,7 +260,7 @@ mod tests {
         ];
         for (id, fields, what) in cases {
             match decode(id, &fields) {
-                Err(StoreError::Corrupt { location, detail }) => {
+                Err(StoreError::Corrupt { location, detail, .. }) => {
                     assert!(detail.contains(what), "{what}: {detail}");
                     if id == "7-0" {
                         assert!(location.contains("global position 7"), "{what}: {location}");

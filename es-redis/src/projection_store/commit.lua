@@ -5,11 +5,12 @@
 --
 -- KEYS[1] {ns}:docs:<projection>    id -> document JSON (a hash)
 -- KEYS[2] {ns}:docids:<projection>  the document ids (a sorted set, score 0)
--- KEYS[3] {ns}:checkpoints          projection -> position (a hash)
+-- KEYS[3] {ns}:checkpoints          subscription -> checkpoint (a hash)
 -- KEYS[4] {ns}:lease:<name>         the fence's lease (a hash of owner,
 --                                   token, expires); only when fenced
 -- ARGV[1] the projection
--- ARGV[2] the checkpoint, in decimal, or "" to leave it
+-- ARGV[2] the checkpoint record (JSON text, see projection_store.rs), or ""
+--         to leave the stored one
 -- ARGV[3] the fence's token, in decimal, or "" when not fenced
 -- ARGV[4] how many changes follow, then 3 arguments per change:
 --         "put", id, document JSON | "delete", id, ""

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    AppendError, AppendOutcome, Direction, DocumentQuery, EventStore, ExpectedVersion, GlobalPosition, Lease,
-    LeaseError, LeaseStore, NewEvent, ProjectionError, ProjectionStore, RecordedEvent, ReplayEvent, Snapshot,
-    SnapshotStore, StoreError, StreamId, StreamVersion, UnitOfWork,
+use es_core::error::{AppendError, LeaseError, ProjectionError, StoreError};
+use es_core::store::{
+    AppendOutcome, Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore,
+    NewEvent, ProjectionStore, RecordedEvent, ReplayEvent, Snapshot, SnapshotStore, StreamSummary,
+    UnitOfWork,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use es_redis::{RedisConnection, RedisEventStore, RedisLeaseStore, RedisNamespace, RedisProjectionStore};
 use serde_json::Value;
 
@@ -231,6 +233,15 @@ impl<S: EventStore> EventStore for Scoped<S> {
         self.store.stream_version(stream).await
     }
 
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        self.store.streams(prefix, after, limit).await
+    }
+
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.store.head_position().await
     }
@@ -273,8 +284,8 @@ impl<S: ProjectionStore> ProjectionStore for Scoped<S> {
         self.store.query(projection, query).await
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        self.store.checkpoint(projection).await
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+        self.store.checkpoint(name).await
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
