@@ -38,15 +38,20 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// current.
 pub(crate) struct Wakeups {
     head: watch::Sender<GlobalPosition>,
-    /// Dropping this (with the store) stops the watcher; `None` until the
-    /// watcher started.
-    stop: Mutex<Option<oneshot::Sender<()>>>,
+    /// The running watcher: dropping its stop signal (with the store) stops
+    /// it. `None` until the first wait.
+    watcher: Mutex<Option<Running>>,
+}
+
+struct Running {
+    _stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Wakeups {
     pub(crate) fn new() -> Self {
         let (head, _) = watch::channel(GlobalPosition::START);
-        Self { head, stop: Mutex::new(None) }
+        Self { head, watcher: Mutex::new(None) }
     }
 
     /// Records that events up to `position` are readable.
@@ -76,24 +81,26 @@ impl Wakeups {
     }
 
     fn start(self: &Arc<Self>, redis: &RedisConnection, events: &str, counter: &str) {
-        let Ok(mut stop) = self.stop.lock() else { return };
-        if stop.is_some() {
+        let Ok(mut running) = self.watcher.lock() else { return };
+        // A watcher whose runtime shut down (the store outlived it) is gone:
+        // start another on the current one.
+        if running.as_ref().is_some_and(|r| !r.task.is_finished()) {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        *stop = Some(tx);
         let watcher = Watcher {
             wakeups: Arc::downgrade(self),
             redis: redis.clone(),
             events: events.to_owned(),
             counter: counter.to_owned(),
         };
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             tokio::select! {
                 _ = rx => {}
                 () = watcher.run() => {}
             }
         });
+        *running = Some(Running { _stop: tx, task });
     }
 }
 
