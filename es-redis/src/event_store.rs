@@ -16,10 +16,9 @@ use es_core::store::{
     NewEvent, RecordedEvent, StreamSummary,
 };
 use es_core::{GlobalPosition, StreamId, StreamVersion};
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use crate::connection::RedisConnection;
+use crate::connection::{Bounded, RedisConnection};
 use crate::namespace::RedisNamespace;
 pub(crate) use entry::{recorded_event, Expected};
 use wakeup::Wakeups;
@@ -135,8 +134,8 @@ impl RedisEventStore {
         &self.inner.redis
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.inner.redis.manager()
+    pub(crate) fn conn(&self) -> Bounded {
+        self.inner.redis.bounded()
     }
 
     /// Runs the append script and turns its reply into an outcome.

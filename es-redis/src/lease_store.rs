@@ -15,10 +15,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::error::{BoxError, LeaseError};
 use es_core::store::{Lease, LeaseStore};
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use crate::connection::RedisConnection;
+use crate::connection::{Bounded, RedisConnection};
 use crate::event_store::UnexpectedReply;
 use crate::namespace::RedisNamespace;
 
@@ -106,8 +105,8 @@ impl RedisLeaseStore {
         &self.inner.namespace
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.redis.manager()
+    fn conn(&self) -> Bounded {
+        self.inner.redis.bounded()
     }
 
     /// The unexpired lease on `name`, if anyone holds it.

@@ -105,8 +105,10 @@
 //! [`classify_stored`](es_core::store::classify_stored), the rule every
 //! adapter shares, so payloads compare as JSON values in Rust and nothing
 //! on the server parses them. If the connection fails after the script
-//! was sent, the append may or may not have run: retrying it with the same
-//! event ids is safe for that reason.
+//! was sent, or the call outlives its bound
+//! ([`RedisConnection::with_call_timeout`], 15 s by default; every call of
+//! every store is bounded so), the append may or may not have run:
+//! retrying it with the same event ids is safe for that reason.
 //!
 //! # Reading and waking
 //!
@@ -148,7 +150,9 @@ mod namespace;
 mod projection_store;
 mod snapshot_store;
 
-pub use connection::{RedisConnection, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT};
+pub use connection::{
+    RedisConnection, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT,
+};
 pub use event_store::RedisEventStore;
 pub use lease_store::RedisLeaseStore;
 pub use namespace::{delete_namespace, InvalidNamespace, RedisNamespace};

@@ -192,7 +192,7 @@ impl fmt::Debug for RedisNamespace {
 /// # Errors
 /// The driver's error if a command fails (some keys may be deleted).
 pub async fn delete_namespace(redis: &RedisConnection, namespace: &RedisNamespace) -> RedisResult<u64> {
-    let mut conn = redis.manager();
+    let mut conn = redis.bounded();
     let pattern = namespace.pattern();
     let mut cursor: u64 = 0;
     let mut deleted = 0;

@@ -10,11 +10,10 @@ use async_trait::async_trait;
 use es_core::error::{BoxError, ProjectionError};
 use es_core::store::{json_contains, Checkpoint, DocumentChange, DocumentQuery, ProjectionStore, UnitOfWork};
 use es_core::GlobalPosition;
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use serde_json::Value as Json;
 
-use crate::connection::RedisConnection;
+use crate::connection::{Bounded, RedisConnection};
 use crate::event_store::{count_arg, UnexpectedReply};
 use crate::namespace::RedisNamespace;
 
@@ -101,8 +100,8 @@ impl RedisProjectionStore {
         &self.inner.redis
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.inner.redis.manager()
+    fn conn(&self) -> Bounded {
+        self.inner.redis.bounded()
     }
 
     /// One page of ids and documents in id order, from `start` (`-` or
