@@ -47,11 +47,11 @@
 //!   thousand times a second on SSDs, far fewer on network disks), and
 //!   writers that commit in the same event-loop turn share one fsync. The
 //!   `redis_append` benchmark measures it on the machine at hand when a
-//!   `redis-server` binary is installed; on the project's 2-core development
-//!   VM one writer made about 190 single-event appends a second with
-//!   `appendfsync always` against about 3,600 without persistence, 8
-//!   writers about 800 against 6,400, and 100-event batches kept 30-35% of
-//!   their rate (about 8,000-10,500 events a second). `appendfsync everysec` (the
+//!   `redis-server` binary is installed. On the project's 2-core development
+//!   VM (shared, so figures moved by 2x between runs) one writer made
+//!   120-190 single-event appends a second with `appendfsync always`
+//!   against 1,700-3,600 without persistence: each append waited for an
+//!   fsync of several milliseconds. `appendfsync everysec` (the
 //!   default once AOF is on) fsyncs once a second and may lose about the
 //!   last second of acknowledged appends when the machine (not just the
 //!   process) fails.
