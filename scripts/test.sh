@@ -13,6 +13,11 @@ step "PostgreSQL"
 . scripts/ensure-postgres.sh
 trap es_pg_stop EXIT
 
+step "Redis"
+# shellcheck source=scripts/ensure-redis.sh
+. scripts/ensure-redis.sh
+trap 'es_pg_stop; es_redis_stop' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,0 +1,15 @@
+//! The es-core store conformance suite on Redis, each case in a fresh
+//! namespace (named `es_test_<uuid>`, deleted when the case's store goes
+//! away), so cases run in parallel on one server.
+
+mod common;
+
+es_core::event_store_conformance!(common::fresh_event_store());
+
+es_core::snapshot_store_conformance!(common::fresh_event_store());
+
+mod projection {
+    use super::common;
+
+    es_core::projection_store_conformance!(common::fresh_projection_store());
+}
