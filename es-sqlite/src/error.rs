@@ -135,7 +135,11 @@ mod tests {
 
     #[test]
     fn the_error_names_the_file_and_says_nothing_was_written_when_locked() {
-        let error = SqliteError::from_sqlx(Path::new("/data/app.db"), Duration::from_secs(5), sqlx::Error::PoolTimedOut);
+        let error = SqliteError::from_sqlx(
+            Path::new("/data/app.db"),
+            Duration::from_secs(5),
+            sqlx::Error::PoolTimedOut,
+        );
         assert!(matches!(error, SqliteError::Locked { .. }));
         assert_eq!(error.path(), Path::new("/data/app.db"));
         let message = error.to_string();

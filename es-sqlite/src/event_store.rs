@@ -168,7 +168,9 @@ impl EventStore for SqliteEventStore {
             .map_err(|e| self.read_error(e))?;
         match version {
             None => Ok(None),
-            Some(v) => Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?))),
+            Some(v) => {
+                Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?)))
+            }
         }
     }
 

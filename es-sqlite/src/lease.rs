@@ -168,9 +168,11 @@ impl LeaseStore for SqliteLeaseStore {
             .map_err(|e| self.write_error(e))?;
         match token {
             None => Ok(None),
-            Some(token) => {
-                Ok(Some(Lease { name: name.to_owned(), owner: owner.to_owned(), token: token_of(name, token)? }))
-            }
+            Some(token) => Ok(Some(Lease {
+                name: name.to_owned(),
+                owner: owner.to_owned(),
+                token: token_of(name, token)?,
+            })),
         }
     }
 

@@ -14,7 +14,7 @@ use es_core::{
 };
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Row, SqliteConnection, SqlStr};
+use sqlx::{Connection, Row, SqlStr, SqliteConnection};
 
 use crate::clock;
 use crate::database::SqliteDatabase;
@@ -330,7 +330,12 @@ impl ProjectionStore for SqliteProjectionStore {
 
     async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
         let mut conn = self.inner.db.writer().await.map_err(backend)?;
-        sqlx::query(DELETE).bind(projection).bind(id).execute(&mut *conn).await.map_err(|e| self.write_error(e))?;
+        sqlx::query(DELETE)
+            .bind(projection)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.write_error(e))?;
         Ok(())
     }
 

@@ -85,7 +85,10 @@ impl SqliteEventStore {
         metadata: &[String],
     ) -> Result<Attempt, AppendError> {
         let db = self.database();
-        let write = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(db.write_error(e)) };
+        let write = |e: sqlx::Error| AppendError::Backend {
+            stream: stream.clone(),
+            source: Box::new(db.write_error(e)),
+        };
         // Dropping `tx` on an early return rolls it back.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(write)?;
         let current = version_on(&mut tx, stream).await.map_err(write)?;
@@ -93,7 +96,11 @@ impl SqliteEventStore {
             if let Some(outcome) = earlier_append(db, &mut tx, stream, expected, events).await? {
                 return Ok(Attempt::Done(outcome));
             }
-            return Err(AppendError::WrongExpectedVersion { stream: stream.clone(), expected, actual: current });
+            return Err(AppendError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected,
+                actual: current,
+            });
         }
         let start = current.map_or(0, StreamVersion::get);
         if events.is_empty() {
@@ -154,7 +161,8 @@ pub(super) async fn version_on(
     conn: &mut SqliteConnection,
     stream: &StreamId,
 ) -> Result<Option<StreamVersion>, sqlx::Error> {
-    let version: Option<i64> = sqlx::query_scalar(STREAM_VERSION).bind(stream.as_str()).fetch_one(&mut *conn).await?;
+    let version: Option<i64> =
+        sqlx::query_scalar(STREAM_VERSION).bind(stream.as_str()).fetch_one(&mut *conn).await?;
     Ok(version.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0).map(StreamVersion))
 }
 
@@ -170,7 +178,8 @@ async fn earlier_append(
     events: &[NewEvent],
 ) -> Result<Option<AppendOutcome>, AppendError> {
     let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-    let write = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(db.write_error(e)) };
+    let write =
+        |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(db.write_error(e)) };
     let mut stored: Vec<Option<RecordedEvent>> = Vec::with_capacity(events.len());
     for event in events {
         let row = sqlx::query(SELECT_BY_ID)

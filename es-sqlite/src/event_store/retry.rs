@@ -36,7 +36,8 @@ pub(crate) fn classify(
     events: &[NewEvent],
     stored: &[Option<RecordedEvent>],
 ) -> Result<Option<Vec<Committed>>, AppendError> {
-    let Some(first_stored) = events.iter().zip(stored).find_map(|(e, s)| s.as_ref().map(|_| e.event_id)) else {
+    let Some(first_stored) = events.iter().zip(stored).find_map(|(e, s)| s.as_ref().map(|_| e.event_id))
+    else {
         return Ok(None);
     };
     let duplicate = |event_id| Err(AppendError::DuplicateEventId { event_id, stream: stream.clone() });
@@ -47,7 +48,8 @@ pub(crate) fn classify(
     let Some(first) = found.first() else { return Ok(None) };
     let first_version = first.stream_version.get();
     for ((event, original), offset) in events.iter().zip(&found).zip(0u64..) {
-        let same_place = original.stream_id == *stream && original.stream_version.get() == first_version + offset;
+        let same_place =
+            original.stream_id == *stream && original.stream_version.get() == first_version + offset;
         if !same_place || !same_content(event, original) {
             return duplicate(event.event_id);
         }
@@ -126,7 +128,9 @@ mod tests {
     fn the_same_batch_at_its_place_is_an_exact_retry() {
         let batch = [event(1), event(2)];
         let stored = [Some(stored_at(&batch[0], "s", 3, 10)), Some(stored_at(&batch[1], "s", 4, 11))];
-        for expected in [ExpectedVersion::Any, ExpectedVersion::StreamExists, ExpectedVersion::Exact(StreamVersion(2))] {
+        for expected in
+            [ExpectedVersion::Any, ExpectedVersion::StreamExists, ExpectedVersion::Exact(StreamVersion(2))]
+        {
             let committed = classify(&s(), expected, &batch, &stored).unwrap().unwrap();
             assert_eq!(committed.iter().map(|c| c.global_position.get()).collect::<Vec<_>>(), vec![10, 11]);
             assert_eq!(committed[1].stream_version, StreamVersion(4));

@@ -14,7 +14,11 @@ use sqlx::{Decode, Row, Sqlite, Type};
 use uuid::Uuid;
 
 /// Reads column `index` of `row`, naming `location` if it does not decode.
-pub(crate) fn column<'r, T>(row: &'r SqliteRow, index: usize, location: &dyn Fn() -> String) -> Result<T, StoreError>
+pub(crate) fn column<'r, T>(
+    row: &'r SqliteRow,
+    index: usize,
+    location: &dyn Fn() -> String,
+) -> Result<T, StoreError>
 where
     T: Decode<'r, Sqlite> + Type<Sqlite>,
 {
@@ -45,7 +49,11 @@ pub(crate) fn schema_version(value: i64, location: &dyn Fn() -> String) -> Resul
 
 /// Reads a JSON text column as [`Payload`]: no `Value` tree is built, the
 /// aggregate decodes the text into its event directly.
-pub(crate) fn payload(row: &SqliteRow, index: usize, location: &dyn Fn() -> String) -> Result<Payload, StoreError> {
+pub(crate) fn payload(
+    row: &SqliteRow,
+    index: usize,
+    location: &dyn Fn() -> String,
+) -> Result<Payload, StoreError> {
     let text: &str = column(row, index, location)?;
     Payload::from_json(text).map_err(|e| StoreError::Corrupt {
         location: location(),
@@ -77,7 +85,10 @@ fn event_id(row: &SqliteRow, index: usize, location: &dyn Fn() -> String) -> Res
 
 /// Decodes a row of `select_events.sql`. A read of one `stream` passes it,
 /// so the stream's name is not decoded once per row.
-pub(crate) fn recorded_event(row: &SqliteRow, stream: Option<&StreamId>) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn recorded_event(
+    row: &SqliteRow,
+    stream: Option<&StreamId>,
+) -> Result<RecordedEvent, StoreError> {
     let raw_position: i64 = column(row, 0, &|| "an event row".to_owned())?;
     let at_position = || format!("global position {raw_position}");
     let stream = match stream {
