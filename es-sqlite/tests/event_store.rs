@@ -112,7 +112,7 @@ async fn writers_and_a_tailing_reader(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order() {
     let store = fresh_event_store().await;
-    writers_and_a_tailing_reader(&[store.clone()], &store, 16, 200).await;
+    writers_and_a_tailing_reader(std::slice::from_ref(&store), &store, 16, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
