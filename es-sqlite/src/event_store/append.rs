@@ -12,7 +12,7 @@ use es_core::{
     AppendError, AppendOutcome, Committed, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
     StoreError, StreamId, StreamVersion, Timestamp,
 };
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, Row, SqliteConnection};
 
 use super::retry::{self, admits};
 use super::{row, SqliteEventStore, SELECT_BY_ID, STREAM_VERSION};
@@ -20,6 +20,7 @@ use crate::database::SqliteDatabase;
 use crate::error::{is_unique_violation, SqliteError};
 
 const INSERT: &str = include_str!("insert.sql");
+const APPEND_SINGLE: &str = include_str!("append_single.sql");
 
 /// How often an append starts over when a unique index refused it but the
 /// conflicting id was gone by the time it looked (deleted with the deletion
@@ -89,6 +90,20 @@ impl SqliteEventStore {
             stream: stream.clone(),
             source: Box::new(db.write_error(e)),
         };
+        if let ([event], [metadata]) = (events, metadata) {
+            // The common case in one statement. Anything but success is
+            // decided again below, under a write transaction.
+            match append_single(conn, stream, expected, event, metadata).await {
+                Ok(Some(committed)) => {
+                    db.signal_appended();
+                    let stream_version = Some(committed.stream_version);
+                    return Ok(Attempt::Done(AppendOutcome { stream_version, committed: vec![committed] }));
+                }
+                Ok(None) => {}
+                Err(error) if is_unique_violation(&error) => {}
+                Err(error) => return Err(write(error)),
+            }
+        }
         // Dropping `tx` on an early return rolls it back.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(write)?;
         let current = version_on(&mut tx, stream).await.map_err(write)?;
@@ -139,6 +154,44 @@ impl SqliteEventStore {
         let stream_version = committed.last().map(|c| c.stream_version);
         Ok(Attempt::Done(AppendOutcome { stream_version, committed }))
     }
+}
+
+/// Runs `append_single.sql`: `Some` with the event's placement if it was
+/// inserted, `None` if the expectation did not hold.
+async fn append_single(
+    conn: &mut SqliteConnection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    event: &NewEvent,
+    metadata: &str,
+) -> Result<Option<Committed>, sqlx::Error> {
+    let (kind, exact) = match expected {
+        ExpectedVersion::Any => (0, 0),
+        ExpectedVersion::NoStream => (1, 0),
+        ExpectedVersion::StreamExists => (2, 0),
+        ExpectedVersion::Exact(v) => (3, clamp(v.get())),
+    };
+    let row = sqlx::query(APPEND_SINGLE)
+        .bind(event.event_id.as_uuid().as_bytes().as_slice())
+        .bind(stream.as_str())
+        .bind(event.aggregate_type.as_str())
+        .bind(event.event_type.as_str())
+        .bind(i64::from(event.schema_version))
+        .bind(event.payload.as_str())
+        .bind(metadata)
+        .bind(Timestamp::now().as_micros())
+        .bind(kind)
+        .bind(exact)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let position: i64 = row.try_get(0)?;
+    let version: i64 = row.try_get(1)?;
+    Ok(Some(Committed {
+        event_id: event.event_id,
+        stream_version: StreamVersion(u64::try_from(version).unwrap_or(0)),
+        global_position: GlobalPosition(u64::try_from(position).unwrap_or(0)),
+    }))
 }
 
 /// Refuses a batch that repeats an id.
