@@ -340,9 +340,16 @@ impl SqliteDatabase {
         self.inner.readers.close().await;
     }
 
-    /// The writer connection, for a single statement that is its own
-    /// transaction.
-    pub(crate) async fn writer(&self) -> Result<PoolConnection<Sqlite>, SqliteError> {
+    /// The process's writer connection, for one statement of the
+    /// application's that is its own transaction (such as a single
+    /// `INSERT`): cheaper than [`begin_write`](SqliteDatabase::begin_write)
+    /// by two round trips. Other writes of the process wait until it is
+    /// dropped. For several statements, use a transaction.
+    ///
+    /// # Errors
+    /// [`SqliteError::Locked`] if this process's other writers kept it
+    /// past the busy timeout (nothing was written).
+    pub async fn writer(&self) -> Result<PoolConnection<Sqlite>, SqliteError> {
         self.inner.writer.acquire().await.map_err(|e| self.write_error(e))
     }
 

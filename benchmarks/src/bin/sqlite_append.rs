@@ -12,8 +12,9 @@
 //! it too, so neither side pays for SQLite's busy-wait between connections).
 //! Each writer appends to its own stream.
 //!
-//! Raw baselines, each a transaction `BEGIN IMMEDIATE; INSERT ...; COMMIT`
-//! with one INSERT per event:
+//! Raw baselines: a single event is one `INSERT` statement (its own
+//! transaction, one round trip, as es-sqlite appends one event); a batch is
+//! `BEGIN IMMEDIATE; INSERT ...; COMMIT` with one INSERT per event. Into:
 //! - `raw minimal`: a table of (rowid, payload text);
 //! - `raw es columns`: a table with es_events' columns, keys and unique
 //!   indexes, STRICT, without es's version check or triggers.
@@ -28,15 +29,18 @@ use es_benchmarks::run_writers;
 use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteOptions, Synchronous};
 use serde_json::json;
+use sqlx::SqliteConnection;
 
 /// Timed runs per figure.
 const RUNS: usize = 5;
 /// Events per append in the batched cases.
 const BATCH: usize = 100;
-/// Appends per run (over all writers) in the single-event cases.
-const SINGLE_APPENDS: usize = 1000;
-/// Appends per run (over all writers) in the batched cases.
-const BATCH_APPENDS: usize = 100;
+/// Appends per run (over all writers): single events with `synchronous =
+/// FULL` (each commit waits for the disk), single events with `NORMAL`,
+/// and batches.
+const SINGLE_APPENDS_FULL: usize = 300;
+const SINGLE_APPENDS_NORMAL: usize = 1000;
+const BATCH_APPENDS: usize = 60;
 
 const RAW_TABLES: &str = "
 CREATE TABLE raw_minimal (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);
@@ -84,13 +88,40 @@ impl Side {
         let unit = if batch == 1 { "1 event".to_owned() } else { format!("{batch} events") };
         match self {
             Side::Es => format!("EventStore::append ({unit})"),
-            Side::RawEs => format!("raw es columns ({unit}/tx)"),
-            Side::RawMinimal => format!("raw minimal ({unit}/tx)"),
+            Side::RawEs => format!("raw INSERT, es columns ({unit}/tx)"),
+            Side::RawMinimal => format!("raw INSERT, minimal ({unit}/tx)"),
         }
     }
 }
 
-/// One raw transaction: `events` as versions `first_version..` of `stream`.
+/// One raw insert of `event` as version `version` of `stream`.
+async fn raw_insert(
+    conn: &mut SqliteConnection,
+    side: Side,
+    stream: &str,
+    version: usize,
+    event: &NewEvent,
+    recorded_at: i64,
+) -> anyhow::Result<()> {
+    let statement = match side {
+        Side::RawMinimal => sqlx::query(RAW_MINIMAL_INSERT).bind(event.payload.as_str()),
+        _ => sqlx::query(RAW_ES_INSERT)
+            .bind(event.event_id.as_uuid().as_bytes().as_slice())
+            .bind(stream)
+            .bind(version as i64)
+            .bind(event.aggregate_type.as_str())
+            .bind(event.event_type.as_str())
+            .bind(i64::from(event.schema_version))
+            .bind(event.payload.as_str())
+            .bind(serde_json::to_string(&event.metadata)?)
+            .bind(recorded_at),
+    };
+    statement.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// One raw transaction: `events` as versions `first_version..` of
+/// `stream`; a single event is one statement.
 async fn raw_transaction(
     db: &SqliteDatabase,
     side: Side,
@@ -98,24 +129,14 @@ async fn raw_transaction(
     first_version: usize,
     events: &[NewEvent],
 ) -> anyhow::Result<()> {
-    let mut tx = db.begin_write().await?;
     let recorded_at = es_core::Timestamp::now().as_micros();
+    if let [event] = events {
+        let mut conn = db.writer().await?;
+        return raw_insert(&mut conn, side, stream, first_version, event, recorded_at).await;
+    }
+    let mut tx = db.begin_write().await?;
     for (event, version) in events.iter().zip(first_version..) {
-        let metadata = serde_json::to_string(&event.metadata)?;
-        let statement = match side {
-            Side::RawMinimal => sqlx::query(RAW_MINIMAL_INSERT).bind(event.payload.as_str()),
-            _ => sqlx::query(RAW_ES_INSERT)
-                .bind(event.event_id.as_uuid().as_bytes().as_slice())
-                .bind(stream)
-                .bind(version as i64)
-                .bind(event.aggregate_type.as_str())
-                .bind(event.event_type.as_str())
-                .bind(i64::from(event.schema_version))
-                .bind(event.payload.as_str())
-                .bind(metadata)
-                .bind(recorded_at),
-        };
-        statement.execute(&mut *tx).await?;
+        raw_insert(&mut tx, side, stream, version, event, recorded_at).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -185,13 +206,13 @@ async fn case(
         let (median, min, max) = spread(rates);
         medians.push(median);
         println!(
-            "  {:<34} {median:>9.0} events/s  (min {min:.0}, max {max:.0}; {:.0} appends/s)",
+            "  {:<40} {median:>9.0} events/s  (min {min:.0}, max {max:.0}; {:.0} appends/s)",
             side.label(batch),
             median / batch as f64
         );
     }
     println!(
-        "  {:<34} {:>8.0} % of raw es columns, {:.0} % of raw minimal",
+        "  {:<40} {:>8.0} % of raw INSERT with es columns, {:.0} % of minimal",
         "ratio (medians)",
         100.0 * medians[0] / medians[1],
         100.0 * medians[0] / medians[2]
@@ -217,8 +238,12 @@ async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
         let store = SqliteEventStore::new(db.clone());
         println!("synchronous = {synchronous}");
+        let single_appends = match synchronous {
+            Synchronous::Full => SINGLE_APPENDS_FULL,
+            _ => SINGLE_APPENDS_NORMAL,
+        };
         for writers in [1, 8] {
-            case(&db, &store, writers, 1, SINGLE_APPENDS).await?;
+            case(&db, &store, writers, 1, single_appends).await?;
         }
         for writers in [1, 8] {
             case(&db, &store, writers, BATCH, BATCH_APPENDS).await?;
