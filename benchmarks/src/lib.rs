@@ -133,7 +133,7 @@ where
 pub mod pg {
     use std::sync::Arc;
 
-    use es_core::NewEvent;
+    use es_core::store::NewEvent;
     use es_postgres::PgSchema;
     use sqlx::postgres::PgPoolOptions;
     use sqlx::types::Json;
@@ -273,7 +273,7 @@ pub mod pg {
         let aggregate_types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
         let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let schema_versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
-        let payloads: Vec<Json<&es_core::Payload>> = events.iter().map(|e| Json(&e.payload)).collect();
+        let payloads: Vec<Json<&es_core::store::Payload>> = events.iter().map(|e| Json(&e.payload)).collect();
         let metadata: Vec<Json<&es_core::Metadata>> = events.iter().map(|e| Json(&e.metadata)).collect();
         if events.len() == 1 {
             sqlx::query(AssertSqlSafe(sql))

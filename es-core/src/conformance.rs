@@ -1,8 +1,8 @@
 //! The store conformance suite: the behaviour every storage adapter must show.
 //!
 //! The runtime, the read side and users' code rely on the ports in
-//! [`EventStore`](crate::EventStore), [`SnapshotStore`](crate::SnapshotStore)
-//! and [`ProjectionStore`](crate::ProjectionStore) behaving exactly as their
+//! [`EventStore`](crate::store::EventStore), [`SnapshotStore`](crate::store::SnapshotStore)
+//! and [`ProjectionStore`](crate::store::ProjectionStore) behaving exactly as their
 //! docs say, whichever adapter sits behind them. This module holds one public
 //! async fn per rule (a *case*), grouped in three families:
 //!
@@ -16,9 +16,9 @@
 //! names the rule when the store breaks it. The suite assumes nothing an
 //! adapter does not promise: global positions strictly increase but may have
 //! holes, and an event may become visible to
-//! [`read_all`](crate::EventStore::read_all) a moment after its append
+//! [`read_all`](crate::store::EventStore::read_all) a moment after its append
 //! returned (the suite then waits with
-//! [`wait_for_events`](crate::EventStore::wait_for_events)).
+//! [`wait_for_events`](crate::store::EventStore::wait_for_events)).
 //!
 //! # Running the suite on an adapter
 //!
@@ -104,7 +104,7 @@ async fn join<T>(handle: tokio::task::JoinHandle<T>) -> T {
 /// Stamps one `#[test]` per case of [`conformance::event_store`](crate::conformance::event_store).
 ///
 /// The argument is an expression evaluating to a future that yields a fresh,
-/// empty store implementing [`EventStore`](crate::EventStore) + `Clone`
+/// empty store implementing [`EventStore`](crate::store::EventStore) + `Clone`
 /// (clones must share the same data, as an `Arc` does). See the
 /// [module docs](crate::conformance) for an example.
 #[macro_export]
@@ -145,7 +145,7 @@ macro_rules! event_store_conformance {
 /// Stamps one `#[test]` per case of [`conformance::snapshot_store`](crate::conformance::snapshot_store).
 ///
 /// The argument is an expression evaluating to a future that yields a fresh,
-/// empty store implementing [`SnapshotStore`](crate::SnapshotStore). See the
+/// empty store implementing [`SnapshotStore`](crate::store::SnapshotStore). See the
 /// [module docs](crate::conformance) for an example.
 #[macro_export]
 macro_rules! snapshot_store_conformance {
@@ -163,7 +163,7 @@ macro_rules! snapshot_store_conformance {
 /// Stamps one `#[test]` per case of [`conformance::projection_store`](crate::conformance::projection_store).
 ///
 /// The argument is an expression evaluating to a future that yields a fresh,
-/// empty store implementing [`ProjectionStore`](crate::ProjectionStore) +
+/// empty store implementing [`ProjectionStore`](crate::store::ProjectionStore) +
 /// `Clone` (clones must share the same data). See the
 /// [module docs](crate::conformance) for an example.
 #[macro_export]
@@ -182,6 +182,7 @@ macro_rules! projection_store_conformance {
             projection_commit_without_checkpoint_keeps_checkpoint,
             projection_reset_clears_only_that_projection,
             concurrent_commits_to_different_projections,
+            checkpoint_keeps_the_end_of_a_replay,
         );
     };
 }

@@ -62,7 +62,7 @@ impl Timestamp {
 /// payload equals a [`Value`] the same way:
 ///
 /// ```
-/// use es_core::Payload;
+/// use es_core::store::Payload;
 /// use serde_json::json;
 ///
 /// let stored = Payload::from_json(r#"{"b": 2, "a": 1}"#)?;
@@ -312,7 +312,7 @@ pub struct RecordedEvent {
 }
 
 /// What rebuilding an aggregate needs of a stored event: its version, type
-/// and payload. [`EventStore::read_replay`](crate::EventStore::read_replay)
+/// and payload. [`EventStore::read_replay`](crate::store::EventStore::read_replay)
 /// returns these, so an adapter can leave out what replay never looks at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayEvent {

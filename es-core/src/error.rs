@@ -1,4 +1,18 @@
 //! Typed errors, one enum per operation family.
+//!
+//! Each error says what was wrong and names the stream, version or type it
+//! concerns. Whether anything may have been written:
+//!
+//! | error | may anything be stored? |
+//! |---|---|
+//! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::Shutdown`] | no |
+//! | [`ExecuteError::Append`] | no, unless its [`AppendError`] says the outcome is unknown |
+//! | [`ExecuteError::Panicked`] | only if `appended` is true |
+//! | [`ExecuteError::Interrupted`] | unknown: the events may or may not be stored |
+//! | [`ExecuteError::ConsistencyTimeout`], [`ExecuteError::ConsistencyFailed`] | yes: the events are stored |
+//! | [`AppendError`] (`WrongExpectedVersion`, `DuplicateEventId`, `DuplicateInBatch`, `Unstorable`, `Backend`) | no |
+//! | [`ProjectionError`] from a commit | no |
+//! | [`StoreError`], [`LoadError`], [`DecodeError`] (reads) | nothing is written by a read |
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -67,15 +81,29 @@ fn describe_version(version: Option<StreamVersion>) -> String {
     }
 }
 
+/// The lease store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// The storage backend failed.
+    #[error("lease store backend failed")]
+    Backend(#[source] BoxError),
+}
+
 /// Reading events or snapshots failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A stored row could not be turned into an envelope (corrupt data).
+    /// Nothing was rewritten. A read of the global stream returns the events
+    /// before such a row and fails on a read that starts at it, with its
+    /// `position`, so that a reader can stop there (or deliberately skip it).
     #[error("stored event at {location} is corrupt: {detail}")]
     Corrupt {
         /// Where the bad row sits (stream and version, or global position).
         location: String,
+        /// The row's global position, when the store could read it.
+        position: Option<GlobalPosition>,
         /// What is wrong with it.
         detail: String,
     },

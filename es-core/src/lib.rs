@@ -12,16 +12,17 @@
 //!   [`Handle`] and [`Apply`] impls;
 //! - `#[event_handler]` and `#[projection]` register read-side
 //!   subscribers at link time, which a [`ReadSide`] runs;
-//! - [`Es`] executes commands against any [`EventStore`] adapter
+//! - [`Es`] executes commands against any [`EventStore`](crate::store::EventStore) adapter
 //!   (`es-memory` for tests and play, `es-postgres` for production).
 //!
-//! Storage sits behind ports ([`EventStore`], [`SnapshotStore`],
-//! [`ProjectionStore`]) that every adapter implements and checks with the
+//! Storage sits behind ports ([`EventStore`](crate::store::EventStore), [`SnapshotStore`](crate::store::SnapshotStore),
+//! [`ProjectionStore`](crate::store::ProjectionStore)) that every adapter implements and checks with the
 //! shared conformance suite (feature `conformance`). The read side
 //! ([`ReadSide`]) feeds handlers and projections from the global stream.
 //!
 //! ```
-//! use es_core::{command, event, Aggregate, Apply, Es, Events, ExecuteError, Handle, StreamVersion};
+//! use es_core::{Aggregate, Apply, Es, Events, Handle, StreamVersion, command, event};
+//! use es_core::error::ExecuteError;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[event]
@@ -92,12 +93,12 @@ extern crate self as es_core;
 mod aggregate;
 mod clock;
 mod envelope;
-mod error;
+pub mod error;
 mod event;
 mod macro_support;
-mod readside;
-mod runtime;
-mod store;
+pub mod readside;
+pub mod runtime;
+pub mod store;
 mod subscription;
 mod version;
 
@@ -106,29 +107,16 @@ pub mod conformance;
 pub mod testkit;
 
 pub use aggregate::{Aggregate, Apply, Command, Events, Handle};
-pub use envelope::{
-    AppendOutcome, Committed, Metadata, NewEvent, Payload, RecordedEvent, ReplayEvent, Snapshot, Timestamp,
-};
-pub use error::{
-    AppendError, BoxError, DecodeError, DecodeErrorKind, EncodeError, ExecuteError, LoadError,
-    ProjectionError, StoreError, ValidationError, Violation,
-};
+pub use envelope::Metadata;
 pub use event::{Event, EventSet};
-pub use readside::{
-    Consistency, ConsistencyError, Failure, HandleEvent, HandlerBuilder, HandlerCtx, HandlerError,
-    InMemoryLeaseStore, Lease, LeaseError, LeaseStore, Project, ProjectionBuilder, ProjectionTx, ReadSide,
-    ReadSideBuilder, ReadSideConfig, ReadSideError, Recorded, Registration, Registry, RegistryError, Replay,
-    RetryPolicy, Selection, Subscriber, SubscriptionKind, SubscriptionState, SubscriptionStatus,
-};
-pub use runtime::{
-    AggregateConfig, BuildError, CommandOutcome, CommandPath, Es, EsBuilder, EsConfig, EsStats, Loaded,
-};
-pub use store::{
-    check_storable, json_contains, Direction, DocumentChange, DocumentQuery, EventStore, Fence,
-    ProjectionStore, ReadBlocker, SnapshotStore, UnitOfWork,
-};
+pub use readside::handler::{HandleEvent, HandlerCtx, HandlerError};
+pub use readside::projection::{Project, ProjectionTx};
+pub use readside::read_side::ReadSide;
+pub use readside::recorded::Recorded;
+pub use runtime::command::CommandOutcome;
+pub use runtime::es::Es;
 pub use subscription::EventSubscription;
-pub use version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+pub use version::{EventId, GlobalPosition, StreamId, StreamVersion};
 
 pub use es_macros::{command, event, event_handler, projection, Aggregate};
 

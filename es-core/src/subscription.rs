@@ -30,7 +30,8 @@ const MIN_IDLE_WAIT: Duration = Duration::from_millis(1);
 ///
 /// ```
 /// use std::time::Duration;
-/// use es_core::{EventStore, EventSubscription, ExpectedVersion, GlobalPosition, NewEvent, StreamId};
+/// use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+/// use es_core::{EventSubscription, GlobalPosition, StreamId};
 /// use es_memory::InMemoryEventStore;
 /// use serde_json::json;
 ///

@@ -19,7 +19,8 @@
 //!
 //! ```
 //! use es_core::testkit::AggregateTest;
-//! use es_core::{Aggregate, Apply, Command, Events, Handle, ValidationError};
+//! use es_core::{Aggregate, Apply, Command, Events, Handle};
+//! use es_core::error::ValidationError;
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,15 +67,15 @@
 //! #         match self { Self::Opened(_) => "AccountOpened", Self::Deposited(_) => "MoneyDeposited" }
 //! #     }
 //! #     fn schema_version(&self) -> u32 { 1 }
-//! #     fn to_payload(&self) -> Result<es_core::Payload, serde_json::Error> {
-//! #         match self { Self::Opened(e) => es_core::Payload::encode(e), Self::Deposited(e) => es_core::Payload::encode(e) }
+//! #     fn to_payload(&self) -> Result<es_core::store::Payload, serde_json::Error> {
+//! #         match self { Self::Opened(e) => es_core::store::Payload::encode(e), Self::Deposited(e) => es_core::store::Payload::encode(e) }
 //! #     }
-//! #     fn from_stored(t: &str, _: u32, payload: &es_core::Payload) -> Result<Self, es_core::DecodeErrorKind> {
-//! #         let bad = es_core::DecodeErrorKind::Payload;
+//! #     fn from_stored(t: &str, _: u32, payload: &es_core::store::Payload) -> Result<Self, es_core::error::DecodeErrorKind> {
+//! #         let bad = es_core::error::DecodeErrorKind::Payload;
 //! #         match t {
 //! #             "AccountOpened" => payload.decode().map(Self::Opened).map_err(bad),
 //! #             "MoneyDeposited" => payload.decode().map(Self::Deposited).map_err(bad),
-//! #             _ => Err(es_core::DecodeErrorKind::UnknownType),
+//! #             _ => Err(es_core::error::DecodeErrorKind::UnknownType),
 //! #         }
 //! #     }
 //! #     fn event_types() -> &'static [&'static str] { &["AccountOpened", "MoneyDeposited"] }

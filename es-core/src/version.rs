@@ -57,6 +57,14 @@ impl From<String> for StreamId {
 
 /// The 1-based position of an event within its stream. Versions are gap-free:
 /// the first event of a stream is version 1, the next 2, and so on.
+///
+/// No stored event has version 0: every adapter refuses to store one and
+/// reports a stored row with version 0 as corrupt. `StreamVersion(0)` still
+/// has one meaning where a version describes a stream rather than an event:
+/// the stream before its first event. So
+/// `ExpectedVersion::Exact(StreamVersion(0))` expects no stream, exactly as
+/// [`ExpectedVersion::NoStream`] does, and `load_at(id, StreamVersion(0))`
+/// is the state before any event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StreamVersion(pub u64);
@@ -145,6 +153,8 @@ pub enum ExpectedVersion {
     /// The stream must exist (hold at least one event).
     StreamExists,
     /// The stream's last event must have exactly this version.
+    /// `Exact(StreamVersion(0))` means the stream must not exist yet (no
+    /// event has version 0), the same as [`NoStream`](ExpectedVersion::NoStream).
     Exact(StreamVersion),
 }
 
@@ -165,6 +175,7 @@ impl ExpectedVersion {
             (Self::NoStream, None) => true,
             (Self::StreamExists, Some(_)) => true,
             (Self::Exact(want), Some(have)) => want == have,
+            (Self::Exact(want), None) => want.get() == 0,
             _ => false,
         }
     }
@@ -197,6 +208,11 @@ mod tests {
         assert!(ExpectedVersion::Exact(StreamVersion(3)).accepts(v3));
         assert!(!ExpectedVersion::Exact(StreamVersion(2)).accepts(v3));
         assert!(!ExpectedVersion::Exact(StreamVersion(1)).accepts(None));
+        assert!(
+            ExpectedVersion::Exact(StreamVersion(0)).accepts(None),
+            "version 0 is the stream before its first event"
+        );
+        assert!(!ExpectedVersion::Exact(StreamVersion(0)).accepts(v3));
     }
 
     #[test]

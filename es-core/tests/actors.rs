@@ -11,7 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::{AggregateConfig, BuildError, CommandPath, Es, EventStore, ExecuteError, StreamVersion};
+use es_core::error::ExecuteError;
+use es_core::runtime::{AggregateConfig, BuildError, CommandPath};
+use es_core::store::EventStore;
+use es_core::{Es, StreamVersion};
 use es_memory::InMemoryEventStore;
 use support::{
     deposit, open, stream, Account, AccountError, AlwaysConflicting, CountingStore, Explode, Withdraw,
@@ -328,22 +331,21 @@ async fn shutdown_finishes_accepted_commands_then_refuses_new_ones() {
 
 #[tokio::test]
 async fn dropping_the_last_handle_stops_the_actors() {
-    let store = InMemoryEventStore::new();
-    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
-    let es = Es::builder().shared_event_store(Arc::clone(&shared)).build().await.unwrap();
+    let es = Es::builder().event_store(InMemoryEventStore::new()).build().await.unwrap();
     for n in 0..10 {
         es.execute(open(&format!("d-{n}"))).await.unwrap();
     }
-    assert!(Arc::strong_count(&shared) > 2);
+    let store = Arc::downgrade(es.event_store());
+    assert!(store.strong_count() > 2, "the actors hold the store");
     drop(es);
     // Each actor sees its mailbox close, exits and drops its store handle.
     for _ in 0..1_000 {
-        if Arc::strong_count(&shared) == 1 {
+        if store.strong_count() == 0 {
             break;
         }
         tokio::task::yield_now().await;
     }
-    assert_eq!(Arc::strong_count(&shared), 1);
+    assert_eq!(store.strong_count(), 0, "an actor outlived the last handle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

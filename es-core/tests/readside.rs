@@ -14,13 +14,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    event, Consistency, ConsistencyError, DocumentQuery, Es, Event, EventStore, ExpectedVersion,
-    GlobalPosition, HandleEvent, HandlerCtx, HandlerError, InMemoryLeaseStore, LeaseStore, NewEvent, Project,
-    ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, ReadSideError, Recorded,
-    Registry, RegistryError, Replay, RetryPolicy, Selection, StreamId, Subscriber, SubscriptionState,
-    UnitOfWork,
+use es_core::error::ProjectionError;
+use es_core::readside::{
+    Consistency, ConsistencyError, ReadSideConfig, ReadSideError, Registry, RegistryError, Replay,
+    RetryPolicy, Selection, Subscriber, SubscriptionState,
 };
+use es_core::store::{
+    Checkpoint, DocumentQuery, EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore, UnitOfWork,
+};
+use es_core::{
+    event, Es, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide,
+    Recorded, StreamId,
+};
+use es_memory::InMemoryLeaseStore;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -191,7 +197,7 @@ impl ProjectionStore for FailingCommit {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -226,7 +232,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     assert!(failure.error.contains("injected crash"), "{}", failure.error);
     assert_eq!(failure.event_id, None, "a failed commit names no event");
     // Two batches of three events committed before the failing third one.
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(GlobalPosition(6)));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(6)));
     let partial = stored_balances(&documents).await;
     assert_eq!(partial.values().map(|b| b.events).sum::<u32>(), 3, "only the committed batches are visible");
     first.shutdown().await;
@@ -241,7 +247,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     assert_eq!(status.position, head);
     assert_eq!(status.lag, 0);
     second.shutdown().await;
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(head));
 }
 
 /// Runs `balances` over `deposits` with a document cache of `cache`, then
@@ -379,7 +385,7 @@ async fn filtered_events_move_the_checkpoint() {
     assert_eq!(status.position, head);
     assert!(status.checkpoint >= Some(consumed));
     read_side.shutdown().await;
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(head));
     assert_eq!(read_side.status("balances").await.unwrap().state, SubscriptionState::Stopped);
 }
 
@@ -448,7 +454,7 @@ async fn a_failing_handler_stops_at_that_event_and_reports_it() {
     assert_eq!(status.state, SubscriptionState::Failed(failure));
     assert_eq!(status.position, before, "stopped right before the failing event");
     assert_eq!(status.lag, head.get() - before.get());
-    assert_eq!(documents.checkpoint("handler:recorder").await.unwrap(), Some(before));
+    assert_eq!(documents.checkpoint("recorder").await.unwrap().map(|c| c.position), Some(before));
     assert_eq!(recorder.positions(), [1, 2], "nothing after the failing event ran");
     assert_eq!(recorder.attempts.load(Ordering::SeqCst), 2 + 3);
 
@@ -545,14 +551,14 @@ async fn rebuild_and_replay_never_run_skip_on_replay_handlers() {
     }
     assert_eq!(mailer.outbox.load(Ordering::SeqCst), 3);
 
-    read_side.replay("welcome-mail").await.unwrap();
+    read_side.rebuild("welcome-mail").await.unwrap();
     read_side.wait_for("welcome-mail", head, TIMEOUT).await.unwrap();
     assert_eq!(mailer.outbox.load(Ordering::SeqCst), 3, "replay sent no mail again");
-    assert_eq!(documents.checkpoint("handler:welcome-mail").await.unwrap(), Some(head));
-    let marker = documents.get("handler:welcome-mail", "replay-until").await.unwrap();
-    assert_eq!(marker, Some(serde_json::json!(head.get())), "the replay's end is stored with the checkpoint");
+    assert_eq!(documents.checkpoint("welcome-mail").await.unwrap().map(|c| c.position), Some(head));
+    let stored = documents.checkpoint("welcome-mail").await.unwrap().unwrap();
+    assert_eq!(stored.replay_until, None, "the replay is over: its end is cleared with the checkpoint");
 
-    read_side.replay("audit").await.unwrap();
+    read_side.rebuild("audit").await.unwrap();
     read_side.wait_for("audit", head, TIMEOUT).await.unwrap();
     let seen = audit.seen.lock().unwrap().clone();
     let live: Vec<u64> = seen.iter().filter(|(_, r)| !r).map(|(p, _)| p.get()).collect();
@@ -696,7 +702,7 @@ async fn when_a_runner_dies_its_lease_expires_and_another_takes_over() {
     let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
     a.wait_for("exclusive", head, TIMEOUT).await.unwrap();
     assert_eq!(leases.holder("exclusive").as_deref(), Some("a"));
-    assert_eq!(documents.checkpoint("handler:exclusive").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("exclusive").await.unwrap().map(|c| c.position), Some(head));
     let b = node("b", &shared, &events, &documents, &leases, config());
     drop(a); // aborts the task without releasing the lease, like a crash
 
@@ -797,7 +803,7 @@ fn duplicate_names_and_unknown_selections_are_typed_errors() {
         registry.register("audit", Subscriber::handler(Recorder::default()).on::<Opened>().build());
     assert_eq!(duplicate.unwrap_err(), RegistryError::DuplicateName { name: "audit".into() });
     assert!(matches!(
-        registry.register("handler:x", Subscriber::handler(Mailer::default()).on::<Opened>().build()),
+        registry.register("", Subscriber::handler(Mailer::default()).on::<Opened>().build()),
         Err(RegistryError::InvalidName { .. })
     ));
     registry.register("balances", balances(Balances::default())).unwrap();
@@ -878,7 +884,7 @@ async fn a_projection_that_fails_mid_batch_keeps_the_events_before_it() {
     assert_eq!(failure.attempts, 2);
     assert!(failure.error.contains("panicked: boom on 13"), "{}", failure.error);
     // The batch's first two events are committed, the failing one is not.
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(GlobalPosition(2)));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(2)));
     assert_eq!(stored_balances(&documents).await, expected_balances(&deposits[..2]));
     assert_eq!(read_side.status("balances").await.unwrap().position, GlobalPosition(2));
 
@@ -913,7 +919,7 @@ async fn status_reports_state_position_and_lag_by_name() {
     read_side.wait_for("audit", head, TIMEOUT).await.unwrap();
     let status = read_side.status("balances").await.unwrap();
     assert_eq!((status.position, status.head, status.lag), (head, head, 0));
-    assert_eq!(status.kind, es_core::SubscriptionKind::Projection);
+    assert_eq!(status.kind, es_core::readside::SubscriptionKind::Projection);
     assert!(status.state.is_active());
 
     read_side.stop("audit").await.unwrap();
@@ -941,23 +947,23 @@ impl EventStore for Holey {
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<es_core::AppendOutcome, es_core::AppendError> {
+    ) -> Result<es_core::store::AppendOutcome, es_core::error::AppendError> {
         self.0.append(stream, expected, events).await
     }
     async fn read_stream(
         &self,
         stream: &StreamId,
         from: es_core::StreamVersion,
-        direction: es_core::Direction,
+        direction: es_core::store::Direction,
         limit: usize,
-    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+    ) -> Result<Vec<es_core::store::RecordedEvent>, es_core::error::StoreError> {
         self.0.read_stream(stream, from, direction, limit).await
     }
     async fn read_all(
         &self,
         after: GlobalPosition,
         limit: usize,
-    ) -> Result<Vec<es_core::RecordedEvent>, es_core::StoreError> {
+    ) -> Result<Vec<es_core::store::RecordedEvent>, es_core::error::StoreError> {
         let mut events = self.0.read_all(GlobalPosition(after.get() / 2), limit).await?;
         for event in &mut events {
             event.global_position = GlobalPosition(event.global_position.get() * 2);
@@ -967,10 +973,18 @@ impl EventStore for Holey {
     async fn stream_version(
         &self,
         stream: &StreamId,
-    ) -> Result<Option<es_core::StreamVersion>, es_core::StoreError> {
+    ) -> Result<Option<es_core::StreamVersion>, es_core::error::StoreError> {
         self.0.stream_version(stream).await
     }
-    async fn head_position(&self) -> Result<GlobalPosition, es_core::StoreError> {
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<es_core::store::StreamSummary>, es_core::error::StoreError> {
+        self.0.streams(prefix, after, limit).await
+    }
+    async fn head_position(&self) -> Result<GlobalPosition, es_core::error::StoreError> {
         Ok(GlobalPosition(self.0.head_position().await?.get() * 2))
     }
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
@@ -995,7 +1009,7 @@ async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
     read_side.wait_for("recorder", head, TIMEOUT).await.unwrap();
     assert_eq!(recorder.positions(), [2, 4, 6, 8, 10, 12, 14]);
     assert_eq!(stored_balances(&documents).await, expected_balances(&deposits));
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(head));
     read_side.shutdown().await;
 }
 
@@ -1025,7 +1039,7 @@ impl ProjectionStore for StalledCheckpoint {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         if self.stalled.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -1077,17 +1091,21 @@ impl LeaseStore for SlowFirstAcquire {
         name: &str,
         owner: &str,
         ttl: Duration,
-    ) -> Result<Option<es_core::Lease>, es_core::LeaseError> {
+    ) -> Result<Option<es_core::store::Lease>, es_core::error::LeaseError> {
         let lease = self.inner.try_acquire(name, owner, ttl).await;
         if !self.slowed.swap(true, Ordering::SeqCst) {
             tokio::time::sleep(self.delay).await;
         }
         lease
     }
-    async fn renew(&self, lease: &es_core::Lease, ttl: Duration) -> Result<bool, es_core::LeaseError> {
+    async fn renew(
+        &self,
+        lease: &es_core::store::Lease,
+        ttl: Duration,
+    ) -> Result<bool, es_core::error::LeaseError> {
         self.inner.renew(lease, ttl).await
     }
-    async fn release(&self, lease: &es_core::Lease) -> Result<(), es_core::LeaseError> {
+    async fn release(&self, lease: &es_core::store::Lease) -> Result<(), es_core::error::LeaseError> {
         self.inner.release(lease).await
     }
 }
@@ -1120,7 +1138,7 @@ impl ProjectionStore for LeaseWitness {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -1230,7 +1248,7 @@ async fn a_node_that_stopped_does_not_vouch_for_a_projection_rebuilt_elsewhere()
     let (b, entered, gate) = gated_node("b", false);
     b.rebuild("count").await.unwrap();
     entered.notified().await;
-    assert_eq!(documents.checkpoint("count").await.unwrap(), None);
+    assert_eq!(documents.checkpoint("count").await.unwrap().map(|c| c.position), None);
     let waited = a.wait_for("count", position, Duration::from_secs(2)).await;
     assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
 
@@ -1327,7 +1345,7 @@ struct FencedOnce {
     inner: InMemoryProjectionStore,
     leases: InMemoryLeaseStore,
     owner: String,
-    fences: Arc<Mutex<Vec<Option<es_core::Fence>>>>,
+    fences: Arc<Mutex<Vec<Option<es_core::store::Fence>>>>,
 }
 
 #[async_trait]
@@ -1348,7 +1366,7 @@ impl ProjectionStore for FencedOnce {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -1358,8 +1376,11 @@ impl ProjectionStore for FencedOnce {
             fences.len() == 1
         };
         if let (true, Some(fence)) = (first, &work.fence) {
-            let lease =
-                es_core::Lease { name: fence.lease.clone(), owner: self.owner.clone(), token: fence.token };
+            let lease = es_core::store::Lease {
+                name: fence.lease.clone(),
+                owner: self.owner.clone(),
+                token: fence.token,
+            };
             self.leases.release(&lease).await.unwrap();
             return Err(ProjectionError::Fenced {
                 projection: projection.to_owned(),
@@ -1409,7 +1430,7 @@ async fn a_fenced_commit_sends_the_runner_back_to_its_lease_not_to_failed() {
 
     let fences = fences.lock().unwrap().clone();
     assert!(fences.len() >= 2, "the refused commit and the ones after it: {fences:?}");
-    let fences: Vec<es_core::Fence> =
+    let fences: Vec<es_core::store::Fence> =
         fences.into_iter().map(|f| f.expect("every runner commit is fenced")).collect();
     assert!(fences.iter().all(|f| f.lease == "balances"), "{fences:?}");
     let refused = fences[0].token;
@@ -1419,5 +1440,5 @@ async fn a_fenced_commit_sends_the_runner_back_to_its_lease_not_to_failed() {
     );
     assert_eq!(leases.holder("balances").as_deref(), Some("node-a"));
     read_side.shutdown().await;
-    assert_eq!(documents.checkpoint("balances").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("balances").await.unwrap().map(|c| c.position), Some(head));
 }

@@ -13,10 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use es_core::error::{AppendError, StoreError};
+use es_core::readside::{ReadSideConfig, Registry, Subscriber, SubscriptionState};
+use es_core::store::{
+    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ReadBlocker, RecordedEvent,
+};
 use es_core::{
-    event, AppendError, AppendOutcome, Direction, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
-    NewEvent, Project, ProjectionTx, ReadBlocker, ReadSide, ReadSideConfig, Recorded, RecordedEvent,
-    Registry, StoreError, StreamId, StreamVersion, Subscriber, SubscriptionState,
+    event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded, StreamId, StreamVersion,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use tokio::time::Instant;
@@ -66,6 +69,14 @@ impl EventStore for Blocked {
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         self.inner.stream_version(stream).await
+    }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
+        self.inner.streams(prefix, after, limit).await
     }
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.head_position().await

@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use es_core::readside::{Registry, Replay, Selection, SubscriptionKind};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
 use es_core::{
-    event, event_handler, projection, Event, EventStore, ExpectedVersion, HandleEvent, HandlerCtx,
-    HandlerError, NewEvent, Project, ProjectionStore, ProjectionTx, ReadSide, Recorded, Registry, Replay,
-    Selection, StreamId, SubscriptionKind,
+    event, event_handler, projection, Event, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx,
+    ReadSide, Recorded, StreamId,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use es_core::readside::{Consistency, ReadSideConfig, Registry, Subscriber};
+use es_core::store::{Direction, EventStore};
 use es_core::{
-    command, event, Aggregate, Apply, Consistency, Direction, Es, Event, EventStore, Events, Handle,
-    HandleEvent, HandlerCtx, HandlerError, Metadata, ReadSide, ReadSideConfig, Recorded, Registry, StreamId,
-    StreamVersion, Subscriber,
+    command, event, Aggregate, Apply, Es, Event, Events, Handle, HandleEvent, HandlerCtx, HandlerError,
+    Metadata, ReadSide, Recorded, StreamId, StreamVersion,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,7 @@ impl HandleEvent<OrderPlaced> for ShippingSaga {
 async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
     let events = InMemoryEventStore::new();
     let es = Es::builder()
-        .shared_event_store(Arc::new(events.clone()))
+        .event_store(Arc::new(events.clone()))
         .projection_store(InMemoryProjectionStore::new())
         .build()
         .await
@@ -178,7 +179,7 @@ async fn a_handler_without_a_dispatcher_reports_it() {
     let events = InMemoryEventStore::new();
     let mut registry = Registry::new();
     let saga = ShippingSaga { read_side: Arc::new(OnceLock::new()), attempts: Arc::default() };
-    let retry = es_core::RetryPolicy::new(1, Duration::from_millis(1));
+    let retry = es_core::readside::RetryPolicy::new(1, Duration::from_millis(1));
     registry
         .register("shipping", Subscriber::handler(saga).on::<OrderPlaced>().build().retry(retry))
         .unwrap();
@@ -188,12 +189,15 @@ async fn a_handler_without_a_dispatcher_reports_it() {
         .registry(registry)
         .start()
         .unwrap();
-    let new = es_core::NewEvent::new("order", OrderPlaced::TYPE, 1, serde_json::json!({"order_id": "o-1"}));
-    let outcome =
-        events.append(&StreamId::new("order-o-1"), es_core::ExpectedVersion::Any, vec![new]).await.unwrap();
+    let new =
+        es_core::store::NewEvent::new("order", OrderPlaced::TYPE, 1, serde_json::json!({"order_id": "o-1"}));
+    let outcome = events
+        .append(&StreamId::new("order-o-1"), es_core::store::ExpectedVersion::Any, vec![new])
+        .await
+        .unwrap();
     let error =
         read_side.wait_for("shipping", outcome.last_position().unwrap(), Duration::from_secs(60)).await;
-    let Err(es_core::ConsistencyError::Failed { failure, .. }) = error else {
+    let Err(es_core::readside::ConsistencyError::Failed { failure, .. }) = error else {
         panic!("expected a failure: {error:?}")
     };
     assert!(failure.error.contains("no command dispatcher"), "{}", failure.error);

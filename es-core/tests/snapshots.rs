@@ -7,7 +7,9 @@
 
 mod support;
 
-use es_core::{AggregateConfig, CommandPath, Es, Snapshot, SnapshotStore, StreamVersion, Timestamp};
+use es_core::runtime::{AggregateConfig, CommandPath};
+use es_core::store::{Snapshot, SnapshotStore, Timestamp};
+use es_core::{Es, StreamVersion};
 use es_memory::InMemoryEventStore;
 use serde_json::json;
 use support::{deposit, open, stream, Account, CountingStore};

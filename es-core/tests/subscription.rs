@@ -9,9 +9,9 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use es_core::{
-    EventStore, EventSubscription, ExpectedVersion, GlobalPosition, NewEvent, StoreError, StreamId,
-};
+use es_core::error::StoreError;
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::{EventSubscription, GlobalPosition, StreamId};
 use es_memory::InMemoryEventStore;
 use serde_json::json;
 use support::CountingStore;

@@ -378,7 +378,7 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
 
             fn to_payload(
                 &self,
-            ) -> #private::Result<#core::Payload, #private::serde_json::Error> {
+            ) -> #private::Result<#core::store::Payload, #private::serde_json::Error> {
                 match *self {
                     #(Self::#variants(ref event) => #encode,)*
                 }
@@ -387,11 +387,11 @@ fn event_set_impl(def: &AggregateDef<'_>) -> TokenStream {
             fn from_stored(
                 event_type: &#private::str,
                 schema_version: #private::u32,
-                payload: &#core::Payload,
-            ) -> #private::Result<Self, #core::DecodeErrorKind> {
+                payload: &#core::store::Payload,
+            ) -> #private::Result<Self, #core::error::DecodeErrorKind> {
                 #(#decode)*
                 let _ = (schema_version, payload);
-                #private::Result::Err(#core::DecodeErrorKind::UnknownType)
+                #private::Result::Err(#core::error::DecodeErrorKind::UnknownType)
             }
 
             fn event_types() -> &'static [&'static #private::str] {

@@ -264,7 +264,7 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
     // of the wrong shape gives one error there.
     let user_check = validate.map(|path| {
         let check = quote_spanned! {path.span()=>
-            let check: fn(&Self) -> #private::Result<(), #core::ValidationError> = #path;
+            let check: fn(&Self) -> #private::Result<(), #core::error::ValidationError> = #path;
         };
         quote! {
             #check
@@ -277,14 +277,14 @@ fn command_impl(def: &CommandDef<'_>, aggregate: &Type, validate: Option<&Path>)
     } else {
         let field_checks = (!checks.is_empty()).then(|| {
             quote! {
-                let mut violations = #core::ValidationError::new(<Self as #core::Command>::NAME);
+                let mut violations = #core::error::ValidationError::new(<Self as #core::Command>::NAME);
                 #(#checks)*
                 // Field rules first: the user's check may rely on them.
                 violations.into_result()?;
             }
         });
         quote! {
-            fn validate(&self) -> #private::Result<(), #core::ValidationError> {
+            fn validate(&self) -> #private::Result<(), #core::error::ValidationError> {
                 #field_checks
                 #user_check
                 #private::Result::Ok(())

@@ -113,7 +113,7 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
     };
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
     let build = quote! {
-        #core::Subscriber::handler(__EsHandler).on::<#event>() #replay .build() #settings
+        #core::readside::Subscriber::handler(__EsHandler).on::<#event>() #replay .build() #settings
     };
     Some(subscriber::registration(&attrs.name_or(&ident.to_string()), items, build))
 }
@@ -231,7 +231,7 @@ fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct)
     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
     let build = quote! {
-        let subscriber = #core::Subscriber::handler(#new);
+        let subscriber = #core::readside::Subscriber::handler(#new);
         #on
         subscriber #replay .build() #settings
     };

@@ -89,7 +89,7 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// - `aggregate = Type` (required): the aggregate that handles it; the
 ///   struct must be listed in that aggregate's `commands(..)`.
-/// - `validate = path` (optional): a `fn(&Self) -> Result<(), es_core::ValidationError>`
+/// - `validate = path` (optional): a `fn(&Self) -> Result<(), es_core::error::ValidationError>`
 ///   for rules about the whole command.
 /// - `#[id]` on exactly one field: its `ToString` value is the id of the
 ///   target aggregate instance.
@@ -103,7 +103,8 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 /// attributes are removed from the emitted struct.
 ///
 /// ```
-/// use es_core::{command, event, Aggregate, Apply, Command, Events, Handle, ValidationError};
+/// use es_core::{command, event, Aggregate, Apply, Command, Events, Handle};
+/// use es_core::error::ValidationError;
 ///
 /// #[command(aggregate = Account, validate = not_to_self)]
 /// #[derive(Debug, Clone)]
@@ -256,7 +257,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 }
 
 /// Registers an event handler at link time, under a unique name, for
-/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// `es_core::readside::Registry::from_inventory` (and so for a `ReadSide` built
 /// without an explicit registry).
 ///
 /// Keys:
@@ -275,7 +276,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// stays as written and can still be called.
 ///
 /// ```
-/// use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded, Registry, Replay};
+/// use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded};
+/// use es_core::readside::{Registry, Replay};
 ///
 /// #[event]
 /// #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +294,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// let registry = Registry::from_inventory()?;
 /// let welcome = registry.get("welcome-mail").unwrap();
 /// assert_eq!((welcome.event_types(), welcome.replay_mode()), (vec!["AccountOpened"], Replay::Skip));
-/// # Ok::<(), es_core::RegistryError>(())
+/// # Ok::<(), es_core::readside::RegistryError>(())
 /// ```
 ///
 /// On a struct, it handles every event type listed in `events(..)`: the
@@ -346,7 +348,7 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers a projection at link time, under a unique name, for
-/// `es_core::Registry::from_inventory` (and so for a `ReadSide` built
+/// `es_core::readside::Registry::from_inventory` (and so for a `ReadSide` built
 /// without an explicit registry).
 ///
 /// It goes on a struct that implements `Default` (the registration builds
@@ -382,9 +384,9 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     }
 /// }
 ///
-/// let registry = es_core::Registry::from_inventory()?;
-/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::Consistency::Strong);
-/// # Ok::<(), es_core::RegistryError>(())
+/// let registry = es_core::readside::Registry::from_inventory()?;
+/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::readside::Consistency::Strong);
+/// # Ok::<(), es_core::readside::RegistryError>(())
 /// ```
 ///
 /// Every listed event needs its `Project` impl:

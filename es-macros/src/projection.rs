@@ -64,7 +64,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
                     let settings = attrs.settings_calls();
                     let build = quote! {
-                        let subscriber = #core::Subscriber::projection(#new);
+                        let subscriber = #core::readside::Subscriber::projection(#new);
                         #on
                         subscriber.build() #settings
                     };

@@ -184,8 +184,8 @@ impl SubscriberAttrs {
     pub(crate) fn replay_call(&self) -> TokenStream {
         let core = paths::core();
         match self.replay {
-            Some(SKIP) => quote!(.replay(#core::Replay::Skip)),
-            Some(_) => quote!(.replay(#core::Replay::Run)),
+            Some(SKIP) => quote!(.replay(#core::readside::Replay::Skip)),
+            Some(_) => quote!(.replay(#core::readside::Replay::Run)),
             None => TokenStream::new(),
         }
     }
@@ -195,8 +195,8 @@ impl SubscriberAttrs {
         let core = paths::core();
         let group = self.group.as_ref().map(|group| quote!(.in_group(#group)));
         let consistency = match self.consistency {
-            Some(STRONG) => quote!(.consistency(#core::Consistency::Strong)),
-            Some(_) => quote!(.consistency(#core::Consistency::Eventual)),
+            Some(STRONG) => quote!(.consistency(#core::readside::Consistency::Strong)),
+            Some(_) => quote!(.consistency(#core::readside::Consistency::Eventual)),
             None => TokenStream::new(),
         };
         quote!(#group #consistency)
@@ -280,7 +280,7 @@ pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream
         const _: () = {
             #items
 
-            fn __es_subscriber() -> #core::Subscriber {
+            fn __es_subscriber() -> #core::readside::Subscriber {
                 #build
             }
 

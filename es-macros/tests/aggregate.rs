@@ -4,10 +4,10 @@
 
 use std::fmt;
 
+use es_core::error::{DecodeErrorKind, ExecuteError, ValidationError, Violation};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, Payload};
 use es_core::{
-    command, event, Aggregate, Apply, Command, DecodeErrorKind, Es, Event, EventSet, EventStore, Events,
-    ExecuteError, ExpectedVersion, Handle, NewEvent, Payload, StreamId, StreamVersion, ValidationError,
-    Violation,
+    command, event, Aggregate, Apply, Command, Es, Event, EventSet, Events, Handle, StreamId, StreamVersion,
 };
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
@@ -329,7 +329,7 @@ async fn es_runs_the_aggregate_on_the_in_memory_store() {
     assert_eq!(store.len(), 3, "refused and invalid commands append nothing");
 
     let stored = store
-        .read_stream(&StreamId::new("account-7"), StreamVersion(1), es_core::Direction::Forward, 10)
+        .read_stream(&StreamId::new("account-7"), StreamVersion(1), es_core::store::Direction::Forward, 10)
         .await;
     let types: Vec<String> = stored.unwrap().into_iter().map(|e| e.event_type).collect();
     assert_eq!(types, ["AccountOpened", "MoneyDeposited", "Withdrawn"]);

@@ -13,12 +13,17 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use es_core::error::{DecodeError, DecodeErrorKind, ExecuteError, LoadError};
+use es_core::readside::{ConsistencyError, ReadSideConfig, Selection, SubscriptionState};
+use es_core::runtime::CommandPath;
+use es_core::store::{
+    Direction, DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore, RecordedEvent,
+    Snapshot, SnapshotStore, Timestamp,
+};
 use es_core::{
-    command, event, event_handler, projection, Aggregate, Apply, CommandPath, ConsistencyError, DecodeError,
-    DecodeErrorKind, Direction, DocumentQuery, Es, Event, EventId, EventStore, Events, ExecuteError,
-    ExpectedVersion, GlobalPosition, Handle, HandlerCtx, HandlerError, LoadError, Metadata, NewEvent,
-    Project, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded, RecordedEvent, Selection,
-    Snapshot, SnapshotStore, StreamId, StreamVersion, SubscriptionState, Timestamp,
+    command, event, event_handler, projection, Aggregate, Apply, Es, Event, EventId, Events, GlobalPosition,
+    Handle, HandlerCtx, HandlerError, Metadata, Project, ProjectionTx, ReadSide, Recorded, StreamId,
+    StreamVersion,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -409,7 +414,7 @@ async fn a_subscriber_sees_every_event_once_in_order_with_many_concurrent_writer
     assert_eq!((status.position, status.lag), (head, 0));
     // A handler's checkpoint is stored after its batch; stopping commits it.
     es.shutdown().await;
-    assert_eq!(documents.checkpoint("handler:g-seen").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("g-seen").await.unwrap().map(|c| c.position), Some(head));
 }
 
 /// The same when the subscriber starts late: it catches up on stored
@@ -439,7 +444,7 @@ async fn a_late_subscriber_hands_over_from_catch_up_to_live_without_gaps_or_repe
     let seen: Vec<_> = Seen::of("ledger-late-").into_iter().collect();
     assert_eq!(seen, log, "every event once, in position order");
     read_side.shutdown().await;
-    assert_eq!(documents.checkpoint("handler:g-seen").await.unwrap(), Some(head));
+    assert_eq!(documents.checkpoint("g-seen").await.unwrap().map(|c| c.position), Some(head));
 }
 
 /// A projection rebuilt while commands keep coming ends up equal to the
@@ -494,7 +499,7 @@ async fn a_panicking_projection_stops_alone_and_reports_the_event() {
     assert!(failure.error.contains("unlucky amount"), "{}", failure.error);
     let status = read_side.status("g-fragile").await.unwrap();
     assert_eq!(status.position, before);
-    let checkpoint = documents.checkpoint("g-fragile").await.unwrap();
+    let checkpoint = documents.checkpoint("g-fragile").await.unwrap().map(|c| c.position);
     assert!(checkpoint.is_some_and(|c| c < fatal.position.unwrap()), "{checkpoint:?}");
     assert_eq!(documents.get("g-fragile", "ledger-f").await.unwrap(), Some(json!(13)));
 
@@ -741,7 +746,7 @@ async fn a_projection_stops_on_an_undecodable_event_and_reports_it() {
         let status = read_side.status("g-balances").await.unwrap();
         assert_eq!(status.state, SubscriptionState::Failed(failure), "{}", case.label);
         assert_eq!(status.position, last_good, "{}: stopped right before it", case.label);
-        let checkpoint = documents.checkpoint("g-balances").await.unwrap();
+        let checkpoint = documents.checkpoint("g-balances").await.unwrap().map(|c| c.position);
         assert!(checkpoint.is_some_and(|c| c < bad_position), "{}: checkpoint {checkpoint:?}", case.label);
         assert_eq!(whole_log(&store).await, before, "{}: nothing rewritten", case.label);
         es.shutdown().await;
@@ -812,14 +817,14 @@ async fn an_interrupted_replay_never_runs_a_skipping_handler_for_history() {
     assert_eq!(mailed(), 300, "one mail per opening");
 
     // Replay, interrupted at once, resumed on this node.
-    read_side.replay("g-mail").await.unwrap();
+    read_side.rebuild("g-mail").await.unwrap();
     read_side.stop("g-mail").await.unwrap();
     read_side.restart("g-mail").await.unwrap();
     read_side.wait_for("g-mail", head, WAIT).await.unwrap();
     assert_eq!(mailed(), 300, "no mail sent again after an interrupted replay");
 
     // Replay, interrupted, and resumed by another read side on the store.
-    read_side.replay("g-mail").await.unwrap();
+    read_side.rebuild("g-mail").await.unwrap();
     es.shutdown().await;
     let fresh = ReadSide::builder()
         .event_store(store.clone())

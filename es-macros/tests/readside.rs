@@ -9,10 +9,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use es_core::readside::{Consistency, Registry, Replay, Selection, SubscriptionKind};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
 use es_core::{
-    event, event_handler, projection, Consistency, Event, EventStore, ExpectedVersion, GlobalPosition,
-    HandleEvent, HandlerCtx, HandlerError, NewEvent, Project, ProjectionStore, ProjectionTx, ReadSide,
-    Recorded, Registry, Replay, Selection, StreamId, SubscriptionKind,
+    event, event_handler, projection, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project,
+    ProjectionTx, ReadSide, Recorded, StreamId,
 };
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -169,7 +170,7 @@ async fn registered_subscribers_run_and_a_skipping_handler_is_not_replayed() {
 
     // Replay history through every subscriber.
     for name in ["audit", "greeter", "tallies"] {
-        read_side.replay(name).await.unwrap();
+        read_side.rebuild(name).await.unwrap();
     }
     wait_for_all(&read_side, head).await;
     assert_eq!(*GREETED.lock().unwrap(), ["ada", "ada", "bob"], "a skipping handler ran on replay");

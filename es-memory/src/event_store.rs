@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    NewEvent, RecordedEvent, ReplayEvent, Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion,
-    Timestamp,
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    classify_stored, AppendOutcome, Committed, Direction, EventStore, ExpectedVersion, NewEvent,
+    RecordedEvent, ReplayEvent, Snapshot, SnapshotStore, StreamSummary, Timestamp,
 };
+use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use tokio::sync::watch;
 
 /// An event store that keeps everything in memory.
@@ -91,45 +92,20 @@ impl State {
         indexes.iter().skip(start).take(limit).map(|&i| &*self.log[i])
     }
 
-    /// Checks the batch's ids against the stored ones. `Ok(None)`: none is
-    /// stored. `Ok(Some(..))`: the batch is an exact retry of a committed
-    /// append (same ids, same order, same stream, an expectation that held
-    /// before it), so its original placement is returned. `Err`: an id is
-    /// stored in some other way.
+    /// The placement of an exact retry of `events` (`Ok(None)`: none of
+    /// their ids is stored), by es-core's one rule for every store.
     fn check_ids(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Option<Vec<Committed>>, AppendError> {
-        let found: Vec<Option<&RecordedEvent>> =
-            events.iter().map(|e| self.ids.get(&e.event_id).map(|&i| &*self.log[i])).collect();
-        let Some(duplicate) = events.iter().zip(&found).find_map(|(e, f)| f.map(|_| e.event_id)) else {
+        let stored: Vec<&RecordedEvent> =
+            events.iter().filter_map(|e| self.ids.get(&e.event_id).map(|&i| &*self.log[i])).collect();
+        if stored.is_empty() {
             return Ok(None);
-        };
-        let stored: Option<Vec<&RecordedEvent>> = found.into_iter().collect();
-        let exact_retry = stored.as_ref().is_some_and(|stored| {
-            let first = stored[0].stream_version.get();
-            let before = Some(first - 1).filter(|v| *v > 0).map(StreamVersion);
-            stored
-                .iter()
-                .enumerate()
-                .all(|(i, e)| &e.stream_id == stream && e.stream_version.get() == first + i as u64)
-                && (expected == ExpectedVersion::Any || expected.accepts(before))
-        });
-        match stored {
-            Some(stored) if exact_retry => Ok(Some(
-                stored
-                    .iter()
-                    .map(|e| Committed {
-                        event_id: e.event_id,
-                        stream_version: e.stream_version,
-                        global_position: e.global_position,
-                    })
-                    .collect(),
-            )),
-            _ => Err(AppendError::DuplicateEventId { event_id: duplicate, stream: stream.clone() }),
         }
+        classify_stored(stream, expected, events, &stored)
     }
 }
 
@@ -142,7 +118,7 @@ impl EventStore for InMemoryEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-        es_core::check_storable(stream, &events)?;
+        es_core::store::check_storable(stream, &events)?;
         for (i, event) in events.iter().enumerate() {
             if events[..i].iter().any(|e| e.event_id == event.event_id) {
                 return Err(AppendError::DuplicateInBatch {
@@ -240,6 +216,29 @@ impl EventStore for InMemoryEventStore {
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         let state = self.lock()?;
         Ok(state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version))
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let state = self.lock()?;
+        let mut names: Vec<&StreamId> = state
+            .streams
+            .keys()
+            .filter(|s| s.as_str().starts_with(prefix) && after.is_none_or(|after| *s > after))
+            .collect();
+        names.sort_unstable();
+        Ok(names
+            .into_iter()
+            .take(limit)
+            .filter_map(|name| {
+                let last = state.streams.get(name)?.last()?;
+                Some(StreamSummary::new(name.clone(), state.log[*last].stream_version))
+            })
+            .collect())
     }
 
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {

@@ -4,17 +4,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use es_core::{
-    json_contains, DocumentChange, DocumentQuery, GlobalPosition, ProjectionError, ProjectionStore,
-    UnitOfWork,
-};
+use es_core::error::ProjectionError;
+use es_core::store::{json_contains, Checkpoint, DocumentChange, DocumentQuery, ProjectionStore, UnitOfWork};
 use serde_json::Value;
 
 /// A projection store that keeps documents in memory. A unit of work is
 /// applied under one lock, so readers see all of it or none of it.
 ///
-/// **Fencing.** This store cannot see any lease store (the in-memory one
-/// lives in `es-core`, apart from it), so it ignores
+/// **Fencing.** This store cannot see any lease store (leases are kept
+/// apart from it, in an [`InMemoryLeaseStore`](crate::InMemoryLeaseStore)
+/// or elsewhere), so it ignores
 /// [`UnitOfWork::fence`] and commits a fenced unit of work like any other.
 /// Within one process the read side's lease checks before each commit
 /// suffice.
@@ -26,7 +25,7 @@ pub struct InMemoryProjectionStore {
 #[derive(Default)]
 struct Projection {
     documents: BTreeMap<String, Value>,
-    checkpoint: Option<GlobalPosition>,
+    checkpoint: Option<Checkpoint>,
 }
 
 impl std::fmt::Debug for InMemoryProjectionStore {
@@ -84,8 +83,8 @@ impl ProjectionStore for InMemoryProjectionStore {
         Ok(matching)
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        Ok(self.lock()?.get(projection).and_then(|p| p.checkpoint))
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+        Ok(self.lock()?.get(name).and_then(|p| p.checkpoint))
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -101,8 +100,8 @@ impl ProjectionStore for InMemoryProjectionStore {
                 }
             }
         }
-        if let Some(position) = work.checkpoint {
-            p.checkpoint = Some(position);
+        if let Some(checkpoint) = work.checkpoint {
+            p.checkpoint = Some(checkpoint);
         }
         Ok(())
     }

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition,
-    Metadata, NewEvent, Payload, ReadBlocker, RecordedEvent, ReplayEvent, StoreError, StreamId,
-    StreamVersion,
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    AppendOutcome, Committed, Direction, EventStore, ExpectedVersion, NewEvent, Payload, ReadBlocker,
+    RecordedEvent, ReplayEvent, StreamSummary,
 };
+use es_core::{EventId, GlobalPosition, Metadata, StreamId, StreamVersion};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, PgPool, Row, SqlStr};
@@ -43,7 +44,7 @@ const MAX_ATTEMPTS: u32 = 16;
 /// See [`PgEventStore::set_visibility_wait`].
 const DEFAULT_VISIBILITY_WAIT_MICROS: u64 = 100_000;
 
-/// An [`EventStore`] and [`SnapshotStore`](es_core::SnapshotStore) on
+/// An [`EventStore`] and [`SnapshotStore`](es_core::store::SnapshotStore) on
 /// Postgres.
 ///
 /// Cheap to clone (clones share the pool and the notification listener).
@@ -73,6 +74,7 @@ struct Statements {
     read_backward: SqlStr,
     read_replay: SqlStr,
     stream_version: SqlStr,
+    streams: SqlStr,
     head_position: SqlStr,
     stored_ids: SqlStr,
     oldest_in_flight: SqlStr,
@@ -105,6 +107,7 @@ impl Statements {
             ),
             stream_version: schema
                 .render("SELECT max(stream_version) FROM {schema}.events WHERE stream_id = $1"),
+            streams: schema.render(include_str!("event_store/streams.sql")),
             head_position: schema.render(include_str!("event_store/head_position.sql")),
             stored_ids: schema.render(include_str!("event_store/stored_ids.sql")),
             oldest_in_flight: schema.render(include_str!("event_store/oldest_in_flight.sql")),
@@ -210,7 +213,7 @@ impl<'a> Batch<'a> {
 
 /// Whether `stream` holds a NUL character: Postgres cannot take it as a
 /// parameter, and no such stream can have been stored
-/// ([`es_core::check_storable`]), so reads of it find nothing.
+/// ([`es_core::store::check_storable`]), so reads of it find nothing.
 pub(crate) fn holds_nul(stream: &StreamId) -> bool {
     stream.as_str().contains('\0')
 }
@@ -325,7 +328,8 @@ impl PgEventStore {
     ///
     /// ```no_run
     /// # async fn demo(store: es_postgres::PgEventStore) -> Result<(), Box<dyn std::error::Error>> {
-    /// use es_core::{ExpectedVersion, NewEvent, StreamId};
+    /// use es_core::store::{ExpectedVersion, NewEvent};
+    /// use es_core::StreamId;
     ///
     /// let mut tx = store.pool().begin().await?;
     /// sqlx::query("UPDATE outbox SET sent = true WHERE id = 7").execute(&mut *tx).await?;
@@ -413,7 +417,7 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-        es_core::check_storable(stream, events)?;
+        es_core::store::check_storable(stream, events)?;
         check_batch(stream, events)?;
         if events.is_empty() {
             let current = self.version_on(conn, stream).await.map_err(backend)?;
@@ -717,6 +721,22 @@ fn stored_placement(row: &PgRow) -> Result<StoredPlacement, StoreError> {
     })
 }
 
+/// The first string after every string that starts with `prefix`, in byte
+/// order (which for UTF-8 is code point order): the prefix with its last
+/// character that can grow grown by one. `None` when there is no such string
+/// (an empty prefix, or one of only `char::MAX`).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -815,6 +835,33 @@ impl EventStore for PgEventStore {
         }
     }
 
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if prefix.contains('\0') || after.is_some_and(holds_nul) {
+            return Ok(Vec::new());
+        }
+        let location = || format!("streams starting with {prefix:?}");
+        let rows = sqlx::query(self.inner.sql.streams.clone())
+            .bind(prefix)
+            .bind(prefix_end(prefix))
+            .bind(after.map(StreamId::as_str))
+            .bind(clamp(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, location))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = column(row, "stream_id", &location)?;
+                let version = positive(column(row, "version", &location)?, "stream version", &location)?;
+                Ok(StreamSummary::new(StreamId::new(name), StreamVersion(version)))
+            })
+            .collect()
+    }
+
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         let (head, horizon) = self.head().await?;
         match self.settle(horizon).await? {
@@ -903,6 +950,15 @@ mod tests {
             }
             other => panic!("expected Backend(BatchTooLarge), got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_every_name_with_the_prefix() {
+        assert_eq!(prefix_end("account-"), Some("account.".to_owned()));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("a\u{d7ff}"), Some("a\u{e000}".to_owned()), "surrogates are skipped");
+        assert_eq!(prefix_end("a\u{10ffff}"), Some("b".to_owned()));
+        assert_eq!(prefix_end("\u{10ffff}"), None);
     }
 
     #[test]

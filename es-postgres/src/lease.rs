@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{Lease, LeaseError, LeaseStore};
+use es_core::error::LeaseError;
+use es_core::store::{Lease, LeaseStore};
 use sqlx::{PgPool, Row, SqlStr};
 
 use crate::migrate::{migrate, MigrateError};
@@ -31,7 +32,7 @@ use crate::schema::PgSchema;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use es_core::LeaseStore;
+/// use es_core::store::LeaseStore;
 /// use es_postgres::PgLeaseStore;
 ///
 /// # async fn demo(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
@@ -88,7 +89,7 @@ struct BadToken {
     token: i64,
 }
 
-fn backend(error: impl Into<es_core::BoxError>) -> LeaseError {
+fn backend(error: impl Into<es_core::error::BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
 }
 

@@ -1,9 +1,10 @@
 //! Postgres adapters for es: a [`PgEventStore`] (also a
-//! [`SnapshotStore`](es_core::SnapshotStore)) and a [`PgProjectionStore`],
+//! [`SnapshotStore`](es_core::store::SnapshotStore)) and a [`PgProjectionStore`],
 //! on a [`sqlx::PgPool`] the application may share with its own tables.
 //!
 //! ```no_run
-//! use es_core::{EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamId};
+//! use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+//! use es_core::{GlobalPosition, StreamId};
 //! use es_postgres::{PgEventStore, PgSchema};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,7 +50,7 @@
 //! `(xid << 20) | index`, the index counting the events that transaction
 //! appended (so one transaction appends at most
 //! [`MAX_EVENTS_PER_TRANSACTION`] events). Position order is then
-//! transaction order, and [`read_all`](es_core::EventStore::read_all) only
+//! transaction order, and [`read_all`](es_core::store::EventStore::read_all) only
 //! returns events of transactions older than the oldest one still running
 //! (`pg_snapshot_xmin(pg_current_snapshot())`). Any transaction that may
 //! still commit has an id at or above that bound, hence positions above
@@ -61,7 +62,7 @@
 //! The price: a long-running transaction that holds a transaction id
 //! (anywhere in the cluster) holds readers back until it ends; they see
 //! nothing newer meanwhile. [`PgEventStore::oldest_in_flight`] names it,
-//! and [`EventStore::read_blocker`](es_core::EventStore::read_blocker)
+//! and [`EventStore::read_blocker`](es_core::store::EventStore::read_blocker)
 //! reports it while it hides committed events: a caught-up subscription
 //! of an [`es_core::ReadSide`] then logs a warning naming it and shows it
 //! in its status (`SubscriptionStatus::held_back_by`) once it has done so
@@ -70,8 +71,8 @@
 //! # Reading your own writes
 //!
 //! An append that just committed can be hidden for a moment by an older
-//! transaction that is still finishing. [`read_all`](es_core::EventStore::read_all)
-//! and [`head_position`](es_core::EventStore::head_position) therefore wait,
+//! transaction that is still finishing. [`read_all`](es_core::store::EventStore::read_all)
+//! and [`head_position`](es_core::store::EventStore::head_position) therefore wait,
 //! briefly (see [`PgEventStore::set_visibility_wait`], default 100 ms), for
 //! the transactions that started before the newest committed event to end,
 //! when a read would otherwise come back short. Transactions that start
@@ -79,7 +80,7 @@
 //!
 //! # Waking readers
 //!
-//! [`wait_for_events`](es_core::EventStore::wait_for_events) listens on the
+//! [`wait_for_events`](es_core::store::EventStore::wait_for_events) listens on the
 //! channel `<schema>_events` (see [`PgSchema::channel`]) on one shared
 //! connection per store, outside the pool, and falls back to polling when it cannot. Appends
 //! through the pool signal that channel right after they commit, from a

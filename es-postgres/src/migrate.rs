@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "subscription leases",
         sql: include_str!("migrate/0002_leases.sql"),
     },
+    Migration {
+        version: 3,
+        description: "checkpoints per subscription name, with the end of a replay",
+        sql: include_str!("migrate/0003_checkpoint_replay.sql"),
+    },
 ];
 
 /// Applying migrations failed; the schema was left as it was before.

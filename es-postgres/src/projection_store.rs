@@ -8,10 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use es_core::{
-    BoxError, DocumentChange, DocumentQuery, Fence, GlobalPosition, ProjectionError, ProjectionStore,
-    UnitOfWork,
-};
+use es_core::error::{BoxError, ProjectionError};
+use es_core::store::{Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork};
+use es_core::GlobalPosition;
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row, SqlStr};
@@ -77,7 +76,8 @@ impl Statements {
             delete: schema.render("DELETE FROM {schema}.documents WHERE projection = $1 AND id = $2"),
             query: schema.render(include_str!("projection_store/query.sql")),
             query_containing: schema.render(include_str!("projection_store/query_containing.sql")),
-            checkpoint: schema.render("SELECT position FROM {schema}.checkpoints WHERE projection = $1"),
+            checkpoint: schema
+                .render("SELECT position, replay_until FROM {schema}.checkpoints WHERE projection = $1"),
             fence: schema.render(include_str!("projection_store/fence.sql")),
             commit_documents: schema.render(include_str!("projection_store/commit_documents.sql")),
             put_checkpoint: schema.render(include_str!("projection_store/put_checkpoint.sql")),
@@ -146,11 +146,12 @@ impl PgProjectionStore {
     /// checkpoint is stored; if it fails, everything is rolled back.
     ///
     /// ```no_run
-    /// # async fn demo(store: es_postgres::PgProjectionStore) -> Result<(), es_core::ProjectionError> {
-    /// use es_core::{GlobalPosition, UnitOfWork};
+    /// # async fn demo(store: es_postgres::PgProjectionStore) -> Result<(), es_core::error::ProjectionError> {
+    /// use es_core::GlobalPosition;
+    /// use es_core::store::{Checkpoint, UnitOfWork};
     ///
     /// let mut work = UnitOfWork::new();
-    /// work.put("acc-1", serde_json::json!({"balance": 70})).checkpoint(GlobalPosition(42));
+    /// work.put("acc-1", serde_json::json!({"balance": 70})).checkpoint(Checkpoint::at(GlobalPosition(42)));
     /// store
     ///     .commit_with("balances", work, |tx| {
     ///         Box::pin(async move {
@@ -186,8 +187,8 @@ impl PgProjectionStore {
         }
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(position) = work.checkpoint {
-            self.write_checkpoint(&mut tx, projection, position).await?;
+        if let Some(checkpoint) = work.checkpoint {
+            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(backend)
     }
@@ -264,13 +265,17 @@ impl PgProjectionStore {
         &self,
         conn: &mut PgConnection,
         projection: &str,
-        position: GlobalPosition,
+        checkpoint: Checkpoint,
     ) -> Result<(), ProjectionError> {
-        let position = i64::try_from(position.get())
-            .map_err(|_| backend(format!("checkpoint {position} of `{projection}` does not fit a bigint")))?;
+        let fit = |position: GlobalPosition| {
+            i64::try_from(position.get()).map_err(|_| {
+                backend(format!("checkpoint {position} of `{projection}` does not fit a bigint"))
+            })
+        };
         sqlx::query(self.inner.sql.put_checkpoint.clone())
             .bind(projection)
-            .bind(position)
+            .bind(fit(checkpoint.position)?)
+            .bind(checkpoint.replay_until.map(fit).transpose()?)
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
@@ -335,19 +340,21 @@ impl ProjectionStore for PgProjectionStore {
             .collect()
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        let position: Option<i64> = sqlx::query_scalar(self.inner.sql.checkpoint.clone())
-            .bind(projection)
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(self.inner.sql.checkpoint.clone())
+            .bind(name)
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(backend)?;
-        position
-            .map(|p| {
-                u64::try_from(p)
-                    .map(GlobalPosition)
-                    .map_err(|_| backend(format!("checkpoint of `{projection}` is negative ({p})")))
-            })
-            .transpose()
+        let position = |p: i64| {
+            u64::try_from(p)
+                .map(GlobalPosition)
+                .map_err(|_| backend(format!("checkpoint of `{name}` is negative ({p})")))
+        };
+        row.map(|(at, until)| {
+            Ok(Checkpoint::at(position(at)?).replaying_until(until.map(position).transpose()?))
+        })
+        .transpose()
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {

@@ -1,7 +1,9 @@
 //! Snapshots in Postgres: one row per stream, the newest kept.
 
 use async_trait::async_trait;
-use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp};
+use es_core::error::StoreError;
+use es_core::store::{Snapshot, SnapshotStore, Timestamp};
+use es_core::{StreamId, StreamVersion};
 use serde_json::Value;
 
 use crate::event_store::{column, holds_nul, positive, read_error, schema_version, PgEventStore};

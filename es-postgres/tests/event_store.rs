@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{drop_schema, fresh_schema, pool};
-use es_core::{
-    AppendError, Direction, EventId, EventStore, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
-    StoreError, StreamId, StreamVersion,
-};
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use es_postgres::PgEventStore;
 use serde_json::json;
 use sqlx::PgPool;
@@ -317,7 +316,7 @@ async fn stored_count(pool: &PgPool, schema: &str) -> i64 {
 
 fn assert_corrupt(result: Result<Vec<RecordedEvent>, StoreError>, names: &[&str]) {
     match result {
-        Err(StoreError::Corrupt { location, detail }) => {
+        Err(StoreError::Corrupt { location, detail, .. }) => {
             for name in names {
                 assert!(location.contains(name), "location `{location}` should name {name}");
             }

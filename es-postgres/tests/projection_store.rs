@@ -9,10 +9,12 @@ mod common;
 use common::{drop_schema, fresh_schema, pool};
 use std::time::Duration;
 
-use es_core::{
-    DocumentQuery, Fence, GlobalPosition, Lease, LeaseStore, ProjectionError, ProjectionStore, Snapshot,
-    SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp, UnitOfWork,
+use es_core::error::{ProjectionError, StoreError};
+use es_core::store::{
+    Checkpoint, DocumentQuery, Fence, Lease, LeaseStore, ProjectionStore, Snapshot, SnapshotStore, Timestamp,
+    UnitOfWork,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore};
 use serde_json::json;
 use sqlx::PgPool;
@@ -40,7 +42,7 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
         .unwrap();
 
     let mut work = UnitOfWork::new();
-    work.put("acc-1", json!({"balance": 70})).checkpoint(GlobalPosition(42));
+    work.put("acc-1", json!({"balance": 70})).checkpoint(Checkpoint::at(GlobalPosition(42)));
     let insert = format!("INSERT INTO {table} VALUES (70)");
     store
         .commit_with("balances", work, |tx| {
@@ -52,11 +54,11 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
         .await
         .unwrap();
     assert_eq!(report_total(&pool, &table).await, Some(70));
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(42)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(42)));
 
     // The user's SQL fails: documents, checkpoint and user rows all stay.
     let mut work = UnitOfWork::new();
-    work.put("acc-1", json!({"balance": 0})).delete("acc-2").checkpoint(GlobalPosition(50));
+    work.put("acc-1", json!({"balance": 0})).delete("acc-2").checkpoint(Checkpoint::at(GlobalPosition(50)));
     let update = format!("UPDATE {table} SET total = NULL");
     let failed = store
         .commit_with("balances", work, |tx| {
@@ -66,9 +68,9 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
             })
         })
         .await;
-    assert!(matches!(failed, Err(es_core::ProjectionError::Backend(_))), "{failed:?}");
+    assert!(matches!(failed, Err(es_core::error::ProjectionError::Backend(_))), "{failed:?}");
     assert_eq!(report_total(&pool, &table).await, Some(70));
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(42)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(42)));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 70})));
     drop_schema(&pool, store.schema()).await;
 }
@@ -86,7 +88,7 @@ async fn the_last_change_per_document_wins_within_a_unit_of_work() {
     store.commit("p", work).await.unwrap();
     let all = store.query("p", &DocumentQuery::all()).await.unwrap();
     assert_eq!(all, vec![("a".to_owned(), json!({"v": 2}))]);
-    assert_eq!(store.checkpoint("p").await.unwrap(), None);
+    assert_eq!(store.checkpoint("p").await.unwrap().map(|c| c.position), None);
     drop_schema(&pool, store.schema()).await;
 }
 
@@ -163,7 +165,7 @@ fn fenced_work(lease: &Lease, balance: i64, position: u64) -> UnitOfWork {
     let mut work = UnitOfWork::new();
     work.put("acc-1", json!({"balance": balance}))
         .delete("acc-2")
-        .checkpoint(GlobalPosition(position))
+        .checkpoint(Checkpoint::at(GlobalPosition(position)))
         .fence(Fence::new(lease.name.clone(), lease.token));
     work
 }
@@ -182,7 +184,7 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     store.commit("balances", unfenced).await.unwrap();
     assert_eq!(store.get("balances", "acc-2").await.unwrap(), Some(json!({"balance": 5})));
     store.commit("balances", fenced_work(&a, 10, 10)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));
 
     // A's lease expires: its commit is refused though nobody took over.
     let again = leases.try_acquire("balances", "node-a", short).await.unwrap().expect("still a's");
@@ -203,13 +205,13 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     let refused =
         store.commit_with("balances", fenced_work(&a, 30, 30), |_| Box::pin(async { Ok(()) })).await;
     assert!(matches!(refused, Err(ProjectionError::Fenced { .. })), "{refused:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 10})));
     assert_eq!(store.get("balances", "acc-2").await.unwrap(), None);
 
     store.put("balances", "acc-2", json!({"balance": 7})).await.unwrap();
     store.commit("balances", fenced_work(&b, 40, 40)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(40)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(40)));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 40})));
     assert_eq!(store.get("balances", "acc-2").await.unwrap(), None);
 
@@ -217,13 +219,13 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     // as in memory) cannot be checked: the commit lands.
     let elsewhere = Lease { name: "other".to_owned(), owner: "node-a".to_owned(), token: 7 };
     store.commit("balances", fenced_work(&elsewhere, 50, 50)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(50)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(50)));
 
     // A token past bigint was never handed out by this table.
     let huge = Lease { name: "balances".to_owned(), owner: "node-b".to_owned(), token: u64::MAX };
     let refused = store.commit("balances", fenced_work(&huge, 60, 60)).await;
     assert!(matches!(refused, Err(ProjectionError::Fenced { .. })), "{refused:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(50)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(50)));
 
     drop_schema(&pool, store.schema()).await;
 }
@@ -279,7 +281,7 @@ async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
     gate_tx.send(()).unwrap();
     committing.await.unwrap().unwrap();
     releasing.await.unwrap().unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));
 
     // B takes over; A's next commit is refused.
     let b =
@@ -287,7 +289,7 @@ async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
     assert!(b.token > a.token);
     let stale = store.commit("balances", fenced_work(&a, 20, 20)).await;
     assert!(matches!(stale, Err(ProjectionError::Fenced { .. })), "{stale:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));
 
     drop_schema(&pool, store.schema()).await;
 }

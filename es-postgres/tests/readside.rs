@@ -23,12 +23,18 @@ use bank::{
     VerifyAccount,
 };
 use common::{drop_schema, fresh_schema, pool};
+use es_core::error::ProjectionError;
+use es_core::readside::{
+    Consistency, ConsistencyError, ReadSideBuilder, ReadSideConfig, Registry, Replay, RetryPolicy, Selection,
+    Subscriber, SubscriptionState,
+};
+use es_core::store::{
+    Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, NewEvent,
+    ProjectionStore, UnitOfWork,
+};
 use es_core::{
-    command, event, Aggregate, Apply, Consistency, ConsistencyError, Direction, DocumentQuery, Es, Event,
-    EventStore, Events, ExpectedVersion, GlobalPosition, Handle, HandleEvent, HandlerCtx, HandlerError,
-    Lease, LeaseStore, NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide,
-    ReadSideBuilder, ReadSideConfig, Recorded, Registry, Replay, RetryPolicy, Selection, StreamId,
-    StreamVersion, Subscriber, SubscriptionState, UnitOfWork,
+    command, event, Aggregate, Apply, Es, Event, Events, GlobalPosition, Handle, HandleEvent, HandlerCtx,
+    HandlerError, Project, ProjectionTx, ReadSide, Recorded, StreamId, StreamVersion,
 };
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
@@ -450,7 +456,7 @@ impl ProjectionStore for FailingCommit {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -476,7 +482,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     let hung = Arc::clone(&crashing.hung);
     let a = db.read_side("a", registry(vec![("totals", crashing.subscriber())]), config()).start().unwrap();
     tokio::time::timeout(DEADLINE, hung.notified()).await.expect("the projection reached amount 13");
-    let stored = db.documents.checkpoint("totals").await.unwrap();
+    let stored = db.documents.checkpoint("totals").await.unwrap().map(|c| c.position);
     assert!(stored.is_some(), "earlier batches were committed");
     // Killed: dropped without shutdown, so its task is aborted mid-batch and
     // its lease is not released.
@@ -490,7 +496,7 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
         .unwrap();
     b.wait_for("totals", head, DEADLINE).await.unwrap();
     assert_eq!(db.totals("totals").await, fold(&added));
-    assert_eq!(db.documents.checkpoint("totals").await.unwrap(), Some(head));
+    assert_eq!(db.documents.checkpoint("totals").await.unwrap().map(|c| c.position), Some(head));
     b.shutdown().await;
     db.drop().await;
 }
@@ -516,7 +522,13 @@ async fn a_failed_commit_stops_the_projection_and_a_restart_applies_every_event_
     };
     assert!(failure.error.contains("the connection dropped during commit"), "{failure:?}");
     assert_eq!(failure.event_id, None, "a commit failed, not an event");
-    let stored = db.documents.checkpoint("totals").await.unwrap().expect("two batches were committed");
+    let stored = db
+        .documents
+        .checkpoint("totals")
+        .await
+        .unwrap()
+        .map(|c| c.position)
+        .expect("two batches were committed");
     assert!(stored < failure.position, "the failed batch is not committed: {stored} < {}", failure.position);
 
     read_side.restart("totals").await.unwrap();
@@ -572,8 +584,8 @@ async fn a_rebuild_replays_projections_but_never_runs_skip_on_replay_handlers() 
     assert_eq!(totals.runs.load(Ordering::SeqCst), 40);
 
     read_side.rebuild("totals").await.unwrap();
-    read_side.replay("mailer").await.unwrap();
-    read_side.replay("auditor").await.unwrap();
+    read_side.rebuild("mailer").await.unwrap();
+    read_side.rebuild("auditor").await.unwrap();
     for name in ["totals", "mailer", "auditor"] {
         read_side.wait_for(name, head, DEADLINE).await.unwrap();
     }
@@ -640,7 +652,7 @@ async fn a_failing_subscriber_stops_at_its_event_and_reports_it() {
         )
         .start()
         .unwrap();
-    for (name, namespace, attempts) in [("refuser", "handler:refuser", 3), ("totals", "totals", 2)] {
+    for (name, namespace, attempts) in [("refuser", "refuser", 3), ("totals", "totals", 2)] {
         match read_side.wait_for(name, head, DEADLINE).await {
             Err(ConsistencyError::Failed { failure, .. }) => {
                 assert_eq!(failure.position, failing.global_position)
@@ -655,7 +667,7 @@ async fn a_failing_subscriber_stops_at_its_event_and_reports_it() {
         assert_eq!(failure.attempts, attempts, "`{name}`");
         assert!(failure.error.contains("amount 13"), "`{name}`: {}", failure.error);
         assert_eq!(status.position, before, "`{name}` reached the event before");
-        let stored = db.documents.checkpoint(namespace).await.unwrap().unwrap();
+        let stored = db.documents.checkpoint(namespace).await.unwrap().map(|c| c.position).unwrap();
         assert!(stored < failing.global_position, "`{name}`: checkpoint {stored} is below the failing event");
         assert_eq!(stored, before, "`{name}`: what came before is kept");
     }

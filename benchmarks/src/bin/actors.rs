@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use es_benchmarks::{ms, rate};
-use es_core::{
-    Aggregate, Apply, Command, CommandPath, DecodeErrorKind, Es, Event, EventSet, EventStore, Events,
-    ExpectedVersion, Handle, NewEvent, Payload, Snapshot, SnapshotStore, StreamId, StreamVersion, Timestamp,
-};
+use es_core::error::DecodeErrorKind;
+use es_core::runtime::CommandPath;
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore, Timestamp};
+use es_core::{Aggregate, Apply, Command, Es, Event, EventSet, Events, Handle, StreamId, StreamVersion};
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
 
@@ -450,7 +450,7 @@ async fn cold_rehydration() -> anyhow::Result<()> {
         for snapshots in [false, true] {
             let mut builder = Es::builder().event_store(store.clone());
             if snapshots {
-                builder = builder.shared_snapshot_store(Arc::new(store.clone()));
+                builder = builder.snapshot_store(Arc::new(store.clone()));
             }
             let es = builder.build().await?;
             let started = Instant::now();

@@ -27,10 +27,9 @@ use es_benchmarks::pg::{
     raw_single_sql, server,
 };
 use es_benchmarks::{ms, run_writers, Latencies, Run};
-use es_core::{
-    command, event, Aggregate, AggregateConfig, Apply, CommandPath, Es, Event, EventStore, Events,
-    ExpectedVersion, Handle, NewEvent, StreamId, StreamVersion,
-};
+use es_core::runtime::{AggregateConfig, CommandPath};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::{command, event, Aggregate, Apply, Es, Event, Events, Handle, StreamId, StreamVersion};
 use es_postgres::{PgEventStore, PgSchema};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;

@@ -12,7 +12,8 @@ use es_benchmarks::pg::{
     raw_single_sql, server,
 };
 use es_benchmarks::{ms, run_writers, Latencies, Run};
-use es_core::{Direction, EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
+use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent};
+use es_core::{StreamId, StreamVersion};
 use es_postgres::PgEventStore;
 use serde::Deserialize;
 use serde_json::json;

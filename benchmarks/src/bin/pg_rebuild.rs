@@ -33,10 +33,14 @@ use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers};
+use es_core::error::ProjectionError;
+use es_core::readside::{ReadSideConfig, Selection};
+use es_core::store::{
+    Checkpoint, DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore, UnitOfWork,
+};
 use es_core::{
-    event, projection, DocumentQuery, Event, EventStore, ExpectedVersion, GlobalPosition, HandlerError,
-    NewEvent, Project, ProjectionError, ProjectionStore, ProjectionTx, ReadSide, ReadSideConfig, Recorded,
-    Selection, StreamId, StreamVersion, UnitOfWork,
+    event, projection, Event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded,
+    StreamId, StreamVersion,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
@@ -190,7 +194,7 @@ impl ProjectionStore for Timed {
     ) -> Result<Vec<(String, Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {

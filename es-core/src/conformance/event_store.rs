@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::join;
-use crate::{
-    AppendError, AppendOutcome, Committed, Direction, EventId, EventStore, EventSubscription,
-    ExpectedVersion, GlobalPosition, Metadata, NewEvent, RecordedEvent, ReplayEvent, StreamId, StreamVersion,
+use crate::error::AppendError;
+use crate::store::{
+    AppendOutcome, Committed, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, ReplayEvent,
     Timestamp,
 };
+use crate::{EventId, EventSubscription, GlobalPosition, Metadata, StreamId, StreamVersion};
 
 /// How long a waiter may wait in [`wait_for_events_wakes_when_an_event_lands`].
 /// A store that never wakes waiters makes that case hang this long, which

@@ -11,7 +11,8 @@
 use serde_json::{json, Value};
 
 use super::join;
-use crate::{DocumentQuery, GlobalPosition, ProjectionStore, UnitOfWork};
+use crate::store::{Checkpoint, DocumentQuery, ProjectionStore, UnitOfWork};
+use crate::GlobalPosition;
 
 async fn get<S: ProjectionStore>(store: &S, projection: &str, id: &str) -> Option<Value> {
     store.get(projection, id).await.unwrap_or_else(|e| panic!("get `{projection}`/`{id}` failed: {e:?}"))
@@ -44,6 +45,7 @@ async fn checkpoint<S: ProjectionStore>(store: &S, projection: &str) -> Option<G
         .checkpoint(projection)
         .await
         .unwrap_or_else(|e| panic!("checkpoint of `{projection}` failed: {e:?}"))
+        .map(|c| c.position)
 }
 
 async fn commit<S: ProjectionStore>(store: &S, projection: &str, work: UnitOfWork) {
@@ -155,7 +157,7 @@ pub async fn projection_query_orders_by_id_with_offset_and_limit<S: ProjectionSt
 }
 
 /// `query` with `contains` keeps the documents that contain the filter in
-/// the sense of [`json_contains`](crate::json_contains) (Postgres' `@>`),
+/// the sense of [`json_contains`](crate::store::json_contains) (Postgres' `@>`),
 /// still ordered by id and paged.
 pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) {
     let docs = [
@@ -247,7 +249,7 @@ pub async fn projections_are_isolated<S: ProjectionStore>(store: S) {
     );
 
     let mut work = UnitOfWork::new();
-    work.delete("doc1").checkpoint(GlobalPosition(5));
+    work.delete("doc1").checkpoint(Checkpoint::at(GlobalPosition(5)));
     commit(&store, "right", work).await;
     assert_eq!(
         get(&store, "left", "doc1").await,
@@ -272,7 +274,7 @@ pub async fn projection_checkpoint_is_none_until_committed<S: ProjectionStore>(s
     assert_eq!(checkpoint(&store, "balances").await, None, "a plain put must not set a checkpoint");
 
     let mut work = UnitOfWork::new();
-    work.put("acc2", json!({ "balance": 2 })).checkpoint(GlobalPosition(17));
+    work.put("acc2", json!({ "balance": 2 })).checkpoint(Checkpoint::at(GlobalPosition(17)));
     commit(&store, "balances", work).await;
     assert_eq!(
         checkpoint(&store, "balances").await,
@@ -281,7 +283,7 @@ pub async fn projection_checkpoint_is_none_until_committed<S: ProjectionStore>(s
     );
 
     let mut only_checkpoint = UnitOfWork::new();
-    only_checkpoint.checkpoint(GlobalPosition(4242));
+    only_checkpoint.checkpoint(Checkpoint::at(GlobalPosition(4242)));
     commit(&store, "balances", only_checkpoint).await;
     assert_eq!(
         checkpoint(&store, "balances").await,
@@ -304,7 +306,7 @@ pub async fn projection_commit_applies_changes_in_order<S: ProjectionStore>(stor
         .put("doc3", json!({ "v": 3 }))
         .put("doc3", json!({ "v": 4 }))
         .delete("doc9")
-        .checkpoint(GlobalPosition(30));
+        .checkpoint(Checkpoint::at(GlobalPosition(30)));
     commit(&store, "p", work).await;
     assert_eq!(get(&store, "p", "doc2").await, None, "put then delete of one id must leave it gone");
     assert_eq!(
@@ -325,7 +327,7 @@ pub async fn projection_commit_applies_changes_in_order<S: ProjectionStore>(stor
 /// stored checkpoint as it was.
 pub async fn projection_commit_without_checkpoint_keeps_checkpoint<S: ProjectionStore>(store: S) {
     let mut first = UnitOfWork::new();
-    first.put("doc1", json!({ "v": 1 })).checkpoint(GlobalPosition(8));
+    first.put("doc1", json!({ "v": 1 })).checkpoint(Checkpoint::at(GlobalPosition(8)));
     commit(&store, "p", first).await;
 
     let mut second = UnitOfWork::new();
@@ -350,7 +352,7 @@ pub async fn projection_reset_clears_only_that_projection<S: ProjectionStore>(st
     for projection in ["doomed", "kept"] {
         let mut work = UnitOfWork::new();
         work.put("doc1", json!({ "in": projection })).put("doc2", json!({ "in": projection }));
-        work.checkpoint(GlobalPosition(12));
+        work.checkpoint(Checkpoint::at(GlobalPosition(12)));
         commit(&store, projection, work).await;
     }
     store.reset("doomed").await.unwrap_or_else(|e| panic!("reset failed: {e:?}"));
@@ -368,7 +370,7 @@ pub async fn projection_reset_clears_only_that_projection<S: ProjectionStore>(st
     assert_eq!(checkpoint(&store, "kept").await, Some(GlobalPosition(12)), "reset moved another checkpoint");
 
     let mut rebuild = UnitOfWork::new();
-    rebuild.put("doc3", json!({})).checkpoint(GlobalPosition(1));
+    rebuild.put("doc3", json!({})).checkpoint(Checkpoint::at(GlobalPosition(1)));
     commit(&store, "doomed", rebuild).await;
     assert_eq!(query_ids(&store, "doomed", DocumentQuery::all()).await, ids(&["doc3"]));
     assert_eq!(checkpoint(&store, "doomed").await, Some(GlobalPosition(1)), "a reset projection starts over");
@@ -393,7 +395,7 @@ pub async fn concurrent_commits_to_different_projections<S: ProjectionStore + Cl
                 let mut work = UnitOfWork::new();
                 work.put(format!("doc{n:02}"), json!({ "projection": p, "n": n }))
                     .put("counter", json!({ "last": n }))
-                    .checkpoint(GlobalPosition(n * 10 + p));
+                    .checkpoint(Checkpoint::at(GlobalPosition(n * 10 + p)));
                 if n > 1 {
                     work.delete(format!("doc{:02}", n - 1));
                 }
@@ -422,4 +424,30 @@ pub async fn concurrent_commits_to_different_projections<S: ProjectionStore + Cl
             "`{projection}` must hold its own last checkpoint"
         );
     }
+}
+
+/// A checkpoint keeps the end of a running replay with its position, and a
+/// later checkpoint without one clears it; a handler's checkpoint (a name
+/// with no documents) is stored like a projection's.
+pub async fn checkpoint_keeps_the_end_of_a_replay<S: ProjectionStore>(store: S) {
+    let replaying = Checkpoint::at(GlobalPosition(5)).replaying_until(Some(GlobalPosition(9)));
+    let mut work = UnitOfWork::new();
+    work.checkpoint(replaying);
+    commit(&store, "welcome-mail", work).await;
+    let stored = store.checkpoint("welcome-mail").await.unwrap();
+    assert_eq!(stored, Some(replaying), "the stored checkpoint must keep the end of the replay");
+    assert!(
+        query(&store, "welcome-mail", DocumentQuery::all()).await.is_empty(),
+        "a checkpoint is not a document"
+    );
+
+    let mut work = UnitOfWork::new();
+    work.checkpoint(Checkpoint::at(GlobalPosition(10)));
+    commit(&store, "welcome-mail", work).await;
+    let stored = store.checkpoint("welcome-mail").await.unwrap();
+    assert_eq!(
+        stored,
+        Some(Checkpoint::at(GlobalPosition(10))),
+        "a checkpoint past the replay clears its end"
+    );
 }

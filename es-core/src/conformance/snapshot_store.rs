@@ -5,7 +5,8 @@
 
 use serde_json::json;
 
-use crate::{Snapshot, SnapshotStore, StreamId, StreamVersion, Timestamp};
+use crate::store::{Snapshot, SnapshotStore, Timestamp};
+use crate::{StreamId, StreamVersion};
 
 fn snapshot(stream: &str, version: u64, balance: u64) -> Snapshot {
     Snapshot {

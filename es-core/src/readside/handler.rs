@@ -7,7 +7,8 @@
 //! a handler must tolerate seeing an event again after a crash.
 //!
 //! ```
-//! use es_core::{HandleEvent, HandlerCtx, HandlerError, Recorded, Replay, Subscriber};
+//! use es_core::{HandleEvent, HandlerCtx, HandlerError, Recorded};
+//! use es_core::readside::{Replay, Subscriber};
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! # struct AccountOpened { owner: String }
@@ -40,7 +41,8 @@ use crate::aggregate::Command;
 use crate::envelope::{Metadata, RecordedEvent};
 use crate::error::{BoxError, DecodeError, ProjectionError};
 use crate::event::Event;
-use crate::runtime::{CommandOutcome, Es};
+use crate::runtime::command::CommandOutcome;
+use crate::runtime::es::Es;
 use crate::version::{EventId, GlobalPosition};
 
 /// Handles one event type `E`: implement it once per consumed type.
@@ -163,7 +165,7 @@ impl HandlerCtx {
     }
 
     /// Whether the event is replayed history (after
-    /// [`ReadSide::replay`](crate::ReadSide::replay)) rather than news.
+    /// [`ReadSide::rebuild`](crate::ReadSide::rebuild)) rather than news.
     pub fn is_replay(&self) -> bool {
         self.replay
     }
@@ -193,7 +195,7 @@ impl HandlerCtx {
     ///
     /// # Errors
     /// [`HandlerError::NoDispatcher`] without an [`Es`];
-    /// [`HandlerError::Command`] carrying the [`ExecuteError`](crate::ExecuteError)
+    /// [`HandlerError::Command`] carrying the [`ExecuteError`](crate::error::ExecuteError)
     /// if the command failed. Use [`es`](HandlerCtx::es) with
     /// [`command_metadata`](HandlerCtx::command_metadata) to match on the
     /// execution error yourself.

@@ -9,7 +9,8 @@
 //! without applying an event twice or losing one.
 //!
 //! ```
-//! use es_core::{HandlerError, Project, ProjectionTx, Recorded, Subscriber};
+//! use es_core::{HandlerError, Project, ProjectionTx, Recorded};
+//! use es_core::readside::Subscriber;
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 //! # struct MoneyDeposited { account: String, amount: u64 }
@@ -46,7 +47,6 @@ use crate::envelope::RecordedEvent;
 use crate::error::ProjectionError;
 use crate::event::Event;
 use crate::store::{DocumentChange, ProjectionStore, UnitOfWork};
-use crate::version::GlobalPosition;
 
 /// Projects one event type `E` into documents: implement it once per
 /// consumed type.
@@ -77,7 +77,7 @@ pub trait Project<E: Event>: Send + Sync + 'static {
 /// checkpoint when the batch is done.
 ///
 /// Reads of documents the runner read or wrote earlier are answered from
-/// its document cache ([`ReadSideConfig::document_cache_bytes`](crate::ReadSideConfig::document_cache_bytes));
+/// its document cache ([`ReadSideConfig::document_cache_bytes`](crate::readside::ReadSideConfig::document_cache_bytes));
 /// the cache assumes the runner is the only writer of its projection's
 /// documents, which its lease makes true for every writer that goes through
 /// a read side.
@@ -219,11 +219,10 @@ impl ProjectionTx {
         }
     }
 
-    /// The unit of work holding every pending change.
-    pub(crate) fn work(&self, checkpoint: GlobalPosition) -> UnitOfWork {
-        let mut work = UnitOfWork { changes: self.changes.clone(), checkpoint: None, fence: None };
-        work.checkpoint(checkpoint);
-        work
+    /// The unit of work holding every pending change (the runner adds the
+    /// checkpoint and the fence).
+    pub(crate) fn work(&self) -> UnitOfWork {
+        UnitOfWork { changes: self.changes.clone(), checkpoint: None, fence: None }
     }
 }
 
@@ -311,7 +310,7 @@ mod tests {
         ) -> Result<Vec<(String, Value)>, ProjectionError> {
             Ok(Vec::new())
         }
-        async fn checkpoint(&self, _: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+        async fn checkpoint(&self, _: &str) -> Result<Option<crate::store::Checkpoint>, ProjectionError> {
             Ok(None)
         }
         async fn commit(&self, _: &str, _: UnitOfWork) -> Result<(), ProjectionError> {
@@ -335,9 +334,8 @@ mod tests {
         tx.rollback(mark);
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
         assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5));
-        let work = tx.work(GlobalPosition(9));
+        let work = tx.work();
         assert_eq!(work.changes, vec![DocumentChange::Put { id: "a".into(), document: json!(5) }]);
-        assert_eq!(work.checkpoint, Some(GlobalPosition(9)));
     }
 
     #[tokio::test]

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::lease::{InMemoryLeaseStore, LeaseStore};
+use super::local_leases::LocalLeases;
 use super::registry::{Registry, RegistryError, Selection};
 use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task, IN_SUBSCRIPTION};
 use super::status::{Failure, SubscriptionState, SubscriptionStatus};
 use super::subscriber::{Consistency, RetryPolicy};
 use crate::error::StoreError;
-use crate::runtime::Es;
+use crate::runtime::es::Es;
+use crate::store::LeaseStore;
 use crate::store::{EventStore, ProjectionStore};
 use crate::version::GlobalPosition;
 
@@ -41,7 +42,7 @@ pub struct ReadSideConfig {
     pub remote_poll: Duration,
     /// A caught-up subscription that committed events stay hidden from (a
     /// long-running transaction, see
-    /// [`EventStore::read_blocker`](crate::EventStore::read_blocker)) for
+    /// [`EventStore::read_blocker`](crate::store::EventStore::read_blocker)) for
     /// longer than this logs a warning naming the transaction and reports
     /// it in [`SubscriptionStatus::held_back_by`]. It asks the store at most
     /// every half of this (and at most every `idle_wait`), only while
@@ -203,13 +204,6 @@ impl ReadSideBuilder {
         self
     }
 
-    /// Sets an event store that is already shared.
-    #[must_use]
-    pub fn shared_event_store(mut self, store: Arc<dyn EventStore>) -> Self {
-        self.events = Some(store);
-        self
-    }
-
     /// Sets the projection store (documents and checkpoints).
     #[must_use]
     pub fn projection_store(mut self, store: impl ProjectionStore) -> Self {
@@ -217,25 +211,12 @@ impl ReadSideBuilder {
         self
     }
 
-    /// Sets a projection store that is already shared.
-    #[must_use]
-    pub fn shared_projection_store(mut self, store: Arc<dyn ProjectionStore>) -> Self {
-        self.projections = Some(store);
-        self
-    }
-
-    /// Sets the lease store shared by every node (default: an
-    /// [`InMemoryLeaseStore`] of this read side alone, right for one node).
+    /// Sets the lease store shared by every node (default: none, for a
+    /// read side that is the only one running its subscriptions: every
+    /// lease is its own).
     #[must_use]
     pub fn lease_store(mut self, store: impl LeaseStore) -> Self {
         self.leases = Some(Arc::new(store));
-        self
-    }
-
-    /// Sets a lease store that is already shared.
-    #[must_use]
-    pub fn shared_lease_store(mut self, store: Arc<dyn LeaseStore>) -> Self {
-        self.leases = Some(store);
         self
     }
 
@@ -308,7 +289,7 @@ impl ReadSideBuilder {
             slots.insert(name.clone(), Arc::new(Slot::new(name, subscriber)));
         }
         let owner = self.owner.unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7()));
-        let leases = self.leases.unwrap_or_else(|| Arc::new(InMemoryLeaseStore::new()));
+        let leases = self.leases.unwrap_or_else(|| Arc::new(LocalLeases));
         Ok(ReadSide {
             shared: Arc::new(Shared {
                 events,
@@ -355,8 +336,10 @@ impl Drop for Slots {
 ///
 /// ```
 /// use std::time::Duration;
-/// use es_core::{ReadSide, Registry};
-/// # use es_core::{HandlerError, Project, ProjectionTx, Recorded, Subscriber};
+/// use es_core::ReadSide;
+/// use es_core::readside::Registry;
+/// # use es_core::{HandlerError, Project, ProjectionTx, Recorded};
+/// # use es_core::readside::Subscriber;
 /// # #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 /// # struct Pinged;
 /// # impl es_core::Event for Pinged { const TYPE: &'static str = "Pinged"; }
@@ -367,7 +350,7 @@ impl Drop for Slots {
 /// #         Ok(tx.put("count", &(n + 1))?)
 /// #     }
 /// # }
-/// # async fn demo(events: impl es_core::EventStore, documents: impl es_core::ProjectionStore) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(events: impl es_core::store::EventStore, documents: impl es_core::store::ProjectionStore) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut registry = Registry::new();
 /// registry.register("pings", Subscriber::projection(Pings).on::<Pinged>().build())?;
 /// let read_side = ReadSide::builder()
@@ -414,7 +397,7 @@ impl ReadSide {
 
     /// Sets (or, with `None`, clears) the application handlers dispatch
     /// commands to. The read side keeps `es` alive; for a read side that
-    /// `es` itself owns ([`EsBuilder::read_side`](crate::EsBuilder::read_side))
+    /// `es` itself owns ([`EsBuilder::read_side`](crate::runtime::EsBuilder::read_side))
     /// that makes a cycle, and dropping the `Es` no longer stops it: the
     /// builder already set the dispatcher there.
     pub fn set_dispatcher(&self, es: Option<Es>) {
@@ -500,7 +483,12 @@ impl ReadSide {
     /// Rebuilds a projection: stops it, deletes its documents and
     /// checkpoint ([`ProjectionStore::reset`]) once it holds the lease, and
     /// replays every event from the start (flagged as replay), then goes on
-    /// live. For a handler this is [`replay`](ReadSide::replay).
+    /// live. For a handler, its checkpoint goes back to the start and every
+    /// event up to the current head is delivered again, flagged as replay:
+    /// a handler with [`Replay::Skip`](crate::readside::Replay::Skip) is not
+    /// run for them (its checkpoint just moves). The end of the replay is
+    /// stored with the checkpoint, so a crash mid-replay does not turn
+    /// history into news.
     ///
     /// # Errors
     /// [`ReadSideError::UnknownSubscription`]; [`ReadSideError::NoRuntime`].
@@ -508,20 +496,6 @@ impl ReadSide {
         let slot = self.slot(name)?;
         Self::stop_slot(slot).await;
         self.spawn(slot, Start::Rebuild)
-    }
-
-    /// Replays history through a handler: its checkpoint goes back to the
-    /// start and every event up to the current head is delivered again,
-    /// flagged as replay. A handler with [`Replay::Skip`](crate::Replay::Skip)
-    /// is not run for them; its checkpoint just moves. The end of the
-    /// replay is stored with the checkpoint, so a crash mid-replay does not
-    /// turn history into news. For a projection this is
-    /// [`rebuild`](ReadSide::rebuild).
-    ///
-    /// # Errors
-    /// [`ReadSideError::UnknownSubscription`]; [`ReadSideError::NoRuntime`].
-    pub async fn replay(&self, name: &str) -> Result<(), ReadSideError> {
-        self.rebuild(name).await
     }
 
     /// Stops every subscription cleanly (releasing leases) and drops the
@@ -654,14 +628,14 @@ impl ReadSide {
                     let stored = if rebuilding {
                         Ok(None)
                     } else {
-                        let read = self.shared.projections.checkpoint(&slot.namespace);
+                        let read = self.shared.projections.checkpoint(&slot.name);
                         match tokio::time::timeout_at(deadline, read).await {
                             Ok(stored) => stored,
                             Err(_) => return Err(timed_out()),
                         }
                     };
                     match stored {
-                        Ok(Some(stored)) if stored >= position => return Ok(()),
+                        Ok(Some(stored)) if stored.position >= position => return Ok(()),
                         Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(subscription = %slot.name, error = %runner::describe(&error), "reading the checkpoint failed");

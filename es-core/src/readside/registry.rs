@@ -6,7 +6,7 @@
 //! registry orders subscribers by name and refuses a name given twice.
 //!
 //! ```
-//! use es_core::{Registration, Registry, Selection, Subscriber};
+//! use es_core::readside::{Registration, Registry, Selection, Subscriber};
 //! # use es_core::{HandleEvent, HandlerCtx, HandlerError, Recorded};
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@
 //! let mut registry = Registry::from_inventory()?;
 //! assert!(registry.register("log", log()).is_err()); // duplicate name
 //! assert_eq!(registry.select(&Selection::group("ops"))?.len(), 1);
-//! # Ok::<(), es_core::RegistryError>(())
+//! # Ok::<(), es_core::readside::RegistryError>(())
 //! ```
 
 use std::collections::BTreeMap;
@@ -127,16 +127,12 @@ impl Selection {
 
 /// Named subscribers, ordered by name; names are unique.
 ///
-/// A handler's checkpoint is kept in the projection store under the
-/// namespace `handler:<name>`; a projection's documents and checkpoint under
-/// its own name. So names must not start with `handler:`.
+/// A subscriber's checkpoint is kept in the projection store under its
+/// name, and a projection's documents too.
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: BTreeMap<String, Arc<Subscriber>>,
 }
-
-/// The prefix of a handler's namespace in the projection store.
-pub(crate) const HANDLER_NAMESPACE: &str = "handler:";
 
 impl Registry {
     /// An empty registry.
@@ -149,7 +145,7 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::DuplicateName`] if two registrations share a name;
-    /// [`RegistryError::InvalidName`] for an empty or reserved name.
+    /// [`RegistryError::InvalidName`] for an empty name.
     pub fn from_inventory() -> Result<Self, RegistryError> {
         let mut registrations: Vec<&Registration> = inventory::iter::<Registration>.into_iter().collect();
         registrations.sort_by_key(|r| r.name);
@@ -164,8 +160,7 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::DuplicateName`] if the name is taken;
-    /// [`RegistryError::InvalidName`] if it is empty or starts with
-    /// `handler:` (the namespace of handler checkpoints).
+    /// [`RegistryError::InvalidName`] if it is empty.
     pub fn register(
         &mut self,
         name: impl Into<String>,
@@ -174,12 +169,6 @@ impl Registry {
         let name = name.into();
         if name.is_empty() {
             return Err(RegistryError::InvalidName { name, reason: "it is empty" });
-        }
-        if name.starts_with(HANDLER_NAMESPACE) {
-            return Err(RegistryError::InvalidName {
-                name,
-                reason: "names starting with `handler:` are reserved for handler checkpoints",
-            });
         }
         if self.entries.contains_key(&name) {
             return Err(RegistryError::DuplicateName { name });

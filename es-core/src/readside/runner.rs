@@ -23,22 +23,19 @@ use tokio::time::Instant;
 
 use super::cache::SharedCache;
 use super::handler::{HandlerCtx, HandlerError, HandlerFuture, HandlerRoute, Replay};
-use super::lease::{Lease, LeaseStore};
+
 use super::projection::{ProjectionRoute, ProjectionTx};
 use super::read_side::ReadSideConfig;
-use super::registry::HANDLER_NAMESPACE;
 use super::status::{Failure, SubscriptionState};
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::error::ProjectionError;
-use crate::runtime::{Es, WeakEs};
-use crate::store::{EventStore, Fence, ProjectionStore, UnitOfWork};
+use crate::runtime::es::Es;
+use crate::runtime::WeakEs;
+use crate::store::{Checkpoint, EventStore, Fence, ProjectionStore, UnitOfWork};
+use crate::store::{Lease, LeaseStore};
 use crate::version::GlobalPosition;
-
-/// The document, in a handler's namespace, that marks the end of a replay:
-/// events up to this position are replayed history.
-const REPLAY_UNTIL: &str = "replay-until";
 
 tokio::task_local! {
     /// Set while a subscriber's code runs, so that commands it dispatches do
@@ -103,8 +100,6 @@ pub(crate) struct Progress {
 /// One named subscription of a read side, running or not.
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
-    /// Its namespace in the projection store.
-    pub(crate) namespace: String,
     pub(crate) subscriber: Arc<Subscriber>,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) task: Mutex<Option<Task>>,
@@ -122,10 +117,6 @@ pub(crate) struct Task {
 
 impl Slot {
     pub(crate) fn new(name: String, subscriber: Arc<Subscriber>) -> Self {
-        let namespace = match subscriber.kind {
-            SubscriberKind::Handler { .. } => format!("{HANDLER_NAMESPACE}{name}"),
-            SubscriberKind::Projection { .. } => name.clone(),
-        };
         let (progress, _) = watch::channel(Progress {
             state: SubscriptionState::Stopped,
             reached: GlobalPosition::START,
@@ -133,14 +124,7 @@ impl Slot {
             rebuilding: false,
             held_back_by: None,
         });
-        Self {
-            name: name.into(),
-            namespace,
-            subscriber,
-            progress,
-            task: Mutex::new(None),
-            exit: Mutex::new(None),
-        }
+        Self { name: name.into(), subscriber, progress, task: Mutex::new(None), exit: Mutex::new(None) }
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {
@@ -447,7 +431,14 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Commits `work` (whose checkpoint is `checkpoint`) under the lease,
+    /// The checkpoint to store at `position`: with the end of the replay
+    /// while the replay lasts.
+    fn checkpoint_at(&self, position: GlobalPosition) -> Checkpoint {
+        let replaying = self.replay_until > position;
+        Checkpoint::at(position).replaying_until(replaying.then_some(self.replay_until))
+    }
+
+    /// Commits `work` with the checkpoint `checkpoint` under the lease,
     /// fenced with the lease's token, retrying per the subscriber's policy.
     /// A store that refuses the fence means the lease is lost:
     /// `Err(LeaseLost)`, with nothing stored or advanced.
@@ -459,7 +450,8 @@ impl<'a> Runner<'a> {
             self.check_lease_only().await?;
             let lease = &self.keeper.lease;
             work.fence(Fence::new(lease.name.clone(), lease.token));
-            let outcome = self.shared.projections.commit(&self.slot.namespace, work.clone()).await;
+            work.checkpoint(self.checkpoint_at(checkpoint));
+            let outcome = self.shared.projections.commit(&self.slot.name, work.clone()).await;
             if outcome.is_err() {
                 // It may or may not have been applied.
                 self.cache.clear();
@@ -506,10 +498,8 @@ impl<'a> Runner<'a> {
         if self.position <= self.committed {
             return Ok(());
         }
-        let mut work = UnitOfWork::new();
-        work.checkpoint(self.position);
         let position = self.position;
-        match self.commit(work, position).await {
+        match self.commit(UnitOfWork::new(), position).await {
             Err(Exit::LeaseLost) => Err(Exit::LeaseLost),
             // A failed flush only means the filtered events are read again.
             Err(Exit::Failed(failure)) => {
@@ -523,7 +513,7 @@ impl<'a> Runner<'a> {
     async fn run(&mut self, start: &mut Start) -> Result<Infallible, Exit> {
         let shared = self.shared;
         let slot = self.slot;
-        let namespace = slot.namespace.as_str();
+        let namespace = &*slot.name;
         let projections: &dyn ProjectionStore = shared.projections.as_ref();
         if *start == Start::Rebuild {
             self.rebuild().await?;
@@ -531,14 +521,14 @@ impl<'a> Runner<'a> {
         }
         let checkpoint =
             self.store_read("reading the checkpoint", move || projections.checkpoint(namespace)).await?;
-        self.committed = checkpoint.unwrap_or(GlobalPosition::START);
+        self.committed = checkpoint.map_or(GlobalPosition::START, |c| c.position);
         self.position = self.committed;
-        if matches!(slot.subscriber.kind, SubscriberKind::Handler { .. }) {
-            self.replay_until = self.read_replay_until().await?;
+        if let Some(until) = checkpoint.and_then(|c| c.replay_until) {
+            self.replay_until = until;
         }
         slot.progress.send_modify(|p| {
             p.reached = self.position;
-            p.checkpoint = checkpoint;
+            p.checkpoint = checkpoint.map(|c| c.position);
             p.state = SubscriptionState::Running;
         });
         let events: &dyn EventStore = shared.events.as_ref();
@@ -551,9 +541,7 @@ impl<'a> Runner<'a> {
                 if self.position > self.committed {
                     // Caught up after filtered-out events: store how far we got,
                     // so other nodes waiting on the checkpoint see it.
-                    let mut work = UnitOfWork::new();
-                    work.checkpoint(self.position);
-                    self.commit(work, self.position).await?;
+                    self.commit(UnitOfWork::new(), self.position).await?;
                 }
                 slot.set_state(SubscriptionState::CaughtUp);
                 self.check_held_back().await;
@@ -618,7 +606,7 @@ impl<'a> Runner<'a> {
     /// mid-replay still knows which events are history).
     async fn rebuild(&mut self) -> Result<(), Exit> {
         let shared = self.shared;
-        let namespace = self.slot.namespace.as_str();
+        let namespace = &*self.slot.name;
         let events: &dyn EventStore = shared.events.as_ref();
         let head = self.store_read("reading the head position", move || events.head_position()).await?;
         self.check_lease_only().await?;
@@ -630,10 +618,8 @@ impl<'a> Runner<'a> {
                 self.replay_until = head;
             }
             SubscriberKind::Handler { .. } => {
-                let marker = serde_json::to_value(head).unwrap_or(serde_json::Value::Null);
-                let mut work = UnitOfWork::new();
-                work.put(REPLAY_UNTIL, marker).checkpoint(GlobalPosition::START);
-                self.commit(work, GlobalPosition::START).await?;
+                self.replay_until = head;
+                self.commit(UnitOfWork::new(), GlobalPosition::START).await?;
             }
         }
         self.slot.progress.send_modify(|p| {
@@ -643,25 +629,6 @@ impl<'a> Runner<'a> {
         });
         tracing::info!(subscription = %self.slot.name, replay_until = %head, "replaying from the start");
         Ok(())
-    }
-
-    async fn read_replay_until(&mut self) -> Result<GlobalPosition, Exit> {
-        let namespace = self.slot.namespace.as_str();
-        let projections: &dyn ProjectionStore = self.shared.projections.as_ref();
-        let marker = self
-            .store_read("reading the replay marker", move || projections.get(namespace, REPLAY_UNTIL))
-            .await?;
-        match marker.map(serde_json::from_value::<GlobalPosition>) {
-            None => Ok(GlobalPosition::START),
-            Some(Ok(position)) => Ok(position),
-            Some(Err(error)) => Err(Exit::Failed(Failure {
-                error: format!("the replay marker `{namespace}/{REPLAY_UNTIL}` is not a position: {error}"),
-                position: self.position,
-                event_id: None,
-                event_type: None,
-                attempts: 1,
-            })),
-        }
     }
 
     /// After failed attempt `attempt` on `event`: pauses before the next
@@ -729,9 +696,7 @@ impl<'a> Runner<'a> {
             self.slot.set_reached(self.position);
         }
         if handled > 0 || self.skipped >= self.shared.config.checkpoint_every {
-            let mut work = UnitOfWork::new();
-            work.checkpoint(self.position);
-            self.commit(work, self.position).await?;
+            self.commit(UnitOfWork::new(), self.position).await?;
         }
         Ok(())
     }
@@ -763,7 +728,7 @@ impl<'a> Runner<'a> {
                     if let Err(exit) = self.after_failure(event, attempt, error).await {
                         if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
                             // Keep what the batch did before the failing event.
-                            match self.commit(tx.work(done), done).await {
+                            match self.commit(tx.work(), done).await {
                                 Ok(()) => {
                                     self.position = done;
                                     self.slot.set_reached(done);
@@ -783,7 +748,7 @@ impl<'a> Runner<'a> {
         }
         self.skipped += skipped;
         if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
-            self.commit(tx.work(done), done).await?;
+            self.commit(tx.work(), done).await?;
         }
         self.position = done;
         self.slot.set_reached(done);

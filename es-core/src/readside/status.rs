@@ -69,9 +69,9 @@ pub struct SubscriptionStatus {
     pub lag: u64,
     /// The transaction that has kept committed events hidden from this
     /// caught-up subscription for longer than
-    /// [`ReadSideConfig::held_back_warning`](crate::ReadSideConfig::held_back_warning),
+    /// [`ReadSideConfig::held_back_warning`](crate::readside::ReadSideConfig::held_back_warning),
     /// as the event store describes it (see
-    /// [`EventStore::read_blocker`](crate::EventStore::read_blocker));
+    /// [`EventStore::read_blocker`](crate::store::EventStore::read_blocker));
     /// `None` when nothing holds it back that long.
     pub held_back_by: Option<String>,
 }

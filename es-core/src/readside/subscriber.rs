@@ -69,7 +69,7 @@ pub(crate) enum SubscriberKind {
 }
 
 /// A handler or projection with its settings, ready to be registered under
-/// a name in a [`Registry`](crate::Registry).
+/// a name in a [`Registry`](crate::readside::Registry).
 ///
 /// Make one with [`Subscriber::handler`] or [`Subscriber::projection`],
 /// then adjust it with [`in_group`](Subscriber::in_group),

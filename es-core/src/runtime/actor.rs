@@ -25,9 +25,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::command::{self, AttemptError, CommandOutcome};
+use super::es::Shared;
 use super::registry::{self, ExitSignal};
 use super::rehydrate::{self, Loaded};
-use super::{snapshot, Shared, Stats};
+use super::snapshot;
+use super::stats::Stats;
 use crate::aggregate::Aggregate;
 use crate::envelope::Metadata;
 use crate::error::ExecuteError;

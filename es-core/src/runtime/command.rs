@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
+use super::config::CommandPath;
+use super::es::Shared;
 use super::rehydrate::{self, Loaded};
-use super::{actor, snapshot, CommandPath, Shared};
+use super::{actor, snapshot};
 use crate::aggregate::{Aggregate, Command, Events};
 use crate::envelope::{AppendOutcome, Committed, Metadata, NewEvent};
 use crate::error::{AppendError, EncodeError, ExecuteError, LoadError};

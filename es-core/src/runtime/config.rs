@@ -26,8 +26,8 @@ pub enum CommandPath {
     /// its commands one at a time. The first command to a cold aggregate
     /// rehydrates it (newest snapshot plus later events); later commands
     /// read nothing before appending, so a hot aggregate costs O(1) per
-    /// command. Idle actors passivate after [`EsConfig::idle_timeout`]; at
-    /// most [`EsConfig::max_live_actors`] are live at once. The default,
+    /// command. Idle actors passivate after the idle timeout ([`EsBuilder::idle_timeout`]); at
+    /// most [`EsBuilder::max_live_actors`] are live at once. The default,
     /// for long-running processes.
     #[default]
     Actors,
@@ -41,7 +41,7 @@ pub enum CommandPath {
 
 /// Runtime settings.
 #[derive(Debug, Clone)]
-pub struct EsConfig {
+pub(crate) struct EsConfig {
     /// How many times a command runs when other writers keep changing its
     /// stream (optimistic concurrency), before it fails with
     /// [`ExecuteError::Conflict`].

@@ -24,7 +24,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 
 use super::actor::{Actor, Msg};
-use super::Shared;
+use super::es::Shared;
 use crate::aggregate::Aggregate;
 
 /// The runtime no longer takes commands.

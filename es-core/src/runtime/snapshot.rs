@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::rehydrate::Loaded;
-use super::Stats;
+use super::stats::Stats;
 use crate::aggregate::Aggregate;
 use crate::envelope::{Snapshot, Timestamp};
 use crate::store::SnapshotStore;

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicU64;
 
 #[cfg(doc)]
-use super::Es;
+use crate::Es;
 
 /// Counters of one [`Es`] since it was built, from [`Es::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AggregateTest, CommandFailure};
-use crate::{command, event, Aggregate, Apply, Command, Events, Handle, ValidationError};
+use crate::error::ValidationError;
+use crate::{command, event, Aggregate, Apply, Command, Events, Handle};
 
 // ---- events ---------------------------------------------------------------
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    command, event, Aggregate, AppendError, AppendOutcome, Apply, Direction, EventStore, Events,
-    ExpectedVersion, GlobalPosition, Handle, NewEvent, RecordedEvent, Snapshot, SnapshotStore, StoreError,
-    StreamId, StreamVersion,
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, SnapshotStore,
 };
+use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, StreamId, StreamVersion};
 use es_memory::InMemoryEventStore;
 use serde::{Deserialize, Serialize};
 
@@ -239,6 +239,14 @@ impl EventStore for CountingStore {
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         self.inner.stream_version(stream).await
     }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
+        self.inner.streams(prefix, after, limit).await
+    }
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.head_position().await
     }
@@ -293,6 +301,14 @@ impl EventStore for AlwaysConflicting {
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         self.inner.stream_version(stream).await
+    }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
+        self.inner.streams(prefix, after, limit).await
     }
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
         self.inner.head_position().await

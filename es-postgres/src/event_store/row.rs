@@ -5,10 +5,9 @@
 //! row; nothing is rewritten. Other driver failures are
 //! [`StoreError::Backend`].
 
-use es_core::{
-    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, ReplayEvent, StoreError, StreamId,
-    StreamVersion, Timestamp,
-};
+use es_core::error::StoreError;
+use es_core::store::{Payload, RecordedEvent, ReplayEvent, Timestamp};
+use es_core::{EventId, GlobalPosition, Metadata, StreamId, StreamVersion};
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::types::Json;
 use std::fmt;
@@ -21,6 +20,7 @@ use uuid::Uuid;
 pub(crate) fn read_error(error: sqlx::Error, location: impl FnOnce() -> String) -> StoreError {
     match error {
         sqlx::Error::ColumnDecode { index, source } => StoreError::Corrupt {
+            position: None,
             location: location(),
             detail: format!("column {index} does not decode: {source}"),
         },
@@ -41,6 +41,7 @@ where
 {
     row.try_get::<T, I>(index).map_err(|error| match error {
         sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt {
+            position: None,
             location: location(),
             detail: format!("column {index:?} does not decode: {source}"),
         },
@@ -51,6 +52,7 @@ where
 /// A stored counter that must be positive (versions, positions).
 pub(crate) fn positive(value: i64, what: &str, location: &dyn Fn() -> String) -> Result<u64, StoreError> {
     u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| StoreError::Corrupt {
+        position: None,
         location: location(),
         detail: format!("{what} {value} is not positive"),
     })
@@ -59,6 +61,7 @@ pub(crate) fn positive(value: i64, what: &str, location: &dyn Fn() -> String) ->
 /// A stored schema version, which must fit a `u32`.
 pub(crate) fn schema_version(value: i64, location: &dyn Fn() -> String) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt {
+        position: None,
         location: location(),
         detail: format!("schema version {value} is out of range"),
     })
@@ -75,7 +78,7 @@ pub(crate) fn timestamp(
     location: &dyn Fn() -> String,
 ) -> Result<Timestamp, StoreError> {
     let name = index;
-    let corrupt = |detail: String| StoreError::Corrupt { location: location(), detail };
+    let corrupt = |detail: String| StoreError::Corrupt { location: location(), position: None, detail };
     let value = row.try_get_raw(name).map_err(|e| StoreError::Backend(Box::new(e)))?;
     if value.type_info().name() != "TIMESTAMPTZ" || value.format() != PgValueFormat::Binary {
         return Err(corrupt(format!(
@@ -108,7 +111,7 @@ const JSONB_VERSION: u8 = 1;
 /// Reads a `jsonb` (or `json`) column as [`Payload`] text: no `Value` tree
 /// is built, the aggregate decodes the text into its event directly.
 fn payload(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<Payload, StoreError> {
-    let corrupt = |detail: String| StoreError::Corrupt { location: location(), detail };
+    let corrupt = |detail: String| StoreError::Corrupt { location: location(), position: None, detail };
     let value = row.try_get_raw(index).map_err(|e| StoreError::Backend(Box::new(e)))?;
     let info = value.type_info();
     let name = info.name();

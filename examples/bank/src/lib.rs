@@ -21,10 +21,9 @@ mod transfer;
 
 use std::time::Duration;
 
-use es_core::{
-    command, event, Aggregate, Apply, ConsistencyError, Events, GlobalPosition, Handle, ReadSide,
-    ReadSideError, ValidationError,
-};
+use es_core::error::ValidationError;
+use es_core::readside::{ConsistencyError, ReadSideError};
+use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, ReadSide};
 use serde::{Deserialize, Serialize};
 
 pub use mail::{outbox, welcome_mail, OutboxMail, MAIL_OUTBOX};
@@ -357,7 +356,7 @@ pub enum SettleError {
 /// within `timeout` (each wait has its own) or stopped on a failing event;
 /// [`SettleError::ReadSide`] when the head cannot be read.
 pub async fn settle(read_side: &ReadSide, timeout: Duration) -> Result<GlobalPosition, SettleError> {
-    let head = |statuses: &[es_core::SubscriptionStatus]| statuses.first().map(|s| s.head);
+    let head = |statuses: &[es_core::readside::SubscriptionStatus]| statuses.first().map(|s| s.head);
     let mut statuses = read_side.statuses().await?;
     loop {
         let Some(target) = head(&statuses) else { return Ok(GlobalPosition::START) };

@@ -6,7 +6,9 @@
 //! caused it, so a redelivered event (delivery is at least once) rewrites
 //! the same mail instead of adding a second one.
 
-use es_core::{event_handler, Es, HandlerCtx, HandlerError, ProjectionError, ProjectionStore, Recorded};
+use es_core::error::ProjectionError;
+use es_core::store::ProjectionStore;
+use es_core::{event_handler, Es, HandlerCtx, HandlerError, Recorded};
 use serde::{Deserialize, Serialize};
 
 use crate::projections;

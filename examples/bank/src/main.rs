@@ -10,7 +10,9 @@ use bank::{
     outbox, settle, Account, AccountError, AccountOpened, AccountSummary, CloseAccount, Deposit, OpenAccount,
     StartTransfer, Transfer, VerifyAccount, Withdraw,
 };
-use es_core::{Es, EventSet, EventStore, ExecuteError, GlobalPosition, ReadSide, StreamVersion};
+use es_core::error::ExecuteError;
+use es_core::store::EventStore;
+use es_core::{Es, EventSet, GlobalPosition, ReadSide, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use sqlx::postgres::PgPoolOptions;

@@ -9,10 +9,9 @@
 //! document changes and the checkpoint committed together, so they never
 //! count an event twice; `ReadSide::rebuild` recomputes them from history.
 
-use es_core::{
-    projection, Aggregate, DocumentQuery, Event, HandlerError, Project, ProjectionError, ProjectionStore,
-    ProjectionTx, Recorded, StreamId,
-};
+use es_core::error::ProjectionError;
+use es_core::store::{DocumentQuery, ProjectionStore};
+use es_core::{projection, Aggregate, Event, HandlerError, Project, ProjectionTx, Recorded, StreamId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

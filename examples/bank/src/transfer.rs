@@ -19,9 +19,11 @@
 //! a crash between the account command and the transfer's own step never
 //! moves the money twice.
 
+use es_core::error::{ExecuteError, ValidationError};
+use es_core::store::Direction;
 use es_core::{
-    command, event, event_handler, Aggregate, Apply, Direction, Es, Event, Events, ExecuteError, Handle,
-    HandleEvent, HandlerCtx, HandlerError, Metadata, Recorded, StreamId, StreamVersion, ValidationError,
+    command, event, event_handler, Aggregate, Apply, Es, Event, Events, Handle, HandleEvent, HandlerCtx,
+    HandlerError, Metadata, Recorded, StreamId, StreamVersion,
 };
 use serde::{Deserialize, Serialize};
 

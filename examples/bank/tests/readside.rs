@@ -13,11 +13,12 @@ use bank::{
     Transaction, TransactionHistory, TransactionKind, Transfer, TransferStatus, VerifyAccount, Withdraw,
     ACCOUNT_SUMMARY, TRANSACTION_HISTORY, TRANSFER_REFERENCE,
 };
-use es_core::{
-    Aggregate, Direction, DocumentQuery, Es, EventStore, GlobalPosition, Metadata, ProjectionError,
-    ProjectionStore, ReadSide, RecordedEvent, Registry, StreamId, StreamVersion, SubscriptionKind,
-    UnitOfWork,
+use es_core::error::ProjectionError;
+use es_core::readside::{Registry, SubscriptionKind};
+use es_core::store::{
+    Checkpoint, Direction, DocumentQuery, EventStore, ProjectionStore, RecordedEvent, UnitOfWork,
 };
+use es_core::{Aggregate, Es, Metadata, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -56,7 +57,7 @@ impl ProjectionStore for CountingStore {
     ) -> Result<Vec<(String, serde_json::Value)>, ProjectionError> {
         self.inner.query(projection, query).await
     }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
+    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
@@ -143,8 +144,8 @@ fn every_bank_subscriber_registers_at_link_time() {
     let names: Vec<_> = registry.names().collect();
     assert_eq!(names, [ACCOUNT_SUMMARY, TRANSACTION_HISTORY, "transfer-process", "welcome-mail"]);
     assert_eq!(registry.get(ACCOUNT_SUMMARY).unwrap().kind(), SubscriptionKind::Projection);
-    assert_eq!(registry.get("welcome-mail").unwrap().replay_mode(), es_core::Replay::Skip);
-    assert_eq!(registry.get("transfer-process").unwrap().replay_mode(), es_core::Replay::Skip);
+    assert_eq!(registry.get("welcome-mail").unwrap().replay_mode(), es_core::readside::Replay::Skip);
+    assert_eq!(registry.get("transfer-process").unwrap().replay_mode(), es_core::readside::Replay::Skip);
 }
 
 #[tokio::test]
@@ -383,7 +384,7 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
 
     // Replay every handler and rebuild every projection.
     for name in ["welcome-mail", "transfer-process"] {
-        bank.read_side.replay(name).await.unwrap();
+        bank.read_side.rebuild(name).await.unwrap();
     }
     for name in [ACCOUNT_SUMMARY, TRANSACTION_HISTORY] {
         bank.read_side.rebuild(name).await.unwrap();

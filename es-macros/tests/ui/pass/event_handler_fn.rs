@@ -1,7 +1,8 @@
 //! Every key of `#[event_handler]` on an async fn, and the signatures it
 //! accepts: a qualified `Recorded`, named lifetimes, a public fn.
 
-use es_core::{event, event_handler, Consistency, HandlerCtx, HandlerError, Recorded, Registry, Replay};
+use es_core::{event, event_handler, HandlerCtx, HandlerError, Recorded};
+use es_core::readside::{Consistency, Registry, Replay};
 
 #[event]
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use es_core::{event, event_handler, HandleEvent, HandlerCtx, HandlerError, Recorded, Registry};
+use es_core::{event, event_handler, HandleEvent, HandlerCtx, HandlerError, Recorded};
+use es_core::readside::Registry;
 
 #[event]
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,8 @@
 /// The domain, public so that `missing_docs` applies to what the macros
 /// generate in it.
 pub mod domain {
-    use es_core::{command, event, Aggregate, Apply, Events, Handle, ValidationError};
+    use es_core::{command, event, Aggregate, Apply, Events, Handle};
+    use es_core::error::ValidationError;
 
     /// Why a command was refused.
     #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! `#[projection]` with every key, on a struct with fields.
 
-use es_core::{event, projection, Consistency, HandlerError, Project, ProjectionTx, Recorded, Registry};
+use es_core::{event, projection, HandlerError, Project, ProjectionTx, Recorded};
+use es_core::readside::{Consistency, Registry};
 
 #[event]
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,184 @@
+//! [`EsBuilder`]: stores, settings and the read side of an application.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::config::{AggregateConfig, CommandPath, EsConfig};
+use super::es::{Es, Shared};
+use super::registry;
+use super::stats::Stats;
+use crate::aggregate::Aggregate;
+use crate::readside::{ReadSideBuilder, ReadSideError};
+use crate::store::{EventStore, ProjectionStore, SnapshotStore};
+
+/// Builds an [`Es`].
+#[derive(Default)]
+pub struct EsBuilder {
+    events: Option<Arc<dyn EventStore>>,
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    projections: Option<Arc<dyn ProjectionStore>>,
+    config: EsConfig,
+    aggregates: HashMap<TypeId, AggregateConfig>,
+    aggregate_names: HashMap<TypeId, &'static str>,
+    read_side: Option<ReadSideBuilder>,
+}
+
+/// Building an [`Es`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No event store was given.
+    #[error("no event store: call `EsBuilder::event_store` before `build`")]
+    MissingEventStore,
+    /// A snapshot interval of zero.
+    #[error("aggregate `{aggregate}`: snapshot interval must be at least 1")]
+    ZeroSnapshotInterval {
+        /// The aggregate type.
+        aggregate: &'static str,
+    },
+    /// `max_attempts` of zero.
+    #[error("max_attempts must be at least 1")]
+    ZeroAttempts,
+    /// `max_live_actors` of zero.
+    #[error("max_live_actors must be at least 1")]
+    ZeroLiveActors,
+    /// `mailbox_capacity` of zero.
+    #[error("mailbox_capacity must be at least 1")]
+    ZeroMailbox,
+    /// The read side could not be built or started.
+    #[error("the read side could not start")]
+    ReadSide(#[from] ReadSideError),
+}
+
+impl EsBuilder {
+    /// Sets the event store.
+    #[must_use]
+    pub fn event_store(mut self, store: impl EventStore) -> Self {
+        self.events = Some(Arc::new(store));
+        self
+    }
+
+    /// Sets the snapshot store (needed for snapshots).
+    #[must_use]
+    pub fn snapshot_store(mut self, store: impl SnapshotStore) -> Self {
+        self.snapshots = Some(Arc::new(store));
+        self
+    }
+
+    /// Sets the projection store.
+    #[must_use]
+    pub fn projection_store(mut self, store: impl ProjectionStore) -> Self {
+        self.projections = Some(Arc::new(store));
+        self
+    }
+
+    /// Sets how many times a conflicting command is tried.
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts;
+        self
+    }
+
+    /// Sets how commands reach their aggregate (default
+    /// [`CommandPath::Actors`]).
+    #[must_use]
+    pub fn command_path(mut self, path: CommandPath) -> Self {
+        self.config.command_path = path;
+        self
+    }
+
+    /// Sets how long an actor may be idle before it stops (default five
+    /// minutes).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how many actors may be live at once (default 10,000).
+    #[must_use]
+    pub fn max_live_actors(mut self, max: usize) -> Self {
+        self.config.max_live_actors = max;
+        self
+    }
+
+    /// Sets how many commands may wait in one actor's mailbox (default 256).
+    #[must_use]
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.config.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Runs a read side (event handlers and projections) with this
+    /// application: it reads this application's event store, writes to its
+    /// projection store, and its handlers dispatch commands here. Strong
+    /// subscribers (`Consistency::Strong`) then run before
+    /// [`Es::execute`] returns.
+    #[must_use]
+    pub fn read_side(mut self, read_side: ReadSideBuilder) -> Self {
+        self.read_side = Some(read_side);
+        self
+    }
+
+    /// Sets how long [`Es::execute`] waits for strong subscribers before it
+    /// returns [`ExecuteError::ConsistencyTimeout`](crate::error::ExecuteError::ConsistencyTimeout) (default five seconds).
+    #[must_use]
+    pub fn consistency_timeout(mut self, timeout: Duration) -> Self {
+        self.config.consistency_timeout = timeout;
+        self
+    }
+
+    /// Sets the settings of aggregate `A`.
+    #[must_use]
+    pub fn aggregate<A: Aggregate>(mut self, config: AggregateConfig) -> Self {
+        self.aggregates.insert(TypeId::of::<A>(), config);
+        self.aggregate_names.insert(TypeId::of::<A>(), A::NAME);
+        self
+    }
+
+    /// Builds the application.
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the missing or invalid setting.
+    pub async fn build(self) -> Result<Es, BuildError> {
+        let events = self.events.ok_or(BuildError::MissingEventStore)?;
+        if self.config.max_attempts == 0 {
+            return Err(BuildError::ZeroAttempts);
+        }
+        if self.config.max_live_actors == 0 {
+            return Err(BuildError::ZeroLiveActors);
+        }
+        if self.config.mailbox_capacity == 0 {
+            return Err(BuildError::ZeroMailbox);
+        }
+        if let Some(aggregate) = self.aggregate_names.iter().find_map(|(type_id, name)| {
+            let zero = self.aggregates.get(type_id).is_some_and(|c| c.snapshot_every == Some(0));
+            zero.then_some(*name)
+        }) {
+            return Err(BuildError::ZeroSnapshotInterval { aggregate });
+        }
+        let registry = registry::Registry::new(self.config.max_live_actors, self.config.mailbox_capacity);
+        let es = Es {
+            in_handler: false,
+            shared: Arc::new(Shared {
+                events,
+                snapshots: self.snapshots,
+                projections: self.projections,
+                config: self.config,
+                aggregates: self.aggregates,
+                registry,
+                stats: Arc::new(Stats::default()),
+                read_side: OnceLock::new(),
+            }),
+        };
+        if let Some(builder) = self.read_side {
+            let read_side = builder.owned_by(&es).start()?;
+            // The cell was created empty just above and nothing else can
+            // reach it yet, so this set cannot find it full.
+            let _ = es.shared.read_side.set(read_side);
+        }
+        Ok(es)
+    }
+}

@@ -1,0 +1,176 @@
+//! The event store port.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent};
+use crate::error::{AppendError, StoreError};
+use crate::version::{ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+/// Which way to read a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Oldest first, starting at the given version (inclusive).
+    Forward,
+    /// Newest first, starting at the given version (inclusive).
+    Backward,
+}
+
+/// The event store port.
+///
+/// Appends are atomic: all events of a batch are stored, or none. Stream
+/// versions are 1-based and gap-free; global positions strictly increase in
+/// the order readers of [`read_all`](EventStore::read_all) see them, and a
+/// reader never sees a position below one it has already been shown.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream matches `expected`.
+    ///
+    /// An exact retry (same event ids, same stream, same expectation, after
+    /// the first attempt committed) succeeds and returns the original
+    /// versions and positions.
+    ///
+    /// # Errors
+    /// [`AppendError::WrongExpectedVersion`] if the stream does not match
+    /// `expected`; [`AppendError::DuplicateEventId`] if an event id is
+    /// already stored otherwise; [`AppendError::Backend`] if storage fails.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError>;
+
+    /// Reads up to `limit` events of `stream` starting at version `from`
+    /// (inclusive), in `direction`. Reading backward from
+    /// `StreamVersion(u64::MAX)` starts at the newest event.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of `stream` forward from version `from`
+    /// (inclusive), with only what rebuilding an aggregate needs. Aggregates
+    /// replay through this.
+    ///
+    /// The default reads [`read_stream`](EventStore::read_stream) and keeps
+    /// those fields; an adapter overrides it to read less (on Postgres the
+    /// columns replay skips are most of a row's cost).
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let events = self.read_stream(stream, from, Direction::Forward, limit).await?;
+        Ok(events.into_iter().map(ReplayEvent::from).collect())
+    }
+
+    /// Reads up to `limit` events of the global stream with a position
+    /// strictly greater than `after`, in position order.
+    ///
+    /// Never returns an event while an event with a lower position may still
+    /// commit: readers see a gap-free order.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt.
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The version of the stream's last event, or `None` if it has none.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError>;
+
+    /// Up to `limit` streams whose name starts with `prefix`, ordered by name
+    /// (bytewise), after the stream named `after` (exclusive; `None`: from the
+    /// first). For operators and inspectors, which page through streams.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError>;
+
+    /// The position of the last event visible to [`read_all`](EventStore::read_all).
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError>;
+
+    /// Waits until events after `after` may be readable, or until `max_wait`
+    /// passes, whichever is first. Subscriptions call this when caught up.
+    /// The default polls (sleeps for `max_wait`); adapters with a wake-up
+    /// channel (broadcast, LISTEN/NOTIFY) return as soon as something lands.
+    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        let _ = after;
+        tokio::time::sleep(max_wait).await;
+    }
+
+    /// What keeps committed events hidden from [`read_all`](EventStore::read_all)
+    /// right now, if anything: a store that orders the global stream by
+    /// transaction (Postgres) cannot show events committed after a
+    /// transaction that is still running. Subscriptions that are caught up
+    /// ask this now and then, and warn when it lasts. The default (stores
+    /// that show every committed event at once) is `Ok(None)`.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails.
+    async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// One stream, as [`EventStore::streams`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct StreamSummary {
+    /// The stream's name.
+    pub stream_id: StreamId,
+    /// The version of its last event.
+    pub version: StreamVersion,
+}
+
+impl StreamSummary {
+    /// A stream named `stream_id` whose last event has `version`.
+    pub fn new(stream_id: StreamId, version: StreamVersion) -> Self {
+        Self { stream_id, version }
+    }
+}
+
+/// A running transaction that keeps committed events hidden from readers of
+/// the global stream, as [`EventStore::read_blocker`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadBlocker {
+    /// Names the transaction for an operator, in the store's terms (for
+    /// Postgres: pid, transaction id, state, age, database and the start
+    /// of its query).
+    pub description: String,
+    /// How long the transaction has been running.
+    pub age: Duration,
+    /// How long committed events have been hidden by it (at least): the age
+    /// of the oldest hidden event.
+    pub hiding_for: Duration,
+}
+
+impl ReadBlocker {
+    /// A blocker described by `description`, running for `age`, that has
+    /// hidden committed events for `hiding_for`.
+    pub fn new(description: impl Into<String>, age: Duration, hiding_for: Duration) -> Self {
+        Self { description: description.into(), age, hiding_for }
+    }
+}

@@ -1,0 +1,84 @@
+//! The lease store port: each subscription runs on one node at a time.
+//!
+//! Before a read side processes a subscription it acquires the
+//! subscription's lease from a [`LeaseStore`] shared by every node; it
+//! renews the lease while it runs and releases it when it stops. A node that
+//! dies stops renewing, its lease expires, and another node takes over from
+//! the stored checkpoint.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::LeaseError;
+
+/// The right, held by one owner, to run one subscription until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The subscription's name.
+    pub name: String,
+    /// Who holds it (a node id, unique per running [`ReadSide`](crate::ReadSide)).
+    pub owner: String,
+    /// A number that grows with every new acquisition of this name, so a
+    /// store can fence off writes of an earlier holder.
+    pub token: u64,
+}
+
+/// Hands out one lease per subscription name, shared by every node.
+///
+/// The contract every implementation keeps (the in-memory one and, in
+/// `es-postgres`, one on advisory locks or a lease table):
+///
+/// - **Exclusive.** At any instant at most one owner holds an unexpired
+///   lease on a name. [`try_acquire`](LeaseStore::try_acquire) by another
+///   owner returns `Ok(None)` while it is held.
+/// - **Expiring.** A lease not renewed within its `ttl` expires; after that
+///   any owner may acquire it (with a larger `token`). Time is the store's
+///   own clock (the database's `now()` for Postgres), never the caller's.
+/// - **Re-entrant.** `try_acquire` by the owner that already holds the name
+///   extends it and returns the same token.
+/// - **Renewal tells the truth.** [`renew`](LeaseStore::renew) returns
+///   `Ok(false)` when the lease expired or was taken by another owner since
+///   (same name and owner but another token counts as lost); the caller must
+///   then stop processing at once and never commit again under that lease.
+/// - **Release is idempotent.** [`release`](LeaseStore::release) of a lease
+///   not held (expired, taken over) does nothing.
+/// - An implementation backed by a session lock (a Postgres advisory lock
+///   held by a pooled connection) must also release the lock if the session
+///   dies, and must report `Ok(false)` from `renew` once the session is gone.
+///
+/// The runner checks its lease before every event and every commit and
+/// renews it once a third of the TTL has passed; it stops at once when
+/// `renew` says the lease is lost. So with a TTL well above the time one
+/// event (with its retries) takes, a holder never commits after its lease
+/// passed to another node. On top of that every commit the runner makes
+/// carries a [`Fence`](crate::store::Fence) with the lease's name and
+/// [`Lease::token`]: a projection store that keeps its leases in the same
+/// database refuses a commit whose lease is no longer held with that token
+/// ([`ProjectionError::Fenced`](crate::error::ProjectionError::Fenced)), and the
+/// runner then treats the lease as lost, so even a commit delayed past the
+/// TTL cannot land after another node took over.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Acquires the lease on `name` for `owner` for `ttl`, or `Ok(None)` if
+    /// another owner holds it.
+    ///
+    /// # Errors
+    /// [`LeaseError::Backend`] if storage fails.
+    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError>;
+
+    /// Extends a held lease by `ttl` from now. `Ok(false)`: the lease is
+    /// lost.
+    ///
+    /// # Errors
+    /// [`LeaseError::Backend`] if storage fails (the lease may still hold
+    /// until it expires).
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError>;
+
+    /// Gives the lease up so another owner can take it at once.
+    ///
+    /// # Errors
+    /// [`LeaseError::Backend`] if storage fails (the lease then expires on
+    /// its own).
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError>;
+}
