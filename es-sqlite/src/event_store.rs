@@ -5,17 +5,18 @@
 //! readers page through it with plain range scans of the rowid.
 
 mod append;
-mod retry;
 mod row;
 
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{
-    AppendError, AppendOutcome, Direction, EventStore, ExpectedVersion, GlobalPosition, NewEvent,
-    RecordedEvent, ReplayEvent, StoreError, StreamId, StreamVersion,
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, ReplayEvent,
+    StreamSummary,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use sqlx::sqlite::SqliteRow;
 
 use crate::database::SqliteDatabase;
@@ -38,9 +39,10 @@ const READ_ALL: &str = concat!(
     include_str!("event_store/select_events.sql"),
     "WHERE global_position > ?1 ORDER BY global_position LIMIT ?2"
 );
+const STREAMS: &str = include_str!("event_store/streams.sql");
 const SELECT_BY_ID: &str = concat!(include_str!("event_store/select_events.sql"), "WHERE event_id = ?1");
 
-/// An [`EventStore`] and [`SnapshotStore`](es_core::SnapshotStore) in an
+/// An [`EventStore`] and [`SnapshotStore`](es_core::store::SnapshotStore) in an
 /// SQLite file.
 ///
 /// Cheap to clone (clones share the [`SqliteDatabase`]). Call
@@ -67,6 +69,20 @@ impl fmt::Debug for SqliteEventStore {
 
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The least string above every string that starts with `prefix` (`None`
+/// if there is none). TEXT compares bytewise, and UTF-8's byte order is
+/// code point order: bump the last character that has a successor.
+fn past_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 impl SqliteEventStore {
@@ -150,6 +166,9 @@ impl EventStore for SqliteEventStore {
         rows.iter().map(|row| row::replay_event(row, stream)).collect()
     }
 
+    /// A row that cannot become an envelope ends the page: the events
+    /// before it are returned, and a read that starts at it fails with
+    /// [`StoreError::Corrupt`] carrying its position.
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(READ_ALL)
             .bind(clamp(after.get()))
@@ -157,7 +176,15 @@ impl EventStore for SqliteEventStore {
             .fetch_all(self.db.readers())
             .await
             .map_err(|e| self.read_error(e))?;
-        rows.iter().map(|row| row::recorded_event(row, None)).collect()
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match row::recorded_event(row, None) {
+                Ok(event) => events.push(event),
+                Err(StoreError::Corrupt { .. }) if !events.is_empty() => break,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
@@ -172,6 +199,30 @@ impl EventStore for SqliteEventStore {
                 Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?)))
             }
         }
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        let rows = sqlx::query(STREAMS)
+            .bind(prefix)
+            .bind(past_prefix(prefix))
+            .bind(after.map(StreamId::as_str))
+            .bind(clamp(limit as u64))
+            .fetch_all(self.db.readers())
+            .await
+            .map_err(|e| self.read_error(e))?;
+        let location = || format!("streams starting with {prefix:?}");
+        rows.iter()
+            .map(|row| {
+                let name: String = column(row, 0, &location)?;
+                let version = positive(column(row, 1, &location)?, "stream version", &location)?;
+                Ok(StreamSummary::new(StreamId::new(name), StreamVersion(version)))
+            })
+            .collect()
     }
 
     async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
@@ -204,5 +255,23 @@ impl EventStore for SqliteEventStore {
             }
         };
         let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_prefix;
+
+    #[test]
+    fn past_prefix_bounds_every_name_with_the_prefix() {
+        assert_eq!(past_prefix("account-").as_deref(), Some("account."));
+        assert_eq!(past_prefix(""), None);
+        assert_eq!(past_prefix("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(past_prefix("\u{10FFFF}"), None);
+        // No surrogate code points: U+D7FF is followed by U+E000.
+        assert_eq!(past_prefix("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        for name in ["account-", "account-1", "account-\u{10FFFF}x"] {
+            assert!(name < "account.", "{name}");
+        }
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use es_core::{Lease, LeaseError, LeaseStore};
+use es_core::error::{BoxError, LeaseError};
+use es_core::store::{Lease, LeaseStore};
 use sqlx::{Row, SqlStr};
 
 use crate::clock;
@@ -30,7 +31,7 @@ use crate::migrate::MigrateError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use es_core::LeaseStore;
+/// use es_core::store::LeaseStore;
 /// use es_sqlite::{SqliteDatabase, SqliteLeaseStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -74,7 +75,7 @@ struct BadToken {
     token: i64,
 }
 
-fn backend(error: impl Into<es_core::BoxError>) -> LeaseError {
+fn backend(error: impl Into<BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
 }
 

@@ -4,12 +4,12 @@
 //! run, and a second run of the program finds what the first one stored.
 //!
 //! - [`SqliteDatabase`]: the file (WAL mode), opened once per process;
-//! - [`SqliteEventStore`]: an [`EventStore`](es_core::EventStore) and
-//!   [`SnapshotStore`](es_core::SnapshotStore);
-//! - [`SqliteProjectionStore`]: a [`ProjectionStore`](es_core::ProjectionStore),
+//! - [`SqliteEventStore`]: an [`EventStore`](es_core::store::EventStore) and
+//!   [`SnapshotStore`](es_core::store::SnapshotStore);
+//! - [`SqliteProjectionStore`]: a [`ProjectionStore`](es_core::store::ProjectionStore),
 //!   with [`commit_with`](SqliteProjectionStore::commit_with) for SQL
 //!   projections into the application's own tables in the same file;
-//! - [`SqliteLeaseStore`]: a [`LeaseStore`](es_core::LeaseStore) for
+//! - [`SqliteLeaseStore`]: a [`LeaseStore`](es_core::store::LeaseStore) for
 //!   several processes sharing the file, which the projection store checks
 //!   fenced commits against.
 //!
@@ -17,7 +17,8 @@
 //! library is needed.
 //!
 //! ```
-//! use es_core::{EventStore, ExpectedVersion, GlobalPosition, NewEvent, StreamId};
+//! use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+//! use es_core::{GlobalPosition, StreamId};
 //! use es_sqlite::{SqliteDatabase, SqliteEventStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -107,7 +108,7 @@
 //! gap-free. [`migrate`](SqliteDatabase::migrate) is safe when they start
 //! together. Within a process, open each file once and clone the handle.
 //!
-//! Caught-up readers ([`wait_for_events`](es_core::EventStore::wait_for_events),
+//! Caught-up readers ([`wait_for_events`](es_core::store::EventStore::wait_for_events),
 //! hence subscriptions and the read side) wake at once for appends made
 //! through the same [`SqliteDatabase`]; appends by other processes are
 //! seen by polling, every [`SqliteOptions::poll_interval`] (50 ms by
@@ -134,8 +135,9 @@
 //! (nothing was written), `Corrupt` (not an SQLite database, or damaged),
 //! `Unusable` (cannot be opened, read or written), or `Backend`. A stored
 //! row that cannot become an envelope is
-//! [`StoreError::Corrupt`](es_core::StoreError::Corrupt) naming the
-//! stream, version and position. Nothing panics on bad data.
+//! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming the
+//! stream, version and position (a read of the global stream returns the
+//! events before such a row first). Nothing panics on bad data.
 
 mod clock;
 mod database;

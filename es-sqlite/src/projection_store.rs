@@ -8,10 +8,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use es_core::{
-    json_contains, BoxError, DocumentChange, DocumentQuery, Fence, GlobalPosition, ProjectionError,
-    ProjectionStore, UnitOfWork,
+use es_core::error::{BoxError, ProjectionError};
+use es_core::store::{
+    json_contains, Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork,
 };
+use es_core::GlobalPosition;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row, SqlStr, SqliteConnection};
@@ -141,7 +142,8 @@ impl SqliteProjectionStore {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use es_core::{GlobalPosition, ProjectionStore, UnitOfWork};
+    /// use es_core::GlobalPosition;
+    /// use es_core::store::{Checkpoint, ProjectionStore, UnitOfWork};
     /// use es_sqlite::{SqliteDatabase, SqliteProjectionStore};
     ///
     /// let db = SqliteDatabase::temporary().await?;
@@ -153,7 +155,7 @@ impl SqliteProjectionStore {
     ///
     /// let store = SqliteProjectionStore::new(db.clone());
     /// let mut work = UnitOfWork::new();
-    /// work.put("acc-1", serde_json::json!({"balance": 70})).checkpoint(GlobalPosition(42));
+    /// work.put("acc-1", serde_json::json!({"balance": 70})).checkpoint(Checkpoint::at(GlobalPosition(42)));
     /// store
     ///     .commit_with("balances", work, |tx| {
     ///         Box::pin(async move {
@@ -165,7 +167,7 @@ impl SqliteProjectionStore {
     ///
     /// let total: i64 = sqlx::query_scalar("SELECT total FROM report").fetch_one(db.readers()).await?;
     /// assert_eq!(total, 70);
-    /// assert_eq!(store.checkpoint("balances").await?, Some(GlobalPosition(42)));
+    /// assert_eq!(store.checkpoint("balances").await?, Some(Checkpoint::at(GlobalPosition(42))));
     /// # Ok(())
     /// # }
     /// ```
@@ -196,15 +198,19 @@ impl SqliteProjectionStore {
         }
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(position) = work.checkpoint {
-            let position = i64::try_from(position.get()).map_err(|_| {
-                ProjectionError::Backend(
-                    format!("checkpoint {position} of `{projection}` does not fit an SQLite integer").into(),
-                )
-            })?;
+        if let Some(checkpoint) = work.checkpoint {
+            let fit = |position: GlobalPosition| {
+                i64::try_from(position.get()).map_err(|_| {
+                    ProjectionError::Backend(
+                        format!("checkpoint {position} of `{projection}` does not fit an SQLite integer")
+                            .into(),
+                    )
+                })
+            };
             sqlx::query(self.inner.put_checkpoint.clone())
                 .bind(projection)
-                .bind(position)
+                .bind(fit(checkpoint.position)?)
+                .bind(checkpoint.replay_until.map(fit).transpose()?)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.write_error(e))?;
@@ -358,19 +364,21 @@ impl ProjectionStore for SqliteProjectionStore {
         rows.iter().map(|row| self.id_and_document(row, projection)).collect()
     }
 
-    async fn checkpoint(&self, projection: &str) -> Result<Option<GlobalPosition>, ProjectionError> {
-        let position: Option<i64> = sqlx::query_scalar(CHECKPOINT)
-            .bind(projection)
+    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(CHECKPOINT)
+            .bind(name)
             .fetch_optional(self.inner.db.readers())
             .await
             .map_err(|e| self.read_error(e))?;
-        position
-            .map(|p| {
-                u64::try_from(p).map(GlobalPosition).map_err(|_| {
-                    ProjectionError::Backend(format!("checkpoint of `{projection}` is negative ({p})").into())
-                })
+        let position = |p: i64| {
+            u64::try_from(p).map(GlobalPosition).map_err(|_| {
+                ProjectionError::Backend(format!("checkpoint of `{name}` is negative ({p})").into())
             })
-            .transpose()
+        };
+        row.map(|(at, until)| {
+            Ok(Checkpoint::at(position(at)?).replaying_until(until.map(position).transpose()?))
+        })
+        .transpose()
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {

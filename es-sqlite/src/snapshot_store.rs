@@ -1,7 +1,9 @@
 //! Snapshots in SQLite: one row per stream, the newest kept.
 
 use async_trait::async_trait;
-use es_core::{Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp};
+use es_core::error::StoreError;
+use es_core::store::{Snapshot, SnapshotStore, Timestamp};
+use es_core::{StreamId, StreamVersion};
 use serde_json::Value;
 
 use crate::event_store::{column, positive, schema_version, SqliteEventStore};
@@ -24,6 +26,7 @@ impl SnapshotStore for SqliteEventStore {
         let state: &str = column(&row, 3, &location)?;
         let state: Value = serde_json::from_str(state).map_err(|e| StoreError::Corrupt {
             location: location(),
+            position: None,
             detail: format!("the state is not JSON: {e}"),
         })?;
         Ok(Some(Snapshot {

@@ -12,10 +12,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{fresh_database, fresh_event_store, TempDir};
-use es_core::{
-    AppendError, Direction, EventStore, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent, StoreError,
-    StreamId, StreamVersion,
-};
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use es_sqlite::{MigrateFailure, SqliteDatabase, SqliteError, SqliteEventStore, SqliteOptions};
 use serde_json::json;
 use sqlx::{Connection, SqliteConnection};
@@ -197,7 +196,7 @@ async fn an_exact_retry_returns_the_original_placement_and_any_other_reuse_is_re
     let refused = store.append(&stream, ExpectedVersion::Any, changed).await;
     match refused {
         Err(AppendError::DuplicateEventId { event_id, stream: s }) => {
-            assert_eq!(event_id, batch[1].event_id, "names the id whose content differs");
+            assert_eq!(event_id, batch[0].event_id, "names the batch's first stored id");
             assert_eq!(s, stream);
         }
         other => panic!("expected DuplicateEventId, got {other:?}"),
@@ -268,12 +267,13 @@ async fn insert_raw(
     .unwrap();
 }
 
-fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, names: &[&str]) {
+fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, at: u64, names: &[&str]) {
     match result {
-        Err(StoreError::Corrupt { location, detail }) => {
+        Err(StoreError::Corrupt { location, position, detail }) => {
             for name in names {
                 assert!(location.contains(name), "location `{location}` should name {name}");
             }
+            assert_eq!(position, Some(GlobalPosition(at)), "{location}");
             assert!(!detail.is_empty());
         }
         other => panic!("expected StoreError::Corrupt, got {other:?}"),
@@ -283,6 +283,7 @@ fn assert_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, names: &[&s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_rows_give_typed_errors_naming_the_row_and_stay_stored() {
     let store = fresh_event_store().await;
+    let good = store.append(&StreamId::new("good"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
     let mut conn = raw(store.database()).await;
     sqlx::raw_sql("PRAGMA ignore_check_constraints = ON").execute(&mut conn).await.unwrap();
     insert_raw(&mut conn, "zero", 0, 1, r#"{"n": 1}"#, "{}").await;
@@ -292,20 +293,29 @@ async fn corrupt_rows_give_typed_errors_naming_the_row_and_stay_stored() {
 
     let zero =
         store.read_stream(&StreamId::new("zero"), StreamVersion(u64::MAX), Direction::Backward, 10).await;
-    assert_corrupt(zero, &["zero", "version 0", "global position 1"]);
+    assert_corrupt(zero, 2, &["zero", "version 0", "global position 2"]);
     let text = store.read_stream(&StreamId::new("text"), StreamVersion(1), Direction::Forward, 10).await;
-    assert_corrupt(text, &["text", "version 1", "global position 2"]);
+    assert_corrupt(text, 3, &["text", "version 1", "global position 3"]);
     let replay = store.read_replay(&StreamId::new("text"), StreamVersion(1), 10).await;
-    assert_corrupt(replay, &["text", "version 1", "global position 2"]);
+    assert_corrupt(replay, 3, &["text", "version 1", "global position 3"]);
     let meta = store.read_stream(&StreamId::new("meta"), StreamVersion(1), Direction::Forward, 10).await;
-    assert_corrupt(meta, &["meta", "version 1", "global position 3"]);
+    assert_corrupt(meta, 4, &["meta", "version 1", "global position 4"]);
     let schema = store.read_stream(&StreamId::new("schema"), StreamVersion(1), Direction::Forward, 10).await;
-    assert_corrupt(schema, &["schema", "version 1", "global position 4"]);
-    assert_corrupt(store.read_all(GlobalPosition::START, 10).await, &["zero", "global position 1"]);
-    assert_corrupt(store.read_all(GlobalPosition(1), 10).await, &["text", "global position 2"]);
+    assert_corrupt(schema, 5, &["schema", "version 1", "global position 5"]);
+
+    // The global stream delivers the events before a bad row, then fails
+    // on a read that starts at it, naming its position: a reader can stop
+    // there, or skip it deliberately.
+    let before = store.read_all(GlobalPosition::START, 10).await.unwrap();
+    assert_eq!(
+        before.iter().map(|e| e.global_position).collect::<Vec<_>>(),
+        vec![good.last_position().unwrap()]
+    );
+    assert_corrupt(store.read_all(GlobalPosition(1), 10).await, 2, &["zero", "global position 2"]);
+    assert_corrupt(store.read_all(GlobalPosition(2), 10).await, 3, &["text", "global position 3"]);
 
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM es_events").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(count, 4, "nothing was dropped");
+    assert_eq!(count, 5, "nothing was dropped");
     conn.close().await.unwrap();
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{fresh_lease_store, TempDir};
-use es_core::{Lease, LeaseStore};
+use es_core::store::{Lease, LeaseStore};
 use es_sqlite::{SqliteDatabase, SqliteLeaseStore};
 
 const TTL: Duration = Duration::from_secs(30);

@@ -10,10 +10,12 @@ mod common;
 use std::time::Duration;
 
 use common::{fresh_database, TempDir};
-use es_core::{
-    DocumentQuery, Fence, GlobalPosition, Lease, LeaseError, LeaseStore, ProjectionError, ProjectionStore,
-    Snapshot, SnapshotStore, StoreError, StreamId, StreamVersion, Timestamp, UnitOfWork,
+use es_core::error::{LeaseError, ProjectionError, StoreError};
+use es_core::store::{
+    Checkpoint, DocumentQuery, Fence, Lease, LeaseStore, ProjectionStore, Snapshot, SnapshotStore, Timestamp,
+    UnitOfWork,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use es_sqlite::{
     SqliteDatabase, SqliteError, SqliteEventStore, SqliteLeaseStore, SqliteOptions, SqliteProjectionStore,
 };
@@ -32,7 +34,7 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
     tx.commit().await.unwrap();
 
     let mut work = UnitOfWork::new();
-    work.put("acc-1", json!({"balance": 70})).checkpoint(GlobalPosition(3));
+    work.put("acc-1", json!({"balance": 70})).checkpoint(Checkpoint::at(GlobalPosition(3)));
     store
         .commit_with("balances", work, |tx| {
             Box::pin(async move {
@@ -43,14 +45,14 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
         .await
         .unwrap();
     assert_eq!(report_total(&db).await, Some(70));
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(3)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(3))));
 
     // The user's SQL fails: documents, checkpoint and its own writes roll back.
     let mut work = UnitOfWork::new();
     work.put("acc-1", json!({"balance": 99}))
         .delete("acc-1")
         .put("acc-2", json!({}))
-        .checkpoint(GlobalPosition(4));
+        .checkpoint(Checkpoint::at(GlobalPosition(4)));
     let failed = store
         .commit_with("balances", work, |tx| {
             Box::pin(async move {
@@ -62,7 +64,7 @@ async fn user_sql_commits_with_documents_and_checkpoint_or_not_at_all() {
         .await;
     assert!(matches!(failed, Err(ProjectionError::Backend(_))), "{failed:?}");
     assert_eq!(report_total(&db).await, Some(70));
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(3)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(3))));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 70})));
     assert_eq!(store.get("balances", "acc-2").await.unwrap(), None);
 }
@@ -172,7 +174,7 @@ fn fenced_work(lease: &Lease, balance: i64, position: u64) -> UnitOfWork {
     let mut work = UnitOfWork::new();
     work.put("acc-1", json!({"balance": balance}))
         .delete("acc-2")
-        .checkpoint(GlobalPosition(position))
+        .checkpoint(Checkpoint::at(GlobalPosition(position)))
         .fence(Fence::new(lease.name.clone(), lease.token));
     work
 }
@@ -191,7 +193,7 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     unfenced.put("acc-2", json!({"balance": 5}));
     store.commit("balances", unfenced).await.unwrap();
     store.commit("balances", fenced_work(&a, 10, 10)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(10))));
 
     // A's lease expires: its commit is refused though nobody took over.
     let again = leases.try_acquire("balances", "node-a", short).await.unwrap().expect("still a's");
@@ -212,24 +214,24 @@ async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
     let refused =
         store.commit_with("balances", fenced_work(&a, 30, 30), |_| Box::pin(async { Ok(()) })).await;
     assert!(matches!(refused, Err(ProjectionError::Fenced { .. })), "{refused:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(10))));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 10})));
 
     store.commit("balances", fenced_work(&b, 40, 40)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(40)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(40))));
     assert_eq!(store.get("balances", "acc-1").await.unwrap(), Some(json!({"balance": 40})));
 
     // A fence on a lease never taken in this file (kept elsewhere, such as
     // in memory) cannot be checked: the commit lands.
     let elsewhere = Lease { name: "other".to_owned(), owner: "node-a".to_owned(), token: 7 };
     store.commit("balances", fenced_work(&elsewhere, 50, 50)).await.unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(50)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(50))));
 
     // A token past SQLite's integers was never handed out by this table.
     let huge = Lease { name: "balances".to_owned(), owner: "node-b".to_owned(), token: u64::MAX };
     let refused = store.commit("balances", fenced_work(&huge, 60, 60)).await;
     assert!(matches!(refused, Err(ProjectionError::Fenced { .. })), "{refused:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(50)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(50))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,7 +286,7 @@ async fn no_other_process_can_take_a_lease_over_during_a_fenced_commit() {
     }
     gate_tx.send(()).unwrap();
     committing.await.unwrap().unwrap();
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(10))));
 
     // Afterwards the other process releases it and B takes over; A's next
     // commit is refused.
@@ -297,5 +299,5 @@ async fn no_other_process_can_take_a_lease_over_during_a_fenced_commit() {
     assert!(b.token > a.token);
     let stale = store.commit("balances", fenced_work(&a, 20, 20)).await;
     assert!(matches!(stale, Err(ProjectionError::Fenced { .. })), "{stale:?}");
-    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(GlobalPosition(10)));
+    assert_eq!(store.checkpoint("balances").await.unwrap(), Some(Checkpoint::at(GlobalPosition(10))));
 }

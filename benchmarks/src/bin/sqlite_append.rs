@@ -26,7 +26,8 @@
 use std::time::{Duration, Instant};
 
 use es_benchmarks::run_writers;
-use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId, StreamVersion};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, Timestamp};
+use es_core::{StreamId, StreamVersion};
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteOptions, Synchronous};
 use serde_json::json;
 use sqlx::SqliteConnection;
@@ -129,7 +130,7 @@ async fn raw_transaction(
     first_version: usize,
     events: &[NewEvent],
 ) -> anyhow::Result<()> {
-    let recorded_at = es_core::Timestamp::now().as_micros();
+    let recorded_at = Timestamp::now().as_micros();
     if let [event] = events {
         let mut conn = db.writer().await?;
         return raw_insert(&mut conn, side, stream, first_version, event, recorded_at).await;

@@ -4,17 +4,19 @@
 //! `BEGIN IMMEDIATE` takes the write lock before the first read, so nothing
 //! can change the stream between the check and the inserts, and positions
 //! are handed out in commit order. A refused expectation or a reused event
-//! id is classified by [`retry::classify`] against what is stored.
+//! id is classified by es-core's exact-retry rule
+//! ([`classify_stored`]) against what is stored.
 
 use std::collections::HashSet;
 
-use es_core::{
-    AppendError, AppendOutcome, Committed, ExpectedVersion, GlobalPosition, NewEvent, RecordedEvent,
-    StoreError, StreamId, StreamVersion, Timestamp,
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    check_storable, classify_stored, AppendOutcome, Committed, ExpectedVersion, NewEvent, RecordedEvent,
+    Timestamp,
 };
+use es_core::{GlobalPosition, StreamId, StreamVersion};
 use sqlx::{Connection, Row, SqliteConnection};
 
-use super::retry::{self, admits};
 use super::{row, SqliteEventStore, SELECT_BY_ID, STREAM_VERSION};
 use crate::database::SqliteDatabase;
 use crate::error::{is_unique_violation, SqliteError};
@@ -42,7 +44,7 @@ impl SqliteEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
-        es_core::check_storable(stream, events)?;
+        check_storable(stream, events)?;
         check_batch(stream, events)?;
         let db = self.database();
         let backend = |e: SqliteError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
@@ -107,7 +109,7 @@ impl SqliteEventStore {
         // Dropping `tx` on an early return rolls it back.
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(write)?;
         let current = version_on(&mut tx, stream).await.map_err(write)?;
-        if !admits(expected, current) {
+        if !expected.accepts(current) {
             if let Some(outcome) = earlier_append(db, &mut tx, stream, expected, events).await? {
                 return Ok(Attempt::Done(outcome));
             }
@@ -220,7 +222,7 @@ pub(super) async fn version_on(
 }
 
 /// Looks up the batch's ids on `conn` and classifies the batch
-/// ([`retry::classify`]): `Ok(Some(..))` for an exact retry of a committed
+/// ([`classify_stored`]): `Ok(Some(..))` for an exact retry of a committed
 /// append (its original outcome), `Err(DuplicateEventId)` for any other
 /// reuse, `Ok(None)` when no id is stored.
 async fn earlier_append(
@@ -233,16 +235,18 @@ async fn earlier_append(
     let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
     let write =
         |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(db.write_error(e)) };
-    let mut stored: Vec<Option<RecordedEvent>> = Vec::with_capacity(events.len());
+    let mut stored: Vec<RecordedEvent> = Vec::new();
     for event in events {
         let row = sqlx::query(SELECT_BY_ID)
             .bind(event.event_id.as_uuid().as_bytes().as_slice())
             .fetch_optional(&mut *conn)
             .await
             .map_err(write)?;
-        stored.push(row.map(|row| row::recorded_event(&row, None)).transpose().map_err(backend)?);
+        if let Some(row) = row {
+            stored.push(row::recorded_event(&row, None).map_err(backend)?);
+        }
     }
-    let Some(committed) = retry::classify(stream, expected, events, &stored)? else { return Ok(None) };
+    let Some(committed) = classify_stored(stream, expected, events, &stored)? else { return Ok(None) };
     let current = version_on(conn, stream).await.map_err(write)?;
     Ok(Some(AppendOutcome { stream_version: current, committed }))
 }

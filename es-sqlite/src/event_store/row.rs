@@ -5,10 +5,9 @@
 //! [`StoreError::Corrupt`] naming the stream, version and position; nothing
 //! is rewritten. Other driver failures are [`StoreError::Backend`].
 
-use es_core::{
-    EventId, GlobalPosition, Metadata, Payload, RecordedEvent, ReplayEvent, StoreError, StreamId,
-    StreamVersion, Timestamp,
-};
+use es_core::error::StoreError;
+use es_core::store::{Payload, RecordedEvent, ReplayEvent, Timestamp};
+use es_core::{EventId, GlobalPosition, Metadata, StreamId, StreamVersion};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Row, Sqlite, Type};
 use uuid::Uuid;
@@ -25,6 +24,7 @@ where
     row.try_get::<T, usize>(index).map_err(|error| match error {
         sqlx::Error::ColumnDecode { source, .. } => StoreError::Corrupt {
             location: location(),
+            position: None,
             detail: format!("column {index} does not decode: {source}"),
         },
         other => StoreError::Backend(Box::new(other)),
@@ -35,6 +35,7 @@ where
 pub(crate) fn positive(value: i64, what: &str, location: &dyn Fn() -> String) -> Result<u64, StoreError> {
     u64::try_from(value).ok().filter(|v| *v > 0).ok_or_else(|| StoreError::Corrupt {
         location: location(),
+        position: None,
         detail: format!("{what} {value} is not positive"),
     })
 }
@@ -43,6 +44,7 @@ pub(crate) fn positive(value: i64, what: &str, location: &dyn Fn() -> String) ->
 pub(crate) fn schema_version(value: i64, location: &dyn Fn() -> String) -> Result<u32, StoreError> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt {
         location: location(),
+        position: None,
         detail: format!("schema version {value} is out of range"),
     })
 }
@@ -57,6 +59,7 @@ pub(crate) fn payload(
     let text: &str = column(row, index, location)?;
     Payload::from_json(text).map_err(|e| StoreError::Corrupt {
         location: location(),
+        position: None,
         detail: format!("column {index} is not JSON: {e}"),
     })
 }
@@ -70,6 +73,7 @@ fn metadata(row: &SqliteRow, index: usize, location: &dyn Fn() -> String) -> Res
     }
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         location: location(),
+        position: None,
         detail: format!("column {index} is not event metadata: {e}"),
     })
 }
@@ -79,23 +83,46 @@ fn event_id(row: &SqliteRow, index: usize, location: &dyn Fn() -> String) -> Res
     let bytes: &[u8] = column(row, index, location)?;
     Uuid::from_slice(bytes).map(EventId).map_err(|_| StoreError::Corrupt {
         location: location(),
+        position: None,
         detail: format!("column {index} holds {} bytes, not a 16-byte UUID", bytes.len()),
     })
 }
 
+/// `error` with the bad row's position, when it is a [`StoreError::Corrupt`]
+/// that does not carry one yet and the position is a valid one.
+fn at_position(error: StoreError, raw_position: i64) -> StoreError {
+    match error {
+        StoreError::Corrupt { location, position: None, detail } => StoreError::Corrupt {
+            location,
+            position: u64::try_from(raw_position).ok().filter(|p| *p > 0).map(GlobalPosition),
+            detail,
+        },
+        other => other,
+    }
+}
+
 /// Decodes a row of `select_events.sql`. A read of one `stream` passes it,
-/// so the stream's name is not decoded once per row.
+/// so the stream's name is not decoded once per row. A corrupt row's error
+/// carries its position.
 pub(crate) fn recorded_event(
     row: &SqliteRow,
     stream: Option<&StreamId>,
 ) -> Result<RecordedEvent, StoreError> {
     let raw_position: i64 = column(row, 0, &|| "an event row".to_owned())?;
-    let at_position = || format!("global position {raw_position}");
+    decode_recorded(row, stream, raw_position).map_err(|e| at_position(e, raw_position))
+}
+
+fn decode_recorded(
+    row: &SqliteRow,
+    stream: Option<&StreamId>,
+    raw_position: i64,
+) -> Result<RecordedEvent, StoreError> {
+    let here = || format!("global position {raw_position}");
     let stream = match stream {
         Some(stream) => stream.clone(),
-        None => StreamId::new(column::<String>(row, 2, &at_position)?),
+        None => StreamId::new(column::<String>(row, 2, &here)?),
     };
-    let raw_version: i64 = column(row, 3, &at_position)?;
+    let raw_version: i64 = column(row, 3, &here)?;
     let location = || format!("stream `{stream}` version {raw_version} (global position {raw_position})");
     Ok(RecordedEvent {
         global_position: GlobalPosition(positive(raw_position, "global position", &location)?),
@@ -112,10 +139,15 @@ pub(crate) fn recorded_event(
 }
 
 /// Decodes a row of `read_replay.sql` (version, type, schema version,
-/// payload, position) of `stream`.
+/// payload, position) of `stream`. A corrupt row's error carries its
+/// position.
 pub(crate) fn replay_event(row: &SqliteRow, stream: &StreamId) -> Result<ReplayEvent, StoreError> {
-    let raw_version: i64 = column(row, 0, &|| format!("a row of stream `{stream}`"))?;
-    let raw_position: i64 = column(row, 4, &|| format!("stream `{stream}` version {raw_version}"))?;
+    let raw_position: i64 = column(row, 4, &|| format!("a row of stream `{stream}`"))?;
+    decode_replay(row, stream, raw_position).map_err(|e| at_position(e, raw_position))
+}
+
+fn decode_replay(row: &SqliteRow, stream: &StreamId, raw_position: i64) -> Result<ReplayEvent, StoreError> {
+    let raw_version: i64 = column(row, 0, &|| format!("stream `{stream}` (global position {raw_position})"))?;
     let location = || format!("stream `{stream}` version {raw_version} (global position {raw_position})");
     Ok(ReplayEvent {
         stream_version: StreamVersion(positive(raw_version, "stream version", &location)?),

@@ -69,11 +69,14 @@ CREATE TABLE es_documents (
     PRIMARY KEY (projection, id)
 ) STRICT;
 
--- Projection checkpoints: the position of the last event fully handled.
+-- Checkpoints, one per subscription name (projections and event handlers):
+-- the position of the last event fully handled, and the end of a running
+-- replay (NULL: none).
 CREATE TABLE es_checkpoints (
-    projection TEXT    PRIMARY KEY,
-    position   INTEGER NOT NULL CHECK (position >= 0),
-    updated_at INTEGER NOT NULL
+    projection   TEXT    PRIMARY KEY,
+    position     INTEGER NOT NULL CHECK (position >= 0),
+    replay_until INTEGER CHECK (replay_until >= 0),
+    updated_at   INTEGER NOT NULL
 ) STRICT;
 
 -- Subscription leases: each subscription runs on one process at a time.

@@ -1,2 +1,2 @@
--- Deletes the checkpoint of projection ?1 (for a rebuild).
+-- Deletes the checkpoint of subscription ?1 (for a rebuild).
 DELETE FROM es_checkpoints WHERE projection = ?1
