@@ -236,7 +236,7 @@ impl SqliteDatabase {
         let dir = std::env::temp_dir().join(format!("es-sqlite-{}", uuid::Uuid::now_v7().simple()));
         let path = dir.join("es.db");
         if let Err(error) = std::fs::create_dir_all(&dir) {
-            return Err(SqliteError::Unusable { path, source: sqlx::Error::Io(error) });
+            return Err(SqliteError::Unusable { path, source: Arc::new(sqlx::Error::Io(error)) });
         }
         match Self::connect(path, options, Some(dir.clone())).await {
             Ok(db) => Ok(db),
@@ -362,9 +362,10 @@ impl SqliteDatabase {
     /// connection is not waiting for a lock.
     pub(crate) fn read_error(&self, error: sqlx::Error) -> SqliteError {
         match error {
-            sqlx::Error::PoolTimedOut => {
-                SqliteError::Backend { path: self.inner.path.clone(), source: sqlx::Error::PoolTimedOut }
-            }
+            sqlx::Error::PoolTimedOut => SqliteError::Backend {
+                path: self.inner.path.clone(),
+                source: Arc::new(sqlx::Error::PoolTimedOut),
+            },
             other => SqliteError::from_sqlx(&self.inner.path, self.inner.options.busy_timeout, other),
         }
     }

@@ -6,10 +6,13 @@
 //! error enums carry it as their `#[source]`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A failure of the SQLite database file or of the driver, naming the file.
-#[derive(Debug, thiserror::Error)]
+///
+/// Cheap to clone: appends that shared a transaction share its failure.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqliteError {
     /// Another connection (another process, or a long write transaction of
@@ -26,7 +29,7 @@ pub enum SqliteError {
         waited: Duration,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// The file is not an SQLite database, or its pages are damaged.
     #[error("`{}` is not an SQLite database or is corrupt", path.display())]
@@ -35,7 +38,7 @@ pub enum SqliteError {
         path: PathBuf,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// The file cannot be opened, read or written: a missing directory, a
     /// path that is a directory, missing permissions, a full or read-only
@@ -46,7 +49,7 @@ pub enum SqliteError {
         path: PathBuf,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
     /// Any other failure of SQLite or the driver.
     #[error("SQLite database `{}` failed", path.display())]
@@ -55,7 +58,7 @@ pub enum SqliteError {
         path: PathBuf,
         /// The driver's error.
         #[source]
-        source: sqlx::Error,
+        source: Arc<sqlx::Error>,
     },
 }
 
@@ -75,7 +78,9 @@ impl SqliteError {
     /// queue of writers, `waited` long) is [`SqliteError::Locked`].
     pub(crate) fn from_sqlx(path: &Path, waited: Duration, source: sqlx::Error) -> Self {
         let path = path.to_owned();
-        match kind_of(&source) {
+        let kind = kind_of(&source);
+        let source = Arc::new(source);
+        match kind {
             Kind::Locked => Self::Locked { path, waited, source },
             Kind::Corrupt => Self::Corrupt { path, source },
             Kind::Unusable => Self::Unusable { path, source },

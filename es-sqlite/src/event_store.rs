@@ -5,9 +5,11 @@
 //! readers page through it with plain range scans of the rowid.
 
 mod append;
+mod group;
 mod row;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +50,12 @@ const SELECT_BY_ID: &str = concat!(include_str!("event_store/select_events.sql")
 /// Cheap to clone (clones share the [`SqliteDatabase`]). Call
 /// [`migrate`](SqliteEventStore::migrate) once before use.
 ///
+/// **Group commit.** Appends that wait for the writer at the same time
+/// (several tasks of the process appending at once) commit together in one
+/// transaction, each as if alone: each checks its own expectation and is
+/// refused or stored on its own. With `synchronous = FULL` they share one
+/// flush to disk.
+///
 /// **Exact retries.** An append whose event ids are all stored, in order,
 /// at consecutive versions of the same stream, with the same content
 /// (aggregate type, event type, schema version, payload as a JSON value,
@@ -59,6 +67,8 @@ const SELECT_BY_ID: &str = concat!(include_str!("event_store/select_events.sql")
 #[derive(Clone)]
 pub struct SqliteEventStore {
     db: SqliteDatabase,
+    /// Appends waiting for the writer (shared by clones).
+    queue: Arc<group::Queue>,
 }
 
 impl fmt::Debug for SqliteEventStore {
@@ -88,7 +98,11 @@ fn past_prefix(prefix: &str) -> Option<String> {
 impl SqliteEventStore {
     /// A store on `db`'s file.
     pub fn new(db: SqliteDatabase) -> Self {
-        Self { db }
+        Self { db, queue: Arc::default() }
+    }
+
+    fn queue(&self) -> &group::Queue {
+        &self.queue
     }
 
     /// The database the store lives in.
@@ -136,7 +150,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        self.append_batch(stream, expected, &events).await
+        self.append_events(stream, expected, events).await
     }
 
     async fn read_stream(

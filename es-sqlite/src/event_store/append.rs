@@ -1,11 +1,15 @@
-//! One append: a write transaction that reads the stream's version, checks
-//! the expectation and inserts the batch, all under the file's write lock.
+//! Appends: each one reads its stream's version, checks the expectation and
+//! inserts its events under the file's write lock.
 //!
-//! `BEGIN IMMEDIATE` takes the write lock before the first read, so nothing
-//! can change the stream between the check and the inserts, and positions
-//! are handed out in commit order. A refused expectation or a reused event
-//! id is classified by es-core's exact-retry rule
-//! ([`classify_stored`]) against what is stored.
+//! A lone single-event append is one statement (`append_single.sql`), its
+//! own transaction. Otherwise the appends of a group (see `group.rs`) run
+//! in one write transaction (`BEGIN IMMEDIATE`, which takes the lock before
+//! the first read), one after another, a multi-event append inside a
+//! savepoint of its own; the group commits once. Either way nothing can
+//! change a stream between its check and its inserts, and positions are
+//! handed out in commit order. A refused expectation or a reused event id
+//! is decided in the same transaction by es-core's exact-retry rule
+//! ([`classify_stored`]).
 
 use std::collections::HashSet;
 
@@ -24,31 +28,31 @@ use crate::error::{is_unique_violation, SqliteError};
 const INSERT: &str = include_str!("insert.sql");
 const APPEND_SINGLE: &str = include_str!("append_single.sql");
 
-/// How often an append starts over when a unique index refused it but the
-/// conflicting id was gone by the time it looked (deleted with the deletion
-/// switch in between): practically never more than once.
-const MAX_ATTEMPTS: u32 = 3;
-
-/// What one write transaction did.
-enum Attempt {
-    /// Committed (or, for an exact retry, found committed).
-    Done(AppendOutcome),
-    /// A unique index refused an insert; the transaction was rolled back.
-    Conflict(sqlx::Error),
+/// One append, checked and encoded, waiting for the writer.
+pub(super) struct Request {
+    pub(super) stream: StreamId,
+    pub(super) expected: ExpectedVersion,
+    pub(super) events: Vec<NewEvent>,
+    /// Each event's metadata as JSON text.
+    pub(super) metadata: Vec<String>,
 }
 
+/// What one append of a group came to: its own outcome (success or a
+/// refusal), or `Err` for a database failure that ends the whole group.
+type Applied = Result<Result<AppendOutcome, AppendError>, sqlx::Error>;
+
 impl SqliteEventStore {
-    pub(super) async fn append_batch(
+    pub(super) async fn append_events(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: &[NewEvent],
+        events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        check_storable(stream, events)?;
-        check_batch(stream, events)?;
-        let db = self.database();
-        let backend = |e: SqliteError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-        let write = |e: sqlx::Error| backend(db.write_error(e));
+        check_storable(stream, &events)?;
+        check_batch(stream, &events)?;
+        if events.is_empty() {
+            return self.empty_append(stream, expected).await;
+        }
         let metadata = events
             .iter()
             .map(|e| {
@@ -58,104 +62,180 @@ impl SqliteEventStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut conn = db.writer().await.map_err(backend)?;
-        let mut last_conflict = None;
-        for _ in 0..MAX_ATTEMPTS {
-            match self.attempt(&mut conn, stream, expected, events, &metadata).await? {
-                Attempt::Done(outcome) => return Ok(outcome),
-                Attempt::Conflict(error) => {
-                    // The batch is rolled back; what holds its ids now is
-                    // committed and stays (events are append only).
-                    if let Some(outcome) = earlier_append(db, &mut conn, stream, expected, events).await? {
-                        return Ok(outcome);
-                    }
-                    last_conflict = Some(error);
-                }
-            }
-        }
-        Err(match last_conflict {
-            Some(error) => write(error),
-            None => backend(db.write_error(sqlx::Error::Protocol("append made no attempt".into()))),
-        })
+        self.submit(Request { stream: stream.clone(), expected, events, metadata }).await
     }
 
-    async fn attempt(
+    /// An append of no events writes nothing: it only checks the
+    /// expectation against the stream as a reader sees it.
+    async fn empty_append(
         &self,
-        conn: &mut SqliteConnection,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: &[NewEvent],
-        metadata: &[String],
-    ) -> Result<Attempt, AppendError> {
+    ) -> Result<AppendOutcome, AppendError> {
         let db = self.database();
-        let write = |e: sqlx::Error| AppendError::Backend {
-            stream: stream.clone(),
-            source: Box::new(db.write_error(e)),
-        };
-        if let ([event], [metadata]) = (events, metadata) {
+        let mut conn = db.readers().acquire().await.map_err(|e| backend(stream, db.read_error(e)))?;
+        let current = version_on(&mut conn, stream).await.map_err(|e| backend(stream, db.read_error(e)))?;
+        if expected.accepts(current) {
+            Ok(AppendOutcome { stream_version: current, committed: Vec::new() })
+        } else {
+            Err(AppendError::WrongExpectedVersion { stream: stream.clone(), expected, actual: current })
+        }
+    }
+}
+
+fn backend(stream: &StreamId, error: SqliteError) -> AppendError {
+    AppendError::Backend { stream: stream.clone(), source: Box::new(error) }
+}
+
+/// Runs the appends of one group on the writer connection, in order, and
+/// returns their outcomes in the same order. Nothing of a refused append
+/// is written; if the group's transaction fails, nothing of any is.
+pub(super) async fn run_group(
+    db: &SqliteDatabase,
+    conn: &mut SqliteConnection,
+    requests: &[Request],
+) -> Vec<Result<AppendOutcome, AppendError>> {
+    if let [request] = requests {
+        if let ([event], [metadata]) = (request.events.as_slice(), request.metadata.as_slice()) {
             // The common case in one statement. Anything but success is
-            // decided again below, under a write transaction.
-            match append_single(conn, stream, expected, event, metadata).await {
+            // decided again below, in a transaction.
+            match append_single(conn, &request.stream, request.expected, event, metadata).await {
                 Ok(Some(committed)) => {
                     db.signal_appended();
                     let stream_version = Some(committed.stream_version);
-                    return Ok(Attempt::Done(AppendOutcome { stream_version, committed: vec![committed] }));
+                    return vec![Ok(AppendOutcome { stream_version, committed: vec![committed] })];
                 }
                 Ok(None) => {}
                 Err(error) if is_unique_violation(&error) => {}
-                Err(error) => return Err(write(error)),
+                Err(error) => return vec![Err(backend(&request.stream, db.write_error(error)))],
             }
         }
-        // Dropping `tx` on an early return rolls it back.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(write)?;
-        let current = version_on(&mut tx, stream).await.map_err(write)?;
-        if !expected.accepts(current) {
-            if let Some(outcome) = earlier_append(db, &mut tx, stream, expected, events).await? {
-                return Ok(Attempt::Done(outcome));
-            }
-            return Err(AppendError::WrongExpectedVersion {
-                stream: stream.clone(),
-                expected,
-                actual: current,
-            });
-        }
-        let start = current.map_or(0, StreamVersion::get);
-        if events.is_empty() {
-            return Ok(Attempt::Done(AppendOutcome { stream_version: current, committed: Vec::new() }));
-        }
-        let recorded_at = Timestamp::now().as_micros();
-        let mut committed = Vec::with_capacity(events.len());
-        for ((event, metadata), version) in events.iter().zip(metadata).zip(start + 1..) {
-            let inserted = sqlx::query(INSERT)
-                .bind(event.event_id.as_uuid().as_bytes().as_slice())
-                .bind(stream.as_str())
-                .bind(clamp(version))
-                .bind(event.aggregate_type.as_str())
-                .bind(event.event_type.as_str())
-                .bind(i64::from(event.schema_version))
-                .bind(event.payload.as_str())
-                .bind(metadata.as_str())
-                .bind(recorded_at)
-                .execute(&mut *tx)
-                .await;
-            match inserted {
-                Ok(done) => committed.push(Committed {
-                    event_id: event.event_id,
-                    stream_version: StreamVersion(version),
-                    global_position: GlobalPosition(u64::try_from(done.last_insert_rowid()).unwrap_or(0)),
-                }),
-                Err(error) if is_unique_violation(&error) => {
-                    tx.rollback().await.map_err(write)?;
-                    return Ok(Attempt::Conflict(error));
-                }
-                Err(error) => return Err(write(error)),
-            }
-        }
-        tx.commit().await.map_err(write)?;
-        self.database().signal_appended();
-        let stream_version = committed.last().map(|c| c.stream_version);
-        Ok(Attempt::Done(AppendOutcome { stream_version, committed }))
     }
+    match in_transaction(conn, requests).await {
+        Ok(outcomes) => {
+            if outcomes.iter().any(Result::is_ok) {
+                db.signal_appended();
+            }
+            outcomes
+        }
+        Err(error) => {
+            let error = db.write_error(error);
+            requests.iter().map(|r| Err(backend(&r.stream, error.clone()))).collect()
+        }
+    }
+}
+
+/// The group's appends in one write transaction, committed once.
+async fn in_transaction(
+    conn: &mut SqliteConnection,
+    requests: &[Request],
+) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
+    // Dropping `tx` on an early return rolls it back.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        outcomes.push(apply(&mut tx, request).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One append inside the group's transaction.
+async fn apply(conn: &mut SqliteConnection, request: &Request) -> Applied {
+    let Request { stream, expected, events, metadata } = request;
+    if let ([event], [metadata]) = (events.as_slice(), metadata.as_slice()) {
+        return match append_single(conn, stream, *expected, event, metadata).await {
+            Ok(Some(committed)) => Ok(Ok(AppendOutcome {
+                stream_version: Some(committed.stream_version),
+                committed: vec![committed],
+            })),
+            Ok(None) => decide(conn, request, None).await,
+            Err(error) if is_unique_violation(&error) => decide(conn, request, Some(error)).await,
+            Err(error) => Err(error),
+        };
+    }
+    let mut savepoint = conn.begin().await?;
+    let current = version_on(&mut savepoint, stream).await?;
+    if !expected.accepts(current) {
+        savepoint.rollback().await?;
+        return decide(conn, request, None).await;
+    }
+    let recorded_at = Timestamp::now().as_micros();
+    let mut committed = Vec::with_capacity(events.len());
+    for ((event, metadata), version) in
+        events.iter().zip(metadata).zip(current.map_or(0, StreamVersion::get) + 1..)
+    {
+        let inserted = sqlx::query(INSERT)
+            .bind(event.event_id.as_uuid().as_bytes().as_slice())
+            .bind(stream.as_str())
+            .bind(clamp(version))
+            .bind(event.aggregate_type.as_str())
+            .bind(event.event_type.as_str())
+            .bind(i64::from(event.schema_version))
+            .bind(event.payload.as_str())
+            .bind(metadata.as_str())
+            .bind(recorded_at)
+            .execute(&mut *savepoint)
+            .await;
+        match inserted {
+            Ok(done) => committed.push(Committed {
+                event_id: event.event_id,
+                stream_version: StreamVersion(version),
+                global_position: GlobalPosition(u64::try_from(done.last_insert_rowid()).unwrap_or(0)),
+            }),
+            Err(error) if is_unique_violation(&error) => {
+                savepoint.rollback().await?;
+                return decide(conn, request, Some(error)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    savepoint.commit().await?;
+    let stream_version = committed.last().map(|c| c.stream_version);
+    Ok(Ok(AppendOutcome { stream_version, committed }))
+}
+
+/// Decides an append that inserted nothing, in the same transaction: its
+/// expectation did not hold, or (`conflict`) a unique index refused one of
+/// its events. Looks up the batch's ids ([`classify_stored`]): an exact
+/// retry of a stored append returns its original placement, any other
+/// reuse of an id is [`AppendError::DuplicateEventId`], and otherwise the
+/// expectation was wrong.
+async fn decide(conn: &mut SqliteConnection, request: &Request, conflict: Option<sqlx::Error>) -> Applied {
+    let Request { stream, expected, events, .. } = request;
+    let mut stored: Vec<RecordedEvent> = Vec::new();
+    for event in events {
+        let row = sqlx::query(SELECT_BY_ID)
+            .bind(event.event_id.as_uuid().as_bytes().as_slice())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            match row::recorded_event(&row, None) {
+                Ok(event) => stored.push(event),
+                Err(error) => return Ok(Err(store_backend(stream, error))),
+            }
+        }
+    }
+    let current = version_on(conn, stream).await?;
+    Ok(match classify_stored(stream, *expected, events, &stored) {
+        Ok(Some(committed)) => Ok(AppendOutcome { stream_version: current, committed }),
+        Err(duplicate) => Err(duplicate),
+        Ok(None) => match conflict {
+            // Under the write lock a stream's next version cannot be taken
+            // by anyone else, so a unique index refusing an append none of
+            // whose ids is stored means the file breaks es's rules.
+            Some(error) => return Err(error),
+            None => Err(AppendError::WrongExpectedVersion {
+                stream: stream.clone(),
+                expected: *expected,
+                actual: current,
+            }),
+        },
+    })
+}
+
+fn store_backend(stream: &StreamId, error: StoreError) -> AppendError {
+    AppendError::Backend { stream: stream.clone(), source: Box::new(error) }
 }
 
 /// Runs `append_single.sql`: `Some` with the event's placement if it was
@@ -219,36 +299,6 @@ pub(super) async fn version_on(
     let version: Option<i64> =
         sqlx::query_scalar(STREAM_VERSION).bind(stream.as_str()).fetch_one(&mut *conn).await?;
     Ok(version.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0).map(StreamVersion))
-}
-
-/// Looks up the batch's ids on `conn` and classifies the batch
-/// ([`classify_stored`]): `Ok(Some(..))` for an exact retry of a committed
-/// append (its original outcome), `Err(DuplicateEventId)` for any other
-/// reuse, `Ok(None)` when no id is stored.
-async fn earlier_append(
-    db: &SqliteDatabase,
-    conn: &mut SqliteConnection,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-) -> Result<Option<AppendOutcome>, AppendError> {
-    let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-    let write =
-        |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(db.write_error(e)) };
-    let mut stored: Vec<RecordedEvent> = Vec::new();
-    for event in events {
-        let row = sqlx::query(SELECT_BY_ID)
-            .bind(event.event_id.as_uuid().as_bytes().as_slice())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(write)?;
-        if let Some(row) = row {
-            stored.push(row::recorded_event(&row, None).map_err(backend)?);
-        }
-    }
-    let Some(committed) = classify_stored(stream, expected, events, &stored)? else { return Ok(None) };
-    let current = version_on(conn, stream).await.map_err(write)?;
-    Ok(Some(AppendOutcome { stream_version: current, committed }))
 }
 
 #[cfg(test)]
