@@ -80,10 +80,14 @@
 //!
 //! Within one process every write queues for the process's one writer
 //! connection (appends, projection commits, leases, and
-//! [`SqliteDatabase::begin_write`]), in arrival order. A write that cannot
-//! get the lock within the busy timeout (5 s by default,
-//! [`SqliteOptions::busy_timeout`]) fails with [`SqliteError::Locked`]
-//! (carried as the source of the es-core error), having written nothing.
+//! [`SqliteDatabase::begin_write`]), in arrival order. Appends that wait
+//! for it together commit together (group commit): one transaction, each
+//! append checked and stored or refused as if alone, one flush to disk. A
+//! lone single-event append is one `INSERT` statement with its version
+//! check inside. A write that cannot get the lock within the busy timeout
+//! (5 s by default, [`SqliteOptions::busy_timeout`]) fails with
+//! [`SqliteError::Locked`] (carried as the source of the es-core error),
+//! having written nothing.
 //!
 //! # Append only, and the deletion switch
 //!
