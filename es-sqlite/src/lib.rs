@@ -58,7 +58,7 @@
 //! |---|---|
 //! | `es_events` | one row per event: `global_position` (the rowid), `event_id` (16-byte blob, unique), `stream_id`, `stream_version` (unique with the stream), `aggregate_type`, `event_type`, `schema_version`, `payload` and `metadata` (JSON text, for SQLite's `json_*` functions), `recorded_at` (µs since the Unix epoch) |
 //! | `es_snapshots` | the newest snapshot per stream |
-//! | `es_documents`, `es_checkpoints` | projection documents (JSON text) by (projection, id), and one checkpoint per projection |
+//! | `es_documents`, `es_checkpoints` | projection documents (JSON text) by (projection, id), and one checkpoint per subscription (position, end of a running replay) |
 //! | `es_leases` | one lease per subscription name (see [`SqliteLeaseStore`]) |
 //! | `es_settings` | one row: the deletion switch |
 //! | `es_schema_migrations` | the migrations applied |
@@ -67,10 +67,10 @@
 //!
 //! # Global positions
 //!
-//! SQLite lets one connection write at a time. Every append is one write
-//! transaction begun with `BEGIN IMMEDIATE`, which takes the file's write
-//! lock before it reads the stream's version; its events take the next
-//! rowids. So positions are handed out in commit order and the global
+//! SQLite lets one connection write at a time. Every append runs in a
+//! write transaction that takes the file's write lock before it reads the
+//! stream's version (`BEGIN IMMEDIATE`, or a single `INSERT` statement that
+//! checks the version itself); its events take the next rowids. So positions are handed out in commit order and the global
 //! stream is a gap-free sequence `1, 2, 3, ...`: a reader that has seen
 //! position N has seen everything below it, and a rolled-back append
 //! leaves no hole. (`AUTOINCREMENT` keeps a position from being handed out

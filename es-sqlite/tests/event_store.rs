@@ -408,8 +408,10 @@ async fn a_file_damaged_while_open_gives_typed_errors_not_panics() {
 async fn migrating_from_two_handles_at_once_is_safe_and_idempotent() {
     let dir = TempDir::new();
     let path = dir.file("migrate.db");
-    let a = SqliteDatabase::open(&path).await.unwrap();
-    let b = SqliteDatabase::open(&path).await.unwrap();
+    // Two processes start at once on a file that does not exist yet: both
+    // create it, switch it to WAL and migrate it.
+    let (a, b) = tokio::join!(SqliteDatabase::open(&path), SqliteDatabase::open(&path));
+    let (a, b) = (a.unwrap(), b.unwrap());
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     ra.unwrap();
     rb.unwrap();
