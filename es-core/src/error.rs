@@ -14,10 +14,16 @@
 //! | [`ProjectionError`] from a commit | no |
 //! | [`StoreError`], [`LoadError`], [`DecodeError`] (reads) | nothing is written by a read |
 
+mod build;
+mod readside;
+
 use std::error::Error as StdError;
 use std::fmt;
 
 use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+pub use build::BuildError;
+pub use readside::{ConsistencyError, Failure, ReadSideError, RegistryError};
 
 /// A boxed backend error, carried as a `#[source]`.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -319,14 +325,14 @@ pub enum ExecuteError<E> {
     /// The events were stored, but a strongly consistent handler or
     /// projection stopped on a failing event (or is not running here). The
     /// command itself succeeded.
-    #[error("events stored up to position {position}, but `{waiting_for}` cannot catch up: {reason}")]
+    #[error("events stored up to position {position}, but `{waiting_for}` cannot catch up: {cause}")]
     ConsistencyFailed {
         /// The position of the last stored event.
         position: GlobalPosition,
         /// The handler or projection that failed.
         waiting_for: String,
-        /// Why.
-        reason: String,
+        /// Why it cannot catch up.
+        cause: Box<ConsistencyError>,
     },
 }
 

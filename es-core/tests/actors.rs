@@ -11,8 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use es_core::error::BuildError;
 use es_core::error::ExecuteError;
-use es_core::runtime::{AggregateConfig, BuildError, CommandPath};
+use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::EventStore;
 use es_core::{Es, StreamVersion};
 use es_memory::InMemoryEventStore;

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::error::ProjectionError;
+use es_core::error::{ConsistencyError, ReadSideError, RegistryError};
 use es_core::readside::{
-    Consistency, ConsistencyError, ReadSideConfig, ReadSideError, Registry, RegistryError, Replay,
-    RetryPolicy, Selection, Subscriber, SubscriptionState,
+    Consistency, ReadSideConfig, Registry, Replay, RetryPolicy, Selection, Subscriber, SubscriptionState,
 };
 use es_core::store::{
     Checkpoint, DocumentQuery, EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore, UnitOfWork,

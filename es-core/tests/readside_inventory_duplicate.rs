@@ -4,7 +4,8 @@
 // Test helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use es_core::readside::{ReadSideError, Registry, RegistryError};
+use es_core::error::{ReadSideError, RegistryError};
+use es_core::readside::Registry;
 use es_core::{event, event_handler, HandlerCtx, HandlerError, ReadSide, Recorded};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::readside::{Consistency, ReadSideConfig, Registry, Subscriber};
@@ -97,21 +97,16 @@ impl Apply<Shipped> for Shipment {
 
 // --- the saga ------------------------------------------------------------
 
-/// Ships every placed order. It is strongly consistent, and checks that a
-/// wait for strong subscribers from inside a handler (what `Es::execute`
-/// does after appending) returns instead of waiting for itself.
+/// Ships every placed order. It is strongly consistent: the commands it
+/// dispatches through its context must not wait for it.
 struct ShippingSaga {
-    read_side: Arc<OnceLock<ReadSide>>,
     attempts: Arc<AtomicU32>,
 }
 
 impl HandleEvent<OrderPlaced> for ShippingSaga {
     async fn handle(&self, e: &Recorded<OrderPlaced>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
-        let outcome = ctx.execute(Ship { order_id: e.order_id.clone() }).await?;
-        if let (Some(read_side), Some(position)) = (self.read_side.get(), outcome.position) {
-            read_side.wait_for_strong(position, Duration::from_secs(1)).await.map_err(HandlerError::other)?;
-        }
+        ctx.execute(Ship { order_id: e.order_id.clone() }).await?;
         Ok(())
     }
 }
@@ -125,10 +120,9 @@ async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
         .build()
         .await
         .unwrap();
-    let handle = Arc::new(OnceLock::new());
     let mut registry = Registry::new();
     let attempts = Arc::new(AtomicU32::new(0));
-    let saga = ShippingSaga { read_side: Arc::clone(&handle), attempts: Arc::clone(&attempts) };
+    let saga = ShippingSaga { attempts: Arc::clone(&attempts) };
     registry
         .register(
             "shipping",
@@ -141,7 +135,6 @@ async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
         .config(ReadSideConfig { lease_ttl: Duration::from_secs(10), ..ReadSideConfig::default() })
         .start()
         .unwrap();
-    handle.set(read_side.clone()).unwrap();
 
     let correlation = Uuid::now_v7();
     let placed = es
@@ -178,7 +171,7 @@ async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
 async fn a_handler_without_a_dispatcher_reports_it() {
     let events = InMemoryEventStore::new();
     let mut registry = Registry::new();
-    let saga = ShippingSaga { read_side: Arc::new(OnceLock::new()), attempts: Arc::default() };
+    let saga = ShippingSaga { attempts: Arc::default() };
     let retry = es_core::readside::RetryPolicy::new(1, Duration::from_millis(1));
     registry
         .register("shipping", Subscriber::handler(saga).on::<OrderPlaced>().build().retry(retry))
@@ -197,7 +190,7 @@ async fn a_handler_without_a_dispatcher_reports_it() {
         .unwrap();
     let error =
         read_side.wait_for("shipping", outcome.last_position().unwrap(), Duration::from_secs(60)).await;
-    let Err(es_core::readside::ConsistencyError::Failed { failure, .. }) = error else {
+    let Err(es_core::error::ConsistencyError::Failed { failure, .. }) = error else {
         panic!("expected a failure: {error:?}")
     };
     assert!(failure.error.contains("no command dispatcher"), "{}", failure.error);

@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use es_core::error::BuildError;
 use es_core::error::ExecuteError;
 use es_core::readside::{Consistency, Registry, Subscriber};
-use es_core::runtime::BuildError;
 use es_core::store::ProjectionStore;
 use es_core::{Es, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide, Recorded};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};

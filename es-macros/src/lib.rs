@@ -294,7 +294,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// let registry = Registry::from_inventory()?;
 /// let welcome = registry.get("welcome-mail").unwrap();
 /// assert_eq!((welcome.event_types(), welcome.replay_mode()), (vec!["AccountOpened"], Replay::Skip));
-/// # Ok::<(), es_core::readside::RegistryError>(())
+/// # Ok::<(), es_core::error::RegistryError>(())
 /// ```
 ///
 /// On a struct, it handles every event type listed in `events(..)`: the
@@ -386,7 +386,7 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// let registry = es_core::readside::Registry::from_inventory()?;
 /// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::readside::Consistency::Strong);
-/// # Ok::<(), es_core::readside::RegistryError>(())
+/// # Ok::<(), es_core::error::RegistryError>(())
 /// ```
 ///
 /// Every listed event needs its `Project` impl:

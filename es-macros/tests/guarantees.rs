@@ -13,8 +13,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use es_core::error::ConsistencyError;
 use es_core::error::{DecodeError, DecodeErrorKind, ExecuteError, LoadError};
-use es_core::readside::{ConsistencyError, ReadSideConfig, Selection, SubscriptionState};
+use es_core::readside::{ReadSideConfig, Selection, SubscriptionState};
 use es_core::runtime::CommandPath;
 use es_core::store::{
     Direction, DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore, RecordedEvent,
@@ -914,11 +915,12 @@ async fn a_failing_strong_handler_makes_execute_report_stored_events_and_the_fai
 
     for amount in [REFUSED_AMOUNT, 2] {
         let result = es.execute(Deposit { id: "x".into(), amount }).await;
-        let Err(ExecuteError::ConsistencyFailed { position, waiting_for, reason }) = result else {
+        let Err(ExecuteError::ConsistencyFailed { position, waiting_for, cause }) = result else {
             panic!("depositing {amount}: {result:?}")
         };
         assert_eq!(position, store.head_position().await.unwrap(), "names the stored position");
         assert_eq!(waiting_for, "g-strict");
+        let reason = cause.to_string();
         assert!(reason.contains(&format!("cannot take {REFUSED_AMOUNT}")), "{reason}");
     }
     let stored = whole_stream(&store, "x").await;

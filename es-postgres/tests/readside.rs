@@ -23,10 +23,11 @@ use bank::{
     VerifyAccount,
 };
 use common::{drop_schema, fresh_schema, pool};
+use es_core::error::ConsistencyError;
 use es_core::error::ProjectionError;
 use es_core::readside::{
-    Consistency, ConsistencyError, ReadSideBuilder, ReadSideConfig, Registry, Replay, RetryPolicy, Selection,
-    Subscriber, SubscriptionState,
+    Consistency, ReadSideBuilder, ReadSideConfig, Registry, Replay, RetryPolicy, Selection, Subscriber,
+    SubscriptionState,
 };
 use es_core::store::{
     Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, NewEvent,

@@ -30,6 +30,7 @@
 //!   (read your own writes); [`ReadSide::wait_for_strong`](crate::ReadSide::wait_for_strong) waits for every
 //!   [`Consistency::Strong`] one, which is what command execution does.
 
+mod attach;
 mod cache;
 pub(crate) mod handler;
 mod local_leases;
@@ -43,7 +44,7 @@ mod subscriber;
 
 pub use handler::{HandlerBuilder, Replay};
 pub use projection::ProjectionBuilder;
-pub use read_side::{ConsistencyError, ReadSideBuilder, ReadSideConfig, ReadSideError};
-pub use registry::{Registration, Registry, RegistryError, Selection};
-pub use status::{Failure, SubscriptionState, SubscriptionStatus};
+pub use read_side::{ReadSideBuilder, ReadSideConfig};
+pub use registry::{Registration, Registry, Selection};
+pub use status::{SubscriptionState, SubscriptionStatus};
 pub use subscriber::{Consistency, RetryPolicy, Subscriber, SubscriptionKind};

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::local_leases::LocalLeases;
-use super::registry::{Registry, RegistryError, Selection};
-use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task, IN_SUBSCRIPTION};
-use super::status::{Failure, SubscriptionState, SubscriptionStatus};
+use super::registry::{Registry, Selection};
+use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task};
+use super::status::{SubscriptionState, SubscriptionStatus};
 use super::subscriber::{Consistency, RetryPolicy};
-use crate::error::StoreError;
+use crate::error::{ConsistencyError, ReadSideError};
 use crate::runtime::es::Es;
 use crate::store::LeaseStore;
 use crate::store::{EventStore, ProjectionStore};
@@ -72,82 +72,6 @@ impl Default for ReadSideConfig {
             remote_poll: Duration::from_millis(100),
             held_back_warning: Duration::from_secs(10),
             document_cache_bytes: 16 << 20,
-        }
-    }
-}
-
-/// Building or controlling a read side failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReadSideError {
-    /// No event store was given.
-    #[error("no event store: call `ReadSideBuilder::event_store` (or `es`) before `build`")]
-    MissingEventStore,
-    /// No projection store was given (checkpoints live there).
-    #[error("no projection store: call `ReadSideBuilder::projection_store` before `build`")]
-    MissingProjectionStore,
-    /// The registry refused a name or the selection.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// A setting is out of range.
-    #[error("invalid read side setting: {0}")]
-    InvalidConfig(String),
-    /// No subscriber of that name runs on this read side.
-    #[error("no subscriber named `{name}` runs on this read side")]
-    UnknownSubscription {
-        /// The name asked for.
-        name: String,
-    },
-    /// Subscriptions can only start inside a tokio runtime.
-    #[error("the read side must be started from within a tokio runtime")]
-    NoRuntime,
-    /// Reading the head of the event store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// A wait for a subscription to reach a position did not succeed. The
-/// events are stored either way.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConsistencyError {
-    /// The subscription did not reach the position in time.
-    #[error(
-        "events are stored up to position {position}, but `{name}` reached only {reached} within {timeout:?}"
-    )]
-    Timeout {
-        /// The subscription waited for.
-        name: String,
-        /// The position waited for.
-        position: GlobalPosition,
-        /// How far it got.
-        reached: GlobalPosition,
-        /// The timeout.
-        timeout: Duration,
-    },
-    /// The subscription stopped on a failing event before the position.
-    #[error("events are stored up to position {position}, but `{name}` stopped at position {} on a failing event: {}", .failure.position, .failure.error)]
-    Failed {
-        /// The subscription waited for.
-        name: String,
-        /// The position waited for.
-        position: GlobalPosition,
-        /// Where and why it stopped.
-        failure: Failure,
-    },
-    /// No subscriber of that name runs on this read side.
-    #[error("no subscriber named `{name}` runs on this read side")]
-    Unknown {
-        /// The name asked for.
-        name: String,
-    },
-}
-
-impl ConsistencyError {
-    /// The name of the subscription that was waited for.
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Timeout { name, .. } | Self::Failed { name, .. } | Self::Unknown { name } => name,
         }
     }
 }
@@ -566,9 +490,9 @@ impl ReadSide {
 
     /// Waits until every [`Consistency::Strong`] subscription has handled
     /// every event up to `position`. This is what `Es::execute` calls after
-    /// appending. Called from inside a subscriber (a handler dispatching a
-    /// command), it returns at once: the calling subscription cannot move
-    /// until the handler returns, so waiting could only deadlock.
+    /// appending (except for commands a handler dispatches through its
+    /// [`HandlerCtx`](crate::HandlerCtx): the calling subscription cannot
+    /// move until the handler returns, so they do not wait).
     ///
     /// # Errors
     /// The first [`ConsistencyError`] met, naming the subscription.
@@ -577,9 +501,6 @@ impl ReadSide {
         position: GlobalPosition,
         timeout: Duration,
     ) -> Result<(), ConsistencyError> {
-        if IN_SUBSCRIPTION.try_with(|()| ()).is_ok() {
-            return Ok(());
-        }
         let deadline = crate::clock::deadline_from_now(timeout);
         for slot in self.slots.0.values().filter(|s| s.subscriber.consistency == Consistency::Strong) {
             self.wait_slot(slot, position, timeout, deadline).await?;

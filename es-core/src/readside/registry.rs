@@ -26,13 +26,14 @@
 //! let mut registry = Registry::from_inventory()?;
 //! assert!(registry.register("log", log()).is_err()); // duplicate name
 //! assert_eq!(registry.select(&Selection::group("ops"))?.len(), 1);
-//! # Ok::<(), es_core::readside::RegistryError>(())
+//! # Ok::<(), es_core::error::RegistryError>(())
 //! ```
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::subscriber::Subscriber;
+use crate::error::RegistryError;
 
 /// A link-time registration of one subscriber: what `#[event_handler]` and
 /// `#[projection]` submit through `inventory`.
@@ -63,38 +64,6 @@ impl Registration {
 }
 
 inventory::collect!(Registration);
-
-/// The registry refused a name, or a selection named something unknown.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistryError {
-    /// Two subscribers were registered under one name.
-    #[error("a subscriber named `{name}` is already registered")]
-    DuplicateName {
-        /// The repeated name.
-        name: String,
-    },
-    /// A name the registry does not accept.
-    #[error("subscriber name `{name}` is invalid: {reason}")]
-    InvalidName {
-        /// The name.
-        name: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// A selection named a subscriber that is not registered.
-    #[error("no subscriber named `{name}` is registered")]
-    UnknownName {
-        /// The unknown name.
-        name: String,
-    },
-    /// A selection named a group no subscriber belongs to.
-    #[error("no subscriber is registered in group `{group}`")]
-    UnknownGroup {
-        /// The unknown group.
-        group: String,
-    },
-}
 
 /// Which registered subscribers an application runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

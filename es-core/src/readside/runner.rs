@@ -26,22 +26,17 @@ use super::handler::{HandlerCtx, HandlerError, HandlerFuture, HandlerRoute, Repl
 
 use super::projection::{ProjectionRoute, ProjectionTx};
 use super::read_side::ReadSideConfig;
-use super::status::{Failure, SubscriptionState};
+use super::status::SubscriptionState;
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
+use crate::error::Failure;
 use crate::error::ProjectionError;
 use crate::runtime::es::Es;
 use crate::runtime::WeakEs;
 use crate::store::{Checkpoint, EventStore, Fence, ProjectionStore, UnitOfWork};
 use crate::store::{Lease, LeaseStore};
 use crate::version::GlobalPosition;
-
-tokio::task_local! {
-    /// Set while a subscriber's code runs, so that commands it dispatches do
-    /// not wait for strongly consistent subscribers (which could be itself).
-    pub(crate) static IN_SUBSCRIPTION: ();
-}
 
 /// What every subscription task of one read side shares.
 pub(crate) struct Shared {
@@ -678,7 +673,7 @@ impl<'a> Runner<'a> {
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
-                        let outcome = IN_SUBSCRIPTION.scope((), CatchPanic(route.call(event, &ctx))).await;
+                        let outcome = CatchPanic(route.call(event, &ctx)).await;
                         let Err(error) = outcome else { break };
                         if let Err(exit) = self.after_failure(event, attempt, error).await {
                             if matches!(exit, Exit::Failed(_)) {
@@ -722,7 +717,7 @@ impl<'a> Runner<'a> {
                 loop {
                     attempt += 1;
                     let mark = tx.mark();
-                    let outcome = IN_SUBSCRIPTION.scope((), CatchPanic(route.call(event, &mut tx))).await;
+                    let outcome = CatchPanic(route.call(event, &mut tx)).await;
                     let Err(error) = outcome else { break };
                     tx.rollback(mark);
                     if let Err(exit) = self.after_failure(event, attempt, error).await {

@@ -1,24 +1,8 @@
 //! What each subscription reports: state, position, lag.
 
 use super::subscriber::{Consistency, SubscriptionKind};
-use crate::version::{EventId, GlobalPosition};
-
-/// Where a subscription stopped because an event (or the commit of its
-/// batch) kept failing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The last error, with its chain of causes.
-    pub error: String,
-    /// The position of the event that failed (for a failed commit: the last
-    /// event of the batch).
-    pub position: GlobalPosition,
-    /// The failing event's id (`None` for a failed commit).
-    pub event_id: Option<EventId>,
-    /// The failing event's type name (`None` for a failed commit).
-    pub event_type: Option<String>,
-    /// How many times it was tried.
-    pub attempts: u32,
-}
+use crate::error::Failure;
+use crate::version::GlobalPosition;
 
 /// What a subscription is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]

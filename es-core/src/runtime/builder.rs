@@ -5,13 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::attached::Attached;
 use super::config::{AggregateConfig, CommandPath, EsConfig};
 use super::es::{Es, Shared};
 use super::registry;
 use super::stats::Stats;
 use crate::aggregate::Aggregate;
-use crate::readside::{ReadSideBuilder, ReadSideError};
+use crate::error::{BuildError, ReadSideError};
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
+
+/// Starts the read side an application runs with, once the `Es` exists.
+pub(crate) type AttachReadSide = Box<dyn FnOnce(&Es) -> Result<Box<dyn Attached>, ReadSideError> + Send>;
 
 /// Builds an [`Es`].
 #[derive(Default)]
@@ -22,34 +26,7 @@ pub struct EsBuilder {
     config: EsConfig,
     aggregates: HashMap<TypeId, AggregateConfig>,
     aggregate_names: HashMap<TypeId, &'static str>,
-    read_side: Option<ReadSideBuilder>,
-}
-
-/// Building an [`Es`] failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No event store was given.
-    #[error("no event store: call `EsBuilder::event_store` before `build`")]
-    MissingEventStore,
-    /// A snapshot interval of zero.
-    #[error("aggregate `{aggregate}`: snapshot interval must be at least 1")]
-    ZeroSnapshotInterval {
-        /// The aggregate type.
-        aggregate: &'static str,
-    },
-    /// `max_attempts` of zero.
-    #[error("max_attempts must be at least 1")]
-    ZeroAttempts,
-    /// `max_live_actors` of zero.
-    #[error("max_live_actors must be at least 1")]
-    ZeroLiveActors,
-    /// `mailbox_capacity` of zero.
-    #[error("mailbox_capacity must be at least 1")]
-    ZeroMailbox,
-    /// The read side could not be built or started.
-    #[error("the read side could not start")]
-    ReadSide(#[from] ReadSideError),
+    read_side: Option<AttachReadSide>,
 }
 
 impl EsBuilder {
@@ -111,14 +88,10 @@ impl EsBuilder {
         self
     }
 
-    /// Runs a read side (event handlers and projections) with this
-    /// application: it reads this application's event store, writes to its
-    /// projection store, and its handlers dispatch commands here. Strong
-    /// subscribers (`Consistency::Strong`) then run before
-    /// [`Es::execute`] returns.
-    #[must_use]
-    pub fn read_side(mut self, read_side: ReadSideBuilder) -> Self {
-        self.read_side = Some(read_side);
+    /// Runs a read side with this application (see
+    /// `EsBuilder::read_side`, defined with the read side).
+    pub(crate) fn attach_read_side(mut self, attach: AttachReadSide) -> Self {
+        self.read_side = Some(attach);
         self
     }
 
@@ -173,8 +146,8 @@ impl EsBuilder {
                 read_side: OnceLock::new(),
             }),
         };
-        if let Some(builder) = self.read_side {
-            let read_side = builder.owned_by(&es).start()?;
+        if let Some(attach) = self.read_side {
+            let read_side = attach(&es)?;
             // The cell was created empty just above and nothing else can
             // reach it yet, so this set cannot find it full.
             let _ = es.shared.read_side.set(read_side);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
+use super::attached::Attached;
 use super::builder::EsBuilder;
 use super::command::{self, CommandOutcome};
 use super::config::{AggregateConfig, EsConfig};
@@ -14,9 +15,8 @@ use super::rehydrate::{self, Loaded};
 use super::stats::{EsStats, Stats};
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
+use crate::error::ConsistencyError;
 use crate::error::{ExecuteError, LoadError};
-use crate::readside::read_side::ReadSide;
-use crate::readside::ConsistencyError;
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
 
@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// Set once, right after the `Es` is built, when the builder was given
     /// a read side (the read side needs the `Es` to dispatch commands).
-    pub(crate) read_side: OnceLock<ReadSide>,
+    pub(crate) read_side: OnceLock<Box<dyn Attached>>,
 }
 
 impl Shared {
@@ -45,7 +45,7 @@ impl Shared {
 /// Dropping the last handle stops the application as a crash would: actors
 /// stop, and the subscriptions of the read side it owns are aborted without
 /// releasing their leases (another node takes them over when they expire).
-/// A clone of that [`ReadSide`] kept elsewhere keeps it alive: its
+/// A clone of that [`ReadSide`](crate::ReadSide) kept elsewhere keeps it alive: its
 /// projections run on, its handlers (which need the application) stop.
 /// [`shutdown`](Es::shutdown) is the clean stop.
 #[derive(Clone)]
@@ -135,8 +135,8 @@ impl Es {
                     ConsistencyError::Timeout { .. } => {
                         ExecuteError::ConsistencyTimeout { position, waiting_for }
                     }
-                    other => {
-                        ExecuteError::ConsistencyFailed { position, waiting_for, reason: other.to_string() }
+                    cause => {
+                        ExecuteError::ConsistencyFailed { position, waiting_for, cause: Box::new(cause) }
                     }
                 });
             }
@@ -151,11 +151,6 @@ impl Es {
 
     pub(crate) fn downgrade(&self) -> WeakEs {
         WeakEs(Arc::downgrade(&self.shared))
-    }
-
-    /// The read side this application runs, if the builder was given one.
-    pub fn read_side(&self) -> Option<&ReadSide> {
-        self.shared.read_side.get()
     }
 
     /// Stops taking commands and stops every actor once it has handled the

@@ -13,7 +13,8 @@
 //! [`CommandOutcome`](crate::CommandOutcome) live at the crate root.
 
 mod actor;
-mod builder;
+pub(crate) mod attached;
+pub(crate) mod builder;
 pub(crate) mod command;
 mod config;
 pub(crate) mod es;
@@ -22,7 +23,7 @@ mod rehydrate;
 mod snapshot;
 mod stats;
 
-pub use builder::{BuildError, EsBuilder};
+pub use builder::EsBuilder;
 pub use config::{AggregateConfig, CommandPath};
 pub(crate) use es::WeakEs;
 pub use rehydrate::Loaded;

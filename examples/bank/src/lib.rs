@@ -22,7 +22,7 @@ mod transfer;
 use std::time::Duration;
 
 use es_core::error::ValidationError;
-use es_core::readside::{ConsistencyError, ReadSideError};
+use es_core::error::{ConsistencyError, ReadSideError};
 use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, ReadSide};
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,132 @@
+//! Errors of the read side: building and controlling it, its registry, and
+//! waiting for a subscription.
+
+use std::time::Duration;
+
+use super::StoreError;
+use crate::version::{EventId, GlobalPosition};
+
+/// Where a subscription stopped because an event (or the commit of its
+/// batch) kept failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The last error, with its chain of causes.
+    pub error: String,
+    /// The position of the event that failed (for a failed commit: the last
+    /// event of the batch).
+    pub position: GlobalPosition,
+    /// The failing event's id (`None` for a failed commit).
+    pub event_id: Option<EventId>,
+    /// The failing event's type name (`None` for a failed commit).
+    pub event_type: Option<String>,
+    /// How many times it was tried.
+    pub attempts: u32,
+}
+
+/// The registry refused a name, or a selection named something unknown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Two subscribers were registered under one name.
+    #[error("a subscriber named `{name}` is already registered")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A name the registry does not accept.
+    #[error("subscriber name `{name}` is invalid: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A selection named a subscriber that is not registered.
+    #[error("no subscriber named `{name}` is registered")]
+    UnknownName {
+        /// The unknown name.
+        name: String,
+    },
+    /// A selection named a group no subscriber belongs to.
+    #[error("no subscriber is registered in group `{group}`")]
+    UnknownGroup {
+        /// The unknown group.
+        group: String,
+    },
+}
+
+/// Building or controlling a read side failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadSideError {
+    /// No event store was given.
+    #[error("no event store: call `ReadSideBuilder::event_store` (or `es`) before `build`")]
+    MissingEventStore,
+    /// No projection store was given (checkpoints live there).
+    #[error("no projection store: call `ReadSideBuilder::projection_store` before `build`")]
+    MissingProjectionStore,
+    /// The registry refused a name or the selection.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A setting is out of range.
+    #[error("invalid read side setting: {0}")]
+    InvalidConfig(String),
+    /// No subscriber of that name runs on this read side.
+    #[error("no subscriber named `{name}` runs on this read side")]
+    UnknownSubscription {
+        /// The name asked for.
+        name: String,
+    },
+    /// Subscriptions can only start inside a tokio runtime.
+    #[error("the read side must be started from within a tokio runtime")]
+    NoRuntime,
+    /// Reading the head of the event store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A wait for a subscription to reach a position did not succeed. The
+/// events are stored either way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsistencyError {
+    /// The subscription did not reach the position in time.
+    #[error(
+        "events are stored up to position {position}, but `{name}` reached only {reached} within {timeout:?}"
+    )]
+    Timeout {
+        /// The subscription waited for.
+        name: String,
+        /// The position waited for.
+        position: GlobalPosition,
+        /// How far it got.
+        reached: GlobalPosition,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The subscription stopped on a failing event before the position.
+    #[error("events are stored up to position {position}, but `{name}` stopped at position {} on a failing event: {}", .failure.position, .failure.error)]
+    Failed {
+        /// The subscription waited for.
+        name: String,
+        /// The position waited for.
+        position: GlobalPosition,
+        /// Where and why it stopped.
+        failure: Failure,
+    },
+    /// No subscriber of that name runs on this read side.
+    #[error("no subscriber named `{name}` runs on this read side")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+    },
+}
+
+impl ConsistencyError {
+    /// The name of the subscription that was waited for.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Timeout { name, .. } | Self::Failed { name, .. } | Self::Unknown { name } => name,
+        }
+    }
+}
