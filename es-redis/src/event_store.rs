@@ -346,10 +346,14 @@ impl EventStore for RedisEventStore {
         for id in ids {
             lookup.arg(id.to_string());
         }
-        let positions: Vec<Option<u64>> = lookup.query_async(&mut self.conn()).await.map_err(store_backend)?;
+        let positions: Vec<Option<u64>> =
+            lookup.query_async(&mut self.conn()).await.map_err(store_backend)?;
         let mut pipe = redis::pipe();
         for position in positions.iter().flatten() {
-            pipe.cmd("XRANGE").arg(&self.inner.events).arg(format!("{position}-0")).arg(format!("{position}-0"));
+            pipe.cmd("XRANGE")
+                .arg(&self.inner.events)
+                .arg(format!("{position}-0"))
+                .arg(format!("{position}-0"));
         }
         let replies: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(store_backend)?;
         let mut events = Vec::with_capacity(replies.len());

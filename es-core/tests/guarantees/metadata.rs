@@ -31,7 +31,10 @@ async fn metadata_given_to_execute_with_is_recorded_on_the_events() {
     assert_eq!(stored[0].event_id, opened.committed[0].event_id);
     assert_eq!(stored[0].event_id.as_uuid().get_version_num(), 7, "event ids are UUID v7");
     let command = Some(stored[1].metadata.causation_id.expect("a causation id"));
-    assert_eq!(stored[1].metadata.correlation_id, command, "plain execute: the command id is cause and correlation");
+    assert_eq!(
+        stored[1].metadata.correlation_id, command,
+        "plain execute: the command id is cause and correlation"
+    );
     assert!(stored[1].metadata.fields.is_empty());
 }
 

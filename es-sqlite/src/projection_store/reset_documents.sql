@@ -1,0 +1,2 @@
+-- Deletes every document of projection ?1 (for a rebuild).
+DELETE FROM es_documents WHERE projection = ?1

@@ -1,0 +1,14 @@
+//! The es-core store conformance suite on SQLite, each case in its own
+//! temporary database file, so cases run in parallel.
+
+mod common;
+
+es_core::event_store_conformance!(common::fresh_event_store());
+
+es_core::snapshot_store_conformance!(common::fresh_event_store());
+
+mod projection {
+    use super::common;
+
+    es_core::projection_store_conformance!(common::fresh_projection_store());
+}
