@@ -1,16 +1,22 @@
 //! The store conformance suite: the behaviour every storage adapter must show.
 //!
 //! The runtime, the read side and users' code rely on the ports in
-//! [`EventStore`](crate::store::EventStore), [`SnapshotStore`](crate::store::SnapshotStore)
-//! and [`ProjectionStore`](crate::store::ProjectionStore) behaving exactly as their
+//! [`EventStore`](crate::store::EventStore), [`SnapshotStore`](crate::store::SnapshotStore),
+//! [`ProjectionStore`](crate::store::ProjectionStore) and
+//! [`LeaseStore`](crate::store::LeaseStore) behaving exactly as their
 //! docs say, whichever adapter sits behind them. This module holds one public
-//! async fn per rule (a *case*), grouped in three families:
+//! async fn per rule (a *case*), grouped in four families:
 //!
 //! - [`event_store`]: expected versions, atomic and idempotent appends,
-//!   duplicate ids, reading streams and the global stream, envelope round
-//!   trips, concurrent writers and waking waiters;
+//!   duplicate ids, what a store keeps (limits, NUL characters), reading
+//!   streams and the global stream, envelope round trips, concurrent
+//!   writers, waking waiters, and a poison row in the global stream (a
+//!   case of its own, stamped by [`poison_row_conformance!`](crate::poison_row_conformance), since the
+//!   adapter must plant the row);
 //! - [`snapshot_store`]: loading and replacing snapshots;
-//! - [`projection_store`]: documents, queries, checkpoints and units of work.
+//! - [`projection_store`]: documents, queries, checkpoints and units of work;
+//! - [`lease_store`]: acquiring, renewing, expiring and releasing leases,
+//!   their tokens, and fenced commits refused after a takeover.
 //!
 //! Every case takes a **fresh, empty** store and panics with a message that
 //! names the rule when the store breaks it. The suite assumes nothing an
@@ -41,6 +47,7 @@
 //! es_core::event_store_conformance!(async { es_memory::InMemoryEventStore::new() });
 //! es_core::snapshot_store_conformance!(async { es_memory::InMemoryEventStore::new() });
 //! es_core::projection_store_conformance!(async { es_memory::InMemoryProjectionStore::new() });
+//! es_core::lease_store_conformance!(async { es_memory::InMemoryLeaseStore::new() });
 //! # }
 //! # es_core::conformance::run_case(async {
 //! #     es_core::conformance::event_store::versions_are_one_based_and_gap_free(
@@ -68,20 +75,29 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod event_store;
+pub mod lease_store;
 pub mod nodes;
 pub mod projection_store;
 pub mod snapshot_store;
 
 use std::future::Future;
+use std::time::Duration;
 
-/// Runs one case to completion on a fresh multi-threaded tokio runtime.
+/// The longest one case may run. Every wait inside a case has its own,
+/// shorter bound; this one catches a store call that never returns (a
+/// deadlock, a lost wake-up in the store itself), so that a broken store
+/// fails the case instead of hanging the test run.
+pub const CASE_LIMIT: Duration = Duration::from_secs(180);
+
+/// Runs one case to completion on a fresh multi-threaded tokio runtime,
+/// within [`CASE_LIMIT`].
 ///
 /// Used by the macros of this module; not meant to be called otherwise, but
 /// harmless if it is.
 ///
 /// # Panics
-/// If the runtime cannot be built, or the case panics (the case's panic is
-/// propagated unchanged).
+/// If the runtime cannot be built, the case panics (the case's panic is
+/// propagated unchanged) or it runs longer than [`CASE_LIMIT`].
 #[doc(hidden)]
 pub fn run_case<F: Future<Output = ()>>(case: F) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -89,7 +105,11 @@ pub fn run_case<F: Future<Output = ()>>(case: F) {
         .enable_all()
         .build()
         .expect("conformance: building the tokio runtime for a case failed");
-    runtime.block_on(case);
+    runtime.block_on(async {
+        if tokio::time::timeout(CASE_LIMIT, case).await.is_err() {
+            panic!("conformance: the case did not finish within {CASE_LIMIT:?}; a store call never returned");
+        }
+    });
 }
 
 /// Awaits a spawned task, re-raising its panic so the case fails with the
@@ -121,6 +141,8 @@ macro_rules! event_store_conformance {
             append_is_all_or_nothing,
             exact_retry_returns_original_outcome,
             exact_retry_after_stream_moved_on_returns_original_outcome,
+            exact_retry_with_other_content_is_a_duplicate,
+            exact_zero_appends_to_a_missing_stream_only,
             reused_event_id_is_rejected,
             duplicate_id_in_one_batch_is_rejected,
             versions_are_one_based_and_gap_free,
@@ -128,6 +150,11 @@ macro_rules! event_store_conformance {
             read_stream_backward_with_limit,
             reading_missing_stream_is_empty,
             nul_characters_are_refused_alike,
+            stream_id_length_is_limited_alike,
+            type_name_length_is_limited_alike,
+            payload_and_metadata_size_is_limited_alike,
+            json_nesting_is_limited_alike,
+            batch_size_is_limited_alike,
             read_replay_matches_read_stream,
             read_all_pages_after_position,
             head_position_is_last_position_read,
@@ -202,6 +229,84 @@ macro_rules! nodes_conformance {
             a_command_id_executed_again_returns_its_original_outcome,
             events_are_caused_by_their_command,
         );
+    };
+}
+
+/// Stamps one `#[test]` per case of [`conformance::lease_store`](crate::conformance::lease_store)
+/// (all but the fencing case, which
+/// [`lease_fencing_conformance!`](crate::lease_fencing_conformance) stamps).
+///
+/// The argument is an expression evaluating to a future that yields a fresh
+/// store implementing [`LeaseStore`](crate::store::LeaseStore) + `Clone`
+/// (clones must share their leases) that holds no lease yet.
+///
+/// ```
+/// # mod stamped {
+/// es_core::lease_store_conformance!(async { es_memory::InMemoryLeaseStore::new() });
+/// # }
+/// ```
+#[macro_export]
+macro_rules! lease_store_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(lease_store, $make;
+            lease_acquire_a_free_name,
+            lease_is_exclusive_while_held,
+            lease_reacquire_by_its_owner_keeps_the_token_and_extends,
+            lease_renew_extends_a_held_lease,
+            lease_expires_unless_renewed,
+            lease_expired_is_lost_even_without_takeover,
+            lease_release_frees_at_once_and_is_idempotent,
+            lease_tokens_strictly_increase_per_name,
+            lease_concurrent_acquires_grant_one_holder,
+        );
+    };
+}
+
+/// Stamps the fencing case of [`conformance::lease_store`](crate::conformance::lease_store):
+/// a projection store refuses a commit fenced with a lease that was released
+/// or taken over.
+///
+/// The argument is an expression evaluating to a future that yields a pair
+/// `(lease store, projection store)`, fresh, that share one database, so
+/// that the projection store can check a fence against the lease store's
+/// leases. Adapters whose projection store ignores fences (the in-memory
+/// one, by design) do not stamp it.
+#[macro_export]
+macro_rules! lease_fencing_conformance {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_cases!(lease_store, $make;
+            fenced_commit_is_refused_after_takeover,
+        );
+    };
+}
+
+/// Stamps the poison-row case of [`conformance::event_store`](crate::conformance::event_store):
+/// [`poison_row_stops_read_all_at_the_row`](crate::conformance::event_store::poison_row_stops_read_all_at_the_row).
+///
+/// The first argument is as for [`event_store_conformance!`]; the second is
+/// a function (or closure) `(store, stream) -> impl Future<Output = GlobalPosition>`
+/// that stores, behind the store's back and after everything stored so
+/// far, a row of `stream` that no envelope can be made of, and returns its
+/// position. An adapter backed by a database inserts one by hand (such as a
+/// row with stream version 0); the in-memory store has a hidden test hook.
+///
+/// ```
+/// # mod stamped {
+/// es_core::poison_row_conformance!(async { es_memory::InMemoryEventStore::new() }, |store: es_memory::InMemoryEventStore, stream| async move {
+///     store.plant_corrupt_row(&stream).expect("planting a corrupt row")
+/// });
+/// # }
+/// ```
+#[macro_export]
+macro_rules! poison_row_conformance {
+    ($make:expr, $plant:expr $(,)?) => {
+        #[test]
+        fn poison_row_stops_read_all_at_the_row() {
+            $crate::conformance::run_case(async {
+                let store = ($make).await;
+                $crate::conformance::event_store::poison_row_stops_read_all_at_the_row(store, $plant).await;
+            });
+        }
     };
 }
 

@@ -6,87 +6,31 @@
 //! | error | may anything be stored? |
 //! |---|---|
 //! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::Shutdown`] | no (for a command id that ran before, the original events stay stored) |
-//! | [`ExecuteError::Append`] | no, unless its [`AppendError`] says the outcome is unknown |
+//! | [`ExecuteError::Append`] | no (an append whose outcome is unknown is reported as [`ExecuteError::OutcomeUnknown`]) |
 //! | [`ExecuteError::Panicked`] | only if `appended` is true |
 //! | [`ExecuteError::OutcomeUnknown`] | unknown: execute it again with the same command id to find out |
 //! | [`ExecuteError::Timeout`] | no: it was cancelled before its append |
 //! | [`ExecuteError::ConsistencyTimeout`], [`ExecuteError::ConsistencyFailed`] | yes: the events are stored |
 //! | [`AppendError`] (`WrongExpectedVersion`, `DuplicateEventId`, `DuplicateInBatch`, `Unstorable`, `Backend`) | no |
+//! | [`AppendError::OutcomeUnknown`] | unknown: the events may or may not be stored; retrying the same events (same ids) is safe |
 //! | [`ProjectionError`] from a commit | no |
 //! | [`StoreError`], [`LoadError`], [`DecodeError`] (reads) | nothing is written by a read |
 
+mod append;
 mod build;
 mod readside;
 
 use std::error::Error as StdError;
 use std::fmt;
 
-use crate::version::{CommandId, EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+use crate::version::{CommandId, GlobalPosition, StreamId, StreamVersion};
 
+pub use append::{AppendError, Field, Unstorable};
 pub use build::BuildError;
 pub use readside::{ConsistencyError, Failure, ReadSideError, RegistryError};
 
 /// A boxed backend error, carried as a `#[source]`.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
-/// An append failed; nothing of the batch was written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AppendError {
-    /// The stream was not at the version the append expected.
-    #[error("stream `{stream}` is at {}, expected {expected}", describe_version(*.actual))]
-    WrongExpectedVersion {
-        /// The stream appended to.
-        stream: StreamId,
-        /// What the append expected.
-        expected: ExpectedVersion,
-        /// The stream's actual version (`None`: no stream).
-        actual: Option<StreamVersion>,
-    },
-    /// An event id in the batch is already stored, and this is not an exact
-    /// retry of the append that stored it.
-    #[error("event {event_id} was already appended (stream `{stream}`)")]
-    DuplicateEventId {
-        /// The reused id.
-        event_id: EventId,
-        /// The stream the rejected append targeted.
-        stream: StreamId,
-    },
-    /// The same event id appears twice in one batch.
-    #[error("event {event_id} appears more than once in one append to stream `{stream}`")]
-    DuplicateInBatch {
-        /// The repeated id.
-        event_id: EventId,
-        /// The stream appended to.
-        stream: StreamId,
-    },
-    /// The batch holds something no store can keep: a NUL character in the
-    /// stream id, a type name, the payload or the metadata (Postgres stores
-    /// none in text or JSONB, so every adapter refuses it alike).
-    #[error("cannot append to stream {stream:?}: {reason}")]
-    Unstorable {
-        /// The stream appended to.
-        stream: StreamId,
-        /// What cannot be stored, and where.
-        reason: String,
-    },
-    /// The storage backend failed.
-    #[error("event store backend failed while appending to stream `{stream}`")]
-    Backend {
-        /// The stream appended to.
-        stream: StreamId,
-        /// The backend's error.
-        #[source]
-        source: BoxError,
-    },
-}
-
-fn describe_version(version: Option<StreamVersion>) -> String {
-    match version {
-        None => "no stream".to_owned(),
-        Some(v) => format!("version {v}"),
-    }
-}
 
 /// The lease store failed.
 #[derive(Debug, thiserror::Error)]
@@ -378,14 +322,6 @@ pub enum Unknown {
     /// The caller's deadline passed while the append was in flight.
     #[error("the deadline passed during its append")]
     Deadline,
-}
-
-impl AppendError {
-    /// Whether the events may have been stored despite this error (the
-    /// store could not tell). Every other append error stored nothing.
-    pub fn outcome_unknown(&self) -> bool {
-        false
-    }
 }
 
 /// Working with the projection store failed.

@@ -1,6 +1,6 @@
 //! The in-memory event store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// Every event in global order; `log[i]` has position `i + 1`.
-    log: Vec<Arc<RecordedEvent>>,
+    /// Every row in global order; `log[i]` has position `i + 1`.
+    log: Vec<Row>,
     /// Indexes into `log`, per stream, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
     /// Where each event id landed: its index in `log`.
@@ -52,6 +52,23 @@ impl std::fmt::Debug for InMemoryEventStore {
     }
 }
 
+/// One row of the log: an event, or (planted by a test through
+/// [`InMemoryEventStore::plant_corrupt_row`]) a row no envelope can be made
+/// of, as a hand-edited database row would be.
+enum Row {
+    Event(Arc<RecordedEvent>),
+    Corrupt { stream: StreamId },
+}
+
+impl Row {
+    fn event(&self) -> Option<&RecordedEvent> {
+        match self {
+            Self::Event(event) => Some(event),
+            Self::Corrupt { .. } => None,
+        }
+    }
+}
+
 fn poisoned() -> StoreError {
     StoreError::Backend("in-memory event store lock poisoned by a panic in another task".into())
 }
@@ -67,7 +84,7 @@ impl InMemoryEventStore {
         self.inner.state.lock().map_err(|_| poisoned())
     }
 
-    /// How many events the store holds.
+    /// How many events the store holds (with any corrupt row a test planted).
     pub fn len(&self) -> usize {
         self.lock().map(|s| s.log.len()).unwrap_or(0)
     }
@@ -75,6 +92,23 @@ impl InMemoryEventStore {
     /// Whether the store holds no events.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Stores, after everything stored so far, a row of `stream` that no
+    /// envelope can be made of (its stream version is 0), as an operator's
+    /// hand edit of a database could; returns its global position. The row
+    /// belongs to no stream's index (stream reads do not see it), but
+    /// [`read_all`](EventStore::read_all) stops at it as at any corrupt row.
+    ///
+    /// For the conformance suite's poison-row case: not part of the public
+    /// API, and never needed by applications.
+    #[doc(hidden)]
+    pub fn plant_corrupt_row(&self, stream: &StreamId) -> Result<GlobalPosition, StoreError> {
+        let mut state = self.lock()?;
+        state.log.push(Row::Corrupt { stream: stream.clone() });
+        let head = GlobalPosition(state.log.len() as u64);
+        self.inner.head.send_replace(head);
+        Ok(head)
     }
 }
 
@@ -89,7 +123,19 @@ impl State {
         // Version v sits at indexes[v - 1].
         let start = usize::try_from(from.get().saturating_sub(1)).unwrap_or(usize::MAX);
         let indexes = self.streams.get(stream).map_or(&[][..], Vec::as_slice);
-        indexes.iter().skip(start).take(limit).map(|&i| &*self.log[i])
+        indexes.iter().skip(start).take(limit).filter_map(|&i| self.log[i].event())
+    }
+
+    /// The event at `index` of the log. Stream and id indexes only point at
+    /// events, never at corrupt rows.
+    fn event_at(&self, index: usize) -> Option<&RecordedEvent> {
+        self.log.get(index).and_then(Row::event)
+    }
+
+    /// The version of the last event of `stream`.
+    fn version_of(&self, stream: &StreamId) -> Option<StreamVersion> {
+        let last = *self.streams.get(stream)?.last()?;
+        self.event_at(last).map(|e| e.stream_version)
     }
 
     /// The placement of an exact retry of `events` (`Ok(None)`: none of
@@ -101,7 +147,7 @@ impl State {
         events: &[NewEvent],
     ) -> Result<Option<Vec<Committed>>, AppendError> {
         let stored: Vec<&RecordedEvent> =
-            events.iter().filter_map(|e| self.ids.get(&e.event_id).map(|&i| &*self.log[i])).collect();
+            events.iter().filter_map(|e| self.ids.get(&e.event_id).and_then(|&i| self.event_at(i))).collect();
         if stored.is_empty() {
             return Ok(None);
         }
@@ -119,21 +165,15 @@ impl EventStore for InMemoryEventStore {
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
         es_core::store::check_storable(stream, &events)?;
-        for (i, event) in events.iter().enumerate() {
-            if events[..i].iter().any(|e| e.event_id == event.event_id) {
-                return Err(AppendError::DuplicateInBatch {
-                    event_id: event.event_id,
-                    stream: stream.clone(),
-                });
-            }
+        let mut seen = HashSet::with_capacity(events.len());
+        if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
+            return Err(AppendError::DuplicateInBatch { event_id: twice.event_id, stream: stream.clone() });
         }
         let mut state = self.lock().map_err(backend)?;
         if let Some(committed) = state.check_ids(stream, expected, &events)? {
-            let stream_version =
-                state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version);
-            return Ok(AppendOutcome { stream_version, committed });
+            return Ok(AppendOutcome { stream_version: state.version_of(stream), committed });
         }
-        let current = state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version);
+        let current = state.version_of(stream);
         if !expected.accepts(current) {
             return Err(AppendError::WrongExpectedVersion {
                 stream: stream.clone(),
@@ -171,7 +211,7 @@ impl EventStore for InMemoryEventStore {
             });
             state.ids.insert(recorded.event_id, index);
             indexes.push(index);
-            state.log.push(Arc::new(recorded));
+            state.log.push(Row::Event(Arc::new(recorded)));
         }
         let head = GlobalPosition(state.log.len() as u64);
         self.inner.head.send_replace(head);
@@ -192,7 +232,13 @@ impl EventStore for InMemoryEventStore {
                 let indexes = state.streams.get(stream).map_or(&[][..], Vec::as_slice);
                 // Version v sits at indexes[v - 1]; from 0 there is nothing.
                 let end = usize::try_from(from.get()).unwrap_or(usize::MAX).min(indexes.len());
-                Ok(indexes[..end].iter().rev().take(limit).map(|&i| (*state.log[i]).clone()).collect())
+                Ok(indexes[..end]
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .filter_map(|&i| state.event_at(i))
+                    .cloned()
+                    .collect())
             }
         }
     }
@@ -210,17 +256,39 @@ impl EventStore for InMemoryEventStore {
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock()?;
         let start = usize::try_from(after.get()).unwrap_or(usize::MAX);
-        Ok(state.log.iter().skip(start).take(limit).map(|e| (**e).clone()).collect())
+        let mut events = Vec::new();
+        for (index, row) in state.log.iter().enumerate().skip(start).take(limit) {
+            match row {
+                Row::Event(event) => events.push((**event).clone()),
+                // A corrupt row ends the page: the events before it are
+                // returned, and the read that starts at it fails.
+                Row::Corrupt { stream } if events.is_empty() => {
+                    let position = GlobalPosition(index as u64 + 1);
+                    return Err(StoreError::Corrupt {
+                        location: format!("stream `{stream}` version 0 (global position {position})"),
+                        position: Some(position),
+                        detail: "stream version 0 is not positive".to_owned(),
+                    });
+                }
+                Row::Corrupt { .. } => break,
+            }
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
         let state = self.lock()?;
-        Ok(state.streams.get(stream).and_then(|s| s.last()).map(|&i| state.log[i].stream_version))
+        Ok(state.version_of(stream))
     }
 
     async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock()?;
-        Ok(ids.iter().filter_map(|id| state.ids.get(id)).map(|&i| (*state.log[i]).clone()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.ids.get(id))
+            .filter_map(|&i| state.log[i].event())
+            .cloned()
+            .collect())
     }
 
     async fn streams(
@@ -239,10 +307,7 @@ impl EventStore for InMemoryEventStore {
         Ok(names
             .into_iter()
             .take(limit)
-            .filter_map(|name| {
-                let last = state.streams.get(name)?.last()?;
-                Some(StreamSummary::new(name.clone(), state.log[*last].stream_version))
-            })
+            .filter_map(|name| Some(StreamSummary::new(name.clone(), state.version_of(name)?)))
             .collect())
     }
 

@@ -92,6 +92,19 @@
 //! [`PgEventStore::append_in_tx`] does notify in its statement, since the
 //! store cannot see the caller's commit.
 //!
+//! # When the connection fails
+//!
+//! An append through the pool is one statement in its own transaction, so
+//! once it was sent only the server's reply says whether it committed. A
+//! connection that could not be had, or a statement the server refused, is
+//! [`AppendError::Backend`](es_core::error::AppendError::Backend): nothing
+//! was written. A connection lost while the statement (and with it its
+//! commit) was in flight is
+//! [`AppendError::OutcomeUnknown`](es_core::error::AppendError::OutcomeUnknown):
+//! the events may or may not be stored, and appending the same events again
+//! (same ids) is safe, since a committed first attempt makes it an exact
+//! retry. `event_store/outcome.rs` lists the rule per driver error.
+//!
 //! # Several nodes
 //!
 //! A [`PgLeaseStore`] gives a read side on each node leases from one table,

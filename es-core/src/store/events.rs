@@ -27,14 +27,26 @@ pub enum Direction {
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream matches `expected`.
     ///
-    /// An exact retry (same event ids, same stream, same expectation, after
-    /// the first attempt committed) succeeds and returns the original
-    /// versions and positions.
+    /// An exact retry (same event ids with the same content, same stream,
+    /// and an expectation that admitted the original placement, as after a
+    /// lost reply) succeeds, stores nothing and returns the original
+    /// versions and positions; any other reuse of a stored id is
+    /// [`AppendError::DuplicateEventId`]. Adapters decide this with
+    /// [`classify_stored`](crate::store::classify_stored), so all agree.
+    ///
+    /// [`ExpectedVersion::Exact`] with version 0 means "no stream yet", like
+    /// [`ExpectedVersion::NoStream`]: a stream version is never 0.
     ///
     /// # Errors
     /// [`AppendError::WrongExpectedVersion`] if the stream does not match
     /// `expected`; [`AppendError::DuplicateEventId`] if an event id is
-    /// already stored otherwise; [`AppendError::Backend`] if storage fails.
+    /// already stored otherwise; [`AppendError::Unstorable`] if the batch
+    /// breaks a limit of [`check_storable`](crate::store::check_storable);
+    /// [`AppendError::Backend`] if storage fails before anything could be
+    /// written; [`AppendError::OutcomeUnknown`] if the store cannot tell
+    /// whether the batch was stored (a connection lost while its commit was
+    /// in flight): retrying the same events is then safe. Only this last
+    /// error may leave anything stored.
     async fn append(
         &self,
         stream: &StreamId,
@@ -82,8 +94,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// Never returns an event while an event with a lower position may still
     /// commit: readers see a gap-free order.
     ///
+    /// A stored row that cannot be turned into an envelope (a poison row,
+    /// such as one edited by hand) ends the page: the events before it are
+    /// returned; a read that starts at it (`after` is the position before
+    /// it) fails with [`StoreError::Corrupt`] carrying its `position`; a read
+    /// after its position goes on with the events after it. So a reader
+    /// gets everything before the row, then a typed error naming it, and can
+    /// skip it deliberately.
+    ///
     /// # Errors
-    /// [`StoreError`] if storage fails or a row is corrupt.
+    /// [`StoreError::Corrupt`] if the first row after `after` is corrupt;
+    /// [`StoreError::Backend`] if storage fails.
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The version of the stream's last event, or `None` if it has none.

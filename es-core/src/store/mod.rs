@@ -27,7 +27,10 @@ mod snapshots;
 pub use containment::json_contains;
 pub use events::{Direction, EventStore, ReadBlocker, StreamSummary};
 pub use leases::{Lease, LeaseStore};
-pub use limits::check_storable;
+pub use limits::{
+    check_storable, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_JSON_DEPTH, MAX_METADATA_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_STREAM_ID_BYTES, MAX_TYPE_NAME_BYTES,
+};
 pub use projections::{Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork};
 pub use retry::classify_stored;
 pub use snapshots::SnapshotStore;

@@ -15,10 +15,11 @@
 //! [`classify_stored`]; it never decides this itself, so every adapter agrees.
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 
 use crate::envelope::{Committed, NewEvent, RecordedEvent};
 use crate::error::AppendError;
-use crate::version::{ExpectedVersion, StreamId, StreamVersion};
+use crate::version::{EventId, ExpectedVersion, StreamId, StreamVersion};
 
 /// Classifies an append some of whose event ids are stored.
 ///
@@ -50,8 +51,9 @@ pub fn classify_stored<R: Borrow<RecordedEvent>>(
     batch: &[NewEvent],
     stored: &[R],
 ) -> Result<Option<Vec<Committed>>, AppendError> {
-    let find = |event: &NewEvent| stored.iter().map(Borrow::borrow).find(|s| s.event_id == event.event_id);
-    let found: Vec<Option<&RecordedEvent>> = batch.iter().map(find).collect();
+    let by_id: HashMap<EventId, &RecordedEvent> =
+        stored.iter().map(Borrow::borrow).map(|s| (s.event_id, s)).collect();
+    let found: Vec<Option<&RecordedEvent>> = batch.iter().map(|e| by_id.get(&e.event_id).copied()).collect();
     let Some(first_stored) = batch.iter().zip(&found).find_map(|(e, f)| f.map(|_| e.event_id)) else {
         return Ok(None);
     };

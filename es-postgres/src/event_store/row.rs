@@ -128,31 +128,67 @@ fn payload(row: &PgRow, index: usize, location: &dyn Fn() -> String) -> Result<P
     Payload::from_json(text).map_err(|e| corrupt(format!("column {index} is not JSON: {e}")))
 }
 
-/// Decodes a row of `select_events.sql` whose event columns start at
-/// position `first` (columns are read by position: this is the hot path of
-/// every load). A read of one `stream` passes it and leaves the column out.
+/// The event columns every event read selects, in this order, from the
+/// column `first` on (see `read_forward.sql`); a read that spans streams
+/// adds the stream's name after them.
+const POSITION: usize = 0;
+const EVENT_ID: usize = 1;
+const VERSION: usize = 2;
+const AGGREGATE_TYPE: usize = 3;
+const EVENT_TYPE: usize = 4;
+const SCHEMA_VERSION: usize = 5;
+const PAYLOAD: usize = 6;
+const METADATA: usize = 7;
+const RECORDED_AT: usize = 8;
+const STREAM: usize = 9;
+
+/// Decodes an event row whose columns start at position `first` (columns
+/// are read by position: this is the hot path of every load). A read of one
+/// `stream` passes it, and its rows leave the name out; a read across
+/// streams passes `None`, and its rows carry the name last.
+///
+/// A row that does not fit an envelope is [`StoreError::Corrupt`] naming its
+/// stream, version and global position, with the position also in
+/// `position` (so a reader of the global stream can stop there, or go on
+/// after it).
 pub(crate) fn recorded_event(
     row: &PgRow,
     first: usize,
     stream: Option<&StreamId>,
 ) -> Result<RecordedEvent, StoreError> {
-    let raw_position: i64 = column(row, first, &|| "an event row".to_owned())?;
+    let raw_position: i64 = column(row, first + POSITION, &|| "an event row".to_owned())?;
+    decode_event(row, first, stream, raw_position).map_err(|error| match error {
+        StoreError::Corrupt { location, detail, position: None } => StoreError::Corrupt {
+            location,
+            detail,
+            position: u64::try_from(raw_position).ok().filter(|p| *p > 0).map(GlobalPosition),
+        },
+        other => other,
+    })
+}
+
+fn decode_event(
+    row: &PgRow,
+    first: usize,
+    stream: Option<&StreamId>,
+    raw_position: i64,
+) -> Result<RecordedEvent, StoreError> {
     let at_position = || format!("global position {raw_position}");
     let stream = match stream {
         Some(stream) => stream.clone(),
-        None => StreamId::new(column::<String, _>(row, first + 2, &at_position)?),
+        None => StreamId::new(column::<String, _>(row, first + STREAM, &at_position)?),
     };
-    let raw_version: i64 = column(row, first + 3, &at_position)?;
+    let raw_version: i64 = column(row, first + VERSION, &at_position)?;
     let location = || format!("stream `{stream}` version {raw_version} (global position {raw_position})");
     let stream_version = StreamVersion(positive(raw_version, "stream version", &location)?);
     let global_position = GlobalPosition(positive(raw_position, "global position", &location)?);
-    let event_id: Uuid = column(row, first + 1, &location)?;
-    let aggregate_type: String = column(row, first + 4, &location)?;
-    let event_type: String = column(row, first + 5, &location)?;
-    let schema_version = schema_version(column(row, first + 6, &location)?, &location)?;
-    let payload = payload(row, first + 7, &location)?;
-    let metadata = metadata(row, first + 8, &location)?;
-    let recorded_at = timestamp(row, first + 9, &location)?;
+    let event_id: Uuid = column(row, first + EVENT_ID, &location)?;
+    let aggregate_type: String = column(row, first + AGGREGATE_TYPE, &location)?;
+    let event_type: String = column(row, first + EVENT_TYPE, &location)?;
+    let schema_version = schema_version(column(row, first + SCHEMA_VERSION, &location)?, &location)?;
+    let payload = payload(row, first + PAYLOAD, &location)?;
+    let metadata = metadata(row, first + METADATA, &location)?;
+    let recorded_at = timestamp(row, first + RECORDED_AT, &location)?;
     Ok(RecordedEvent {
         event_id: EventId(event_id),
         stream_id: stream,

@@ -19,9 +19,41 @@
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
+use es_core::GlobalPosition;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, watch, Mutex};
+
+use super::PgEventStore;
+
+impl PgEventStore {
+    /// [`EventStore::wait_for_events`](es_core::store::EventStore::wait_for_events):
+    /// until a notification arrives or the head is already past `after`,
+    /// and never past `max_wait`.
+    pub(super) async fn wait_for_wakeup(&self, after: GlobalPosition, max_wait: Duration) {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        // Every step is bounded by the deadline: connecting the listener or
+        // reading the head can wait on a busy pool or an unreachable server,
+        // and subscriptions renew their lease between waits.
+        let wait = async {
+            let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
+            else {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            };
+            counter.borrow_and_update();
+            // Something may have committed before we subscribed.
+            if self.visible_head().await.is_ok_and(|head| head > after) {
+                return;
+            }
+            if counter.changed().await.is_err() {
+                // The listener stopped: poll.
+                tokio::time::sleep_until(deadline).await;
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+}
 
 /// The least time between two `NOTIFY`s of one store.
 const COALESCE: Duration = Duration::from_millis(2);

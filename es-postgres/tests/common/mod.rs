@@ -7,7 +7,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
+use es_core::{GlobalPosition, StreamId};
+use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -76,6 +77,40 @@ pub(crate) async fn fresh_projection_store() -> PgProjectionStore {
     let pool = pool(3).await;
     let schema = fresh_schema(&pool).await;
     PgProjectionStore::with_schema(pool, schema)
+}
+
+pub(crate) async fn fresh_lease_store() -> PgLeaseStore {
+    let pool = pool(3).await;
+    let schema = fresh_schema(&pool).await;
+    PgLeaseStore::with_schema(pool, schema)
+}
+
+/// A lease store and a projection store in one fresh schema: the projection
+/// store checks fences against the lease store's leases.
+pub(crate) async fn fresh_leases_and_projections() -> (PgLeaseStore, PgProjectionStore) {
+    let pool = pool(3).await;
+    let schema = fresh_schema(&pool).await;
+    (PgLeaseStore::with_schema(pool.clone(), schema.clone()), PgProjectionStore::with_schema(pool, schema))
+}
+
+/// Stores, behind the store's back, a row of `stream` that no envelope can
+/// be made of (stream version 0; the table's constraints allow it, an
+/// operator's hand edit could do it), in its own transaction after
+/// everything stored so far; returns its global position.
+pub(crate) async fn plant_corrupt_row(store: PgEventStore, stream: StreamId) -> GlobalPosition {
+    let position: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO \"{}\".events (global_position, event_id, stream_id, stream_version, aggregate_type,
+             event_type, schema_version, payload, metadata)
+         VALUES (pg_current_xact_id()::text::bigint << 20, $1, $2, 0, 'test', 'Tested', 1, '{{}}', '{{}}')
+         RETURNING global_position",
+        store.schema()
+    )))
+    .bind(uuid::Uuid::now_v7())
+    .bind(stream.as_str())
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    GlobalPosition(u64::try_from(position).unwrap())
 }
 
 /// Drops one test schema with everything in it.

@@ -56,10 +56,10 @@ impl SqliteEventStore {
         let metadata = events
             .iter()
             .map(|e| {
-                serde_json::to_string(&e.metadata).map_err(|error| AppendError::Unstorable {
-                    stream: stream.clone(),
-                    reason: format!("the metadata of event {} does not serialize: {error}", e.event_id),
-                })
+                // Metadata is JSON values under string keys: it always
+                // serializes. Were it not to, nothing has been written yet.
+                serde_json::to_string(&e.metadata)
+                    .map_err(|error| AppendError::Backend { stream: stream.clone(), source: Box::new(error) })
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.submit(Request { stream: stream.clone(), expected, events, metadata }).await

@@ -1,0 +1,299 @@
+//! Lease store cases: what every [`LeaseStore`] must do, and how a
+//! projection store that shares the lease store's database fences commits.
+//!
+//! Run the lease cases with [`lease_store_conformance!`](crate::lease_store_conformance)
+//! and the fencing case with
+//! [`lease_fencing_conformance!`](crate::lease_fencing_conformance). Each
+//! case takes a fresh store with no leases; the concurrent one clones it
+//! into tasks, so clones must share their leases.
+//!
+//! Expiry is tested with short TTLs ([`SHORT_TTL`]). A case that needs a
+//! lease to expire polls until it has (at most [`EXPIRY_WAIT`]); a case that
+//! needs a lease *not* to have expired lets a short TTL run out three times
+//! over first ([`outlive_short_ttl`]), so a store that forgot to extend the
+//! lease is caught, and one that did extend it passes however long the wait.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::join;
+use crate::error::ProjectionError;
+use crate::store::{Checkpoint, Fence, Lease, LeaseStore, ProjectionStore, UnitOfWork};
+use crate::GlobalPosition;
+
+/// A TTL that runs out within the case.
+pub const SHORT_TTL: Duration = Duration::from_millis(300);
+
+/// A TTL that does not run out within the case.
+pub const LONG_TTL: Duration = Duration::from_secs(120);
+
+/// The longest a case waits for a short-TTL lease to expire.
+pub const EXPIRY_WAIT: Duration = Duration::from_secs(30);
+
+/// The pause between two polls while waiting for a lease to expire.
+const POLL: Duration = Duration::from_millis(20);
+
+async fn acquire<S: LeaseStore>(store: &S, name: &str, owner: &str, ttl: Duration) -> Option<Lease> {
+    store
+        .try_acquire(name, owner, ttl)
+        .await
+        .unwrap_or_else(|e| panic!("try_acquire of `{name}` by `{owner}` failed: {e:?}"))
+}
+
+/// Acquires a lease that must be free, failing the case with `what` if not.
+async fn acquire_free<S: LeaseStore>(store: &S, name: &str, owner: &str, ttl: Duration, what: &str) -> Lease {
+    let Some(lease) = acquire(store, name, owner, ttl).await else {
+        panic!("{what}: `{owner}` could not acquire the free lease `{name}`");
+    };
+    assert_eq!(
+        (lease.name.as_str(), lease.owner.as_str()),
+        (name, owner),
+        "{what}: a lease names its name and owner"
+    );
+    lease
+}
+
+async fn renew<S: LeaseStore>(store: &S, lease: &Lease, ttl: Duration) -> bool {
+    store.renew(lease, ttl).await.unwrap_or_else(|e| panic!("renew of {lease:?} failed: {e:?}"))
+}
+
+async fn release<S: LeaseStore>(store: &S, lease: &Lease) {
+    store.release(lease).await.unwrap_or_else(|e| panic!("release of {lease:?} failed: {e:?}"));
+}
+
+/// Waits until `owner` acquires `name` (a lease held with a short TTL that
+/// expires), polling; fails the case after [`EXPIRY_WAIT`].
+async fn acquire_after_expiry<S: LeaseStore>(store: &S, name: &str, owner: &str, what: &str) -> Lease {
+    let deadline = tokio::time::Instant::now() + EXPIRY_WAIT;
+    loop {
+        if let Some(lease) = acquire(store, name, owner, LONG_TTL).await {
+            return lease;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: a lease on `{name}` taken for {SHORT_TTL:?} and never renewed was still held after \
+             {EXPIRY_WAIT:?}; an unrenewed lease must expire"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Lets [`SHORT_TTL`] run out three times over: a lease taken with it and
+/// not extended has expired by then.
+pub async fn outlive_short_ttl() {
+    tokio::time::sleep(SHORT_TTL * 3).await;
+}
+
+/// A free name is acquired: the lease names its name and owner and has a
+/// positive token.
+pub async fn lease_acquire_a_free_name<S: LeaseStore>(store: S) {
+    let lease = acquire_free(&store, "projection-a", "node-1", LONG_TTL, "acquiring a free name").await;
+    assert!(lease.token > 0, "a lease's token is positive, got {}", lease.token);
+}
+
+/// While a lease is held, no other owner acquires it; other names stay
+/// free.
+pub async fn lease_is_exclusive_while_held<S: LeaseStore>(store: S) {
+    let held = acquire_free(&store, "projection-a", "node-1", LONG_TTL, "the first holder").await;
+    for other in ["node-2", "node-3"] {
+        assert_eq!(
+            acquire(&store, "projection-a", other, LONG_TTL).await,
+            None,
+            "`{other}` acquired `projection-a` while `node-1` held it"
+        );
+    }
+    let elsewhere = acquire_free(&store, "projection-b", "node-2", LONG_TTL, "another name").await;
+    assert_eq!(elsewhere.name, "projection-b");
+    assert!(renew(&store, &held, LONG_TTL).await, "the first holder still holds its lease");
+}
+
+/// Acquiring a lease one already holds returns the same token and extends
+/// it: after the first TTL has run out, others are still refused.
+pub async fn lease_reacquire_by_its_owner_keeps_the_token_and_extends<S: LeaseStore>(store: S) {
+    let first = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "the first acquisition").await;
+    let again = acquire(&store, "projection-a", "node-1", LONG_TTL).await;
+    assert_eq!(again.as_ref(), Some(&first), "re-acquiring one's own lease returns it with the same token");
+    outlive_short_ttl().await;
+    assert_eq!(
+        acquire(&store, "projection-a", "node-2", LONG_TTL).await,
+        None,
+        "re-acquiring must extend the lease: another owner took it once the first TTL ran out"
+    );
+    assert!(renew(&store, &first, LONG_TTL).await, "the owner still holds the re-acquired lease");
+}
+
+/// `renew` of a held lease returns true and extends it (after the first
+/// TTL ran out, others are still refused).
+pub async fn lease_renew_extends_a_held_lease<S: LeaseStore>(store: S) {
+    let lease = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "acquiring").await;
+    assert!(renew(&store, &lease, LONG_TTL).await, "renewing a held lease returns true");
+    outlive_short_ttl().await;
+    assert_eq!(
+        acquire(&store, "projection-a", "node-2", LONG_TTL).await,
+        None,
+        "renew must extend the lease: another owner took it once the first TTL ran out"
+    );
+    assert!(renew(&store, &lease, LONG_TTL).await, "a renewed lease is still held");
+}
+
+/// A lease not renewed within its TTL expires: another owner then acquires
+/// it with a larger token, and the old holder's `renew` returns false from
+/// then on (a lost lease is not won back by renewing), and its `release`
+/// leaves the new holder's lease alone.
+pub async fn lease_expires_unless_renewed<S: LeaseStore>(store: S) {
+    let old = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "a short lease").await;
+    let new = acquire_after_expiry(&store, "projection-a", "node-2", "taking over an expired lease").await;
+    assert!(new.token > old.token, "a takeover gets a larger token: {} after {}", new.token, old.token);
+    assert!(!renew(&store, &old, LONG_TTL).await, "renew of a lease taken over must return false");
+    assert!(!renew(&store, &old, LONG_TTL).await, "renew of a lost lease keeps returning false");
+    release(&store, &old).await;
+    assert_eq!(
+        acquire(&store, "projection-a", "node-3", LONG_TTL).await,
+        None,
+        "the old holder's release must not free the new holder's lease"
+    );
+    assert!(renew(&store, &new, LONG_TTL).await, "the new holder keeps its lease");
+}
+
+/// An expired lease that nobody took over is lost too: `renew` returns
+/// false, and re-acquiring it (even by the same owner) gets a new, larger
+/// token.
+pub async fn lease_expired_is_lost_even_without_takeover<S: LeaseStore>(store: S) {
+    let old = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "a short lease").await;
+    // Wait, on the store's own clock, until a lease taken after this one
+    // with the same TTL has expired: this one has expired too, and nobody
+    // took it over.
+    acquire_free(&store, "probe", "node-1", SHORT_TTL, "a probe lease").await;
+    acquire_after_expiry(&store, "probe", "node-2", "waiting for the probe to expire").await;
+    assert!(!renew(&store, &old, LONG_TTL).await, "renew of an expired lease must return false");
+    let again =
+        acquire_free(&store, "projection-a", "node-1", LONG_TTL, "re-acquiring an expired lease").await;
+    assert!(again.token > old.token, "re-acquiring an expired lease gets a larger token");
+}
+
+/// `release` frees a lease at once (another owner acquires it right away),
+/// and releasing again, or releasing a lease that is no longer held, does
+/// nothing.
+pub async fn lease_release_frees_at_once_and_is_idempotent<S: LeaseStore>(store: S) {
+    let first = acquire_free(&store, "projection-a", "node-1", LONG_TTL, "the first holder").await;
+    release(&store, &first).await;
+    release(&store, &first).await;
+    let second = acquire_free(&store, "projection-a", "node-2", LONG_TTL, "acquiring after a release").await;
+    assert!(second.token > first.token, "the next holder gets a larger token");
+    release(&store, &first).await;
+    assert_eq!(
+        acquire(&store, "projection-a", "node-3", LONG_TTL).await,
+        None,
+        "releasing a lease no longer held must not free the current holder's lease"
+    );
+    assert!(!renew(&store, &first, LONG_TTL).await, "a released lease cannot be renewed");
+    release(&store, &second).await;
+    release(&store, &second).await;
+}
+
+/// Tokens of one name strictly increase with every new acquisition, across
+/// owners and by the same owner after a release; renewing or re-acquiring
+/// a held lease keeps its token. A lease with the right name and owner but
+/// another token is not held.
+pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
+    let mut tokens = Vec::new();
+    for owner in ["node-1", "node-2", "node-1", "node-3", "node-3"] {
+        let lease = acquire_free(&store, "projection-a", owner, LONG_TTL, "a new acquisition").await;
+        assert!(renew(&store, &lease, LONG_TTL).await);
+        let again = acquire(&store, "projection-a", owner, LONG_TTL).await;
+        assert_eq!(again.map(|l| l.token), Some(lease.token), "re-acquiring a held lease keeps its token");
+        let forged = Lease { token: lease.token + 1, ..lease.clone() };
+        assert!(!renew(&store, &forged, LONG_TTL).await, "a lease with another token is not held");
+        tokens.push(lease.token);
+        release(&store, &lease).await;
+    }
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens of one name must strictly increase with every acquisition: {tokens:?}"
+    );
+}
+
+/// Many owners racing for one free name: exactly one gets it.
+pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(store: S) {
+    const OWNERS: usize = 8;
+    let mut tasks = Vec::new();
+    for n in 0..OWNERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("node-{n}");
+            acquire(&store, "projection-a", &owner, LONG_TTL).await
+        }));
+    }
+    let mut holders = Vec::new();
+    for task in tasks {
+        holders.extend(join(task).await);
+    }
+    assert_eq!(holders.len(), 1, "exactly one of {OWNERS} racing owners may acquire a lease: {holders:?}");
+}
+
+/// A commit fenced with a lease's token lands while the lease is held, and
+/// is refused with `ProjectionError::Fenced` (storing nothing: no document,
+/// checkpoint unchanged) once the lease was released, and after another
+/// owner took it over; the new holder's fenced commit lands.
+///
+/// Takes a lease store and a projection store that share one database (the
+/// projection store checks fences against the lease store's leases). An
+/// in-memory projection store ignores fences by design (it documents so),
+/// so this case runs only on adapters that keep both in one database.
+pub async fn fenced_commit_is_refused_after_takeover<L: LeaseStore, P: ProjectionStore>(stores: (L, P)) {
+    let (leases, projections) = stores;
+    let work = |lease: &Lease, id: &str, position: u64| {
+        let mut work = UnitOfWork::new();
+        work.put(id, json!({ "by": lease.owner }))
+            .checkpoint(Checkpoint::at(GlobalPosition(position)))
+            .fence(Fence::new(lease.name.clone(), lease.token));
+        work
+    };
+    let old = acquire_free(&leases, "balances", "node-1", LONG_TTL, "the first holder").await;
+    projections
+        .commit("balances", work(&old, "held", 1))
+        .await
+        .unwrap_or_else(|e| panic!("a commit fenced with a held lease must land: {e:?}"));
+
+    release(&leases, &old).await;
+    let refused = projections.commit("balances", work(&old, "after-release", 2)).await;
+    assert_fenced(refused, &old, "a commit fenced with a released lease");
+
+    let new = acquire_free(&leases, "balances", "node-2", LONG_TTL, "the next holder").await;
+    let refused = projections.commit("balances", work(&old, "after-takeover", 3)).await;
+    assert_fenced(refused, &old, "a commit fenced with the lease's previous token, after a takeover");
+    for id in ["after-release", "after-takeover"] {
+        let stored = projections.get("balances", id).await.expect("reading a document");
+        assert_eq!(stored, None, "a fenced-off commit must store nothing, yet `{id}` is stored");
+    }
+    let checkpoint = projections.checkpoint("balances").await.expect("reading the checkpoint");
+    assert_eq!(
+        checkpoint.map(|c| c.position),
+        Some(GlobalPosition(1)),
+        "a fenced-off commit must not move the checkpoint"
+    );
+
+    projections
+        .commit("balances", work(&new, "new-holder", 4))
+        .await
+        .unwrap_or_else(|e| panic!("a commit fenced with the current holder's lease must land: {e:?}"));
+    let stored = projections.get("balances", "new-holder").await.expect("reading a document");
+    assert_eq!(stored, Some(json!({ "by": "node-2" })));
+}
+
+#[track_caller]
+fn assert_fenced(result: Result<(), ProjectionError>, lease: &Lease, what: &str) {
+    match result {
+        Err(ProjectionError::Fenced { projection, lease: name, token }) => {
+            assert_eq!(projection, "balances", "{what}: Fenced must name the projection");
+            assert_eq!(
+                (name.as_str(), token),
+                (lease.name.as_str(), lease.token),
+                "{what}: Fenced must name the lease and token"
+            );
+        }
+        Err(other) => panic!("{what}: expected ProjectionError::Fenced, got {other:?}"),
+        Ok(()) => panic!("{what}: expected ProjectionError::Fenced, but the commit landed"),
+    }
+}

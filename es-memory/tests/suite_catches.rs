@@ -1,0 +1,132 @@
+//! The conformance suite has teeth: stores that break a rule fail its cases.
+//!
+//! Each test runs one case against a deliberately broken store and checks
+//! that the case fails with a message naming the broken rule.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+use es_core::conformance::{self, event_store, lease_store};
+use es_core::error::{AppendError, LeaseError, StoreError};
+use es_core::store::{
+    AppendOutcome, Direction, EventStore, ExpectedVersion, Lease, LeaseStore, NewEvent, RecordedEvent,
+    StreamSummary,
+};
+use es_core::{GlobalPosition, StreamId, StreamVersion};
+use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
+
+/// The in-memory store without its wake-ups: `wait_for_events` is the
+/// port's default, which sleeps its whole `max_wait`.
+#[derive(Clone, Default)]
+struct NeverWakes(InMemoryEventStore);
+
+#[async_trait]
+impl EventStore for NeverWakes {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_stream(stream, from, direction, limit).await
+    }
+
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.0.read_all(after, limit).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
+        self.0.stream_version(stream).await
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        self.0.streams(prefix, after, limit).await
+    }
+
+    async fn events_by_id(
+        &self,
+        ids: &[es_core::EventId],
+    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
+        self.0.events_by_id(ids).await
+    }
+
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
+        self.0.head_position().await
+    }
+}
+
+/// Runs `case` as the conformance macros do and returns its panic message;
+/// fails if the case passed.
+fn failure_of<F: Future<Output = ()>>(case: F) -> String {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conformance::run_case(case)));
+    let panic = outcome.expect_err("the case passed on a broken store");
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_store_that_never_wakes_waiters_fails_the_wake_up_case() {
+    let message = failure_of(event_store::wait_for_events_wakes_when_an_event_lands(NeverWakes::default()));
+    assert!(message.contains("did not wake the waiter"), "{message}");
+}
+
+#[test]
+fn a_store_that_never_wakes_waiters_fails_the_subscription_case() {
+    let message = failure_of(event_store::subscription_catches_up_then_goes_live(NeverWakes::default()));
+    assert!(message.contains("did not wake the waiter"), "{message}");
+}
+
+/// The in-memory lease store, except that `renew` says yes without
+/// extending the lease.
+#[derive(Clone, Default)]
+struct RenewLies(InMemoryLeaseStore);
+
+#[async_trait]
+impl LeaseStore for RenewLies {
+    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
+        self.0.try_acquire(name, owner, ttl).await
+    }
+
+    async fn renew(&self, _lease: &Lease, _ttl: Duration) -> Result<bool, LeaseError> {
+        Ok(true)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.0.release(lease).await
+    }
+}
+
+#[test]
+fn a_lease_store_whose_renew_does_not_extend_fails_the_renew_case() {
+    let message = failure_of(lease_store::lease_renew_extends_a_held_lease(RenewLies::default()));
+    assert!(message.contains("renew must extend the lease"), "{message}");
+}
+
+#[test]
+fn a_projection_store_that_ignores_fences_fails_the_fencing_case() {
+    let stores = (InMemoryLeaseStore::new(), InMemoryProjectionStore::new());
+    let message = failure_of(lease_store::fenced_commit_is_refused_after_takeover(stores));
+    assert!(message.contains("expected ProjectionError::Fenced, but the commit landed"), "{message}");
+}

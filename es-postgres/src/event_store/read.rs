@@ -1,0 +1,218 @@
+//! Reading: one stream (forward, backward, for replay), the global stream,
+//! a stream's version and the list of streams.
+
+use es_core::error::StoreError;
+use es_core::store::{Direction, RecordedEvent, ReplayEvent, StreamSummary};
+use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
+use sqlx::postgres::PgRow;
+use sqlx::SqlStr;
+use uuid::Uuid;
+
+use super::row::{self, column, positive, read_error};
+use super::visibility::Horizon;
+use super::PgEventStore;
+
+/// Whether `stream` holds a NUL character: Postgres cannot take it as a
+/// parameter, and no such stream can have been stored
+/// ([`es_core::store::check_storable`]), so reads of it find nothing.
+pub(crate) fn holds_nul(stream: &StreamId) -> bool {
+    stream.as_str().contains('\0')
+}
+
+/// A count or version as a `bigint` parameter (saturating).
+pub(super) fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The first string after every string that starts with `prefix`, in byte
+/// order (which for UTF-8 is code point order): the prefix with its last
+/// character that can grow grown by one. `None` when there is no such string
+/// (an empty prefix, or one of only `char::MAX`).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+impl PgEventStore {
+    /// [`EventStore::read_stream`](es_core::store::EventStore::read_stream).
+    pub(super) async fn stream_events(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match direction {
+            Direction::Forward => &self.inner.sql.read_forward,
+            Direction::Backward => &self.inner.sql.read_backward,
+        };
+        let rows = self.stream_rows(sql, stream, from, limit).await?;
+        rows.iter().map(|row| row::recorded_event(row, 0, Some(stream))).collect()
+    }
+
+    /// [`EventStore::read_replay`](es_core::store::EventStore::read_replay).
+    pub(super) async fn replay_events(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let rows = self.stream_rows(&self.inner.sql.read_replay, stream, from, limit).await?;
+        rows.iter().map(|row| row::replay_event(row, stream)).collect()
+    }
+
+    /// The rows of one of the stream statements (`$1` stream, `$2` from
+    /// version, `$3` limit). A stream id with a NUL cannot be sent, and no
+    /// such stream is stored: no rows.
+    async fn stream_rows(
+        &self,
+        sql: &SqlStr,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<PgRow>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(Vec::new());
+        }
+        sqlx::query(sql.clone())
+            .bind(stream.as_str())
+            .bind(clamp(from.get()))
+            .bind(clamp(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || format!("stream `{stream}` from version {from}")))
+    }
+
+    /// [`EventStore::read_all`](es_core::store::EventStore::read_all): one
+    /// read, and when it comes back short while committed events are hidden,
+    /// a brief wait for them ([`PgEventStore::settle`]) and one more read.
+    pub(super) async fn global_events(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let (events, horizon) = self.global_page(after, limit).await?;
+        if events.len() >= limit {
+            return Ok(events);
+        }
+        match self.settle(horizon).await? {
+            true => Ok(self.global_page(after, limit).await?.0),
+            false => Ok(events),
+        }
+    }
+
+    /// One page of the global stream and the horizon it was read under.
+    async fn global_page(
+        &self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<(Vec<RecordedEvent>, Horizon), StoreError> {
+        let rows = sqlx::query(self.inner.sql.read_all.clone())
+            .bind(clamp(after.get()))
+            .bind(clamp(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || format!("the global stream after position {after}")))?;
+        let horizon = match rows.first() {
+            Some(row) => Horizon::of(row)?,
+            None => Horizon::NOTHING,
+        };
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // Columns 0 and 1 are the horizon; the event's start at 2.
+            let position: Option<i64> = column(row, 2, &|| "an event row".to_owned())?;
+            if position.is_none() {
+                continue;
+            }
+            match row::recorded_event(row, 2, None) {
+                Ok(event) => events.push(event),
+                // A row that is no envelope ends the page: the events before
+                // it are returned, and the read that starts at it fails.
+                Err(error) if events.is_empty() => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok((events, horizon))
+    }
+
+    /// [`EventStore::stream_version`](es_core::store::EventStore::stream_version).
+    /// The stored events among `ids`, whole (see `stored_events.sql`).
+    pub(super) async fn events_with_ids(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(EventId::as_uuid).collect();
+        let rows = sqlx::query(self.inner.sql.stored_events.clone())
+            .bind(&ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || "events looked up by id".to_owned()))?;
+        rows.iter().map(|row| row::recorded_event(row, 0, None)).collect()
+    }
+
+    pub(super) async fn version_of_stream(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Option<StreamVersion>, StoreError> {
+        if holds_nul(stream) {
+            return Ok(None);
+        }
+        let version: Option<i64> = sqlx::query_scalar(self.inner.sql.stream_version.clone())
+            .bind(stream.as_str())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, || format!("stream `{stream}`")))?;
+        match version {
+            None => Ok(None),
+            Some(v) => {
+                Ok(Some(StreamVersion(positive(v, "stream version", &|| format!("stream `{stream}`"))?)))
+            }
+        }
+    }
+
+    /// [`EventStore::streams`](es_core::store::EventStore::streams).
+    pub(super) async fn stream_summaries(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if prefix.contains('\0') || after.is_some_and(holds_nul) {
+            return Ok(Vec::new());
+        }
+        let location = || format!("streams starting with {prefix:?}");
+        let rows = sqlx::query(self.inner.sql.streams.clone())
+            .bind(prefix)
+            .bind(prefix_end(prefix))
+            .bind(after.map(StreamId::as_str))
+            .bind(clamp(limit as u64))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|e| read_error(e, location))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = column(row, "stream_id", &location)?;
+                let version = positive(column(row, "version", &location)?, "stream version", &location)?;
+                Ok(StreamSummary::new(StreamId::new(name), StreamVersion(version)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_after_every_name_with_the_prefix() {
+        assert_eq!(prefix_end("account-"), Some("account.".to_owned()));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end("a\u{d7ff}"), Some("a\u{e000}".to_owned()), "surrogates are skipped");
+        assert_eq!(prefix_end("a\u{10ffff}"), Some("b".to_owned()));
+        assert_eq!(prefix_end("\u{10ffff}"), None);
+    }
+}

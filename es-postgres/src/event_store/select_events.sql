@@ -1,3 +1,0 @@
-SELECT global_position, event_id, stream_id, stream_version, aggregate_type, event_type, schema_version,
-       payload, metadata, recorded_at
-FROM {schema}.events

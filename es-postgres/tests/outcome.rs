@@ -1,0 +1,219 @@
+//! What an append says when the connection fails: "nothing was written"
+//! only when that is true, "the outcome is unknown" when the statement may
+//! have committed. Faults are made by a small TCP proxy between sqlx and
+//! Postgres that can drop a connection the moment the server replies.
+
+// Test helpers outside #[test] fns: a failed step must fail the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{drop_schema, fresh_schema, pool};
+use es_core::error::AppendError;
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::{StreamId, StreamVersion};
+use es_postgres::{PgEventStore, PgSchema};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// A loopback TCP proxy to the test server. While armed, the first reply
+/// the server sends on any connection is not forwarded: the proxy closes
+/// that connection (both sides) instead, as a network failure after the
+/// server acted would.
+struct Proxy {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let cut = Arc::new(Notify::new());
+        let (armed_in, cut_in) = (armed.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream).await.unwrap();
+                tokio::spawn(relay(client, server, armed_in.clone(), cut_in.clone()));
+            }
+        });
+        Self { port, armed, cut }
+    }
+
+    /// Cuts the connection on which the server next replies.
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>, cut: Arc<Notify>) {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let upstream = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+            if to_server.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+        if armed.swap(false, Ordering::SeqCst) {
+            // Drop everything of this connection without forwarding.
+            upstream.abort();
+            cut.notify_one();
+            return;
+        }
+        if to_client.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    upstream.abort();
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("test", "Tested", 1, json!({ "n": n }))
+}
+
+/// A one-connection pool to the test server through `proxy`.
+async fn pool_through(proxy: &Proxy) -> PgPool {
+    let direct: PgConnectOptions = common::database_url().parse().unwrap();
+    PgPoolOptions::new()
+        .max_connections(1)
+        // No ping before each use: the statement is the first message.
+        .test_before_acquire(false)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(direct.host("127.0.0.1").port(proxy.port))
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until the pool's connection is back, idle.
+async fn until_idle(pool: &PgPool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while pool.num_idle() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the connection never came back to the pool");
+}
+
+fn upstream() -> String {
+    let options: PgConnectOptions = common::database_url().parse().unwrap();
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_lost_after_the_commit_is_an_unknown_outcome_and_a_retry_is_exact() {
+    let direct = pool(2).await;
+    let schema = fresh_schema(&direct).await;
+    let proxy = Proxy::start(upstream()).await;
+    let store = PgEventStore::with_schema(pool_through(&proxy).await, schema.clone());
+    let stream = StreamId::new("account-1");
+
+    // Prepare the append statement on the proxied connection with an append
+    // the store refuses (nothing stored, no notification sent), so that the
+    // real append goes out as one Bind/Execute/Sync whose reply comes after
+    // the commit.
+    let refused = store.append(&stream, ExpectedVersion::Exact(StreamVersion(5)), vec![event(0)]).await;
+    assert!(matches!(refused, Err(AppendError::WrongExpectedVersion { .. })), "{refused:?}");
+    // sqlx pings a connection as it returns to the pool: let that reply
+    // pass before arming the proxy.
+    until_idle(store.pool()).await;
+
+    proxy.arm();
+    let lost = event(1);
+    let result = store.append(&stream, ExpectedVersion::NoStream, vec![lost.clone()]).await;
+    tokio::time::timeout(Duration::from_secs(10), proxy.cut.notified()).await.expect("the proxy cut a reply");
+    match &result {
+        Err(AppendError::OutcomeUnknown { stream: s, source }) => {
+            assert_eq!(s, &stream);
+            let message = result.as_ref().unwrap_err().to_string();
+            assert!(message.contains("may or may not be stored"), "{message}");
+            assert!(!source.to_string().is_empty());
+        }
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
+    }
+
+    // The event is in fact stored; a retry with the same event is exact.
+    let checker = PgEventStore::with_schema(direct.clone(), schema.clone());
+    assert_eq!(
+        checker.stream_version(&stream).await.unwrap(),
+        Some(StreamVersion(1)),
+        "the append committed"
+    );
+    let retried = checker.append(&stream, ExpectedVersion::NoStream, vec![lost.clone()]).await.unwrap();
+    assert_eq!(retried.committed[0].event_id, lost.event_id);
+    assert_eq!(retried.committed[0].stream_version, StreamVersion(1));
+    assert_eq!(checker.stream_version(&stream).await.unwrap(), Some(StreamVersion(1)), "stored once");
+    drop_schema(&direct, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_inside_the_callers_transaction_wrote_nothing() {
+    let direct = pool(2).await;
+    let schema = fresh_schema(&direct).await;
+    let proxy = Proxy::start(upstream()).await;
+    let proxied = pool_through(&proxy).await;
+    let store = PgEventStore::with_schema(proxied.clone(), schema.clone());
+    let stream = StreamId::new("account-1");
+
+    let mut tx = proxied.begin().await.unwrap();
+    proxy.arm();
+    let result = store.append_in_tx(&mut tx, &stream, ExpectedVersion::NoStream, vec![event(1)]).await;
+    assert!(matches!(result, Err(AppendError::Backend { .. })), "{result:?}");
+    drop(tx);
+
+    let checker = PgEventStore::with_schema(direct.clone(), schema.clone());
+    assert_eq!(checker.stream_version(&stream).await.unwrap(), None, "the transaction never committed");
+    drop_schema(&direct, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_to_connect_to_is_a_backend_error() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let options: PgConnectOptions = common::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options.host("127.0.0.1").port(port));
+    let store = PgEventStore::with_schema(pool, PgSchema::new("es_unreachable").unwrap());
+    let result = store.append(&StreamId::new("s"), ExpectedVersion::Any, vec![event(1)]).await;
+    assert!(matches!(result, Err(AppendError::Backend { .. })), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_the_server_refuses_is_a_backend_error() {
+    let direct = pool(2).await;
+    let schema = fresh_schema(&direct).await;
+    let store = PgEventStore::with_schema(direct.clone(), schema.clone());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE \"{schema}\".events CASCADE")))
+        .execute(&direct)
+        .await
+        .unwrap();
+    let result = store.append(&StreamId::new("s"), ExpectedVersion::Any, vec![event(1)]).await;
+    match result {
+        Err(AppendError::Backend { source, .. }) => {
+            let db = source.downcast_ref::<sqlx::Error>().and_then(sqlx::Error::as_database_error);
+            assert_eq!(db.and_then(|d| d.code()).as_deref(), Some("42P01"), "undefined table");
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    drop_schema(&direct, &schema).await;
+}
