@@ -325,7 +325,19 @@ impl EventStore for RedisEventStore {
         let Value::Array(entries) = reply else {
             return Err(store_backend(UnexpectedReply::new("XRANGE", &reply)));
         };
-        entries.into_iter().map(|entry| recorded_event(entry, &Expected::default())).collect()
+        // A page stops at an entry that cannot become an envelope: the
+        // events before it are delivered, and the read that starts at it
+        // gets the typed error (which names its position, so a reader can
+        // skip it deliberately).
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match recorded_event(entry, &Expected::default()) {
+                Ok(event) => events.push(event),
+                Err(StoreError::Corrupt { .. }) if !events.is_empty() => break,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {

@@ -116,7 +116,9 @@
 //! a stream read is one script (the stream's positions, then their log
 //! entries). A log entry that cannot become an envelope is
 //! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming its stream, version
-//! and position. [`wait_for_events`](es_core::store::EventStore::wait_for_events)
+//! and position; a read of the global stream returns the events before such
+//! an entry first, and a read after its position goes on past it.
+//! [`wait_for_events`](es_core::store::EventStore::wait_for_events)
 //! is served by one blocking `XREAD` per store on a connection of its own
 //! (a blocked command would hold up the shared connection), and appends
 //! through the store wake waiters in the same process at once.
