@@ -2,6 +2,7 @@
 //! server-side script.
 
 mod entry;
+mod outcome;
 mod wakeup;
 
 use std::collections::HashSet;
@@ -173,8 +174,14 @@ impl RedisEventStore {
                 .arg(metadata);
         }
         let reply: Value =
-            invocation.invoke_async(&mut self.conn()).await.map_err(|e| backend(Box::new(e)))?;
-        let unexpected = |reply: &Value| backend(Box::new(UnexpectedReply::new("the append script", reply)));
+            invocation.invoke_async(&mut self.conn()).await.map_err(|e| outcome::call_failed(stream, e))?;
+        // A reply the script never sends: it ran, and what it did is unknown.
+        let unexpected = |reply: &Value| AppendError::OutcomeUnknown {
+            stream: stream.clone(),
+            source: Box::new(UnexpectedReply::new("the append script", reply)),
+        };
+        // The script wrote nothing when it replied "taken".
+        let refused = |reply: &Value| backend(Box::new(UnexpectedReply::new("the append script", reply)));
         let Value::Array(parts) = &reply else { return Err(unexpected(&reply)) };
         let (Some(Value::BulkString(word)), Some(&Value::Int(version))) = (parts.first(), parts.get(1))
         else {
@@ -227,7 +234,7 @@ impl RedisEventStore {
                 match classify_stored(stream, expected, events, &found)? {
                     Some(committed) => Ok(AppendOutcome { stream_version: current, committed }),
                     // The script found a stored id; the classifier must too.
-                    None => Err(unexpected(&reply)),
+                    None => Err(refused(&reply)),
                 }
             }
             _ => Err(unexpected(&reply)),
