@@ -15,8 +15,10 @@
 //!   money of a [`Transfer`] between two accounts, refunding it when the
 //!   target refuses the credit.
 
+pub mod http;
 mod mail;
 mod projections;
+pub mod store;
 mod transfer;
 
 use std::time::Duration;
@@ -198,7 +200,7 @@ pub enum AccountError {
 }
 
 /// A bank account: the fold of its events.
-#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[aggregate(
     name = "account",
     error = AccountError,

@@ -1,0 +1,5 @@
+//! A web inspector any es application can mount.
+
+mod view;
+
+pub use view::EventView;
