@@ -150,6 +150,18 @@ impl Problem {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, problem_type!("internal"), "Internal error", detail)
     }
 
+    /// 409: an `Idempotency-Key` already used for another request.
+    pub fn key_reused() -> Self {
+        let mut problem = Self::new(
+            StatusCode::CONFLICT,
+            problem_type!("idempotency-key-reused"),
+            "Idempotency key reused",
+            "this Idempotency-Key was already used for another request; nothing was stored",
+        );
+        problem.stored = Some(false);
+        problem
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -164,16 +176,7 @@ impl Problem {
         match error {
             ExecuteError::Validation(invalid) => Self::validation(&invalid),
             ExecuteError::Rejected(refused) => refusal(&refused),
-            ExecuteError::Append(AppendError::DuplicateEventId { .. }) => {
-                let mut problem = Self::new(
-                    StatusCode::CONFLICT,
-                    problem_type!("idempotency-key-reused"),
-                    "Idempotency key reused",
-                    "this Idempotency-Key was already used for another request; nothing was stored",
-                );
-                problem.stored = Some(false);
-                problem
-            }
+            ExecuteError::Append(AppendError::DuplicateEventId { .. }) => Self::key_reused(),
             ExecuteError::Append(AppendError::Unstorable { reason, .. }) => {
                 Self::invalid_field("body", format!("cannot be stored: {reason}"))
             }
