@@ -23,8 +23,8 @@ mod transfer;
 
 use std::time::Duration;
 
-use es_core::error::ValidationError;
 use es_core::error::{ConsistencyError, ReadSideError};
+use es_core::error::{UpcastError, ValidationError};
 use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, ReadSide};
 use serde::{Deserialize, Serialize};
 
@@ -81,14 +81,17 @@ pub struct MoneyWithdrawn {
 ///
 /// # Errors
 /// When the payload is not a JSON object.
-pub fn upcast_withdrawal(from_version: u32, payload: serde_json::Value) -> Result<serde_json::Value, String> {
+pub fn upcast_withdrawal(
+    from_version: u32,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, UpcastError> {
     match (from_version, payload) {
         (1, serde_json::Value::Object(mut fields)) => {
             fields.entry("reference").or_insert(serde_json::Value::Null);
             Ok(serde_json::Value::Object(fields))
         }
-        (1, other) => Err(format!("expected a JSON object, got {other}")),
-        (version, _) => Err(format!("no upcaster from version {version}")),
+        (1, _) => Err(UpcastError::UnexpectedShape { expected: "a JSON object" }),
+        (from, _) => Err(UpcastError::UnsupportedVersion { from }),
     }
 }
 
