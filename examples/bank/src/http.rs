@@ -34,6 +34,7 @@
 
 mod commands;
 mod extract;
+mod metrics;
 mod openapi;
 mod problem;
 mod queries;
@@ -103,6 +104,7 @@ struct Api {
 /// answered with problem documents too.
 pub fn router(es: Es, config: ServiceConfig) -> Router {
     let metrics = config.metrics.clone();
+    let sampled = es.clone();
     let mut app = Router::new()
         .route("/accounts", post(commands::open))
         .route("/accounts/{account_id}", get(queries::summary))
@@ -118,7 +120,13 @@ pub fn router(es: Es, config: ServiceConfig) -> Router {
         .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
         .with_state(Api { es, config });
     if let Some(handle) = metrics {
-        app = app.route("/metrics", get(move || std::future::ready(handle.render())));
+        app = app.route(
+            "/metrics",
+            get(move || {
+                let (es, handle) = (sampled.clone(), handle.clone());
+                async move { metrics::render(&es, &handle).await }
+            }),
+        );
     }
     app.fallback(|| async { Problem::not_found("nothing is at this address") })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })

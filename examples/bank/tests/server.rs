@@ -82,6 +82,12 @@ fn the_service_answers_on_a_socket_and_stops_cleanly_on_sigterm() {
     let (status, body) = request(&addr, "GET", "/metrics", None);
     assert_eq!(status, 200);
     assert!(body.contains("es_commands_total{aggregate=\"account\",outcome=\"ok\"} 2"), "{body}");
+    // The read side, sampled at the scrape: caught up after the read above.
+    for gauge in ["es_subscription_lag_events", "es_subscription_lag_seconds", "es_subscription_failed"] {
+        let line = format!("{gauge}{{subscription=\"account-summary\"}} 0");
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+    assert!(body.lines().any(|l| l == "es_held_back_seconds 0"), "{body}");
 
     // One log line per request, with its method, path and status.
     let mut requests = 0;
