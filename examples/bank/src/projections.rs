@@ -112,7 +112,7 @@ impl Project<AccountVerified> for AccountSummaries {
 impl Project<MoneyDeposited> for AccountSummaries {
     async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
         Self::update(e, tx, |summary| {
-            summary.balance += e.amount;
+            summary.balance = summary.balance.saturating_add(e.amount);
             summary.transactions += 1;
         })
         .await

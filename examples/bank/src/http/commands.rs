@@ -128,6 +128,7 @@ fn account_refusal(error: &AccountError) -> Problem {
         AccountError::NotVerified => "not_verified",
         AccountError::InsufficientFunds { .. } => "insufficient_funds",
         AccountError::BalanceNotZero { .. } => "balance_not_zero",
+        AccountError::BalanceLimit { .. } => "balance_limit",
     };
     Problem::refused(reason, error.to_string())
 }
