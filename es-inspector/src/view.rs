@@ -50,3 +50,83 @@ impl From<&RecordedEvent> for EventView {
         }
     }
 }
+
+/// One stream, as the stream list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamView {
+    /// Its name.
+    pub stream_id: String,
+    /// The version of its last event.
+    pub version: u64,
+}
+
+/// An aggregate's state after some version (time travel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateView {
+    /// The stream.
+    pub stream_id: String,
+    /// The aggregate type it was folded as.
+    pub aggregate: String,
+    /// The version of the last event folded in (`None`: none).
+    pub version: Option<u64>,
+    /// The stream's newest version, for a slider's end.
+    pub head: Option<u64>,
+    /// The state, as the aggregate serializes it.
+    pub state: serde_json::Value,
+}
+
+/// One subscription of the read side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionView {
+    /// Its registered name.
+    pub name: String,
+    /// `Handler` or `Projection`.
+    pub kind: String,
+    /// `Eventual` or `Strong`.
+    pub consistency: String,
+    /// `Stopped`, `Standby`, `Running`, `CaughtUp` or `Failed`.
+    pub state: String,
+    /// Every event up to this position is handled.
+    pub position: u64,
+    /// The last committed checkpoint, if any.
+    pub checkpoint: Option<u64>,
+    /// The head of the global stream.
+    pub head: u64,
+    /// Positions behind the head (an upper bound on events).
+    pub lag_events: u64,
+    /// Age of the oldest event not handled yet, in seconds (0 when caught up).
+    pub lag_seconds: f64,
+    /// Why it stopped, when it failed.
+    pub error: Option<String>,
+    /// The event it stopped at, when it failed.
+    pub failed_event: Option<FailedEvent>,
+    /// What holds it back, when a running transaction hides events from it.
+    pub held_back_by: Option<String>,
+    /// The last rebuild started from this inspector, if any.
+    pub rebuild: Option<RebuildProgress>,
+}
+
+/// The event a subscription stopped at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedEvent {
+    /// Its global position.
+    pub position: u64,
+    /// Its id (`None` for a failed commit).
+    pub event_id: Option<String>,
+    /// Its type (`None` for a failed commit).
+    pub event_type: Option<String>,
+    /// How many times it was tried.
+    pub attempts: u32,
+}
+
+/// How far a rebuild has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildProgress {
+    /// The head when the rebuild started: the rebuild is done once the
+    /// subscription reached it.
+    pub target: u64,
+    /// Where the subscription stands.
+    pub position: u64,
+    /// Whether it reached the target.
+    pub done: bool,
+}

@@ -1,6 +1,7 @@
 //! The bank as an HTTP service: a JSON API for every command and query,
 //! errors as RFC 9457 problem documents, its OpenAPI document at
-//! `/openapi.json`, and optionally Prometheus metrics at `/metrics`.
+//! `/openapi.json`, and optionally Prometheus metrics at `/metrics` and the
+//! es inspector under `/inspector`.
 //!
 //! | method and path | what |
 //! |---|---|
@@ -44,6 +45,7 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use es_core::Es;
+use es_inspector::Inspector;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use commands::{
@@ -64,11 +66,18 @@ pub struct ServiceConfig {
     pub command_timeout: Duration,
     /// Serve `/metrics` from this Prometheus recorder (default: no `/metrics`).
     pub metrics: Option<PrometheusHandle>,
+    /// Mount this inspector under `/inspector` (default: not mounted).
+    pub inspector: Option<Inspector>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        Self { read_timeout: Duration::from_secs(5), command_timeout: Duration::from_secs(10), metrics: None }
+        Self {
+            read_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(10),
+            metrics: None,
+            inspector: None,
+        }
     }
 }
 
@@ -82,6 +91,12 @@ impl ServiceConfig {
     /// Sets [`command_timeout`](ServiceConfig::command_timeout).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// Mounts `inspector` under `/inspector` (see [`inspector`]).
+    pub fn inspector(mut self, inspector: Inspector) -> Self {
+        self.inspector = Some(inspector);
         self
     }
 
@@ -99,12 +114,19 @@ struct Api {
     config: ServiceConfig,
 }
 
+/// An inspector of the bank: accounts and transfers can be folded to any
+/// version.
+pub fn inspector(es: Es) -> Inspector {
+    Inspector::new(es).aggregate::<crate::Account>().aggregate::<crate::Transfer>()
+}
+
 /// The service's routes on `es`: the API, `/openapi.json`, and what
-/// `config` adds (`/metrics`). Unknown paths and methods are
+/// `config` adds (`/metrics`, `/inspector`). Unknown paths and methods are
 /// answered with problem documents too.
 pub fn router(es: Es, config: ServiceConfig) -> Router {
     let metrics = config.metrics.clone();
     let sampled = es.clone();
+    let inspector = config.inspector.clone();
     let mut app = Router::new()
         .route("/accounts", post(commands::open))
         .route("/accounts/{account_id}", get(queries::summary))
@@ -127,6 +149,9 @@ pub fn router(es: Es, config: ServiceConfig) -> Router {
                 async move { metrics::render(&es, &handle).await }
             }),
         );
+    }
+    if let Some(inspector) = inspector {
+        app = app.nest("/inspector", inspector.router());
     }
     app.fallback(|| async { Problem::not_found("nothing is at this address") })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })

@@ -40,6 +40,12 @@ enum Command {
         /// The address to listen on.
         #[arg(long, env = "BANK_ADDR", default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
+        /// Mount the es inspector under /inspector.
+        #[arg(long)]
+        inspector: bool,
+        /// Guard the inspector with this bearer token (implies --inspector).
+        #[arg(long, env = "BANK_INSPECTOR_TOKEN", value_name = "TOKEN")]
+        inspector_token: Option<String>,
     },
 }
 
@@ -49,6 +55,13 @@ async fn main() -> anyhow::Result<()> {
     let choice = StoreChoice::select(args.memory, args.db);
     match args.command.unwrap_or(Command::Demo) {
         Command::Demo => cli::demo::demo(&choice).await,
-        Command::Serve { addr } => cli::serve::serve(&choice, addr).await,
+        Command::Serve { addr, inspector, inspector_token } => {
+            let inspect = match (inspector, inspector_token) {
+                (_, Some(token)) => cli::serve::Inspect::Guarded(token),
+                (true, None) => cli::serve::Inspect::Open,
+                (false, None) => cli::serve::Inspect::Off,
+            };
+            cli::serve::serve(&choice, addr, inspect).await
+        }
     }
 }

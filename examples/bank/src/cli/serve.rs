@@ -13,7 +13,7 @@ use tracing::Level;
 /// connections, lets the requests in flight finish, and shuts the
 /// application down (actors drain their mailboxes, subscriptions commit
 /// and release their leases).
-pub(crate) async fn serve(choice: &StoreChoice, addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn serve(choice: &StoreChoice, addr: SocketAddr, inspector: Inspect) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -23,7 +23,13 @@ pub(crate) async fn serve(choice: &StoreChoice, addr: SocketAddr) -> anyhow::Res
     let metrics =
         PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
     let es = bank::store::open(choice, |read_side| read_side).await?;
-    let config = ServiceConfig::default().metrics(metrics);
+    let inspected = inspector != Inspect::Off;
+    let mut config = ServiceConfig::default().metrics(metrics);
+    match inspector {
+        Inspect::Off => {}
+        Inspect::Open => config = config.inspector(bank::http::inspector(es.clone())),
+        Inspect::Guarded(token) => config = config.inspector(bank::http::inspector(es.clone()).token(token)),
+    }
     // One line per request, when it is answered: method, path, status, latency.
     let trace = TraceLayer::new_for_http()
         .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
@@ -37,11 +43,25 @@ pub(crate) async fn serve(choice: &StoreChoice, addr: SocketAddr) -> anyhow::Res
         listener.local_addr()?,
         choice.describe()
     );
+    if inspected {
+        tracing::info!("inspector on http://{}/inspector", listener.local_addr()?);
+    }
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
     tracing::info!("no longer taking requests; shutting the application down");
     es.shutdown().await;
     tracing::info!("stopped");
     served.context("the server failed")
+}
+
+/// Whether and how the inspector is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inspect {
+    /// Not mounted.
+    Off,
+    /// Mounted, open to anyone who reaches the service.
+    Open,
+    /// Mounted, for requests with this token.
+    Guarded(String),
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
