@@ -95,7 +95,7 @@ impl CostPlan {
 }
 
 /// Writes a counter's history straight through the port: `Created`, then
-/// `history - 1` increments of 1, in batches of [`SEED_BATCH`].
+/// `history - 1` increments of 1, in batches of 1,000.
 ///
 /// # Errors
 /// If an append fails.
@@ -198,7 +198,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
