@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, lints, all tests (unit,
 # conformance on both adapters, macro UI tests, doc tests), the docs, and the
-# bank demo on both stores. Provides PostgreSQL for the tests (see
+# bank demo on both stores, the counter example (quick). Provides PostgreSQL for the tests (see
 # scripts/ensure-postgres.sh). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,9 @@ env -u DATABASE_URL cargo run --locked -q -p bank
 
 step "bank demo on Postgres"
 cargo run --locked -q -p bank
+
+step "counter example (quick) on SQLite, the default store"
+cargo run --locked -q -p counter -- --quick
 
 echo
 echo "all checks passed"
