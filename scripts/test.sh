@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, lints, all tests (unit,
-# conformance on every adapter, macro UI tests, doc tests), the docs, and the
-# bank demo on the in-memory store, its default SQLite file and Postgres.
-# Provides PostgreSQL for the tests (see scripts/ensure-postgres.sh). Usage: scripts/test.sh
+# conformance on every adapter, macro UI tests, doc tests), the docs, the
+# bank demo on the in-memory store, its default SQLite file and Postgres,
+# and the counter example (quick). Provides PostgreSQL for the tests (see
+# scripts/ensure-postgres.sh). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,9 @@ rm -rf "$bank_db_dir"
 
 step "bank demo on Postgres"
 cargo run --locked -q -p bank
+
+step "counter example (quick) on SQLite, the default store"
+cargo run --locked -q -p counter -- --quick
 
 echo
 echo "all checks passed"
