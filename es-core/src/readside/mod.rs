@@ -31,20 +31,25 @@
 //!   [`Consistency::Strong`] one, which is what command execution does.
 
 mod attach;
+mod builder;
 mod cache;
+mod config;
 pub(crate) mod handler;
 mod local_leases;
 pub(crate) mod projection;
 pub(crate) mod read_side;
 pub(crate) mod recorded;
 mod registry;
+mod route;
 mod runner;
 mod status;
 mod subscriber;
+mod wait;
 
+pub use builder::ReadSideBuilder;
+pub use config::ReadSideConfig;
 pub use handler::{HandlerBuilder, Replay};
 pub use projection::ProjectionBuilder;
-pub use read_side::{ReadSideBuilder, ReadSideConfig};
 pub use registry::{Registration, Registry, Selection};
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use subscriber::{Consistency, RetryPolicy, Subscriber, SubscriptionKind};
