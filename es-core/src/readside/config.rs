@@ -21,8 +21,12 @@ pub struct ReadSideConfig {
     /// A subscription that only passes filtered-out events commits its
     /// checkpoint after this many of them (and whenever it catches up).
     pub checkpoint_every: usize,
-    /// Backoff for failed reads of the event or projection store; reads are
-    /// retried until they succeed (`max_attempts` is not used).
+    /// Backoff while a store fails under a subscription (reads of events,
+    /// documents or the checkpoint, commits, pool timeouts): such calls are
+    /// retried until they succeed (`max_attempts` is not used), with pauses
+    /// jittered between half and all of [`RetryPolicy::backoff`], by
+    /// default 100 ms doubling up to 2 s. They never count against the
+    /// subscriber's own [`RetryPolicy`].
     pub store_retry: RetryPolicy,
     /// How often a waiter polls the stored checkpoint of a subscription
     /// that runs on another node.
@@ -31,7 +35,7 @@ pub struct ReadSideConfig {
     /// long-running transaction, see
     /// [`EventStore::read_blocker`](crate::store::EventStore::read_blocker)) for
     /// longer than this logs a warning naming the transaction and reports
-    /// it in [`SubscriptionStatus::held_back_by`]. It asks the store at most
+    /// it in [`SubscriptionStatus::held_back_by`](crate::readside::SubscriptionStatus::held_back_by). It asks the store at most
     /// every half of this (and at most every `idle_wait`), only while
     /// caught up.
     pub held_back_warning: Duration,
@@ -55,7 +59,11 @@ impl Default for ReadSideConfig {
             lease_ttl: Duration::from_secs(30),
             lease_retry: Duration::from_secs(1),
             checkpoint_every: 1000,
-            store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(100)),
+            store_retry: RetryPolicy {
+                max_attempts: u32::MAX,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+            },
             remote_poll: Duration::from_millis(100),
             held_back_warning: Duration::from_secs(10),
             document_cache_bytes: 16 << 20,

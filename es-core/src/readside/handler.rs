@@ -123,6 +123,13 @@ impl HandlerError {
     pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Failed { message: error.to_string(), source: Some(Box::new(error)) }
     }
+
+    /// Whether the projection store failed under the subscriber (an outage,
+    /// a pool timeout) rather than the subscriber itself: the runner waits
+    /// such failures out and does not count them against the event.
+    pub(crate) fn is_store_failure(&self) -> bool {
+        matches!(self, Self::Projection(ProjectionError::Backend(_)))
+    }
 }
 
 /// What a handler knows about the event it handles, and the door to

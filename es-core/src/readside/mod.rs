@@ -15,6 +15,16 @@
 //! - it delivers every event at least once in position order, retrying a
 //!   failing event with backoff and stopping at it (reported in its
 //!   [`SubscriptionStatus`]) when the retries run out: nothing is skipped;
+//! - a store that fails under it (an outage, a pool timeout; a failed read
+//!   of events, documents or the checkpoint, a failed commit) is not the
+//!   event's fault: it is retried with capped, jittered backoff for as long
+//!   as it lasts and never counts against the subscriber's [`RetryPolicy`];
+//!   meanwhile the status says [`SubscriptionState::WaitingForStore`] (with
+//!   the error and since when), and it goes on by itself when the store
+//!   answers again. Only errors of the handler or projection itself stop it;
+//! - its status is kept in memory ([`ReadSide::status`](crate::ReadSide::status)
+//!   never waits on a store) and says how far behind it is as a number of
+//!   events ([`Backlog`]) and as time, never as a difference of positions;
 //! - a projection's document changes and its checkpoint commit together, in
 //!   one [`ProjectionStore::commit`](crate::store::ProjectionStore::commit)
 //!   per batch; a handler's checkpoint is stored in the projection store
@@ -51,5 +61,5 @@ pub use config::ReadSideConfig;
 pub use handler::{HandlerBuilder, Replay};
 pub use projection::ProjectionBuilder;
 pub use registry::{Registration, Registry, Selection};
-pub use status::{SubscriptionState, SubscriptionStatus};
+pub use status::{Backlog, StoreOutage, SubscriptionState, SubscriptionStatus};
 pub use subscriber::{Consistency, RetryPolicy, Subscriber, SubscriptionKind};

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::builder::ReadSideBuilder;
 use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::status::{SubscriptionState, SubscriptionStatus};
+use crate::envelope::Timestamp;
 use crate::error::ReadSideError;
 use crate::runtime::es::Es;
 use crate::version::GlobalPosition;
@@ -178,7 +180,7 @@ impl ReadSide {
     }
 
     /// Rebuilds a projection: stops it, deletes its documents and
-    /// checkpoint ([`ProjectionStore::reset`]) once it holds the lease, and
+    /// checkpoint ([`ProjectionStore::reset`](crate::store::ProjectionStore::reset)) once it holds the lease, and
     /// replays every event from the start (flagged as replay), then goes on
     /// live. For a handler, its checkpoint goes back to the start and every
     /// event up to the current head is delivered again, flagged as replay:
@@ -206,8 +208,12 @@ impl ReadSide {
         self.set_dispatcher(None);
     }
 
-    fn status_of(slot: &Slot, head: GlobalPosition) -> SubscriptionStatus {
+    fn status_of(slot: &Slot) -> SubscriptionStatus {
         let progress: Progress = slot.progress.borrow().clone();
+        let now = Timestamp::now().as_micros();
+        let behind_for = progress.oldest_pending.map_or(Duration::ZERO, |oldest| {
+            Duration::from_micros(u64::try_from(now.saturating_sub(oldest.as_micros())).unwrap_or(0))
+        });
         SubscriptionStatus {
             name: slot.name.to_string(),
             kind: slot.subscriber.kind(),
@@ -215,29 +221,34 @@ impl ReadSide {
             state: progress.state,
             position: progress.reached,
             checkpoint: progress.checkpoint,
-            head,
-            lag: head.get().saturating_sub(progress.reached.get()),
+            behind: progress.backlog,
+            behind_for,
+            hidden_for: progress.hidden_since.map(|since| since.elapsed()),
             held_back_by: progress.held_back_by,
         }
     }
 
-    /// The status of one subscription.
+    /// The status of one subscription, from memory: it never waits on a
+    /// store, also not while one is down.
     ///
     /// # Errors
-    /// [`ReadSideError::UnknownSubscription`]; [`ReadSideError::Store`] if
-    /// the head position cannot be read.
-    pub async fn status(&self, name: &str) -> Result<SubscriptionStatus, ReadSideError> {
-        let slot = self.slot(name)?;
-        let head = self.shared.events.head_position().await?;
-        Ok(Self::status_of(slot, head))
+    /// [`ReadSideError::UnknownSubscription`].
+    pub fn status(&self, name: &str) -> Result<SubscriptionStatus, ReadSideError> {
+        Ok(Self::status_of(self.slot(name)?))
     }
 
-    /// The status of every subscription, ordered by name.
+    /// The status of every subscription, ordered by name, from memory.
+    pub fn statuses(&self) -> Vec<SubscriptionStatus> {
+        self.slots.0.values().map(|slot| Self::status_of(slot)).collect()
+    }
+
+    /// The head of the global stream, read from the event store (unlike
+    /// [`status`](ReadSide::status)): the position to
+    /// [`wait_for`](ReadSide::wait_for) to see everything stored so far.
     ///
     /// # Errors
-    /// [`ReadSideError::Store`] if the head position cannot be read.
-    pub async fn statuses(&self) -> Result<Vec<SubscriptionStatus>, ReadSideError> {
-        let head = self.shared.events.head_position().await?;
-        Ok(self.slots.0.values().map(|slot| Self::status_of(slot, head)).collect())
+    /// [`ReadSideError::Store`] if the event store fails.
+    pub async fn head_position(&self) -> Result<GlobalPosition, ReadSideError> {
+        Ok(self.shared.events.head_position().await?)
     }
 }

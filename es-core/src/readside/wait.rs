@@ -78,7 +78,9 @@ impl ReadSide {
                 SubscriptionState::Failed(failure) => {
                     return Err(ConsistencyError::Failed { name: slot.name.to_string(), position, failure });
                 }
-                SubscriptionState::Running | SubscriptionState::CaughtUp => {
+                SubscriptionState::Running
+                | SubscriptionState::CaughtUp
+                | SubscriptionState::WaitingForStore(_) => {
                     tokio::select! {
                         changed = progress.changed() => if changed.is_err() { return Err(timed_out()) },
                         () = tokio::time::sleep_until(deadline) => return Err(timed_out()),

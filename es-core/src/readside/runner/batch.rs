@@ -16,14 +16,23 @@ use crate::readside::route::{RouteFuture, Routes};
 use crate::store::UnitOfWork;
 
 impl Runner<'_> {
-    /// After failed attempt `attempt` on `event`: pauses before the next
-    /// try, or returns the failure if that was the last attempt.
+    /// After a failed try at `event`: pauses before the next try, or
+    /// returns the failure if that was the last attempt. A store failure
+    /// (the projection's documents could not be read) is an outage, not
+    /// the event's fault: it is retried for as long as it lasts and does
+    /// not count in `attempt`, which counts the subscriber's own failures.
     pub(super) async fn after_failure(
         &mut self,
         event: &RecordedEvent,
-        attempt: u32,
+        attempt: &mut u32,
         error: HandlerError,
     ) -> Result<(), Exit> {
+        if error.is_store_failure() {
+            let pause = self.store_failed("reading documents", &error);
+            return self.pause(pause).await;
+        }
+        *attempt += 1;
+        let attempt = *attempt;
         let retry = self.slot.subscriber.retry;
         let error = describe(&error);
         if attempt >= retry.max_attempts {
@@ -46,7 +55,7 @@ impl Runner<'_> {
         replay_mode: Replay,
     ) -> Result<(), Exit> {
         let mut handled = 0usize;
-        for event in batch {
+        for (i, event) in batch.iter().enumerate() {
             if self.cancelled() {
                 break;
             }
@@ -62,10 +71,12 @@ impl Runner<'_> {
                     );
                     let mut attempt = 0;
                     loop {
-                        attempt += 1;
                         let outcome = CatchPanic(route.call(event, &mut ctx)).await;
-                        let Err(error) = outcome else { break };
-                        if let Err(exit) = self.after_failure(event, attempt, error).await {
+                        let Err(error) = outcome else {
+                            self.store_recovered();
+                            break;
+                        };
+                        if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
                             if matches!(exit, Exit::Failed(_)) {
                                 // Keep the events handled before the failing one.
                                 self.flush().await?;
@@ -79,6 +90,7 @@ impl Runner<'_> {
             }
             self.position = event.global_position;
             self.slot.set_reached(self.position);
+            self.slot.handled(event, batch.get(i + 1));
         }
         if handled > 0 || self.skipped >= self.shared.config.checkpoint_every {
             self.commit(UnitOfWork::new(), self.position).await?;
@@ -96,7 +108,7 @@ impl Runner<'_> {
         let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;
-        for event in batch {
+        for (i, event) in batch.iter().enumerate() {
             if self.cancelled() {
                 break;
             }
@@ -105,12 +117,14 @@ impl Runner<'_> {
                 tx.set_replay(event.global_position <= self.replay_until);
                 let mut attempt = 0;
                 loop {
-                    attempt += 1;
                     let mark = tx.mark();
                     let outcome = CatchPanic(route.call(event, &mut tx)).await;
-                    let Err(error) = outcome else { break };
+                    let Err(error) = outcome else {
+                        self.store_recovered();
+                        break;
+                    };
                     tx.rollback(mark);
-                    if let Err(exit) = self.after_failure(event, attempt, error).await {
+                    if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
                         if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
                             // Keep what the batch did before the failing event.
                             match self.commit(tx.work(), done).await {
@@ -130,6 +144,7 @@ impl Runner<'_> {
                 skipped += 1;
             }
             done = event.global_position;
+            self.slot.handled(event, batch.get(i + 1));
         }
         self.skipped += skipped;
         if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {

@@ -39,6 +39,7 @@ impl Runner<'_> {
             }
             match outcome {
                 Ok(()) => {
+                    self.store_recovered();
                     self.cache.committed(work.changes);
                     self.committed = checkpoint;
                     self.skipped = 0;
@@ -48,6 +49,14 @@ impl Runner<'_> {
                 Err(ProjectionError::Fenced { lease, token, .. }) => {
                     tracing::warn!(subscription = %self.slot.name, %lease, token, "commit refused: the lease is no longer held with this token");
                     return Err(Exit::LeaseLost);
+                }
+                Err(error @ ProjectionError::Backend(_)) => {
+                    // The store failed, not the batch: wait it out, however
+                    // long it takes (a commit that may have gone through is
+                    // repeated whole, which stores the same documents).
+                    attempt -= 1;
+                    let pause = self.store_failed("committing", &error);
+                    self.pause(pause).await?;
                 }
                 Err(error) if attempt < retry.max_attempts => {
                     tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "commit failed; retrying");

@@ -39,6 +39,6 @@ impl Runner<'_> {
                 "a running transaction keeps committed events hidden from this subscription"
             );
         }
-        self.slot.set_held_back_by(Some(blocker.description));
+        self.slot.set_held_back_by(Some((blocker.description, blocker.hiding_for)));
     }
 }

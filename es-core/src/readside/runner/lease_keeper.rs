@@ -9,6 +9,8 @@ use tokio::time::Instant;
 use super::slot::{Shared, Slot};
 use super::{describe, Exit};
 use crate::clock::deadline;
+use crate::envelope::Timestamp;
+use crate::readside::status::{StoreOutage, SubscriptionState};
 use crate::store::{Lease, LeaseStore};
 
 /// Waits until the lease is ours; `None` if cancelled first. Returns it with
@@ -19,6 +21,7 @@ pub(super) async fn acquire(
     slot: &Slot,
     cancel: &mut watch::Receiver<bool>,
 ) -> Option<(Lease, Instant)> {
+    let mut outage: Option<StoreOutage> = None;
     loop {
         if *cancel.borrow() {
             return None;
@@ -26,9 +29,24 @@ pub(super) async fn acquire(
         let asked = Instant::now();
         match shared.leases.try_acquire(&slot.name, &shared.owner, shared.config.lease_ttl).await {
             Ok(Some(lease)) => return Some((lease, asked)),
-            Ok(None) => {}
+            Ok(None) => {
+                if outage.take().is_some() {
+                    slot.set_state(SubscriptionState::Standby);
+                }
+            }
             Err(error) => {
-                tracing::warn!(subscription = %slot.name, error = %describe(&error), "acquiring the lease failed");
+                let error = describe(&error);
+                tracing::warn!(subscription = %slot.name, %error, "acquiring the lease failed");
+                // The lease store is down: say so rather than "standby",
+                // which would mean another node runs it.
+                let outage = outage.get_or_insert_with(|| StoreOutage {
+                    error: String::new(),
+                    since: Timestamp::now(),
+                    attempts: 0,
+                });
+                outage.attempts = outage.attempts.saturating_add(1);
+                outage.error = format!("acquiring the lease: {error}");
+                slot.set_state(SubscriptionState::WaitingForStore(outage.clone()));
             }
         }
         tokio::select! {

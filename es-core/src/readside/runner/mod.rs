@@ -12,10 +12,10 @@ mod batch;
 mod checkpoint;
 mod held_back;
 mod lease_keeper;
+mod outage;
 mod slot;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
-use super::status::SubscriptionState;
+use super::status::{StoreOutage, SubscriptionState};
 use super::subscriber::SubscriberKind;
 use crate::clock::deadline;
 use crate::error::Failure;
@@ -122,6 +122,8 @@ struct Runner<'a> {
     last_held_back_warning: Option<Instant>,
     /// A projection's documents as this run read or committed them.
     cache: SharedCache,
+    /// The store outage it is waiting out, if any.
+    outage: Option<StoreOutage>,
 }
 
 impl<'a> Runner<'a> {
@@ -144,6 +146,7 @@ impl<'a> Runner<'a> {
             next_blocker_check: Instant::now(),
             last_held_back_warning: None,
             cache: SharedCache::new(shared.config.document_cache_bytes),
+            outage: None,
         }
     }
 
@@ -176,27 +179,6 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Runs a storage read until it succeeds: reads change nothing, so a
-    /// store outage pauses the subscription instead of failing it.
-    async fn store_read<T, E, F, Fut>(&mut self, what: &str, mut read: F) -> Result<T, Exit>
-    where
-        E: std::error::Error,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let mut attempt = 0;
-        loop {
-            match read().await {
-                Ok(value) => return Ok(value),
-                Err(error) => {
-                    attempt += 1;
-                    tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "{what} failed; retrying");
-                    self.pause(self.shared.config.store_retry.backoff(attempt)).await?;
-                }
-            }
-        }
-    }
-
     async fn run(&mut self, start: &mut Start) -> Result<Infallible, Exit> {
         let shared = self.shared;
         let slot = self.slot;
@@ -224,6 +206,7 @@ impl<'a> Runner<'a> {
             let after = self.position;
             let batch_size = shared.config.batch_size;
             let batch = self.store_read("reading events", move || events.read_all(after, batch_size)).await?;
+            slot.read(&batch, batch.len() >= batch_size);
             if batch.is_empty() {
                 if self.position > self.committed {
                     // Caught up after filtered-out events: store how far we got,

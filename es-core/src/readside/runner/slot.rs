@@ -3,13 +3,16 @@
 //! running task, exit signal).
 
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::Exit;
+use crate::envelope::{RecordedEvent, Timestamp};
 use crate::readside::config::ReadSideConfig;
-use crate::readside::status::SubscriptionState;
+use crate::readside::status::{Backlog, SubscriptionState};
 use crate::readside::subscriber::Subscriber;
 use crate::runtime::es::Es;
 use crate::runtime::WeakEs;
@@ -68,6 +71,12 @@ pub(crate) struct Progress {
     /// The transaction keeping committed events hidden past the warning
     /// threshold, as the store describes it.
     pub(crate) held_back_by: Option<String>,
+    /// Since when that transaction has hidden committed events.
+    pub(crate) hidden_since: Option<Instant>,
+    /// Events read and not handled yet.
+    pub(crate) backlog: Backlog,
+    /// When the oldest of them was recorded.
+    pub(crate) oldest_pending: Option<Timestamp>,
 }
 
 /// One named subscription of a read side, running or not.
@@ -96,12 +105,20 @@ impl Slot {
             checkpoint: None,
             rebuilding: false,
             held_back_by: None,
+            hidden_since: None,
+            backlog: Backlog::Unknown,
+            oldest_pending: None,
         });
         Self { name: name.into(), subscriber, progress, task: Mutex::new(None), exit: Mutex::new(None) }
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {
         self.progress.send_if_modified(|p| {
+            if matches!(state, SubscriptionState::Stopped | SubscriptionState::Standby) {
+                // Not reading here any more: nothing known about what waits.
+                p.backlog = Backlog::Unknown;
+                p.oldest_pending = None;
+            }
             let changed = p.state != state;
             p.state = state;
             changed
@@ -129,10 +146,47 @@ impl Slot {
         });
     }
 
-    pub(super) fn set_held_back_by(&self, blocker: Option<String>) {
+    /// A read of the global stream returned `batch` (`full`: as many events
+    /// as asked for, so more may wait behind it).
+    pub(super) fn read(&self, batch: &[RecordedEvent], full: bool) {
+        let count = batch.len() as u64;
+        self.progress.send_modify(|p| {
+            p.backlog = if full { Backlog::AtLeast(count) } else { Backlog::Exactly(count) };
+            p.oldest_pending = batch.first().map(|e| e.recorded_at);
+        });
+    }
+
+    /// Event `done` of a batch is handled (or filtered out) and `next` is
+    /// the event after it in the batch, if any. Moves the backlog only (a
+    /// projection's position moves when its batch commits); status readers
+    /// see it, waiters are not woken for it.
+    pub(super) fn handled(&self, done: &RecordedEvent, next: Option<&RecordedEvent>) {
         self.progress.send_if_modified(|p| {
-            let changed = p.held_back_by != blocker;
-            p.held_back_by = blocker;
+            p.backlog = match p.backlog {
+                Backlog::Exactly(n) => Backlog::Exactly(n.saturating_sub(1)),
+                Backlog::AtLeast(n) => Backlog::AtLeast(n.saturating_sub(1)),
+                Backlog::Unknown => Backlog::Unknown,
+            };
+            // At the end of a full batch the next event is not read yet:
+            // the one just handled bounds how old it is.
+            p.oldest_pending = match (next, p.backlog) {
+                (Some(next), _) => Some(next.recorded_at),
+                (None, Backlog::AtLeast(_)) => Some(done.recorded_at),
+                (None, _) => None,
+            };
+            false
+        });
+    }
+
+    pub(super) fn set_held_back_by(&self, blocker: Option<(String, Duration)>) {
+        self.progress.send_if_modified(|p| {
+            let description = blocker.as_ref().map(|(description, _)| description.clone());
+            p.hidden_since = blocker.map(|(_, hidden_for)| {
+                let now = Instant::now();
+                now.checked_sub(hidden_for).unwrap_or(now)
+            });
+            let changed = p.held_back_by != description;
+            p.held_back_by = description;
             changed
         });
     }
