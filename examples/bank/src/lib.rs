@@ -14,6 +14,9 @@
 //! - the `transfer-process` handler ([`TransferProcess`]), which moves the
 //!   money of a [`Transfer`] between two accounts, refunding it when the
 //!   target refuses the credit.
+// The README's examples (see `ReadmeDoctests`) link only what they use:
+// none of the bank's own link-time registrations.
+#![doc(test(no_crate_inject))]
 
 mod mail;
 mod projections;
@@ -21,8 +24,8 @@ mod transfer;
 
 use std::time::Duration;
 
-use es_core::error::ValidationError;
 use es_core::error::{ConsistencyError, ReadSideError};
+use es_core::error::{UpcastError, ValidationError};
 use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, ReadSide};
 use serde::{Deserialize, Serialize};
 
@@ -79,14 +82,17 @@ pub struct MoneyWithdrawn {
 ///
 /// # Errors
 /// When the payload is not a JSON object.
-pub fn upcast_withdrawal(from_version: u32, payload: serde_json::Value) -> Result<serde_json::Value, String> {
+pub fn upcast_withdrawal(
+    from_version: u32,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, UpcastError> {
     match (from_version, payload) {
         (1, serde_json::Value::Object(mut fields)) => {
             fields.entry("reference").or_insert(serde_json::Value::Null);
             Ok(serde_json::Value::Object(fields))
         }
-        (1, other) => Err(format!("expected a JSON object, got {other}")),
-        (version, _) => Err(format!("no upcaster from version {version}")),
+        (1, _) => Err(UpcastError::UnexpectedShape { expected: "a JSON object" }),
+        (from, _) => Err(UpcastError::UnsupportedVersion { from }),
     }
 }
 
@@ -372,3 +378,9 @@ pub async fn settle(read_side: &ReadSide, timeout: Duration) -> Result<GlobalPos
         target = head;
     }
 }
+
+/// The README's examples, compiled (and the in-memory ones run) as doc
+/// tests of the flagship example, which depends on every adapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
