@@ -22,6 +22,12 @@
 //!   meanwhile the status says [`SubscriptionState::WaitingForStore`] (with
 //!   the error and since when), and it goes on by itself when the store
 //!   answers again. Only errors of the handler or projection itself stop it;
+//! - a stored row that cannot become an event (a poison row) stops it at
+//!   the row, loudly: every event before the row is delivered and
+//!   checkpointed, and it stops `Failed` ([`FailureKind::CorruptRow`](crate::error::FailureKind::CorruptRow))
+//!   naming the row's stream, version and position, until an operator fixes
+//!   the row and restarts it, or skips the row with
+//!   [`ReadSide::skip`](crate::ReadSide::skip) (logged);
 //! - its status is kept in memory ([`ReadSide::status`](crate::ReadSide::status)
 //!   never waits on a store) and says how far behind it is as a number of
 //!   events ([`Backlog`]) and as time, never as a difference of positions;

@@ -10,7 +10,7 @@ use super::builder::ReadSideBuilder;
 use super::runner::{self, Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::status::{SubscriptionState, SubscriptionStatus};
 use crate::envelope::Timestamp;
-use crate::error::ReadSideError;
+use crate::error::{FailureKind, ReadSideError};
 use crate::runtime::es::Es;
 use crate::version::GlobalPosition;
 
@@ -177,6 +177,30 @@ impl ReadSide {
         let slot = self.slot(name)?;
         Self::stop_slot(slot).await;
         self.spawn(slot, Start::Resume)
+    }
+
+    /// Skips the corrupt row a subscription stopped at, deliberately: an
+    /// operator's decision that the row's event is lost to this
+    /// subscription, logged as a warning with the row's position. The
+    /// subscription starts again from its checkpoint and passes over that
+    /// row (and only that one) when it meets it. Returns the row's
+    /// position. The other way out is to fix the row and
+    /// [`restart`](ReadSide::restart).
+    ///
+    /// # Errors
+    /// [`ReadSideError::NothingToSkip`] unless the subscription has stopped
+    /// at a corrupt row ([`FailureKind::CorruptRow`]);
+    /// [`ReadSideError::UnknownSubscription`]; [`ReadSideError::NoRuntime`].
+    pub async fn skip(&self, name: &str) -> Result<GlobalPosition, ReadSideError> {
+        let slot = self.slot(name)?;
+        let row = match &slot.progress.borrow().state {
+            SubscriptionState::Failed(failure) if failure.kind == FailureKind::CorruptRow => failure.position,
+            _ => return Err(ReadSideError::NothingToSkip { name: name.to_owned() }),
+        };
+        tracing::warn!(subscription = %slot.name, position = %row, "an operator skips the corrupt row this subscription stopped at");
+        Self::stop_slot(slot).await;
+        self.spawn(slot, Start::Skip(row))?;
+        Ok(row)
     }
 
     /// Rebuilds a projection: stops it, deletes its documents and

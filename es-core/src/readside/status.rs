@@ -32,7 +32,9 @@ pub enum SubscriptionState {
     /// backoff for as long as it takes and goes on by itself when the store
     /// answers again; the outage never counts against the event at hand.
     WaitingForStore(StoreOutage),
-    /// Stopped at an event that kept failing; restart it to retry.
+    /// Stopped at an event that kept failing (restart it to retry), or at
+    /// a stored row that is not an event (fix the row and restart, or skip
+    /// it with [`ReadSide::skip`](crate::ReadSide::skip)).
     Failed(Failure),
 }
 

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use super::{describe, Exit, Runner};
 use crate::envelope::RecordedEvent;
-use crate::error::Failure;
+use crate::error::{Failure, FailureKind};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
 use crate::readside::projection::ProjectionTx;
 use crate::readside::route::{RouteFuture, Routes};
@@ -37,6 +37,7 @@ impl Runner<'_> {
         let error = describe(&error);
         if attempt >= retry.max_attempts {
             return Err(Exit::Failed(Failure {
+                kind: FailureKind::Event,
                 error,
                 position: event.global_position,
                 event_id: Some(event.event_id),

@@ -2,7 +2,7 @@
 //! with the lease's token, and the replay marker a rebuild stores.
 
 use super::{describe, Exit, Runner};
-use crate::error::{Failure, ProjectionError};
+use crate::error::{Failure, FailureKind, ProjectionError};
 use crate::readside::subscriber::SubscriberKind;
 use crate::store::{Checkpoint, EventStore, Fence, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
@@ -64,6 +64,7 @@ impl Runner<'_> {
                 }
                 Err(error) => {
                     return Err(Exit::Failed(Failure {
+                        kind: FailureKind::Commit,
                         error: format!("committing the checkpoint failed: {}", describe(&error)),
                         position: checkpoint,
                         event_id: None,

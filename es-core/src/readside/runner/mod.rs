@@ -13,6 +13,7 @@ mod checkpoint;
 mod held_back;
 mod lease_keeper;
 mod outage;
+mod poison;
 mod slot;
 
 use std::convert::Infallible;
@@ -89,7 +90,7 @@ pub(crate) async fn run(
                 SubscriptionState::Stopped
             }
             Exit::Failed(failure) => {
-                tracing::error!(subscription = %slot.name, position = %failure.position, error = %failure.error, "subscription stopped on a failing event");
+                tracing::error!(subscription = %slot.name, position = %failure.position, kind = ?failure.kind, error = %failure.error, "subscription stopped");
                 SubscriptionState::Failed(failure)
             }
         };
@@ -124,6 +125,8 @@ struct Runner<'a> {
     cache: SharedCache,
     /// The store outage it is waiting out, if any.
     outage: Option<StoreOutage>,
+    /// The corrupt row an operator asked to skip, if it meets it.
+    skip_row: Option<GlobalPosition>,
 }
 
 impl<'a> Runner<'a> {
@@ -147,6 +150,7 @@ impl<'a> Runner<'a> {
             last_held_back_warning: None,
             cache: SharedCache::new(shared.config.document_cache_bytes),
             outage: None,
+            skip_row: None,
         }
     }
 
@@ -184,10 +188,13 @@ impl<'a> Runner<'a> {
         let slot = self.slot;
         let namespace = &*slot.name;
         let projections: &dyn ProjectionStore = shared.projections.as_ref();
-        if *start == Start::Rebuild {
-            self.rebuild().await?;
-            *start = Start::Resume;
+        match *start {
+            Start::Rebuild => self.rebuild().await?,
+            Start::Skip(position) => self.skip_row = Some(position),
+            Start::Resume => {}
         }
+        // Done: a lease lost later resumes from the stored checkpoint.
+        *start = Start::Resume;
         let checkpoint =
             self.store_read("reading the checkpoint", move || projections.checkpoint(namespace)).await?;
         self.committed = checkpoint.map_or(GlobalPosition::START, |c| c.position);
@@ -201,11 +208,11 @@ impl<'a> Runner<'a> {
             p.state = SubscriptionState::Running;
         });
         let events: &dyn EventStore = shared.events.as_ref();
+        let batch_size = shared.config.batch_size;
         loop {
             self.check().await?;
             let after = self.position;
-            let batch_size = shared.config.batch_size;
-            let batch = self.store_read("reading events", move || events.read_all(after, batch_size)).await?;
+            let batch = self.read_events(after).await?;
             slot.read(&batch, batch.len() >= batch_size);
             if batch.is_empty() {
                 if self.position > self.committed {

@@ -220,4 +220,8 @@ pub(crate) enum Start {
     /// Reset the namespace (projection) or the checkpoint (handler), then
     /// replay from the start.
     Rebuild,
+    /// From the stored checkpoint, passing over the corrupt row at this
+    /// position when the read meets it (an operator's
+    /// [`ReadSide::skip`](crate::ReadSide::skip)).
+    Skip(GlobalPosition),
 }
