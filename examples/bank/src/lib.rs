@@ -18,8 +18,10 @@
 // none of the bank's own link-time registrations.
 #![doc(test(no_crate_inject))]
 
+pub mod http;
 mod mail;
 mod projections;
+pub mod store;
 mod transfer;
 
 use std::time::Duration;
@@ -195,6 +197,16 @@ pub enum AccountError {
         /// The requested amount, in cents.
         requested: u64,
     },
+    /// The deposit would take the balance past what it can hold.
+    #[error(
+        "a deposit of {requested} would take the balance {balance} past the largest balance an account holds"
+    )]
+    BalanceLimit {
+        /// The balance, in cents.
+        balance: u64,
+        /// The requested amount, in cents.
+        requested: u64,
+    },
     /// Only an empty account can be closed.
     #[error("balance must be zero to close, it is {balance}")]
     BalanceNotZero {
@@ -204,7 +216,7 @@ pub enum AccountError {
 }
 
 /// A bank account: the fold of its events.
-#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[aggregate(
     name = "account",
     error = AccountError,
@@ -280,6 +292,9 @@ impl Handle<VerifyAccount> for Account {
 impl Handle<Deposit> for Account {
     fn handle(&self, command: Deposit) -> Result<Events<Self>, AccountError> {
         self.ensure_active()?;
+        if self.balance.checked_add(command.amount).is_none() {
+            return Err(AccountError::BalanceLimit { balance: self.balance, requested: command.amount });
+        }
         Ok(Events::one(MoneyDeposited { amount: command.amount }))
     }
 }
@@ -324,7 +339,9 @@ impl Apply<AccountVerified> for Account {
 
 impl Apply<MoneyDeposited> for Account {
     fn apply(&mut self, event: &MoneyDeposited) {
-        self.balance += event.amount;
+        // `handle` refuses a deposit past the limit; saturating keeps a
+        // stored one (written by other code) from panicking the fold.
+        self.balance = self.balance.saturating_add(event.amount);
     }
 }
 
