@@ -280,8 +280,13 @@ macro_rules! lease_fencing_conformance {
     };
 }
 
-/// Stamps the poison-row case of [`conformance::event_store`](crate::conformance::event_store):
-/// [`poison_row_stops_read_all_at_the_row`](crate::conformance::event_store::poison_row_stops_read_all_at_the_row).
+/// Stamps the poison-row cases of [`conformance::event_store`](crate::conformance::event_store):
+/// [`poison_row_stops_read_all_at_the_row`](crate::conformance::event_store::poison_row_stops_read_all_at_the_row)
+/// for the store, and for its readers
+/// [`poison_row_stops_a_subscription_at_the_row`](crate::conformance::event_store::poison_row_stops_a_subscription_at_the_row)
+/// (an `EventSubscription`) and
+/// [`poison_row_stops_a_read_side_at_the_row`](crate::conformance::event_store::poison_row_stops_a_read_side_at_the_row)
+/// (a read side's handler, its skip).
 ///
 /// The first argument is as for [`event_store_conformance!`]; the second is
 /// a function (or closure) `(store, stream) -> impl Future<Output = GlobalPosition>`
@@ -300,13 +305,29 @@ macro_rules! lease_fencing_conformance {
 #[macro_export]
 macro_rules! poison_row_conformance {
     ($make:expr, $plant:expr $(,)?) => {
-        #[test]
-        fn poison_row_stops_read_all_at_the_row() {
-            $crate::conformance::run_case(async {
-                let store = ($make).await;
-                $crate::conformance::event_store::poison_row_stops_read_all_at_the_row(store, $plant).await;
-            });
-        }
+        $crate::__poison_row_cases!($make, $plant;
+            poison_row_stops_read_all_at_the_row,
+            poison_row_stops_a_subscription_at_the_row,
+            poison_row_stops_a_read_side_at_the_row,
+        );
+    };
+}
+
+/// Stamps the `#[test]` fns of the poison-row cases. Used by
+/// [`poison_row_conformance!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __poison_row_cases {
+    ($make:expr, $plant:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    let store = ($make).await;
+                    $crate::conformance::event_store::$case(store, $plant).await;
+                });
+            }
+        )*
     };
 }
 

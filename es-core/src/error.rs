@@ -28,7 +28,7 @@ use crate::version::{CommandId, GlobalPosition, StreamId, StreamVersion};
 
 pub use append::{AppendError, Field, Unstorable};
 pub use build::BuildError;
-pub use readside::{ConsistencyError, Failure, ReadSideError, RegistryError};
+pub use readside::{ConsistencyError, Failure, FailureKind, ReadSideError, RegistryError};
 pub use upcast::UpcastError;
 
 /// A boxed backend error, carried as a `#[source]`.

@@ -7,6 +7,13 @@
 //! broadcast in memory, LISTEN/NOTIFY on Postgres) for what comes next.
 //! Every event after the starting position is delivered once, in position
 //! order; keep [`position`](EventSubscription::position) to resume later.
+//!
+//! A stored row that cannot become an event (a poison row) stops it at the
+//! row: it returns the events before the row, then
+//! [`StoreError::Corrupt`] naming the row's stream, version and position
+//! (again on each call, in case the row was fixed meanwhile), and moves on
+//! only when the caller says so with
+//! [`skip_corrupt_row`](EventSubscription::skip_corrupt_row).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -63,6 +70,8 @@ pub struct EventSubscription {
     buffer: VecDeque<RecordedEvent>,
     page: usize,
     idle_wait: Duration,
+    /// The position of the corrupt row the last read stopped at.
+    corrupt_row: Option<GlobalPosition>,
 }
 
 impl std::fmt::Debug for EventSubscription {
@@ -91,6 +100,7 @@ impl EventSubscription {
             buffer: VecDeque::new(),
             page: DEFAULT_PAGE,
             idle_wait: DEFAULT_IDLE_WAIT,
+            corrupt_row: None,
         }
     }
 
@@ -121,7 +131,9 @@ impl EventSubscription {
     ///
     /// # Errors
     /// [`StoreError`] if reading fails; the subscription stays where it
-    /// was, so calling again retries.
+    /// was, so calling again retries. [`StoreError::Corrupt`] once every
+    /// event before a corrupt row is handed out: see
+    /// [`skip_corrupt_row`](EventSubscription::skip_corrupt_row).
     pub async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -150,9 +162,32 @@ impl EventSubscription {
         Ok(batch)
     }
 
+    /// Moves past the corrupt row the last call stopped at (its
+    /// [`StoreError::Corrupt`]): the event stored there is not delivered.
+    /// A deliberate step, logged as a warning. Returns the row's position,
+    /// or `None` (and changes nothing) if the last call did not stop at a
+    /// corrupt row.
+    pub fn skip_corrupt_row(&mut self) -> Option<GlobalPosition> {
+        let row = self.corrupt_row.take()?;
+        tracing::warn!(position = %row, "skipping a corrupt row of the global stream, as the caller asked");
+        self.position = row;
+        Some(row)
+    }
+
     /// Reads the next page into the buffer; whether it found any event.
     async fn fill(&mut self) -> Result<bool, StoreError> {
-        let page = self.store.read_all(self.position, self.page).await?;
+        let page = match self.store.read_all(self.position, self.page).await {
+            Ok(page) => page,
+            Err(error) => {
+                // Only a row at which a read starts can be skipped.
+                self.corrupt_row = match &error {
+                    StoreError::Corrupt { position, .. } => *position,
+                    _ => None,
+                };
+                return Err(error);
+            }
+        };
+        self.corrupt_row = None;
         self.buffer.extend(page);
         Ok(!self.buffer.is_empty())
     }

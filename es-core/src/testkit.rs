@@ -10,6 +10,10 @@
 //! aggregate and the command and lists the events, so the test fails
 //! readably.
 //!
+//! For tests of what surrounds the domain (the runtime, the read side, an
+//! adapter), [`TestStore`] wraps any store: it counts the calls made to it
+//! and fails chosen ones, or all of them as during an outage.
+//!
 //! # Example
 //!
 //! With the macros (`#[event]`, `#[command]`, `#[derive(Aggregate)]`) an
@@ -131,6 +135,10 @@ use std::fmt::{self, Debug, Write as _};
 
 use crate::aggregate::{Aggregate, Command};
 use crate::error::ValidationError;
+
+mod store_wrapper;
+
+pub use store_wrapper::{InjectedFault, StoreCall, TestStore};
 
 /// The start of a given/when/then test of aggregate `A`: the events that
 /// already happened. See the [module docs](self) for an example.

@@ -84,7 +84,7 @@ async fn a_read_side_without_a_registry_runs_the_link_time_registrations() {
     let head = outcome.last_position().unwrap();
     read_side.wait_for("pings", head, Duration::from_secs(60)).await.unwrap();
     read_side.wait_for_strong(head, Duration::from_secs(60)).await.unwrap();
-    assert!(read_side.status("greeter").await.unwrap().state.is_active());
+    assert!(read_side.status("greeter").unwrap().state.is_active());
     assert_eq!(documents.get("pings", "ada").await.unwrap(), Some(serde_json::json!(2)));
     assert_eq!(documents.get("pings", "bob").await.unwrap(), Some(serde_json::json!(1)));
     read_side.shutdown().await;

@@ -166,7 +166,7 @@ async fn a_saga_dispatches_commands_caused_by_and_correlated_with_its_event() {
 
     assert!(es.load::<Shipment>("o-1").await.unwrap().shipped);
     assert_eq!(attempts.load(Ordering::SeqCst), 2, "each order handled once: no wait on itself, no retry");
-    let status = read_side.status("shipping").await.unwrap();
+    let status = read_side.status("shipping").unwrap();
     assert!(status.state.is_active(), "{:?}", status.state);
     read_side.shutdown().await;
 }

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use es_core::readside::{SubscriptionState, SubscriptionStatus};
+use es_core::readside::{Backlog, SubscriptionState, SubscriptionStatus};
 use es_core::store::{Direction, EventStore};
 use es_core::{Aggregate, Es, GlobalPosition, ReadSide, StreamId, StreamVersion};
 use serde::Serialize;
@@ -226,29 +225,12 @@ impl Inspector {
     /// # Errors
     /// [`InspectorError::NoReadSide`]; [`InspectorError::Store`].
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionView>, InspectorError> {
-        let statuses = self.read_side()?.statuses().await?;
-        let mut views = Vec::with_capacity(statuses.len());
-        for status in statuses {
-            let lag_seconds = self.lag_seconds(&status).await?;
-            views.push(self.view(status, lag_seconds));
-        }
-        Ok(views)
+        let statuses = self.read_side()?.statuses();
+        let head = self.store().head_position().await?;
+        Ok(statuses.into_iter().map(|status| self.view(status, head)).collect())
     }
 
-    async fn lag_seconds(&self, status: &SubscriptionStatus) -> Result<f64, InspectorError> {
-        if status.lag == 0 {
-            return Ok(0.0);
-        }
-        let next = self.store().read_all(status.position, 1).await?;
-        Ok(next.first().map_or(0.0, |event| {
-            SystemTime::now()
-                .duration_since(event.recorded_at.to_system_time())
-                .unwrap_or_default()
-                .as_secs_f64()
-        }))
-    }
-
-    fn view(&self, status: SubscriptionStatus, lag_seconds: f64) -> SubscriptionView {
+    fn view(&self, status: SubscriptionStatus, head: GlobalPosition) -> SubscriptionView {
         let (state, error, failed_event) = match &status.state {
             SubscriptionState::Failed(failure) => (
                 "Failed".to_owned(),
@@ -278,9 +260,12 @@ impl Inspector {
             state,
             position: status.position.get(),
             checkpoint: status.checkpoint.map(GlobalPosition::get),
-            head: status.head.get(),
-            lag_events: status.lag,
-            lag_seconds,
+            head: head.get(),
+            lag_events: match status.behind {
+                Backlog::Exactly(events) | Backlog::AtLeast(events) => events,
+                _ => 0,
+            },
+            lag_seconds: status.behind_for.as_secs_f64(),
             error,
             failed_event,
             held_back_by: status.held_back_by,
@@ -294,9 +279,9 @@ impl Inspector {
     /// As [`subscriptions`](Inspector::subscriptions), and
     /// [`InspectorError::NotFound`].
     pub async fn subscription(&self, name: &str) -> Result<SubscriptionView, InspectorError> {
-        let status = self.read_side()?.status(name).await?;
-        let lag_seconds = self.lag_seconds(&status).await?;
-        Ok(self.view(status, lag_seconds))
+        let status = self.read_side()?.status(name)?;
+        let head = self.store().head_position().await?;
+        Ok(self.view(status, head))
     }
 
     /// Stops subscription `name` on this node (it commits and releases its lease).
@@ -324,7 +309,7 @@ impl Inspector {
     /// As [`stop`](Inspector::stop), and [`InspectorError::Store`].
     pub async fn rebuild(&self, name: &str) -> Result<RebuildProgress, InspectorError> {
         let read_side = self.read_side()?;
-        read_side.status(name).await?;
+        read_side.status(name)?;
         let target = self.store().head_position().await?;
         match self.rebuilds.lock() {
             Ok(mut rebuilds) => rebuilds.insert(name.to_owned(), target),

@@ -92,7 +92,8 @@ pub struct SubscriptionView {
     pub checkpoint: Option<u64>,
     /// The head of the global stream.
     pub head: u64,
-    /// Positions behind the head (an upper bound on events).
+    /// Events it has read and not handled yet (a lower bound when its last
+    /// read filled a batch; 0 while it does not run on this node).
     pub lag_events: u64,
     /// Age of the oldest event not handled yet, in seconds (0 when caught up).
     pub lag_seconds: f64,

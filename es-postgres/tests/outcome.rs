@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::proxy::Proxy;
 use common::{drop_schema, fresh_schema, pool};
 use es_core::error::AppendError;
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
@@ -20,67 +19,6 @@ use es_postgres::{PgEventStore, PgSchema};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
-
-/// A loopback TCP proxy to the test server. While armed, the first reply
-/// the server sends on any connection is not forwarded: the proxy closes
-/// that connection (both sides) instead, as a network failure after the
-/// server acted would.
-struct Proxy {
-    port: u16,
-    armed: Arc<AtomicBool>,
-    cut: Arc<Notify>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let armed = Arc::new(AtomicBool::new(false));
-        let cut = Arc::new(Notify::new());
-        let (armed_in, cut_in) = (armed.clone(), cut.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let server = TcpStream::connect(&upstream).await.unwrap();
-                tokio::spawn(relay(client, server, armed_in.clone(), cut_in.clone()));
-            }
-        });
-        Self { port, armed, cut }
-    }
-
-    /// Cuts the connection on which the server next replies.
-    fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-}
-
-async fn relay(client: TcpStream, server: TcpStream, armed: Arc<AtomicBool>, cut: Arc<Notify>) {
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let upstream = tokio::spawn(async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n @ 1..) = from_client.read(&mut buf).await {
-            if to_server.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut buf = vec![0u8; 64 * 1024];
-    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
-        if armed.swap(false, Ordering::SeqCst) {
-            // Drop everything of this connection without forwarding.
-            upstream.abort();
-            cut.notify_one();
-            return;
-        }
-        if to_client.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    upstream.abort();
-}
 
 fn event(n: u64) -> NewEvent {
     NewEvent::new("test", "Tested", 1, json!({ "n": n }))
@@ -88,15 +26,7 @@ fn event(n: u64) -> NewEvent {
 
 /// A one-connection pool to the test server through `proxy`.
 async fn pool_through(proxy: &Proxy) -> PgPool {
-    let direct: PgConnectOptions = common::database_url().parse().unwrap();
-    PgPoolOptions::new()
-        .max_connections(1)
-        // No ping before each use: the statement is the first message.
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(direct.host("127.0.0.1").port(proxy.port))
-        .await
-        .unwrap()
+    proxy.pool(1, Duration::from_secs(10)).await
 }
 
 /// Waits (bounded) until the pool's connection is back, idle.
@@ -110,16 +40,11 @@ async fn until_idle(pool: &PgPool) {
     .expect("the connection never came back to the pool");
 }
 
-fn upstream() -> String {
-    let options: PgConnectOptions = common::database_url().parse().unwrap();
-    format!("{}:{}", options.get_host(), options.get_port())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_lost_after_the_commit_is_an_unknown_outcome_and_a_retry_is_exact() {
     let direct = pool(2).await;
     let schema = fresh_schema(&direct).await;
-    let proxy = Proxy::start(upstream()).await;
+    let proxy = Proxy::to_test_server().await;
     let store = PgEventStore::with_schema(pool_through(&proxy).await, schema.clone());
     let stream = StreamId::new("account-1");
 
@@ -165,7 +90,7 @@ async fn a_reply_lost_after_the_commit_is_an_unknown_outcome_and_a_retry_is_exac
 async fn a_connection_lost_inside_the_callers_transaction_wrote_nothing() {
     let direct = pool(2).await;
     let schema = fresh_schema(&direct).await;
-    let proxy = Proxy::start(upstream()).await;
+    let proxy = Proxy::to_test_server().await;
     let proxied = pool_through(&proxy).await;
     let store = PgEventStore::with_schema(proxied.clone(), schema.clone());
     let stream = StreamId::new("account-1");

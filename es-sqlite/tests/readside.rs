@@ -232,7 +232,7 @@ fn forty() -> Vec<(&'static str, Vec<i64>)> {
 /// Waits until `read_side` processes `name` (its state is active).
 async fn until_active(read_side: &ReadSide, name: &str) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !read_side.status(name).await.unwrap().state.is_active() {
+    while !read_side.status(name).unwrap().state.is_active() {
         assert!(tokio::time::Instant::now() < deadline, "`{}` never took `{name}` over", read_side.owner());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -262,7 +262,7 @@ async fn two_processes_never_both_project_and_the_second_takes_over_on_shutdown(
     let head = add_all(&one, &added).await;
     a.wait_for("totals", head, DEADLINE).await.unwrap();
     b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(b.status("totals").await.unwrap().state, SubscriptionState::Standby);
+    assert_eq!(b.status("totals").unwrap().state, SubscriptionState::Standby);
     assert_eq!(one.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-a"));
 
     a.shutdown().await;

@@ -7,13 +7,16 @@ use super::StoreError;
 use crate::version::{EventId, GlobalPosition};
 
 /// Where a subscription stopped because an event (or the commit of its
-/// batch) kept failing.
+/// batch) kept failing, or because a stored row is not an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Failure {
+    /// What failed.
+    pub kind: FailureKind,
     /// The last error, with its chain of causes.
     pub error: String,
     /// The position of the event that failed (for a failed commit: the last
-    /// event of the batch).
+    /// event of the batch; for a corrupt row: the row's).
     pub position: GlobalPosition,
     /// The failing event's id (`None` for a failed commit).
     pub event_id: Option<EventId>,
@@ -21,6 +24,21 @@ pub struct Failure {
     pub event_type: Option<String>,
     /// How many times it was tried.
     pub attempts: u32,
+}
+
+/// What made a subscription stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The handler or projection kept failing on the event.
+    Event,
+    /// The store kept refusing the batch's commit (not an outage: those
+    /// are waited out).
+    Commit,
+    /// The stored row at `position` cannot be turned into an event (see
+    /// [`StoreError::Corrupt`]). Fix the row and restart, or skip it with
+    /// [`ReadSide::skip`](crate::ReadSide::skip).
+    CorruptRow,
 }
 
 /// The registry refused a name, or a selection named something unknown.
@@ -83,6 +101,14 @@ pub enum ReadSideError {
     /// Reading the head of the event store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// [`ReadSide::skip`](crate::ReadSide::skip) was asked for a
+    /// subscription that has not stopped at a corrupt row: nothing is
+    /// skipped.
+    #[error("`{name}` has not stopped at a corrupt row: there is nothing to skip")]
+    NothingToSkip {
+        /// The subscription's name.
+        name: String,
+    },
 }
 
 /// A wait for a subscription to reach a position did not succeed. The

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::read_side::{ReadSide, ReadSideBuilder};
+use super::builder::ReadSideBuilder;
+use super::read_side::ReadSide;
 use crate::error::ConsistencyError;
 use crate::runtime::attached::Attached;
 use crate::runtime::EsBuilder;

@@ -27,16 +27,14 @@
 //! assert_eq!(subscriber.event_types(), ["AccountOpened"]);
 //! ```
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use super::recorded::Recorded;
+use super::route::RouteTable;
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::aggregate::Command;
 use crate::envelope::{Metadata, RecordedEvent};
@@ -124,6 +122,13 @@ impl HandlerError {
     /// A failure caused by another error.
     pub fn other(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Failed { message: error.to_string(), source: Some(Box::new(error)) }
+    }
+
+    /// Whether the projection store failed under the subscriber (an outage,
+    /// a pool timeout) rather than the subscriber itself: the runner waits
+    /// such failures out and does not count them against the event.
+    pub(crate) fn is_store_failure(&self) -> bool {
+        matches!(self, Self::Projection(ProjectionError::Backend(_)))
     }
 }
 
@@ -226,41 +231,16 @@ impl HandlerCtx {
     }
 }
 
-pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
-
-/// A handler's entry for one event type, with the type erased.
-pub(crate) trait HandlerRoute: Send + Sync {
-    fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a HandlerCtx) -> HandlerFuture<'a>;
-}
-
-struct Route<H, E> {
-    handler: Arc<H>,
-    event: PhantomData<fn() -> E>,
-}
-
-impl<H: HandleEvent<E>, E: Event> HandlerRoute for Route<H, E> {
-    fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a HandlerCtx) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let recorded = Recorded::<E>::decode(event)?;
-            // Each try at the event dispatches its commands as steps 0, 1,
-            // ... again: a retry sends the same command ids.
-            ctx.steps.store(0, Ordering::Relaxed);
-            self.handler.handle(&recorded, ctx).await
-        })
-    }
-}
-
 /// Builds a handler [`Subscriber`]: list the consumed event types with
 /// [`on`](HandlerBuilder::on). Made by [`Subscriber::handler`].
 pub struct HandlerBuilder<H> {
-    handler: Arc<H>,
-    routes: BTreeMap<&'static str, Box<dyn HandlerRoute>>,
+    table: RouteTable<H, HandlerCtx>,
     replay: Replay,
 }
 
 impl<H: Send + Sync + 'static> HandlerBuilder<H> {
     pub(crate) fn new(handler: H) -> Self {
-        Self { handler: Arc::new(handler), routes: BTreeMap::new(), replay: Replay::Run }
+        Self { table: RouteTable::new(handler), replay: Replay::Run }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -270,8 +250,7 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
     where
         H: HandleEvent<E>,
     {
-        let route = Route::<H, E> { handler: Arc::clone(&self.handler), event: PhantomData };
-        self.routes.insert(E::TYPE, Box::new(route));
+        self.table.add::<E>();
         self
     }
 
@@ -285,14 +264,14 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
 
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        Subscriber::new(SubscriberKind::Handler { routes: self.routes, replay: self.replay })
+        Subscriber::new(SubscriberKind::Handler { routes: self.table.into_routes(), replay: self.replay })
     }
 }
 
 impl<H> std::fmt::Debug for HandlerBuilder<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandlerBuilder")
-            .field("events", &self.routes.keys().collect::<Vec<_>>())
+            .field("events", &self.table.event_types())
             .field("replay", &self.replay)
             .finish_non_exhaustive()
     }

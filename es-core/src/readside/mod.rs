@@ -15,6 +15,22 @@
 //! - it delivers every event at least once in position order, retrying a
 //!   failing event with backoff and stopping at it (reported in its
 //!   [`SubscriptionStatus`]) when the retries run out: nothing is skipped;
+//! - a store that fails under it (an outage, a pool timeout; a failed read
+//!   of events, documents or the checkpoint, a failed commit) is not the
+//!   event's fault: it is retried with capped, jittered backoff for as long
+//!   as it lasts and never counts against the subscriber's [`RetryPolicy`];
+//!   meanwhile the status says [`SubscriptionState::WaitingForStore`] (with
+//!   the error and since when), and it goes on by itself when the store
+//!   answers again. Only errors of the handler or projection itself stop it;
+//! - a stored row that cannot become an event (a poison row) stops it at
+//!   the row, loudly: every event before the row is delivered and
+//!   checkpointed, and it stops `Failed` ([`FailureKind::CorruptRow`](crate::error::FailureKind::CorruptRow))
+//!   naming the row's stream, version and position, until an operator fixes
+//!   the row and restarts it, or skips the row with
+//!   [`ReadSide::skip`](crate::ReadSide::skip) (logged);
+//! - its status is kept in memory ([`ReadSide::status`](crate::ReadSide::status)
+//!   never waits on a store) and says how far behind it is as a number of
+//!   events ([`Backlog`]) and as time, never as a difference of positions;
 //! - a projection's document changes and its checkpoint commit together, in
 //!   one [`ProjectionStore::commit`](crate::store::ProjectionStore::commit)
 //!   per batch; a handler's checkpoint is stored in the projection store
@@ -31,20 +47,25 @@
 //!   [`Consistency::Strong`] one, which is what command execution does.
 
 mod attach;
+mod builder;
 mod cache;
+mod config;
 pub(crate) mod handler;
 mod local_leases;
 pub(crate) mod projection;
 pub(crate) mod read_side;
 pub(crate) mod recorded;
 mod registry;
+mod route;
 mod runner;
 mod status;
 mod subscriber;
+mod wait;
 
+pub use builder::ReadSideBuilder;
+pub use config::ReadSideConfig;
 pub use handler::{HandlerBuilder, Replay};
 pub use projection::ProjectionBuilder;
-pub use read_side::{ReadSideBuilder, ReadSideConfig};
 pub use registry::{Registration, Registry, Selection};
-pub use status::{SubscriptionState, SubscriptionStatus};
+pub use status::{Backlog, StoreOutage, SubscriptionState, SubscriptionStatus};
 pub use subscriber::{Consistency, RetryPolicy, Subscriber, SubscriptionKind};

@@ -30,9 +30,8 @@
 //! assert_eq!(subscriber.event_types(), ["MoneyDeposited"]);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -40,10 +39,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cache::SharedCache;
-use super::handler::{HandlerError, HandlerFuture};
+use super::handler::HandlerError;
 use super::recorded::Recorded;
+use super::route::RouteTable;
 use super::subscriber::{Subscriber, SubscriberKind};
-use crate::envelope::RecordedEvent;
 use crate::error::ProjectionError;
 use crate::event::Event;
 use crate::store::{DocumentChange, ProjectionStore, UnitOfWork};
@@ -226,35 +225,15 @@ impl ProjectionTx {
     }
 }
 
-/// A projection's entry for one event type, with the type erased.
-pub(crate) trait ProjectionRoute: Send + Sync {
-    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> HandlerFuture<'a>;
-}
-
-struct Route<P, E> {
-    projection: Arc<P>,
-    event: PhantomData<fn() -> E>,
-}
-
-impl<P: Project<E>, E: Event> ProjectionRoute for Route<P, E> {
-    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> HandlerFuture<'a> {
-        Box::pin(async move {
-            let recorded = Recorded::<E>::decode(event)?;
-            self.projection.project(&recorded, tx).await
-        })
-    }
-}
-
 /// Builds a projection [`Subscriber`]: list the consumed event types with
 /// [`on`](ProjectionBuilder::on). Made by [`Subscriber::projection`].
 pub struct ProjectionBuilder<P> {
-    projection: Arc<P>,
-    routes: BTreeMap<&'static str, Box<dyn ProjectionRoute>>,
+    table: RouteTable<P, ProjectionTx>,
 }
 
 impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
     pub(crate) fn new(projection: P) -> Self {
-        Self { projection: Arc::new(projection), routes: BTreeMap::new() }
+        Self { table: RouteTable::new(projection) }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -264,22 +243,19 @@ impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
     where
         P: Project<E>,
     {
-        let route = Route::<P, E> { projection: Arc::clone(&self.projection), event: PhantomData };
-        self.routes.insert(E::TYPE, Box::new(route));
+        self.table.add::<E>();
         self
     }
 
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        Subscriber::new(SubscriberKind::Projection { routes: self.routes })
+        Subscriber::new(SubscriberKind::Projection { routes: self.table.into_routes() })
     }
 }
 
 impl<P> std::fmt::Debug for ProjectionBuilder<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionBuilder")
-            .field("events", &self.routes.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+        f.debug_struct("ProjectionBuilder").field("events", &self.table.event_types()).finish_non_exhaustive()
     }
 }
 

@@ -1,10 +1,10 @@
 //! [`Subscriber`]: a handler or projection ready to run, with its settings.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::handler::{HandlerBuilder, HandlerRoute, Replay};
-use super::projection::{ProjectionBuilder, ProjectionRoute};
+use super::handler::{HandlerBuilder, HandlerCtx, Replay};
+use super::projection::{ProjectionBuilder, ProjectionTx};
+use super::route::Routes;
 
 /// Whether `Es::execute` waits for a subscriber before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -64,8 +64,8 @@ pub enum SubscriptionKind {
 }
 
 pub(crate) enum SubscriberKind {
-    Handler { routes: BTreeMap<&'static str, Box<dyn HandlerRoute>>, replay: Replay },
-    Projection { routes: BTreeMap<&'static str, Box<dyn ProjectionRoute>> },
+    Handler { routes: Routes<HandlerCtx>, replay: Replay },
+    Projection { routes: Routes<ProjectionTx> },
 }
 
 /// A handler or projection with its settings, ready to be registered under
@@ -163,8 +163,8 @@ impl Subscriber {
     /// The event type names it consumes, sorted.
     pub fn event_types(&self) -> Vec<&'static str> {
         match &self.kind {
-            SubscriberKind::Handler { routes, .. } => routes.keys().copied().collect(),
-            SubscriberKind::Projection { routes } => routes.keys().copied().collect(),
+            SubscriberKind::Handler { routes, .. } => routes.event_types(),
+            SubscriberKind::Projection { routes } => routes.event_types(),
         }
     }
 }

@@ -82,7 +82,7 @@ impl Contention {
 }
 
 /// A random duration from zero to `cap`.
-fn jitter(cap: Duration) -> Duration {
+pub(crate) fn jitter(cap: Duration) -> Duration {
     let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
     if nanos == 0 {
         return Duration::ZERO;

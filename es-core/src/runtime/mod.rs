@@ -15,7 +15,7 @@
 mod actor;
 pub(crate) mod attached;
 mod attempt;
-mod backoff;
+pub(crate) mod backoff;
 pub(crate) mod builder;
 mod config;
 mod dispatch;

@@ -137,7 +137,7 @@ async fn a_projection_stops_on_an_undecodable_event_and_reports_it() {
         for part in ["Deposited", "ledger-p", "version 4"] {
             assert!(failure.error.contains(part), "{}: `{}` does not name {part}", case.label, failure.error);
         }
-        let status = read_side.status("g-balances").await.unwrap();
+        let status = read_side.status("g-balances").unwrap();
         assert_eq!(status.state, SubscriptionState::Failed(failure), "{}", case.label);
         assert_eq!(status.position, last_good, "{}: stopped right before it", case.label);
         let checkpoint = documents.checkpoint("g-balances").await.unwrap().map(|c| c.position);

@@ -26,8 +26,8 @@ async fn a_subscriber_sees_every_event_once_in_order_with_many_concurrent_writer
     let log = positions_and_ids(&store).await;
     assert_eq!(log.len(), written);
     assert_eq!(Seen::of("ledger-live-"), log, "every event once, in position order");
-    let status = read_side(&es).status("g-seen").await.unwrap();
-    assert_eq!((status.position, status.lag), (head, 0));
+    let status = read_side(&es).status("g-seen").unwrap();
+    assert_eq!(status.position, head);
     // A handler's checkpoint is stored after its batch; stopping commits it.
     es.shutdown().await;
     assert_eq!(documents.checkpoint("g-seen").await.unwrap().map(|c| c.position), Some(head));

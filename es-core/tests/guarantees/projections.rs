@@ -61,7 +61,7 @@ async fn a_panicking_projection_stops_alone_and_reports_the_event() {
     assert_eq!(failure.event_id, Some(fatal.committed[0].event_id));
     assert!(failure.error.contains("panicked"), "{}", failure.error);
     assert!(failure.error.contains("unlucky amount"), "{}", failure.error);
-    let status = read_side.status("g-fragile").await.unwrap();
+    let status = read_side.status("g-fragile").unwrap();
     assert_eq!(status.position, before);
     let checkpoint = documents.checkpoint("g-fragile").await.unwrap().map(|c| c.position);
     assert!(checkpoint.is_some_and(|c| c < fatal.position.unwrap()), "{checkpoint:?}");

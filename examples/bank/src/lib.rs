@@ -379,17 +379,20 @@ pub enum SettleError {
 /// within `timeout` (each wait has its own) or stopped on a failing event;
 /// [`SettleError::ReadSide`] when the head cannot be read.
 pub async fn settle(read_side: &ReadSide, timeout: Duration) -> Result<GlobalPosition, SettleError> {
-    let head = |statuses: &[es_core::readside::SubscriptionStatus]| statuses.first().map(|s| s.head);
-    let mut statuses = read_side.statuses().await?;
+    let names: Vec<String> = read_side.names().map(str::to_owned).collect();
+    if names.is_empty() {
+        return Ok(GlobalPosition::START);
+    }
+    let mut target = read_side.head_position().await?;
     loop {
-        let Some(target) = head(&statuses) else { return Ok(GlobalPosition::START) };
-        for status in &statuses {
-            read_side.wait_for(&status.name, target, timeout).await?;
+        for name in &names {
+            read_side.wait_for(name, target, timeout).await?;
         }
-        statuses = read_side.statuses().await?;
-        if head(&statuses) == Some(target) {
+        let head = read_side.head_position().await?;
+        if head == target {
             return Ok(target);
         }
+        target = head;
     }
 }
 

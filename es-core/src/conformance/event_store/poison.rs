@@ -25,6 +25,62 @@ async fn read_all<S: EventStore>(store: &S, after: GlobalPosition) -> Result<Vec
     store.read_all(after, PAGE).await
 }
 
+/// A corrupt row planted between two appends of valid events.
+pub(super) struct Planted {
+    /// The corrupt row's stream.
+    pub(super) stream: StreamId,
+    /// The corrupt row's position.
+    pub(super) row: GlobalPosition,
+    /// The positions of the valid events before and after it.
+    pub(super) before: Vec<GlobalPosition>,
+    pub(super) after: Vec<GlobalPosition>,
+    /// Their ids.
+    before_ids: Vec<EventId>,
+    after_ids: Vec<EventId>,
+}
+
+/// Appends two valid events to a fresh store, plants a corrupt row with
+/// `plant` (which stores, after everything stored so far and committed, a
+/// row of the given stream that no envelope can be made of, and returns
+/// its global position), appends two more, and waits until all are
+/// visible.
+pub(super) async fn plant_between<S, P, F>(store: &S, plant: P) -> Planted
+where
+    S: EventStore + Clone,
+    P: FnOnce(S, StreamId) -> F,
+    F: Future<Output = GlobalPosition>,
+{
+    assert_fresh(store).await;
+    let (stream, poisoned) = (StreamId::new("order-1"), StreamId::new("poison-1"));
+    let before = append_ok(store, &stream, ExpectedVersion::NoStream, batch(1, 2), "events before").await;
+    let row = plant(store.clone(), poisoned.clone()).await;
+    let after = append_ok(
+        store,
+        &stream,
+        ExpectedVersion::Exact(StreamVersion(2)),
+        batch(3, 2),
+        "events after the corrupt row",
+    )
+    .await;
+    let before_last = last_position(&[&before]);
+    assert!(
+        before_last < row && row < last_position(&[&after]),
+        "the corrupt row must lie between the events appended before and after it: {before_last} < \
+         {row} < {}",
+        last_position(&[&after])
+    );
+    until_visible(store, &after).await;
+    let positions = |outcome: &AppendOutcome| outcome.committed.iter().map(|c| c.global_position).collect();
+    Planted {
+        stream: poisoned,
+        row,
+        before: positions(&before),
+        after: positions(&after),
+        before_ids: ids(&before.committed),
+        after_ids: ids(&after.committed),
+    }
+}
+
 /// A corrupt row in the global stream (planted by `plant`, which stores,
 /// after everything stored so far and committed, a row of the given stream
 /// that no envelope can be made of, and returns its global position):
@@ -42,41 +98,23 @@ where
     P: FnOnce(S, StreamId) -> F,
     F: Future<Output = GlobalPosition>,
 {
-    assert_fresh(&store).await;
-    let (stream, poisoned) = (StreamId::new("order-1"), StreamId::new("poison-1"));
-    let before = append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 2), "events before").await;
-    let position = plant(store.clone(), poisoned.clone()).await;
-    let after = append_ok(
-        &store,
-        &stream,
-        ExpectedVersion::Exact(StreamVersion(2)),
-        batch(3, 2),
-        "events after the corrupt row",
-    )
-    .await;
-    let before_last = last_position(&[&before]);
-    assert!(
-        before_last < position && position < last_position(&[&after]),
-        "the corrupt row must lie between the events appended before and after it: {before_last} < \
-         {position} < {}",
-        last_position(&[&after])
-    );
-    until_visible(&store, &after).await;
-
+    let planted = plant_between(&store, plant).await;
+    let position = planted.row;
     let first = read_all(&store, GlobalPosition::START).await.unwrap_or_else(|e| {
         panic!("a read that starts before a corrupt row must return the events before it, got {e:?}")
     });
     assert_eq!(
         recorded_ids(&first),
-        ids(&before.committed),
+        planted.before_ids,
         "a read from the start must return the valid events before the corrupt row, and stop there"
     );
 
+    let before_last = planted.before.last().copied().unwrap_or(GlobalPosition::START);
     match read_all(&store, before_last).await {
         Err(StoreError::Corrupt { position: at, location, detail }) => {
             assert_eq!(at, Some(position), "Corrupt must carry the corrupt row's position");
             let message = format!("{location}: {detail}");
-            for (what, name) in [("stream", poisoned.to_string()), ("position", position.to_string())] {
+            for (what, name) in [("stream", planted.stream.to_string()), ("position", position.to_string())] {
                 assert!(message.contains(&name), "Corrupt must name the row's {what} ({name}): {message}");
             }
             assert!(message.contains("version"), "Corrupt must name the row's version: {message}");
@@ -93,11 +131,7 @@ where
     let rest = read_all(&store, position)
         .await
         .unwrap_or_else(|e| panic!("a read after the corrupt row's position must go on, got {e:?}"));
-    assert_eq!(
-        recorded_ids(&rest),
-        ids(&after.committed),
-        "a read after the row returns the events after it"
-    );
+    assert_eq!(recorded_ids(&rest), planted.after_ids, "a read after the row returns the events after it");
 }
 
 /// Waits (bounded) until the store's head is at or past `outcome`'s last

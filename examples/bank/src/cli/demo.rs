@@ -157,10 +157,10 @@ async fn run(es: &Es) -> anyhow::Result<()> {
             println!("mail-outbox: to {} about {}: {}", mail.to, mail.account_id, mail.subject);
         }
     }
-    for status in read_side.statuses().await? {
+    for status in read_side.statuses() {
         println!(
-            "subscription {}: {:?} at position {}, lag {}",
-            status.name, status.state, status.position, status.lag
+            "subscription {}: {:?} at position {}, behind {:?}",
+            status.name, status.state, status.position, status.behind
         );
     }
     Ok(())

@@ -1,0 +1,180 @@
+//! Processing one batch of events: a handler's, event by event, or a
+//! projection's, into one unit of work; retries of a failing event.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::{describe, Exit, Runner};
+use crate::envelope::RecordedEvent;
+use crate::error::{Failure, FailureKind};
+use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
+use crate::readside::projection::ProjectionTx;
+use crate::readside::route::{RouteFuture, Routes};
+use crate::store::UnitOfWork;
+
+impl Runner<'_> {
+    /// After a failed try at `event`: pauses before the next try, or
+    /// returns the failure if that was the last attempt. A store failure
+    /// (the projection's documents could not be read) is an outage, not
+    /// the event's fault: it is retried for as long as it lasts and does
+    /// not count in `attempt`, which counts the subscriber's own failures.
+    pub(super) async fn after_failure(
+        &mut self,
+        event: &RecordedEvent,
+        attempt: &mut u32,
+        error: HandlerError,
+    ) -> Result<(), Exit> {
+        if error.is_store_failure() {
+            let pause = self.store_failed("reading documents", &error);
+            return self.pause(pause).await;
+        }
+        *attempt += 1;
+        let attempt = *attempt;
+        let retry = self.slot.subscriber.retry;
+        let error = describe(&error);
+        if attempt >= retry.max_attempts {
+            return Err(Exit::Failed(Failure {
+                kind: FailureKind::Event,
+                error,
+                position: event.global_position,
+                event_id: Some(event.event_id),
+                event_type: Some(event.event_type.clone()),
+                attempts: attempt,
+            }));
+        }
+        tracing::warn!(subscription = %self.slot.name, position = %event.global_position, event_type = %event.event_type, attempt, %error, "event failed; retrying");
+        self.pause(retry.backoff(attempt)).await
+    }
+
+    pub(super) async fn handle_batch(
+        &mut self,
+        batch: &[RecordedEvent],
+        routes: &Routes<HandlerCtx>,
+        replay_mode: Replay,
+    ) -> Result<(), Exit> {
+        let mut handled = 0usize;
+        for (i, event) in batch.iter().enumerate() {
+            if self.cancelled() {
+                break;
+            }
+            let replay = event.global_position <= self.replay_until;
+            match routes.get(event) {
+                Some(route) if !(replay && replay_mode == Replay::Skip) => {
+                    self.check_lease_only().await?;
+                    let mut ctx = HandlerCtx::for_event(
+                        Arc::clone(&self.slot.name),
+                        event,
+                        replay,
+                        self.shared.dispatcher()?,
+                    );
+                    let mut attempt = 0;
+                    loop {
+                        let outcome = CatchPanic(route.call(event, &mut ctx)).await;
+                        let Err(error) = outcome else {
+                            self.store_recovered();
+                            break;
+                        };
+                        if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
+                            if matches!(exit, Exit::Failed(_)) {
+                                // Keep the events handled before the failing one.
+                                self.flush().await?;
+                            }
+                            return Err(exit);
+                        }
+                    }
+                    handled += 1;
+                }
+                _ => self.skipped += 1,
+            }
+            self.position = event.global_position;
+            self.slot.set_reached(self.position);
+            self.slot.handled(event, batch.get(i + 1));
+        }
+        if handled > 0 || self.skipped >= self.shared.config.checkpoint_every {
+            self.commit(UnitOfWork::new(), self.position).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn project_batch(
+        &mut self,
+        batch: &[RecordedEvent],
+        routes: &Routes<ProjectionTx>,
+    ) -> Result<(), Exit> {
+        let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
+            .with_cache(self.cache.clone());
+        let mut done = self.position;
+        let mut projected = 0usize;
+        let mut skipped = 0usize;
+        for (i, event) in batch.iter().enumerate() {
+            if self.cancelled() {
+                break;
+            }
+            if let Some(route) = routes.get(event) {
+                self.check_lease_only().await?;
+                tx.set_replay(event.global_position <= self.replay_until);
+                let mut attempt = 0;
+                loop {
+                    let mark = tx.mark();
+                    let outcome = CatchPanic(route.call(event, &mut tx)).await;
+                    let Err(error) = outcome else {
+                        self.store_recovered();
+                        break;
+                    };
+                    tx.rollback(mark);
+                    if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
+                        if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
+                            // Keep what the batch did before the failing event.
+                            match self.commit(tx.work(), done).await {
+                                Ok(()) => {
+                                    self.position = done;
+                                    self.slot.set_reached(done);
+                                }
+                                Err(Exit::LeaseLost) => return Err(Exit::LeaseLost),
+                                Err(_) => {}
+                            }
+                        }
+                        return Err(exit);
+                    }
+                }
+                projected += 1;
+            } else {
+                skipped += 1;
+            }
+            done = event.global_position;
+            self.slot.handled(event, batch.get(i + 1));
+        }
+        self.skipped += skipped;
+        if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
+            self.commit(tx.work(), done).await?;
+        }
+        self.position = done;
+        self.slot.set_reached(done);
+        Ok(())
+    }
+}
+
+/// Turns a panic in a subscriber's future into an error.
+struct CatchPanic<'a>(RouteFuture<'a>);
+
+impl Future for CatchPanic<'_> {
+    type Output = Result<(), HandlerError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".to_owned());
+                Poll::Ready(Err(HandlerError::msg(format!("panicked: {message}"))))
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The subscription task: lease, catch-up, live, checkpoints, retries.
+//!
+//! One task runs one subscription. It holds the subscription's lease while
+//! it processes; it reads the global stream after its position with
+//! `EventStore::read_all` and, when there is nothing to read, waits with
+//! `EventStore::wait_for_events`. Catch-up and live are the same loop, so
+//! there is no hand-over where an event could slip through. The position
+//! only ever moves to the position of an event that was read, never to a
+//! computed `last + 1`: positions may have holes.
+
+mod batch;
+mod checkpoint;
+mod held_back;
+mod lease_keeper;
+mod outage;
+mod poison;
+mod slot;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use self::lease_keeper::{acquire, LeaseKeeper};
+pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
+use super::cache::SharedCache;
+use super::status::{StoreOutage, SubscriptionState};
+use super::subscriber::SubscriberKind;
+use crate::clock::deadline;
+use crate::error::Failure;
+use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
+use crate::version::GlobalPosition;
+
+/// Why a subscription stopped processing under its lease.
+enum Exit {
+    Cancelled,
+    LeaseLost,
+    Failed(Failure),
+}
+
+/// Runs one subscription until it is cancelled or fails, taking the lease
+/// again whenever it is lost. Starts once `previous` (the task spawned
+/// before it) has exited: a lease is re-entrant for its owner, so it alone
+/// would not keep two tasks of one node apart. `_exit` is dropped when this
+/// task ends, which tells the next one.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    mut start: Start,
+    mut cancel: watch::Receiver<bool>,
+    _exit: watch::Sender<()>,
+    previous: Option<watch::Receiver<()>>,
+) {
+    if let Some(mut previous) = previous {
+        loop {
+            if *cancel.borrow() {
+                slot.set_state(SubscriptionState::Stopped);
+                return;
+            }
+            tokio::select! {
+                exited = previous.changed() => if exited.is_err() { break },
+                _ = cancel.changed() => {}
+            }
+        }
+    }
+    loop {
+        slot.set_state(SubscriptionState::Standby);
+        let Some((lease, asked)) = acquire(&shared, &slot, &mut cancel).await else {
+            slot.set_state(SubscriptionState::Stopped);
+            return;
+        };
+        tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
+        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
+        let exit = match runner.run(&mut start).await {
+            Err(exit) => exit,
+            Ok(never) => match never {},
+        };
+        // Not reading any more: what held it back is no longer its concern.
+        slot.set_held_back_by(None);
+        let final_state = match exit {
+            Exit::LeaseLost => {
+                tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
+                continue;
+            }
+            Exit::Cancelled => {
+                // A lost lease needs no release; stopping is all that is left.
+                let _lost = runner.flush().await;
+                SubscriptionState::Stopped
+            }
+            Exit::Failed(failure) => {
+                tracing::error!(subscription = %slot.name, position = %failure.position, kind = ?failure.kind, error = %failure.error, "subscription stopped");
+                SubscriptionState::Failed(failure)
+            }
+        };
+        let lease = runner.keeper.lease;
+        if let Err(error) = shared.leases.release(&lease).await {
+            tracing::warn!(subscription = %slot.name, error = %describe(&error), "releasing the lease failed; it will expire");
+        }
+        slot.set_state(final_state);
+        return;
+    }
+}
+
+struct Runner<'a> {
+    shared: &'a Shared,
+    slot: &'a Slot,
+    cancel: &'a mut watch::Receiver<bool>,
+    keeper: LeaseKeeper,
+    /// Every event up to here is handled or filtered out, and the effects of
+    /// the handled ones are committed.
+    position: GlobalPosition,
+    /// The checkpoint last committed (or read at start).
+    committed: GlobalPosition,
+    /// Filtered-out events passed since the last commit.
+    skipped: usize,
+    /// Events up to here are replayed history.
+    replay_until: GlobalPosition,
+    /// When a caught-up subscription asks the store next what holds it back.
+    next_blocker_check: Instant,
+    /// When it last warned about a transaction holding it back.
+    last_held_back_warning: Option<Instant>,
+    /// A projection's documents as this run read or committed them.
+    cache: SharedCache,
+    /// The store outage it is waiting out, if any.
+    outage: Option<StoreOutage>,
+    /// The corrupt row an operator asked to skip, if it meets it.
+    skip_row: Option<GlobalPosition>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(
+        shared: &'a Shared,
+        slot: &'a Slot,
+        cancel: &'a mut watch::Receiver<bool>,
+        lease: Lease,
+        asked: Instant,
+    ) -> Self {
+        Self {
+            shared,
+            slot,
+            cancel,
+            keeper: LeaseKeeper::new(lease, shared.config.lease_ttl, asked),
+            position: GlobalPosition::START,
+            committed: GlobalPosition::START,
+            skipped: 0,
+            replay_until: GlobalPosition::START,
+            next_blocker_check: Instant::now(),
+            last_held_back_warning: None,
+            cache: SharedCache::new(shared.config.document_cache_bytes),
+            outage: None,
+            skip_row: None,
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    /// Stops on cancellation, renews the lease when due.
+    async fn check(&mut self) -> Result<(), Exit> {
+        if self.cancelled() {
+            return Err(Exit::Cancelled);
+        }
+        self.keeper.ensure(self.shared.leases.as_ref()).await
+    }
+
+    /// Sleeps for `pause`, renewing the lease meanwhile; stops early on
+    /// cancellation.
+    async fn pause(&mut self, pause: Duration) -> Result<(), Exit> {
+        let until = deadline(Instant::now(), pause);
+        loop {
+            let step = until.saturating_duration_since(Instant::now()).min(self.keeper.until_renew());
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                _ = self.cancel.changed() => return Err(Exit::Cancelled),
+            }
+            self.check().await?;
+            if Instant::now() >= until {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn run(&mut self, start: &mut Start) -> Result<Infallible, Exit> {
+        let shared = self.shared;
+        let slot = self.slot;
+        let namespace = &*slot.name;
+        let projections: &dyn ProjectionStore = shared.projections.as_ref();
+        match *start {
+            Start::Rebuild => self.rebuild().await?,
+            Start::Skip(position) => self.skip_row = Some(position),
+            Start::Resume => {}
+        }
+        // Done: a lease lost later resumes from the stored checkpoint.
+        *start = Start::Resume;
+        let checkpoint =
+            self.store_read("reading the checkpoint", move || projections.checkpoint(namespace)).await?;
+        self.committed = checkpoint.map_or(GlobalPosition::START, |c| c.position);
+        self.position = self.committed;
+        if let Some(until) = checkpoint.and_then(|c| c.replay_until) {
+            self.replay_until = until;
+        }
+        slot.progress.send_modify(|p| {
+            p.reached = self.position;
+            p.checkpoint = checkpoint.map(|c| c.position);
+            p.state = SubscriptionState::Running;
+        });
+        let events: &dyn EventStore = shared.events.as_ref();
+        let batch_size = shared.config.batch_size;
+        loop {
+            self.check().await?;
+            let after = self.position;
+            let batch = self.read_events(after).await?;
+            slot.read(&batch, batch.len() >= batch_size);
+            if batch.is_empty() {
+                if self.position > self.committed {
+                    // Caught up after filtered-out events: store how far we got,
+                    // so other nodes waiting on the checkpoint see it.
+                    self.commit(UnitOfWork::new(), self.position).await?;
+                }
+                slot.set_state(SubscriptionState::CaughtUp);
+                self.check_held_back().await;
+                let wait = shared.config.idle_wait.min(self.keeper.until_renew());
+                tokio::select! {
+                    () = events.wait_for_events(after, wait) => {}
+                    _ = self.cancel.changed() => return Err(Exit::Cancelled),
+                }
+                continue;
+            }
+            slot.set_state(SubscriptionState::Running);
+            // Events came through: whatever held them back has ended.
+            slot.set_held_back_by(None);
+            match &slot.subscriber.kind {
+                SubscriberKind::Handler { routes, replay } => {
+                    self.handle_batch(&batch, routes, *replay).await?
+                }
+                SubscriberKind::Projection { routes } => self.project_batch(&batch, routes).await?,
+            }
+        }
+    }
+}
+
+/// The error chain of `error`, joined with `: `.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
