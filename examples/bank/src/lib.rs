@@ -14,6 +14,9 @@
 //! - the `transfer-process` handler ([`TransferProcess`]), which moves the
 //!   money of a [`Transfer`] between two accounts, refunding it when the
 //!   target refuses the credit.
+// The README's examples (see `ReadmeDoctests`) link only what they use:
+// none of the bank's own link-time registrations.
+#![doc(test(no_crate_inject))]
 
 pub mod http;
 mod mail;
@@ -389,3 +392,9 @@ pub async fn settle(read_side: &ReadSide, timeout: Duration) -> Result<GlobalPos
         }
     }
 }
+
+/// The README's examples, compiled (and the in-memory ones run) as doc
+/// tests of the flagship example, which depends on every adapter.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
