@@ -19,6 +19,16 @@ step "Redis"
 . scripts/ensure-redis.sh
 trap 'es_pg_stop; es_redis_stop' EXIT
 
+step "Chromium and chromedriver (the inspector's browser test)"
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+    else
+        echo "chromium/chromedriver missing and cannot be installed here (needs root and apt-get);" >&2
+        echo "the browser test fails under CI=true and is skipped otherwise" >&2
+    fi
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
