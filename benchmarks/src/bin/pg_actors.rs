@@ -19,6 +19,9 @@
 //!   snapshot store), beside the raw query of the same columns, and the
 //!   first load on a fresh application.
 //!
+//! `Es::execute` runs with group commit on (the default) and off
+//! (`GroupCommit::off`), side by side in each comparison.
+//!
 //! Raw baselines, each printed: `raw_minimal` (an identity key and a JSONB
 //! payload) and `raw_events` (es's columns, keys and unique indexes). Every
 //! figure is the median of 5 runs with the min and max.
@@ -41,7 +44,7 @@ use es_benchmarks::{ms, run_writers, Run, Runs, Spread, RUNS};
 use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
 use es_core::{Aggregate, Es, Event, StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
+use es_postgres::{GroupCommit, PgEventStore, PgSchema};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -150,6 +153,7 @@ async fn statement_runs(
 /// The figures of one comparison.
 struct Comparison {
     execute: Runs,
+    ungrouped: Runs,
     append: Runs,
     statement: Runs,
     minimal: Runs,
@@ -159,12 +163,14 @@ struct Comparison {
 impl Comparison {
     fn print(&self, label: &str) {
         self.execute.print(label, "commands");
+        self.ungrouped.print("  the same, group commit off", "commands");
         self.append.print("EventStore::append, same rows", "events");
         self.statement.print("its append SQL via plain sqlx", "events");
         self.minimal.print(RawTable::Minimal.label(), "rows");
         self.es_columns.print(RawTable::EsColumns.label(), "rows");
         self.execute.print_ratio("execute / raw minimal", &self.minimal);
         self.execute.print_ratio("execute / raw es columns", &self.es_columns);
+        self.ungrouped.print_ratio("execute, group commit off / raw minimal", &self.minimal);
         self.append.print_ratio("append / raw es columns", &self.es_columns);
         self.statement.print_ratio("append SQL / raw es columns", &self.es_columns);
         if let (Some(ours), Some(raw)) = (&self.execute.latencies, &self.minimal.latencies) {
@@ -185,6 +191,7 @@ impl Comparison {
 /// first, so its actor is live (on the actor path) and its stream exists.
 async fn compare(
     es: &Es,
+    ungrouped_es: &Es,
     store: &PgEventStore,
     pool: &PgPool,
     writers: usize,
@@ -194,6 +201,7 @@ async fn compare(
     let schema = store.schema();
     let tag = format!("{label}{writers}");
     execute_runs(es, writers, 1, &tag).await?;
+    execute_runs(ungrouped_es, writers, 1, &format!("{tag}-off")).await?;
     append_runs(store, writers, 3, &format!("warm-{tag}")).await?;
     statement_runs(pool, schema, writers, 3, &format!("warm-s-{tag}")).await?;
     for table in RawTable::BOTH {
@@ -201,10 +209,11 @@ async fn compare(
         raw_runs(pool, schema, table, writers, 3, 1, move |w| aggregate_id(&warm, w), raw_event).await?;
     }
     let per_round = commands / writers;
-    let (mut execute, mut append, mut statement, mut minimal, mut es_columns) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut execute, mut ungrouped, mut append, mut statement, mut minimal, mut es_columns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..RUNS {
         execute.push(execute_runs(es, writers, per_round, &tag).await?);
+        ungrouped.push(execute_runs(ungrouped_es, writers, per_round, &format!("{tag}-off")).await?);
         append.push(append_runs(store, writers, per_round, &format!("{tag}a{round}")).await?);
         statement.push(statement_runs(pool, schema, writers, per_round, &format!("{tag}s{round}")).await?);
         for (table, runs) in [(RawTable::Minimal, &mut minimal), (RawTable::EsColumns, &mut es_columns)] {
@@ -227,6 +236,7 @@ async fn compare(
     }
     Ok(Comparison {
         execute: Runs::of(execute),
+        ungrouped: Runs::of(ungrouped),
         append: Runs::of(append),
         statement: Runs::of(statement),
         minimal: Runs::of(minimal),
@@ -513,12 +523,18 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
 async fn everything(url: &str, admin: &PgPool, store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
     let actors = Es::builder().event_store(store.clone()).build().await?;
     let reload = Es::builder().event_store(store.clone()).command_path(CommandPath::Reload).build().await?;
+    // The same schema and pool, every append in its own transaction.
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let ungrouped = Es::builder().event_store(ungrouped_store.clone()).build().await?;
+    let ungrouped_reload =
+        Es::builder().event_store(ungrouped_store).command_path(CommandPath::Reload).build().await?;
 
     println!("hot aggregates: one per writer, one event per command (actor path)");
     let mut at_32 = None;
     for writers in [1usize, 8, 32] {
         let commands = if writers == 1 { 600 } else { 1600 };
-        let figures = compare(&actors, store, pool, writers, commands, "hot").await?;
+        let figures = compare(&actors, &ungrouped, store, pool, writers, commands, "hot").await?;
         println!(
             " {writers} writer(s){}:",
             if writers == 1 { " (one caller awaiting each command)" } else { "" }
@@ -529,7 +545,7 @@ async fn everything(url: &str, admin: &PgPool, store: &PgEventStore, pool: &PgPo
         }
     }
     println!("reload path (CommandPath::Reload): every command reads its stream first");
-    let figures = compare(&reload, store, pool, 32, 1600, "reload").await?;
+    let figures = compare(&reload, &ungrouped_reload, store, pool, 32, 1600, "reload").await?;
     println!(" 32 writers:");
     figures.print("Es::execute (reload)");
     if let Some(actors_rate) = at_32 {
@@ -540,8 +556,9 @@ async fn everything(url: &str, admin: &PgPool, store: &PgEventStore, pool: &PgPo
         );
     }
     fresh_aggregates(&actors, pool, store.schema()).await?;
-    actors.shutdown().await;
-    reload.shutdown().await;
+    for es in [actors, reload, ungrouped, ungrouped_reload] {
+        es.shutdown().await;
+    }
 
     contention(store).await?;
     refusal_path(store).await?;

@@ -1,6 +1,8 @@
 //! Append throughput and latency of the Postgres event store against raw
 //! INSERTs of the same rows, and the time to load one 10,000-event stream.
 //!
+//! Single-event appends run with group commit on (the default) and off.
+//!
 //! Raw baselines, each printed: `raw_minimal` (an identity key and a JSONB
 //! payload: the plain INSERT) and `raw_events` (es's columns, keys and
 //! unique indexes). Appends run three ways, each labelled: the best case
@@ -22,7 +24,7 @@ use es_benchmarks::{run_writers, Run, Runs, Spread, RUNS};
 use es_core::error::AppendError;
 use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent};
 use es_core::{StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
+use es_postgres::{GroupCommit, PgEventStore, PgSchema};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -167,26 +169,34 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
         let per_writer = SINGLE_APPENDS / writers / RUNS;
         let pool = pool(url, writers as u32 + 1).await?;
         let store = PgEventStore::with_schema(pool.clone(), schema.clone());
+        let ungrouped_store = PgEventStore::with_schema(pool.clone(), schema.clone());
+        ungrouped_store.set_group_commit(GroupCommit::off());
         // Warm up: connections and prepared statements.
         store_runs(&store, writers, 5, 1, &format!("warm{writers}")).await?;
+        store_runs(&ungrouped_store, writers, 5, 1, &format!("warm-off{writers}")).await?;
         for table in RawTable::BOTH {
             raw_runs(&pool, schema, table, writers, 5, 1, &format!("warm{writers}{table:?}")).await?;
         }
-        let (mut ours, mut minimal, mut es_columns) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut ungrouped, mut minimal, mut es_columns) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..RUNS {
             let tag = format!("s{writers}r{round}");
             ours.push(store_runs(&store, writers, per_writer, 1, &tag).await?);
+            ungrouped.push(store_runs(&ungrouped_store, writers, per_writer, 1, &format!("{tag}off")).await?);
             minimal.push(raw_runs(&pool, schema, RawTable::Minimal, writers, per_writer, 1, &tag).await?);
             es_columns
                 .push(raw_runs(&pool, schema, RawTable::EsColumns, writers, per_writer, 1, &tag).await?);
         }
-        let (ours, minimal, es_columns) = (Runs::of(ours), Runs::of(minimal), Runs::of(es_columns));
+        let (ours, ungrouped) = (Runs::of(ours), Runs::of(ungrouped));
+        let (minimal, es_columns) = (Runs::of(minimal), Runs::of(es_columns));
         println!(" {writers} writer(s):");
         ours.print("EventStore::append", "events");
+        ungrouped.print("EventStore::append, group commit off", "events");
         minimal.print(RawTable::Minimal.label(), "rows");
         es_columns.print(RawTable::EsColumns.label(), "rows");
         ours.print_ratio("append / raw minimal", &minimal);
         ours.print_ratio("append / raw es columns", &es_columns);
+        ungrouped.print_ratio("group commit off / raw minimal", &minimal);
         pool.close().await;
     }
 
