@@ -133,7 +133,7 @@ pub(super) fn expectation(expected: ExpectedVersion) -> (i32, i64) {
     }
 }
 
-fn version_of(raw: i64) -> Option<StreamVersion> {
+pub(super) fn version_of(raw: i64) -> Option<StreamVersion> {
     u64::try_from(raw).ok().filter(|v| *v > 0).map(StreamVersion)
 }
 

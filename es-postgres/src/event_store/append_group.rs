@@ -4,7 +4,8 @@
 //! | the statement | a request |
 //! |---|---|
 //! | committed, the request's expectation held | decided: its events are stored, its outcome is final |
-//! | committed, the expectation did not hold | appended again alone (`append.rs`), which tells an exact retry of an earlier append from a conflict and names the stream's version |
+//! | committed, the expectation did not hold, none of its ids stored | [`AppendError::WrongExpectedVersion`] naming the stream's version |
+//! | committed, the expectation did not hold, some id stored | appended again alone (`append.rs`), which tells an exact retry of an earlier append from a duplicate |
 //! | refused by the server, nothing written (a unique violation when another writer, on this node or another, took a stream's next version or an event id first; any other SQLSTATE) | every request appended again alone, in queue order: the stream that conflicted fails alone, the others commit |
 //! | reply lost (`outcome.rs`: the statement may have committed) | every request: [`AppendError::OutcomeUnknown`] |
 //! | no connection | every request: [`AppendError::Backend`], nothing was sent |
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use es_core::error::AppendError;
 use sqlx::Row;
 
-use super::append::{expectation, placed, Batch};
+use super::append::{expectation, placed, version_of, Batch};
 use super::group::{Outcome, Request};
 use super::{outcome, PgEventStore};
 
@@ -139,7 +140,14 @@ fn decide(requests: &[Request], rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Op
         let first_position: i64 = row.try_get("first_position")?;
         let inserted: i64 = row.try_get("inserted")?;
         if !holds {
-            decided.push(None);
+            let ids_stored: bool = row.try_get("ids_stored")?;
+            decided.push((!ids_stored).then(|| {
+                Err(AppendError::WrongExpectedVersion {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    actual: version_of(version),
+                })
+            }));
             continue;
         }
         if usize::try_from(inserted).ok() != Some(request.events.len()) {

@@ -9,6 +9,8 @@
 -- in order and each member's events in order.
 -- Positions: the statement is its own transaction, so the inserted events
 -- take its range from xid << 20 on, in order, without holes between them.
+-- A batch left out says whether any of its ids is stored (then it may be
+-- an exact retry, which the caller tells apart by appending it alone).
 -- A concurrent writer that takes a stream's next version first surfaces as
 -- a unique violation of the whole statement (nothing is written).
 WITH checked AS (
@@ -54,7 +56,11 @@ SELECT c.member,
        c.version,
        c.expectation_holds,
        coalesce(p.first_position, 0) AS first_position,
-       coalesce(p.inserted, 0) AS inserted
+       coalesce(p.inserted, 0) AS inserted,
+       CASE WHEN c.expectation_holds THEN false
+            ELSE EXISTS (SELECT 1 FROM batch b JOIN {schema}.events e ON e.event_id = b.event_id
+                         WHERE b.member = c.member)
+       END AS ids_stored
 FROM checked c
 LEFT JOIN per_stream p ON p.stream_id = c.stream_id
 ORDER BY c.member

@@ -107,7 +107,7 @@ pub(super) struct Groups {
     max_wait_micros: AtomicU64,
     max_in_flight: AtomicUsize,
     in_flight: AtomicUsize,
-    /// Signalled whenever a group gives its slot back.
+    /// Signalled when a group gives its slot back while appends are queued.
     slot_freed: Notify,
     next_id: AtomicU64,
     waiting: Mutex<VecDeque<Waiting>>,
@@ -197,9 +197,14 @@ impl Groups {
             .is_ok()
     }
 
+    /// Gives a slot back and, if appends are queued, wakes one waiter to
+    /// lead the next group (one: it takes every queued append, so waking
+    /// all would only make the others look and sleep again).
     fn free_slot(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.slot_freed.notify_waiters();
+        if !self.lock().is_empty() {
+            self.slot_freed.notify_one();
+        }
     }
 
     #[cfg(test)]
