@@ -28,8 +28,10 @@
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_actors`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! add `load`, `fresh` or `nodes` for only the load times, the fresh
-//! aggregates, or the contention and refusal figures.
+//! add `hot`, `load`, `fresh` or `nodes` for only the hot aggregates at 8
+//! and 32 writers, the load times, the fresh aggregates, or the contention
+//! and refusal figures. `GROUPS_IN_FLIGHT=<n>` sets
+//! `GroupCommit::max_in_flight` of the grouped store.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
 use std::sync::Arc;
@@ -261,34 +263,50 @@ async fn fresh_runs(es: &Es, writers: usize, per_writer: usize, tag: &str) -> an
 }
 
 /// Commands on aggregates that do not exist yet, 32 writers: `Es::execute`
-/// against raw single-row INSERTs.
-async fn fresh_aggregates(es: &Es, pool: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
+/// (one round trip: decided on the default state, appended expecting no
+/// stream), the same reading the empty stream first
+/// (`assume_new_aggregates(false)`, two round trips), each with group commit
+/// on and off, against raw single-row INSERTs.
+async fn fresh_aggregates(store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
     const WRITERS: usize = 32;
-    const PER_WRITER: usize = 100;
+    const PER_WRITER: usize = 60;
     println!("fresh aggregates: every command to a new aggregate, {WRITERS} writers, one event per command");
-    fresh_runs(es, WRITERS, 3, "fresh-warm").await?;
-    let (mut execute, mut minimal) = (Vec::new(), Vec::new());
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let mut apps = Vec::new();
+    for (label, events, assume) in [
+        ("Es::execute, 1 round trip", store, true),
+        ("  the same, group commit off", &ungrouped_store, true),
+        ("Es::execute, read first (2 round trips)", store, false),
+        ("  the same, group commit off", &ungrouped_store, false),
+    ] {
+        let es = Es::builder().event_store(events.clone()).assume_new_aggregates(assume).build().await?;
+        fresh_runs(&es, WRITERS, 3, &format!("fresh-warm-{}", apps.len())).await?;
+        apps.push((label, es, Vec::new()));
+    }
+    let mut minimal = Vec::new();
     for round in 0..RUNS {
-        execute.push(fresh_runs(es, WRITERS, PER_WRITER, &format!("fresh{round}")).await?);
+        for (n, (_, es, runs)) in apps.iter_mut().enumerate() {
+            runs.push(fresh_runs(es, WRITERS, PER_WRITER, &format!("fresh{round}-{n}")).await?);
+        }
         let tag = format!("fresh-raw{round}");
+        let ids = move |w| aggregate_id(&tag, w);
         minimal.push(
-            raw_runs(
-                pool,
-                schema,
-                RawTable::Minimal,
-                WRITERS,
-                PER_WRITER,
-                1,
-                move |w| aggregate_id(&tag, w),
-                raw_event,
-            )
-            .await?,
+            raw_runs(pool, store.schema(), RawTable::Minimal, WRITERS, PER_WRITER, 1, ids, raw_event).await?,
         );
     }
-    let (execute, minimal) = (Runs::of(execute), Runs::of(minimal));
-    execute.print("Es::execute, new aggregate each", "commands");
+    let minimal = Runs::of(minimal);
+    let mut all = Vec::new();
+    for (label, es, runs) in apps {
+        let runs = Runs::of(runs);
+        runs.print(label, "commands");
+        es.shutdown().await;
+        all.push(runs);
+    }
     minimal.print(RawTable::Minimal.label(), "rows");
-    execute.print_ratio("execute / raw minimal", &minimal);
+    all[0].print_ratio("1 round trip / raw minimal", &minimal);
+    all[0].print_ratio("1 round trip / read first", &all[2]);
+    all[1].print_ratio("1 rt, no group commit / read first, none", &all[3]);
     Ok(())
 }
 
@@ -502,14 +520,15 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
 
     let pool = pool(url, 34).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
+    if let Some(groups) = std::env::var("GROUPS_IN_FLIGHT").ok().and_then(|v| v.parse().ok()) {
+        store.set_group_commit(GroupCommit::default().max_in_flight(groups));
+        println!("group commit: {groups} groups in flight (GROUPS_IN_FLIGHT)");
+    }
     let only = std::env::args().nth(1);
     match only.as_deref() {
+        Some("hot") => hot(&store, &pool).await?,
         Some("load") => load_times(url, &store, admin).await?,
-        Some("fresh") => {
-            let actors = Es::builder().event_store(store.clone()).build().await?;
-            fresh_aggregates(&actors, &pool, schema).await?;
-            actors.shutdown().await;
-        }
+        Some("fresh") => fresh_aggregates(&store, &pool).await?,
         Some("nodes") => {
             contention(&store).await?;
             refusal_path(&store).await?;
@@ -517,6 +536,22 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
         _ => everything(url, admin, &store, &pool).await?,
     }
     pool.close().await;
+    Ok(())
+}
+
+/// Only the hot-aggregate comparison at 8 and 32 writers.
+async fn hot(store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
+    let actors = Es::builder().event_store(store.clone()).build().await?;
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let ungrouped = Es::builder().event_store(ungrouped_store).build().await?;
+    for writers in [8usize, 32] {
+        let figures = compare(&actors, &ungrouped, store, pool, writers, 1600, "hot").await?;
+        println!(" {writers} writer(s):");
+        figures.print("Es::execute (actors)");
+    }
+    actors.shutdown().await;
+    ungrouped.shutdown().await;
     Ok(())
 }
 
@@ -555,7 +590,7 @@ async fn everything(url: &str, admin: &PgPool, store: &PgEventStore, pool: &PgPo
             actors_rate / figures.execute.spread().median
         );
     }
-    fresh_aggregates(&actors, pool, store.schema()).await?;
+    fresh_aggregates(store, pool).await?;
     for es in [actors, reload, ungrouped, ungrouped_reload] {
         es.shutdown().await;
     }
