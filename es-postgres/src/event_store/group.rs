@@ -53,14 +53,17 @@ pub struct GroupCommit {
     /// appended alone (default 2 ms). The wait only happens while
     /// `max_in_flight` groups are committing.
     pub max_wait: Duration,
-    /// How many groups may commit at once (default 2). Fewer means larger
-    /// groups (fewer transactions) under load.
+    /// How many groups may commit at once (default 8). Fewer means larger
+    /// groups (fewer transactions) under load, but appends wait longer for
+    /// a slot: measured with `pg_actors hot`, 2 halved the rate of 8
+    /// writers against no group commit, 8 was level at 8 writers and
+    /// 1.27x at 32.
     pub max_in_flight: usize,
 }
 
 impl Default for GroupCommit {
     fn default() -> Self {
-        Self { enabled: true, max_wait: Duration::from_millis(2), max_in_flight: 2 }
+        Self { enabled: true, max_wait: Duration::from_millis(2), max_in_flight: 8 }
     }
 }
 
