@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of the project: formatting, lints, all tests (unit,
-# conformance on both adapters, macro UI tests, doc tests), the docs, and the
-# bank demo on both stores. Provides PostgreSQL for the tests (see
-# scripts/ensure-postgres.sh). Usage: scripts/test.sh
+# conformance on every adapter, macro UI tests, doc tests), the docs, and the
+# bank demo on the in-memory store, its default SQLite file and Postgres.
+# Provides PostgreSQL for the tests (see scripts/ensure-postgres.sh). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +31,13 @@ step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "bank demo on the in-memory store"
-env -u DATABASE_URL cargo run --locked -q -p bank
+env -u DATABASE_URL cargo run --locked -q -p bank -- --memory
+
+step "bank demo on its default store, an SQLite file, twice: the second run finds the first's accounts"
+bank_db_dir=$(mktemp -d)
+env -u DATABASE_URL BANK_DB="$bank_db_dir/bank.db" cargo run --locked -q -p bank
+env -u DATABASE_URL BANK_DB="$bank_db_dir/bank.db" cargo run --locked -q -p bank
+rm -rf "$bank_db_dir"
 
 step "bank demo on Postgres"
 cargo run --locked -q -p bank

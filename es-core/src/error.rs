@@ -19,6 +19,7 @@
 mod append;
 mod build;
 mod readside;
+mod upcast;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -28,6 +29,7 @@ use crate::version::{CommandId, GlobalPosition, StreamId, StreamVersion};
 pub use append::{AppendError, Field, Unstorable};
 pub use build::BuildError;
 pub use readside::{ConsistencyError, Failure, ReadSideError, RegistryError};
+pub use upcast::UpcastError;
 
 /// A boxed backend error, carried as a `#[source]`.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -79,12 +81,13 @@ pub enum DecodeErrorKind {
         supported: u32,
     },
     /// Upcasting an older schema version failed.
-    #[error("upcasting from schema version {from} failed: {reason}")]
+    #[error("upcasting from schema version {from} failed: {source}")]
     Upcast {
         /// The stored schema version.
         from: u32,
         /// What the upcaster reported.
-        reason: String,
+        #[source]
+        source: UpcastError,
     },
     /// The payload does not match the event's shape.
     #[error("payload does not match the event type")]

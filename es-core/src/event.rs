@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::envelope::Payload;
-use crate::error::DecodeErrorKind;
+use crate::error::{DecodeErrorKind, UpcastError};
 
 mod owners;
 
@@ -40,8 +40,8 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// absorbs on its own (a new optional field, a field with a default).
     ///
     /// # Errors
-    /// A message saying why the old payload cannot be upcast.
-    fn upcast(from_version: u32, payload: Value) -> Result<Value, String> {
+    /// An [`UpcastError`] saying why the old payload cannot be upcast.
+    fn upcast(from_version: u32, payload: Value) -> Result<Value, UpcastError> {
         let _ = from_version;
         Ok(payload)
     }
@@ -89,7 +89,7 @@ pub fn decode_event<E: Event>(schema_version: u32, payload: &Payload) -> Result<
     }
     let old = payload.to_value().map_err(DecodeErrorKind::Payload)?;
     let upcast = E::upcast(schema_version, old)
-        .map_err(|reason| DecodeErrorKind::Upcast { from: schema_version, reason })?;
+        .map_err(|source| DecodeErrorKind::Upcast { from: schema_version, source })?;
     serde_json::from_value(upcast).map_err(DecodeErrorKind::Payload)
 }
 
@@ -108,14 +108,15 @@ mod tests {
     impl Event for Renamed {
         const TYPE: &'static str = "Renamed";
         const VERSION: u32 = 2;
-        fn upcast(from_version: u32, mut payload: Value) -> Result<Value, String> {
+        fn upcast(from_version: u32, mut payload: Value) -> Result<Value, UpcastError> {
             match from_version {
                 1 => {
-                    let old = payload.get("title").cloned().ok_or("v1 payload has no `title`")?;
+                    let old =
+                        payload.get("title").cloned().ok_or(UpcastError::MissingField { field: "title" })?;
                     payload["name"] = old;
                     Ok(payload)
                 }
-                other => Err(format!("no upcaster from version {other}")),
+                other => Err(UpcastError::UnsupportedVersion { from: other }),
             }
         }
     }
@@ -142,7 +143,7 @@ mod tests {
     fn failed_upcast_and_bad_payload_are_typed_errors() {
         assert!(matches!(
             decode_event::<Renamed>(1, &Payload::from(json!({}))).unwrap_err(),
-            DecodeErrorKind::Upcast { from: 1, .. }
+            DecodeErrorKind::Upcast { from: 1, source: UpcastError::MissingField { field: "title" } }
         ));
         assert!(matches!(
             decode_event::<Renamed>(2, &Payload::from(json!({"name": 5}))).unwrap_err(),

@@ -19,6 +19,8 @@
 //! [`ProjectionStore`](crate::store::ProjectionStore)) that every adapter implements and checks with the
 //! shared conformance suite (feature `conformance`). The read side
 //! ([`ReadSide`]) feeds handlers and projections from the global stream.
+//! The [`architecture`] page maps the layers and the files each step of a
+//! command and of an event goes through.
 //!
 //! ```
 //! use es_core::{Aggregate, Apply, Es, Events, Handle, StreamVersion, command, event};
@@ -102,6 +104,8 @@ pub mod store;
 mod subscription;
 mod version;
 
+#[doc = include_str!("architecture.md")]
+pub mod architecture {}
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod testkit;

@@ -135,13 +135,13 @@ fn event_impl(ident: &Ident, attrs: &EventAttrs) -> TokenStream {
             let upcaster: fn(
                 #private::u32,
                 #private::serde_json::Value,
-            ) -> #private::Result<#private::serde_json::Value, #private::String> = #path;
+            ) -> #private::Result<#private::serde_json::Value, #core::error::UpcastError> = #path;
         };
         quote! {
             fn upcast(
                 from_version: #private::u32,
                 payload: #private::serde_json::Value,
-            ) -> #private::Result<#private::serde_json::Value, #private::String> {
+            ) -> #private::Result<#private::serde_json::Value, #core::error::UpcastError> {
                 #upcaster
                 upcaster(from_version, payload)
             }

@@ -33,7 +33,8 @@ use syn::{parse_macro_input, DeriveInput};
 /// - `name = "X"`: the type name stored with each event (default: the Rust
 ///   type name). Two events of one aggregate must not share it.
 /// - `version = N`: the current schema version (default 1, at least 1).
-/// - `upcast = path`: a `fn(u32, serde_json::Value) -> Result<serde_json::Value, String>`
+/// - `upcast = path`: a
+///   `fn(u32, serde_json::Value) -> Result<serde_json::Value, es_core::error::UpcastError>`
 ///   that turns the payload of an older version (the `u32`) into the
 ///   current one; without it, older payloads are read as they are.
 ///
@@ -44,6 +45,7 @@ use syn::{parse_macro_input, DeriveInput};
 /// `then_expect_events`) ask for `PartialEq` and `Debug`.
 ///
 /// ```
+/// use es_core::error::UpcastError;
 /// use es_core::{event, Event};
 ///
 /// #[event]
@@ -60,11 +62,16 @@ use syn::{parse_macro_input, DeriveInput};
 /// }
 ///
 /// fn withdrawn_from_v1(
-///     _from_version: u32,
+///     from_version: u32,
 ///     mut payload: serde_json::Value,
-/// ) -> Result<serde_json::Value, String> {
-///     payload["currency"] = "EUR".into();
-///     Ok(payload)
+/// ) -> Result<serde_json::Value, UpcastError> {
+///     match from_version {
+///         1 => {
+///             payload["currency"] = "EUR".into();
+///             Ok(payload)
+///         }
+///         from => Err(UpcastError::UnsupportedVersion { from }),
+///     }
 /// }
 ///
 /// assert_eq!((MoneyDeposited::TYPE, MoneyDeposited::VERSION), ("MoneyDeposited", 1));

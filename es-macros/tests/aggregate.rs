@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use es_core::error::{DecodeErrorKind, ExecuteError, ValidationError, Violation};
+use es_core::error::{DecodeErrorKind, ExecuteError, UpcastError, ValidationError, Violation};
 use es_core::store::{EventStore, ExpectedVersion, NewEvent, Payload};
 use es_core::{
     command, event, Aggregate, Apply, Command, Es, Event, EventSet, Events, Handle, StreamId, StreamVersion,
@@ -41,13 +41,13 @@ pub struct MoneyWithdrawn {
     pub reference: String,
 }
 
-fn upcast_withdrawn(from_version: u32, mut payload: Value) -> Result<Value, String> {
+fn upcast_withdrawn(from_version: u32, mut payload: Value) -> Result<Value, UpcastError> {
     match from_version {
         1 => {
             payload["reference"] = json!("before references");
             Ok(payload)
         }
-        other => Err(format!("no upcaster from version {other}")),
+        other => Err(UpcastError::UnsupportedVersion { from: other }),
     }
 }
 

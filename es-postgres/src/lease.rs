@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::error::LeaseError;
-use es_core::store::{Lease, LeaseStore};
+use es_core::store::{lease_token, lease_ttl_micros, Lease, LeaseStore};
 use sqlx::{PgPool, Row, SqlStr};
 
 use crate::migrate::{migrate, MigrateError};
@@ -80,34 +80,8 @@ impl fmt::Debug for PgLeaseStore {
     }
 }
 
-/// The lease table held a token that is not a positive `bigint` (the
-/// table's check constraint forbids it, so only a hand edit gets there).
-#[derive(Debug, thiserror::Error)]
-#[error("lease `{name}` has token {token}, which is not positive")]
-struct BadToken {
-    name: String,
-    token: i64,
-}
-
 fn backend(error: impl Into<es_core::error::BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
-}
-
-/// The longest TTL passed to SQL, about a thousand years: a timestamp plus
-/// much more is out of Postgres' range, and a longer lease is no different.
-const MAX_TTL_MICROS: i64 = 1_000 * 366 * 24 * 3_600 * 1_000_000;
-
-/// A TTL as whole microseconds for SQL: at least 1, at most
-/// [`MAX_TTL_MICROS`] (the in-memory store saturates a huge TTL too).
-fn micros(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).clamp(1, MAX_TTL_MICROS)
-}
-
-fn token_of(name: &str, token: i64) -> Result<u64, LeaseError> {
-    u64::try_from(token)
-        .ok()
-        .filter(|t| *t > 0)
-        .ok_or_else(|| backend(BadToken { name: name.to_owned(), token }))
 }
 
 /// A lease's token as stored (tokens come from the table, so they fit).
@@ -158,7 +132,7 @@ impl PgLeaseStore {
         let Some(row) = row else { return Ok(None) };
         let owner: String = row.try_get("owner").map_err(backend)?;
         let token: i64 = row.try_get("token").map_err(backend)?;
-        Ok(Some(Lease { name: name.to_owned(), owner, token: token_of(name, token)? }))
+        Ok(Some(Lease { name: name.to_owned(), owner, token: lease_token(name, token)? }))
     }
 }
 
@@ -168,7 +142,7 @@ impl LeaseStore for PgLeaseStore {
         let token: Option<i64> = sqlx::query_scalar(self.inner.sql.try_acquire.clone())
             .bind(name)
             .bind(owner)
-            .bind(micros(ttl))
+            .bind(lease_ttl_micros(ttl))
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(backend)?;
@@ -177,7 +151,7 @@ impl LeaseStore for PgLeaseStore {
             Some(token) => Ok(Some(Lease {
                 name: name.to_owned(),
                 owner: owner.to_owned(),
-                token: token_of(name, token)?,
+                token: lease_token(name, token)?,
             })),
         }
     }
@@ -187,7 +161,7 @@ impl LeaseStore for PgLeaseStore {
             .bind(&lease.name)
             .bind(&lease.owner)
             .bind(stored_token(lease))
-            .bind(micros(ttl))
+            .bind(lease_ttl_micros(ttl))
             .execute(&self.inner.pool)
             .await
             .map_err(backend)?;
@@ -209,23 +183,6 @@ impl LeaseStore for PgLeaseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ttls_become_positive_microseconds() {
-        assert_eq!(micros(Duration::from_millis(1500)), 1_500_000);
-        assert_eq!(micros(Duration::ZERO), 1);
-        assert_eq!(micros(Duration::MAX), MAX_TTL_MICROS);
-    }
-
-    #[test]
-    fn only_positive_tokens_pass() {
-        assert_eq!(token_of("p", 7).unwrap(), 7);
-        for bad in [0, -1, i64::MIN] {
-            let error = token_of("p", bad).unwrap_err();
-            let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
-            assert!(cause.contains(&format!("token {bad}")), "{bad}: {error:?}");
-        }
-    }
 
     #[test]
     fn every_statement_names_the_schema() {

@@ -346,15 +346,7 @@ impl ProjectionStore for PgProjectionStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(backend)?;
-        let position = |p: i64| {
-            u64::try_from(p)
-                .map(GlobalPosition)
-                .map_err(|_| backend(format!("checkpoint of `{name}` is negative ({p})")))
-        };
-        row.map(|(at, until)| {
-            Ok(Checkpoint::at(position(at)?).replaying_until(until.map(position).transpose()?))
-        })
-        .transpose()
+        row.map(|(at, until)| Checkpoint::from_stored(name, at, until)).transpose()
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {

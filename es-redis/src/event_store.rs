@@ -2,6 +2,7 @@
 //! server-side script.
 
 mod entry;
+mod outcome;
 mod wakeup;
 
 use std::collections::HashSet;
@@ -173,8 +174,14 @@ impl RedisEventStore {
                 .arg(metadata);
         }
         let reply: Value =
-            invocation.invoke_async(&mut self.conn()).await.map_err(|e| backend(Box::new(e)))?;
-        let unexpected = |reply: &Value| backend(Box::new(UnexpectedReply::new("the append script", reply)));
+            invocation.invoke_async(&mut self.conn()).await.map_err(|e| outcome::call_failed(stream, e))?;
+        // A reply the script never sends: it ran, and what it did is unknown.
+        let unexpected = |reply: &Value| AppendError::OutcomeUnknown {
+            stream: stream.clone(),
+            source: Box::new(UnexpectedReply::new("the append script", reply)),
+        };
+        // The script wrote nothing when it replied "taken".
+        let refused = |reply: &Value| backend(Box::new(UnexpectedReply::new("the append script", reply)));
         let Value::Array(parts) = &reply else { return Err(unexpected(&reply)) };
         let (Some(Value::BulkString(word)), Some(&Value::Int(version))) = (parts.first(), parts.get(1))
         else {
@@ -227,7 +234,7 @@ impl RedisEventStore {
                 match classify_stored(stream, expected, events, &found)? {
                     Some(committed) => Ok(AppendOutcome { stream_version: current, committed }),
                     // The script found a stored id; the classifier must too.
-                    None => Err(unexpected(&reply)),
+                    None => Err(refused(&reply)),
                 }
             }
             _ => Err(unexpected(&reply)),
@@ -325,7 +332,19 @@ impl EventStore for RedisEventStore {
         let Value::Array(entries) = reply else {
             return Err(store_backend(UnexpectedReply::new("XRANGE", &reply)));
         };
-        entries.into_iter().map(|entry| recorded_event(entry, &Expected::default())).collect()
+        // A page stops at an entry that cannot become an envelope: the
+        // events before it are delivered, and the read that starts at it
+        // gets the typed error (which names its position, so a reader can
+        // skip it deliberately).
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match recorded_event(entry, &Expected::default()) {
+                Ok(event) => events.push(event),
+                Err(StoreError::Corrupt { .. }) if !events.is_empty() => break,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {

@@ -107,8 +107,26 @@
 //! on the server parses them. If the connection fails after the script
 //! was sent, or the call outlives its bound
 //! ([`RedisConnection::with_call_timeout`], 15 s by default; every call of
-//! every store is bounded so), the append may or may not have run:
-//! retrying it with the same event ids is safe for that reason.
+//! every store is bounded so), the append may or may not have run: it
+//! fails with [`AppendError::OutcomeUnknown`](es_core::error::AppendError::OutcomeUnknown),
+//! and retrying it with the same event ids (for a command: executing it
+//! again with the same command id) is safe for that reason.
+//!
+//! # Errors: what may have been written
+//!
+//! | error of an append | written? |
+//! |---|---|
+//! | `WrongExpectedVersion`, `DuplicateEventId`, `DuplicateInBatch`, `Unstorable` | nothing |
+//! | `Backend`: an error reply from the server (the script refused, or stopped at a check: it makes every check before its first write), a refused connection, failed authentication | nothing |
+//! | `OutcomeUnknown`: the connection broke or the reply did not come within its bound after the script was sent, or the reply could not be read | maybe: retry with the same event ids |
+//!
+//! Reads, snapshot saves, projection commits and lease calls write all or
+//! nothing too (each is one command or one script); their
+//! `Backend` errors after a lost connection may hide a write that went
+//! through, which is harmless for them: a snapshot, or a projection's
+//! documents and checkpoint, written again are the same, and a lease taken
+//! without its owner hearing so is taken again by the same owner (leases
+//! are re-entrant) or expires.
 //!
 //! # Reading and waking
 //!
@@ -116,7 +134,9 @@
 //! a stream read is one script (the stream's positions, then their log
 //! entries). A log entry that cannot become an envelope is
 //! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming its stream, version
-//! and position. [`wait_for_events`](es_core::store::EventStore::wait_for_events)
+//! and position; a read of the global stream returns the events before such
+//! an entry first, and a read after its position goes on past it.
+//! [`wait_for_events`](es_core::store::EventStore::wait_for_events)
 //! is served by one blocking `XREAD` per store on a connection of its own
 //! (a blocked command would hold up the shared connection), and appends
 //! through the store wake waiters in the same process at once.

@@ -100,31 +100,43 @@ enum Kind {
 
 // SQLite's primary result codes (https://www.sqlite.org/rescode.html); an
 // extended code keeps its primary code in the low byte.
-const SQLITE_PERM: i64 = 3;
-const SQLITE_BUSY: i64 = 5;
-const SQLITE_LOCKED: i64 = 6;
-const SQLITE_READONLY: i64 = 8;
-const SQLITE_IOERR: i64 = 10;
-const SQLITE_CORRUPT: i64 = 11;
-const SQLITE_FULL: i64 = 13;
-const SQLITE_CANTOPEN: i64 = 14;
-const SQLITE_NOTADB: i64 = 26;
+pub(crate) const SQLITE_ERROR: i64 = 1;
+pub(crate) const SQLITE_PERM: i64 = 3;
+pub(crate) const SQLITE_BUSY: i64 = 5;
+pub(crate) const SQLITE_LOCKED: i64 = 6;
+pub(crate) const SQLITE_READONLY: i64 = 8;
+pub(crate) const SQLITE_IOERR: i64 = 10;
+pub(crate) const SQLITE_CORRUPT: i64 = 11;
+pub(crate) const SQLITE_FULL: i64 = 13;
+pub(crate) const SQLITE_CANTOPEN: i64 = 14;
+pub(crate) const SQLITE_TOOBIG: i64 = 18;
+pub(crate) const SQLITE_CONSTRAINT: i64 = 19;
+pub(crate) const SQLITE_MISMATCH: i64 = 20;
+pub(crate) const SQLITE_AUTH: i64 = 23;
+pub(crate) const SQLITE_RANGE: i64 = 25;
+pub(crate) const SQLITE_NOTADB: i64 = 26;
+// Extended codes of failed reads.
+pub(crate) const SQLITE_IOERR_READ: i64 = 266;
+pub(crate) const SQLITE_IOERR_SHORT_READ: i64 = 522;
+
+/// The extended SQLite result code of a database error.
+pub(crate) fn result_code(error: &sqlx::Error) -> Option<i64> {
+    error.as_database_error()?.code()?.parse().ok()
+}
 
 fn kind_of(error: &sqlx::Error) -> Kind {
     match error {
         // Waiting for this process's single writer connection timed out.
         sqlx::Error::PoolTimedOut => Kind::Locked,
         sqlx::Error::Io(_) => Kind::Unusable,
-        sqlx::Error::Database(db) => {
-            match db.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff) {
-                Some(SQLITE_BUSY | SQLITE_LOCKED) => Kind::Locked,
-                Some(SQLITE_CORRUPT | SQLITE_NOTADB) => Kind::Corrupt,
-                Some(SQLITE_PERM | SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
-                    Kind::Unusable
-                }
-                _ => Kind::Other,
+        sqlx::Error::Database(_) => match result_code(error).map(|code| code & 0xff) {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => Kind::Locked,
+            Some(SQLITE_CORRUPT | SQLITE_NOTADB) => Kind::Corrupt,
+            Some(SQLITE_PERM | SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
+                Kind::Unusable
             }
-        }
+            _ => Kind::Other,
+        },
         _ => Kind::Other,
     }
 }

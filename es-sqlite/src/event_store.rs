@@ -6,6 +6,7 @@
 
 mod append;
 mod group;
+mod outcome;
 mod row;
 
 use std::fmt;

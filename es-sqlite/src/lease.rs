@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::error::{BoxError, LeaseError};
-use es_core::store::{Lease, LeaseStore};
+use es_core::store::{lease_token, lease_ttl_micros, Lease, LeaseStore};
 use sqlx::{Row, SqlStr};
 
 use crate::clock;
@@ -66,34 +66,8 @@ impl fmt::Debug for SqliteLeaseStore {
     }
 }
 
-/// The lease table held a token that is not positive (the table's check
-/// constraint forbids it, so only a hand edit gets there).
-#[derive(Debug, thiserror::Error)]
-#[error("lease `{name}` has token {token}, which is not positive")]
-struct BadToken {
-    name: String,
-    token: i64,
-}
-
 fn backend(error: impl Into<BoxError>) -> LeaseError {
     LeaseError::Backend(error.into())
-}
-
-/// The longest TTL passed to SQL, about a thousand years: now plus much
-/// more overflows SQLite's integers, and a longer lease is no different.
-const MAX_TTL_MICROS: i64 = 1_000 * 366 * 24 * 3_600 * 1_000_000;
-
-/// A TTL as whole microseconds for SQL: at least 1, at most
-/// [`MAX_TTL_MICROS`] (the in-memory store saturates a huge TTL too).
-fn micros(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).clamp(1, MAX_TTL_MICROS)
-}
-
-fn token_of(name: &str, token: i64) -> Result<u64, LeaseError> {
-    u64::try_from(token)
-        .ok()
-        .filter(|t| *t > 0)
-        .ok_or_else(|| backend(BadToken { name: name.to_owned(), token }))
 }
 
 /// A lease's token as stored. A token no SQLite integer holds was never
@@ -147,7 +121,7 @@ impl SqliteLeaseStore {
         let Some(row) = row else { return Ok(None) };
         let owner: String = row.try_get(0).map_err(|e| backend(self.inner.db.read_error(e)))?;
         let token: i64 = row.try_get(1).map_err(|e| backend(self.inner.db.read_error(e)))?;
-        Ok(Some(Lease { name: name.to_owned(), owner, token: token_of(name, token)? }))
+        Ok(Some(Lease { name: name.to_owned(), owner, token: lease_token(name, token)? }))
     }
 
     /// The writer connection, for one statement that is its own transaction.
@@ -163,7 +137,7 @@ impl LeaseStore for SqliteLeaseStore {
         let token: Option<i64> = sqlx::query_scalar(self.inner.try_acquire.clone())
             .bind(name)
             .bind(owner)
-            .bind(micros(ttl))
+            .bind(lease_ttl_micros(ttl))
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| self.write_error(e))?;
@@ -172,7 +146,7 @@ impl LeaseStore for SqliteLeaseStore {
             Some(token) => Ok(Some(Lease {
                 name: name.to_owned(),
                 owner: owner.to_owned(),
-                token: token_of(name, token)?,
+                token: lease_token(name, token)?,
             })),
         }
     }
@@ -184,7 +158,7 @@ impl LeaseStore for SqliteLeaseStore {
             .bind(&lease.name)
             .bind(&lease.owner)
             .bind(token)
-            .bind(micros(ttl))
+            .bind(lease_ttl_micros(ttl))
             .execute(&mut *conn)
             .await
             .map_err(|e| self.write_error(e))?;
@@ -202,27 +176,5 @@ impl LeaseStore for SqliteLeaseStore {
             .await
             .map_err(|e| self.write_error(e))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttls_become_positive_microseconds() {
-        assert_eq!(micros(Duration::from_millis(1500)), 1_500_000);
-        assert_eq!(micros(Duration::ZERO), 1);
-        assert_eq!(micros(Duration::MAX), MAX_TTL_MICROS);
-    }
-
-    #[test]
-    fn only_positive_tokens_pass() {
-        assert_eq!(token_of("p", 7).unwrap(), 7);
-        for bad in [0, -1, i64::MIN] {
-            let error = token_of("p", bad).unwrap_err();
-            let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
-            assert!(cause.contains(&format!("token {bad}")), "{bad}: {error:?}");
-        }
     }
 }

@@ -137,7 +137,20 @@
 //!
 //! Failures of the file carry a [`SqliteError`] naming it: `Locked`
 //! (nothing was written), `Corrupt` (not an SQLite database, or damaged),
-//! `Unusable` (cannot be opened, read or written), or `Backend`. A stored
+//! `Unusable` (cannot be opened, read or written), or `Backend`.
+//!
+//! What an append's error says about what was written (SQLite runs in the
+//! process, so only a failing commit leaves doubt):
+//!
+//! | error of an append | written? |
+//! |---|---|
+//! | `WrongExpectedVersion`, `DuplicateEventId`, `DuplicateInBatch`, `Unstorable` | nothing |
+//! | `Backend`: the write lock not had within the busy timeout ([`SqliteError::Locked`]), a statement refused before the commit, the commit refused as busy | nothing (the transaction was rolled back) |
+//! | `OutcomeUnknown`: the commit failed writing or flushing the write-ahead log (`SQLITE_IOERR` of a write or fsync, `SQLITE_FULL`, ...), or the group commit running it ended without an answer | maybe: the commit frame may be in the log, and the next open may find the events stored; append the same events (same ids) again to settle it |
+//!
+//! Projection commits, snapshot saves and lease calls are one transaction
+//! each, all or nothing, with the same doubt only at their commit; written
+//! again, they come out the same. A stored
 //! row that cannot become an envelope is
 //! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming the
 //! stream, version and position (a read of the global stream returns the

@@ -370,15 +370,7 @@ impl ProjectionStore for SqliteProjectionStore {
             .fetch_optional(self.inner.db.readers())
             .await
             .map_err(|e| self.read_error(e))?;
-        let position = |p: i64| {
-            u64::try_from(p).map(GlobalPosition).map_err(|_| {
-                ProjectionError::Backend(format!("checkpoint of `{name}` is negative ({p})").into())
-            })
-        };
-        row.map(|(at, until)| {
-            Ok(Checkpoint::at(position(at)?).replaying_until(until.map(position).transpose()?))
-        })
-        .transpose()
+        row.map(|(at, until)| Checkpoint::from_stored(name, at, until)).transpose()
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {

@@ -12,6 +12,40 @@ use async_trait::async_trait;
 
 use crate::error::LeaseError;
 
+/// The longest TTL an SQL adapter passes to its database, about a thousand
+/// years: now plus much more overflows SQL timestamps and integers, and a
+/// longer lease is no different.
+pub const MAX_LEASE_TTL: Duration = Duration::from_secs(1_000 * 366 * 24 * 3_600);
+
+/// A TTL as whole microseconds for SQL: at least 1, at most
+/// [`MAX_LEASE_TTL`] (the in-memory store saturates a huge TTL too). For
+/// adapter authors.
+pub fn lease_ttl_micros(ttl: Duration) -> i64 {
+    let max = i64::try_from(MAX_LEASE_TTL.as_micros()).unwrap_or(i64::MAX);
+    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).clamp(1, max)
+}
+
+/// A fencing token read from an SQL table: tokens are positive, so anything
+/// else (only a hand edit gets there) is a [`LeaseError::Backend`] naming
+/// the lease. For adapter authors.
+///
+/// # Errors
+/// As described: a token that is zero or negative.
+pub fn lease_token(name: &str, stored: i64) -> Result<u64, LeaseError> {
+    u64::try_from(stored)
+        .ok()
+        .filter(|token| *token > 0)
+        .ok_or_else(|| LeaseError::Backend(Box::new(BadToken { name: name.to_owned(), token: stored })))
+}
+
+/// A stored lease token that is not positive.
+#[derive(Debug, thiserror::Error)]
+#[error("lease `{name}` has token {token}, which is not positive")]
+struct BadToken {
+    name: String,
+    token: i64,
+}
+
 /// The right, held by one owner, to run one subscription until it expires.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Lease {
@@ -81,4 +115,26 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// [`LeaseError::Backend`] if storage fails (the lease then expires on
     /// its own).
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_become_positive_microseconds() {
+        assert_eq!(lease_ttl_micros(Duration::from_millis(1500)), 1_500_000);
+        assert_eq!(lease_ttl_micros(Duration::ZERO), 1);
+        assert_eq!(u128::try_from(lease_ttl_micros(Duration::MAX)).unwrap(), MAX_LEASE_TTL.as_micros());
+    }
+
+    #[test]
+    fn only_positive_tokens_pass() {
+        assert_eq!(lease_token("p", 7).unwrap(), 7);
+        for bad in [0, -1, i64::MIN] {
+            let error = lease_token("p", bad).unwrap_err();
+            let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+            assert!(cause.contains(&format!("token {bad}")), "{bad}: {error:?}");
+        }
+    }
 }

@@ -68,6 +68,25 @@ impl Checkpoint {
         self.replay_until = until;
         self
     }
+
+    /// The checkpoint of `name` from the signed integers an SQL table keeps
+    /// (for adapter authors).
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] naming the checkpoint when a stored
+    /// position is negative (only a hand edit gets there).
+    pub fn from_stored(
+        name: &str,
+        position: i64,
+        replay_until: Option<i64>,
+    ) -> Result<Self, ProjectionError> {
+        let position_of = |stored: i64| {
+            u64::try_from(stored).map(GlobalPosition).map_err(|_| {
+                ProjectionError::Backend(format!("checkpoint of `{name}` is negative ({stored})").into())
+            })
+        };
+        Ok(Self::at(position_of(position)?).replaying_until(replay_until.map(position_of).transpose()?))
+    }
 }
 
 /// A batch of document changes and a checkpoint that commit together: after

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use es_core::error::UpcastError;
 use es_core::{command, event, Aggregate, Apply, Events, Handle};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -31,13 +32,13 @@ pub(crate) struct Noted {
     pub(crate) text: String,
 }
 
-fn upcast_noted(from_version: u32, payload: Value) -> Result<Value, String> {
+fn upcast_noted(from_version: u32, payload: Value) -> Result<Value, UpcastError> {
     match from_version {
         1 => {
-            let body = payload.get("body").cloned().ok_or("a version 1 note has a `body`")?;
+            let body = payload.get("body").cloned().ok_or(UpcastError::MissingField { field: "body" })?;
             Ok(json!({ "text": body }))
         }
-        other => Err(format!("no upcaster from version {other}")),
+        other => Err(UpcastError::UnsupportedVersion { from: other }),
     }
 }
 

@@ -21,7 +21,8 @@
 --   they are; nothing here parses JSON (cjson's depth and number limits
 --   would differ from serde_json's).
 --
--- Replies (nothing is written unless the reply is "ok"):
+-- Replies (nothing is written unless the reply is "ok"; an error reply
+-- comes before the first write):
 --   {"taken", version, e1, .., eN}  some event id of the batch is stored;
 --       version is the stream's current one (0: none) and ei the stored
 --       entry of event i ({entry id, {field, value, ..}}), false if its id
@@ -71,6 +72,15 @@ if n == 0 then
   return {'ok', current, 0, 0}
 end
 
+-- Every key written below has been read by now (the stream list by LLEN,
+-- the ids hash by HGET, the counter by GET just below, the log by the
+-- guarded first XADD), except the stream ids set: read it too, so that a key
+-- of the wrong type (keys edited by hand) fails the script here, before its
+-- first write. An error reply from this script thus always means that
+-- nothing was written (the caller relies on it: see outcome.rs).
+if current == 0 then
+  redis.call('ZSCORE', KEYS[5], ARGV[1])
+end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 if not last then
   return redis.error_reply('ERR the position counter ' .. KEYS[2] .. ' does not hold a number')

@@ -6,6 +6,8 @@
 // Test support: a failed setup step must fail the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod proxy;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,4 +316,41 @@ impl<S: LeaseStore> LeaseStore for Scoped<S> {
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
         self.store.release(lease).await
     }
+}
+
+/// A lease store and a projection store on one fresh namespace: the
+/// projection store checks fences against the lease store's leases.
+pub(crate) async fn fresh_leases_and_projections() -> (Scoped<RedisLeaseStore>, Scoped<RedisProjectionStore>)
+{
+    let stores = fresh_stores().await;
+    (Scoped::new(stores.leases, stores.cleanup.clone()), Scoped::new(stores.documents, stores.cleanup))
+}
+
+/// Stores, behind the store's back, a log entry of `stream` that no
+/// envelope can be made of (it says it is version 0), at the next global
+/// position, indexed like an appended event; returns its position. One
+/// script, so it lands after everything stored so far.
+pub(crate) async fn plant_corrupt_row(store: Scoped<RedisEventStore>, stream: StreamId) -> GlobalPosition {
+    const PLANT: &str = r"
+        local position = redis.call('INCR', KEYS[2])
+        redis.call('XADD', KEYS[1], position .. '-0', 'id', ARGV[2], 'stream', ARGV[1], 'version', '0',
+            'aggregate', 'test', 'type', 'Tested', 'schema', '1', 'payload', '{}', 'metadata', '{}', 'at', '0')
+        redis.call('HSET', KEYS[3], ARGV[2], position)
+        redis.call('RPUSH', KEYS[4], position)
+        redis.call('ZADD', KEYS[5], 0, ARGV[1])
+        return position";
+    let ns = store.store.namespace().as_str().to_owned();
+    let key = |kind: &str| format!("{{{ns}}}:{kind}");
+    let position: u64 = redis::Script::new(PLANT)
+        .key(key("events"))
+        .key(key("position"))
+        .key(key("ids"))
+        .key(key(&format!("stream:{stream}")))
+        .key(key("streams"))
+        .arg(stream.as_str())
+        .arg(uuid::Uuid::now_v7().to_string())
+        .invoke_async(&mut store.store.connection().manager())
+        .await
+        .unwrap();
+    GlobalPosition(position)
 }

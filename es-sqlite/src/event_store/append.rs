@@ -21,6 +21,7 @@ use es_core::store::{
 use es_core::{GlobalPosition, StreamId, StreamVersion};
 use sqlx::{Connection, Row, SqliteConnection};
 
+use super::outcome::{Failure, Stage};
 use super::{row, SqliteEventStore, SELECT_BY_ID, STREAM_VERSION};
 use crate::database::SqliteDatabase;
 use crate::error::{is_unique_violation, SqliteError};
@@ -107,7 +108,8 @@ pub(super) async fn run_group(
                 }
                 Ok(None) => {}
                 Err(error) if is_unique_violation(&error) => {}
-                Err(error) => return vec![Err(backend(&request.stream, db.write_error(error)))],
+                // The statement commits itself: a failure may be the commit's.
+                Err(error) => return vec![Err(Failure::new(db, Stage::Commit, error).of(&request.stream))],
             }
         }
     }
@@ -118,25 +120,28 @@ pub(super) async fn run_group(
             }
             outcomes
         }
-        Err(error) => {
-            let error = db.write_error(error);
-            requests.iter().map(|r| Err(backend(&r.stream, error.clone()))).collect()
+        Err((stage, error)) => {
+            let failure = Failure::new(db, stage, error);
+            requests.iter().map(|r| Err(failure.of(&r.stream))).collect()
         }
     }
 }
 
-/// The group's appends in one write transaction, committed once.
+/// The group's appends in one write transaction, committed once. A failure
+/// says whether it came from the commit (the appends' outcome may then be
+/// unknown) or before it.
 async fn in_transaction(
     conn: &mut SqliteConnection,
     requests: &[Request],
-) -> Result<Vec<Result<AppendOutcome, AppendError>>, sqlx::Error> {
+) -> Result<Vec<Result<AppendOutcome, AppendError>>, (Stage, sqlx::Error)> {
+    let before = |error| (Stage::BeforeCommit, error);
     // Dropping `tx` on an early return rolls it back.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(before)?;
     let mut outcomes = Vec::with_capacity(requests.len());
     for request in requests {
-        outcomes.push(apply(&mut tx, request).await?);
+        outcomes.push(apply(&mut tx, request).await.map_err(before)?);
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(|error| (Stage::Commit, error))?;
     Ok(outcomes)
 }
 

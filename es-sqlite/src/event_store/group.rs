@@ -89,7 +89,7 @@ impl Queue {
 struct Unanswered;
 
 fn unanswered(stream: &StreamId) -> AppendError {
-    AppendError::Backend { stream: stream.clone(), source: Box::new(Unanswered) }
+    AppendError::OutcomeUnknown { stream: stream.clone(), source: Box::new(Unanswered) }
 }
 
 impl SqliteEventStore {

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use es_core::{GlobalPosition, StreamId};
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteLeaseStore, SqliteOptions, SqliteProjectionStore};
 
 /// A fresh, migrated database in its own temporary file.
@@ -58,4 +59,31 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A lease store and a projection store on one fresh file: the projection
+/// store checks fences against the lease store's leases.
+pub(crate) async fn fresh_leases_and_projections() -> (SqliteLeaseStore, SqliteProjectionStore) {
+    let db = fresh_database().await;
+    (SqliteLeaseStore::new(db.clone()), SqliteProjectionStore::new(db))
+}
+
+/// Stores, behind the store's back, a row of `stream` that no envelope can
+/// be made of (an event id of 3 bytes, not a UUID's 16: the table's
+/// constraints allow it, a hand edit or a foreign writer could do it), in
+/// its own transaction after everything stored so far; returns its global
+/// position.
+pub(crate) async fn plant_corrupt_row(store: SqliteEventStore, stream: StreamId) -> GlobalPosition {
+    let mut writer = store.database().writer().await.unwrap();
+    let position: i64 = sqlx::query_scalar(
+        "INSERT INTO es_events (event_id, stream_id, stream_version, aggregate_type, event_type,
+             schema_version, payload, metadata, recorded_at)
+         VALUES (x'010203', ?1, 1, 'test', 'Tested', 1, '{}', '{}', 0)
+         RETURNING global_position",
+    )
+    .bind(stream.as_str())
+    .fetch_one(&mut *writer)
+    .await
+    .unwrap();
+    GlobalPosition(u64::try_from(position).unwrap())
 }

@@ -25,7 +25,7 @@ pub const ACCOUNT_SUMMARY: &str = "account-summary";
 pub const TRANSACTION_HISTORY: &str = "transaction-history";
 
 /// One account at a glance; its document id is the account id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountSummary {
     /// The account id.
     pub account_id: String,
@@ -112,7 +112,7 @@ impl Project<AccountVerified> for AccountSummaries {
 impl Project<MoneyDeposited> for AccountSummaries {
     async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
         Self::update(e, tx, |summary| {
-            summary.balance += e.amount;
+            summary.balance = summary.balance.saturating_add(e.amount);
             summary.transactions += 1;
         })
         .await
@@ -136,7 +136,7 @@ impl Project<AccountClosed> for AccountSummaries {
 }
 
 /// Which way money moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TransactionKind {
     /// Money came in.
@@ -146,7 +146,7 @@ pub enum TransactionKind {
 }
 
 /// One deposit or withdrawal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transaction {
     /// The global position of its event.
     pub position: u64,
@@ -161,7 +161,7 @@ pub struct Transaction {
 
 /// Every transaction of one account, oldest first; its document id is the
 /// account id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransactionHistory {
     /// The account id.
     pub account_id: String,

@@ -152,7 +152,7 @@ pub struct MarkRefunded {
 }
 
 /// Where a transfer stands.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum TransferStatus {
     /// Never started.
     #[default]
@@ -195,7 +195,7 @@ pub enum TransferError {
 }
 
 /// A money transfer: the fold of its events.
-#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[aggregate(
     name = "transfer",
     error = TransferError,

@@ -5,11 +5,20 @@
 
 use std::process::Command;
 
-fn run_demo(database_url: Option<(&str, &str)>) -> String {
+/// The store a demo run uses.
+enum Store<'a> {
+    Memory,
+    Sqlite(&'a std::path::Path),
+    Postgres { url: &'a str, schema: &'a str },
+}
+
+fn run_demo(store: Store<'_>) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bank"));
-    match database_url {
-        Some((url, schema)) => command.env("DATABASE_URL", url).env("BANK_SCHEMA", schema),
-        None => command.env_remove("DATABASE_URL"),
+    command.env_remove("DATABASE_URL").env_remove("BANK_STORE").env_remove("BANK_DB");
+    match store {
+        Store::Memory => command.arg("--memory"),
+        Store::Sqlite(path) => command.arg("--db").arg(path),
+        Store::Postgres { url, schema } => command.env("DATABASE_URL", url).env("BANK_SCHEMA", schema),
     };
     let output = command.output().expect("the bank binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -17,18 +26,35 @@ fn run_demo(database_url: Option<(&str, &str)>) -> String {
     stdout
 }
 
+// One run stores 7 account events and 11 for the two transfers, on two
+// accounts (the transfer to a missing account opens none).
+const ONE_RUN: &str = "18 events and 2 accounts stored by earlier runs";
+
 #[test]
 fn on_postgres_the_state_survives_a_restart() {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let schema = format!("bank_test_{}", uuid::Uuid::new_v4().simple());
-    let first = run_demo(Some((&url, &schema)));
-    assert!(first.starts_with(&format!("bank demo on Postgres (schema `{schema}`): 0 events")), "{first}");
-    let second = run_demo(Some((&url, &schema)));
-    // One run stores 7 account events, 11 for the two transfers.
-    assert!(second.starts_with(&format!("bank demo on Postgres (schema `{schema}`): 18 events")), "{second}");
+    let first = run_demo(Store::Postgres { url: &url, schema: &schema });
+    let opening = format!("bank demo on Postgres (schema `{schema}`): ");
+    assert!(first.starts_with(&format!("{opening}0 events and 0 accounts")), "{first}");
+    let second = run_demo(Store::Postgres { url: &url, schema: &schema });
+    assert!(second.starts_with(&format!("{opening}{ONE_RUN}")), "{second}");
     assert!(second.contains("balance $225.00, verified true, closed false, 6 transactions"), "{second}");
     drop_schema(&url, &schema);
+}
+
+#[test]
+fn by_default_the_demo_keeps_its_data_in_an_sqlite_file_that_a_second_run_finds() {
+    let dir = std::env::temp_dir().join(format!("bank-demo-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("nested").join("bank.db");
+    let first = run_demo(Store::Sqlite(&path));
+    let opening = format!("bank demo on SQLite file {}: ", path.display());
+    assert!(first.starts_with(&format!("{opening}0 events and 0 accounts")), "{first}");
+    let second = run_demo(Store::Sqlite(&path));
+    assert!(second.starts_with(&format!("{opening}{ONE_RUN}")), "{second}");
+    assert!(second.contains("balance $225.00, verified true, closed false, 6 transactions"), "{second}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Removes the test's schema with psql, when the machine has it.
@@ -41,7 +67,8 @@ fn drop_schema(url: &str, schema: &str) {
 
 #[test]
 fn the_demo_reports_balances_refusals_and_time_travel() {
-    let stdout = run_demo(None);
+    let stdout = run_demo(Store::Memory);
+    assert!(stdout.starts_with("bank demo on the in-memory store"), "{stdout}");
     let has = |needle: &str| stdout.lines().any(|line| line.contains(needle));
     // Ada: 100 + 250 - 75; Bob: 10, never verified.
     assert!(has("balance $275.00, verified true, closed false"), "final state of Ada missing:\n{stdout}");

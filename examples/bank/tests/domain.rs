@@ -97,6 +97,13 @@ fn closing_needs_a_zero_balance_and_stops_everything() {
 }
 
 #[test]
+fn a_deposit_past_the_largest_balance_is_refused() {
+    AggregateTest::<Account>::given(verified_with(5))
+        .when(Deposit { account_id: "a1".into(), amount: u64::MAX - 4 })
+        .then_expect_error(AccountError::BalanceLimit { balance: 5, requested: u64::MAX - 4 });
+}
+
+#[test]
 fn commands_to_unopened_accounts_are_refused() {
     AggregateTest::<Account>::given_no_events()
         .when(Deposit { account_id: "a1".into(), amount: 5 })

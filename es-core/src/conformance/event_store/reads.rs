@@ -5,21 +5,8 @@ use super::*;
 /// `read_stream` forward starts at the given version (inclusive) and
 /// returns at most `limit` events; a huge limit returns the rest.
 pub async fn read_stream_forward_from_version_with_limit<S: EventStore>(store: S) {
-    let stream = StreamId::new("order-1");
-    append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 10), "storing 10 events").await;
-    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
-        .await;
-    let read = |from: u64, limit: usize| {
-        let store = &store;
-        let stream = &stream;
-        async move {
-            let events = store
-                .read_stream(stream, StreamVersion(from), Direction::Forward, limit)
-                .await
-                .unwrap_or_else(|e| panic!("read_stream forward from {from} failed: {e:?}"));
-            versions(&events)
-        }
-    };
+    let stream = ten_events_beside_three(&store).await;
+    let read = |from: u64, limit: usize| read_versions(&store, &stream, from, Direction::Forward, limit);
     assert_eq!(read(1, 3).await, range(1, 3), "forward from 1, limit 3");
     assert_eq!(read(4, 3).await, range(4, 6), "forward from 4, limit 3");
     assert_eq!(read(9, 5).await, range(9, 10), "forward from 9, limit 5 stops at the last event");
@@ -34,21 +21,8 @@ pub async fn read_stream_forward_from_version_with_limit<S: EventStore>(store: S
 /// first, at most `limit` events; from `StreamVersion(u64::MAX)` it starts
 /// at the newest event.
 pub async fn read_stream_backward_with_limit<S: EventStore>(store: S) {
-    let stream = StreamId::new("order-1");
-    append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 10), "storing 10 events").await;
-    append_ok(&store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
-        .await;
-    let read = |from: u64, limit: usize| {
-        let store = &store;
-        let stream = &stream;
-        async move {
-            let events = store
-                .read_stream(stream, StreamVersion(from), Direction::Backward, limit)
-                .await
-                .unwrap_or_else(|e| panic!("read_stream backward from {from} failed: {e:?}"));
-            versions(&events)
-        }
-    };
+    let stream = ten_events_beside_three(&store).await;
+    let read = |from: u64, limit: usize| read_versions(&store, &stream, from, Direction::Backward, limit);
     assert_eq!(read(7, 3).await, vec![7, 6, 5], "backward from 7, limit 3");
     assert_eq!(read(2, 5).await, vec![2, 1], "backward from 2, limit 5 stops at the first event");
     assert_eq!(read(u64::MAX, 3).await, vec![10, 9, 8], "backward from u64::MAX starts at the newest event");
@@ -272,4 +246,28 @@ pub async fn envelope_fields_round_trip<S: EventStore>(store: S) {
     assert_eq!(first.metadata.causation_id, Some(causation), "causation id");
     assert_eq!(first.metadata.fields.get("user"), Some(&Value::from("ada")), "application metadata field");
     assert!(by_stream[1].metadata.is_empty(), "empty metadata must stay empty");
+}
+
+/// Stores 10 events in `order-1` and 3 in `order-2`; returns `order-1`.
+async fn ten_events_beside_three<S: EventStore>(store: &S) -> StreamId {
+    let stream = StreamId::new("order-1");
+    append_ok(store, &stream, ExpectedVersion::NoStream, batch(1, 10), "storing 10 events").await;
+    append_ok(store, &StreamId::new("order-2"), ExpectedVersion::NoStream, batch(1, 3), "another stream")
+        .await;
+    stream
+}
+
+/// The versions `read_stream` returns from `from` in `direction`.
+async fn read_versions<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    from: u64,
+    direction: Direction,
+    limit: usize,
+) -> Vec<u64> {
+    let events = store
+        .read_stream(stream, StreamVersion(from), direction, limit)
+        .await
+        .unwrap_or_else(|e| panic!("read_stream {direction:?} from {from} failed: {e:?}"));
+    versions(&events)
 }

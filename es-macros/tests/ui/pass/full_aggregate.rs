@@ -33,7 +33,7 @@ pub mod domain {
     fn upcast_item_added(
         _from_version: u32,
         payload: es_core::__private::serde_json::Value,
-    ) -> Result<es_core::__private::serde_json::Value, String> {
+    ) -> Result<es_core::__private::serde_json::Value, es_core::error::UpcastError> {
         Ok(payload)
     }
 

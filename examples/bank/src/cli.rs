@@ -1,0 +1,4 @@
+//! The subcommands of the `bank` binary.
+
+pub(crate) mod demo;
+pub(crate) mod serve;

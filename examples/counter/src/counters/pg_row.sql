@@ -1,0 +1,1 @@
+SELECT value, version, position FROM counters WHERE id = $1;
