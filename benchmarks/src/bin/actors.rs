@@ -2,10 +2,17 @@
 //!
 //! Prints, in one run:
 //! - hot-aggregate commands/s for histories of 0, 100, 1,000 and 10,000
-//!   events, on the actor path and the reload path, and their ratio;
+//!   events, on the actor path (one caller awaiting each command, and 64
+//!   callers) and the reload path, and their ratio;
+//! - refusals/s on a hot aggregate with the head check that confirms a
+//!   refusal by default, and without it (`EsBuilder::single_writer`);
 //! - commands/s over 1,000 distinct aggregates with at most 100 live actors;
 //! - memory per idle live actor (process RSS before and after 10,000);
 //! - cold rehydration time of 10,000 events, with and without a snapshot.
+//!
+//! The counter is declared with the es macros (`es_benchmarks::counter`),
+//! as users write an aggregate. Every figure is the median of 5 runs with
+//! the min and max.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin actors` (add `hot` for
 //! the hot-aggregate figures only, `cold` for rehydration only). Wall-clock
@@ -18,151 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use es_benchmarks::{ms, rate};
-use es_core::error::DecodeErrorKind;
+use es_benchmarks::counter::{increment, Counter, Incremented, Take, Touch};
+use es_benchmarks::{rate, Spread, RUNS};
 use es_core::runtime::CommandPath;
-use es_core::store::{EventStore, ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore, Timestamp};
-use es_core::{Aggregate, Apply, Command, Es, Event, EventSet, Events, Handle, StreamId, StreamVersion};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, Snapshot, SnapshotStore, Timestamp};
+use es_core::{Aggregate, Es, Event, StreamId, StreamVersion};
 use es_memory::InMemoryEventStore;
-use serde::{Deserialize, Serialize};
-
-// ---- a counter aggregate, written the way the derives will generate it ----
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Incremented {
-    by: u64,
-}
-impl Event for Incremented {
-    const TYPE: &'static str = "Incremented";
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum CounterEvent {
-    Incremented(Incremented),
-}
-impl From<Incremented> for CounterEvent {
-    fn from(e: Incremented) -> Self {
-        Self::Incremented(e)
-    }
-}
-impl EventSet for CounterEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Incremented(_) => Incremented::TYPE,
-        }
-    }
-    fn schema_version(&self) -> u32 {
-        match self {
-            Self::Incremented(_) => Incremented::VERSION,
-        }
-    }
-    fn to_payload(&self) -> Result<Payload, serde_json::Error> {
-        match self {
-            Self::Incremented(e) => Payload::encode(e),
-        }
-    }
-    fn from_stored(
-        event_type: &str,
-        schema_version: u32,
-        payload: &Payload,
-    ) -> Result<Self, DecodeErrorKind> {
-        match event_type {
-            Incremented::TYPE => {
-                es_core::__private::decode_event(schema_version, payload).map(Self::Incremented)
-            }
-            _ => Err(DecodeErrorKind::UnknownType),
-        }
-    }
-    fn event_types() -> &'static [&'static str] {
-        &[Incremented::TYPE]
-    }
-}
-
-/// Adds to a counter.
-#[derive(Debug, Clone)]
-struct Increment {
-    id: String,
-    by: u64,
-}
-/// Produces no event: starts (and keeps) an actor without appending.
-#[derive(Debug, Clone)]
-struct Touch {
-    id: String,
-}
-#[derive(Debug, Clone)]
-enum CounterCommand {
-    Increment(Increment),
-    Touch(Touch),
-}
-impl Command for Increment {
-    type Aggregate = Counter;
-    const NAME: &'static str = "Increment";
-    fn aggregate_id(&self) -> String {
-        self.id.clone()
-    }
-    fn into_aggregate_command(self) -> CounterCommand {
-        CounterCommand::Increment(self)
-    }
-}
-impl Command for Touch {
-    type Aggregate = Counter;
-    const NAME: &'static str = "Touch";
-    fn aggregate_id(&self) -> String {
-        self.id.clone()
-    }
-    fn into_aggregate_command(self) -> CounterCommand {
-        CounterCommand::Touch(self)
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Counter {
-    total: u64,
-    count: u64,
-}
-#[derive(Debug, thiserror::Error)]
-#[error("counter refused the command")]
-struct CounterError;
-
-impl Aggregate for Counter {
-    const NAME: &'static str = "counter";
-    type Event = CounterEvent;
-    type Command = CounterCommand;
-    type Error = CounterError;
-    fn apply_event(&mut self, event: &CounterEvent) {
-        match event {
-            CounterEvent::Incremented(e) => Apply::apply(self, e),
-        }
-    }
-    fn handle_command(&self, command: CounterCommand) -> Result<Events<Self>, CounterError> {
-        match command {
-            CounterCommand::Increment(c) => Handle::handle(self, c),
-            CounterCommand::Touch(c) => Handle::handle(self, c),
-        }
-    }
-}
-impl Handle<Increment> for Counter {
-    fn handle(&self, command: Increment) -> Result<Events<Self>, CounterError> {
-        Ok(Events::one(Incremented { by: command.by }))
-    }
-}
-impl Handle<Touch> for Counter {
-    fn handle(&self, _: Touch) -> Result<Events<Self>, CounterError> {
-        Ok(Events::none())
-    }
-}
-impl Apply<Incremented> for Counter {
-    fn apply(&mut self, e: &Incremented) {
-        self.total += e.by;
-        self.count += 1;
-    }
-}
 
 // ---- helpers ----
-
-fn increment(id: &str) -> Increment {
-    Increment { id: id.to_owned(), by: 1 }
-}
 
 /// Appends `events` increments to counter `id`, straight into the store.
 async fn prefill(store: &InMemoryEventStore, id: &str, events: u64) -> anyhow::Result<()> {
@@ -193,12 +63,13 @@ struct Run {
     cpu_us: f64,
 }
 
-impl Run {
-    const NONE: Run = Run { rate: 0.0, cpu_us: f64::INFINITY };
-
-    fn best(self, other: Run) -> Run {
-        Run { rate: self.rate.max(other.rate), cpu_us: self.cpu_us.min(other.cpu_us) }
-    }
+/// The median, min and max rate of `runs`, and their median CPU time per
+/// command.
+fn spread(runs: &[Run]) -> (Spread, f64) {
+    let rates: Vec<f64> = runs.iter().map(|r| r.rate).collect();
+    let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_us).collect();
+    let none = Spread { median: 0.0, min: 0.0, max: 0.0 };
+    (Spread::of(&rates).unwrap_or(none), Spread::of(&cpu).map_or(0.0, |s| s.median))
 }
 
 /// CPU time this process has used (user + system), in microseconds.
@@ -248,16 +119,15 @@ fn rss() -> anyhow::Result<u64> {
     Ok(pages * 4096)
 }
 
-fn human(rate: f64) -> String {
-    format!("{:>12.0}/s", rate)
-}
-
 // ---- the figures ----
 
 const HISTORIES: [u64; 4] = [0, 100, 1_000, 10_000];
 
 async fn hot_aggregate() -> anyhow::Result<()> {
-    println!("hot aggregate: commands/s against history length (one aggregate; best of 3 rounds)");
+    println!(
+        "hot aggregate: commands/s against history length (one aggregate; median of {RUNS} runs, min, max; \
+         multi-threaded runtime)"
+    );
     // Warm up the runtime's threads and the allocator.
     let warm = app(&InMemoryEventStore::new(), CommandPath::Actors).await?;
     for _ in 0..2 {
@@ -268,8 +138,8 @@ async fn hot_aggregate() -> anyhow::Result<()> {
     drop(warm);
 
     // One application per history length, each with its actor started
-    // (its one rehydration). The rounds interleave the lengths, so drift
-    // on a shared machine hits them alike; the best round counts.
+    // (its one rehydration). The runs interleave the lengths, so drift on
+    // a shared machine hits them alike.
     let mut apps = Vec::new();
     for history in HISTORIES {
         let store = InMemoryEventStore::new();
@@ -278,50 +148,46 @@ async fn hot_aggregate() -> anyhow::Result<()> {
         actors.execute(increment("hot")).await?;
         apps.push(actors);
     }
-    let mut sequential = [Run::NONE; HISTORIES.len()];
-    let mut concurrent = [Run::NONE; HISTORIES.len()];
-    for _round in 0..3 {
+    let mut single: Vec<Vec<Run>> = vec![Vec::new(); HISTORIES.len()];
+    let mut many: Vec<Vec<Run>> = vec![Vec::new(); HISTORIES.len()];
+    for _ in 0..RUNS {
         for (i, actors) in apps.iter().enumerate() {
-            let run = hot_rate(actors, "hot", 1, 30_000, Duration::from_secs(1)).await?;
-            sequential[i] = sequential[i].best(run);
-            let run = hot_rate(actors, "hot", 64, 30_000, Duration::from_secs(1)).await?;
-            concurrent[i] = concurrent[i].best(run);
+            single[i].push(hot_rate(actors, "hot", 1, 30_000, Duration::from_secs(1)).await?);
+            many[i].push(hot_rate(actors, "hot", 64, 30_000, Duration::from_secs(1)).await?);
         }
     }
     for actors in apps {
         actors.shutdown().await;
     }
 
-    println!(
-        "{:>8} | {:>14} {:>8} | {:>14} {:>8} | {:>14} | {:>13}",
-        "history", "actors, 1 task", "cpu/cmd", "actors, 64", "cpu/cmd", "reload, 1 task", "actors/reload"
-    );
+    let mut medians = Vec::new();
     for (i, history) in HISTORIES.into_iter().enumerate() {
         // Reload: few commands, so the history stays near its nominal length.
         let store = InMemoryEventStore::new();
         prefill(&store, "hot", history).await?;
         let reload = app(&store, CommandPath::Reload).await?;
-        let mut reloading = Run::NONE;
-        for _ in 0..3 {
-            reloading = reloading.best(hot_rate(&reload, "hot", 1, 100, Duration::from_secs(1)).await?);
+        let mut reloading = Vec::new();
+        for _ in 0..RUNS {
+            reloading.push(hot_rate(&reload, "hot", 1, 100, Duration::from_secs(1)).await?);
         }
-        println!(
-            "{:>8} | {} {:>5.2} us | {} {:>5.2} us | {} | {:>12.1}x",
-            history,
-            human(sequential[i].rate),
-            sequential[i].cpu_us,
-            human(concurrent[i].rate),
-            concurrent[i].cpu_us,
-            human(reloading.rate),
-            sequential[i].rate / reloading.rate
-        );
+        let (one, one_cpu) = spread(&single[i]);
+        let (sixty_four, many_cpu) = spread(&many[i]);
+        let (reloaded, _) = spread(&reloading);
+        println!(" history {history}:");
+        println!("  {:<34} {} /s, {one_cpu:.2} us cpu/cmd", "actors, 1 caller awaiting each", one);
+        println!("  {:<34} {} /s, {many_cpu:.2} us cpu/cmd", "actors, 64 callers", sixty_four);
+        println!("  {:<34} {} /s", "reload per command, 1 caller", reloaded);
+        println!("  {:<34} {:.1}x (medians)", "actors / reload, 1 caller", one.median / reloaded.median);
+        medians.push((one.median, one_cpu, sixty_four.median, many_cpu));
     }
+    let (first, last) = (medians[0], medians[HISTORIES.len() - 1]);
     println!(
-        "cost per command with actors, 10,000-event history vs empty: wall {:.2}x / cpu {:.2}x (1 task), wall {:.2}x / cpu {:.2}x (64 tasks)",
-        sequential[0].rate / sequential[3].rate,
-        sequential[3].cpu_us / sequential[0].cpu_us,
-        concurrent[0].rate / concurrent[3].rate,
-        concurrent[3].cpu_us / concurrent[0].cpu_us,
+        "cost per command with actors, 10,000-event history vs empty (medians): wall {:.2}x / cpu {:.2}x \
+         (1 caller), wall {:.2}x / cpu {:.2}x (64 callers)",
+        first.0 / last.0,
+        last.1 / first.1,
+        first.2 / last.2,
+        last.3 / first.3,
     );
     Ok(())
 }
@@ -331,26 +197,61 @@ async fn hot_aggregate() -> anyhow::Result<()> {
 fn hot_on_one_thread() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let mut line = String::from("current-thread runtime, actors, 1 task:");
+        let mut line = String::from("current-thread runtime, actors, 1 caller:");
         for history in [0u64, 10_000] {
             let store = InMemoryEventStore::new();
             prefill(&store, "hot", history).await?;
             let actors = app(&store, CommandPath::Actors).await?;
             actors.execute(increment("hot")).await?;
-            let mut best = Run::NONE;
-            for _ in 0..3 {
-                best = best.best(hot_rate(&actors, "hot", 1, 100_000, Duration::from_secs(1)).await?);
+            let mut runs = Vec::new();
+            for _ in 0..RUNS {
+                runs.push(hot_rate(&actors, "hot", 1, 100_000, Duration::from_secs(1)).await?);
             }
-            line.push_str(&format!(
-                " {} ({:.2} us cpu) at {history} events;",
-                human(best.rate).trim(),
-                best.cpu_us
-            ));
+            let (rates, cpu) = spread(&runs);
+            line.push_str(&format!(" {rates} /s ({cpu:.2} us cpu) at {history} events;"));
             actors.shutdown().await;
         }
         println!("{line}");
         anyhow::Ok(())
     })
+}
+
+/// Refusals per second on a hot aggregate, with the head check every
+/// refusal makes by default (other writers may have moved the stream) and
+/// without it (`EsBuilder::single_writer`).
+async fn refusal_path() -> anyhow::Result<()> {
+    let store = InMemoryEventStore::new();
+    prefill(&store, "r", 100).await?;
+    let checked = Es::builder().event_store(store.clone()).build().await?;
+    let unchecked = Es::builder().event_store(store.clone()).single_writer().build().await?;
+    let refuse = || Take { id: "r".into(), by: u64::MAX };
+    for es in [&checked, &unchecked] {
+        anyhow::ensure!(es.execute(refuse()).await.is_err(), "the take was not refused");
+    }
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        for (es, runs) in [(&checked, &mut with), (&unchecked, &mut without)] {
+            let count = 30_000u64;
+            let started = Instant::now();
+            let mut done = 0;
+            while done < count && started.elapsed() < Duration::from_secs(1) {
+                anyhow::ensure!(es.execute(refuse()).await.is_err(), "the take was not refused");
+                done += 1;
+            }
+            runs.push(rate(done, started.elapsed()));
+        }
+    }
+    let (with_check, without_check) = (Spread::of(&with), Spread::of(&without));
+    let ratio = Spread::of_ratios(&with, &without);
+    if let (Some(a), Some(b), Some(r)) = (with_check, without_check, ratio) {
+        println!("refusal path, hot aggregate, 1 caller awaiting each (in memory; median of {RUNS} runs, min, max):");
+        println!("  {:<34} {a} refusals/s", "with the head check (default)");
+        println!("  {:<34} {b} refusals/s", "without (EsBuilder::single_writer)");
+        println!("  {:<34} {} (per-run ratios)", "with / without", r.show(2));
+    }
+    checked.shutdown().await;
+    unchecked.shutdown().await;
+    Ok(())
 }
 
 async fn many_aggregates() -> anyhow::Result<()> {
@@ -384,8 +285,8 @@ async fn many_aggregates() -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     let stats = es.stats();
     println!(
-        "1,000 aggregates, cap 100 live actors, 32 tasks, uniform access: {} ({} rehydrations, {} evictions, {} live at the end)",
-        human(rate(commands, elapsed)).trim(),
+        "1,000 aggregates, cap 100 live actors, 32 tasks, uniform access: {:.0}/s ({} rehydrations, {} evictions, {} live at the end)",
+        rate(commands, elapsed),
         stats.rehydrations,
         stats.evictions,
         stats.live_actors
@@ -422,9 +323,10 @@ async fn idle_actor_memory() -> anyhow::Result<()> {
 /// Samples per cold-rehydration figure (each on a fresh application).
 const COLD_SAMPLES: usize = 9;
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// `median (min .., max ..)` of `samples`, in milliseconds.
+fn spread_ms(samples: Vec<Duration>) -> String {
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    Spread::of(&ms).map_or_else(|| "no samples".to_owned(), |s| format!("{} ms", s.show(3)))
 }
 
 async fn cold_rehydration() -> anyhow::Result<()> {
@@ -468,14 +370,14 @@ async fn cold_rehydration() -> anyhow::Result<()> {
         }
     }
     println!(
-        "cold rehydration of 10,000 events (median of {COLD_SAMPLES}): {} without a snapshot, {} with one",
-        ms(median(without)),
-        ms(median(with))
+        "cold rehydration of 10,000 events (median of {COLD_SAMPLES}, min, max): {} without a snapshot, {} with one",
+        spread_ms(without),
+        spread_ms(with)
     );
     println!(
         "first command to a cold aggregate of 10,000 events: {} without a snapshot, {} with one",
-        ms(median(first_without)),
-        ms(median(first_with))
+        spread_ms(first_without),
+        spread_ms(first_with)
     );
     Ok(())
 }
@@ -505,6 +407,7 @@ async fn main() -> anyhow::Result<()> {
     println!("es aggregate actors benchmark (in-memory store)\n");
     hot_aggregate().await?;
     tokio::task::spawn_blocking(hot_on_one_thread).await??;
+    refusal_path().await?;
     if only_hot {
         return Ok(());
     }

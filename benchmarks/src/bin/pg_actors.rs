@@ -10,81 +10,52 @@
 //!   without `Es`, and the adapter's own append statement run through plain
 //!   sqlx (no adapter code, no `NOTIFY`);
 //! - the same at 32 writers on the reload-per-command path, for contrast;
+//! - commands on aggregates that do not exist yet (32 writers);
+//! - contention: 1, 2 and 4 `Es` nodes on one hot aggregate, commands/s and
+//!   conflicts per command (from `Es::stats`);
+//! - the refusal path with and without the head check;
 //! - `Es::load` of one aggregate with 10,000 events, without and with a
 //!   snapshot (`AggregateConfig::snapshot_every`, `PgEventStore` as the
-//!   snapshot store).
+//!   snapshot store), beside the raw query of the same columns, and the
+//!   first load on a fresh application.
+//!
+//! `Es::execute` runs with group commit on (the default) and off
+//! (`GroupCommit::off`), side by side in each comparison.
+//!
+//! Raw baselines, each printed: `raw_minimal` (an identity key and a JSONB
+//! payload) and `raw_events` (es's columns, keys and unique indexes). Every
+//! figure is the median of 5 runs with the min and max.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_actors`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! add `load` for the load times only.
+//! add `hot`, `load`, `fresh` or `nodes` for only the hot aggregates at 8
+//! and 32 writers, the load times, the fresh aggregates, or the contention
+//! and refusal figures. `GROUPS_IN_FLIGHT=<n>` sets
+//! `GroupCommit::max_in_flight` of the grouped store.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use es_benchmarks::counter::{Counter, Increment, Incremented, Take};
 use es_benchmarks::pg::{
-    admin_pool, analyze, create_raw_table, database_url, drop_schema, fresh_schema, pool, raw_runs,
-    raw_single_sql, server,
+    admin_pool, analyze, create_raw_tables, database_url, drop_schema, fresh_schema, pool, raw_runs, server,
+    RawTable,
 };
-use es_benchmarks::{ms, run_writers, Latencies, Run};
+use es_benchmarks::{ms, run_writers, Run, Runs, Spread, RUNS};
 use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
-use es_core::{command, event, Aggregate, Apply, Es, Event, Events, Handle, StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
-use serde::{Deserialize, Serialize};
+use es_core::{Aggregate, Es, Event, StreamId, StreamVersion};
+use es_postgres::{GroupCommit, PgEventStore, PgSchema};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
-/// Rounds per comparison: ours and raw alternate, so background load that
-/// drifts during the run hits both alike.
-const ROUNDS: usize = 4;
 /// Events in the history the load benchmark reads.
 const LOAD_EVENTS: u64 = 10_000;
 /// Loads timed per variant.
 const LOADS: usize = 20;
-
-// ---- a counter aggregate, written with the es macros ----
-
-/// The counter went up.
-#[event]
-#[derive(Debug, Clone, PartialEq)]
-struct Incremented {
-    by: u64,
-}
-
-/// Adds to a counter.
-#[command(aggregate = Counter)]
-#[derive(Debug, Clone)]
-struct Increment {
-    #[id]
-    id: String,
-    by: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("counter refused the command")]
-struct CounterError;
-
-/// A counter: the sum of its increments.
-#[derive(Aggregate, Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-#[aggregate(name = "counter", error = CounterError, events(Incremented), commands(Increment))]
-struct Counter {
-    total: u64,
-    count: u64,
-}
-
-impl Handle<Increment> for Counter {
-    fn handle(&self, command: Increment) -> Result<Events<Self>, CounterError> {
-        Ok(Events::one(Incremented { by: command.by }))
-    }
-}
-
-impl Apply<Incremented> for Counter {
-    fn apply(&mut self, e: &Incremented) {
-        self.total += e.by;
-        self.count += 1;
-    }
-}
+/// First loads on a fresh application, timed per variant.
+const COLD: usize = 9;
 
 /// The row `Es::execute` appends for `Increment { by: 1 }`, as a raw insert.
 fn raw_event(_: usize) -> NewEvent {
@@ -183,84 +154,304 @@ async fn statement_runs(
 
 /// The figures of one comparison.
 struct Comparison {
-    execute: Run,
-    append: Run,
-    statement: Run,
-    raw: Run,
+    execute: Runs,
+    ungrouped: Runs,
+    append: Runs,
+    statement: Runs,
+    minimal: Runs,
+    es_columns: Runs,
 }
 
 impl Comparison {
     fn print(&self, label: &str) {
-        self.execute.print_as(label, "commands");
-        self.append.print_as("EventStore::append, same rows", "events");
-        self.statement.print_as("its append SQL via plain sqlx", "events");
-        self.raw.print_as("raw single-row INSERT", "rows");
-        let of_raw = |run: &Run| 100.0 * run.rate() / self.raw.rate();
-        println!(
-            "  {:<38} {:>9.0} %   (append / raw {:.0} %, append SQL / raw {:.0} %)",
-            "execute / raw",
-            of_raw(&self.execute),
-            of_raw(&self.append),
-            of_raw(&self.statement)
-        );
+        self.execute.print(label, "commands");
+        self.ungrouped.print("  the same, group commit off", "commands");
+        self.append.print("EventStore::append, same rows", "events");
+        self.statement.print("its append SQL via plain sqlx", "events");
+        self.minimal.print(RawTable::Minimal.label(), "rows");
+        self.es_columns.print(RawTable::EsColumns.label(), "rows");
+        self.execute.print_ratio("execute / raw minimal", &self.minimal);
+        self.execute.print_ratio("execute / raw es columns", &self.es_columns);
+        self.ungrouped.print_ratio("execute, group commit off / raw minimal", &self.minimal);
+        self.append.print_ratio("append / raw es columns", &self.es_columns);
+        self.statement.print_ratio("append SQL / raw es columns", &self.es_columns);
+        if let (Some(ours), Some(raw)) = (&self.execute.latencies, &self.minimal.latencies) {
+            println!(
+                "  {:<40} {:>8.2} x   (p99 execute {} / raw minimal {})",
+                "p99 latency, execute / raw minimal",
+                ours.p99.as_secs_f64() / raw.p99.as_secs_f64().max(f64::MIN_POSITIVE),
+                ms(ours.p99),
+                ms(raw.p99)
+            );
+        }
     }
 }
 
 /// One comparison: `es` against the event store alone and against raw
-/// single-row INSERTs, with `writers` writers and `commands` commands in
-/// all, in [`ROUNDS`] alternating rounds. Every aggregate gets one command
+/// single-row INSERTs, with `writers` writers and `commands` commands per
+/// run, in [`RUNS`] alternating runs. Every aggregate gets one command
 /// first, so its actor is live (on the actor path) and its stream exists.
 async fn compare(
     es: &Es,
+    ungrouped_es: &Es,
     store: &PgEventStore,
     pool: &PgPool,
-    sql: &str,
     writers: usize,
     commands: usize,
     label: &str,
 ) -> anyhow::Result<Comparison> {
+    let schema = store.schema();
     let tag = format!("{label}{writers}");
     execute_runs(es, writers, 1, &tag).await?;
+    execute_runs(ungrouped_es, writers, 1, &format!("{tag}-off")).await?;
     append_runs(store, writers, 3, &format!("warm-{tag}")).await?;
-    statement_runs(pool, store.schema(), writers, 3, &format!("warm-s-{tag}")).await?;
-    let warm = format!("warm-raw-{tag}");
-    raw_runs(pool, sql.to_owned(), writers, 3, 1, move |w| aggregate_id(&warm, w), raw_event).await?;
-    let per_round = commands / writers / ROUNDS;
-    let (mut execute, mut append, mut statement, mut raw) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    statement_runs(pool, schema, writers, 3, &format!("warm-s-{tag}")).await?;
+    for table in RawTable::BOTH {
+        let warm = format!("warm-raw-{tag}-{table:?}");
+        raw_runs(pool, schema, table, writers, 3, 1, move |w| aggregate_id(&warm, w), raw_event).await?;
+    }
+    let per_round = commands / writers;
+    let (mut execute, mut ungrouped, mut append, mut statement, mut minimal, mut es_columns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..RUNS {
         execute.push(execute_runs(es, writers, per_round, &tag).await?);
+        ungrouped.push(execute_runs(ungrouped_es, writers, per_round, &format!("{tag}-off")).await?);
         append.push(append_runs(store, writers, per_round, &format!("{tag}a{round}")).await?);
-        statement
-            .push(statement_runs(pool, store.schema(), writers, per_round, &format!("{tag}s{round}")).await?);
-        // Same stream names as `Es` uses (`counter-<id>`), in the raw table.
-        let tag = format!("{}-{tag}r{round}", Counter::NAME);
-        raw.push(
-            raw_runs(pool, sql.to_owned(), writers, per_round, 1, move |w| aggregate_id(&tag, w), raw_event)
+        statement.push(statement_runs(pool, schema, writers, per_round, &format!("{tag}s{round}")).await?);
+        for (table, runs) in [(RawTable::Minimal, &mut minimal), (RawTable::EsColumns, &mut es_columns)] {
+            // Same stream names as `Es` uses (`counter-<id>`).
+            let tag = format!("{}-{tag}r{round}", Counter::NAME);
+            runs.push(
+                raw_runs(
+                    pool,
+                    schema,
+                    table,
+                    writers,
+                    per_round,
+                    1,
+                    move |w| aggregate_id(&tag, w),
+                    raw_event,
+                )
                 .await?,
-        );
+            );
+        }
     }
     Ok(Comparison {
-        execute: Run::merge(execute),
-        append: Run::merge(append),
-        statement: Run::merge(statement),
-        raw: Run::merge(raw),
+        execute: Runs::of(execute),
+        ungrouped: Runs::of(ungrouped),
+        append: Runs::of(append),
+        statement: Runs::of(statement),
+        minimal: Runs::of(minimal),
+        es_columns: Runs::of(es_columns),
     })
 }
 
-/// Times `Es::load` of counter `id` [`LOADS`] times.
-async fn loads(es: &Es, id: &str, expect: u64) -> anyhow::Result<Latencies> {
+/// `writers` tasks, each sending `per_writer` increments, every one to a
+/// counter that does not exist yet (`{tag}-{writer}-{n}`).
+async fn fresh_runs(es: &Es, writers: usize, per_writer: usize, tag: &str) -> anyhow::Result<Run> {
+    let es = es.clone();
+    let tag = tag.to_owned();
+    run_writers(writers, per_writer, 1, move |w, i| {
+        let es = es.clone();
+        let id = format!("{tag}-{w}-{i}");
+        async move {
+            es.execute(Increment { id, by: 1 }).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Commands on aggregates that do not exist yet, 32 writers: `Es::execute`
+/// (one round trip: decided on the default state, appended expecting no
+/// stream), the same reading the empty stream first
+/// (`assume_new_aggregates(false)`, two round trips), each with group commit
+/// on and off, against raw single-row INSERTs.
+async fn fresh_aggregates(store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
+    const WRITERS: usize = 32;
+    const PER_WRITER: usize = 60;
+    println!("fresh aggregates: every command to a new aggregate, {WRITERS} writers, one event per command");
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let mut apps = Vec::new();
+    for (label, events, assume) in [
+        ("Es::execute, 1 round trip", store, true),
+        ("  the same, group commit off", &ungrouped_store, true),
+        ("Es::execute, read first (2 round trips)", store, false),
+        ("  the same, group commit off", &ungrouped_store, false),
+    ] {
+        let es = Es::builder().event_store(events.clone()).assume_new_aggregates(assume).build().await?;
+        fresh_runs(&es, WRITERS, 3, &format!("fresh-warm-{}", apps.len())).await?;
+        apps.push((label, es, Vec::new()));
+    }
+    let mut minimal = Vec::new();
+    for round in 0..RUNS {
+        for (n, (_, es, runs)) in apps.iter_mut().enumerate() {
+            runs.push(fresh_runs(es, WRITERS, PER_WRITER, &format!("fresh{round}-{n}")).await?);
+        }
+        let tag = format!("fresh-raw{round}");
+        let ids = move |w| aggregate_id(&tag, w);
+        minimal.push(
+            raw_runs(pool, store.schema(), RawTable::Minimal, WRITERS, PER_WRITER, 1, ids, raw_event).await?,
+        );
+    }
+    let minimal = Runs::of(minimal);
+    let mut all = Vec::new();
+    for (label, es, runs) in apps {
+        let runs = Runs::of(runs);
+        runs.print(label, "commands");
+        es.shutdown().await;
+        all.push(runs);
+    }
+    minimal.print(RawTable::Minimal.label(), "rows");
+    all[0].print_ratio("1 round trip / raw minimal", &minimal);
+    all[0].print_ratio("1 round trip / read first", &all[2]);
+    all[1].print_ratio("1 rt, no group commit / read first, none", &all[3]);
+    Ok(())
+}
+
+/// Several `Es` nodes on one store, all sending increments to one hot
+/// aggregate: commands/s over all nodes, and conflicts per command (from
+/// each node's `Es::stats`).
+async fn contention(store: &PgEventStore) -> anyhow::Result<()> {
+    const CALLERS_PER_NODE: usize = 2;
+    const PER_CALLER: usize = 50;
+    println!(
+        "contention: 1, 2 and 4 Es nodes on one Postgres, one hot aggregate, {CALLERS_PER_NODE} callers per node \
+         ({PER_CALLER} commands each)"
+    );
+    for nodes in [1usize, 2, 4] {
+        let mut apps = Vec::new();
+        for _ in 0..nodes {
+            apps.push(Es::builder().event_store(store.clone()).build().await?);
+        }
+        let id = format!("contended-{nodes}");
+        for es in &apps {
+            es.execute(Increment { id: id.clone(), by: 1 }).await?;
+        }
+        let (mut rates, mut per_command) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            let before: u64 = apps.iter().map(|es| es.stats().conflicts).sum();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for es in &apps {
+                for _ in 0..CALLERS_PER_NODE {
+                    let (es, id) = (es.clone(), id.clone());
+                    tasks.push(tokio::spawn(async move {
+                        for _ in 0..PER_CALLER {
+                            es.execute(Increment { id: id.clone(), by: 1 }).await?;
+                        }
+                        anyhow::Ok(())
+                    }));
+                }
+            }
+            for task in tasks {
+                task.await??;
+            }
+            let commands = (nodes * CALLERS_PER_NODE * PER_CALLER) as u64;
+            rates.push(es_benchmarks::rate(commands, started.elapsed()));
+            let after: u64 = apps.iter().map(|es| es.stats().conflicts).sum();
+            per_command.push((after - before) as f64 / commands as f64);
+        }
+        if let (Some(rate), Some(conflicts)) = (Spread::of(&rates), Spread::of(&per_command)) {
+            println!("  {nodes} node(s): {rate} commands/s, {} conflicts per command", conflicts.show(2));
+        }
+        for es in apps {
+            es.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// Refusals per second on a hot aggregate on Postgres, with the head check
+/// (a single-row read per refusal) and without it (`single_writer`).
+async fn refusal_path(store: &PgEventStore) -> anyhow::Result<()> {
+    const PER_RUN: u64 = 1000;
+    let checked = Es::builder().event_store(store.clone()).build().await?;
+    let unchecked = Es::builder().event_store(store.clone()).single_writer().build().await?;
+    checked.execute(Increment { id: "refuser".into(), by: 1 }).await?;
+    let refuse = || Take { id: "refuser".into(), by: u64::MAX };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        for (es, runs) in [(&checked, &mut with), (&unchecked, &mut without)] {
+            let started = Instant::now();
+            for _ in 0..PER_RUN {
+                anyhow::ensure!(es.execute(refuse()).await.is_err(), "the take was not refused");
+            }
+            runs.push(es_benchmarks::rate(PER_RUN, started.elapsed()));
+        }
+    }
+    println!("refusal path on Postgres, hot aggregate, 1 caller awaiting each:");
+    if let (Some(a), Some(b), Some(r)) =
+        (Spread::of(&with), Spread::of(&without), Spread::of_ratios(&with, &without))
+    {
+        println!("  {:<40} {a} refusals/s", "with the head check (default)");
+        println!("  {:<40} {b} refusals/s", "without (EsBuilder::single_writer)");
+        println!("  {:<40} {}", "with / without (per-run ratios)", r.show(2));
+    }
+    checked.shutdown().await;
+    unchecked.shutdown().await;
+    Ok(())
+}
+
+/// Times `Es::load` of counter `id` [`LOADS`] times, in milliseconds.
+async fn loads(es: &Es, id: &str, expect: u64) -> anyhow::Result<Vec<f64>> {
     let mut samples = Vec::with_capacity(LOADS);
     for _ in 0..LOADS {
         let t = Instant::now();
         let counter = es.load::<Counter>(id).await?;
-        samples.push(t.elapsed());
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(counter.count == expect, "loaded {} events, expected {expect}", counter.count);
     }
-    Latencies::of(&mut samples).ok_or_else(|| anyhow::anyhow!("no load samples"))
+    Ok(samples)
 }
 
-async fn load_times(store: &PgEventStore, admin: &PgPool) -> anyhow::Result<()> {
-    println!("Es::load of one counter with {LOAD_EVENTS} events (p50 of {LOADS} loads)");
+/// Times the raw query of the columns a load reads, [`LOADS`] times, in
+/// milliseconds: one statement fetching every row, decoding each payload.
+async fn raw_loads(pool: &PgPool, schema: &PgSchema, stream: &StreamId) -> anyhow::Result<Vec<f64>> {
+    let sql = format!(
+        "SELECT stream_version, event_type, schema_version, payload
+         FROM {schema}.events WHERE stream_id = $1 ORDER BY stream_version"
+    );
+    let mut samples = Vec::with_capacity(LOADS);
+    for _ in 0..LOADS {
+        let t = Instant::now();
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str())).bind(stream.as_str()).fetch_all(pool).await?;
+        let mut total = 0u64;
+        for row in &rows {
+            let Json(payload): Json<Incremented> = row.try_get("payload")?;
+            total += payload.by;
+        }
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(total == LOAD_EVENTS, "summed {total} from {} rows", rows.len());
+    }
+    Ok(samples)
+}
+
+/// The first `Es::load` of a fresh application (new pool, store and `Es`
+/// each time; the pool's connection is open, nothing else has run on it),
+/// [`COLD`] times, in milliseconds.
+async fn cold_loads(url: &str, schema: &PgSchema, snapshots: bool) -> anyhow::Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(COLD);
+    for _ in 0..COLD {
+        let pool = pool(url, 4).await?;
+        let store = PgEventStore::with_schema(pool.clone(), schema.clone());
+        let mut builder = Es::builder().event_store(store.clone());
+        if snapshots {
+            builder = builder.snapshot_store(store.clone());
+        }
+        let es = builder.build().await?;
+        let t = Instant::now();
+        let counter = es.load::<Counter>("big").await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(counter.count == LOAD_EVENTS, "loaded {} events", counter.count);
+        es.shutdown().await;
+        pool.close().await;
+    }
+    Ok(samples)
+}
+
+async fn load_times(url: &str, store: &PgEventStore, admin: &PgPool) -> anyhow::Result<()> {
     // All but the last event straight into the store; the last one through
     // an application that snapshots every 1,000 events, so its append
     // crosses 10,000 and takes the snapshot.
@@ -290,12 +481,23 @@ async fn load_times(store: &PgEventStore, admin: &PgPool) -> anyhow::Result<()> 
     }
     analyze(admin, store.schema(), "snapshots").await?;
 
+    println!("Es::load of one counter with {LOAD_EVENTS} events (median of {LOADS} loads, min, max; ms)");
     let without = loads(&plain, "big", LOAD_EVENTS).await?;
+    let raw = raw_loads(store.pool(), store.schema(), &stream).await?;
     let with = loads(&snapshotting, "big", LOAD_EVENTS).await?;
-    println!("  {:<38} p50 {}   max {}", "without a snapshot", ms(without.p50), ms(without.max));
-    println!("  {:<38} p50 {}   max {}", "with a snapshot at 10,000", ms(with.p50), ms(with.max));
+    let show = |samples: &[f64]| Spread::of(samples).map_or_else(String::new, |s| s.show(3));
+    println!("  {:<40} {}", "without a snapshot (warm pool)", show(&without));
+    println!("  {:<40} {}", "raw: the same 4 columns, one query", show(&raw));
+    let ratios: Vec<f64> = without.iter().zip(&raw).map(|(a, b)| a / b).collect();
+    println!("  {:<40} {}", "load / raw (per-sample ratios)", show(&ratios));
+    println!("  {:<40} {}", "with a snapshot at 10,000 (warm pool)", show(&with));
     plain.shutdown().await;
     snapshotting.shutdown().await;
+    println!(
+        "first Es::load on a fresh application (new pool, store and Es; median of {COLD}, min, max; ms)"
+    );
+    println!("  {:<40} {}", "with a snapshot", show(&cold_loads(url, store.schema(), true).await?));
+    println!("  {:<40} {}", "without a snapshot", show(&cold_loads(url, store.schema(), false).await?));
     Ok(())
 }
 
@@ -311,44 +513,90 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
-    create_raw_table(admin, schema).await?;
-    let sql = raw_single_sql(schema);
+    create_raw_tables(admin, schema).await?;
     let (server, sync) = server(admin).await?;
     println!("pg_actors: Postgres {server} (synchronous_commit = {sync}), schema {schema}");
+    println!("every figure: median of {RUNS} runs (min, max); es and raw runs alternate; ratios per run");
 
     let pool = pool(url, 34).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());
-    if std::env::args().nth(1).as_deref() == Some("load") {
-        load_times(&store, admin).await?;
-        pool.close().await;
-        return Ok(());
+    if let Some(groups) = std::env::var("GROUPS_IN_FLIGHT").ok().and_then(|v| v.parse().ok()) {
+        store.set_group_commit(GroupCommit::default().max_in_flight(groups));
+        println!("group commit: {groups} groups in flight (GROUPS_IN_FLIGHT)");
     }
+    let only = std::env::args().nth(1);
+    match only.as_deref() {
+        Some("hot") => hot(&store, &pool).await?,
+        Some("load") => load_times(url, &store, admin).await?,
+        Some("fresh") => fresh_aggregates(&store, &pool).await?,
+        Some("nodes") => {
+            contention(&store).await?;
+            refusal_path(&store).await?;
+        }
+        _ => everything(url, admin, &store, &pool).await?,
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// Only the hot-aggregate comparison at 8 and 32 writers.
+async fn hot(store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
+    let actors = Es::builder().event_store(store.clone()).build().await?;
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let ungrouped = Es::builder().event_store(ungrouped_store).build().await?;
+    for writers in [8usize, 32] {
+        let figures = compare(&actors, &ungrouped, store, pool, writers, 1600, "hot").await?;
+        println!(" {writers} writer(s):");
+        figures.print("Es::execute (actors)");
+    }
+    actors.shutdown().await;
+    ungrouped.shutdown().await;
+    Ok(())
+}
+
+async fn everything(url: &str, admin: &PgPool, store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
     let actors = Es::builder().event_store(store.clone()).build().await?;
     let reload = Es::builder().event_store(store.clone()).command_path(CommandPath::Reload).build().await?;
+    // The same schema and pool, every append in its own transaction.
+    let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    ungrouped_store.set_group_commit(GroupCommit::off());
+    let ungrouped = Es::builder().event_store(ungrouped_store.clone()).build().await?;
+    let ungrouped_reload =
+        Es::builder().event_store(ungrouped_store).command_path(CommandPath::Reload).build().await?;
 
     println!("hot aggregates: one per writer, one event per command (actor path)");
     let mut at_32 = None;
     for writers in [1usize, 8, 32] {
-        let commands = if writers == 1 { 3000 } else { 6400 };
-        let figures = compare(&actors, &store, &pool, &sql, writers, commands, "hot").await?;
-        println!(" {writers} writer(s):");
+        let commands = if writers == 1 { 600 } else { 1600 };
+        let figures = compare(&actors, &ungrouped, store, pool, writers, commands, "hot").await?;
+        println!(
+            " {writers} writer(s){}:",
+            if writers == 1 { " (one caller awaiting each command)" } else { "" }
+        );
         figures.print("Es::execute (actors)");
         if writers == 32 {
-            at_32 = Some(figures.execute.rate());
+            at_32 = Some(figures.execute.spread().median);
         }
     }
     println!("reload path (CommandPath::Reload): every command reads its stream first");
-    let figures = compare(&reload, &store, &pool, &sql, 32, 6400, "reload").await?;
-    println!(" 32 writers (histories grow from 1 to about 200 events during the run):");
+    let figures = compare(&reload, &ungrouped_reload, store, pool, 32, 1600, "reload").await?;
+    println!(" 32 writers:");
     figures.print("Es::execute (reload)");
     if let Some(actors_rate) = at_32 {
-        println!("  {:<38} {:>9.1} x", "actors / reload at 32 writers", actors_rate / figures.execute.rate());
+        println!(
+            "  {:<40} {:>8.1} x (medians)",
+            "actors / reload at 32 writers",
+            actors_rate / figures.execute.spread().median
+        );
     }
-    actors.shutdown().await;
-    reload.shutdown().await;
+    fresh_aggregates(store, pool).await?;
+    for es in [actors, reload, ungrouped, ungrouped_reload] {
+        es.shutdown().await;
+    }
 
-    load_times(&store, admin).await?;
-
-    pool.close().await;
+    contention(store).await?;
+    refusal_path(store).await?;
+    load_times(url, store, admin).await?;
     Ok(())
 }

@@ -17,11 +17,12 @@
 //!   payload JSON only.
 //!
 //! Then it shows where a rebuild's time goes (the projection store calls,
-//! timed by a wrapper around the adapter), the read-modify-write rebuild
-//! without the runner's document cache (`ReadSideConfig::document_cache_bytes`
-//! 0, so every event reads its document from Postgres), and what batch
-//! commits with `SET LOCAL synchronous_commit = off` would give, simulated
-//! in that wrapper.
+//! timed by a wrapper around the adapter), and the read-modify-write rebuild
+//! with more documents than the runner's document cache holds
+//! (`ReadSideConfig::document_cache_bytes` of 16 KiB for 2,000 balance
+//! documents, so most events read their document from Postgres).
+//!
+//! Every figure is the median of 5 runs with the min and max.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_rebuild`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
-use es_benchmarks::{rate, run_writers};
+use es_benchmarks::{rate, run_writers, Spread, RUNS};
 use es_core::error::ProjectionError;
 use es_core::readside::{ReadSideConfig, Selection};
 use es_core::store::{
@@ -57,7 +58,7 @@ const APPEND_BATCH: usize = 10;
 /// Concurrent appenders while storing.
 const APPENDERS: usize = 8;
 /// The `ReadSideConfig::batch_size` values tried (and the raw page sizes).
-const BATCH_SIZES: [usize; 3] = [100, 256, 1000];
+const BATCH_SIZES: [usize; 2] = [256, 1000];
 /// The read-modify-write projection's name.
 const BALANCES: &str = "bench-balances";
 /// The write-only projection's name.
@@ -119,60 +120,40 @@ impl Tally {
     }
 }
 
-/// How a rebuild runs: the runner's document cache on (the default) or
-/// off, and the batch commits as they are or simulated asynchronous.
+/// A document cache smaller than the 2,000 balance documents.
+const SMALL_CACHE_BYTES: usize = 16 * 1024;
+
+/// How a rebuild runs: the runner's document cache as configured by
+/// default, or smaller than the documents (cache misses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Variant {
-    /// `ReadSideConfig::document_cache_bytes: 0`: every document read goes to
-    /// Postgres.
-    no_cache: bool,
-    /// Commit each batch with `SET LOCAL synchronous_commit = off` (a
-    /// simulated library change): the documents and the checkpoint stay
-    /// atomic, a crash loses only the last batches, which are then
-    /// projected again.
-    async_commit: bool,
+    /// `ReadSideConfig::document_cache_bytes` of [`SMALL_CACHE_BYTES`].
+    small_cache: bool,
 }
 
 impl Variant {
     fn label(self) -> &'static str {
-        match (self.no_cache, self.async_commit) {
-            (false, false) => "as is",
-            (true, false) => "no document cache",
-            (false, true) => "async commit",
-            (true, true) => "no cache, async commit",
+        if self.small_cache {
+            "cache < documents"
+        } else {
+            "default cache"
         }
     }
 }
 
 /// The Postgres projection store, timing the calls a rebuild makes (`get`
 /// of documents outside the batch and the cache, `commit` of each batch),
-/// to show where the rebuild's time goes; optionally simulating
-/// [`Variant::async_commit`].
+/// to show where the rebuild's time goes.
 #[derive(Debug, Clone)]
 struct Timed {
     inner: PgProjectionStore,
     gets: Arc<Tally>,
     commits: Arc<Tally>,
-    async_commit: bool,
 }
 
 impl Timed {
-    fn new(inner: PgProjectionStore, async_commit: bool) -> Self {
-        Self { inner, gets: Arc::default(), commits: Arc::default(), async_commit }
-    }
-
-    async fn commit_batch(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        if !self.async_commit {
-            return self.inner.commit(projection, work).await;
-        }
-        self.inner
-            .commit_with(projection, work, |conn| {
-                Box::pin(async move {
-                    sqlx::query("SET LOCAL synchronous_commit = off").execute(conn).await?;
-                    Ok(())
-                })
-            })
-            .await
+    fn new(inner: PgProjectionStore) -> Self {
+        Self { inner, gets: Arc::default(), commits: Arc::default() }
     }
 }
 
@@ -198,7 +179,7 @@ impl ProjectionStore for Timed {
         self.inner.checkpoint(projection).await
     }
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commits.time(self.commit_batch(projection, work)).await
+        self.commits.time(self.inner.commit(projection, work)).await
     }
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
         self.inner.reset(projection).await
@@ -287,9 +268,10 @@ async fn rebuild(
     head: GlobalPosition,
     variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
-    let timed = Timed::new(projections.clone(), variant.async_commit);
+    let timed = Timed::new(projections.clone());
     let defaults = ReadSideConfig::default();
-    let document_cache_bytes = if variant.no_cache { 0 } else { defaults.document_cache_bytes };
+    let document_cache_bytes =
+        if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
     let read_side = ReadSide::builder()
         .event_store(store.clone())
         .projection_store(timed.clone())
@@ -324,43 +306,36 @@ async fn rebuild(
     })
 }
 
-/// Runs of each measurement; the fastest counts (the machine is shared, so
-/// the slower runs measure the neighbours).
-const TRIES: usize = 2;
-
-/// [`rebuild`], [`TRIES`] times; the fastest.
-async fn best_rebuild(
+/// [`rebuild`], [`RUNS`] times.
+async fn rebuilds(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     name: &str,
     batch_size: usize,
     head: GlobalPosition,
     variant: Variant,
-) -> anyhow::Result<Rebuilt> {
-    let mut best = rebuild(store, projections, name, batch_size, head, variant).await?;
-    for _ in 1..TRIES {
-        let next = rebuild(store, projections, name, batch_size, head, variant).await?;
-        if next.elapsed < best.elapsed {
-            best = next;
-        }
+) -> anyhow::Result<Vec<Rebuilt>> {
+    let mut runs = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        runs.push(rebuild(store, projections, name, batch_size, head, variant).await?);
     }
-    Ok(best)
+    Ok(runs)
 }
 
-/// The fastest of [`TRIES`] runs of `read`.
-async fn best_read<F, Fut>(read: F) -> anyhow::Result<(Duration, u64)>
+/// Events per second of each of [`RUNS`] runs of `read` (which returns
+/// its time and the events it read).
+async fn read_rates<F, Fut>(read: F, total: u64) -> anyhow::Result<Vec<f64>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Duration, u64)>>,
 {
-    let mut best = read().await?;
-    for _ in 1..TRIES {
-        let next = read().await?;
-        if next.0 < best.0 {
-            best = next;
-        }
+    let mut rates = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let (time, count) = read().await?;
+        anyhow::ensure!(count == total, "read {count} events, stored {total}");
+        rates.push(rate(count, time));
     }
-    Ok(best)
+    Ok(rates)
 }
 
 /// `read_all` over every event in pages of `page`; returns the time and
@@ -445,72 +420,64 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     // Warm the cache and the connections: one full pass over the rows.
     raw_read(&pool, schema, 1000, false).await?;
 
+    let rebuild_rates = |runs: &[Rebuilt]| runs.iter().map(|r| rate(total, r.elapsed)).collect::<Vec<f64>>();
     println!(
-        "projection rebuild from position 0 to the head (events/s, best of {TRIES}), against reads of the same rows"
+        "projection rebuild from position 0 to the head (events/s, median of {RUNS} runs, min, max), \
+         against reads of the same rows"
     );
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
     println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
-    println!(
-        "{:>6} | {:>13} | {:>13} | {:>13} | {:>13} | {:>13} | {:>8} | {:>8}",
-        "batch",
-        "rebuild r-m-w",
-        "rebuild w-o",
-        "read_all",
-        "raw, no dec.",
-        "raw, JSON",
-        "r-m-w/raw",
-        "w-o/raw"
-    );
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
-        let rmw = best_rebuild(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
+        let rmw = rebuilds(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
+        let misses =
+            rebuilds(&store, &projections, BALANCES, batch, head, Variant { small_cache: true }).await?;
         let write_only =
-            best_rebuild(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
-        let (read_time, read_count) = best_read(|| read_all(&store, batch)).await?;
-        let (raw_time, raw_count) = best_read(|| raw_read(&pool, schema, batch, false)).await?;
-        let (json_time, json_count) = best_read(|| raw_read(&pool, schema, batch, true)).await?;
-        anyhow::ensure!(
-            read_count == total && raw_count == total && json_count == total,
-            "read {read_count} / {raw_count} / {json_count} events, stored {total}"
-        );
-        let raw = rate(raw_count, raw_time);
-        let (rmw_rate, wo_rate) = (rate(total, rmw.elapsed), rate(total, write_only.elapsed));
-        println!(
-            "{:>6} | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>11.0}/s | {:>7.1}% | {:>7.1}%",
-            batch,
-            rmw_rate,
-            wo_rate,
-            rate(read_count, read_time),
-            raw,
-            rate(json_count, json_time),
-            100.0 * rmw_rate / raw,
-            100.0 * wo_rate / raw,
-        );
-        breakdowns.push((batch, "r-m-w", Variant::default(), rmw));
-        breakdowns.push((batch, "w-o", Variant::default(), write_only));
-    }
-    println!(
-        "without the document cache, and a library change simulated around the adapter (rebuild events/s):"
-    );
-    for batch in [256, 1000] {
-        let mut line = format!("  batch {batch:>4}:");
-        for (name, kind, variant) in [
-            (BALANCES, "r-m-w", Variant { no_cache: true, async_commit: false }),
-            (BALANCES, "r-m-w", Variant { no_cache: false, async_commit: true }),
-            (LAST_DEPOSIT, "w-o", Variant { no_cache: false, async_commit: true }),
-        ] {
-            let rebuilt = best_rebuild(&store, &projections, name, batch, head, variant).await?;
-            line.push_str(&format!(" {kind} {} {:.0}/s;", variant.label(), rate(total, rebuilt.elapsed)));
-            breakdowns.push((batch, kind, variant, rebuilt));
+            rebuilds(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
+        let read = read_rates(|| read_all(&store, batch), total).await?;
+        let raw = read_rates(|| raw_read(&pool, schema, batch, false), total).await?;
+        let json = read_rates(|| raw_read(&pool, schema, batch, true), total).await?;
+        println!(" batch {batch}:");
+        let figures = [
+            ("rebuild r-m-w, default cache", rebuild_rates(&rmw)),
+            ("rebuild r-m-w, cache < documents", rebuild_rates(&misses)),
+            ("rebuild write-only", rebuild_rates(&write_only)),
+            ("EventStore::read_all", read),
+            ("raw read, no decoding", raw.clone()),
+            ("raw read, payload JSON decoded", json),
+        ];
+        for (label, rates) in &figures {
+            if let Some(s) = Spread::of(rates) {
+                println!("  {label:<34} {s} events/s");
+            }
         }
-        println!("{line}");
+        for (label, rates) in &figures[..3] {
+            if let Some(r) = Spread::of_ratios(rates, &raw) {
+                println!(
+                    "  {:<34} {:.1} % (min {:.1} %, max {:.1} %)",
+                    format!("{} / raw", &label[8..]),
+                    100.0 * r.median,
+                    100.0 * r.min,
+                    100.0 * r.max
+                );
+            }
+        }
+        // The median run of each, for the breakdown.
+        for (kind, variant, mut runs) in [
+            ("r-m-w", Variant::default(), rmw),
+            ("r-m-w", Variant { small_cache: true }, misses),
+            ("w-o", Variant::default(), write_only),
+        ] {
+            runs.sort_by_key(|r| r.elapsed);
+            breakdowns.push((batch, kind, variant, runs.swap_remove(RUNS / 2)));
+        }
     }
-    println!("where a rebuild's time goes (projection store calls, timed around the adapter):");
+    println!("where a rebuild's time goes (median run; projection store calls, timed around the adapter):");
     for (batch, kind, variant, r) in breakdowns {
         let share = |d: Duration| 100.0 * d.as_secs_f64() / r.elapsed.as_secs_f64();
         let each = |(calls, time): (u64, Duration)| time.as_secs_f64() * 1e3 / calls.max(1) as f64;
         println!(
-            "  batch {batch:>4} {kind:<5} {:<20}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            "  batch {batch:>4} {kind:<5} {:<17}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
             variant.label(),
             r.elapsed.as_secs_f64(),
             r.gets.0,

@@ -117,6 +117,9 @@ pub(crate) struct Actor<A: Aggregate> {
     appending: AtomicBool,
     /// How contended this aggregate's stream is, as this node sees it.
     contention: Contention,
+    /// The first command may run on the default state without reading the
+    /// stream (see `EsBuilder::assume_new_aggregates`); cleared once used.
+    assume_new: bool,
     /// Dropped with the actor: wakes whoever waits for it to exit.
     _exit: watch::Sender<()>,
 }
@@ -144,6 +147,8 @@ impl<A: Aggregate> Actor<A> {
             in_flight_id: None,
             appending: AtomicBool::new(false),
             contention: Contention::default(),
+            assume_new: shared.config.assume_new
+                && (shared.snapshots.is_none() || shared.aggregate_config::<A>().snapshot_every.is_none()),
             _exit: exit,
         }
     }
@@ -241,8 +246,12 @@ impl<A: Aggregate> Actor<A> {
         }
         self.in_flight = Some(reply);
         self.in_flight_id = Some(request.id);
+        let assumed = std::mem::take(&mut self.assume_new) && self.loaded.is_none();
         let mut loaded = match self.loaded.take() {
             Some(loaded) => loaded,
+            // Assumed new: the attempts confirm it (the append expects no
+            // stream; a quiet decision checks the head).
+            None if assumed => Loaded { state: A::default(), version: None },
             None => {
                 let Some(shared) = self.shared.upgrade() else { return self.fail(ExecuteError::Shutdown) };
                 shared.stats.rehydration::<A>();
@@ -271,6 +280,7 @@ impl<A: Aggregate> Actor<A> {
             stats: &self.stats,
             backoff: shared.config.backoff,
             confirm: shared.config.confirm_decisions,
+            assumed,
             appending: Some(&self.appending),
         };
         let ran = Box::pin(attempts.run(&mut loaded, &mut request, &mut self.contention)).await;

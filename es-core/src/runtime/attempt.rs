@@ -9,7 +9,11 @@
 //! ```
 //!
 //! A decision with events is confirmed by its append (the store refuses it
-//! if the stream moved). A refusal or an empty decision appends nothing, so
+//! if the stream moved). A new actor with no snapshot to start from may
+//! assume its aggregate is new (`EsBuilder::assume_new_aggregates`): it
+//! decides on the default state, so a new aggregate's command costs one
+//! append and no read; a refused append or a moved head then loads the
+//! stream and decides again. A refusal or an empty decision appends nothing, so
 //! when other processes may write the store it is confirmed against the
 //! stream's head first: no answer is ever based on a state the store
 //! contradicts. A command whose id may have run before (the caller gave it,
@@ -44,6 +48,10 @@ pub(crate) struct Attempts<'a> {
     /// Other processes may write the store: confirm decisions that append
     /// nothing.
     pub(crate) confirm: bool,
+    /// The state is the aggregate's default, assumed (not read) for a new
+    /// aggregate: a quiet decision is confirmed whatever `confirm` says,
+    /// and a refused append is a wrong guess, not a lost race.
+    pub(crate) assumed: bool,
     /// Set while an append is in flight, for an actor that must say so if
     /// it ends meanwhile.
     pub(crate) appending: Option<&'a AtomicBool>,
@@ -78,11 +86,13 @@ impl Attempts<'_> {
     ) -> Ran<A> {
         // `&mut`, and no shared borrow of it across an await: that would
         // need the command to be `Sync`.
+        let mut assumed = self.assumed;
         if contention.is_open() {
             tokio::time::sleep(contention.pause()).await;
             if let Err(error) = self.catch_up(loaded).await {
                 return Ran::sure(Err(error));
             }
+            assumed = false;
         }
         let mut attempt = 0;
         loop {
@@ -96,9 +106,19 @@ impl Attempts<'_> {
                 Ok(events) if !events.is_empty() => events,
                 quiet => {
                     // Nothing to append: confirm the state the answer rests on.
-                    if self.confirm {
+                    if self.confirm || assumed {
                         match self.stale(loaded).await {
                             Ok(false) => {}
+                            Ok(true) if assumed => {
+                                // Not new after all: load it and decide again.
+                                assumed = false;
+                                attempt -= 1;
+                                self.stats.rehydration::<A>();
+                                if let Err(error) = self.catch_up(loaded).await {
+                                    return Ran::sure(Err(error));
+                                }
+                                continue;
+                            }
                             Ok(true) if attempt < self.backoff.max_attempts => {
                                 self.stats.stale_decision();
                                 if let Err(error) = self.catch_up(loaded).await {
@@ -174,6 +194,16 @@ impl Attempts<'_> {
                     loaded.version = stored.stream_version;
                     let outcome = self.outcome(request.id, stored.stream_version, events, stored.committed);
                     return Ran::sure(Ok(outcome));
+                }
+                Err(AppendError::WrongExpectedVersion { .. }) if assumed => {
+                    // The aggregate exists: nothing was written. Load it
+                    // and decide again; no race was lost, so no backoff.
+                    assumed = false;
+                    attempt -= 1;
+                    self.stats.rehydration::<A>();
+                    if let Err(error) = self.catch_up(loaded).await {
+                        return Ran::sure(Err(error));
+                    }
                 }
                 Err(conflict @ AppendError::WrongExpectedVersion { .. }) => {
                     self.stats.conflict::<A>();

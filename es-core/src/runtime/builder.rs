@@ -85,6 +85,25 @@ impl EsBuilder {
         self
     }
 
+    /// Sets whether an actor that starts with no snapshot to load (no
+    /// snapshot store, or none configured for its aggregate) decides its
+    /// first command on the aggregate's default state and appends it
+    /// expecting no stream, without reading the stream first (default on).
+    ///
+    /// A command for a new aggregate then costs one round trip instead of
+    /// two. When the aggregate does exist, the store refuses the append
+    /// (nothing is written), the actor loads the stream and decides again:
+    /// the first command to an existing aggregate whose actor is not live
+    /// costs one round trip more. A refusal or an empty decision on the
+    /// assumed state is always confirmed against the stream's head, also
+    /// with [`single_writer`](EsBuilder::single_writer). Turn it off when
+    /// most commands go to existing aggregates that are not live.
+    #[must_use]
+    pub fn assume_new_aggregates(mut self, on: bool) -> Self {
+        self.config.assume_new = on;
+        self
+    }
+
     /// Sets a deadline for every command that sets none with
     /// [`Execute::timeout`](super::Execute::timeout) (default: none). A
     /// command that has not sent its append by then is cancelled

@@ -52,6 +52,10 @@ pub(crate) struct EsConfig {
     /// are confirmed against the stream's head: needed whenever another
     /// process may write the store.
     pub(crate) confirm_decisions: bool,
+    /// Whether a new actor with no snapshot to start from decides its
+    /// first command on the default state, appending with a no-stream
+    /// expectation, instead of reading the stream first.
+    pub(crate) assume_new: bool,
     /// How commands reach their aggregate.
     pub(crate) command_path: CommandPath,
     /// An actor idle this long stops and frees its memory; the next command
@@ -76,6 +80,7 @@ impl Default for EsConfig {
         Self {
             backoff: Backoff::default(),
             confirm_decisions: true,
+            assume_new: true,
             command_path: CommandPath::Actors,
             idle_timeout: Duration::from_secs(5 * 60),
             max_live_actors: 10_000,

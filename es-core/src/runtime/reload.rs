@@ -91,6 +91,7 @@ async fn run<A: Aggregate>(
         stats: &shared.stats,
         backoff: shared.config.backoff,
         confirm: shared.config.confirm_decisions,
+        assumed: false,
         appending: None,
     };
     // Each command loads the aggregate afresh: no window to keep.

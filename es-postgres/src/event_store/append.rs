@@ -47,26 +47,34 @@ enum Conflict {
     StreamVersion,
 }
 
-/// The batch as the parallel arrays the append statement unnests.
-struct Batch<'a> {
-    ids: Vec<Uuid>,
-    aggregate_types: Vec<&'a str>,
-    event_types: Vec<&'a str>,
-    schema_versions: Vec<i64>,
-    payloads: Vec<Json<&'a Payload>>,
-    metadata: Vec<Json<&'a Metadata>>,
+/// The batch as the parallel arrays the append statements unnest.
+#[derive(Default)]
+pub(super) struct Batch<'a> {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) aggregate_types: Vec<&'a str>,
+    pub(super) event_types: Vec<&'a str>,
+    pub(super) schema_versions: Vec<i64>,
+    pub(super) payloads: Vec<Json<&'a Payload>>,
+    pub(super) metadata: Vec<Json<&'a Metadata>>,
 }
 
 impl<'a> Batch<'a> {
     fn new(events: &'a [NewEvent]) -> Self {
-        Self {
-            ids: events.iter().map(|e| e.event_id.as_uuid()).collect(),
-            aggregate_types: events.iter().map(|e| e.aggregate_type.as_str()).collect(),
-            event_types: events.iter().map(|e| e.event_type.as_str()).collect(),
-            schema_versions: events.iter().map(|e| i64::from(e.schema_version)).collect(),
-            payloads: events.iter().map(|e| Json(&e.payload)).collect(),
-            metadata: events.iter().map(|e| Json(&e.metadata)).collect(),
+        let mut batch = Self::default();
+        for event in events {
+            batch.push(event);
         }
+        batch
+    }
+
+    /// Adds `event` at the end.
+    pub(super) fn push(&mut self, event: &'a NewEvent) {
+        self.ids.push(event.event_id.as_uuid());
+        self.aggregate_types.push(event.aggregate_type.as_str());
+        self.event_types.push(event.event_type.as_str());
+        self.schema_versions.push(i64::from(event.schema_version));
+        self.payloads.push(Json(&event.payload));
+        self.metadata.push(Json(&event.metadata));
     }
 }
 
@@ -93,7 +101,30 @@ fn too_large(stream: &StreamId, requested: u64) -> AppendError {
     }
 }
 
-fn expectation(expected: ExpectedVersion) -> (i32, i64) {
+/// The outcome of `events` stored after stream version `version` from
+/// global position `first_position` on.
+pub(super) fn placed(events: &[NewEvent], version: u64, first_position: u64) -> AppendOutcome {
+    let committed: Vec<Committed> = events
+        .iter()
+        .zip(0u64..)
+        .map(|(e, i)| Committed {
+            event_id: e.event_id,
+            stream_version: StreamVersion(version + 1 + i),
+            global_position: GlobalPosition(first_position + i),
+        })
+        .collect();
+    AppendOutcome { stream_version: committed.last().map(|c| c.stream_version), committed }
+}
+
+/// Whether `events` may be appended to `stream` at all (sizes, NUL
+/// characters, ids repeated in the batch): checked before anything is sent.
+pub(super) fn check(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
+    check_storable(stream, events)?;
+    check_batch(stream, events)
+}
+
+/// The statements' code for `expected`: (kind, exact version).
+pub(super) fn expectation(expected: ExpectedVersion) -> (i32, i64) {
     match expected {
         ExpectedVersion::Any => (0, 0),
         ExpectedVersion::NoStream => (1, 0),
@@ -102,7 +133,7 @@ fn expectation(expected: ExpectedVersion) -> (i32, i64) {
     }
 }
 
-fn version_of(raw: i64) -> Option<StreamVersion> {
+pub(super) fn version_of(raw: i64) -> Option<StreamVersion> {
     u64::try_from(raw).ok().filter(|v| *v > 0).map(StreamVersion)
 }
 
@@ -185,8 +216,7 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-        check_storable(stream, events)?;
-        check_batch(stream, events)?;
+        check(stream, events)?;
         if events.is_empty() {
             let current = self.version_on(conn, stream).await.map_err(backend)?;
             return if expected.accepts(current) || expected == ExpectedVersion::Any {
@@ -211,20 +241,10 @@ impl PgEventStore {
             .map_err(|error| outcome::statement_failed(stream, in_tx, error))?;
             match attempt {
                 Attempt::Inserted { version, first_position } => {
-                    let committed = events
-                        .iter()
-                        .zip(0u64..)
-                        .map(|(e, i)| Committed {
-                            event_id: e.event_id,
-                            stream_version: StreamVersion(version + 1 + i),
-                            global_position: GlobalPosition(first_position + i),
-                        })
-                        .collect::<Vec<_>>();
-                    let stream_version = committed.last().map(|c| c.stream_version);
                     if !in_tx {
                         self.inner.notifier.signal(&self.inner.pool, &self.inner.channel);
                     }
-                    return Ok(AppendOutcome { stream_version, committed });
+                    return Ok(placed(events, version, first_position));
                 }
                 Attempt::Overflow { used } => return Err(too_large(stream, used + events.len() as u64)),
                 Attempt::Refused { version } => {

@@ -6,7 +6,8 @@
 //! serializing writers. The crate docs explain the position scheme.
 //!
 //! One job per file: [`append`] (the append statement, conflicts, exact
-//! retries), [`outcome`] (which driver errors leave an append's outcome
+//! retries), [`group`] (group commit: which appends share a statement),
+//! [`append_group`] (one group's statement), [`outcome`] (which driver errors leave an append's outcome
 //! unknown), [`read`] (streams and the global stream), [`visibility`]
 //! (what readers may see, and waiting briefly for more), [`diagnostics`]
 //! (what holds readers back), [`wakeup`] (waking caught-up readers) and
@@ -14,7 +15,9 @@
 //! port's table of contents.
 
 mod append;
+mod append_group;
 mod diagnostics;
+mod group;
 mod outcome;
 mod read;
 mod row;
@@ -40,6 +43,7 @@ use crate::schema::PgSchema;
 
 pub use append::MAX_EVENTS_PER_TRANSACTION;
 pub use diagnostics::InFlightTransaction;
+pub use group::GroupCommit;
 pub(crate) use read::holds_nul;
 pub(crate) use row::{column, positive, read_error, schema_version};
 
@@ -60,6 +64,8 @@ struct Inner {
     sql: Statements,
     wakeups: wakeup::Wakeups,
     notifier: wakeup::Notifier,
+    /// See [`PgEventStore::set_group_commit`].
+    groups: group::Groups,
     /// See [`PgEventStore::set_visibility_wait`].
     visibility_wait_micros: AtomicU64,
 }
@@ -69,6 +75,7 @@ struct Inner {
 struct Statements {
     append: SqlStr,
     append_single: SqlStr,
+    append_group: SqlStr,
     stored_events: SqlStr,
     read_all: SqlStr,
     read_forward: SqlStr,
@@ -89,6 +96,7 @@ impl Statements {
         Self {
             append: schema.render(include_str!("append.sql")),
             append_single: schema.render(include_str!("append_single.sql")),
+            append_group: schema.render(include_str!("append_group.sql")),
             stored_events: schema.render(include_str!("stored_events.sql")),
             read_all: schema.render(include_str!("read_all.sql")),
             read_forward: schema.render(include_str!("read_forward.sql")),
@@ -131,6 +139,7 @@ impl PgEventStore {
                 sql,
                 wakeups: wakeup::Wakeups::default(),
                 notifier: wakeup::Notifier::default(),
+                groups: group::Groups::default(),
                 visibility_wait_micros: AtomicU64::new(visibility::DEFAULT_WAIT_MICROS),
             }),
         }
@@ -169,7 +178,11 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        self.append_pooled(stream, expected, &events).await
+        if events.is_empty() || !self.inner.groups.enabled() {
+            return self.append_pooled(stream, expected, &events).await;
+        }
+        append::check(stream, &events)?;
+        self.submit(group::Request { stream: stream.clone(), expected, events }).await
     }
 
     async fn read_stream(

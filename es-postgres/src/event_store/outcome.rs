@@ -35,7 +35,7 @@ pub(super) fn statement_failed(stream: &StreamId, in_caller_tx: bool, error: sql
 
 /// Whether a statement sent in its own transaction may have committed
 /// although it returned `error`.
-fn may_have_committed(error: &sqlx::Error) -> bool {
+pub(super) fn may_have_committed(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| session_ended(&code)),
         sqlx::Error::Encode(_)
