@@ -5,7 +5,7 @@
 //!
 //! | error | may anything be stored? |
 //! |---|---|
-//! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::Shutdown`] | no (for a command id that ran before, the original events stay stored) |
+//! | [`ExecuteError::Validation`], [`ExecuteError::Rejected`], [`ExecuteError::Conflict`], [`ExecuteError::Load`], [`ExecuteError::Encode`], [`ExecuteError::CommandIdReused`], [`ExecuteError::Shutdown`] | no (for a command id that ran before, the original events stay stored) |
 //! | [`ExecuteError::Append`] | no (an append whose outcome is unknown is reported as [`ExecuteError::OutcomeUnknown`]) |
 //! | [`ExecuteError::Panicked`] | only if `appended` is true |
 //! | [`ExecuteError::OutcomeUnknown`] | unknown: execute it again with the same command id to find out |
@@ -282,6 +282,20 @@ pub enum ExecuteError<E> {
         id: String,
         /// The command's id.
         command_id: CommandId,
+    },
+    /// The command's id already ran on another stream (a caller reused an
+    /// idempotency key for a different aggregate). Nothing was stored by
+    /// this call; what the id stored earlier stays as it was.
+    #[error(
+        "command id {command_id} already ran on stream `{ran_on}`, not on `{stream}`; nothing was stored"
+    )]
+    CommandIdReused {
+        /// The reused command id.
+        command_id: CommandId,
+        /// The stream this call targeted.
+        stream: StreamId,
+        /// The stream the id's events are stored in.
+        ran_on: StreamId,
     },
     /// The runtime is shutting down and no longer takes commands.
     #[error("the es runtime is shut down")]

@@ -454,6 +454,33 @@ async fn an_actor_that_dies_during_its_append_says_the_outcome_is_unknown_and_a_
     assert_eq!(next.execute(deposit("a", 1)).await.unwrap().version, Some(StreamVersion(3)));
 }
 
+#[tokio::test]
+async fn a_command_id_that_ran_on_another_aggregate_is_refused_not_answered_with_its_outcome() {
+    let store = InMemoryEventStore::new();
+    let es = app(&store).await;
+    es.execute(open("a")).await.unwrap();
+    es.execute(open("b")).await.unwrap();
+    let first = es.execute(deposit("a", 5)).await.unwrap();
+    // The same id (an idempotency key reused by a caller) sent to `b`, on
+    // both command paths: refused, nothing stored, `a` untouched.
+    let reload =
+        Es::builder().event_store(store.clone()).command_path(CommandPath::Reload).build().await.unwrap();
+    for es in [es.clone(), reload] {
+        let error = es.execute(deposit("b", 7)).id(first.command_id).await.unwrap_err();
+        match &error {
+            ExecuteError::CommandIdReused { command_id, stream, ran_on } => {
+                assert_eq!(*command_id, first.command_id);
+                assert_eq!((stream.as_str(), ran_on.as_str()), ("account-b", "account-a"));
+            }
+            other => panic!("expected CommandIdReused, got {other:?}"),
+        }
+        assert!(error.to_string().contains("nothing was stored"), "{error}");
+    }
+    let later = app(&store).await;
+    assert_eq!(later.load::<Account>("b").await.unwrap().balance, 0);
+    assert_eq!(later.load::<Account>("a").await.unwrap().balance, 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_aggregate_is_appended_without_reading_its_stream() {
     let store = CountingStore::default();

@@ -308,6 +308,13 @@ impl Attempts<'_> {
             }
         }
         let Some(last) = found.last() else { return Ok(None) };
+        if let Some(elsewhere) = found.iter().find(|e| &e.stream_id != self.stream) {
+            return Err(ExecuteError::CommandIdReused {
+                command_id,
+                stream: self.stream.clone(),
+                ran_on: elsewhere.stream_id.clone(),
+            });
+        }
         let version = Some(last.stream_version);
         let committed = found
             .iter()

@@ -5,8 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use es_core::store::EventStore;
-use es_core::{Aggregate, Command, Es, EventSet, StreamId};
+use es_core::{Aggregate, Command, Es, EventSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -90,17 +89,6 @@ async fn run<C: Command>(
     let execute = run_on(&api.es, command, key);
     let outcome = execute.timeout(api.config.command_timeout).await;
     let outcome = outcome.map_err(|error| Problem::from_execute(error, refusal))?;
-    if key.0.is_some() {
-        // The runtime answers a command id that ran before with what it
-        // stored, wherever it stored it: a key first used on another
-        // account must not pass for this account's outcome.
-        let stream = StreamId::for_aggregate(<C::Aggregate as Aggregate>::NAME, &outcome.aggregate_id);
-        let first = outcome.committed.first().map(|c| c.event_id);
-        let stored = api.es.event_store().events_by_id(first.as_slice()).await?;
-        if stored.iter().any(|event| event.stream_id != stream) {
-            return Err(Problem::key_reused());
-        }
-    }
     Ok(CommandResponse {
         command_id: outcome.command_id.to_string(),
         aggregate_id: outcome.aggregate_id,

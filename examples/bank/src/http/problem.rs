@@ -176,7 +176,8 @@ impl Problem {
         match error {
             ExecuteError::Validation(invalid) => Self::validation(&invalid),
             ExecuteError::Rejected(refused) => refusal(&refused),
-            ExecuteError::Append(AppendError::DuplicateEventId { .. }) => Self::key_reused(),
+            ExecuteError::Append(AppendError::DuplicateEventId { .. })
+            | ExecuteError::CommandIdReused { .. } => Self::key_reused(),
             ExecuteError::Append(AppendError::Unstorable { reason, .. }) => {
                 Self::invalid_field("body", format!("cannot be stored: {reason}"))
             }
