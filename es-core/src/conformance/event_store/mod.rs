@@ -53,6 +53,12 @@ const WAKE_WAIT: Duration = Duration::from_secs(30);
 /// outcomes lie a quarter of a minute apart.
 const WOKEN_WITHIN: Duration = Duration::from_secs(15);
 
+/// How long a wake-up case lets its waiter start waiting before it appends
+/// the event that should wake it. Without it, on a busy machine the append
+/// can land before the waiter looks, the waiter returns at once, and a store
+/// that never wakes waiters would pass.
+const WAITER_SETTLES: Duration = Duration::from_secs(1);
+
 /// The most pages the suite reads of one stream or of the global stream
 /// before it declares that the store never reaches the end.
 const MAX_PAGES: usize = 10_000;

@@ -16,6 +16,7 @@ pub async fn wait_for_events_wakes_when_an_event_lands<S: EventStore + Clone>(st
         let store = store.clone();
         tokio::spawn(async move { store.wait_for_events(start, WAKE_WAIT).await })
     };
+    tokio::time::sleep(WAITER_SETTLES).await;
     let first = append_ok(&store, &stream, ExpectedVersion::NoStream, batch(1, 1), "waking the waiter").await;
     woken(join(waiter), "a waiter after the head, when an event lands").await;
     let log = read_whole_log(&store, last_position(&[&first])).await;
@@ -30,6 +31,7 @@ pub async fn wait_for_events_wakes_when_an_event_lands<S: EventStore + Clone>(st
         let store = store.clone();
         tokio::spawn(async move { store.wait_for_events(seen, WAKE_WAIT).await })
     };
+    tokio::time::sleep(WAITER_SETTLES).await;
     let second =
         append_ok(&store, &stream, ExpectedVersion::Exact(StreamVersion(1)), batch(2, 1), "waking again")
             .await;
@@ -86,6 +88,7 @@ pub async fn subscription_catches_up_then_goes_live<S: EventStore + Clone>(store
         let store = store.clone();
         let (a, b) = (a.clone(), b.clone());
         tokio::spawn(async move {
+            tokio::time::sleep(WAITER_SETTLES).await;
             let later = store.append(&a, ExpectedVersion::Exact(StreamVersion(3)), batch(4, 2)).await;
             let last = store.append(&b, ExpectedVersion::Exact(StreamVersion(2)), batch(3, 1)).await;
             (later, last)
