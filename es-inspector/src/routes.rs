@@ -153,9 +153,9 @@ struct LiveQuery {
 
 /// The global log after `after` (default: the head), one server-sent
 /// event per stored event (`data`: its JSON; `id`: its position), as it
-/// commits. A store error ends the stream with an `error` event; the
-/// browser's `EventSource` reconnects with `Last-Event-ID`... which this
-/// endpoint does not read, so the page passes `after` itself.
+/// commits. A store error ends the stream with an `error` event. The
+/// `Last-Event-ID` header of a reconnecting `EventSource` is not read:
+/// clients say where to resume with `after`.
 async fn live(
     State(inspector): State<Inspector>,
     Query(query): Query<LiveQuery>,

@@ -6,7 +6,7 @@
 //! cargo run -p bank                       # the demo; run it twice: the second run finds the first's accounts
 //! cargo run -p bank -- --memory           # the demo on the in-memory store
 //! cargo run -p bank -- serve              # the HTTP API on 127.0.0.1:8080
-//! cargo run -p bank -- inspect streams    # what the store holds
+//! cargo run -p bank -- inspect streams    # what the store holds (also: events STREAM, subscriptions, rebuild NAME)
 //! ```
 
 mod cli;
@@ -47,6 +47,11 @@ enum Command {
         #[arg(long, env = "BANK_INSPECTOR_TOKEN", value_name = "TOKEN")]
         inspector_token: Option<String>,
     },
+    /// Look into the store: streams, events, subscriptions; rebuild a projection.
+    Inspect {
+        #[command(subcommand)]
+        what: cli::inspect::What,
+    },
 }
 
 #[tokio::main]
@@ -63,5 +68,6 @@ async fn main() -> anyhow::Result<()> {
             };
             cli::serve::serve(&choice, addr, inspect).await
         }
+        Command::Inspect { what } => cli::inspect::inspect(&choice, what).await,
     }
 }

@@ -95,7 +95,7 @@ impl CostPlan {
 }
 
 /// Writes a counter's history straight through the port: `Created`, then
-/// `history - 1` increments of 1, in batches of [`SEED_BATCH`].
+/// `history - 1` increments of 1, in batches of 1,000.
 ///
 /// # Errors
 /// If an append fails.

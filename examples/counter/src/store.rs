@@ -104,16 +104,8 @@ impl Backend {
         let run = uuid::Uuid::now_v7().simple().to_string();
         match kind {
             StoreKind::Memory => {
-                let events = InMemoryEventStore::new();
-                Ok(Self::new(
-                    kind,
-                    "memory".into(),
-                    events.clone(),
-                    events,
-                    InMemoryProjectionStore::new(),
-                    None,
-                    Cleanup::Nothing,
-                ))
+                let (events, documents) = (InMemoryEventStore::new(), InMemoryProjectionStore::new());
+                Ok(Self::new(kind, "memory".into(), events, documents, None, Cleanup::Nothing))
             }
             StoreKind::Sqlite => {
                 let db = match &file {
@@ -133,15 +125,7 @@ impl Backend {
                 };
                 let events = SqliteEventStore::new(db.clone());
                 let documents = SqliteProjectionStore::new(db.clone());
-                Ok(Self::new(
-                    kind,
-                    location,
-                    events.clone(),
-                    events,
-                    documents,
-                    Some(table),
-                    Cleanup::Sqlite(db),
-                ))
+                Ok(Self::new(kind, location, events, documents, Some(table), Cleanup::Sqlite(db)))
             }
             StoreKind::Postgres => {
                 let url = std::env::var("DATABASE_URL")
@@ -170,15 +154,7 @@ impl Backend {
                 let events = PgEventStore::with_schema(pool.clone(), schema.clone());
                 let documents = PgProjectionStore::with_schema(pool.clone(), schema.clone());
                 let location = format!("Postgres at {url}, schema `{schema}` (dropped at the end)");
-                Ok(Self::new(
-                    kind,
-                    location,
-                    events.clone(),
-                    events,
-                    documents,
-                    Some(table),
-                    Cleanup::Postgres(pool, schema),
-                ))
+                Ok(Self::new(kind, location, events, documents, Some(table), Cleanup::Postgres(pool, schema)))
             }
             StoreKind::Redis => {
                 let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
@@ -190,24 +166,15 @@ impl Backend {
                 let documents = RedisProjectionStore::new(redis.clone(), namespace.clone());
                 let location =
                     format!("Redis at {url}, namespace `{}` (deleted at the end)", namespace.as_str());
-                Ok(Self::new(
-                    kind,
-                    location,
-                    events.clone(),
-                    events,
-                    documents,
-                    None,
-                    Cleanup::Redis(redis, namespace),
-                ))
+                Ok(Self::new(kind, location, events, documents, None, Cleanup::Redis(redis, namespace)))
             }
         }
     }
 
-    fn new(
+    fn new<S: EventStore + SnapshotStore + Clone>(
         kind: StoreKind,
         location: String,
-        events: impl EventStore,
-        snapshots: impl SnapshotStore,
+        events: S,
         documents: impl ProjectionStore,
         table: Option<SqlTable>,
         cleanup: Cleanup,
@@ -215,8 +182,8 @@ impl Backend {
         Self {
             kind,
             location,
-            events: Arc::new(events),
-            snapshots: Arc::new(snapshots),
+            events: Arc::new(events.clone()),
+            snapshots: Arc::new(events),
             documents: Arc::new(documents),
             table,
             cleanup,

@@ -1,0 +1,246 @@
+//! The bank service under load: deposits over HTTP against `Es::execute`
+//! called directly, in the same process and the same run.
+//!
+//! For the in-memory store and Postgres, at 1, 16 and 64 concurrent
+//! clients (each on its own account, keep-alive connections to the service
+//! on 127.0.0.1), prints requests/s as the median of 5 rounds with min and
+//! max, p50/p99 over all rounds, and the HTTP rate as a share of the direct
+//! rate: the cost of the HTTP layer (routing, JSON, problem mapping, the
+//! request log is off) with the load generator on the same cores. At 64
+//! clients it also runs HTTP with an inspector live feed (SSE) connected
+//! and `/metrics` scraped every 250 ms, against plain HTTP.
+//!
+//! Run: `cargo run --release -p es-benchmarks --bin http_load`
+//! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`;
+//! a fresh schema is used and dropped at the end). `memory` or `postgres`
+//! as argument runs one store only.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{header, Method, Request, StatusCode};
+use bank::http::ServiceConfig;
+use bank::store::StoreChoice;
+use bank::{Deposit, OpenAccount, VerifyAccount};
+use bytes::Bytes;
+use es_benchmarks::pg::{admin_pool, database_url, drop_schema};
+use es_benchmarks::{ms, run_writers, Run};
+use es_core::Es;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Rounds per comparison; the sides alternate within each round.
+const ROUNDS: usize = 5;
+const CLIENTS: [usize; 3] = [1, 16, 64];
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// The service under test: its application, address and a client.
+struct Service {
+    es: Es,
+    base: String,
+    client: HttpClient,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    async fn start(es: Es, metrics: PrometheusHandle) -> anyhow::Result<Self> {
+        let config = ServiceConfig::default().metrics(metrics).inspector(bank::http::inspector(es.clone()));
+        let app = bank::http::router(es.clone(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                eprintln!("the server stopped: {error}");
+            }
+        });
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(128).build_http();
+        Ok(Self { es, base, client, server })
+    }
+
+    async fn post(&self, path: &str, body: String) -> anyhow::Result<()> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let response = self.client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&body));
+        Ok(())
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
+        let request = Request::builder().uri(format!("{}{path}", self.base)).body(Full::default())?;
+        let response = self.client.request(request).await?;
+        anyhow::ensure!(response.status() == StatusCode::OK, "{path}: {}", response.status());
+        Ok(response.into_body().collect().await?.to_bytes())
+    }
+}
+
+/// Opens and verifies `count` accounts named `{run}-{n}`.
+async fn open_accounts(es: &Es, run: &str, count: usize) -> anyhow::Result<()> {
+    for n in 0..count {
+        let account_id = format!("{run}-{n}");
+        let opened = es.execute(OpenAccount { account_id: account_id.clone(), owner: "load".into() }).await?;
+        let code = opened
+            .events
+            .iter()
+            .find_map(|e| match e {
+                bank::AccountEvent::AccountOpened(o) => Some(o.verification_code.clone()),
+                _ => None,
+            })
+            .context("an AccountOpened event")?;
+        es.execute(VerifyAccount { account_id, code }).await?;
+    }
+    Ok(())
+}
+
+async fn http_round(
+    service: &Arc<Service>,
+    run: &str,
+    clients: usize,
+    per_client: usize,
+) -> anyhow::Result<Run> {
+    let (service, run) = (Arc::clone(service), run.to_owned());
+    run_writers(clients, per_client, 1, move |client, _| {
+        let (service, path) = (Arc::clone(&service), format!("/accounts/{run}-{client}/deposits"));
+        async move { service.post(&path, r#"{"amount":1}"#.to_owned()).await }
+    })
+    .await
+}
+
+async fn direct_round(es: &Es, run: &str, clients: usize, per_client: usize) -> anyhow::Result<Run> {
+    let (es, run) = (es.clone(), run.to_owned());
+    run_writers(clients, per_client, 1, move |client, _| {
+        let (es, account_id) = (es.clone(), format!("{run}-{client}"));
+        async move {
+            es.execute(Deposit { account_id, amount: 1 }).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// An inspector live feed and `/metrics` scrapes, until `stop` is set.
+/// Returns how many events the feed received and how many scrapes ran.
+fn observe(
+    service: &Arc<Service>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<anyhow::Result<(u64, u64)>> {
+    let service = Arc::clone(service);
+    tokio::spawn(async move {
+        let request = Request::builder()
+            .uri(format!("{}/inspector/api/log/live", service.base))
+            .body(Full::default())?;
+        let mut feed = service.client.request(request).await?.into_body();
+        let (mut frames, mut scrapes) = (0u64, 0u64);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        while !stop.load(Ordering::Relaxed) {
+            tokio::select! {
+                frame = feed.frame() => match frame {
+                    Some(frame) => { frame?; frames += 1; }
+                    None => anyhow::bail!("the live feed ended"),
+                },
+                _ = tick.tick() => {
+                    service.get("/metrics").await?;
+                    scrapes += 1;
+                }
+            }
+        }
+        Ok((frames, scrapes))
+    })
+}
+
+fn median_min_max(mut rates: Vec<f64>) -> (f64, f64, f64) {
+    rates.sort_by(f64::total_cmp);
+    (rates[rates.len() / 2], rates[0], rates[rates.len() - 1])
+}
+
+fn line(label: &str, rounds: Vec<Run>) -> f64 {
+    let rates: Vec<f64> = rounds.iter().map(Run::rate).collect();
+    let (median, min, max) = median_min_max(rates);
+    let merged = Run::merge(rounds);
+    let latencies =
+        merged.latencies.map(|l| format!("p50 {}   p99 {}", ms(l.p50), ms(l.p99))).unwrap_or_default();
+    println!("  {label:<34} {median:>8.0} req/s (min {min:.0}, max {max:.0})   {latencies}");
+    median
+}
+
+async fn bench_store(name: &str, es: Es, metrics: PrometheusHandle, scale: usize) -> anyhow::Result<()> {
+    println!("\n{name}");
+    let service = Arc::new(Service::start(es.clone(), metrics).await?);
+    for clients in CLIENTS {
+        let run = format!("load-{}-{clients}", uuid::Uuid::now_v7().simple());
+        open_accounts(&es, &run, clients).await?;
+        let per_client = (scale * clients.min(16) / clients).max(20);
+        // Warm up: actors live, connections open.
+        http_round(&service, &run, clients, 5).await?;
+        direct_round(&es, &run, clients, 5).await?;
+        let (mut http, mut direct) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            http.push(http_round(&service, &run, clients, per_client).await?);
+            direct.push(direct_round(&es, &run, clients, per_client).await?);
+        }
+        println!(" {clients} client(s), {per_client} deposits each per round, {ROUNDS} rounds:");
+        let http_rate = line("HTTP POST /deposits", http);
+        let direct_rate = line("Es::execute directly", direct);
+        println!("  {:<34} {:>7.0} %", "HTTP / direct", 100.0 * http_rate / direct_rate);
+        if clients == 64 {
+            let (mut plain, mut observed) = (Vec::new(), Vec::new());
+            let (mut frames, mut scrapes) = (0, 0);
+            for _ in 0..ROUNDS {
+                plain.push(http_round(&service, &run, clients, per_client).await?);
+                let stop = Arc::new(AtomicBool::new(false));
+                let observer = observe(&service, Arc::clone(&stop));
+                observed.push(http_round(&service, &run, clients, per_client).await?);
+                stop.store(true, Ordering::Relaxed);
+                // The observer notices `stop` at its next frame or tick.
+                let (f, s) = tokio::time::timeout(Duration::from_secs(5), observer).await???;
+                frames += f;
+                scrapes += s;
+            }
+            let plain_rate = line("HTTP", plain);
+            let observed_rate = line("HTTP + live feed + /metrics scrapes", observed);
+            println!(
+                "  {:<34} {:>7.1} % ({frames} feed frames, {scrapes} scrapes)",
+                "cost of observing",
+                100.0 * (1.0 - observed_rate / plain_rate)
+            );
+        }
+    }
+    service.server.abort();
+    service.es.shutdown().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let only = std::env::args().nth(1);
+    let metrics = PrometheusBuilder::new().install_recorder().context("the metrics recorder")?;
+    println!(
+        "deposits over HTTP vs Es::execute in the same process ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if only.as_deref().is_none_or(|s| s == "memory") {
+        let es = bank::store::open(&StoreChoice::Memory, |read_side| read_side).await?;
+        bench_store("in-memory store", es, metrics.clone(), 2_000).await?;
+    }
+    if only.as_deref().is_none_or(|s| s == "postgres") {
+        let url = database_url();
+        let admin = admin_pool(&url).await?;
+        let schema = format!("es_bench_{}", uuid::Uuid::now_v7().simple());
+        let choice = StoreChoice::Postgres { url, schema: schema.clone() };
+        let es = bank::store::open(&choice, |read_side| read_side).await?;
+        let result = bench_store("Postgres", es, metrics, 300).await;
+        drop_schema(&admin, &es_postgres::PgSchema::new(schema)?).await?;
+        result?;
+    }
+    Ok(())
+}
