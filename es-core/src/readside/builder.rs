@@ -151,8 +151,9 @@ impl ReadSideBuilder {
             slots.insert(name.clone(), Arc::new(Slot::new(name, subscriber)));
         }
         let owner = self.owner.unwrap_or_else(|| format!("node-{}", uuid::Uuid::now_v7()));
-        let leases = self.leases.unwrap_or_else(|| Arc::new(LocalLeases));
+        let leases: Arc<dyn LeaseStore> = self.leases.unwrap_or_else(|| Arc::new(LocalLeases));
         Ok(ReadSide {
+            slots: Arc::new(Slots(slots, Arc::clone(&leases))),
             shared: Arc::new(Shared {
                 events,
                 projections,
@@ -161,7 +162,6 @@ impl ReadSideBuilder {
                 config,
                 dispatcher: RwLock::new(self.dispatcher),
             }),
-            slots: Arc::new(Slots(slots)),
         })
     }
 

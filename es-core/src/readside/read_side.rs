@@ -12,20 +12,52 @@ use super::status::{SubscriptionState, SubscriptionStatus};
 use crate::envelope::Timestamp;
 use crate::error::{FailureKind, ReadSideError};
 use crate::runtime::es::Es;
+use crate::store::LeaseStore;
 use crate::version::GlobalPosition;
 
-/// The subscriptions of one read side. Dropping the last handle aborts
-/// their tasks without releasing leases (like a crash); call
-/// [`ReadSide::shutdown`] to stop them cleanly.
-pub(super) struct Slots(pub(super) BTreeMap<String, Arc<Slot>>);
+/// The subscriptions of one read side, and the lease store their leases
+/// are in.
+///
+/// Dropping the last handle without [`ReadSide::shutdown`] aborts their
+/// tasks and releases the leases they held, best effort and off the drop
+/// path: on a task spawned on the current tokio runtime, if there is one.
+/// Another node then takes over within its `lease_retry`, not after the
+/// lease's TTL. (A crash still leaves the leases to expire.) Work a task
+/// was doing is not committed; its next holder redoes it from the
+/// checkpoint, and a commit the aborted task still had in flight is fenced
+/// out once the lease has passed on.
+pub(super) struct Slots(pub(super) BTreeMap<String, Arc<Slot>>, pub(super) Arc<dyn LeaseStore>);
 
 impl Drop for Slots {
     fn drop(&mut self) {
+        let mut held = Vec::new();
         for slot in self.0.values() {
             if let Some(task) = slot.take_task() {
                 task.join.abort();
             }
+            held.extend(slot.take_held());
         }
+        if held.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                leases = held.len(),
+                "read side dropped outside a tokio runtime; its leases will expire"
+            );
+            return;
+        };
+        let leases = Arc::clone(&self.1);
+        runtime.spawn(async move {
+            for lease in held {
+                match leases.release(&lease).await {
+                    Ok(()) => tracing::info!(lease = %lease.name, "read side dropped without shutdown; lease released"),
+                    Err(error) => {
+                        tracing::warn!(lease = %lease.name, error = %runner::describe(&error), "releasing the lease of a dropped read side failed; it will expire")
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -223,8 +255,10 @@ impl ReadSide {
 
     /// Stops every subscription cleanly (releasing leases) and drops the
     /// dispatcher. Dropping the last handle instead aborts the
-    /// subscriptions and keeps their leases until they expire, as a crash
-    /// would.
+    /// subscriptions without committing the work in hand, and releases
+    /// their leases best effort (on the current tokio runtime), so another
+    /// node takes over within seconds; only a crash leaves the leases to
+    /// expire.
     pub async fn shutdown(&self) {
         for slot in self.slots.0.values() {
             Self::stop_slot(slot).await;

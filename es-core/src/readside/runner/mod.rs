@@ -72,6 +72,7 @@ pub(crate) async fn run(
             return;
         };
         tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
+        slot.hold(Some(lease.clone()));
         let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
         let exit = match runner.run(&mut start).await {
             Err(exit) => exit,
@@ -81,6 +82,7 @@ pub(crate) async fn run(
         slot.set_held_back_by(None);
         let final_state = match exit {
             Exit::LeaseLost => {
+                slot.hold(None);
                 tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
                 continue;
             }
@@ -95,6 +97,7 @@ pub(crate) async fn run(
             }
         };
         let lease = runner.keeper.lease;
+        slot.hold(None);
         if let Err(error) = shared.leases.release(&lease).await {
             tracing::warn!(subscription = %slot.name, error = %describe(&error), "releasing the lease failed; it will expire");
         }

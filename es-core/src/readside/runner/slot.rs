@@ -16,7 +16,7 @@ use crate::readside::status::{Backlog, SubscriptionState};
 use crate::readside::subscriber::Subscriber;
 use crate::runtime::es::Es;
 use crate::runtime::WeakEs;
-use crate::store::{EventStore, LeaseStore, ProjectionStore};
+use crate::store::{EventStore, Lease, LeaseStore, ProjectionStore};
 use crate::version::GlobalPosition;
 
 /// What every subscription task of one read side shares.
@@ -89,6 +89,9 @@ pub(crate) struct Slot {
     /// abort); the next task waits for it, since a stop may still be
     /// waiting for its task when another start spawns the next one.
     pub(crate) exit: Mutex<Option<watch::Receiver<()>>>,
+    /// The lease its task holds, if any: released on its behalf when the
+    /// read side is dropped without a shutdown.
+    held: Mutex<Option<Lease>>,
 }
 
 /// A running subscription task and the switch that stops it.
@@ -109,7 +112,14 @@ impl Slot {
             backlog: Backlog::Unknown,
             oldest_pending: None,
         });
-        Self { name: name.into(), subscriber, progress, task: Mutex::new(None), exit: Mutex::new(None) }
+        Self {
+            name: name.into(),
+            subscriber,
+            progress,
+            task: Mutex::new(None),
+            exit: Mutex::new(None),
+            held: Mutex::new(None),
+        }
     }
 
     pub(crate) fn set_state(&self, state: SubscriptionState) {
@@ -201,6 +211,22 @@ impl Slot {
         match self.exit.lock() {
             Ok(mut last) => last.replace(exit),
             Err(poisoned) => poisoned.into_inner().replace(exit),
+        }
+    }
+
+    /// Records the lease its task holds (`None`: none any more).
+    pub(super) fn hold(&self, lease: Option<Lease>) {
+        match self.held.lock() {
+            Ok(mut held) => *held = lease,
+            Err(poisoned) => *poisoned.into_inner() = lease,
+        }
+    }
+
+    /// The lease its task held, taken.
+    pub(crate) fn take_held(&self) -> Option<Lease> {
+        match self.held.lock() {
+            Ok(mut held) => held.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
         }
     }
 
