@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::envelope::Payload;
 use crate::error::{DecodeErrorKind, UpcastError};
 
-mod owners;
+pub(crate) mod owners;
 
 #[allow(unused_imports, reason = "the read side routes with it (issue 10); tests use it until then")]
 pub(crate) use owners::owners_of;

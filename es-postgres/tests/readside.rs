@@ -752,7 +752,8 @@ async fn when_a_node_dies_its_lease_expires_and_the_other_takes_over_from_the_ch
     let first_lease = db.leases.holder("totals").await.unwrap().unwrap();
     assert_eq!(first_lease.owner, "node-a");
 
-    // Node a dies: its tasks stop, its lease is never released.
+    // Node a goes away without a shutdown: dropped, it stops its tasks and
+    // releases its lease off the drop path.
     drop(a);
     until_active(&b, "totals").await;
     let taken = db.leases.holder("totals").await.unwrap().unwrap();

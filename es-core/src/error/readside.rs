@@ -71,6 +71,20 @@ pub enum RegistryError {
         /// The unknown group.
         group: String,
     },
+    /// A subscriber consumes an event type that several aggregates record
+    /// without saying whose events it wants.
+    #[error(
+        "subscriber `{name}` consumes `{event}`, which aggregates {} all record; say which with `.on_from::<Aggregate, Event>()`",
+        aggregates.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(" and ")
+    )]
+    AmbiguousEvent {
+        /// The subscriber's name.
+        name: String,
+        /// The event's Rust type.
+        event: &'static str,
+        /// The aggregates that record it.
+        aggregates: Vec<&'static str>,
+    },
 }
 
 /// Building or controlling a read side failed.

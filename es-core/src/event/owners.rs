@@ -37,7 +37,6 @@ impl EventOwner {
     }
 
     /// The event's stored type name.
-    #[allow(dead_code, reason = "for the read side's messages (routing, issue 10); tests use it until then")]
     pub(crate) fn event_type(&self) -> &'static str {
         self.event_type
     }
@@ -51,7 +50,6 @@ impl EventOwner {
 inventory::collect!(EventOwner);
 
 /// Every record of the program, in no particular order.
-#[allow(dead_code, reason = "the read side routes with it (issue 10); tests use it until then")]
 pub(crate) fn all() -> impl Iterator<Item = &'static EventOwner> {
     inventory::iter::<EventOwner>.into_iter()
 }
@@ -59,7 +57,6 @@ pub(crate) fn all() -> impl Iterator<Item = &'static EventOwner> {
 /// The names of the aggregates whose `events(..)` list the event type
 /// `type_id` (`TypeId::of::<E>()`), sorted, each once. Empty when no
 /// aggregate of the program lists it.
-#[allow(dead_code, reason = "the read side routes with it (issue 10); tests use it until then")]
 pub(crate) fn owners_of(type_id: TypeId) -> Vec<&'static str> {
     let mut owners: Vec<&'static str> =
         all().filter(|owner| owner.is_of(type_id)).map(EventOwner::aggregate).collect();

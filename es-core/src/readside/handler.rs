@@ -36,7 +36,7 @@ use uuid::Uuid;
 use super::recorded::Recorded;
 use super::route::RouteTable;
 use super::subscriber::{Subscriber, SubscriberKind};
-use crate::aggregate::Command;
+use crate::aggregate::{Aggregate, Command};
 use crate::envelope::{Metadata, RecordedEvent};
 use crate::error::{BoxError, DecodeError, ProjectionError};
 use crate::event::Event;
@@ -250,7 +250,19 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
     where
         H: HandleEvent<E>,
     {
-        self.table.add::<E>();
+        self.table.add::<E>(None);
+        self
+    }
+
+    /// Consumes events of type `E` recorded by aggregate `A` only: for an
+    /// event type that several aggregates record (the registry refuses
+    /// `on::<E>()` for one).
+    #[must_use]
+    pub fn on_from<A: Aggregate, E: Event>(mut self) -> Self
+    where
+        H: HandleEvent<E>,
+    {
+        self.table.add::<E>(Some(A::NAME));
         self
     }
 

@@ -43,6 +43,7 @@ use super::handler::HandlerError;
 use super::recorded::Recorded;
 use super::route::RouteTable;
 use super::subscriber::{Subscriber, SubscriberKind};
+use crate::aggregate::Aggregate;
 use crate::error::ProjectionError;
 use crate::event::Event;
 use crate::store::{DocumentChange, ProjectionStore, UnitOfWork};
@@ -243,7 +244,19 @@ impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
     where
         P: Project<E>,
     {
-        self.table.add::<E>();
+        self.table.add::<E>(None);
+        self
+    }
+
+    /// Consumes events of type `E` recorded by aggregate `A` only: for an
+    /// event type that several aggregates record (the registry refuses
+    /// `on::<E>()` for one).
+    #[must_use]
+    pub fn on_from<A: Aggregate, E: Event>(mut self) -> Self
+    where
+        P: Project<E>,
+    {
+        self.table.add::<E>(Some(A::NAME));
         self
     }
 

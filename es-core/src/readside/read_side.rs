@@ -18,38 +18,52 @@ use crate::version::GlobalPosition;
 /// The subscriptions of one read side, and the lease store their leases
 /// are in.
 ///
-/// Dropping the last handle without [`ReadSide::shutdown`] aborts their
-/// tasks and releases the leases they held, best effort and off the drop
-/// path: on a task spawned on the current tokio runtime, if there is one.
-/// Another node then takes over within its `lease_retry`, not after the
-/// lease's TTL. (A crash still leaves the leases to expire.) Work a task
-/// was doing is not committed; its next holder redoes it from the
-/// checkpoint, and a commit the aborted task still had in flight is fenced
-/// out once the lease has passed on.
+/// Dropping the last handle without [`ReadSide::shutdown`] stops their
+/// tasks as `shutdown` would and releases the leases they held, best effort
+/// and off the drop path: on a task spawned on the current tokio runtime
+/// (outside one, the tasks are aborted and the leases expire). A task that
+/// does not stop within 10 s is aborted; its next holder redoes its work
+/// from the checkpoint, and a commit it still had in flight is fenced out
+/// once the lease has passed on. Another node then takes over within its
+/// `lease_retry`, not after the lease's TTL; a crash still leaves the
+/// leases to expire.
 pub(super) struct Slots(pub(super) BTreeMap<String, Arc<Slot>>, pub(super) Arc<dyn LeaseStore>);
 
 impl Drop for Slots {
     fn drop(&mut self) {
-        let mut held = Vec::new();
-        for slot in self.0.values() {
-            if let Some(task) = slot.take_task() {
-                task.join.abort();
-            }
-            held.extend(slot.take_held());
-        }
-        if held.is_empty() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                leases = held.len(),
-                "read side dropped outside a tokio runtime; its leases will expire"
-            );
+            // No runtime to finish on: stop the tasks where they are.
+            for slot in self.0.values() {
+                if let Some(task) = slot.take_task() {
+                    task.join.abort();
+                }
+            }
+            if self.0.values().any(|slot| slot.take_held().is_some()) {
+                tracing::warn!("read side dropped outside a tokio runtime; its leases will expire");
+            }
             return;
         };
+        // Ask each task to stop as `shutdown` does: it finishes the event
+        // at hand and ends its unit of work (an abort in the middle of a
+        // store transaction could leave the transaction open on a pooled
+        // connection). One that does not stop in time is aborted.
+        let stopping: Vec<_> = self
+            .0
+            .values()
+            .filter_map(|slot| slot.take_task().map(|task| (Arc::clone(slot), task)))
+            .collect();
         let leases = Arc::clone(&self.1);
+        let slots: Vec<Arc<Slot>> = self.0.values().cloned().collect();
         runtime.spawn(async move {
-            for lease in held {
+            for (slot, task) in stopping {
+                task.cancel.send_replace(true);
+                let mut join = task.join;
+                if tokio::time::timeout(DROP_STOP_WITHIN, &mut join).await.is_err() {
+                    tracing::warn!(subscription = %slot.name, "a dropped read side's task did not stop in time; aborted");
+                    join.abort();
+                }
+            }
+            for lease in slots.iter().filter_map(|slot| slot.take_held()) {
                 match leases.release(&lease).await {
                     Ok(()) => tracing::info!(lease = %lease.name, "read side dropped without shutdown; lease released"),
                     Err(error) => {
@@ -60,6 +74,10 @@ impl Drop for Slots {
         });
     }
 }
+
+/// How long a dropped read side's tasks get to stop cleanly before they are
+/// aborted.
+const DROP_STOP_WITHIN: Duration = Duration::from_secs(10);
 
 /// Runs the read side: one subscription task per selected handler or
 /// projection, each holding its lease while it processes. Cheap to clone;
@@ -254,9 +272,8 @@ impl ReadSide {
     }
 
     /// Stops every subscription cleanly (releasing leases) and drops the
-    /// dispatcher. Dropping the last handle instead aborts the
-    /// subscriptions without committing the work in hand, and releases
-    /// their leases best effort (on the current tokio runtime), so another
+    /// dispatcher. Dropping the last handle instead does the same off the
+    /// drop path, best effort (on the current tokio runtime), so another
     /// node takes over within seconds; only a crash leaves the leases to
     /// expire.
     pub async fn shutdown(&self) {

@@ -142,6 +142,13 @@ impl Registry {
         if self.entries.contains_key(&name) {
             return Err(RegistryError::DuplicateName { name });
         }
+        if let Some(ambiguity) = subscriber.ambiguities().first() {
+            return Err(RegistryError::AmbiguousEvent {
+                name,
+                event: ambiguity.event,
+                aggregates: ambiguity.aggregates.clone(),
+            });
+        }
         self.entries.insert(name, Arc::new(subscriber));
         Ok(self)
     }

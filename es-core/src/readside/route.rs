@@ -6,6 +6,15 @@
 //! subscriber with its context: a handler's [`HandlerCtx`], a projection's
 //! [`ProjectionTx`]. Events of other types are skipped by the runner, and
 //! still move the checkpoint.
+//!
+//! Events are routed by aggregate and event type together: two aggregates
+//! may both store an `Opened`, and a route for `account`'s `Opened` must
+//! never see `vault`'s. The aggregates that record `E` come from the
+//! link-time records of `#[derive(Aggregate)]` ([`owners_of`]); an event's
+//! aggregate is read off its stream id (`{aggregate}-{id}`). An event type
+//! no aggregate lists (appended through the port directly) is routed by its
+//! type name alone. A type two aggregates both list is ambiguous until the
+//! subscriber says which ([`Ambiguity`], refused by the registry).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -18,6 +27,7 @@ use super::handler::{HandleEvent, HandlerCtx, HandlerError};
 use super::projection::{Project, ProjectionTx};
 use super::recorded::Recorded;
 use crate::envelope::RecordedEvent;
+use crate::event::owners::{self, owners_of};
 use crate::event::Event;
 
 /// The future of one call of a subscriber on one event.
@@ -56,20 +66,59 @@ impl<P: Project<E>, E: Event> Route<ProjectionTx> for Typed<P, E> {
     }
 }
 
+/// One route and the aggregate whose events it takes (`None`: any stream).
+struct Entry<C> {
+    aggregate: Option<&'static str>,
+    route: Box<dyn Route<C>>,
+}
+
+/// An event type the subscriber consumes that several aggregates record,
+/// without saying which aggregate's events it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ambiguity {
+    /// The Rust type of the event.
+    pub(crate) event: &'static str,
+    /// The aggregates that list it, sorted.
+    pub(crate) aggregates: Vec<&'static str>,
+}
+
 /// The routes of one subscriber, by stored event type name.
 pub(crate) struct Routes<C> {
-    by_type: BTreeMap<&'static str, Box<dyn Route<C>>>,
+    by_type: BTreeMap<&'static str, Vec<Entry<C>>>,
+    /// Per stored type name, every aggregate of the program that records a
+    /// type of that name, longest name first (so `account-audit-1` is
+    /// `account-audit`'s, not `account`'s).
+    aggregates_by_type: BTreeMap<&'static str, Vec<&'static str>>,
+    ambiguous: Vec<Ambiguity>,
 }
 
 impl<C> Routes<C> {
-    /// The route for `event`, if the subscriber consumes its type.
+    /// The route for `event`, if the subscriber consumes its type from its
+    /// aggregate.
     pub(crate) fn get(&self, event: &RecordedEvent) -> Option<&dyn Route<C>> {
-        self.by_type.get(event.event_type.as_str()).map(Box::as_ref)
+        let entries = self.by_type.get(event.event_type.as_str())?;
+        let stream = event.stream_id.as_str();
+        let aggregate = self.aggregates_by_type.get(event.event_type.as_str()).and_then(|names| {
+            names
+                .iter()
+                .copied()
+                .find(|name| stream.strip_prefix(name).is_some_and(|rest| rest.starts_with('-')))
+        });
+        entries
+            .iter()
+            .find(|entry| entry.aggregate.is_none() || entry.aggregate == aggregate)
+            .map(|entry| entry.route.as_ref())
     }
 
     /// The consumed event type names, sorted.
     pub(crate) fn event_types(&self) -> Vec<&'static str> {
         self.by_type.keys().copied().collect()
+    }
+
+    /// The consumed event types that several aggregates record, with no
+    /// aggregate named.
+    pub(crate) fn ambiguities(&self) -> &[Ambiguity] {
+        &self.ambiguous
     }
 }
 
@@ -88,19 +137,46 @@ pub(crate) struct RouteTable<S, C> {
 
 impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
     pub(crate) fn new(subscriber: S) -> Self {
-        Self { subscriber: Arc::new(subscriber), routes: Routes { by_type: BTreeMap::new() } }
+        let routes =
+            Routes { by_type: BTreeMap::new(), aggregates_by_type: BTreeMap::new(), ambiguous: Vec::new() };
+        Self { subscriber: Arc::new(subscriber), routes }
     }
 
-    /// Adds the route for events of type `E`.
-    pub(crate) fn add<E: Event>(&mut self)
+    /// Adds the route for events of type `E` from the aggregates that
+    /// record it (`from`: only that aggregate's). Several aggregates and no
+    /// `from` is an [`Ambiguity`].
+    pub(crate) fn add<E: Event>(&mut self, from: Option<&'static str>)
     where
         Typed<S, E>: Route<C>,
     {
+        let owners = owners_of(std::any::TypeId::of::<E>());
+        let aggregate = match (from, owners.as_slice()) {
+            (Some(chosen), _) => Some(chosen),
+            (None, []) => None,
+            (None, [only]) => Some(*only),
+            (None, several) => {
+                self.routes
+                    .ambiguous
+                    .push(Ambiguity { event: std::any::type_name::<E>(), aggregates: several.to_vec() });
+                None
+            }
+        };
         let route = Typed::<S, E> { subscriber: Arc::clone(&self.subscriber), event: PhantomData };
-        self.routes.by_type.insert(E::TYPE, Box::new(route));
+        let entries = self.routes.by_type.entry(E::TYPE).or_default();
+        entries.retain(|entry| entry.aggregate != aggregate);
+        entries.push(Entry { aggregate, route: Box::new(route) });
     }
 
-    pub(crate) fn into_routes(self) -> Routes<C> {
+    pub(crate) fn into_routes(mut self) -> Routes<C> {
+        for event_type in self.routes.by_type.keys() {
+            let mut names: Vec<&'static str> = owners::all()
+                .filter(|owner| owner.event_type() == *event_type)
+                .map(owners::EventOwner::aggregate)
+                .collect();
+            names.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+            names.dedup();
+            self.routes.aggregates_by_type.insert(event_type, names);
+        }
         self.routes
     }
 }

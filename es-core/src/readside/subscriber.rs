@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::handler::{HandlerBuilder, HandlerCtx, Replay};
 use super::projection::{ProjectionBuilder, ProjectionTx};
-use super::route::Routes;
+use super::route::{Ambiguity, Routes};
 
 /// Whether `Es::execute` waits for a subscriber before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -165,6 +165,14 @@ impl Subscriber {
         match &self.kind {
             SubscriberKind::Handler { routes, .. } => routes.event_types(),
             SubscriberKind::Projection { routes } => routes.event_types(),
+        }
+    }
+
+    /// The consumed event types several aggregates record, with none named.
+    pub(crate) fn ambiguities(&self) -> &[Ambiguity] {
+        match &self.kind {
+            SubscriberKind::Handler { routes, .. } => routes.ambiguities(),
+            SubscriberKind::Projection { routes } => routes.ambiguities(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use es_core::{GlobalPosition, StreamId};
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
 /// The server tests run against unless DATABASE_URL says otherwise.
@@ -24,7 +24,14 @@ pub(crate) fn database_url() -> String {
 /// A small pool (many tests run at once against max_connections = 100).
 pub(crate) async fn pool(max: u32) -> PgPool {
     let url = database_url();
-    match PgPoolOptions::new().max_connections(max).connect(&url).await {
+    // A transaction a test leaves open (a task dropped mid-transaction)
+    // would hold every reader of the cluster back and block dropping the
+    // schema: the server ends it after a while instead.
+    let options = match url.parse::<PgConnectOptions>() {
+        Ok(options) => options.options([("idle_in_transaction_session_timeout", "30s")]),
+        Err(error) => panic!("DATABASE_URL {url} is not a Postgres URL: {error}"),
+    };
+    match PgPoolOptions::new().max_connections(max).connect_with(options).await {
         Ok(pool) => pool,
         Err(error) => panic!(
             "cannot reach Postgres at {url} ({error}): set DATABASE_URL or run scripts/test.sh, which starts one"
