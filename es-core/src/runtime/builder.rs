@@ -53,7 +53,7 @@ impl EsBuilder {
     }
 
     /// Sets how many times a command is tried in all when other writers
-    /// keep changing its stream (default 50), before it fails with
+    /// keep changing its stream (default 200), before it fails with
     /// [`ExecuteError::Conflict`](crate::error::ExecuteError::Conflict).
     #[must_use]
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -63,7 +63,7 @@ impl EsBuilder {
 
     /// Sets the waits between attempts at a command that lost the race for
     /// its stream: a random time up to `first`, doubling with each attempt,
-    /// at most `max` (defaults 1 ms and 25 ms; with the default 50
+    /// at most `max` (defaults 1 ms and 25 ms; with the default 200
     /// attempts, four nodes hammering one aggregate lose no command). The
     /// same bounds pace a node's commands to a contended aggregate (see the
     /// runtime docs).
