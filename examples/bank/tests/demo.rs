@@ -26,9 +26,10 @@ fn run_demo(store: Store<'_>) -> String {
     stdout
 }
 
-// One run stores 7 account events and 11 for the two transfers, on two
+// One run stores 7 account events, 11 for the two transfers and 3 from the
+// two nodes, on two
 // accounts (the transfer to a missing account opens none).
-const ONE_RUN: &str = "18 events and 2 accounts stored by earlier runs";
+const ONE_RUN: &str = "21 events and 2 accounts stored by earlier runs";
 
 #[test]
 fn on_postgres_the_state_survives_a_restart() {
@@ -40,7 +41,7 @@ fn on_postgres_the_state_survives_a_restart() {
     assert!(first.starts_with(&format!("{opening}0 events and 0 accounts")), "{first}");
     let second = run_demo(Store::Postgres { url: &url, schema: &schema });
     assert!(second.starts_with(&format!("{opening}{ONE_RUN}")), "{second}");
-    assert!(second.contains("balance $225.00, verified true, closed false, 6 transactions"), "{second}");
+    assert!(second.contains("balance $25.00, verified true, closed false, 9 transactions"), "{second}");
     drop_schema(&url, &schema);
 }
 
@@ -53,7 +54,7 @@ fn by_default_the_demo_keeps_its_data_in_an_sqlite_file_that_a_second_run_finds(
     assert!(first.starts_with(&format!("{opening}0 events and 0 accounts")), "{first}");
     let second = run_demo(Store::Sqlite(&path));
     assert!(second.starts_with(&format!("{opening}{ONE_RUN}")), "{second}");
-    assert!(second.contains("balance $225.00, verified true, closed false, 6 transactions"), "{second}");
+    assert!(second.contains("balance $25.00, verified true, closed false, 9 transactions"), "{second}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -89,8 +90,9 @@ fn the_demo_reports_balances_refusals_and_time_travel() {
             .any(|l| l.starts_with("transfer t2-") && l.ends_with("-> Refunded: account does not exist")),
         "{stdout}"
     );
-    // The projections saw it all: 275 - 50 (transfer) - 10 + 10 (refunded).
-    assert!(has("balance $225.00, verified true, closed false, 6 transactions"), "summary of Ada:\n{stdout}");
+    // The projections saw it all: 275 - 50 (transfer) - 10 + 10 (refunded),
+    // then the two nodes' + 0.01 + 50 - 250.01.
+    assert!(has("balance $25.00, verified true, closed false, 9 transactions"), "summary of Ada:\n{stdout}");
     assert!(has("balance $60.00, verified false, closed false, 2 transactions"), "summary of Bob:\n{stdout}");
     assert_eq!(stdout.lines().filter(|l| l.starts_with("mail-outbox: ")).count(), 2, "{stdout}");
     // The event log lists every event of both accounts: 5 for Ada, 2 for Bob.

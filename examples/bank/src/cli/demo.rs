@@ -136,6 +136,27 @@ async fn run(es: &Es) -> anyhow::Result<()> {
         println!("transfer {id}: {} from {ada} to {to} -> {:?}{reason}", cents(amount), transfer.status);
     }
 
+    println!("\n== two nodes on one store");
+    // A second application on the same store, as a second process would be.
+    let other = Es::builder().event_store(std::sync::Arc::clone(es.event_store())).build().await?;
+    let warm = other.execute(Deposit { account_id: ada.clone(), amount: 1 }).await?;
+    let seen = other.load::<bank::Account>(&ada).await?.balance;
+    println!("node B deposits {} into {ada}; its actor now holds {}", cents(1), cents(seen));
+    es.execute(Deposit { account_id: ada.clone(), amount: 5_000 }).await?;
+    println!("node A deposits {} into {ada}; node B's actor has not seen it", cents(5_000));
+    let asked = seen + 2_500;
+    let withdrawn =
+        other.execute(Withdraw { account_id: ada.clone(), amount: asked, reference: None }).await?;
+    println!(
+        "node B withdraws {} -> version {}: more than its actor held, so before refusing it read the \
+         stream's head, caught up from version {} and decided again",
+        cents(asked),
+        withdrawn.version.map_or(0, StreamVersion::get),
+        warm.version.map_or(0, StreamVersion::get)
+    );
+    other.shutdown().await;
+    settle(read_side, Duration::from_secs(30)).await?;
+
     println!("\n== read side");
     let documents = es.projection_store().context("the demo has a projection store")?;
     for s in AccountSummary::all(documents.as_ref()).await? {
