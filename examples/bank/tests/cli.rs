@@ -35,23 +35,23 @@ fn inspect_lists_streams_events_and_subscriptions_and_rebuilds_a_projection() {
     assert!(lines[1].starts_with("---"), "{streams}");
     assert_eq!(lines.len(), 4, "two accounts:\n{streams}");
     let ada = lines[2].split_whitespace().next().expect("a stream");
-    assert!(ada.starts_with("account-ada-") && lines[2].ends_with(" 8"), "{streams}");
+    assert!(ada.starts_with("account-ada-") && lines[2].ends_with(" 11"), "{streams}");
 
     let (ok, events, stderr) = bank(&db, &["inspect", "events", ada]);
     assert!(ok, "{stderr}");
-    assert_eq!(events.lines().filter(|l| l.contains("MoneyDeposited")).count(), 3, "{events}");
+    assert_eq!(events.lines().filter(|l| l.contains("MoneyDeposited")).count(), 5, "{events}");
     assert!(events.contains("\"reference\":\"rent\"") && events.contains("causation_id"), "{events}");
 
     let (ok, subscriptions, stderr) = bank(&db, &["inspect", "subscriptions"]);
     assert!(ok, "{stderr}");
     for name in ["account-summary", "transaction-history", "transfer-process", "welcome-mail"] {
         let line = subscriptions.lines().find(|l| l.starts_with(name)).unwrap_or_default();
-        assert!(line.contains("CaughtUp") && line.contains("18 of 18"), "{name}:\n{subscriptions}");
+        assert!(line.contains("CaughtUp") && line.contains("21 of 21"), "{name}:\n{subscriptions}");
     }
 
     let (ok, rebuilt, stderr) = bank(&db, &["inspect", "rebuild", "account-summary"]);
     assert!(ok, "{stderr}");
-    assert_eq!(rebuilt.trim(), "rebuilt account-summary: replayed the global stream up to position 18");
+    assert_eq!(rebuilt.trim(), "rebuilt account-summary: replayed the global stream up to position 21");
     let (ok, _, stderr) = bank(&db, &["inspect", "rebuild", "nope"]);
     assert!(!ok && stderr.contains("no subscription `nope`"), "{stderr}");
     let (ok, _, stderr) = bank(&db, &["inspect", "events", "account-nobody"]);
