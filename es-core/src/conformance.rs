@@ -156,6 +156,8 @@ macro_rules! event_store_conformance {
             json_nesting_is_limited_alike,
             batch_size_is_limited_alike,
             read_replay_matches_read_stream,
+            replay_hands_over_a_range_oldest_first,
+            replay_stops_when_the_visitor_breaks,
             read_all_pages_after_position,
             head_position_is_last_position_read,
             envelope_fields_round_trip,

@@ -1,5 +1,6 @@
 //! Rehydration: rebuilding an aggregate's state from its snapshot and events.
 
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 
 use tracing::Instrument;
@@ -10,9 +11,6 @@ use crate::error::{DecodeError, LoadError};
 use crate::event::EventSet;
 use crate::store::{EventStore, SnapshotStore};
 use crate::version::{StreamId, StreamVersion};
-
-/// How many events one read fetches while replaying a stream.
-pub(crate) const REPLAY_PAGE: usize = 1024;
 
 /// An aggregate state and the version of the last event folded into it.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +85,9 @@ pub(crate) async fn rehydrate<A: Aggregate>(
 }
 
 /// Applies every event of `stream` after `loaded.version` (up to `up_to`)
-/// to `loaded`. Returns how many events were applied.
+/// to `loaded`, as the store hands them over ([`EventStore::replay`]: one
+/// streamed read where the adapter has one), so only one event is held at a
+/// time. Returns how many events were applied.
 pub(crate) async fn catch_up<A: Aggregate>(
     events: &dyn EventStore,
     stream: &StreamId,
@@ -95,34 +95,43 @@ pub(crate) async fn catch_up<A: Aggregate>(
     loaded: &mut Loaded<A>,
     up_to: Option<StreamVersion>,
 ) -> Result<u64, LoadError> {
+    let from = match loaded.version {
+        None => StreamVersion::FIRST,
+        Some(version) => match version.get().checked_add(1) {
+            Some(next) => StreamVersion(next),
+            // Only a corrupt snapshot claims the last version: nothing can follow it.
+            None => return Ok(0),
+        },
+    };
+    if up_to.is_some_and(|limit| from > limit) {
+        return Ok(0);
+    }
     let mut applied = 0;
-    loop {
-        let from = match loaded.version {
-            None => StreamVersion::FIRST,
-            Some(version) => match version.get().checked_add(1) {
-                Some(next) => StreamVersion(next),
-                // Only a corrupt snapshot claims the last version: nothing can follow it.
-                None => return Ok(applied),
-            },
-        };
-        if up_to.is_some_and(|limit| from > limit) {
-            return Ok(applied);
+    let mut failed = None;
+    let mut fold = |recorded: ReplayEvent| {
+        let version = recorded.stream_version;
+        if up_to.is_some_and(|limit| version > limit) {
+            return ControlFlow::Break(());
         }
-        let page = events.read_replay(stream, from, REPLAY_PAGE).await?;
-        let fetched = page.len();
-        for recorded in page {
-            let version = recorded.stream_version;
-            if up_to.is_some_and(|limit| version > limit) {
-                return Ok(applied);
+        let folded = decode::<A>(stream, recorded)
+            .map_err(LoadError::from)
+            .and_then(|event| apply_guarded(&mut loaded.state, &event, id));
+        match folded {
+            Ok(()) => {
+                loaded.version = Some(version);
+                applied += 1;
+                ControlFlow::Continue(())
             }
-            let event = decode::<A>(stream, recorded)?;
-            apply_guarded(&mut loaded.state, &event, id)?;
-            loaded.version = Some(version);
-            applied += 1;
+            Err(error) => {
+                failed = Some(error);
+                ControlFlow::Break(())
+            }
         }
-        if fetched < REPLAY_PAGE {
-            return Ok(applied);
-        }
+    };
+    events.replay(stream, from, up_to, &mut fold).await?;
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(applied),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The event store port.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -7,6 +8,15 @@ use async_trait::async_trait;
 use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent};
 use crate::error::{AppendError, StoreError};
 use crate::version::{EventId, ExpectedVersion, GlobalPosition, StreamId, StreamVersion};
+
+/// How many events one read fetches when [`EventStore::replay`] pages
+/// through [`EventStore::read_replay`] (its default).
+const REPLAY_PAGE: usize = 1024;
+
+/// What [`EventStore::replay`] calls with each event: it answers
+/// [`ControlFlow::Continue`] for the next event, [`ControlFlow::Break`] to
+/// stop reading.
+pub type ReplayVisitor<'v> = dyn FnMut(ReplayEvent) -> ControlFlow<()> + Send + 'v;
 
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,6 +96,54 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         let events = self.read_stream(stream, from, Direction::Forward, limit).await?;
         Ok(events.into_iter().map(ReplayEvent::from).collect())
+    }
+
+    /// Calls `visit` with every event of `stream` from version `from` up to
+    /// `up_to` (both inclusive; `None`: up to the newest), oldest first, with
+    /// the fields of [`read_replay`](EventStore::read_replay), until `visit`
+    /// answers [`ControlFlow::Break`]. Aggregates rehydrate through this.
+    ///
+    /// The events are handed over as they are read, never gathered into one
+    /// collection first, so a caller that folds them holds one at a time.
+    /// The default pages through `read_replay` (1,024 events a page); an
+    /// adapter overrides it to read the whole range in one streamed query
+    /// (Postgres does).
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage fails or a row is corrupt. Events before
+    /// the failure may have been handed to `visit` already.
+    async fn replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        up_to: Option<StreamVersion>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let mut from = from;
+        loop {
+            let page_len = match up_to {
+                Some(limit) if from > limit => return Ok(()),
+                // `from <= limit` here, so the difference does not wrap.
+                Some(limit) => usize::try_from(limit.get() - from.get())
+                    .map_or(REPLAY_PAGE, |n| n.saturating_add(1).min(REPLAY_PAGE)),
+                None => REPLAY_PAGE,
+            };
+            let page = self.read_replay(stream, from, page_len).await?;
+            let fetched = page.len();
+            for event in page {
+                let version = event.stream_version;
+                if up_to.is_some_and(|limit| version > limit) || visit(event).is_break() {
+                    return Ok(());
+                }
+                match version.get().checked_add(1) {
+                    Some(next) => from = StreamVersion(next),
+                    None => return Ok(()),
+                }
+            }
+            if fetched < page_len {
+                return Ok(());
+            }
+        }
     }
 
     /// Reads up to `limit` events of the global stream with a position

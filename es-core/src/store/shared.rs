@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     Checkpoint, Direction, DocumentQuery, EventStore, Lease, LeaseStore, ProjectionStore, ReadBlocker,
-    SnapshotStore, StreamSummary, UnitOfWork,
+    ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork,
 };
 use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snapshot};
 use crate::error::{AppendError, LeaseError, ProjectionError, StoreError};
@@ -45,6 +45,16 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         (**self).read_replay(stream, from, limit).await
+    }
+
+    async fn replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        up_to: Option<StreamVersion>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        (**self).replay(stream, from, up_to, visit).await
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

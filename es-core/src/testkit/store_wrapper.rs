@@ -12,7 +12,7 @@ use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snaps
 use crate::error::{AppendError, BoxError, LeaseError, ProjectionError, StoreError};
 use crate::store::{
     Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, ProjectionStore,
-    ReadBlocker, SnapshotStore, StreamSummary, UnitOfWork,
+    ReadBlocker, ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork,
 };
 use crate::version::{EventId, GlobalPosition, StreamId, StreamVersion};
 
@@ -22,7 +22,8 @@ use crate::version::{EventId, GlobalPosition, StreamId, StreamVersion};
 pub enum StoreCall {
     /// [`EventStore::append`].
     Append,
-    /// [`EventStore::read_stream`] and [`EventStore::read_replay`].
+    /// [`EventStore::read_stream`], [`EventStore::read_replay`] and
+    /// [`EventStore::replay`].
     ReadStream,
     /// [`EventStore::read_all`].
     ReadAll,
@@ -181,7 +182,8 @@ impl<S> TestStore<S> {
     }
 
     /// How many events the successful reads returned (`read_stream`,
-    /// `read_replay`, `read_all`, `events_by_id`).
+    /// `read_replay`, `read_all`, `events_by_id`), plus every event
+    /// `replay` handed over.
     pub fn events_read(&self) -> u64 {
         self.probe.events_read.load(Ordering::SeqCst)
     }
@@ -238,6 +240,22 @@ impl<S: EventStore> EventStore for TestStore<S> {
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         self.enter(StoreCall::ReadStream).map_err(StoreError::Backend)?;
         self.read(self.inner.read_replay(stream, from, limit).await)
+    }
+
+    async fn replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        up_to: Option<StreamVersion>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.enter(StoreCall::ReadStream).map_err(StoreError::Backend)?;
+        let events_read = &self.probe.events_read;
+        let mut counted = |event: ReplayEvent| {
+            events_read.fetch_add(1, Ordering::SeqCst);
+            visit(event)
+        };
+        self.inner.replay(stream, from, up_to, &mut counted).await
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
     AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ReadBlocker, RecordedEvent, ReplayEvent,
-    StreamSummary,
+    ReplayVisitor, StreamSummary,
 };
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use sqlx::{PgPool, SqlStr};
@@ -205,6 +205,18 @@ impl EventStore for PgEventStore {
         limit: usize,
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         self.replay_events(stream, from, limit).await
+    }
+
+    /// One query for the whole range, its rows handed to `visit` as they
+    /// arrive (not pages of 1,024: a 10,000-event load is one round trip).
+    async fn replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        up_to: Option<StreamVersion>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        self.replay_streamed(stream, from, up_to, visit).await
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {

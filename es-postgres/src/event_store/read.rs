@@ -1,9 +1,15 @@
 //! Reading: one stream (forward, backward, for replay), the global stream,
 //! a stream's version and the list of streams.
+//!
+//! Replay ([`EventStore::replay`](es_core::store::EventStore::replay)) is
+//! one query whose rows are handed over as they arrive (sqlx's row stream
+//! yields one row at a time off the socket), so a load of any length costs
+//! one round trip and holds one row at a time.
 
 use es_core::error::StoreError;
-use es_core::store::{Direction, RecordedEvent, ReplayEvent, StreamSummary};
+use es_core::store::{Direction, RecordedEvent, ReplayEvent, ReplayVisitor, StreamSummary};
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
+use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::SqlStr;
 use uuid::Uuid;
@@ -66,6 +72,42 @@ impl PgEventStore {
     ) -> Result<Vec<ReplayEvent>, StoreError> {
         let rows = self.stream_rows(&self.inner.sql.read_replay, stream, from, limit).await?;
         rows.iter().map(|row| row::replay_event(row, stream)).collect()
+    }
+
+    /// [`EventStore::replay`](es_core::store::EventStore::replay): the
+    /// replay statement over the whole range, its rows streamed into
+    /// `visit`.
+    pub(super) async fn replay_streamed(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        up_to: Option<StreamVersion>,
+        visit: &mut ReplayVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        // Versions start at 1: from 0 reads from the first event.
+        let from = from.max(StreamVersion::FIRST);
+        let count = match up_to {
+            None => u64::MAX,
+            Some(limit) if limit < from => return Ok(()),
+            Some(limit) => (limit.get() - from.get()).saturating_add(1),
+        };
+        if holds_nul(stream) {
+            return Ok(());
+        }
+        let location = || format!("stream `{stream}` from version {from}");
+        let mut rows = sqlx::query(self.inner.sql.read_replay.clone())
+            .bind(stream.as_str())
+            .bind(clamp(from.get()))
+            .bind(clamp(count))
+            .fetch(&self.inner.pool);
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
+            if visit(row::replay_event(&row, stream)?).is_break() {
+                // Dropping the stream leaves the rest of the rows unread;
+                // the connection discards them before its next statement.
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// The rows of one of the stream statements (`$1` stream, `$2` from

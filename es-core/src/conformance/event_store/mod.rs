@@ -6,8 +6,9 @@
 //!
 //! The cases live in files by subject: `versions` (expected and stream
 //! versions), `retries` (event ids, atomicity, exact retries), `reads`,
-//! `concurrency`, `wakeups`, `limits` (what a store keeps) and `poison` (a
-//! corrupt row in the global stream). This file holds what they share.
+//! `replay` (a range handed to a visitor), `concurrency`, `wakeups`,
+//! `limits` (what a store keeps) and `poison` (a corrupt row in the global
+//! stream). This file holds what they share.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -20,6 +21,7 @@ mod limits;
 mod poison;
 mod poison_readers;
 mod reads;
+mod replay;
 mod retries;
 mod versions;
 mod wakeups;
@@ -29,6 +31,7 @@ pub use limits::*;
 pub use poison::*;
 pub use poison_readers::*;
 pub use reads::*;
+pub use replay::*;
 pub use retries::*;
 pub use versions::*;
 pub use wakeups::*;
