@@ -6,7 +6,16 @@ use es_core::store::{Snapshot, SnapshotStore, Timestamp};
 use es_core::{StreamId, StreamVersion};
 use serde_json::Value;
 
-use crate::event_store::{column, holds_nul, positive, read_error, schema_version, PgEventStore};
+use crate::event_store::{column, holds_nul, positive, read_error, schema_version, PgEventStore, PgQuery};
+
+impl PgEventStore {
+    /// The statement that loads the snapshot of `stream`. Loads and the
+    /// warm-up run it through here, so they bind alike.
+    pub(crate) fn load_snapshot_query<'q>(&self, stream: &'q StreamId) -> PgQuery<'q> {
+        let (load, _) = self.snapshot_sql();
+        sqlx::query(load.clone()).bind(stream.as_str())
+    }
+}
 
 #[async_trait]
 impl SnapshotStore for PgEventStore {
@@ -14,9 +23,8 @@ impl SnapshotStore for PgEventStore {
         if holds_nul(stream) {
             return Ok(None);
         }
-        let (load, _) = self.snapshot_sql();
-        let row = sqlx::query(load.clone())
-            .bind(stream.as_str())
+        let row = self
+            .load_snapshot_query(stream)
             .fetch_optional(self.pool())
             .await
             .map_err(|e| read_error(e, || format!("snapshot of stream `{stream}`")))?;

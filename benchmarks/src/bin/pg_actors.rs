@@ -17,7 +17,8 @@
 //! - `Es::load` of one aggregate with 10,000 events, without and with a
 //!   snapshot (`AggregateConfig::snapshot_every`, `PgEventStore` as the
 //!   snapshot store), beside the raw query of the same columns, and the
-//!   first load on a fresh application.
+//!   first load on a fresh application (with how long building it took:
+//!   `EsBuilder::build` opens and primes two connections before it returns).
 //!
 //! `Es::execute` runs with group commit on (the default) and off
 //! (`GroupCommit::off`), side by side in each comparison.
@@ -430,9 +431,10 @@ async fn raw_loads(pool: &PgPool, schema: &PgSchema, stream: &StreamId) -> anyho
 
 /// The first `Es::load` of a fresh application (new pool, store and `Es`
 /// each time; the pool's connection is open, nothing else has run on it),
-/// [`COLD`] times, in milliseconds.
-async fn cold_loads(url: &str, schema: &PgSchema, snapshots: bool) -> anyhow::Result<Vec<f64>> {
-    let mut samples = Vec::with_capacity(COLD);
+/// [`COLD`] times, in milliseconds; and, beside each, how long
+/// `EsBuilder::build` took (it opens and primes two connections first).
+async fn cold_loads(url: &str, schema: &PgSchema, snapshots: bool) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut samples, mut builds) = (Vec::with_capacity(COLD), Vec::with_capacity(COLD));
     for _ in 0..COLD {
         let pool = pool(url, 4).await?;
         let store = PgEventStore::with_schema(pool.clone(), schema.clone());
@@ -440,7 +442,9 @@ async fn cold_loads(url: &str, schema: &PgSchema, snapshots: bool) -> anyhow::Re
         if snapshots {
             builder = builder.snapshot_store(store.clone());
         }
+        let t = Instant::now();
         let es = builder.build().await?;
+        builds.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         let counter = es.load::<Counter>("big").await?;
         samples.push(t.elapsed().as_secs_f64() * 1e3);
@@ -448,7 +452,7 @@ async fn cold_loads(url: &str, schema: &PgSchema, snapshots: bool) -> anyhow::Re
         es.shutdown().await;
         pool.close().await;
     }
-    Ok(samples)
+    Ok((samples, builds))
 }
 
 async fn load_times(url: &str, store: &PgEventStore, admin: &PgPool) -> anyhow::Result<()> {
@@ -496,8 +500,12 @@ async fn load_times(url: &str, store: &PgEventStore, admin: &PgPool) -> anyhow::
     println!(
         "first Es::load on a fresh application (new pool, store and Es; median of {COLD}, min, max; ms)"
     );
-    println!("  {:<40} {}", "with a snapshot", show(&cold_loads(url, store.schema(), true).await?));
-    println!("  {:<40} {}", "without a snapshot", show(&cold_loads(url, store.schema(), false).await?));
+    let (with, build_with) = cold_loads(url, store.schema(), true).await?;
+    let (without, build_without) = cold_loads(url, store.schema(), false).await?;
+    println!("  {:<40} {}", "with a snapshot", show(&with));
+    println!("  {:<40} {}", "without a snapshot", show(&without));
+    let builds: Vec<f64> = build_with.into_iter().chain(build_without).collect();
+    println!("  {:<40} {}", "EsBuilder::build before it (both)", show(&builds));
     Ok(())
 }
 

@@ -15,6 +15,10 @@ use crate::aggregate::Aggregate;
 use crate::error::{BuildError, ReadSideError};
 use crate::store::{EventStore, ProjectionStore, SnapshotStore};
 
+/// How long [`EsBuilder::build`] lets the event store warm up
+/// ([`EventStore::warm_up`]) before it goes on without.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(1);
+
 /// Starts the read side an application runs with, once the `Es` exists.
 pub(crate) type AttachReadSide = Box<dyn FnOnce(&Es) -> Result<Box<dyn Attached>, ReadSideError> + Send>;
 
@@ -169,7 +173,10 @@ impl EsBuilder {
         self
     }
 
-    /// Builds the application.
+    /// Builds the application. Before it returns, it lets the event store
+    /// open and prime what the first command needs
+    /// ([`EventStore::warm_up`], at most a second; a failure is logged,
+    /// not returned), so that command does not pay for it.
     ///
     /// # Errors
     /// [`BuildError`] naming the missing or invalid setting.
@@ -189,6 +196,18 @@ impl EsBuilder {
             zero.then_some(*name)
         }) {
             return Err(BuildError::ZeroSnapshotInterval { aggregate });
+        }
+        // Before the read side starts, so its tasks do not take the
+        // connections being primed for the first command.
+        match tokio::time::timeout(WARM_UP_LIMIT, events.warm_up()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "warming up the event store failed; the first command will connect")
+            }
+            Err(_) => tracing::debug!(
+                limit_ms = WARM_UP_LIMIT.as_millis(),
+                "the event store did not warm up in time; going on without"
+            ),
         }
         let registry = registry::Registry::new(self.config.max_live_actors, self.config.mailbox_capacity);
         let es = Es {

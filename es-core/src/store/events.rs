@@ -207,6 +207,21 @@ pub trait EventStore: Send + Sync + 'static {
         tokio::time::sleep(max_wait).await;
     }
 
+    /// Readies the store for the first command, off the command path:
+    /// [`EsBuilder::build`](crate::runtime::EsBuilder::build) calls it once
+    /// (for at most a second) before it returns. A store with connections
+    /// opens and primes them here (Postgres: two pooled connections, the
+    /// reads of a load run once on each), so the first load does not pay
+    /// for a new connection or its first statements. The default does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] if storage cannot be reached. Building logs it and
+    /// goes on: the first command then connects as it would have.
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// What keeps committed events hidden from [`read_all`](EventStore::read_all)
     /// right now, if anything: a store that orders the global stream by
     /// transaction (Postgres) cannot show events committed after a

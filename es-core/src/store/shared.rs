@@ -86,6 +86,10 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
         (**self).wait_for_events(after, max_wait).await;
     }
 
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        (**self).warm_up().await
+    }
+
     async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
         (**self).read_blocker().await
     }

@@ -292,6 +292,12 @@ impl<S: EventStore> EventStore for TestStore<S> {
         self.inner.wait_for_events(after, max_wait).await;
     }
 
+    /// Forwarded, neither counted nor failed: it is no call the runtime
+    /// depends on.
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        self.inner.warm_up().await
+    }
+
     async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
         self.enter(StoreCall::ReadBlocker).map_err(StoreError::Backend)?;
         self.inner.read_blocker().await

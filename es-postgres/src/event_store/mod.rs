@@ -10,7 +10,8 @@
 //! [`append_group`] (one group's statement), [`outcome`] (which driver errors leave an append's outcome
 //! unknown), [`read`] (streams and the global stream), [`visibility`]
 //! (what readers may see, and waiting briefly for more), [`diagnostics`]
-//! (what holds readers back), [`wakeup`] (waking caught-up readers) and
+//! (what holds readers back), [`wakeup`] (waking caught-up readers),
+//! [`warm_up`] (connections primed before the first command) and
 //! [`row`] (rows into envelopes). This file holds the store itself and the
 //! port's table of contents.
 
@@ -23,6 +24,7 @@ mod read;
 mod row;
 mod visibility;
 mod wakeup;
+mod warm_up;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -36,7 +38,9 @@ use es_core::store::{
     ReplayVisitor, StreamSummary,
 };
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
-use sqlx::{PgPool, SqlStr};
+use sqlx::postgres::PgArguments;
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{PgPool, Postgres, SqlStr};
 
 use crate::migrate::{migrate, MigrateError};
 use crate::schema::PgSchema;
@@ -46,6 +50,11 @@ pub use diagnostics::InFlightTransaction;
 pub use group::GroupCommit;
 pub(crate) use read::holds_nul;
 pub(crate) use row::{column, positive, read_error, schema_version};
+
+/// A statement with its parameters bound, borrowing them for `'q`.
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+/// The same, for a statement that returns one column.
+pub(crate) type PgQueryScalar<'q, T> = QueryScalar<'q, Postgres, T, PgArguments>;
 
 /// An [`EventStore`] and [`SnapshotStore`](es_core::store::SnapshotStore) on
 /// Postgres.
@@ -246,6 +255,12 @@ impl EventStore for PgEventStore {
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         self.wait_for_wakeup(after, max_wait).await;
+    }
+
+    /// Opens two pooled connections and runs a load's reads on each (see
+    /// [`warm_up`]).
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        self.prime_connections().await
     }
 
     /// Committed events are hidden while an older transaction runs: names

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::row::{self, column, positive, read_error};
 use super::visibility::Horizon;
-use super::PgEventStore;
+use super::{PgEventStore, PgQuery, PgQueryScalar};
 
 /// Whether `stream` holds a NUL character: Postgres cannot take it as a
 /// parameter, and no such stream can have been stored
@@ -95,11 +95,7 @@ impl PgEventStore {
             return Ok(());
         }
         let location = || format!("stream `{stream}` from version {from}");
-        let mut rows = sqlx::query(self.inner.sql.read_replay.clone())
-            .bind(stream.as_str())
-            .bind(clamp(from.get()))
-            .bind(clamp(count))
-            .fetch(&self.inner.pool);
+        let mut rows = self.replay_query(stream, from, count).fetch(&self.inner.pool);
         while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
             if visit(row::replay_event(&row, stream)?).is_break() {
                 // Dropping the stream leaves the rest of the rows unread;
@@ -108,6 +104,26 @@ impl PgEventStore {
             }
         }
         Ok(())
+    }
+
+    /// The replay statement for `count` events of `stream` from `from`.
+    /// Loads and the warm-up ([`warm_up`](super::warm_up)) both run it
+    /// through here, so they bind alike and share sqlx's cached statement.
+    pub(super) fn replay_query<'q>(
+        &self,
+        stream: &'q StreamId,
+        from: StreamVersion,
+        count: u64,
+    ) -> PgQuery<'q> {
+        sqlx::query(self.inner.sql.read_replay.clone())
+            .bind(stream.as_str())
+            .bind(clamp(from.get()))
+            .bind(clamp(count))
+    }
+
+    /// The stream version statement for `stream` (as [`replay_query`](Self::replay_query)).
+    pub(super) fn version_query<'q>(&self, stream: &'q StreamId) -> PgQueryScalar<'q, Option<i64>> {
+        sqlx::query_scalar(self.inner.sql.stream_version.clone()).bind(stream.as_str())
     }
 
     /// The rows of one of the stream statements (`$1` stream, `$2` from
@@ -203,8 +219,8 @@ impl PgEventStore {
         if holds_nul(stream) {
             return Ok(None);
         }
-        let version: Option<i64> = sqlx::query_scalar(self.inner.sql.stream_version.clone())
-            .bind(stream.as_str())
+        let version: Option<i64> = self
+            .version_query(stream)
             .fetch_one(&self.inner.pool)
             .await
             .map_err(|e| read_error(e, || format!("stream `{stream}`")))?;
