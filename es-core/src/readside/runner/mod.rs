@@ -6,7 +6,8 @@
 //! `EventStore::wait_for_events`. Catch-up and live are the same loop, so
 //! there is no hand-over where an event could slip through. The position
 //! only ever moves to the position of an event that was read, never to a
-//! computed `last + 1`: positions may have holes.
+//! computed `last + 1`: positions may have holes. While a full batch is
+//! processed, the next one is read (`read_ahead`).
 
 mod batch;
 mod checkpoint;
@@ -14,6 +15,7 @@ mod held_back;
 mod lease_keeper;
 mod outage;
 mod poison;
+mod read_ahead;
 mod slot;
 
 use std::convert::Infallible;
@@ -27,8 +29,8 @@ use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
 use super::status::{StoreOutage, SubscriptionState};
-use super::subscriber::SubscriberKind;
 use crate::clock::deadline;
+use crate::envelope::RecordedEvent;
 use crate::error::Failure;
 use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
@@ -212,10 +214,18 @@ impl<'a> Runner<'a> {
         });
         let events: &dyn EventStore = shared.events.as_ref();
         let batch_size = shared.config.batch_size;
+        // The next batch, when it was read while the last one was processed.
+        let mut ahead: Option<Vec<RecordedEvent>> = None;
         loop {
             self.check().await?;
             let after = self.position;
-            let batch = self.read_events(after).await?;
+            let batch = match ahead.take() {
+                Some(batch) => {
+                    self.store_recovered();
+                    batch
+                }
+                None => self.read_events(after).await?,
+            };
             slot.read(&batch, batch.len() >= batch_size);
             if batch.is_empty() {
                 if self.position > self.committed {
@@ -235,12 +245,7 @@ impl<'a> Runner<'a> {
             slot.set_state(SubscriptionState::Running);
             // Events came through: whatever held them back has ended.
             slot.set_held_back_by(None);
-            match &slot.subscriber.kind {
-                SubscriberKind::Handler { routes, replay } => {
-                    self.handle_batch(&batch, routes, *replay).await?
-                }
-                SubscriberKind::Projection { routes } => self.project_batch(&batch, routes).await?,
-            }
+            ahead = self.process(&batch).await?;
         }
     }
 }

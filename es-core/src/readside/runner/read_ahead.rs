@@ -1,0 +1,52 @@
+//! Reading ahead: while a full batch is processed and committed, the next
+//! batch is already being read (a pipelined catch-up or rebuild).
+//!
+//! A catch-up spends each batch's time on a read, then on handling and
+//! committing; the read of batch N + 1 needs nothing from batch N but the
+//! position of its last event, so the two overlap. Only a full batch reads
+//! ahead (a short one means the subscription is caught up, where reading
+//! ahead would only double the reads), and at most one batch is read
+//! ahead, so a runner holds two batches at most. The batch read ahead is
+//! used only if the one before it was processed to its end (not cancelled
+//! or failed part way); a read ahead that fails is dropped, and the next
+//! read is made the usual way, which waits out outages and stops at
+//! corrupt rows as it always does.
+
+use super::{Exit, Runner};
+use crate::envelope::RecordedEvent;
+use crate::readside::subscriber::SubscriberKind;
+use crate::store::EventStore;
+
+impl Runner<'_> {
+    /// Handles or projects `batch` (non-empty) and commits it as its kind
+    /// does; when the batch is full, reads the next batch meanwhile and
+    /// returns it if it follows on from where processing ended.
+    pub(super) async fn process(
+        &mut self,
+        batch: &[RecordedEvent],
+    ) -> Result<Option<Vec<RecordedEvent>>, Exit> {
+        let shared = self.shared;
+        let slot = self.slot;
+        let batch_size = shared.config.batch_size;
+        let Some(last) = batch.last().map(|event| event.global_position) else {
+            return Ok(None);
+        };
+        let process = async {
+            match &slot.subscriber.kind {
+                SubscriberKind::Handler { routes, replay } => self.handle_batch(batch, routes, *replay).await,
+                SubscriberKind::Projection { routes } => self.project_batch(batch, routes).await,
+            }
+        };
+        if batch.len() < batch_size {
+            process.await?;
+            return Ok(None);
+        }
+        let events: &dyn EventStore = shared.events.as_ref();
+        let (processed, ahead) = tokio::join!(process, events.read_all(last, batch_size));
+        processed?;
+        match ahead {
+            Ok(next) if !next.is_empty() && self.position == last => Ok(Some(next)),
+            _ => Ok(None),
+        }
+    }
+}
