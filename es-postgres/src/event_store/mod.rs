@@ -257,8 +257,10 @@ impl EventStore for PgEventStore {
         self.wait_for_wakeup(after, max_wait).await;
     }
 
-    /// Opens two pooled connections and runs a load's reads on each (see
-    /// [`warm_up`]).
+    /// Holds two pooled connections at once (opening what the pool lacks),
+    /// runs a load's reads (snapshot, replay, stream version) on each, and
+    /// hands them back to the pool idle: the first load then opens no
+    /// connection and prepares no statement.
     async fn warm_up(&self) -> Result<(), StoreError> {
         self.prime_connections().await
     }
