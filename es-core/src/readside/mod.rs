@@ -58,8 +58,10 @@ pub(crate) mod recorded;
 mod registry;
 mod route;
 mod runner;
+mod state;
 mod status;
 mod subscriber;
+pub(crate) mod table;
 mod wait;
 
 pub use builder::ReadSideBuilder;
@@ -69,3 +71,4 @@ pub use projection::ProjectionBuilder;
 pub use registry::{Registration, Registry, Selection};
 pub use status::{Backlog, StoreOutage, SubscriptionState, SubscriptionStatus};
 pub use subscriber::{Consistency, RetryPolicy, Subscriber, SubscriptionKind};
+pub use table::TableProjectionBuilder;

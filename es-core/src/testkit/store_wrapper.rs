@@ -46,7 +46,7 @@ pub enum StoreCall {
     Put,
     /// [`ProjectionStore::delete`].
     Delete,
-    /// [`ProjectionStore::query`].
+    /// [`ProjectionStore::query`] and [`ProjectionStore::count`].
     Query,
     /// [`ProjectionStore::checkpoint`].
     Checkpoint,
@@ -332,6 +332,16 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
         self.enter(StoreCall::Reset).map_err(ProjectionError::Backend)?;
         self.inner.reset(projection).await
+    }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        self.enter(StoreCall::Query).map_err(ProjectionError::Backend)?;
+        self.inner.count(projection, contains).await
+    }
+
+    /// The inner store's transactions, neither counted nor failed.
+    fn transactions(&self) -> Option<&dyn crate::store::ProjectionTransactions> {
+        self.inner.transactions()
     }
 }
 
