@@ -136,8 +136,11 @@ use std::fmt::{self, Debug, Write as _};
 use crate::aggregate::{Aggregate, Command};
 use crate::error::ValidationError;
 
+mod read_side;
 mod store_wrapper;
 
+pub(crate) use read_side::DispatchLog;
+pub use read_side::ReadSideTest;
 pub use store_wrapper::{InjectedFault, StoreCall, TestStore};
 
 /// The start of a given/when/then test of aggregate `A`: the events that

@@ -15,6 +15,7 @@ use super::subscriber::SubscriberKind;
 use crate::error::ReadSideError;
 use crate::runtime::es::Es;
 use crate::store::{EventStore, LeaseStore, ProjectionStore};
+use crate::testkit::DispatchLog;
 
 /// Builds a [`ReadSide`].
 #[derive(Default)]
@@ -28,6 +29,7 @@ pub struct ReadSideBuilder {
     config: ReadSideConfig,
     dispatcher: Option<Dispatcher>,
     state: StateMap,
+    dispatch_log: Option<DispatchLog>,
 }
 
 impl std::fmt::Debug for ReadSideBuilder {
@@ -135,6 +137,13 @@ impl ReadSideBuilder {
         self
     }
 
+    /// Records every command handlers dispatch (for
+    /// [`ReadSideTest`](crate::testkit::ReadSideTest)).
+    pub(crate) fn record_dispatches(mut self, log: DispatchLog) -> Self {
+        self.dispatch_log = Some(log);
+        self
+    }
+
     /// Builds the read side without starting any subscription.
     ///
     /// # Errors
@@ -193,6 +202,7 @@ impl ReadSideBuilder {
                 config,
                 dispatcher: RwLock::new(self.dispatcher),
                 state: Arc::new(self.state),
+                dispatch_log: self.dispatch_log,
             }),
         })
     }

@@ -155,6 +155,8 @@ pub struct HandlerCtx {
     pub(crate) replay: bool,
     pub(crate) es: Option<Es>,
     pub(crate) state: SubscriberState,
+    /// Where a test kit records dispatched commands.
+    pub(crate) dispatch_log: Option<crate::testkit::DispatchLog>,
     /// How many commands the handler dispatched for this event so far: the
     /// step number in the next command's derived id.
     pub(crate) steps: Arc<AtomicU32>,
@@ -176,6 +178,7 @@ impl HandlerCtx {
             replay,
             es: es.map(|es| es.for_handler()),
             state,
+            dispatch_log: None,
             steps: Arc::default(),
         }
     }
@@ -242,6 +245,9 @@ impl HandlerCtx {
         &self,
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
+        if let Some(log) = &self.dispatch_log {
+            log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(command.clone()));
+        }
         let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
         let step = self.steps.fetch_add(1, Ordering::Relaxed);
         let id = crate::runtime::ids::command_id(self.event_id, &self.subscriber, step);

@@ -50,6 +50,7 @@ mod attach;
 mod builder;
 mod cache;
 mod config;
+mod documents;
 pub(crate) mod handler;
 mod local_leases;
 pub(crate) mod projection;
@@ -66,6 +67,7 @@ mod wait;
 
 pub use builder::ReadSideBuilder;
 pub use config::ReadSideConfig;
+pub use documents::Documents;
 pub use handler::{HandlerBuilder, Replay};
 pub use projection::ProjectionBuilder;
 pub use registry::{Registration, Registry, Selection};

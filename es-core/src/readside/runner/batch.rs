@@ -71,6 +71,7 @@ impl Runner<'_> {
                         self.shared.dispatcher()?,
                         self.shared.state_for(self.slot),
                     );
+                    ctx.dispatch_log.clone_from(&self.shared.dispatch_log);
                     let mut attempt = 0;
                     loop {
                         let outcome = CatchPanic(route.call(event, &mut ctx)).await;

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) dispatcher: RwLock<Option<Dispatcher>>,
     /// The values the application gave its subscribers.
     pub(crate) state: Arc<StateMap>,
+    /// Where a test kit records the commands handlers dispatch.
+    pub(crate) dispatch_log: Option<crate::testkit::DispatchLog>,
 }
 
 /// The application a read side's handlers dispatch commands to.
