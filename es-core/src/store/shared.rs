@@ -72,6 +72,10 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
         (**self).head_position().await
     }
 
+    fn describe_position(&self, position: GlobalPosition) -> String {
+        (**self).describe_position(position)
+    }
+
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         (**self).wait_for_events(after, max_wait).await;
     }

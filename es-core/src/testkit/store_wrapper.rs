@@ -270,6 +270,10 @@ impl<S: EventStore> EventStore for TestStore<S> {
         self.inner.head_position().await
     }
 
+    fn describe_position(&self, position: GlobalPosition) -> String {
+        self.inner.describe_position(position)
+    }
+
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         self.inner.wait_for_events(after, max_wait).await;
     }

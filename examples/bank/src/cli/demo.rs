@@ -182,7 +182,10 @@ async fn run(app: &BankApp) -> anyhow::Result<()> {
     for status in read_side.statuses() {
         println!(
             "subscription {}: {:?} at position {}, behind {:?}",
-            status.name, status.state, status.position, status.behind
+            status.name,
+            status.state,
+            es.event_store().describe_position(status.position),
+            status.behind
         );
     }
     Ok(())
