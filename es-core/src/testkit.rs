@@ -138,7 +138,7 @@ use crate::error::ValidationError;
 
 mod store_wrapper;
 
-pub use store_wrapper::{InjectedFault, StoreCall, TestStore};
+pub use store_wrapper::{Fault, InjectedFault, StoreCall, TestStore};
 
 /// The start of a given/when/then test of aggregate `A`: the events that
 /// already happened. See the [module docs](self) for an example.

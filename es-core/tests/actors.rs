@@ -15,11 +15,10 @@ use es_core::error::BuildError;
 use es_core::error::{ExecuteError, Unknown};
 use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::EventStore;
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{Es, StreamVersion};
 use es_memory::InMemoryEventStore;
-use support::{
-    deposit, open, stream, Account, AccountError, AlwaysConflicting, CountingStore, Explode, Withdraw,
-};
+use support::{deposit, open, stream, Account, AccountError, Explode, Withdraw};
 
 async fn app(store: &InMemoryEventStore) -> Es {
     Es::builder().event_store(store.clone()).build().await.unwrap()
@@ -293,11 +292,12 @@ async fn a_validation_failure_appends_nothing_and_starts_no_actor() {
 #[tokio::test]
 async fn conflicts_that_never_end_give_up_after_max_attempts() {
     for path in [CommandPath::Actors, CommandPath::Reload] {
-        let store = AlwaysConflicting::default();
-        let appends = Arc::clone(&store.appends);
+        // Every append loses a race that never happened.
+        let store = TestStore::new(InMemoryEventStore::new());
+        store.inject(StoreCall::Append, Fault::Conflict, ..);
         // Not assuming a new aggregate, so every append counts as an attempt.
         let es = Es::builder()
-            .event_store(store)
+            .event_store(store.clone())
             .max_attempts(3)
             .command_path(path)
             .assume_new_aggregates(false)
@@ -309,7 +309,7 @@ async fn conflicts_that_never_end_give_up_after_max_attempts() {
             matches!(&error, ExecuteError::Conflict { stream: s, attempts: 3 } if *s == stream("c")),
             "{path:?}: {error:?}"
         );
-        assert_eq!(appends.load(Ordering::SeqCst), 3, "{path:?}");
+        assert_eq!(store.calls(StoreCall::Append), 3, "{path:?}");
         assert_eq!(es.stats().conflicts, 3, "{path:?}");
     }
 }
@@ -425,7 +425,9 @@ async fn an_actor_that_ran_out_of_attempts_catches_up_for_the_next_command() {
 async fn an_actor_that_dies_during_its_append_says_the_outcome_is_unknown_and_a_retry_is_exact() {
     let store = InMemoryEventStore::new();
     app(&store).await.execute(open("a")).await.unwrap();
-    let panicking = CountingStore { panic_after_append: true, ..CountingStore::over(store.clone()) };
+    // The adapter panics once its events are stored, as a buggy one might after its commit.
+    let panicking = TestStore::new(store.clone());
+    panicking.inject(StoreCall::Append, Fault::PanicAfter, ..);
     let es = Es::builder().event_store(panicking).build().await.unwrap();
     let error = es.execute(deposit("a", 5)).await.unwrap_err();
     let command_id = match &error {
@@ -483,19 +485,19 @@ async fn a_command_id_that_ran_on_another_aggregate_is_refused_not_answered_with
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_aggregate_is_appended_without_reading_its_stream() {
-    let store = CountingStore::default();
+    let store = TestStore::new(InMemoryEventStore::new());
     let es = Es::builder().event_store(store.clone()).build().await.unwrap();
     let outcome = es.execute(open("new")).await.unwrap();
     assert_eq!(outcome.version, Some(StreamVersion(1)));
-    assert_eq!(store.reads(), 0, "a new aggregate's first command reads nothing");
+    assert_eq!(store.calls(StoreCall::ReadStream), 0, "a new aggregate's first command reads nothing");
     let stats = es.stats();
     assert_eq!((stats.conflicts, stats.rehydrations), (0, 0));
 
     // Turned off, the first command reads the (empty) stream first.
-    let store = CountingStore::default();
+    let store = TestStore::new(InMemoryEventStore::new());
     let es = Es::builder().event_store(store.clone()).assume_new_aggregates(false).build().await.unwrap();
     es.execute(open("new")).await.unwrap();
-    assert_eq!(store.reads(), 1);
+    assert_eq!(store.calls(StoreCall::ReadStream), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

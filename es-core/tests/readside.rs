@@ -23,6 +23,7 @@ use es_core::readside::{
 use es_core::store::{
     Checkpoint, DocumentQuery, EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore, UnitOfWork,
 };
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{
     event, Es, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide,
     Recorded, StreamId,
@@ -181,62 +182,22 @@ fn expected_balances(deposits: &[Deposited]) -> BTreeMap<String, Balance> {
     out
 }
 
-/// A projection store that refuses one chosen commit (the `fail_at`-th; 0:
-/// none), as if the process died in the middle of a batch, and counts the
-/// documents read from it. The refusal is not a backend failure (those are
-/// outages, waited out: see `readside_outage.rs`), so it counts against the
-/// subscriber's retry policy and stops it.
-#[derive(Clone, Default)]
-struct FailingCommit {
-    inner: InMemoryProjectionStore,
-    commits: Arc<AtomicU32>,
-    fail_at: u32,
-    gets: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl ProjectionStore for FailingCommit {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(projection, id).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        if self.commits.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
-            // Someone else moved the checkpoint: a refusal, not an outage.
-            return Err(ProjectionError::CheckpointMoved {
-                projection: projection.to_owned(),
-                expected: None,
-                actual: Some(GlobalPosition(u64::MAX)),
-            });
-        }
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
+/// The in-memory projection store, refusing commit number `nth`, as if the
+/// process died in the middle of a batch. The refusal (a lost race, see
+/// `Fault::Conflict`) is not a backend failure (those are outages, waited
+/// out: see `readside_outage.rs`), so it counts against the subscriber's
+/// retry policy and stops it.
+fn refusing_commit(documents: &InMemoryProjectionStore, nth: u64) -> TestStore<InMemoryProjectionStore> {
+    let store = TestStore::new(documents.clone());
+    store.inject(StoreCall::Commit, Fault::Conflict, nth..=nth);
+    store
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
-    let failing = FailingCommit { inner: documents.clone(), fail_at: 3, ..FailingCommit::default() };
+    let failing = refusing_commit(&documents, 3);
     let deposits: Vec<Deposited> =
         (1..=10).map(|n| deposit(["ada", "bob", "cyd"][n % 3], n as i64)).collect();
     for (i, d) in deposits.iter().enumerate() {
@@ -274,9 +235,9 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
 /// Runs `balances` over `deposits` with a document cache of `cache`, then
 /// rebuilds it; returns the store reads of the first run and of the
 /// rebuild, after checking that both end at the fold of the deposits.
-async fn document_reads(deposits: &[Deposited], cache: usize) -> (u32, u32) {
+async fn document_reads(deposits: &[Deposited], cache: usize) -> (u64, u64) {
     let events = InMemoryEventStore::new();
-    let documents = FailingCommit::default();
+    let documents = TestStore::new(InMemoryProjectionStore::new());
     let head = append(&events, "account-mixed", deposits).await;
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default())).unwrap();
@@ -288,17 +249,17 @@ async fn document_reads(deposits: &[Deposited], cache: usize) -> (u32, u32) {
         .start()
         .unwrap();
     read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
-    assert_eq!(stored_balances(&documents.inner).await, expected_balances(deposits), "cache {cache}");
-    let first = documents.gets.swap(0, Ordering::SeqCst);
+    assert_eq!(stored_balances(documents.inner()).await, expected_balances(deposits), "cache {cache}");
+    let first = documents.calls(StoreCall::Get);
     read_side.rebuild("balances").await.unwrap();
     read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
     assert_eq!(
-        stored_balances(&documents.inner).await,
+        stored_balances(documents.inner()).await,
         expected_balances(deposits),
         "cache {cache}, rebuilt"
     );
     read_side.shutdown().await;
-    (first, documents.gets.load(Ordering::SeqCst))
+    (first, documents.calls(StoreCall::Get) - first)
 }
 
 #[tokio::test(start_paused = true)]
@@ -365,7 +326,7 @@ async fn a_projection_handed_between_nodes_and_back_equals_the_fold() {
 async fn a_restarted_projection_after_a_failed_commit_equals_the_fold() {
     let events = InMemoryEventStore::new();
     let documents = InMemoryProjectionStore::new();
-    let failing = FailingCommit { inner: documents.clone(), fail_at: 2, ..FailingCommit::default() };
+    let failing = refusing_commit(&documents, 2);
     let deposits: Vec<Deposited> = (1..=8).map(|n| deposit(["ada", "bob"][n % 2], n as i64)).collect();
     let head = append(&events, "account-mixed", &deposits).await;
     let mut registry = Registry::new();
@@ -1044,57 +1005,16 @@ async fn positions_with_holes_are_passed_over_without_skipping_an_event() {
     read_side.shutdown().await;
 }
 
-/// The in-memory projection store whose checkpoint reads hang while
-/// `stalled` is set (a store that stopped answering).
-#[derive(Clone)]
-struct StalledCheckpoint {
-    inner: InMemoryProjectionStore,
-    stalled: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl ProjectionStore for StalledCheckpoint {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.inner.get(projection, id).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        if self.stalled.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn waiting_on_a_store_that_stopped_answering_still_times_out() {
     let events = InMemoryEventStore::new();
-    let stalled = Arc::new(AtomicBool::new(false));
-    let documents =
-        StalledCheckpoint { inner: InMemoryProjectionStore::new(), stalled: Arc::clone(&stalled) };
+    let documents = TestStore::new(InMemoryProjectionStore::new());
     let mut registry = Registry::new();
     registry.register("balances", balances(Balances::default())).unwrap();
-    let read_side = start(events.clone(), documents, registry);
+    let read_side = start(events.clone(), documents.clone(), registry);
     read_side.stop("balances").await.unwrap();
-    stalled.store(true, Ordering::SeqCst);
+    // From here on the store stops answering checkpoint reads.
+    documents.inject(StoreCall::Checkpoint, Fault::Hang, documents.calls(StoreCall::Checkpoint) + 1..);
 
     // Not running here: the wait polls the stored checkpoint, which hangs.
     let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
@@ -1104,41 +1024,6 @@ async fn waiting_on_a_store_that_stopped_answering_still_times_out() {
             .await
             .expect("wait_for outlived its own timeout by an hour");
     assert!(matches!(waited, Err(ConsistencyError::Timeout { .. })), "{waited:?}");
-}
-
-/// The in-memory lease store, answering the first acquisition only after
-/// `delay` (a slow reply: the lease's TTL runs from when the store granted it).
-#[derive(Clone)]
-struct SlowFirstAcquire {
-    inner: InMemoryLeaseStore,
-    delay: Duration,
-    slowed: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl LeaseStore for SlowFirstAcquire {
-    async fn try_acquire(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Option<es_core::store::Lease>, es_core::error::LeaseError> {
-        let lease = self.inner.try_acquire(name, owner, ttl).await;
-        if !self.slowed.swap(true, Ordering::SeqCst) {
-            tokio::time::sleep(self.delay).await;
-        }
-        lease
-    }
-    async fn renew(
-        &self,
-        lease: &es_core::store::Lease,
-        ttl: Duration,
-    ) -> Result<bool, es_core::error::LeaseError> {
-        self.inner.renew(lease, ttl).await
-    }
-    async fn release(&self, lease: &es_core::store::Lease) -> Result<(), es_core::error::LeaseError> {
-        self.inner.release(lease).await
-    }
 }
 
 /// The in-memory projection store, recording every commit made while the
@@ -1201,11 +1086,8 @@ async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
     // until 19 s, and commits the 2 s event at 11 s without renewing.
     let events = InMemoryEventStore::new();
     let leases = InMemoryLeaseStore::new();
-    let slow = SlowFirstAcquire {
-        inner: leases.clone(),
-        delay: Duration::from_secs(9),
-        slowed: Arc::new(AtomicBool::new(false)),
-    };
+    let slow = TestStore::new(leases.clone());
+    slow.inject(StoreCall::Acquire, Fault::SlowReply(Duration::from_secs(9)), 1..=1);
     let unleased_commits = Arc::new(AtomicU32::new(0));
     let documents = LeaseWitness {
         inner: InMemoryProjectionStore::new(),

@@ -64,7 +64,7 @@ async fn wait_until_expired(store: &RedisLeaseStore, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_is_exclusive_reentrant_and_released() {
     let scoped = common::fresh_lease_store().await;
-    let store = &scoped.store;
+    let store = scoped.inner();
     let a = store.try_acquire("p", "a", TTL).await.unwrap().expect("a free name is granted");
     assert_eq!((a.name.as_str(), a.owner.as_str()), ("p", "a"));
     assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none(), "held by a");
@@ -91,7 +91,7 @@ async fn a_lease_is_exclusive_reentrant_and_released() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_for_ever_is_granted_and_renewed() {
     let scoped = common::fresh_lease_store().await;
-    let store = &scoped.store;
+    let store = scoped.inner();
     let a = store.try_acquire("p", "a", Duration::MAX).await.unwrap().expect("a free name is granted");
     assert!(store.renew(&a, Duration::MAX).await.unwrap());
     assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none(), "held by a");
@@ -100,7 +100,7 @@ async fn a_lease_for_ever_is_granted_and_renewed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrenewed_lease_expires_on_the_server_clock_and_is_lost() {
     let scoped = common::fresh_lease_store().await;
-    let store = &scoped.store;
+    let store = scoped.inner();
     let short = Duration::from_millis(50);
     let a = store.try_acquire("p", "a", short).await.unwrap().unwrap();
     let b = acquire_when_expired(store, "p", "b").await;
@@ -126,7 +126,7 @@ async fn racing_owners_never_both_win() {
         let name = format!("race-{round}");
         let tries: Vec<_> = (0..6)
             .map(|i| {
-                let store = scoped.store.clone();
+                let store = scoped.inner().clone();
                 let name = name.clone();
                 tokio::spawn(
                     async move { store.try_acquire(&name, &format!("node-{i}"), TTL).await.unwrap() },
@@ -138,7 +138,7 @@ async fn racing_owners_never_both_win() {
             winners.extend(task.await.unwrap());
         }
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        assert_eq!(scoped.store.holder(&name).await.unwrap(), winners.pop());
+        assert_eq!(scoped.inner().holder(&name).await.unwrap(), winners.pop());
     }
 }
 

@@ -4,8 +4,6 @@
 // Helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bank::{
@@ -13,67 +11,24 @@ use bank::{
     Transaction, TransactionHistory, TransactionKind, Transfer, TransferStatus, VerifyAccount, Withdraw,
     ACCOUNT_SUMMARY, TRANSACTION_HISTORY, TRANSFER_REFERENCE,
 };
-use es_core::error::ProjectionError;
 use es_core::readside::{Registry, SubscriptionKind};
-use es_core::store::{
-    Checkpoint, Direction, DocumentQuery, EventStore, ProjectionStore, RecordedEvent, UnitOfWork,
-};
+use es_core::store::{Direction, EventStore, RecordedEvent};
+use es_core::testkit::{StoreCall, TestStore};
 use es_core::{Aggregate, Es, Metadata, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The in-memory projection store, counting the writes to the mail outbox:
-/// a mail written twice with the same id would not show in the documents.
-#[derive(Clone, Default)]
-struct CountingStore {
-    inner: InMemoryProjectionStore,
-    mails_written: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl ProjectionStore for CountingStore {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<serde_json::Value>, ProjectionError> {
-        self.inner.get(projection, id).await
-    }
-    async fn put(
-        &self,
-        projection: &str,
-        id: &str,
-        document: serde_json::Value,
-    ) -> Result<(), ProjectionError> {
-        if projection == bank::MAIL_OUTBOX {
-            self.mails_written.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, serde_json::Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
-}
 
 /// An application with its read side running every bank subscriber.
 struct Bank {
     es: Es,
     read_side: ReadSide,
     events: InMemoryEventStore,
-    documents: CountingStore,
+    /// Counts the calls: the mail handler is the only code that `put`s a
+    /// document (projections commit units of work), so the puts are the
+    /// mails written, and a mail written twice with the same id would not
+    /// show in the documents.
+    documents: TestStore<InMemoryProjectionStore>,
 }
 
 impl Bank {
@@ -86,7 +41,7 @@ impl Bank {
     /// The application with its read side built but not started.
     async fn stopped() -> Self {
         let events = InMemoryEventStore::new();
-        let documents = CountingStore::default();
+        let documents = TestStore::new(InMemoryProjectionStore::new());
         let es = Es::builder()
             .event_store(events.clone())
             .projection_store(documents.clone())
@@ -374,7 +329,7 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     bank.settle().await;
 
     let mails = outbox(&bank.documents).await.unwrap();
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 2);
+    assert_eq!(bank.documents.calls(StoreCall::Put), 2);
     // The outbox is listed in mail id (event id) order, which is not the
     // order the accounts were opened in when both opened in one millisecond.
     let mut recipients: Vec<_> = mails.iter().map(|m| (m.to.as_str(), m.account_id.as_str())).collect();
@@ -395,7 +350,7 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     }
     bank.settle().await;
     assert_eq!(outbox(&bank.documents).await.unwrap(), mails);
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 2, "no mail is written again");
+    assert_eq!(bank.documents.calls(StoreCall::Put), 2, "no mail is written again");
     assert_eq!(AccountSummary::all(&bank.documents).await.unwrap(), summaries, "rebuilt, not doubled");
     assert_eq!((bank.history("ada").await, bank.history("bob").await), histories);
     assert_eq!(
@@ -413,6 +368,6 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     let mut accounts: Vec<_> = mails.iter().map(|m| m.account_id.as_str()).collect();
     accounts.sort_unstable();
     assert_eq!(accounts, ["ada", "bob", "cy"]);
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 3);
+    assert_eq!(bank.documents.calls(StoreCall::Put), 3);
     bank.stop().await;
 }
