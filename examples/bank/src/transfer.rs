@@ -13,21 +13,22 @@
 //! Each state has exactly one side effect on an account, so the process
 //! can resume anywhere: on `TransferStarted` it loads the transfer and
 //! performs the step its state calls for, until the transfer is finished.
-//! Delivery is at least once, so before each account command it looks
-//! whether that account already recorded an event caused by this very
-//! `TransferStarted` (the causation id every dispatched command carries):
-//! a crash between the account command and the transfer's own step never
-//! moves the money twice.
+//! Delivery is at least once, and the process keeps no books of its own
+//! for it: its commands go through [`HandlerCtx::execute`], whose ids derive
+//! from the `TransferStarted` and the command's place in the process
+//! ([`HandlerCtx::resume_at`]). A crash between an account command and the
+//! transfer's own step resends the account command with the id it had, and
+//! the store answers that exact retry with its first outcome: the money
+//! never moves twice.
 
 use es_core::error::{ExecuteError, ValidationError};
-use es_core::store::Direction;
 use es_core::{
-    command, event, event_handler, Aggregate, Apply, Es, Event, Events, Handle, HandleEvent, HandlerCtx,
-    HandlerError, Metadata, Recorded, StreamId, StreamVersion,
+    command, event, event_handler, Aggregate, Apply, Events, Handle, HandleEvent, HandlerCtx, HandlerError,
+    Metadata, Recorded,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Account, AccountError, Deposit, MoneyDeposited, MoneyWithdrawn, Withdraw};
+use crate::{AccountError, Deposit, Withdraw};
 
 /// A transfer was asked for: `amount` from `from` to `to`.
 #[event]
@@ -356,7 +357,7 @@ impl HandleEvent<TransferStarted> for TransferProcess {
         ctx: &HandlerCtx,
     ) -> Result<(), HandlerError> {
         let es = ctx.es().ok_or(HandlerError::NoDispatcher)?;
-        let step = Step { es, started, metadata: ctx.command_metadata() };
+        let step = Step { ctx, started };
         loop {
             let transfer: Transfer = es.load(&started.transfer_id).await.map_err(HandlerError::other)?;
             match transfer.status {
@@ -377,13 +378,19 @@ impl HandleEvent<TransferStarted> for TransferProcess {
     }
 }
 
+/// The steps of a transfer, in order. Each dispatches two commands (the
+/// account's, then the transfer's record of its outcome), so the commands
+/// of step `n` are numbered `2n` and `2n + 1`, whichever delivery of the
+/// `TransferStarted` sends them.
+const DEBIT: u32 = 0;
+const CREDIT: u32 = 1;
+const REFUND: u32 = 2;
+
 /// One step of a transfer: the account command its state calls for, then
 /// the transfer's own command.
 struct Step<'a> {
-    es: &'a Es,
+    ctx: &'a HandlerCtx,
     started: &'a Recorded<TransferStarted>,
-    /// Caused by `TransferStarted`, in its correlation.
-    metadata: Metadata,
 }
 
 impl Step<'_> {
@@ -393,44 +400,38 @@ impl Step<'_> {
 
     /// Account commands carry the transfer id as reference.
     fn account_metadata(&self) -> Metadata {
-        self.metadata.clone().with_field(TRANSFER_REFERENCE, self.started.transfer_id.clone())
+        self.ctx.command_metadata().with_field(TRANSFER_REFERENCE, self.started.transfer_id.clone())
     }
 
     async fn debit(&self) -> Result<(), HandlerError> {
-        let from = &self.started.from;
-        if !self.caused_on(from, <MoneyWithdrawn as Event>::TYPE).await? {
-            let withdraw = Withdraw {
-                account_id: from.clone(),
-                amount: self.started.amount,
-                reference: Some(self.id()),
-            };
-            if let Some(reason) = refusal(self.es.execute_with(withdraw, self.account_metadata()).await)? {
-                return self.transfer(MarkFailed { transfer_id: self.id(), reason }).await;
-            }
+        self.ctx.resume_at(2 * DEBIT);
+        let withdraw = Withdraw {
+            account_id: self.started.from.clone(),
+            amount: self.started.amount,
+            reference: Some(self.id()),
+        };
+        match refusal(self.ctx.execute_with(withdraw, self.account_metadata()).await)? {
+            Some(reason) => self.transfer(MarkFailed { transfer_id: self.id(), reason }).await,
+            None => self.transfer(MarkDebited { transfer_id: self.id() }).await,
         }
-        self.transfer(MarkDebited { transfer_id: self.id() }).await
     }
 
     async fn credit(&self) -> Result<(), HandlerError> {
-        let to = &self.started.to;
-        if !self.caused_on(to, <MoneyDeposited as Event>::TYPE).await? {
-            let deposit = Deposit { account_id: to.clone(), amount: self.started.amount };
-            if let Some(reason) = refusal(self.es.execute_with(deposit, self.account_metadata()).await)? {
-                return self.transfer(MarkCreditRefused { transfer_id: self.id(), reason }).await;
-            }
+        self.ctx.resume_at(2 * CREDIT);
+        let deposit = Deposit { account_id: self.started.to.clone(), amount: self.started.amount };
+        match refusal(self.ctx.execute_with(deposit, self.account_metadata()).await)? {
+            Some(reason) => self.transfer(MarkCreditRefused { transfer_id: self.id(), reason }).await,
+            None => self.transfer(MarkCompleted { transfer_id: self.id() }).await,
         }
-        self.transfer(MarkCompleted { transfer_id: self.id() }).await
     }
 
     async fn refund(&self) -> Result<(), HandlerError> {
-        let from = &self.started.from;
-        if !self.caused_on(from, <MoneyDeposited as Event>::TYPE).await? {
-            let deposit = Deposit { account_id: from.clone(), amount: self.started.amount };
-            // A refused refund (the source was closed meanwhile) is an
-            // error: the subscription stops here and reports it, since the
-            // money must not vanish.
-            self.es.execute_with(deposit, self.account_metadata()).await.map_err(HandlerError::other)?;
-        }
+        self.ctx.resume_at(2 * REFUND);
+        let deposit = Deposit { account_id: self.started.from.clone(), amount: self.started.amount };
+        // A refused refund (the source was closed meanwhile) is an error:
+        // the subscription stops here and reports it, since the money must
+        // not vanish.
+        self.ctx.execute_with(deposit, self.account_metadata()).await?;
         self.transfer(MarkRefunded { transfer_id: self.id() }).await
     }
 
@@ -438,48 +439,24 @@ impl Step<'_> {
     where
         C: es_core::Command<Aggregate = Transfer>,
     {
-        self.es.execute_with(command, self.metadata.clone()).await.map_err(HandlerError::other)?;
+        self.ctx.execute(command).await?;
         Ok(())
-    }
-
-    /// Whether `account` already recorded an event of `event_type` caused by
-    /// this `TransferStarted`: its own events after it, newest first.
-    async fn caused_on(&self, account: &str, event_type: &str) -> Result<bool, HandlerError> {
-        let stream = StreamId::for_aggregate(Account::NAME, account);
-        let cause = self.started.event_id.as_uuid();
-        let mut from = StreamVersion(u64::MAX);
-        loop {
-            let page = self
-                .es
-                .event_store()
-                .read_stream(&stream, from, Direction::Backward, 64)
-                .await
-                .map_err(HandlerError::other)?;
-            for event in &page {
-                if event.global_position <= self.started.position {
-                    return Ok(false);
-                }
-                if event.event_type == event_type && event.metadata.causation_id == Some(cause) {
-                    return Ok(true);
-                }
-            }
-            match page.last() {
-                Some(oldest) if oldest.stream_version > StreamVersion::FIRST => {
-                    from = StreamVersion(oldest.stream_version.get() - 1);
-                }
-                _ => return Ok(false),
-            }
-        }
     }
 }
 
 /// The account's refusal as a reason, or the error if the command failed
 /// for another reason (then the event is retried).
-fn refusal<T>(outcome: Result<T, ExecuteError<AccountError>>) -> Result<Option<String>, HandlerError> {
-    match outcome {
-        Ok(_) => Ok(None),
-        Err(ExecuteError::Rejected(refusal)) => Ok(Some(refusal.to_string())),
-        Err(ExecuteError::Validation(invalid)) => Ok(Some(invalid.to_string())),
-        Err(other) => Err(HandlerError::other(other)),
+fn refusal<T>(outcome: Result<T, HandlerError>) -> Result<Option<String>, HandlerError> {
+    let error = match outcome {
+        Ok(_) => return Ok(None),
+        Err(error) => error,
+    };
+    if let HandlerError::Command { source, .. } = &error {
+        match source.downcast_ref::<ExecuteError<AccountError>>() {
+            Some(ExecuteError::Rejected(refusal)) => return Ok(Some(refusal.to_string())),
+            Some(ExecuteError::Validation(invalid)) => return Ok(Some(invalid.to_string())),
+            _ => {}
+        }
     }
+    Err(error)
 }
