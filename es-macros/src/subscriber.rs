@@ -16,7 +16,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{parenthesized, Expr, ExprLit, Lit, LitStr, Path, Token};
+use syn::{parenthesized, Expr, ExprLit, ItemStruct, Lit, LitStr, Path, Token};
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::paths;
@@ -274,6 +274,25 @@ pub(crate) fn on_statements(events: &[Path]) -> TokenStream {
 /// The registration: `items` (helper items the factory uses), the factory
 /// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
 /// all inside one `const _`.
+/// `impl Type { const NAME: &str = "name"; }` for a subscriber struct (with
+/// the struct's visibility), so that applications name the subscription
+/// `Type::NAME` instead of spelling the string again. Nothing for a generic
+/// struct, which is refused anyway.
+pub(crate) fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream {
+    if !structure.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let (ident, vis) = (&structure.ident, &structure.vis);
+    let doc = format!("The name this {what} is registered under (`{}`).", name.value());
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #doc]
+            #vis const NAME: &'static str = #name;
+        }
+    }
+}
+
 pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream) -> TokenStream {
     let core = paths::core();
     let private = paths::private();

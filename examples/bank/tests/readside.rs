@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use bank::{
-    outbox, settle, Account, AccountEvent, AccountSummary, CloseAccount, Deposit, OpenAccount, StartTransfer,
-    Transaction, TransactionHistory, TransactionKind, Transfer, TransferStatus, VerifyAccount, Withdraw,
-    ACCOUNT_SUMMARY, TRANSACTION_HISTORY, TRANSFER_REFERENCE,
+    outbox, settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit,
+    OpenAccount, StartTransfer, Transaction, TransactionHistories, TransactionHistory, TransactionKind,
+    Transfer, TransferProcess, TransferStatus, VerifyAccount, Withdraw, TRANSFER_REFERENCE,
 };
 use es_core::readside::{Registry, SubscriptionKind};
 use es_core::store::{Checkpoint, Direction, EventStore, ProjectionStore, RecordedEvent, UnitOfWork};
@@ -98,10 +98,13 @@ impl Bank {
 fn every_bank_subscriber_registers_at_link_time() {
     let registry = Registry::from_inventory().unwrap();
     let names: Vec<_> = registry.names().collect();
-    assert_eq!(names, [ACCOUNT_SUMMARY, TRANSACTION_HISTORY, "transfer-process", "welcome-mail"]);
-    assert_eq!(registry.get(ACCOUNT_SUMMARY).unwrap().kind(), SubscriptionKind::Projection);
+    assert_eq!(
+        names,
+        [AccountSummaries::NAME, TransactionHistories::NAME, TransferProcess::NAME, "welcome-mail"]
+    );
+    assert_eq!(registry.get(AccountSummaries::NAME).unwrap().kind(), SubscriptionKind::Projection);
     assert_eq!(registry.get("welcome-mail").unwrap().replay_mode(), es_core::readside::Replay::Skip);
-    assert_eq!(registry.get("transfer-process").unwrap().replay_mode(), es_core::readside::Replay::Skip);
+    assert_eq!(registry.get(TransferProcess::NAME).unwrap().replay_mode(), es_core::readside::Replay::Skip);
 }
 
 #[tokio::test]
@@ -349,7 +352,7 @@ async fn a_transfer_delivered_again_moves_no_money_again() {
     // Rewind the process's checkpoint to just before `TransferStarted`, as
     // a node that crashed before committing it would find it, and run it
     // again: the event is delivered a second time (as news, not replay).
-    let process = "transfer-process";
+    let process = TransferProcess::NAME;
     bank.read_side.stop(process).await.unwrap();
     let before = GlobalPosition(started.committed[0].global_position.get() - 1);
     let mut rewind = UnitOfWork::new();
@@ -392,10 +395,10 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     let histories = (bank.history("ada").await, bank.history("bob").await);
 
     // Replay every handler and rebuild every projection.
-    for name in ["welcome-mail", "transfer-process"] {
+    for name in ["welcome-mail", TransferProcess::NAME] {
         bank.read_side.rebuild(name).await.unwrap();
     }
-    for name in [ACCOUNT_SUMMARY, TRANSACTION_HISTORY] {
+    for name in [AccountSummaries::NAME, TransactionHistories::NAME] {
         bank.read_side.rebuild(name).await.unwrap();
     }
     bank.settle().await;
