@@ -5,6 +5,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub(crate) mod readside;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use es_core::{command, event, Aggregate, Apply, Events, Handle, StreamId};
