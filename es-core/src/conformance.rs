@@ -263,6 +263,7 @@ macro_rules! lease_store_conformance {
             lease_release_frees_at_once_and_is_idempotent,
             lease_tokens_strictly_increase_per_name,
             lease_concurrent_acquires_grant_one_holder,
+            lease_for_ever_is_granted_and_renewed,
         );
     };
 }

@@ -76,15 +76,6 @@ async fn a_lease_is_exclusive_reentrant_and_released() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_for_ever_is_granted_and_renewed() {
-    let scoped = common::fresh_lease_store().await;
-    let store = scoped.inner();
-    let a = store.try_acquire("p", "a", Duration::MAX).await.unwrap().expect("a free name is granted");
-    assert!(store.renew(&a, Duration::MAX).await.unwrap());
-    assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none(), "held by a");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrenewed_lease_expires_on_the_server_clock_and_is_lost() {
     let scoped = common::fresh_lease_store().await;
     let store = scoped.inner();
