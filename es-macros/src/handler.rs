@@ -62,19 +62,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let constant = match &item {
-        Item::Struct(structure) => {
-            subscriber::name_const(structure, &attrs.name_or(&structure.ident.to_string()), SPEC.what)
-        }
-        _ => TokenStream::new(),
-    };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #constant
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }
 
 /// The fn form: a unit struct whose `HandleEvent<E>` calls the fn.

@@ -85,17 +85,5 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let constant = match &item {
-        Item::Struct(structure) => {
-            subscriber::name_const(structure, &attrs.name_or(&structure.ident.to_string()), SPEC.what)
-        }
-        _ => TokenStream::new(),
-    };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #constant
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }
