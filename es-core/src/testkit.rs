@@ -132,9 +132,12 @@
 #![allow(clippy::panic)]
 
 mod aggregate;
+mod read_side;
 mod store_wrapper;
 
 pub use aggregate::{AggregateTest, CommandFailure, Then};
+pub(crate) use read_side::DispatchLog;
+pub use read_side::ReadSideTest;
 pub use store_wrapper::{Fault, InjectedFault, StoreCall, TestStore};
 
 #[cfg(doc)]

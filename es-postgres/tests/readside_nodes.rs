@@ -173,8 +173,9 @@ async fn a_transfer_completes_and_a_failed_one_is_refunded_on_postgres() {
 
     let read_side = es.read_side().unwrap().clone();
     bank::settle(&read_side, DEADLINE).await.unwrap();
-    let ada = AccountSummary::load(&db.documents, "ada").await.unwrap().unwrap();
-    let bob = AccountSummary::load(&db.documents, "bob").await.unwrap().unwrap();
+    let summaries = read_side.documents::<AccountSummary>(bank::ACCOUNT_SUMMARY);
+    let ada = summaries.get("ada").await.unwrap().unwrap();
+    let bob = summaries.get("bob").await.unwrap().unwrap();
     assert_eq!((ada.balance, bob.balance), (6_000, 4_500));
     es.shutdown().await;
     db.drop().await;

@@ -16,6 +16,11 @@
 //!   through sqlx, paging by position, decoding nothing, and decoding the
 //!   payload JSON only.
 //!
+//! - the rebuild of a table projection (`TableProjection`) keeping one row
+//!   per account in a table of its own, its rows gathered over a batch and
+//!   written with one `INSERT … ON CONFLICT DO UPDATE` per batch, in the
+//!   transaction that stores the checkpoint;
+//!
 //! Then it shows where a rebuild's time goes (the projection store calls,
 //! timed by a wrapper around the adapter), and the read-modify-write rebuild
 //! with more documents than the runner's document cache holds
@@ -28,11 +33,15 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+#[path = "pg_rebuild/sql_balances.rs"]
+mod sql_balances;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers, Spread, RUNS};
-use es_core::readside::{ReadSideConfig, Selection};
+use es_core::readside::{ReadSideConfig, Registry, Selection};
 use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
 use es_core::testkit::{StoreCall, TestStore};
 use es_core::{
@@ -58,6 +67,8 @@ const BATCH_SIZES: [usize; 2] = [256, 1000];
 const BALANCES: &str = "bench-balances";
 /// The write-only projection's name.
 const LAST_DEPOSIT: &str = "bench-last-deposit";
+/// The table projection's name.
+const SQL_BALANCES: &str = "bench-sql-balances";
 
 /// Money came in.
 #[event]
@@ -249,6 +260,38 @@ async fn rebuilds(
     Ok(runs)
 }
 
+/// Rebuilds the table projection [`RUNS`] times with `batch_size`,
+/// checking the row of account 0 after each; returns events per second.
+async fn sql_rebuilds(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    table: &Arc<sql_balances::SqlBalances>,
+    batch_size: usize,
+    head: GlobalPosition,
+) -> anyhow::Result<Vec<f64>> {
+    let total = (STREAMS * EVENTS_PER_STREAM) as u64;
+    let mut registry = Registry::new();
+    registry.register(SQL_BALANCES, table.subscriber())?;
+    let read_side = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(projections.clone())
+        .registry(registry)
+        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
+        .build()?;
+    let mut rates = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        read_side.rebuild(SQL_BALANCES).await?;
+        read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
+        rates.push(rate(total, started.elapsed()));
+        let n = EVENTS_PER_STREAM as i64;
+        let row = table.balance(projections.pool(), &account(0)).await?;
+        anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
+    }
+    read_side.shutdown().await;
+    Ok(rates)
+}
+
 /// Events per second of each of [`RUNS`] runs of `read` (which returns
 /// its time and the events it read).
 async fn read_rates<F, Fut>(read: F, total: u64) -> anyhow::Result<Vec<f64>>
@@ -354,6 +397,9 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     );
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
     println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
+    println!("  SQL table:         `{SQL_BALANCES}` (a row per account, one upsert of the batch's rows)");
+    let table = sql_balances::SqlBalances::new(schema);
+    table.migrate(&pool).await?;
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
         let rmw = rebuilds(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
@@ -361,6 +407,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             rebuilds(&store, &projections, BALANCES, batch, head, Variant { small_cache: true }).await?;
         let write_only =
             rebuilds(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
+        let sql = sql_rebuilds(&store, &projections, &table, batch, head).await?;
         let read = read_rates(|| read_all(&store, batch), total).await?;
         let raw = read_rates(|| raw_read(&pool, schema, batch, false), total).await?;
         let json = read_rates(|| raw_read(&pool, schema, batch, true), total).await?;
@@ -369,6 +416,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             ("rebuild r-m-w, default cache", rebuild_rates(&rmw)),
             ("rebuild r-m-w, cache < documents", rebuild_rates(&misses)),
             ("rebuild write-only", rebuild_rates(&write_only)),
+            ("rebuild SQL table", sql),
             ("EventStore::read_all", read),
             ("raw read, no decoding", raw.clone()),
             ("raw read, payload JSON decoded", json),
@@ -378,7 +426,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
                 println!("  {label:<34} {s} events/s");
             }
         }
-        for (label, rates) in &figures[..3] {
+        for (label, rates) in &figures[..4] {
             if let Some(r) = Spread::of_ratios(rates, &raw) {
                 println!(
                     "  {:<34} {:.1} % (min {:.1} %, max {:.1} %)",

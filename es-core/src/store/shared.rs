@@ -125,6 +125,14 @@ impl<T: ProjectionStore + ?Sized> ProjectionStore for Arc<T> {
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
         (**self).reset(projection).await
     }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        (**self).count(projection, contains).await
+    }
+
+    fn transactions(&self) -> Option<&dyn super::ProjectionTransactions> {
+        (**self).transactions()
+    }
 }
 
 #[async_trait]

@@ -49,7 +49,7 @@ pub enum StoreCall {
     Put,
     /// [`ProjectionStore::delete`].
     Delete,
-    /// [`ProjectionStore::query`].
+    /// [`ProjectionStore::query`] and [`ProjectionStore::count`].
     Query,
     /// [`ProjectionStore::checkpoint`].
     Checkpoint,

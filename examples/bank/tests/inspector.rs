@@ -106,3 +106,23 @@ async fn a_guarded_inspector_answers_only_with_its_token() {
     assert_eq!(unmounted.status.as_u16(), 404, "off unless mounted");
     es.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_malformed_inspector_query_is_a_problem_document_naming_the_parameter() {
+    let es = memory_bank().await;
+    let app =
+        bank::http::router(es.clone(), ServiceConfig::default().inspector(bank::http::inspector(es.clone())));
+    for uri in [
+        "/inspector/api/streams?limit=many",
+        "/inspector/api/log?after=-1",
+        "/inspector/api/log/tail?count=x",
+    ] {
+        let answer = send(&app, Method::GET, uri, None, &[]).await;
+        assert_eq!(answer.status.as_u16(), 400, "{uri}: {answer:?}");
+        assert_eq!(answer.content_type, "application/problem+json", "{uri}: {answer:?}");
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        let parameter = uri.split(['?', '=']).nth(1).unwrap_or_default();
+        assert!(detail.contains(parameter), "{uri}: the detail names `{parameter}`: {detail}");
+    }
+    es.shutdown().await;
+}

@@ -4,14 +4,16 @@
 // Helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bank::{
-    outbox, settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit,
-    OpenAccount, StartTransfer, Transaction, TransactionHistories, TransactionHistory, TransactionKind,
-    Transfer, TransferProcess, TransferStatus, VerifyAccount, Withdraw, TRANSFER_REFERENCE,
+    settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit, OpenAccount,
+    Outbox, StartTransfer, Transaction, TransactionHistories, TransactionHistory, TransactionKind, Transfer,
+    TransferProcess, TransferStatus, VerifyAccount, Withdraw, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+    TRANSFER_REFERENCE,
 };
-use es_core::readside::{Registry, SubscriptionKind};
+use es_core::readside::{Documents, Registry, SubscriptionKind};
 use es_core::store::{Checkpoint, Direction, EventStore, ProjectionStore, RecordedEvent, UnitOfWork};
 use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{Aggregate, Es, GlobalPosition, Metadata, ReadSide, StreamId, StreamVersion};
@@ -25,11 +27,12 @@ struct Bank {
     read_side: ReadSide,
     /// Counts appends, and makes chosen ones fail.
     events: TestStore<InMemoryEventStore>,
-    /// Counts the calls: the mail handler is the only code that `put`s a
-    /// document (projections commit units of work), so the puts are the
-    /// mails written, and a mail written twice with the same id would not
-    /// show in the documents.
-    documents: TestStore<InMemoryProjectionStore>,
+    /// The projection store, counting calls: the outbox is the only thing
+    /// written with `put` (projections commit), so the puts are the mails
+    /// written; a mail written twice with the same id would not show in
+    /// the documents.
+    documents: Arc<TestStore<InMemoryProjectionStore>>,
+    outbox: Outbox,
 }
 
 impl Bank {
@@ -42,15 +45,16 @@ impl Bank {
     /// The application with its read side built but not started.
     async fn stopped() -> Self {
         let events = TestStore::new(InMemoryEventStore::new());
-        let documents = TestStore::new(InMemoryProjectionStore::new());
+        let documents = Arc::new(TestStore::new(InMemoryProjectionStore::new()));
         let es = Es::builder()
             .event_store(events.clone())
-            .projection_store(documents.clone())
+            .projection_store(Arc::clone(&documents))
             .build()
             .await
             .unwrap();
-        let read_side = ReadSide::builder().es(&es).build().unwrap();
-        Self { es, read_side, events, documents }
+        let outbox = Outbox::new(Arc::clone(es.projection_store().unwrap()));
+        let read_side = ReadSide::builder().es(&es).state(outbox.clone()).build().unwrap();
+        Self { es, read_side, events, documents, outbox }
     }
 
     /// Opens a verified account holding `balance`.
@@ -72,11 +76,20 @@ impl Bank {
     }
 
     async fn summary(&self, id: &str) -> AccountSummary {
-        AccountSummary::load(&self.documents, id).await.unwrap().expect("a summary")
+        self.summaries().await.get(id).await.unwrap().expect("a summary")
+    }
+
+    async fn summaries(&self) -> Documents<AccountSummary> {
+        self.read_side.documents(ACCOUNT_SUMMARY)
     }
 
     async fn history(&self, id: &str) -> Vec<Transaction> {
-        TransactionHistory::load(&self.documents, id).await.unwrap().expect("a history").transactions
+        let histories = self.read_side.documents::<TransactionHistory>(TRANSACTION_HISTORY);
+        histories.get(id).await.unwrap().expect("a history").transactions
+    }
+
+    fn mails_written(&self) -> u64 {
+        self.documents.calls(StoreCall::Put)
     }
 
     async fn balance(&self, id: &str) -> u64 {
@@ -139,7 +152,7 @@ async fn summaries_and_histories_follow_the_commands() {
     assert_eq!((bob.owner.as_str(), bob.balance, bob.verified, bob.transactions), ("Bob", 0, false, 0));
     let cy = bank.summary("cy").await;
     assert!(cy.verified && cy.closed, "{cy:?}");
-    assert_eq!(AccountSummary::all(&bank.documents).await.unwrap().len(), 3);
+    assert_eq!(bank.summaries().await.count().await.unwrap(), 3);
 
     let ada_events = bank.stream::<Account>("ada").await;
     let position_of = |version: u64| ada_events[usize::try_from(version).unwrap() - 1].global_position.get();
@@ -381,8 +394,8 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     bank.es.execute(transfer).await.unwrap();
     bank.settle().await;
 
-    let mails = outbox(&bank.documents).await.unwrap();
-    assert_eq!(bank.documents.calls(StoreCall::Put), 2);
+    let mails = bank.outbox.mails().await.unwrap();
+    assert_eq!(bank.mails_written(), 2);
     // The outbox is listed in mail id (event id) order, which is not the
     // order the accounts were opened in when both opened in one millisecond.
     let mut recipients: Vec<_> = mails.iter().map(|m| (m.to.as_str(), m.account_id.as_str())).collect();
@@ -391,7 +404,7 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     let ada = bank.es.load::<Account>("ada").await.unwrap();
     let ada_mail = mails.iter().find(|m| m.account_id == "ada").unwrap();
     assert!(ada_mail.body.contains(&ada.verification_code), "{}", ada_mail.body);
-    let summaries = AccountSummary::all(&bank.documents).await.unwrap();
+    let summaries = bank.summaries().await.list().await.unwrap();
     let histories = (bank.history("ada").await, bank.history("bob").await);
 
     // Replay every handler and rebuild every projection.
@@ -402,9 +415,9 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
         bank.read_side.rebuild(name).await.unwrap();
     }
     bank.settle().await;
-    assert_eq!(outbox(&bank.documents).await.unwrap(), mails);
-    assert_eq!(bank.documents.calls(StoreCall::Put), 2, "no mail is written again");
-    assert_eq!(AccountSummary::all(&bank.documents).await.unwrap(), summaries, "rebuilt, not doubled");
+    assert_eq!(bank.outbox.mails().await.unwrap(), mails);
+    assert_eq!(bank.mails_written(), 2, "no mail is written again");
+    assert_eq!(bank.summaries().await.list().await.unwrap(), summaries, "rebuilt, not doubled");
     assert_eq!((bank.history("ada").await, bank.history("bob").await), histories);
     assert_eq!(
         (bank.balance("ada").await, bank.balance("bob").await),
@@ -417,10 +430,10 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     // What happens after the replay is news: the next account gets its mail.
     bank.es.execute(OpenAccount { account_id: "cy".into(), owner: "Cy".into() }).await.unwrap();
     bank.settle().await;
-    let mails = outbox(&bank.documents).await.unwrap();
+    let mails = bank.outbox.mails().await.unwrap();
     let mut accounts: Vec<_> = mails.iter().map(|m| m.account_id.as_str()).collect();
     accounts.sort_unstable();
     assert_eq!(accounts, ["ada", "bob", "cy"]);
-    assert_eq!(bank.documents.calls(StoreCall::Put), 3);
+    assert_eq!(bank.mails_written(), 3);
     bank.stop().await;
 }

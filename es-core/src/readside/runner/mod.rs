@@ -15,6 +15,7 @@ mod lease_keeper;
 mod outage;
 mod poison;
 mod slot;
+mod table;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub(crate) use self::batch::CatchPanic;
 use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
@@ -240,6 +242,7 @@ impl<'a> Runner<'a> {
                     self.handle_batch(&batch, routes, *replay).await?
                 }
                 SubscriberKind::Projection { routes } => self.project_batch(&batch, routes).await?,
+                SubscriberKind::Table(table) => self.table_batch(&batch, table.as_ref()).await?,
             }
         }
     }

@@ -156,6 +156,15 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
         self.pass(StoreCall::Reset, self.inner.reset(projection), ProjectionError::Backend).await
     }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        self.pass(StoreCall::Query, self.inner.count(projection, contains), ProjectionError::Backend).await
+    }
+
+    /// The inner store's transactions, neither counted nor failed.
+    fn transactions(&self) -> Option<&dyn crate::store::ProjectionTransactions> {
+        self.inner.transactions()
+    }
 }
 
 #[async_trait]

@@ -48,7 +48,7 @@ pub(crate) async fn inspect(choice: &StoreChoice, what: What) -> anyhow::Result<
             "note: the in-memory store starts empty in every process; inspect the SQLite file or Postgres"
         );
     }
-    let es = bank::store::open(choice, |read_side| read_side).await?;
+    let es = bank::store::open(choice, |read_side| read_side).await?.es;
     let inspector = bank::http::inspector(es.clone());
     let result = run(&inspector, what).await;
     es.shutdown().await;
