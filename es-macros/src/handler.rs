@@ -62,12 +62,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }
 
 /// The fn form: a unit struct whose `HandleEvent<E>` calls the fn.

@@ -92,10 +92,5 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }

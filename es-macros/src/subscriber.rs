@@ -16,7 +16,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{parenthesized, Expr, ExprLit, Lit, LitStr, Path, Token, Type};
+use syn::{parenthesized, Expr, ExprLit, Item, ItemStruct, Lit, LitStr, Path, Token, Type};
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::paths;
@@ -297,6 +297,49 @@ pub(crate) fn uses_statements(types: &[Type]) -> TokenStream {
 /// The registration: `items` (helper items the factory uses), the factory
 /// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
 /// all inside one `const _`.
+/// What a subscriber attribute expands to: the item as written, its name
+/// constant (on a struct), its registration and the errors gathered.
+pub(crate) fn output(
+    cx: Ctxt,
+    item: &Item,
+    attrs: &SubscriberAttrs,
+    spec: &Spec,
+    registration: Option<TokenStream>,
+) -> TokenStream {
+    let constant = match item {
+        Item::Struct(structure) => {
+            name_const(structure, &attrs.name_or(&structure.ident.to_string()), spec.what)
+        }
+        _ => TokenStream::new(),
+    };
+    let errors = cx.into_compile_errors();
+    quote! {
+        #item
+        #constant
+        #registration
+        #errors
+    }
+}
+
+/// `impl Type { const NAME: &str = "name"; }` for a subscriber struct (with
+/// the struct's visibility), so that applications name the subscription
+/// `Type::NAME` instead of spelling the string again. Nothing for a generic
+/// struct, which is refused anyway.
+fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream {
+    if !structure.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let (ident, vis) = (&structure.ident, &structure.vis);
+    let doc = format!("The name this {what} is registered under (`{}`).", name.value());
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #doc]
+            #vis const NAME: &'static str = #name;
+        }
+    }
+}
+
 pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream) -> TokenStream {
     let core = paths::core();
     let private = paths::private();

@@ -36,24 +36,20 @@
 #[path = "pg_rebuild/sql_balances.rs"]
 mod sql_balances;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers, Spread, RUNS};
-use es_core::error::ProjectionError;
 use es_core::readside::{ReadSideConfig, Registry, Selection};
-use es_core::store::{
-    Checkpoint, DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore, UnitOfWork,
-};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
+use es_core::testkit::{StoreCall, TestStore};
 use es_core::{
     event, projection, Event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded,
     StreamId, StreamVersion,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -105,31 +101,6 @@ impl Project<MoneyDeposited> for Balances {
     }
 }
 
-/// Calls and time spent in them, for one kind of store call.
-#[derive(Debug, Default)]
-struct Tally {
-    calls: AtomicU64,
-    nanos: AtomicU64,
-}
-
-impl Tally {
-    async fn time<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let out = call.await;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        out
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
-    fn time_spent(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
-    }
-}
-
 /// A document cache smaller than the 2,000 balance documents.
 const SMALL_CACHE_BYTES: usize = 16 * 1024;
 
@@ -148,51 +119,6 @@ impl Variant {
         } else {
             "default cache"
         }
-    }
-}
-
-/// The Postgres projection store, timing the calls a rebuild makes (`get`
-/// of documents outside the batch and the cache, `commit` of each batch),
-/// to show where the rebuild's time goes.
-#[derive(Debug, Clone)]
-struct Timed {
-    inner: PgProjectionStore,
-    gets: Arc<Tally>,
-    commits: Arc<Tally>,
-}
-
-impl Timed {
-    fn new(inner: PgProjectionStore) -> Self {
-        Self { inner, gets: Arc::default(), commits: Arc::default() }
-    }
-}
-
-#[async_trait::async_trait]
-impl ProjectionStore for Timed {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.gets.time(self.inner.get(projection, id)).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commits.time(self.inner.commit(projection, work)).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
     }
 }
 
@@ -278,7 +204,9 @@ async fn rebuild(
     head: GlobalPosition,
     variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
-    let timed = Timed::new(projections.clone());
+    // Times the calls a rebuild makes (`get` of documents outside the batch
+    // and the cache, `commit` of each batch), to show where its time goes.
+    let timed = TestStore::new(projections.clone());
     let defaults = ReadSideConfig::default();
     let document_cache_bytes =
         if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
@@ -311,8 +239,8 @@ async fn rebuild(
     }
     Ok(Rebuilt {
         elapsed,
-        gets: (timed.gets.calls(), timed.gets.time_spent()),
-        commits: (timed.commits.calls(), timed.commits.time_spent()),
+        gets: (timed.calls(StoreCall::Get), timed.busy(StoreCall::Get)),
+        commits: (timed.calls(StoreCall::Commit), timed.busy(StoreCall::Commit)),
     })
 }
 

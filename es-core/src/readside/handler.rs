@@ -245,6 +245,21 @@ impl HandlerCtx {
         &self,
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
+        self.execute_with(command, self.command_metadata()).await
+    }
+
+    /// [`execute`](HandlerCtx::execute) with `metadata` instead of
+    /// [`command_metadata`](HandlerCtx::command_metadata): start from the
+    /// latter to keep the causation, and add fields
+    /// (`ctx.command_metadata().with_field(..)`).
+    ///
+    /// # Errors
+    /// As [`execute`](HandlerCtx::execute).
+    pub async fn execute_with<C: Command>(
+        &self,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
         if let Some(log) = &self.dispatch_log {
             log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(command.clone()));
         }
@@ -253,9 +268,23 @@ impl HandlerCtx {
         let id = crate::runtime::ids::command_id(self.event_id, &self.subscriber, step);
         es.execute(command)
             .id(id)
-            .metadata(self.command_metadata())
+            .metadata(metadata)
             .await
             .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
+    }
+
+    /// Numbers the next command [`execute`](HandlerCtx::execute) dispatches
+    /// as step `step` (0-based) of this event's handling, and the ones after
+    /// it from there.
+    ///
+    /// For a handler that runs a process in steps and, when the event comes
+    /// again, resumes where the process's own state says it stands rather
+    /// than from the start: giving each command its place in the process
+    /// (not its place among the commands sent this time) means a command
+    /// resent after a crash gets the id it had the first time, and the store
+    /// sees an exact retry.
+    pub fn resume_at(&self, step: u32) {
+        self.steps.store(step, Ordering::Relaxed);
     }
 }
 

@@ -60,7 +60,7 @@ use crate::{Es, ReadSide};
 pub(crate) type DispatchLog = Arc<Mutex<Vec<Box<dyn Any + Send>>>>;
 
 /// Runs handlers and projections over given events (see the
-/// [module docs](self)). Failures panic with a message naming what failed,
+/// [module docs](crate::testkit)). Failures panic with a message naming what failed,
 /// as a test should.
 pub struct ReadSideTest {
     events: Arc<dyn EventStore>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use bank::http::ServiceConfig;
+use bank::{AccountSummaries, TransactionHistories, TransferProcess};
 use serde_json::json;
 use support::{memory_bank, send, verified_account};
 
@@ -52,9 +53,9 @@ async fn the_inspector_lists_streams_events_states_and_subscriptions() {
     assert_eq!(
         names,
         [
-            json!("account-summary"),
-            json!("transaction-history"),
-            json!("transfer-process"),
+            json!(AccountSummaries::NAME),
+            json!(TransactionHistories::NAME),
+            json!(TransferProcess::NAME),
             json!("welcome-mail")
         ]
     );
