@@ -18,6 +18,10 @@
 //! - [`lease_store`]: acquiring, renewing, expiring and releasing leases,
 //!   their tokens, and fenced commits refused after a takeover.
 //!
+//! Two more families check what the runtime and the read side promise on
+//! an adapter's stores: [`nodes`] (several `Es` on one store) and
+//! [`readside`] (leases handed over when a read side goes away).
+//!
 //! Every case takes a **fresh, empty** store and panics with a message that
 //! names the rule when the store breaks it. The suite assumes nothing an
 //! adapter does not promise: global positions strictly increase but may have
@@ -78,6 +82,7 @@ pub mod event_store;
 pub mod lease_store;
 pub mod nodes;
 pub mod projection_store;
+pub mod readside;
 pub mod snapshot_store;
 
 use std::future::Future;
@@ -260,6 +265,7 @@ macro_rules! lease_store_conformance {
             lease_release_frees_at_once_and_is_idempotent,
             lease_tokens_strictly_increase_per_name,
             lease_concurrent_acquires_grant_one_holder,
+            lease_for_ever_is_granted_and_renewed,
         );
     };
 }

@@ -117,6 +117,7 @@ pub use readside::handler::{HandleEvent, HandlerCtx, HandlerError};
 pub use readside::projection::{Project, ProjectionTx};
 pub use readside::read_side::ReadSide;
 pub use readside::recorded::Recorded;
+pub use readside::table::{ProjectRows, TableProjection, TableTx};
 pub use runtime::es::Es;
 pub use runtime::outcome::CommandOutcome;
 pub use subscription::EventSubscription;

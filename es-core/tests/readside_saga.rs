@@ -200,3 +200,62 @@ async fn a_handler_without_a_dispatcher_reports_it() {
     assert!(failure.error.contains("no command dispatcher"), "{}", failure.error);
     read_side.shutdown().await;
 }
+
+/// Ships two orders per placed order: the placed one, then a gift (with a
+/// metadata field of its own). Delivered again (a replay), it resumes at
+/// the gift, its second step, and records the command ids it got.
+struct TwoStepSaga {
+    ids: Arc<std::sync::Mutex<Vec<(bool, es_core::CommandId)>>>,
+}
+
+impl HandleEvent<OrderPlaced> for TwoStepSaga {
+    async fn handle(&self, e: &Recorded<OrderPlaced>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
+        if ctx.is_replay() {
+            ctx.resume_at(1);
+        } else {
+            let first = ctx.execute(Ship { order_id: e.order_id.clone() }).await?;
+            self.ids.lock().unwrap().push((false, first.command_id));
+        }
+        let gift = Ship { order_id: format!("{}-gift", e.order_id) };
+        let outcome = ctx.execute_with(gift, ctx.command_metadata().with_field("note", "gift")).await?;
+        self.ids.lock().unwrap().push((ctx.is_replay(), outcome.command_id));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_resumed_at_a_step_resends_that_step_with_the_id_it_had() {
+    let events = InMemoryEventStore::new();
+    let es = Es::builder()
+        .event_store(events.clone())
+        .projection_store(InMemoryProjectionStore::new())
+        .build()
+        .await
+        .unwrap();
+    let ids = Arc::default();
+    let mut registry = Registry::new();
+    registry
+        .register(
+            "gifts",
+            Subscriber::handler(TwoStepSaga { ids: Arc::clone(&ids) }).on::<OrderPlaced>().build(),
+        )
+        .unwrap();
+    let read_side = ReadSide::builder().es(&es).registry(registry).start().unwrap();
+    let placed = es.execute(PlaceOrder { order_id: "o-1".into() }).await.unwrap();
+    let head = placed.position.unwrap();
+    read_side.wait_for("gifts", head, Duration::from_secs(60)).await.unwrap();
+    read_side.rebuild("gifts").await.unwrap();
+    read_side.wait_for("gifts", head, Duration::from_secs(60)).await.unwrap();
+
+    let ids = ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 3, "two commands, then the gift again: {ids:?}");
+    let [(false, ship), (false, gift), (true, resent)] = ids[..] else { panic!("{ids:?}") };
+    assert_ne!(ship, gift, "each step has its own id");
+    assert_eq!(resent, gift, "the resumed step has the id it had the first time");
+    let stream = StreamId::for_aggregate(Shipment::NAME, "o-1-gift");
+    let gifts = events.read_stream(&stream, StreamVersion::FIRST, Direction::Forward, 10).await.unwrap();
+    assert_eq!(gifts.len(), 1, "shipped once");
+    assert_eq!(gifts[0].metadata.fields.get("note"), Some(&serde_json::json!("gift")));
+    assert_eq!(gifts[0].metadata.causation_id, Some(placed.committed[0].event_id.as_uuid()));
+    read_side.shutdown().await;
+}

@@ -8,9 +8,91 @@
 
 mod support;
 
-use es_core::{Es, StreamVersion};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use es_core::error::{AppendError, StoreError};
+use es_core::store::{
+    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, ReplayEvent,
+    StreamSummary,
+};
+use es_core::{Es, EventId, GlobalPosition, StreamId, StreamVersion};
 use es_memory::InMemoryEventStore;
-use support::{deposit, open, Account, CountingStore};
+use support::{deposit, open, Account};
+
+/// The in-memory store, counting `read_replay` calls and the events they
+/// return. It keeps the port's default `replay`, the one under test.
+#[derive(Clone)]
+struct PageCounter {
+    inner: InMemoryEventStore,
+    reads: Arc<AtomicU64>,
+    events: Arc<AtomicU64>,
+}
+
+impl PageCounter {
+    fn over(inner: InMemoryEventStore) -> Self {
+        Self { inner, reads: Arc::default(), events: Arc::default() }
+    }
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+    fn events_read(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl EventStore for PageCounter {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, AppendError> {
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_stream(stream, from, direction, limit).await
+    }
+    async fn read_replay(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<ReplayEvent>, StoreError> {
+        let page = self.inner.read_replay(stream, from, limit).await?;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.events.fetch_add(page.len() as u64, Ordering::SeqCst);
+        Ok(page)
+    }
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.events_by_id(ids).await
+    }
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        self.inner.streams(prefix, after, limit).await
+    }
+    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
+        self.inner.head_position().await
+    }
+}
 
 #[tokio::test]
 async fn a_load_longer_than_a_page_reads_every_event_in_pages() {
@@ -23,7 +105,7 @@ async fn a_load_longer_than_a_page_reads_every_event_in_pages() {
     }
     es.shutdown().await;
 
-    let counting = CountingStore::over(store);
+    let counting = PageCounter::over(store);
     let node = Es::builder().event_store(counting.clone()).build().await.unwrap();
     let account = node.load::<Account>("a").await.unwrap();
     assert_eq!(account.balance, (1..=DEPOSITS).sum::<u64>(), "every deposit was applied");

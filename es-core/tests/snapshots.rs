@@ -9,10 +9,11 @@ mod support;
 
 use es_core::runtime::{AggregateConfig, CommandPath};
 use es_core::store::{Snapshot, SnapshotStore, Timestamp};
+use es_core::testkit::TestStore;
 use es_core::{Es, StreamVersion};
 use es_memory::InMemoryEventStore;
 use serde_json::json;
-use support::{deposit, open, stream, Account, CountingStore};
+use support::{deposit, open, stream, Account};
 
 /// `account-a` with an open event and `deposits` deposits of 1..=deposits.
 async fn history(store: &InMemoryEventStore, deposits: u64) {
@@ -59,7 +60,7 @@ async fn snapshots_are_taken_every_n_events_and_rehydration_starts_from_the_newe
         assert_eq!(snapshot.schema_version, 1);
 
         // A fresh node reads the snapshot and only the 6 events after it.
-        let counting = CountingStore::over(store.clone());
+        let counting = TestStore::new(store.clone());
         let node = Es::builder()
             .event_store(counting.clone())
             .snapshot_store(counting.clone())
@@ -121,7 +122,7 @@ async fn replays_fully_despite(snapshot_version: u32, state: serde_json::Value) 
         })
         .await
         .unwrap();
-    let counting = CountingStore::over(store.clone());
+    let counting = TestStore::new(store.clone());
     let es =
         Es::builder().event_store(counting.clone()).snapshot_store(counting.clone()).build().await.unwrap();
     let outcome = es.execute(deposit("a", 1)).await.unwrap();

@@ -6,15 +6,14 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use es_core::error::StoreError;
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
+use es_core::testkit::{StoreCall, TestStore};
 use es_core::{EventSubscription, GlobalPosition, StreamId};
 use es_memory::InMemoryEventStore;
 use serde_json::json;
-use support::CountingStore;
 
 fn event(n: u64) -> NewEvent {
     NewEvent::new("test", "Tested", 1, json!({ "n": n }))
@@ -43,12 +42,12 @@ async fn an_abandoned_next_loses_no_event() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_read_is_an_error_and_the_next_call_goes_on_from_the_same_place() {
-    let store = CountingStore::default();
+    let store = TestStore::new(InMemoryEventStore::new());
     let first = append(&store, 1).await;
     let second = append(&store, 2).await;
     let mut subscription = EventSubscription::new(store.clone(), GlobalPosition::START).page_size(1);
     assert_eq!(subscription.next().await.unwrap().global_position, first);
-    store.failing_reads.store(2, Ordering::SeqCst);
+    store.fail_next(StoreCall::ReadAll, 2);
     assert!(matches!(subscription.next().await, Err(StoreError::Backend(_))));
     assert!(matches!(subscription.next_batch().await, Err(StoreError::Backend(_))));
     assert_eq!(subscription.position(), first, "a failed read moves nothing");

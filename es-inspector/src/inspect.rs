@@ -259,8 +259,10 @@ impl Inspector {
             consistency: format!("{:?}", status.consistency),
             state,
             position: status.position.get(),
+            position_label: self.store().describe_position(status.position),
             checkpoint: status.checkpoint.map(GlobalPosition::get),
             head: head.get(),
+            head_label: self.store().describe_position(head),
             lag_events: match status.behind {
                 Backlog::Exactly(events) | Backlog::AtLeast(events) => events,
                 _ => 0,

@@ -33,6 +33,7 @@
 //! [`Inspector`], for a command line or tests.
 
 mod error;
+mod extract;
 mod inspect;
 mod routes;
 mod view;

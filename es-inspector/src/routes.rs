@@ -15,7 +15,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -28,6 +28,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::InspectorError;
+use crate::extract::{Path, Query};
 use crate::inspect::{Inspector, MAX_PAGE};
 use crate::view::{EventView, RebuildProgress, StateView, StreamView, SubscriptionView};
 

@@ -88,10 +88,15 @@ pub struct SubscriptionView {
     pub state: String,
     /// Every event up to this position is handled.
     pub position: u64,
+    /// `position` as a person reads it (the store's own notation: on
+    /// Postgres `transaction:index`).
+    pub position_label: String,
     /// The last committed checkpoint, if any.
     pub checkpoint: Option<u64>,
     /// The head of the global stream.
     pub head: u64,
+    /// `head` as a person reads it.
+    pub head_label: String,
     /// Events it has read and not handled yet (a lower bound when its last
     /// read filled a batch; 0 while it does not run on this node).
     pub lag_events: u64,

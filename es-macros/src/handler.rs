@@ -25,7 +25,7 @@ use syn::{FnArg, GenericArgument, GenericParam, Item, ItemFn, ItemStruct, PathAr
 
 use crate::ctxt::Ctxt;
 use crate::subscriber::{self, Spec, SubscriberAttrs};
-use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY};
+use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY, USES};
 use crate::{item, paths};
 
 const SPEC: Spec = Spec {
@@ -33,7 +33,7 @@ const SPEC: Spec = Spec {
     example_name: "welcome-mail",
     macro_name: "#[event_handler]",
     scope: "event handler attribute",
-    keys: &[NAME, EVENTS, REPLAY, CONSISTENCY, GROUP],
+    keys: &[NAME, EVENTS, REPLAY, CONSISTENCY, GROUP, USES],
     refused: &[],
 };
 
@@ -62,12 +62,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }
 
 /// The fn form: a unit struct whose `HandleEvent<E>` calls the fn.
@@ -122,9 +117,11 @@ fn expand_fn(cx: &Ctxt, attrs: &SubscriberAttrs, function: &ItemFn) -> Option<To
     // requirements (`E: Event`, and the impl above, which holds only for
     // an event) then fail at one place and the compiler reports one error.
     let on = quote_spanned!(event.span()=> let subscriber = subscriber.on::<#event>(););
+    let uses = subscriber::uses_statements(&attrs.uses);
     let build = quote! {
         let subscriber = #core::readside::Subscriber::handler(__EsHandler);
         #on
+        #uses
         subscriber #replay .build() #settings
     };
     Some(subscriber::registration(&attrs.name_or(&ident.to_string()), items, build))
@@ -242,9 +239,11 @@ fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct)
     // Spanned on the struct's name, so a missing `Default` is reported there.
     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
     let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
+    let uses = subscriber::uses_statements(&attrs.uses);
     let build = quote! {
         let subscriber = #core::readside::Subscriber::handler(#new);
         #on
+        #uses
         subscriber #replay .build() #settings
     };
     Some(subscriber::registration(&attrs.name_or(&ident.to_string()), TokenStream::new(), build))

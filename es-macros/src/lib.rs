@@ -341,7 +341,8 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// On a struct, it handles every event type listed in `events(..)`: the
 /// struct implements `Default` (the registration builds it with that) and
 /// `HandleEvent<E>` for each listed `E`. A listed event without its impl
-/// is a compile error at its name in the list.
+/// is a compile error at its name in the list. The struct gets the name as
+/// an associated `const NAME: &str` (a fn, having no type, gets none).
 ///
 /// ```
 /// use es_core::{event, event_handler, HandleEvent, HandlerCtx, HandlerError, Recorded};
@@ -369,6 +370,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///         Ok(())
 ///     }
 /// }
+/// assert_eq!(Audit::NAME, "audit");
 /// ```
 ///
 /// A handler fn is async:
@@ -393,8 +395,8 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 /// without an explicit registry).
 ///
 /// It goes on a struct that implements `Default` (the registration builds
-/// it with that) and `Project<E>` for each event type in `events(..)`.
-/// Keys:
+/// it with that) and `Project<E>` for each event type in `events(..)`, and
+/// gives the struct its name as an associated `const NAME: &str`. Keys:
 /// - `name = ".."` (required): the name it is registered and selected by,
 ///   and the namespace of its documents; not empty, not starting with
 ///   `handler:`.
@@ -426,7 +428,7 @@ pub fn event_handler(args: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// let registry = es_core::readside::Registry::from_inventory()?;
-/// assert_eq!(registry.get("deposits").unwrap().consistency_level(), es_core::readside::Consistency::Strong);
+/// assert_eq!(registry.get(Deposits::NAME).unwrap().consistency_level(), es_core::readside::Consistency::Strong);
 /// # Ok::<(), es_core::error::RegistryError>(())
 /// ```
 ///

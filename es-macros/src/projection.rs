@@ -8,6 +8,10 @@
 //! #[derive(Default)]
 //! struct Balances;
 //! ```
+//!
+//! `uses(Mailer)` declares the state it reads; `table` makes it a
+//! projection into the application's own tables (`TableProjection` and
+//! `ProjectRows<E>` instead of `Project<E>`).
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -15,7 +19,7 @@ use syn::Item;
 
 use crate::ctxt::Ctxt;
 use crate::subscriber::{self, Spec, SubscriberAttrs};
-use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY};
+use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY, TABLE, USES};
 use crate::{item, paths};
 
 const SPEC: Spec = Spec {
@@ -23,7 +27,7 @@ const SPEC: Spec = Spec {
     example_name: "balances",
     macro_name: "#[projection]",
     scope: "projection attribute",
-    keys: &[NAME, EVENTS, CONSISTENCY, GROUP],
+    keys: &[NAME, EVENTS, CONSISTENCY, GROUP, USES, TABLE],
     refused: &[(
         REPLAY,
         "`replay` is for event handlers: a projection is rebuilt from history, so it always runs for \
@@ -63,9 +67,12 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
                     // is reported there.
                     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
                     let settings = attrs.settings_calls();
+                    let uses = subscriber::uses_statements(&attrs.uses);
+                    let kind = if attrs.table { quote!(table_projection) } else { quote!(projection) };
                     let build = quote! {
-                        let subscriber = #core::readside::Subscriber::projection(#new);
+                        let subscriber = #core::readside::Subscriber::#kind(#new);
                         #on
+                        #uses
                         subscriber.build() #settings
                     };
                     Some(subscriber::registration(
@@ -85,10 +92,5 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             None
         }
     };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #registration
-        #errors
-    }
+    subscriber::output(cx, &item, &attrs, &SPEC, registration)
 }

@@ -16,11 +16,13 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{parenthesized, Expr, ExprLit, Lit, LitStr, Path, Token};
+use syn::{parenthesized, Expr, ExprLit, Item, ItemStruct, Lit, LitStr, Path, Token, Type};
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::paths;
-use crate::symbol::{Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, REPLAY, RUN, SKIP, STRONG};
+use crate::symbol::{
+    Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
+};
 
 /// The prefix the registry reserves for handler checkpoints.
 const RESERVED_PREFIX: &str = "handler:";
@@ -58,6 +60,10 @@ pub(crate) struct SubscriberAttrs {
     /// `RUN` or `SKIP`.
     pub(crate) replay: Option<Symbol>,
     pub(crate) events: Option<EventList>,
+    /// `uses(Mailer, Pool)`: the state types it reads.
+    pub(crate) uses: Vec<Type>,
+    /// `table`: a projection into the application's own tables.
+    pub(crate) table: bool,
 }
 
 impl SubscriberAttrs {
@@ -71,6 +77,8 @@ impl SubscriberAttrs {
         let mut consistency = Slot::new(cx, spec.scope, CONSISTENCY);
         let mut replay = Slot::new(cx, spec.scope, REPLAY);
         let mut events = Slot::new(cx, spec.scope, EVENTS);
+        let mut uses = Slot::new(cx, spec.scope, USES);
+        let mut table = Slot::new(cx, spec.scope, TABLE);
         let parser = syn::meta::parser(|meta| {
             if let Some((_, reason)) = spec.refused.iter().find(|(key, _)| meta.path == *key) {
                 cx.error_spanned_by(&meta.path, reason);
@@ -125,6 +133,13 @@ impl SubscriberAttrs {
                         EventList { key: meta.path.clone(), events: paths.into_iter().collect() },
                     );
                 }
+                Some(USES) => {
+                    let content;
+                    parenthesized!(content in meta.input);
+                    let types = Punctuated::<Type, Token![,]>::parse_terminated(&content)?;
+                    uses.set(&meta.path, types.into_iter().collect::<Vec<_>>());
+                }
+                Some(TABLE) => table.set(&meta.path, true),
                 _ => {}
             }
             Ok(())
@@ -150,6 +165,8 @@ impl SubscriberAttrs {
             consistency: consistency.get().flatten(),
             replay: replay.get().flatten(),
             events: events.get(),
+            uses: uses.get().unwrap_or_default(),
+            table: table.get().unwrap_or(false),
         }
     }
 
@@ -271,9 +288,58 @@ pub(crate) fn on_statements(events: &[Path]) -> TokenStream {
         .collect()
 }
 
+/// `let subscriber = subscriber.uses::<T>();` for each state type, spanned
+/// on the type.
+pub(crate) fn uses_statements(types: &[Type]) -> TokenStream {
+    types.iter().map(|ty| quote_spanned!(ty.span()=> let subscriber = subscriber.uses::<#ty>();)).collect()
+}
+
 /// The registration: `items` (helper items the factory uses), the factory
 /// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
 /// all inside one `const _`.
+/// What a subscriber attribute expands to: the item as written, its name
+/// constant (on a struct), its registration and the errors gathered.
+pub(crate) fn output(
+    cx: Ctxt,
+    item: &Item,
+    attrs: &SubscriberAttrs,
+    spec: &Spec,
+    registration: Option<TokenStream>,
+) -> TokenStream {
+    let constant = match item {
+        Item::Struct(structure) => {
+            name_const(structure, &attrs.name_or(&structure.ident.to_string()), spec.what)
+        }
+        _ => TokenStream::new(),
+    };
+    let errors = cx.into_compile_errors();
+    quote! {
+        #item
+        #constant
+        #registration
+        #errors
+    }
+}
+
+/// `impl Type { const NAME: &str = "name"; }` for a subscriber struct (with
+/// the struct's visibility), so that applications name the subscription
+/// `Type::NAME` instead of spelling the string again. Nothing for a generic
+/// struct, which is refused anyway.
+fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream {
+    if !structure.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let (ident, vis) = (&structure.ident, &structure.vis);
+    let doc = format!("The name this {what} is registered under (`{}`).", name.value());
+    quote! {
+        #[automatically_derived]
+        impl #ident {
+            #[doc = #doc]
+            #vis const NAME: &'static str = #name;
+        }
+    }
+}
+
 pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream) -> TokenStream {
     let core = paths::core();
     let private = paths::private();

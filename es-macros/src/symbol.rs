@@ -31,6 +31,9 @@ pub(crate) const SNAPSHOT_VERSION: Symbol = Symbol("snapshot_version");
 pub(crate) const GROUP: Symbol = Symbol("group");
 pub(crate) const CONSISTENCY: Symbol = Symbol("consistency");
 pub(crate) const REPLAY: Symbol = Symbol("replay");
+pub(crate) const USES: Symbol = Symbol("uses");
+// `#[projection(table)]`: a projection into the application's own tables
+pub(crate) const TABLE: Symbol = Symbol("table");
 
 // Their values: `replay = "skip"`, `consistency = "strong"`
 pub(crate) const RUN: Symbol = Symbol("run");

@@ -94,7 +94,7 @@ impl Project<Ponged> for Tallies {
 #[test]
 fn the_macros_register_at_link_time() {
     let registry = Registry::from_inventory().unwrap();
-    assert_eq!(registry.names().collect::<Vec<_>>(), ["audit", "greeter", "tallies"]);
+    assert_eq!(registry.names().collect::<Vec<_>>(), [Audit::NAME, "greeter", Tallies::NAME]);
 
     let greeter = registry.get("greeter").unwrap();
     assert_eq!(greeter.kind(), SubscriptionKind::Handler);
@@ -103,13 +103,13 @@ fn the_macros_register_at_link_time() {
     assert_eq!(greeter.consistency_level(), Consistency::Eventual);
     assert_eq!(greeter.group(), Some("macros"));
 
-    let audit = registry.get("audit").unwrap();
+    let audit = registry.get(Audit::NAME).unwrap();
     assert_eq!(audit.kind(), SubscriptionKind::Handler);
     assert_eq!(audit.event_types(), ["Pinged", "Ponged"]);
     assert_eq!(audit.replay_mode(), Replay::Run);
     assert_eq!(audit.consistency_level(), Consistency::Strong);
 
-    let tallies = registry.get("tallies").unwrap();
+    let tallies = registry.get(Tallies::NAME).unwrap();
     assert_eq!(tallies.kind(), SubscriptionKind::Projection);
     assert_eq!(tallies.event_types(), ["Pinged", "Ponged"]);
     assert_eq!(tallies.consistency_level(), Consistency::Eventual);
@@ -119,7 +119,7 @@ fn the_macros_register_at_link_time() {
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn wait_for_all(read_side: &ReadSide, head: GlobalPosition) {
-    for name in ["audit", "greeter", "tallies"] {
+    for name in [Audit::NAME, "greeter", Tallies::NAME] {
         read_side.wait_for(name, head, WAIT).await.unwrap();
     }
 }
@@ -150,7 +150,7 @@ async fn registered_subscribers_run_and_a_skipping_handler_is_not_replayed() {
     let tally = |by: &'static str| {
         let documents = documents.clone();
         async move {
-            let json = documents.get("tallies", by).await.unwrap().expect("a tally document");
+            let json = documents.get(Tallies::NAME, by).await.unwrap().expect("a tally document");
             serde_json::from_value::<Tally>(json).unwrap()
         }
     };
@@ -169,7 +169,7 @@ async fn registered_subscribers_run_and_a_skipping_handler_is_not_replayed() {
     );
 
     // Replay history through every subscriber.
-    for name in ["audit", "greeter", "tallies"] {
+    for name in [Audit::NAME, "greeter", Tallies::NAME] {
         read_side.rebuild(name).await.unwrap();
     }
     wait_for_all(&read_side, head).await;

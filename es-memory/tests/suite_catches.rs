@@ -11,67 +11,17 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use es_core::conformance::{self, event_store, lease_store};
-use es_core::error::{AppendError, LeaseError, StoreError};
-use es_core::store::{
-    AppendOutcome, Direction, EventStore, ExpectedVersion, Lease, LeaseStore, NewEvent, RecordedEvent,
-    StreamSummary,
-};
-use es_core::{GlobalPosition, StreamId, StreamVersion};
+use es_core::error::LeaseError;
+use es_core::store::{Lease, LeaseStore};
+use es_core::testkit::{StoreCall, TestStore};
 use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
 
-/// The in-memory store without its wake-ups: `wait_for_events` is the
-/// port's default, which sleeps its whole `max_wait`.
-#[derive(Clone, Default)]
-struct NeverWakes(InMemoryEventStore);
-
-#[async_trait]
-impl EventStore for NeverWakes {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.0.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_stream(stream, from, direction, limit).await
-    }
-
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.0.read_all(after, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.0.stream_version(stream).await
-    }
-
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<StreamSummary>, StoreError> {
-        self.0.streams(prefix, after, limit).await
-    }
-
-    async fn events_by_id(
-        &self,
-        ids: &[es_core::EventId],
-    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
-        self.0.events_by_id(ids).await
-    }
-
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.0.head_position().await
-    }
+/// The in-memory store without its wake-ups: every `wait_for_events`
+/// fails, so it sleeps its whole `max_wait` (see `Fault::Backend`).
+fn never_wakes() -> TestStore<InMemoryEventStore> {
+    let store = TestStore::new(InMemoryEventStore::new());
+    store.fail_next(StoreCall::WaitForEvents, u64::MAX);
+    store
 }
 
 /// Runs `case` as the conformance macros do and returns its panic message;
@@ -88,13 +38,13 @@ fn failure_of<F: Future<Output = ()>>(case: F) -> String {
 
 #[test]
 fn a_store_that_never_wakes_waiters_fails_the_wake_up_case() {
-    let message = failure_of(event_store::wait_for_events_wakes_when_an_event_lands(NeverWakes::default()));
+    let message = failure_of(event_store::wait_for_events_wakes_when_an_event_lands(never_wakes()));
     assert!(message.contains("did not wake the waiter"), "{message}");
 }
 
 #[test]
 fn a_store_that_never_wakes_waiters_fails_the_subscription_case() {
-    let message = failure_of(event_store::subscription_catches_up_then_goes_live(NeverWakes::default()));
+    let message = failure_of(event_store::subscription_catches_up_then_goes_live(never_wakes()));
     assert!(message.contains("did not wake the waiter"), "{message}");
 }
 

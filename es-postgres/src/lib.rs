@@ -169,5 +169,5 @@ pub use error::BatchTooLarge;
 pub use event_store::{GroupCommit, InFlightTransaction, PgEventStore, MAX_EVENTS_PER_TRANSACTION};
 pub use lease::PgLeaseStore;
 pub use migrate::{migrate, MigrateError};
-pub use projection_store::{PgProjectionStore, TxFuture};
+pub use projection_store::{sql_failure, PgProjectionStore, PgTransaction, TxFuture};
 pub use schema::{InvalidSchemaName, PgSchema};

@@ -15,6 +15,10 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row, SqlStr};
 
+mod transactions;
+
+pub use transactions::{sql_failure, PgTransaction};
+
 use crate::migrate::{migrate, MigrateError};
 use crate::schema::PgSchema;
 
@@ -60,6 +64,7 @@ struct Statements {
     delete: SqlStr,
     query: SqlStr,
     query_containing: SqlStr,
+    count: SqlStr,
     checkpoint: SqlStr,
     fence: SqlStr,
     commit_documents: SqlStr,
@@ -76,6 +81,9 @@ impl Statements {
             delete: schema.render("DELETE FROM {schema}.documents WHERE projection = $1 AND id = $2"),
             query: schema.render(include_str!("projection_store/query.sql")),
             query_containing: schema.render(include_str!("projection_store/query_containing.sql")),
+            count: schema.render(
+                "SELECT count(*) FROM {schema}.documents WHERE projection = $1 AND ($2::jsonb IS NULL OR doc @> $2::jsonb)",
+            ),
             checkpoint: schema
                 .render("SELECT position, replay_until FROM {schema}.checkpoints WHERE projection = $1"),
             fence: schema.render(include_str!("projection_store/fence.sql")),
@@ -351,6 +359,20 @@ impl ProjectionStore for PgProjectionStore {
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
         self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        let count: i64 = sqlx::query_scalar(self.inner.sql.count.clone())
+            .bind(projection)
+            .bind(contains.map(Json))
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn transactions(&self) -> Option<&dyn es_core::store::ProjectionTransactions> {
+        Some(self)
     }
 
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {

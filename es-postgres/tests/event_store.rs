@@ -405,3 +405,24 @@ async fn waiting_for_events_on_an_exhausted_pool_returns_after_max_wait() {
     drop(held);
     drop_schema(&pool, store.schema()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_read_as_transaction_and_index() {
+    let pool = pool(2).await;
+    let schema = fresh_schema(&pool).await;
+    let store = PgEventStore::with_schema(pool.clone(), schema.clone());
+    let events = (0..2).map(|n| NewEvent::new("tally", "Added", 1, json!({ "n": n }))).collect();
+    let stored = store.append(&StreamId::new("tally-1"), ExpectedVersion::NoStream, events).await.unwrap();
+    let labels: Vec<String> = store
+        .read_all(GlobalPosition::START, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| store.describe_position(e.global_position))
+        .collect();
+    let transaction = labels[0].split(':').next().unwrap().to_owned();
+    assert!(transaction.parse::<u64>().is_ok_and(|xid| xid > 0), "{labels:?}");
+    assert_eq!(labels, [format!("{transaction}:0"), format!("{transaction}:1")]);
+    assert_eq!(stored.last_position().map(|p| store.describe_position(p)), Some(labels[1].clone()));
+    drop_schema(&pool, &schema).await;
+}

@@ -170,4 +170,4 @@ pub use error::SqliteError;
 pub use event_store::SqliteEventStore;
 pub use lease::SqliteLeaseStore;
 pub use migrate::{MigrateError, MigrateFailure};
-pub use projection_store::{SqliteProjectionStore, TxFuture};
+pub use projection_store::{SqliteProjectionStore, SqliteTransaction, TxFuture};

@@ -82,6 +82,10 @@ impl fmt::Debug for SqliteProjectionStore {
     }
 }
 
+mod transactions;
+
+pub use transactions::SqliteTransaction;
+
 fn backend(error: SqliteError) -> ProjectionError {
     ProjectionError::Backend(Box::new(error))
 }
@@ -199,23 +203,32 @@ impl SqliteProjectionStore {
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
         if let Some(checkpoint) = work.checkpoint {
-            let fit = |position: GlobalPosition| {
-                i64::try_from(position.get()).map_err(|_| {
-                    ProjectionError::Backend(
-                        format!("checkpoint {position} of `{projection}` does not fit an SQLite integer")
-                            .into(),
-                    )
-                })
-            };
-            sqlx::query(self.inner.put_checkpoint.clone())
-                .bind(projection)
-                .bind(fit(checkpoint.position)?)
-                .bind(checkpoint.replay_until.map(fit).transpose()?)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.write_error(e))?;
+            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(|e| self.write_error(e))
+    }
+
+    async fn write_checkpoint(
+        &self,
+        conn: &mut SqliteConnection,
+        projection: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<(), ProjectionError> {
+        let fit = |position: GlobalPosition| {
+            i64::try_from(position.get()).map_err(|_| {
+                ProjectionError::Backend(
+                    format!("checkpoint {position} of `{projection}` does not fit an SQLite integer").into(),
+                )
+            })
+        };
+        sqlx::query(self.inner.put_checkpoint.clone())
+            .bind(projection)
+            .bind(fit(checkpoint.position)?)
+            .bind(checkpoint.replay_until.map(fit).transpose()?)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
     }
 
     /// `Err(Fenced)` unless `fence`'s lease is held with the fence's token.
@@ -375,6 +388,10 @@ impl ProjectionStore for SqliteProjectionStore {
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
         self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    fn transactions(&self) -> Option<&dyn es_core::store::ProjectionTransactions> {
+        Some(self)
     }
 
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {

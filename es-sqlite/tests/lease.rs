@@ -60,18 +60,6 @@ async fn a_lease_is_exclusive_reentrant_and_released() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_for_ever_is_granted_and_renewed_like_in_memory() {
-    let store = fresh_lease_store().await;
-    let a = store.try_acquire("p", "a", Duration::MAX).await.unwrap().expect("a free name is granted");
-    assert!(store.renew(&a, Duration::MAX).await.unwrap());
-    assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none(), "held by a");
-    let forged = Lease { token: u64::MAX, ..a.clone() };
-    assert!(!store.renew(&forged, TTL).await.unwrap(), "a token never handed out renews nothing");
-    store.release(&forged).await.unwrap();
-    assert_eq!(store.holder("p").await.unwrap(), Some(a));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unrenewed_lease_expires_on_the_database_clock_and_is_lost() {
     let store = fresh_lease_store().await;
     let short = Duration::from_millis(20);

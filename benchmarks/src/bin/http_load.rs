@@ -229,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     if only.as_deref().is_none_or(|s| s == "memory") {
-        let es = bank::store::open(&StoreChoice::Memory, |read_side| read_side).await?;
+        let es = bank::store::open(&StoreChoice::Memory, |read_side| read_side).await?.es;
         bench_store("in-memory store", es, metrics.clone(), 2_000).await?;
     }
     if only.as_deref().is_none_or(|s| s == "postgres") {
@@ -237,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
         let admin = admin_pool(&url).await?;
         let schema = format!("es_bench_{}", uuid::Uuid::now_v7().simple());
         let choice = StoreChoice::Postgres { url, schema: schema.clone() };
-        let es = bank::store::open(&choice, |read_side| read_side).await?;
+        let es = bank::store::open(&choice, |read_side| read_side).await?.es;
         let result = bench_store("Postgres", es, metrics, 300).await;
         drop_schema(&admin, &es_postgres::PgSchema::new(schema)?).await?;
         result?;

@@ -16,6 +16,11 @@
 //!   through sqlx, paging by position, decoding nothing, and decoding the
 //!   payload JSON only.
 //!
+//! - the rebuild of a table projection (`TableProjection`) keeping one row
+//!   per account in a table of its own, its rows gathered over a batch and
+//!   written with one `INSERT … ON CONFLICT DO UPDATE` per batch, in the
+//!   transaction that stores the checkpoint;
+//!
 //! Then it shows where a rebuild's time goes (the projection store calls,
 //! timed by a wrapper around the adapter), and the read-modify-write rebuild
 //! with more documents than the runner's document cache holds
@@ -28,24 +33,23 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#[path = "pg_rebuild/sql_balances.rs"]
+mod sql_balances;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
 use es_benchmarks::{rate, run_writers, Spread, RUNS};
-use es_core::error::ProjectionError;
-use es_core::readside::{ReadSideConfig, Selection};
-use es_core::store::{
-    Checkpoint, DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore, UnitOfWork,
-};
+use es_core::readside::{ReadSideConfig, Registry, Selection};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
+use es_core::testkit::{StoreCall, TestStore};
 use es_core::{
     event, projection, Event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded,
     StreamId, StreamVersion,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -63,6 +67,8 @@ const BATCH_SIZES: [usize; 2] = [256, 1000];
 const BALANCES: &str = "bench-balances";
 /// The write-only projection's name.
 const LAST_DEPOSIT: &str = "bench-last-deposit";
+/// The table projection's name.
+const SQL_BALANCES: &str = "bench-sql-balances";
 
 /// Money came in.
 #[event]
@@ -95,31 +101,6 @@ impl Project<MoneyDeposited> for Balances {
     }
 }
 
-/// Calls and time spent in them, for one kind of store call.
-#[derive(Debug, Default)]
-struct Tally {
-    calls: AtomicU64,
-    nanos: AtomicU64,
-}
-
-impl Tally {
-    async fn time<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let out = call.await;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        out
-    }
-
-    fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
-    fn time_spent(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
-    }
-}
-
 /// A document cache smaller than the 2,000 balance documents.
 const SMALL_CACHE_BYTES: usize = 16 * 1024;
 
@@ -138,51 +119,6 @@ impl Variant {
         } else {
             "default cache"
         }
-    }
-}
-
-/// The Postgres projection store, timing the calls a rebuild makes (`get`
-/// of documents outside the batch and the cache, `commit` of each batch),
-/// to show where the rebuild's time goes.
-#[derive(Debug, Clone)]
-struct Timed {
-    inner: PgProjectionStore,
-    gets: Arc<Tally>,
-    commits: Arc<Tally>,
-}
-
-impl Timed {
-    fn new(inner: PgProjectionStore) -> Self {
-        Self { inner, gets: Arc::default(), commits: Arc::default() }
-    }
-}
-
-#[async_trait::async_trait]
-impl ProjectionStore for Timed {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.gets.time(self.inner.get(projection, id)).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commits.time(self.inner.commit(projection, work)).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
     }
 }
 
@@ -268,7 +204,9 @@ async fn rebuild(
     head: GlobalPosition,
     variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
-    let timed = Timed::new(projections.clone());
+    // Times the calls a rebuild makes (`get` of documents outside the batch
+    // and the cache, `commit` of each batch), to show where its time goes.
+    let timed = TestStore::new(projections.clone());
     let defaults = ReadSideConfig::default();
     let document_cache_bytes =
         if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
@@ -301,8 +239,8 @@ async fn rebuild(
     }
     Ok(Rebuilt {
         elapsed,
-        gets: (timed.gets.calls(), timed.gets.time_spent()),
-        commits: (timed.commits.calls(), timed.commits.time_spent()),
+        gets: (timed.calls(StoreCall::Get), timed.busy(StoreCall::Get)),
+        commits: (timed.calls(StoreCall::Commit), timed.busy(StoreCall::Commit)),
     })
 }
 
@@ -320,6 +258,38 @@ async fn rebuilds(
         runs.push(rebuild(store, projections, name, batch_size, head, variant).await?);
     }
     Ok(runs)
+}
+
+/// Rebuilds the table projection [`RUNS`] times with `batch_size`,
+/// checking the row of account 0 after each; returns events per second.
+async fn sql_rebuilds(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    table: &Arc<sql_balances::SqlBalances>,
+    batch_size: usize,
+    head: GlobalPosition,
+) -> anyhow::Result<Vec<f64>> {
+    let total = (STREAMS * EVENTS_PER_STREAM) as u64;
+    let mut registry = Registry::new();
+    registry.register(SQL_BALANCES, table.subscriber())?;
+    let read_side = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(projections.clone())
+        .registry(registry)
+        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
+        .build()?;
+    let mut rates = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        read_side.rebuild(SQL_BALANCES).await?;
+        read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
+        rates.push(rate(total, started.elapsed()));
+        let n = EVENTS_PER_STREAM as i64;
+        let row = table.balance(projections.pool(), &account(0)).await?;
+        anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
+    }
+    read_side.shutdown().await;
+    Ok(rates)
 }
 
 /// Events per second of each of [`RUNS`] runs of `read` (which returns
@@ -427,6 +397,9 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     );
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
     println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
+    println!("  SQL table:         `{SQL_BALANCES}` (a row per account, one upsert of the batch's rows)");
+    let table = sql_balances::SqlBalances::new(schema);
+    table.migrate(&pool).await?;
     let mut breakdowns = Vec::new();
     for batch in BATCH_SIZES {
         let rmw = rebuilds(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
@@ -434,6 +407,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             rebuilds(&store, &projections, BALANCES, batch, head, Variant { small_cache: true }).await?;
         let write_only =
             rebuilds(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
+        let sql = sql_rebuilds(&store, &projections, &table, batch, head).await?;
         let read = read_rates(|| read_all(&store, batch), total).await?;
         let raw = read_rates(|| raw_read(&pool, schema, batch, false), total).await?;
         let json = read_rates(|| raw_read(&pool, schema, batch, true), total).await?;
@@ -442,6 +416,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             ("rebuild r-m-w, default cache", rebuild_rates(&rmw)),
             ("rebuild r-m-w, cache < documents", rebuild_rates(&misses)),
             ("rebuild write-only", rebuild_rates(&write_only)),
+            ("rebuild SQL table", sql),
             ("EventStore::read_all", read),
             ("raw read, no decoding", raw.clone()),
             ("raw read, payload JSON decoded", json),
@@ -451,7 +426,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
                 println!("  {label:<34} {s} events/s");
             }
         }
-        for (label, rates) in &figures[..3] {
+        for (label, rates) in &figures[..4] {
             if let Some(r) = Spread::of_ratios(rates, &raw) {
                 println!(
                     "  {:<34} {:.1} % (min {:.1} %, max {:.1} %)",

@@ -214,6 +214,26 @@ pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
     );
 }
 
+/// A lease taken or renewed for as long as a `Duration` can say
+/// (`Duration::MAX`, "for ever") is granted and held, not refused as an
+/// overflowing expiry; a token never handed out renews and releases
+/// nothing.
+pub async fn lease_for_ever_is_granted_and_renewed<S: LeaseStore>(store: S) {
+    let held = acquire_free(&store, "projection-a", "node-1", Duration::MAX, "a lease for ever").await;
+    assert!(renew(&store, &held, Duration::MAX).await, "renewing a lease for ever must keep it");
+    assert!(
+        acquire(&store, "projection-a", "node-2", LONG_TTL).await.is_none(),
+        "a lease held for ever is exclusive"
+    );
+    let forged = Lease { token: u64::MAX, ..held.clone() };
+    assert!(!renew(&store, &forged, LONG_TTL).await, "a token never handed out renews nothing");
+    release(&store, &forged).await;
+    assert!(
+        acquire(&store, "projection-a", "node-2", LONG_TTL).await.is_none(),
+        "releasing with a token never handed out must not free the lease"
+    );
+}
+
 /// Many owners racing for one free name: exactly one gets it.
 pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(store: S) {
     const OWNERS: usize = 8;

@@ -35,6 +35,8 @@ pub enum FailureKind {
     /// The store kept refusing the batch's commit (not an outage: those
     /// are waited out).
     Commit,
+    /// A table projection's `reset` kept failing during a rebuild.
+    Reset,
     /// The stored row at `position` cannot be turned into an event (see
     /// [`StoreError::Corrupt`]). Fix the row and restart, or skip it with
     /// [`ReadSide::skip`](crate::ReadSide::skip).
@@ -100,6 +102,26 @@ pub enum ReadSideError {
     /// The registry refused a name or the selection.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A subscriber declared that it uses state of a type the read side
+    /// was not given.
+    #[error("subscriber `{subscriber}` uses state `{type_name}`, which the read side was not given: add it with `ReadSideBuilder::state`")]
+    MissingState {
+        /// The subscriber's name.
+        subscriber: String,
+        /// The Rust type it uses.
+        type_name: &'static str,
+    },
+    /// A table projection is written against another store's transactions
+    /// than the read side's projection store lends (or it lends none).
+    #[error("table projection `{subscriber}` writes in a `{wants}`, but the projection store lends {}", .lends.map_or_else(|| "no transactions".to_owned(), |t| format!("a `{t}`")))]
+    TransactionMismatch {
+        /// The projection's name.
+        subscriber: String,
+        /// The transaction type it is written against.
+        wants: &'static str,
+        /// The store's transaction type, if it lends any.
+        lends: Option<&'static str>,
+    },
     /// A setting is out of range.
     #[error("invalid read side setting: {0}")]
     InvalidConfig(String),

@@ -10,9 +10,12 @@ use super::local_leases::LocalLeases;
 use super::read_side::{ReadSide, Slots};
 use super::registry::{Registry, Selection};
 use super::runner::{Dispatcher, Shared, Slot};
+use super::state::StateMap;
+use super::subscriber::SubscriberKind;
 use crate::error::ReadSideError;
 use crate::runtime::es::Es;
 use crate::store::{EventStore, LeaseStore, ProjectionStore};
+use crate::testkit::DispatchLog;
 
 /// Builds a [`ReadSide`].
 #[derive(Default)]
@@ -25,6 +28,8 @@ pub struct ReadSideBuilder {
     selection: Selection,
     config: ReadSideConfig,
     dispatcher: Option<Dispatcher>,
+    state: StateMap,
+    dispatch_log: Option<DispatchLog>,
 }
 
 impl std::fmt::Debug for ReadSideBuilder {
@@ -119,11 +124,32 @@ impl ReadSideBuilder {
         self
     }
 
+    /// Gives the subscribers a value of type `T` (a mailer, an HTTP client,
+    /// a pool), which those that declared they use it
+    /// ([`HandlerBuilder::uses`](crate::readside::HandlerBuilder::uses))
+    /// read with [`HandlerCtx::state`](crate::HandlerCtx::state) (or
+    /// [`ProjectionTx::state`](crate::ProjectionTx::state)). One value per
+    /// type: a second `T` replaces the first. Wrap a value in an `Arc` to
+    /// share it with the rest of the application.
+    #[must_use]
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Records every command handlers dispatch (for
+    /// [`ReadSideTest`](crate::testkit::ReadSideTest)).
+    pub(crate) fn record_dispatches(mut self, log: DispatchLog) -> Self {
+        self.dispatch_log = Some(log);
+        self
+    }
+
     /// Builds the read side without starting any subscription.
     ///
     /// # Errors
     /// [`ReadSideError`] naming the missing store, the refused registration
-    /// or selection, or the invalid setting.
+    /// or selection, the state a subscriber uses and was not given, or the
+    /// invalid setting.
     pub fn build(self) -> Result<ReadSide, ReadSideError> {
         let events = self.events.ok_or(ReadSideError::MissingEventStore)?;
         let projections = self.projections.ok_or(ReadSideError::MissingProjectionStore)?;
@@ -143,6 +169,20 @@ impl ReadSideBuilder {
         };
         let mut slots = BTreeMap::new();
         for (name, subscriber) in registry.select(&self.selection)? {
+            if let Some(missing) = subscriber.uses.iter().find(|used| !self.state.contains(used)) {
+                return Err(ReadSideError::MissingState { subscriber: name, type_name: missing.name });
+            }
+            if let SubscriberKind::Table(table) = &subscriber.kind {
+                let (wants, wants_name) = table.transaction_type();
+                let lends = projections.transactions();
+                if lends.map(|store| store.transaction_type()) != Some(wants) {
+                    return Err(ReadSideError::TransactionMismatch {
+                        subscriber: name,
+                        wants: wants_name,
+                        lends: lends.map(|store| store.transaction_type_name()),
+                    });
+                }
+            }
             if subscriber.retry.max_attempts == 0 {
                 return Err(ReadSideError::InvalidConfig(format!(
                     "`{name}`: retry max_attempts must be at least 1"
@@ -161,6 +201,8 @@ impl ReadSideBuilder {
                 owner,
                 config,
                 dispatcher: RwLock::new(self.dispatcher),
+                state: Arc::new(self.state),
+                dispatch_log: self.dispatch_log,
             }),
         })
     }

@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use super::recorded::Recorded;
 use super::route::RouteTable;
+use super::state::{SubscriberState, Used};
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::{Metadata, RecordedEvent};
@@ -98,6 +99,13 @@ pub enum HandlerError {
         #[source]
         source: BoxError,
     },
+    /// The subscriber asked for state of a type it did not declare with
+    /// `uses` (declared state is checked when the read side is built).
+    #[error("state `{type_name}` was not declared: add `.uses::<{type_name}>()` to the subscriber (`uses({type_name})` in the macro) and give the value to `ReadSideBuilder::state`")]
+    UndeclaredState {
+        /// The Rust type asked for.
+        type_name: &'static str,
+    },
     /// The handler dispatched a command, but the read side has no [`Es`]
     /// to dispatch it with.
     #[error("no command dispatcher: give the read side an `Es` to dispatch commands from handlers")]
@@ -146,6 +154,9 @@ pub struct HandlerCtx {
     pub(crate) position: GlobalPosition,
     pub(crate) replay: bool,
     pub(crate) es: Option<Es>,
+    pub(crate) state: SubscriberState,
+    /// Where a test kit records dispatched commands.
+    pub(crate) dispatch_log: Option<crate::testkit::DispatchLog>,
     /// How many commands the handler dispatched for this event so far: the
     /// step number in the next command's derived id.
     pub(crate) steps: Arc<AtomicU32>,
@@ -157,6 +168,7 @@ impl HandlerCtx {
         event: &RecordedEvent,
         replay: bool,
         es: Option<Es>,
+        state: SubscriberState,
     ) -> Self {
         Self {
             subscriber,
@@ -165,6 +177,8 @@ impl HandlerCtx {
             position: event.global_position,
             replay,
             es: es.map(|es| es.for_handler()),
+            state,
+            dispatch_log: None,
             steps: Arc::default(),
         }
     }
@@ -198,6 +212,17 @@ impl HandlerCtx {
         self.es.as_ref()
     }
 
+    /// The value of type `T` the application gave the read side
+    /// ([`ReadSideBuilder::state`](crate::readside::ReadSideBuilder::state)),
+    /// which the handler declared it uses.
+    ///
+    /// # Errors
+    /// [`HandlerError::UndeclaredState`] if the handler did not declare `T`
+    /// with [`uses`](HandlerBuilder::uses).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, HandlerError> {
+        self.state.get()
+    }
+
     /// Executes a command caused by the event being handled (see the type
     /// docs for the ids it carries). Commands dispatched from a handler do
     /// not wait for strongly consistent subscribers: the calling
@@ -220,14 +245,46 @@ impl HandlerCtx {
         &self,
         command: C,
     ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
+        self.execute_with(command, self.command_metadata()).await
+    }
+
+    /// [`execute`](HandlerCtx::execute) with `metadata` instead of
+    /// [`command_metadata`](HandlerCtx::command_metadata): start from the
+    /// latter to keep the causation, and add fields
+    /// (`ctx.command_metadata().with_field(..)`).
+    ///
+    /// # Errors
+    /// As [`execute`](HandlerCtx::execute).
+    pub async fn execute_with<C: Command>(
+        &self,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<C::Aggregate>, HandlerError> {
+        if let Some(log) = &self.dispatch_log {
+            log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(command.clone()));
+        }
         let es = self.es.as_ref().ok_or(HandlerError::NoDispatcher)?;
         let step = self.steps.fetch_add(1, Ordering::Relaxed);
         let id = crate::runtime::ids::command_id(self.event_id, &self.subscriber, step);
         es.execute(command)
             .id(id)
-            .metadata(self.command_metadata())
+            .metadata(metadata)
             .await
             .map_err(|error| HandlerError::Command { command: C::NAME, source: Box::new(error) })
+    }
+
+    /// Numbers the next command [`execute`](HandlerCtx::execute) dispatches
+    /// as step `step` (0-based) of this event's handling, and the ones after
+    /// it from there.
+    ///
+    /// For a handler that runs a process in steps and, when the event comes
+    /// again, resumes where the process's own state says it stands rather
+    /// than from the start: giving each command its place in the process
+    /// (not its place among the commands sent this time) means a command
+    /// resent after a crash gets the id it had the first time, and the store
+    /// sees an exact retry.
+    pub fn resume_at(&self, step: u32) {
+        self.steps.store(step, Ordering::Relaxed);
     }
 }
 
@@ -236,11 +293,12 @@ impl HandlerCtx {
 pub struct HandlerBuilder<H> {
     table: RouteTable<H, HandlerCtx>,
     replay: Replay,
+    uses: Vec<Used>,
 }
 
 impl<H: Send + Sync + 'static> HandlerBuilder<H> {
     pub(crate) fn new(handler: H) -> Self {
-        Self { table: RouteTable::new(handler), replay: Replay::Run }
+        Self { table: RouteTable::new(handler), replay: Replay::Run, uses: Vec::new() }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -274,9 +332,19 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
         self
     }
 
+    /// Declares that the handler reads state of type `T` with
+    /// [`HandlerCtx::state`]: building a read side that was not given a
+    /// `T` fails, naming the handler and the type.
+    #[must_use]
+    pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
+        self.uses.push(Used::of::<T>());
+        self
+    }
+
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
         Subscriber::new(SubscriberKind::Handler { routes: self.table.into_routes(), replay: self.replay })
+            .using(self.uses)
     }
 }
 

@@ -42,6 +42,7 @@ use super::cache::SharedCache;
 use super::handler::HandlerError;
 use super::recorded::Recorded;
 use super::route::RouteTable;
+use super::state::{SubscriberState, Used};
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::aggregate::Aggregate;
 use crate::error::ProjectionError;
@@ -89,6 +90,7 @@ pub struct ProjectionTx {
     /// The newest pending state of each touched document (`None`: deleted).
     pending: HashMap<String, Option<Value>>,
     replay: bool,
+    state: SubscriberState,
 }
 
 impl std::fmt::Debug for ProjectionTx {
@@ -103,7 +105,32 @@ impl std::fmt::Debug for ProjectionTx {
 
 impl ProjectionTx {
     pub(crate) fn new(store: Arc<dyn ProjectionStore>, name: Arc<str>) -> Self {
-        Self { store, cache: None, name, changes: Vec::new(), pending: HashMap::new(), replay: false }
+        Self {
+            store,
+            cache: None,
+            name,
+            changes: Vec::new(),
+            pending: HashMap::new(),
+            replay: false,
+            state: SubscriberState::default(),
+        }
+    }
+
+    /// Lets the projection read the state it declared.
+    pub(crate) fn with_state(mut self, state: SubscriberState) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The value of type `T` the application gave the read side
+    /// ([`ReadSideBuilder::state`](crate::readside::ReadSideBuilder::state)),
+    /// which the projection declared it uses.
+    ///
+    /// # Errors
+    /// [`HandlerError::UndeclaredState`] if the projection did not declare
+    /// `T` with [`uses`](ProjectionBuilder::uses).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, HandlerError> {
+        self.state.get()
     }
 
     /// Reads through `cache` first, and tells it what the store returned.
@@ -230,11 +257,12 @@ impl ProjectionTx {
 /// [`on`](ProjectionBuilder::on). Made by [`Subscriber::projection`].
 pub struct ProjectionBuilder<P> {
     table: RouteTable<P, ProjectionTx>,
+    uses: Vec<Used>,
 }
 
 impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
     pub(crate) fn new(projection: P) -> Self {
-        Self { table: RouteTable::new(projection) }
+        Self { table: RouteTable::new(projection), uses: Vec::new() }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -260,9 +288,18 @@ impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
         self
     }
 
+    /// Declares that the projection reads state of type `T` with
+    /// [`ProjectionTx::state`]: building a read side that was not given a
+    /// `T` fails, naming the projection and the type.
+    #[must_use]
+    pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
+        self.uses.push(Used::of::<T>());
+        self
+    }
+
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        Subscriber::new(SubscriberKind::Projection { routes: self.table.into_routes() })
+        Subscriber::new(SubscriberKind::Projection { routes: self.table.into_routes() }).using(self.uses)
     }
 }
 

@@ -153,6 +153,32 @@ impl Registry {
         Ok(self)
     }
 
+    /// Registers `subscriber` under `name` in place of the one registered
+    /// there, if any: for an application that swaps a link-time subscriber
+    /// for another on some stores (a table projection on Postgres for a
+    /// document projection elsewhere, under the same name and checkpoint).
+    ///
+    /// # Errors
+    /// As [`register`](Registry::register), except that a taken name is
+    /// not one.
+    pub fn replace(
+        &mut self,
+        name: impl Into<String>,
+        subscriber: Subscriber,
+    ) -> Result<&mut Self, RegistryError> {
+        let name = name.into();
+        let previous = self.entries.remove(&name);
+        match self.register(name.clone(), subscriber) {
+            Ok(_) => Ok(self),
+            Err(error) => {
+                if let Some(previous) = previous {
+                    self.entries.insert(name, previous);
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Registers a link-time [`Registration`].
     ///
     /// # Errors

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use super::handler::{HandleEvent, HandlerCtx, HandlerError};
 use super::projection::{Project, ProjectionTx};
 use super::recorded::Recorded;
+use super::table::{ProjectRows, TableTx};
 use crate::envelope::RecordedEvent;
 use crate::event::owners::{self, owners_of};
 use crate::event::Event;
@@ -59,6 +60,15 @@ impl<H: HandleEvent<E>, E: Event> Route<HandlerCtx> for Typed<H, E> {
 
 impl<P: Project<E>, E: Event> Route<ProjectionTx> for Typed<P, E> {
     fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> RouteFuture<'a> {
+        Box::pin(async move {
+            let recorded = Recorded::<E>::decode(event)?;
+            self.subscriber.project(&recorded, tx).await
+        })
+    }
+}
+
+impl<P: ProjectRows<E>, E: Event> Route<TableTx<P>> for Typed<P, E> {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut TableTx<P>) -> RouteFuture<'a> {
         Box::pin(async move {
             let recorded = Recorded::<E>::decode(event)?;
             self.subscriber.project(&recorded, tx).await
@@ -165,6 +175,11 @@ impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
         let entries = self.routes.by_type.entry(E::TYPE).or_default();
         entries.retain(|entry| entry.aggregate != aggregate);
         entries.push(Entry { aggregate, route: Box::new(route) });
+    }
+
+    /// The subscriber the routes call.
+    pub(crate) fn subscriber(&self) -> Arc<S> {
+        Arc::clone(&self.subscriber)
     }
 
     pub(crate) fn into_routes(mut self) -> Routes<C> {

@@ -1,10 +1,13 @@
 //! [`Subscriber`]: a handler or projection ready to run, with its settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::handler::{HandlerBuilder, HandlerCtx, Replay};
 use super::projection::{ProjectionBuilder, ProjectionTx};
 use super::route::{Ambiguity, Routes};
+use super::state::Used;
+use super::table::{TableProjection, TableProjectionBuilder, TableRunner};
 
 /// Whether `Es::execute` waits for a subscriber before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -66,6 +69,7 @@ pub enum SubscriptionKind {
 pub(crate) enum SubscriberKind {
     Handler { routes: Routes<HandlerCtx>, replay: Replay },
     Projection { routes: Routes<ProjectionTx> },
+    Table(Box<dyn TableRunner>),
 }
 
 /// A handler or projection with its settings, ready to be registered under
@@ -79,6 +83,8 @@ pub struct Subscriber {
     pub(crate) group: Option<String>,
     pub(crate) consistency: Consistency,
     pub(crate) retry: RetryPolicy,
+    /// The state types it declared it uses.
+    pub(crate) uses: Arc<[Used]>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -95,7 +101,23 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     pub(crate) fn new(kind: SubscriberKind) -> Self {
-        Self { kind, group: None, consistency: Consistency::Eventual, retry: RetryPolicy::default() }
+        Self {
+            kind,
+            group: None,
+            consistency: Consistency::Eventual,
+            retry: RetryPolicy::default(),
+            uses: Arc::from([]),
+        }
+    }
+
+    pub(crate) fn using(mut self, uses: Vec<Used>) -> Self {
+        self.uses = uses.into();
+        self
+    }
+
+    /// The Rust types of the state it declared it uses.
+    pub fn uses(&self) -> Vec<&'static str> {
+        self.uses.iter().map(|used| used.name).collect()
     }
 
     /// Starts building an event handler subscriber.
@@ -106,6 +128,12 @@ impl Subscriber {
     /// Starts building a projection subscriber.
     pub fn projection<P: Send + Sync + 'static>(projection: P) -> ProjectionBuilder<P> {
         ProjectionBuilder::new(projection)
+    }
+
+    /// Starts building a projection into the application's own tables
+    /// (see [`TableProjection`](crate::TableProjection)).
+    pub fn table_projection<P: TableProjection>(projection: P) -> TableProjectionBuilder<P> {
+        TableProjectionBuilder::new(projection)
     }
 
     /// Puts the subscriber in a group, so an application can run a group.
@@ -133,7 +161,7 @@ impl Subscriber {
     pub fn kind(&self) -> SubscriptionKind {
         match self.kind {
             SubscriberKind::Handler { .. } => SubscriptionKind::Handler,
-            SubscriberKind::Projection { .. } => SubscriptionKind::Projection,
+            SubscriberKind::Projection { .. } | SubscriberKind::Table(_) => SubscriptionKind::Projection,
         }
     }
 
@@ -156,7 +184,7 @@ impl Subscriber {
     pub fn replay_mode(&self) -> Replay {
         match self.kind {
             SubscriberKind::Handler { replay, .. } => replay,
-            SubscriberKind::Projection { .. } => Replay::Run,
+            SubscriberKind::Projection { .. } | SubscriberKind::Table(_) => Replay::Run,
         }
     }
 
@@ -165,6 +193,7 @@ impl Subscriber {
         match &self.kind {
             SubscriberKind::Handler { routes, .. } => routes.event_types(),
             SubscriberKind::Projection { routes } => routes.event_types(),
+            SubscriberKind::Table(table) => table.event_types(),
         }
     }
 
@@ -173,6 +202,7 @@ impl Subscriber {
         match &self.kind {
             SubscriberKind::Handler { routes, .. } => routes.ambiguities(),
             SubscriberKind::Projection { routes } => routes.ambiguities(),
+            SubscriberKind::Table(table) => table.ambiguities(),
         }
     }
 }

@@ -192,6 +192,13 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StreamSummary>, StoreError>;
 
+    /// `position` as a person reads it. Positions are opaque and ordered; an
+    /// adapter that builds them from parts says which (Postgres:
+    /// `transaction:index`). The default is the number.
+    fn describe_position(&self, position: GlobalPosition) -> String {
+        position.to_string()
+    }
+
     /// The position of the last event visible to [`read_all`](EventStore::read_all).
     ///
     /// # Errors

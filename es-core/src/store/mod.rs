@@ -23,6 +23,7 @@ mod projections;
 mod retry;
 mod shared;
 mod snapshots;
+mod transactions;
 
 pub use containment::json_contains;
 pub use events::{Direction, EventStore, ReadBlocker, ReplayVisitor, StreamSummary};
@@ -34,6 +35,7 @@ pub use limits::{
 pub use projections::{Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork};
 pub use retry::classify_stored;
 pub use snapshots::SnapshotStore;
+pub use transactions::{ProjectionTransactions, StoreTransaction};
 
 pub use crate::envelope::{
     AppendOutcome, Committed, NewEvent, Payload, RecordedEvent, ReplayEvent, Snapshot, Timestamp,

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::transactions::ProjectionTransactions;
 use crate::error::ProjectionError;
 use crate::version::GlobalPosition;
 
@@ -238,4 +239,22 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// # Errors
     /// [`ProjectionError::Backend`] if storage fails.
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError>;
+
+    /// How many documents of `projection` contain `contains` (all of them
+    /// for `None`). The default queries them all; SQL adapters count in
+    /// the database.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        let query = DocumentQuery { contains: contains.cloned(), ..DocumentQuery::default() };
+        Ok(self.query(projection, &query).await?.len() as u64)
+    }
+
+    /// The store's transactions, lent to projections that write the
+    /// application's own tables (`None`, the default: it lends none, and a
+    /// read side refuses to run such a projection on it).
+    fn transactions(&self) -> Option<&dyn ProjectionTransactions> {
+        None
+    }
 }

@@ -82,6 +82,10 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
         (**self).head_position().await
     }
 
+    fn describe_position(&self, position: GlobalPosition) -> String {
+        (**self).describe_position(position)
+    }
+
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         (**self).wait_for_events(after, max_wait).await;
     }
@@ -138,6 +142,14 @@ impl<T: ProjectionStore + ?Sized> ProjectionStore for Arc<T> {
 
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
         (**self).reset(projection).await
+    }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        (**self).count(projection, contains).await
+    }
+
+    fn transactions(&self) -> Option<&dyn super::ProjectionTransactions> {
+        (**self).transactions()
     }
 }
 

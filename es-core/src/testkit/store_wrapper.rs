@@ -1,20 +1,21 @@
 //! [`TestStore`]: one store wrapper for tests and benchmarks that counts the
 //! calls made to the store inside it and makes chosen calls fail.
 
+mod fault;
+mod ports;
+
+use std::future::Future;
+use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use serde_json::Value;
+use crate::error::{BoxError, StoreError};
+#[cfg(doc)]
+use crate::store::{EventStore, LeaseStore, ProjectionStore, SnapshotStore};
 
-use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snapshot};
-use crate::error::{AppendError, BoxError, LeaseError, ProjectionError, StoreError};
-use crate::store::{
-    Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, ProjectionStore,
-    ReadBlocker, ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork,
-};
-use crate::version::{EventId, GlobalPosition, StreamId, StreamVersion};
+pub use fault::Fault;
+use fault::{Guards, Plans};
 
 /// One kind of call on a store port, for counting and for faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +38,8 @@ pub enum StoreCall {
     HeadPosition,
     /// [`EventStore::read_blocker`].
     ReadBlocker,
+    /// [`EventStore::wait_for_events`].
+    WaitForEvents,
     /// [`SnapshotStore::load_snapshot`].
     LoadSnapshot,
     /// [`SnapshotStore::save_snapshot`].
@@ -47,7 +50,7 @@ pub enum StoreCall {
     Put,
     /// [`ProjectionStore::delete`].
     Delete,
-    /// [`ProjectionStore::query`].
+    /// [`ProjectionStore::query`] and [`ProjectionStore::count`].
     Query,
     /// [`ProjectionStore::checkpoint`].
     Checkpoint,
@@ -64,7 +67,7 @@ pub enum StoreCall {
 }
 
 impl StoreCall {
-    const ALL: [StoreCall; 20] = [
+    const ALL: [StoreCall; 21] = [
         Self::Append,
         Self::ReadStream,
         Self::ReadAll,
@@ -73,6 +76,7 @@ impl StoreCall {
         Self::Streams,
         Self::HeadPosition,
         Self::ReadBlocker,
+        Self::WaitForEvents,
         Self::LoadSnapshot,
         Self::SaveSnapshot,
         Self::Get,
@@ -99,7 +103,11 @@ struct Probe {
     /// Per call kind: how many of the next calls fail.
     failing: [AtomicU64; StoreCall::ALL.len()],
     calls: [AtomicU64; StoreCall::ALL.len()],
+    /// Per call kind: nanoseconds spent in the inner store.
+    busy: [AtomicU64; StoreCall::ALL.len()],
+    plans: Plans,
     events_read: AtomicU64,
+    guards: Guards,
 }
 
 /// The error an injected fault returns: a backend failure, as a lost
@@ -119,6 +127,26 @@ pub struct InjectedFault {
 /// [`SnapshotStore`], [`ProjectionStore`], [`LeaseStore`]), forwarding each
 /// call. Clones share the counters and the faults, so a test keeps one
 /// clone to steer while the application runs on another.
+///
+/// Besides backend failures it injects the other ways a store lets its
+/// caller down ([`Fault`]: a lost race, a panic after the commit, no
+/// answer, a slow answer) into chosen calls, numbered from 1 per kind:
+///
+/// ```
+/// use es_core::store::ProjectionStore;
+/// use es_core::testkit::{Fault, StoreCall, TestStore};
+/// use es_memory::InMemoryProjectionStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = TestStore::new(InMemoryProjectionStore::new());
+/// store.inject(StoreCall::Commit, Fault::Conflict, 2..=2); // the second commit loses a race
+/// assert!(store.commit("p", Default::default()).await.is_ok());
+/// let refused = store.commit("p", Default::default()).await.unwrap_err();
+/// assert!(refused.to_string().starts_with("checkpoint of projection `p` is at"));
+/// assert!(store.commit("p", Default::default()).await.is_ok());
+/// # }
+/// ```
 ///
 /// ```
 /// use es_core::store::{EventStore, ProjectionStore};
@@ -168,17 +196,44 @@ impl<S> TestStore<S> {
         self.probe.down.store(down, Ordering::SeqCst);
     }
 
+    /// Makes the calls of kind `call` whose numbers fall in `calls` meet
+    /// `fault`. Calls are numbered from 1 per kind, over every clone, in
+    /// the order they reach the store; `store.calls(call) + 1..` means
+    /// "from the next call on". Where two injections cover one call, the
+    /// earlier one wins; [`fail_next`](TestStore::fail_next) and an
+    /// [`outage`](TestStore::outage) win over both.
+    pub fn inject(&self, call: StoreCall, fault: Fault, calls: impl RangeBounds<u64>) {
+        self.probe.plans.add(call, fault, calls);
+    }
+
     /// Ends the outage and drops every pending fault.
     pub fn heal(&self) {
         self.outage(false);
         for failing in &self.probe.failing {
             failing.store(0, Ordering::SeqCst);
         }
+        self.probe.plans.clear();
+    }
+
+    /// Keeps `guard` alive until the last clone of this store is dropped:
+    /// a test's cleanup (dropping its schema or namespace) then runs when
+    /// the store it set up goes away, even if the store was moved into code
+    /// that consumes it.
+    #[must_use]
+    pub fn holding(self, guard: impl Send + Sync + 'static) -> Self {
+        self.probe.guards.keep(Box::new(guard));
+        self
     }
 
     /// How many calls of kind `call` were made (failed ones included).
     pub fn calls(&self, call: StoreCall) -> u64 {
         self.probe.calls[call.index()].load(Ordering::SeqCst)
+    }
+
+    /// The time calls of kind `call` spent in the inner store (failed ones
+    /// included; time spent in injected faults not).
+    pub fn busy(&self, call: StoreCall) -> Duration {
+        Duration::from_nanos(self.probe.busy[call.index()].load(Ordering::SeqCst))
     }
 
     /// How many events the successful reads returned (`read_stream`,
@@ -188,16 +243,60 @@ impl<S> TestStore<S> {
         self.probe.events_read.load(Ordering::SeqCst)
     }
 
-    /// Counts a call of kind `call`; `Err` if it is to fail.
-    fn enter(&self, call: StoreCall) -> Result<(), BoxError> {
-        self.probe.calls[call.index()].fetch_add(1, Ordering::SeqCst);
+    /// Counts a call of kind `call` and says which fault it meets, if any.
+    fn enter(&self, call: StoreCall) -> Option<Fault> {
+        let n = self.probe.calls[call.index()].fetch_add(1, Ordering::SeqCst).saturating_add(1);
         let failing = &self.probe.failing[call.index()];
-        let injected = self.probe.down.load(Ordering::SeqCst)
+        let backend = self.probe.down.load(Ordering::SeqCst)
             || failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        if injected {
-            return Err(Box::new(InjectedFault { call }));
+        if backend {
+            return Some(Fault::Backend);
         }
-        Ok(())
+        self.probe.plans.fault(call, n)
+    }
+
+    /// Runs `inner` (the inner store's answer to a call of kind `call`) as
+    /// `fault` says; `backend` makes the port's backend error.
+    async fn run<T, E>(
+        &self,
+        call: StoreCall,
+        fault: Option<Fault>,
+        inner: impl Future<Output = Result<T, E>>,
+        backend: impl FnOnce(BoxError) -> E,
+    ) -> Result<T, E> {
+        match fault {
+            None => self.timed(call, inner).await,
+            Some(Fault::Backend | Fault::Conflict) => Err(backend(Box::new(InjectedFault { call }))),
+            Some(Fault::Hang) => std::future::pending().await,
+            Some(Fault::PanicAfter) => {
+                let _answer = self.timed(call, inner).await;
+                panic!("injected fault: {call:?} panicked after the inner store answered");
+            }
+            Some(Fault::SlowReply(delay)) => {
+                let answer = self.timed(call, inner).await;
+                tokio::time::sleep(delay).await;
+                answer
+            }
+        }
+    }
+
+    /// Forwards a call of kind `call`, meeting its fault if it has one.
+    async fn pass<T, E>(
+        &self,
+        call: StoreCall,
+        inner: impl Future<Output = Result<T, E>>,
+        backend: impl FnOnce(BoxError) -> E,
+    ) -> Result<T, E> {
+        let fault = self.enter(call);
+        self.run(call, fault, inner, backend).await
+    }
+
+    async fn timed<T>(&self, call: StoreCall, inner: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let answer = inner.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.probe.busy[call.index()].fetch_add(nanos, Ordering::SeqCst);
+        answer
     }
 
     fn read<T>(&self, events: Result<Vec<T>, StoreError>) -> Result<Vec<T>, StoreError> {
@@ -205,174 +304,5 @@ impl<S> TestStore<S> {
             self.probe.events_read.fetch_add(events.len() as u64, Ordering::SeqCst);
         }
         events
-    }
-}
-
-#[async_trait]
-impl<S: EventStore> EventStore for TestStore<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.enter(StoreCall::Append)
-            .map_err(|source| AppendError::Backend { stream: stream.clone(), source })?;
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.enter(StoreCall::ReadStream).map_err(StoreError::Backend)?;
-        self.read(self.inner.read_stream(stream, from, direction, limit).await)
-    }
-
-    async fn read_replay(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        limit: usize,
-    ) -> Result<Vec<ReplayEvent>, StoreError> {
-        self.enter(StoreCall::ReadStream).map_err(StoreError::Backend)?;
-        self.read(self.inner.read_replay(stream, from, limit).await)
-    }
-
-    async fn replay(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        up_to: Option<StreamVersion>,
-        visit: &mut ReplayVisitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.enter(StoreCall::ReadStream).map_err(StoreError::Backend)?;
-        let events_read = &self.probe.events_read;
-        let mut counted = |event: ReplayEvent| {
-            events_read.fetch_add(1, Ordering::SeqCst);
-            visit(event)
-        };
-        self.inner.replay(stream, from, up_to, &mut counted).await
-    }
-
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.enter(StoreCall::ReadAll).map_err(StoreError::Backend)?;
-        self.read(self.inner.read_all(after, limit).await)
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.enter(StoreCall::StreamVersion).map_err(StoreError::Backend)?;
-        self.inner.stream_version(stream).await
-    }
-
-    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.enter(StoreCall::EventsById).map_err(StoreError::Backend)?;
-        self.read(self.inner.events_by_id(ids).await)
-    }
-
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<StreamSummary>, StoreError> {
-        self.enter(StoreCall::Streams).map_err(StoreError::Backend)?;
-        self.inner.streams(prefix, after, limit).await
-    }
-
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.enter(StoreCall::HeadPosition).map_err(StoreError::Backend)?;
-        self.inner.head_position().await
-    }
-
-    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
-        self.inner.wait_for_events(after, max_wait).await;
-    }
-
-    /// Forwarded, neither counted nor failed: it is no call the runtime
-    /// depends on.
-    async fn warm_up(&self) -> Result<(), StoreError> {
-        self.inner.warm_up().await
-    }
-
-    async fn read_blocker(&self) -> Result<Option<ReadBlocker>, StoreError> {
-        self.enter(StoreCall::ReadBlocker).map_err(StoreError::Backend)?;
-        self.inner.read_blocker().await
-    }
-}
-
-#[async_trait]
-impl<S: SnapshotStore> SnapshotStore for TestStore<S> {
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.enter(StoreCall::LoadSnapshot).map_err(StoreError::Backend)?;
-        self.inner.load_snapshot(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.enter(StoreCall::SaveSnapshot).map_err(StoreError::Backend)?;
-        self.inner.save_snapshot(snapshot).await
-    }
-}
-
-#[async_trait]
-impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.enter(StoreCall::Get).map_err(ProjectionError::Backend)?;
-        self.inner.get(projection, id).await
-    }
-
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.enter(StoreCall::Put).map_err(ProjectionError::Backend)?;
-        self.inner.put(projection, id, document).await
-    }
-
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.enter(StoreCall::Delete).map_err(ProjectionError::Backend)?;
-        self.inner.delete(projection, id).await
-    }
-
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.enter(StoreCall::Query).map_err(ProjectionError::Backend)?;
-        self.inner.query(projection, query).await
-    }
-
-    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.enter(StoreCall::Checkpoint).map_err(ProjectionError::Backend)?;
-        self.inner.checkpoint(name).await
-    }
-
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.enter(StoreCall::Commit).map_err(ProjectionError::Backend)?;
-        self.inner.commit(projection, work).await
-    }
-
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.enter(StoreCall::Reset).map_err(ProjectionError::Backend)?;
-        self.inner.reset(projection).await
-    }
-}
-
-#[async_trait]
-impl<S: LeaseStore> LeaseStore for TestStore<S> {
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        self.enter(StoreCall::Acquire).map_err(LeaseError::Backend)?;
-        self.inner.try_acquire(name, owner, ttl).await
-    }
-
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
-        self.enter(StoreCall::Renew).map_err(LeaseError::Backend)?;
-        self.inner.renew(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.enter(StoreCall::Release).map_err(LeaseError::Backend)?;
-        self.inner.release(lease).await
     }
 }

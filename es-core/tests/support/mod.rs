@@ -1,21 +1,15 @@
 //! A bank account aggregate declared with `#[event]`, `#[command]` and
-//! `#[derive(Aggregate)]`, plus store wrappers that count reads or inject
-//! faults (failed reads, a panic after an append, endless conflicts).
+//! `#[derive(Aggregate)]`. Tests that count store calls or inject faults
+//! wrap their store in `es_core::testkit::TestStore`.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+pub(crate) mod readside;
 
-use async_trait::async_trait;
-use es_core::error::{AppendError, StoreError};
-use es_core::store::{
-    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, SnapshotStore,
-};
-use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, StreamId, StreamVersion};
-use es_memory::InMemoryEventStore;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use es_core::{command, event, Aggregate, Apply, Events, Handle, StreamId};
 use serde::{Deserialize, Serialize};
 
 // ---- events ----
@@ -177,152 +171,4 @@ pub(crate) fn deposit(id: &str, amount: u64) -> Deposit {
 
 pub(crate) fn stream(id: &str) -> StreamId {
     StreamId::for_aggregate(Account::NAME, id)
-}
-
-// ---- store wrappers ----
-
-/// An in-memory store that counts stream reads and the events they return,
-/// and injects faults: `read_all` fails while `failing_reads` is above 0
-/// (counting it down), and with `panic_after_append` every append panics
-/// once its events are stored, as a buggy adapter might after its commit.
-#[derive(Clone, Default)]
-pub(crate) struct CountingStore {
-    pub(crate) inner: InMemoryEventStore,
-    pub(crate) reads: Arc<AtomicU64>,
-    pub(crate) events_read: Arc<AtomicU64>,
-    pub(crate) failing_reads: Arc<AtomicU64>,
-    pub(crate) panic_after_append: bool,
-}
-
-impl CountingStore {
-    pub(crate) fn over(inner: InMemoryEventStore) -> Self {
-        Self { inner, ..Self::default() }
-    }
-    pub(crate) fn events_read(&self) -> u64 {
-        self.events_read.load(Ordering::SeqCst)
-    }
-    pub(crate) fn reads(&self) -> u64 {
-        self.reads.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl EventStore for CountingStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        let outcome = self.inner.append(stream, expected, events).await?;
-        assert!(!self.panic_after_append, "the adapter panicked after storing the events");
-        Ok(outcome)
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let page = self.inner.read_stream(stream, from, direction, limit).await?;
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.events_read.fetch_add(page.len() as u64, Ordering::SeqCst);
-        Ok(page)
-    }
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        if self.failing_reads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            return Err(StoreError::Backend("the connection dropped".into()));
-        }
-        self.inner.read_all(after, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
-        self.inner.streams(prefix, after, limit).await
-    }
-    async fn events_by_id(
-        &self,
-        ids: &[es_core::EventId],
-    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
-        self.inner.events_by_id(ids).await
-    }
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.inner.head_position().await
-    }
-    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
-        self.inner.wait_for_events(after, max_wait).await;
-    }
-}
-
-#[async_trait]
-impl SnapshotStore for CountingStore {
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream).await
-    }
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-}
-
-/// A store whose every append loses a race that never happened.
-#[derive(Clone, Default)]
-pub(crate) struct AlwaysConflicting {
-    pub(crate) inner: InMemoryEventStore,
-    pub(crate) appends: Arc<AtomicU64>,
-}
-
-#[async_trait]
-impl EventStore for AlwaysConflicting {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        _events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        Err(AppendError::WrongExpectedVersion {
-            stream: stream.clone(),
-            expected,
-            actual: Some(StreamVersion(7)),
-        })
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from, direction, limit).await
-    }
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<es_core::store::StreamSummary>, StoreError> {
-        self.inner.streams(prefix, after, limit).await
-    }
-    async fn events_by_id(
-        &self,
-        ids: &[es_core::EventId],
-    ) -> Result<Vec<es_core::store::RecordedEvent>, StoreError> {
-        self.inner.events_by_id(ids).await
-    }
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.inner.head_position().await
-    }
 }

@@ -253,6 +253,14 @@ impl EventStore for PgEventStore {
         self.visible_head().await
     }
 
+    /// `transaction:index`: the id of the transaction that stored the event
+    /// and the event's place among that transaction's events (positions are
+    /// `transaction << 20 | index`).
+    fn describe_position(&self, position: GlobalPosition) -> String {
+        let raw = position.get();
+        format!("{}:{}", raw >> 20, raw & (MAX_EVENTS_PER_TRANSACTION - 1))
+    }
+
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         self.wait_for_wakeup(after, max_wait).await;
     }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod proxy;
+pub(crate) mod readside;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -12,16 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use es_core::error::{AppendError, LeaseError, ProjectionError, StoreError};
-use es_core::store::{
-    AppendOutcome, Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore,
-    NewEvent, ProjectionStore, RecordedEvent, ReplayEvent, Snapshot, SnapshotStore, StreamSummary,
-    UnitOfWork,
-};
-use es_core::{GlobalPosition, StreamId, StreamVersion};
+use es_core::testkit::TestStore;
+use es_core::{GlobalPosition, StreamId};
 use es_redis::{RedisConnection, RedisEventStore, RedisLeaseStore, RedisNamespace, RedisProjectionStore};
-use serde_json::Value;
 
 /// The server tests run against unless REDIS_URL says otherwise.
 pub(crate) const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -141,37 +134,31 @@ impl Drop for Cleanup {
 /// A store that deletes its namespace when its last clone is dropped: the
 /// conformance cases consume their store, so they cannot clean up after
 /// themselves.
-#[derive(Clone)]
-pub(crate) struct Scoped<S> {
-    pub(crate) store: S,
-    _cleanup: Arc<Cleanup>,
-}
+pub(crate) type Scoped<S> = TestStore<S>;
 
-impl<S> Scoped<S> {
-    pub(crate) fn new(store: S, cleanup: Arc<Cleanup>) -> Self {
-        Self { store, _cleanup: cleanup }
-    }
+fn scoped<S>(store: S, cleanup: Arc<Cleanup>) -> Scoped<S> {
+    TestStore::new(store).holding(cleanup)
 }
 
 pub(crate) async fn fresh_event_store() -> Scoped<RedisEventStore> {
     let redis = connection().await;
     let namespace = fresh_namespace(&redis).await;
     let cleanup = Cleanup::new(&redis, &namespace);
-    Scoped::new(RedisEventStore::new(redis, namespace), cleanup)
+    scoped(RedisEventStore::new(redis, namespace), cleanup)
 }
 
 pub(crate) async fn fresh_projection_store() -> Scoped<RedisProjectionStore> {
     let redis = connection().await;
     let namespace = fresh_namespace(&redis).await;
     let cleanup = Cleanup::new(&redis, &namespace);
-    Scoped::new(RedisProjectionStore::new(redis, namespace), cleanup)
+    scoped(RedisProjectionStore::new(redis, namespace), cleanup)
 }
 
 pub(crate) async fn fresh_lease_store() -> Scoped<RedisLeaseStore> {
     let redis = connection().await;
     let namespace = fresh_namespace(&redis).await;
     let cleanup = Cleanup::new(&redis, &namespace);
-    Scoped::new(RedisLeaseStore::new(redis, namespace), cleanup)
+    scoped(RedisLeaseStore::new(redis, namespace), cleanup)
 }
 
 /// All three stores on one fresh namespace, and its cleanup.
@@ -197,133 +184,12 @@ pub(crate) async fn fresh_stores() -> Stores {
     }
 }
 
-#[async_trait]
-impl<S: EventStore> EventStore for Scoped<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        self.store.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store.read_stream(stream, from, direction, limit).await
-    }
-
-    async fn read_replay(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        limit: usize,
-    ) -> Result<Vec<ReplayEvent>, StoreError> {
-        self.store.read_replay(stream, from, limit).await
-    }
-
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store.read_all(after, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.store.stream_version(stream).await
-    }
-
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<StreamSummary>, StoreError> {
-        self.store.streams(prefix, after, limit).await
-    }
-
-    async fn events_by_id(&self, ids: &[es_core::EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.store.events_by_id(ids).await
-    }
-
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.store.head_position().await
-    }
-
-    async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
-        self.store.wait_for_events(after, max_wait).await;
-    }
-}
-
-#[async_trait]
-impl<S: SnapshotStore> SnapshotStore for Scoped<S> {
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.store.load_snapshot(stream).await
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.store.save_snapshot(snapshot).await
-    }
-}
-
-#[async_trait]
-impl<S: ProjectionStore> ProjectionStore for Scoped<S> {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.store.get(projection, id).await
-    }
-
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.store.put(projection, id, document).await
-    }
-
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.store.delete(projection, id).await
-    }
-
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.store.query(projection, query).await
-    }
-
-    async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.store.checkpoint(name).await
-    }
-
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.store.commit(projection, work).await
-    }
-
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.store.reset(projection).await
-    }
-}
-
-#[async_trait]
-impl<S: LeaseStore> LeaseStore for Scoped<S> {
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        self.store.try_acquire(name, owner, ttl).await
-    }
-
-    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
-        self.store.renew(lease, ttl).await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.store.release(lease).await
-    }
-}
-
 /// A lease store and a projection store on one fresh namespace: the
 /// projection store checks fences against the lease store's leases.
 pub(crate) async fn fresh_leases_and_projections() -> (Scoped<RedisLeaseStore>, Scoped<RedisProjectionStore>)
 {
     let stores = fresh_stores().await;
-    (Scoped::new(stores.leases, stores.cleanup.clone()), Scoped::new(stores.documents, stores.cleanup))
+    (scoped(stores.leases, stores.cleanup.clone()), scoped(stores.documents, stores.cleanup))
 }
 
 /// Stores, behind the store's back, a log entry of `stream` that no
@@ -339,7 +205,7 @@ pub(crate) async fn plant_corrupt_row(store: Scoped<RedisEventStore>, stream: St
         redis.call('RPUSH', KEYS[4], position)
         redis.call('ZADD', KEYS[5], 0, ARGV[1])
         return position";
-    let ns = store.store.namespace().as_str().to_owned();
+    let ns = store.inner().namespace().as_str().to_owned();
     let key = |kind: &str| format!("{{{ns}}}:{kind}");
     let position: u64 = redis::Script::new(PLANT)
         .key(key("events"))
@@ -349,7 +215,7 @@ pub(crate) async fn plant_corrupt_row(store: Scoped<RedisEventStore>, stream: St
         .key(key("streams"))
         .arg(stream.as_str())
         .arg(uuid::Uuid::now_v7().to_string())
-        .invoke_async(&mut store.store.connection().manager())
+        .invoke_async(&mut store.inner().connection().manager())
         .await
         .unwrap();
     GlobalPosition(position)

@@ -42,6 +42,7 @@ mod queries;
 
 use std::time::Duration;
 
+use crate::Summaries;
 use axum::routing::{get, post};
 use axum::Router;
 use es_core::Es;
@@ -68,6 +69,10 @@ pub struct ServiceConfig {
     pub metrics: Option<PrometheusHandle>,
     /// Mount this inspector under `/inspector` (default: not mounted).
     pub inspector: Option<Inspector>,
+    /// Where account summaries are read (default: the `account-summary`
+    /// documents of the application's projection store; on Postgres the
+    /// bank keeps them in a table: pass [`BankApp::summaries`](crate::store::BankApp::summaries)).
+    pub summaries: Option<Summaries>,
 }
 
 impl Default for ServiceConfig {
@@ -77,6 +82,7 @@ impl Default for ServiceConfig {
             command_timeout: Duration::from_secs(10),
             metrics: None,
             inspector: None,
+            summaries: None,
         }
     }
 }
@@ -97,6 +103,12 @@ impl ServiceConfig {
     /// Mounts `inspector` under `/inspector` (see [`inspector`]).
     pub fn inspector(mut self, inspector: Inspector) -> Self {
         self.inspector = Some(inspector);
+        self
+    }
+
+    /// Reads account summaries from `summaries`.
+    pub fn summaries(mut self, summaries: Summaries) -> Self {
+        self.summaries = Some(summaries);
         self
     }
 

@@ -10,7 +10,8 @@
 //! - projections `account-summary` ([`AccountSummary`]) and
 //!   `transaction-history` ([`TransactionHistory`]);
 //! - the `welcome-mail` handler ([`welcome_mail`]), which writes an
-//!   [`OutboxMail`] per new account and never again on replay;
+//!   [`OutboxMail`] per new account to the [`Outbox`] the read side is
+//!   given as state, and never again on replay;
 //! - the `transfer-process` handler ([`TransferProcess`]), which moves the
 //!   money of a [`Transfer`] between two accounts, refunding it when the
 //!   target refuses the credit.
@@ -31,10 +32,10 @@ use es_core::error::{UpcastError, ValidationError};
 use es_core::{command, event, Aggregate, Apply, Events, GlobalPosition, Handle, ReadSide};
 use serde::{Deserialize, Serialize};
 
-pub use mail::{outbox, welcome_mail, OutboxMail, MAIL_OUTBOX};
+pub use mail::{welcome_mail, Outbox, OutboxMail, MAIL_OUTBOX};
 pub use projections::{
-    AccountSummaries, AccountSummary, Transaction, TransactionHistories, TransactionHistory, TransactionKind,
-    ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+    AccountSummaries, AccountSummary, SqlAccountSummaries, Summaries, SummaryTable, Transaction,
+    TransactionHistories, TransactionHistory, TransactionKind, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
 };
 pub use transfer::{
     MarkCompleted, MarkCreditRefused, MarkDebited, MarkFailed, MarkRefunded, StartTransfer, Transfer,

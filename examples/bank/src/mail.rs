@@ -6,12 +6,14 @@
 //! caused it, so a redelivered event (delivery is at least once) rewrites
 //! the same mail instead of adding a second one.
 
+use std::sync::Arc;
+
 use es_core::error::ProjectionError;
+use es_core::readside::Documents;
 use es_core::store::ProjectionStore;
-use es_core::{event_handler, Es, HandlerCtx, HandlerError, Recorded};
+use es_core::{event_handler, HandlerCtx, HandlerError, Recorded};
 use serde::{Deserialize, Serialize};
 
-use crate::projections;
 use crate::AccountOpened;
 
 /// The projection store namespace of the outbox.
@@ -32,30 +34,44 @@ pub struct OutboxMail {
     pub body: String,
 }
 
-/// Every mail in the outbox of `store`, ordered by id (which is also the
-/// order the accounts were opened in: event ids are UUID v7).
-///
-/// # Errors
-/// [`ProjectionError`] if the store fails or a document is not a mail.
-pub async fn outbox(store: &dyn ProjectionStore) -> Result<Vec<OutboxMail>, ProjectionError> {
-    projections::all(store, MAIL_OUTBOX).await
+/// Where mails wait for a mailer: documents in the application's projection
+/// store. The read side gives it to the welcome mail handler as state.
+#[derive(Debug, Clone)]
+pub struct Outbox(Documents<OutboxMail>);
+
+impl Outbox {
+    /// The outbox kept in `store`.
+    pub fn new(store: Arc<dyn ProjectionStore>) -> Self {
+        Self(Documents::new(store, MAIL_OUTBOX))
+    }
+
+    /// Puts `mail` in the outbox (again: the same id replaces it).
+    ///
+    /// # Errors
+    /// [`ProjectionError`] if the store fails.
+    pub async fn put(&self, mail: &OutboxMail) -> Result<(), ProjectionError> {
+        self.0.put(&mail.id, mail).await
+    }
+
+    /// Every mail, ordered by id (which is also the order the accounts were
+    /// opened in: event ids are UUID v7).
+    ///
+    /// # Errors
+    /// [`ProjectionError`] if the store fails or a document is not a mail.
+    pub async fn mails(&self) -> Result<Vec<OutboxMail>, ProjectionError> {
+        Ok(self.0.list().await?.into_iter().map(|(_, mail)| mail).collect())
+    }
 }
 
-/// Welcomes the owner of a new account and sends the verification code.
+/// Welcomes the owner of a new account and sends the verification code,
+/// through the [`Outbox`] the application gives its read side.
 ///
 /// # Errors
-/// [`HandlerError::Failed`] when the application has no projection store
-/// to hold the outbox; [`HandlerError::Projection`] when writing fails.
-#[event_handler(name = "welcome-mail", replay = "skip")]
+/// [`HandlerError::Projection`] when writing fails.
+#[event_handler(name = "welcome-mail", replay = "skip", uses(Outbox))]
 pub async fn welcome_mail(e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Result<(), HandlerError> {
-    let store = ctx.es().and_then(Es::projection_store).ok_or_else(|| {
-        HandlerError::msg(
-            "the welcome mail needs an application (`Es`) with a projection store for its outbox",
-        )
-    })?;
-    let id = e.event_id.to_string();
     let mail = OutboxMail {
-        id: id.clone(),
+        id: e.event_id.to_string(),
         to: e.owner.clone(),
         account_id: e.account_id.clone(),
         subject: format!("Welcome, {}", e.owner),
@@ -64,11 +80,6 @@ pub async fn welcome_mail(e: &Recorded<AccountOpened>, ctx: &HandlerCtx) -> Resu
             e.account_number, e.verification_code
         ),
     };
-    let document = serde_json::to_value(&mail).map_err(|source| ProjectionError::Serde {
-        projection: MAIL_OUTBOX.to_owned(),
-        id: id.clone(),
-        source,
-    })?;
-    store.put(MAIL_OUTBOX, &id, document).await?;
+    ctx.state::<Outbox>()?.put(&mail).await?;
     Ok(())
 }

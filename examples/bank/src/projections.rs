@@ -8,12 +8,18 @@
 //! Both are kept by the read side from the account events, with the
 //! document changes and the checkpoint committed together, so they never
 //! count an event twice; `ReadSide::rebuild` recomputes them from history.
+//! On Postgres the account summary is a table of the bank's own instead
+//! ([`SummaryTable`], kept by the table projection [`SqlAccountSummaries`]
+//! in the transaction of its checkpoint); [`Summaries`] reads either.
+
+mod summary_table;
 
 use es_core::error::ProjectionError;
-use es_core::store::{DocumentQuery, ProjectionStore};
+use es_core::readside::Documents;
 use es_core::{projection, Aggregate, Event, HandlerError, Project, ProjectionTx, Recorded, StreamId};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+pub use self::summary_table::{SqlAccountSummaries, SummaryTable};
 
 use crate::transfer::TRANSFER_REFERENCE;
 use crate::{Account, AccountClosed, AccountOpened, AccountVerified, MoneyDeposited, MoneyWithdrawn};
@@ -43,24 +49,38 @@ pub struct AccountSummary {
     pub transactions: u64,
 }
 
-impl AccountSummary {
+/// Where the account summaries are read from: documents of the
+/// `account-summary` projection (in memory, SQLite), or the
+/// `account_summaries` table its table projection keeps (Postgres).
+#[derive(Debug, Clone)]
+pub enum Summaries {
+    /// Documents, kept by [`AccountSummaries`].
+    Documents(Documents<AccountSummary>),
+    /// The bank's own table, kept by [`SqlAccountSummaries`].
+    Table(SummaryTable),
+}
+
+impl Summaries {
     /// The summary of `account_id`, if it has one.
     ///
     /// # Errors
-    /// [`ProjectionError`] if the store fails or the document is not a summary.
-    pub async fn load(
-        store: &dyn ProjectionStore,
-        account_id: &str,
-    ) -> Result<Option<Self>, ProjectionError> {
-        load(store, ACCOUNT_SUMMARY, account_id).await
+    /// [`ProjectionError`] if the store fails or a stored summary is not one.
+    pub async fn get(&self, account_id: &str) -> Result<Option<AccountSummary>, ProjectionError> {
+        match self {
+            Self::Documents(documents) => documents.get(account_id).await,
+            Self::Table(table) => table.get(account_id).await,
+        }
     }
 
     /// Every summary, ordered by account id.
     ///
     /// # Errors
-    /// As [`load`](AccountSummary::load).
-    pub async fn all(store: &dyn ProjectionStore) -> Result<Vec<Self>, ProjectionError> {
-        all(store, ACCOUNT_SUMMARY).await
+    /// As [`get`](Summaries::get).
+    pub async fn all(&self) -> Result<Vec<AccountSummary>, ProjectionError> {
+        match self {
+            Self::Documents(documents) => Ok(documents.list().await?.into_iter().map(|(_, s)| s).collect()),
+            Self::Table(table) => table.all().await,
+        }
     }
 }
 
@@ -169,19 +189,6 @@ pub struct TransactionHistory {
     pub transactions: Vec<Transaction>,
 }
 
-impl TransactionHistory {
-    /// The history of `account_id`, if it has one.
-    ///
-    /// # Errors
-    /// [`ProjectionError`] if the store fails or the document is not a history.
-    pub async fn load(
-        store: &dyn ProjectionStore,
-        account_id: &str,
-    ) -> Result<Option<Self>, ProjectionError> {
-        load(store, TRANSACTION_HISTORY, account_id).await
-    }
-}
-
 /// Keeps a [`TransactionHistory`] per account.
 #[projection(name = "transaction-history", events(AccountOpened, MoneyDeposited, MoneyWithdrawn))]
 #[derive(Debug, Default)]
@@ -236,41 +243,10 @@ impl Project<MoneyWithdrawn> for TransactionHistories {
 }
 
 /// The account id of an account stream (`account-{id}`).
-fn account_id(stream: &StreamId) -> Result<&str, HandlerError> {
+pub(crate) fn account_id(stream: &StreamId) -> Result<&str, HandlerError> {
     stream
         .as_str()
         .strip_prefix(Account::NAME)
         .and_then(|rest| rest.strip_prefix('-'))
         .ok_or_else(|| HandlerError::msg(format!("stream `{stream}` is not an account stream")))
-}
-
-async fn load<T: DeserializeOwned>(
-    store: &dyn ProjectionStore,
-    projection: &str,
-    id: &str,
-) -> Result<Option<T>, ProjectionError> {
-    let Some(json) = store.get(projection, id).await? else { return Ok(None) };
-    serde_json::from_value(json).map(Some).map_err(|source| ProjectionError::Serde {
-        projection: projection.to_owned(),
-        id: id.to_owned(),
-        source,
-    })
-}
-
-/// Every document of `projection`, ordered by id.
-pub(crate) async fn all<T: DeserializeOwned>(
-    store: &dyn ProjectionStore,
-    projection: &str,
-) -> Result<Vec<T>, ProjectionError> {
-    let documents = store.query(projection, &DocumentQuery::all()).await?;
-    documents
-        .into_iter()
-        .map(|(id, json)| {
-            serde_json::from_value(json).map_err(|source| ProjectionError::Serde {
-                projection: projection.to_owned(),
-                id,
-                source,
-            })
-        })
-        .collect()
 }

@@ -11,17 +11,18 @@
 //!    needed, and the next run finds what this one stored.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use es_core::readside::ReadSideBuilder;
-use es_core::store::EventStore;
+use es_core::readside::{Documents, ReadSideBuilder, Registry};
+use es_core::store::{EventStore, ProjectionStore};
 use es_core::{Es, GlobalPosition, ReadSide};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteLeaseStore, SqliteProjectionStore};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::Account;
+use crate::{Account, Outbox, Summaries, SummaryTable, ACCOUNT_SUMMARY};
 
 /// The environment variable that picks the in-memory store (`memory`).
 pub const STORE_ENV: &str = "BANK_STORE";
@@ -88,27 +89,50 @@ pub fn default_db_path() -> PathBuf {
     }
 }
 
+/// The bank application and where its account summaries are read.
+#[derive(Debug, Clone)]
+pub struct BankApp {
+    /// The application.
+    pub es: Es,
+    /// The account summaries: documents, or the `account_summaries` table
+    /// on Postgres.
+    pub summaries: Summaries,
+}
+
+impl BankApp {
+    /// The mail outbox the welcome mail handler writes to.
+    pub fn outbox(&self) -> Option<Outbox> {
+        self.es.projection_store().map(|store| Outbox::new(Arc::clone(store)))
+    }
+}
+
 /// Builds the bank application on `choice`, with its whole read side
-/// (`configure` may adjust the read side before it starts). Creates the
-/// tables (or the SQLite file and its directory) when missing.
+/// (`configure` may adjust the read side before it starts) and the
+/// [`Outbox`] as the read side's state. Creates the tables (or the SQLite
+/// file and its directory) when missing; on Postgres the account summary is
+/// the table projection [`SqlAccountSummaries`](crate::SqlAccountSummaries)
+/// into the bank's own `account_summaries` table, registered in place of
+/// the document projection.
 ///
 /// # Errors
 /// When the store cannot be opened or migrated, or the application not built.
 pub async fn open(
     choice: &StoreChoice,
     configure: impl FnOnce(ReadSideBuilder) -> ReadSideBuilder,
-) -> anyhow::Result<Es> {
-    let read_side = configure(ReadSide::builder());
-    let es = match choice {
+) -> anyhow::Result<BankApp> {
+    let app = match choice {
         StoreChoice::Memory => {
             let store = InMemoryEventStore::new();
-            Es::builder()
+            let documents: Arc<dyn ProjectionStore> = Arc::new(InMemoryProjectionStore::new());
+            let read_side = configure(ReadSide::builder().state(Outbox::new(Arc::clone(&documents))));
+            let es = Es::builder()
                 .event_store(store.clone())
                 .snapshot_store(store)
-                .projection_store(InMemoryProjectionStore::new())
+                .projection_store(Arc::clone(&documents))
                 .read_side(read_side)
                 .build()
-                .await?
+                .await?;
+            BankApp { es, summaries: Summaries::Documents(Documents::new(documents, ACCOUNT_SUMMARY)) }
         }
         StoreChoice::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
@@ -118,15 +142,20 @@ pub async fn open(
             let db = SqliteDatabase::open(path).await?;
             db.migrate().await?;
             let events = SqliteEventStore::new(db.clone());
+            let documents: Arc<dyn ProjectionStore> = Arc::new(SqliteProjectionStore::new(db.clone()));
             // Leases in the file: several processes on one file (the service
             // and `bank inspect`, say) run each subscription in one of them.
-            Es::builder()
+            let read_side = ReadSide::builder()
+                .state(Outbox::new(Arc::clone(&documents)))
+                .lease_store(SqliteLeaseStore::new(db));
+            let es = Es::builder()
                 .event_store(events.clone())
                 .snapshot_store(events)
-                .projection_store(SqliteProjectionStore::new(db.clone()))
-                .read_side(read_side.lease_store(SqliteLeaseStore::new(db)))
+                .projection_store(Arc::clone(&documents))
+                .read_side(configure(read_side))
                 .build()
-                .await?
+                .await?;
+            BankApp { es, summaries: Summaries::Documents(Documents::new(documents, ACCOUNT_SUMMARY)) }
         }
         StoreChoice::Postgres { url, schema } => {
             let pool = PgPoolOptions::new()
@@ -139,18 +168,28 @@ pub async fn open(
             events.migrate().await?;
             let leases = PgLeaseStore::with_schema(pool.clone(), schema.clone());
             leases.migrate().await?;
+            let table = SummaryTable::new(pool.clone(), &schema);
+            table.migrate().await.context("cannot create the account_summaries table")?;
+            let mut registry = Registry::from_inventory()?;
+            registry.replace(ACCOUNT_SUMMARY, table.subscriber())?;
+            let documents: Arc<dyn ProjectionStore> = Arc::new(PgProjectionStore::with_schema(pool, schema));
             // Leases in Postgres: when several nodes run this binary, each
             // subscription runs on one of them at a time.
-            Es::builder()
+            let read_side = ReadSide::builder()
+                .registry(registry)
+                .state(Outbox::new(Arc::clone(&documents)))
+                .lease_store(leases);
+            let es = Es::builder()
                 .event_store(events.clone())
                 .snapshot_store(events)
-                .projection_store(PgProjectionStore::with_schema(pool, schema))
-                .read_side(read_side.lease_store(leases))
+                .projection_store(documents)
+                .read_side(configure(read_side))
                 .build()
-                .await?
+                .await?;
+            BankApp { es, summaries: Summaries::Table(table) }
         }
     };
-    Ok(es)
+    Ok(app)
 }
 
 /// What a store already holds: its events and its accounts.

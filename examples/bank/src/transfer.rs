@@ -13,21 +13,21 @@
 //! Each state has exactly one side effect on an account, so the process
 //! can resume anywhere: on `TransferStarted` it loads the transfer and
 //! performs the step its state calls for, until the transfer is finished.
-//! Delivery is at least once, so before each account command it looks
-//! whether that account already recorded an event caused by this very
-//! `TransferStarted` (the causation id every dispatched command carries):
-//! a crash between the account command and the transfer's own step never
-//! moves the money twice.
+//! Delivery is at least once, and the process keeps no books of its own
+//! for it: its commands go through [`HandlerCtx::execute`], whose ids derive
+//! from the `TransferStarted` and the command's place in the process
+//! ([`HandlerCtx::resume_at`]). A crash between an account command and the
+//! transfer's own step resends the account command with the id it had, and
+//! the store answers that exact retry with its first outcome: the money
+//! never moves twice.
 
-use es_core::error::{ExecuteError, ValidationError};
-use es_core::store::Direction;
-use es_core::{
-    command, event, event_handler, Aggregate, Apply, Es, Event, Events, Handle, HandleEvent, HandlerCtx,
-    HandlerError, Metadata, Recorded, StreamId, StreamVersion,
-};
+mod process;
+
+use es_core::error::ValidationError;
+use es_core::{command, event, Aggregate, Apply, Events, Handle};
 use serde::{Deserialize, Serialize};
 
-use crate::{Account, AccountError, Deposit, MoneyDeposited, MoneyWithdrawn, Withdraw};
+pub use process::{TransferProcess, TRANSFER_REFERENCE};
 
 /// A transfer was asked for: `amount` from `from` to `to`.
 #[event]
@@ -331,155 +331,5 @@ impl Apply<TransferCreditRefused> for Transfer {
 impl Apply<TransferRefunded> for Transfer {
     fn apply(&mut self, _: &TransferRefunded) {
         self.status = TransferStatus::Refunded;
-    }
-}
-
-/// The metadata field that carries the transfer id on the account events a
-/// transfer causes (a deposit has no reference of its own).
-pub const TRANSFER_REFERENCE: &str = "reference";
-
-/// The process manager: moves the money of every started transfer.
-///
-/// It never runs for replayed history (`replay = "skip"`): the money moved
-/// when the transfer happened. It is strongly consistent, so an
-/// application that waits for strong subscribers returns from
-/// `StartTransfer` once the transfer has finished (the read models may
-/// still be catching up with the account events it caused).
-#[event_handler(name = "transfer-process", events(TransferStarted), replay = "skip", consistency = "strong")]
-#[derive(Debug, Default)]
-pub struct TransferProcess;
-
-impl HandleEvent<TransferStarted> for TransferProcess {
-    async fn handle(
-        &self,
-        started: &Recorded<TransferStarted>,
-        ctx: &HandlerCtx,
-    ) -> Result<(), HandlerError> {
-        let es = ctx.es().ok_or(HandlerError::NoDispatcher)?;
-        let step = Step { es, started, metadata: ctx.command_metadata() };
-        loop {
-            let transfer: Transfer = es.load(&started.transfer_id).await.map_err(HandlerError::other)?;
-            match transfer.status {
-                TransferStatus::Started => step.debit().await?,
-                TransferStatus::Debited => step.credit().await?,
-                TransferStatus::CreditRefused => step.refund().await?,
-                TransferStatus::Completed | TransferStatus::Failed | TransferStatus::Refunded => {
-                    return Ok(())
-                }
-                TransferStatus::New => {
-                    return Err(HandlerError::msg(format!(
-                        "transfer `{}` has no events although it started",
-                        started.transfer_id
-                    )))
-                }
-            }
-        }
-    }
-}
-
-/// One step of a transfer: the account command its state calls for, then
-/// the transfer's own command.
-struct Step<'a> {
-    es: &'a Es,
-    started: &'a Recorded<TransferStarted>,
-    /// Caused by `TransferStarted`, in its correlation.
-    metadata: Metadata,
-}
-
-impl Step<'_> {
-    fn id(&self) -> String {
-        self.started.transfer_id.clone()
-    }
-
-    /// Account commands carry the transfer id as reference.
-    fn account_metadata(&self) -> Metadata {
-        self.metadata.clone().with_field(TRANSFER_REFERENCE, self.started.transfer_id.clone())
-    }
-
-    async fn debit(&self) -> Result<(), HandlerError> {
-        let from = &self.started.from;
-        if !self.caused_on(from, <MoneyWithdrawn as Event>::TYPE).await? {
-            let withdraw = Withdraw {
-                account_id: from.clone(),
-                amount: self.started.amount,
-                reference: Some(self.id()),
-            };
-            if let Some(reason) = refusal(self.es.execute_with(withdraw, self.account_metadata()).await)? {
-                return self.transfer(MarkFailed { transfer_id: self.id(), reason }).await;
-            }
-        }
-        self.transfer(MarkDebited { transfer_id: self.id() }).await
-    }
-
-    async fn credit(&self) -> Result<(), HandlerError> {
-        let to = &self.started.to;
-        if !self.caused_on(to, <MoneyDeposited as Event>::TYPE).await? {
-            let deposit = Deposit { account_id: to.clone(), amount: self.started.amount };
-            if let Some(reason) = refusal(self.es.execute_with(deposit, self.account_metadata()).await)? {
-                return self.transfer(MarkCreditRefused { transfer_id: self.id(), reason }).await;
-            }
-        }
-        self.transfer(MarkCompleted { transfer_id: self.id() }).await
-    }
-
-    async fn refund(&self) -> Result<(), HandlerError> {
-        let from = &self.started.from;
-        if !self.caused_on(from, <MoneyDeposited as Event>::TYPE).await? {
-            let deposit = Deposit { account_id: from.clone(), amount: self.started.amount };
-            // A refused refund (the source was closed meanwhile) is an
-            // error: the subscription stops here and reports it, since the
-            // money must not vanish.
-            self.es.execute_with(deposit, self.account_metadata()).await.map_err(HandlerError::other)?;
-        }
-        self.transfer(MarkRefunded { transfer_id: self.id() }).await
-    }
-
-    async fn transfer<C>(&self, command: C) -> Result<(), HandlerError>
-    where
-        C: es_core::Command<Aggregate = Transfer>,
-    {
-        self.es.execute_with(command, self.metadata.clone()).await.map_err(HandlerError::other)?;
-        Ok(())
-    }
-
-    /// Whether `account` already recorded an event of `event_type` caused by
-    /// this `TransferStarted`: its own events after it, newest first.
-    async fn caused_on(&self, account: &str, event_type: &str) -> Result<bool, HandlerError> {
-        let stream = StreamId::for_aggregate(Account::NAME, account);
-        let cause = self.started.event_id.as_uuid();
-        let mut from = StreamVersion(u64::MAX);
-        loop {
-            let page = self
-                .es
-                .event_store()
-                .read_stream(&stream, from, Direction::Backward, 64)
-                .await
-                .map_err(HandlerError::other)?;
-            for event in &page {
-                if event.global_position <= self.started.position {
-                    return Ok(false);
-                }
-                if event.event_type == event_type && event.metadata.causation_id == Some(cause) {
-                    return Ok(true);
-                }
-            }
-            match page.last() {
-                Some(oldest) if oldest.stream_version > StreamVersion::FIRST => {
-                    from = StreamVersion(oldest.stream_version.get() - 1);
-                }
-                _ => return Ok(false),
-            }
-        }
-    }
-}
-
-/// The account's refusal as a reason, or the error if the command failed
-/// for another reason (then the event is retried).
-fn refusal<T>(outcome: Result<T, ExecuteError<AccountError>>) -> Result<Option<String>, HandlerError> {
-    match outcome {
-        Ok(_) => Ok(None),
-        Err(ExecuteError::Rejected(refusal)) => Ok(Some(refusal.to_string())),
-        Err(ExecuteError::Validation(invalid)) => Ok(Some(invalid.to_string())),
-        Err(other) => Err(HandlerError::other(other)),
     }
 }

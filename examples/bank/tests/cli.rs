@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use bank::{AccountSummaries, TransactionHistories, TransferProcess};
+
 fn bank(db: &Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_bank"))
         .env_remove("DATABASE_URL")
@@ -44,12 +46,12 @@ fn inspect_lists_streams_events_and_subscriptions_and_rebuilds_a_projection() {
 
     let (ok, subscriptions, stderr) = bank(&db, &["inspect", "subscriptions"]);
     assert!(ok, "{stderr}");
-    for name in ["account-summary", "transaction-history", "transfer-process", "welcome-mail"] {
+    for name in [AccountSummaries::NAME, TransactionHistories::NAME, TransferProcess::NAME, "welcome-mail"] {
         let line = subscriptions.lines().find(|l| l.starts_with(name)).unwrap_or_default();
         assert!(line.contains("CaughtUp") && line.contains("21 of 21"), "{name}:\n{subscriptions}");
     }
 
-    let (ok, rebuilt, stderr) = bank(&db, &["inspect", "rebuild", "account-summary"]);
+    let (ok, rebuilt, stderr) = bank(&db, &["inspect", "rebuild", AccountSummaries::NAME]);
     assert!(ok, "{stderr}");
     assert_eq!(rebuilt.trim(), "rebuilt account-summary: replayed the global stream up to position 21");
     let (ok, _, stderr) = bank(&db, &["inspect", "rebuild", "nope"]);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use axum::http::Method;
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
-    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamSummary,
+    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ProjectionStore, RecordedEvent,
+    StreamSummary,
 };
 use es_core::{Es, EventId, GlobalPosition, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
@@ -350,10 +351,11 @@ impl EventStore for Flaky {
 async fn store_trouble_is_a_503_that_says_nothing_was_stored() {
     let down = Arc::new(AtomicBool::new(false));
     let store = Flaky { inner: InMemoryEventStore::new(), down: Arc::clone(&down) };
+    let documents: Arc<dyn ProjectionStore> = Arc::new(InMemoryProjectionStore::new());
     let es = Es::builder()
         .event_store(store)
-        .projection_store(InMemoryProjectionStore::new())
-        .read_side(ReadSide::builder())
+        .projection_store(Arc::clone(&documents))
+        .read_side(ReadSide::builder().state(bank::Outbox::new(documents)))
         .build()
         .await
         .expect("the bank starts");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use bank::http::ServiceConfig;
+use bank::{AccountSummaries, TransactionHistories, TransferProcess};
 use serde_json::json;
 use support::{memory_bank, send, verified_account};
 
@@ -52,9 +53,9 @@ async fn the_inspector_lists_streams_events_states_and_subscriptions() {
     assert_eq!(
         names,
         [
-            json!("account-summary"),
-            json!("transaction-history"),
-            json!("transfer-process"),
+            json!(AccountSummaries::NAME),
+            json!(TransactionHistories::NAME),
+            json!(TransferProcess::NAME),
             json!("welcome-mail")
         ]
     );
@@ -103,5 +104,25 @@ async fn a_guarded_inspector_answers_only_with_its_token() {
     queried.ok(200);
     let unmounted = send(&support::router(&es), Method::GET, "/inspector", None, &[]).await;
     assert_eq!(unmounted.status.as_u16(), 404, "off unless mounted");
+    es.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_inspector_query_is_a_problem_document_naming_the_parameter() {
+    let es = memory_bank().await;
+    let app =
+        bank::http::router(es.clone(), ServiceConfig::default().inspector(bank::http::inspector(es.clone())));
+    for uri in [
+        "/inspector/api/streams?limit=many",
+        "/inspector/api/log?after=-1",
+        "/inspector/api/log/tail?count=x",
+    ] {
+        let answer = send(&app, Method::GET, uri, None, &[]).await;
+        assert_eq!(answer.status.as_u16(), 400, "{uri}: {answer:?}");
+        assert_eq!(answer.content_type, "application/problem+json", "{uri}: {answer:?}");
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        let parameter = uri.split(['?', '=']).nth(1).unwrap_or_default();
+        assert!(detail.contains(parameter), "{uri}: the detail names `{parameter}`: {detail}");
+    }
     es.shutdown().await;
 }

@@ -4,76 +4,35 @@
 // Helpers outside `#[test]` fns: a failed expectation must panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bank::{
-    outbox, settle, Account, AccountEvent, AccountSummary, CloseAccount, Deposit, OpenAccount, StartTransfer,
-    Transaction, TransactionHistory, TransactionKind, Transfer, TransferStatus, VerifyAccount, Withdraw,
-    ACCOUNT_SUMMARY, TRANSACTION_HISTORY, TRANSFER_REFERENCE,
+    settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit, OpenAccount,
+    Outbox, StartTransfer, Transaction, TransactionHistories, TransactionHistory, TransactionKind, Transfer,
+    TransferProcess, TransferStatus, VerifyAccount, Withdraw, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+    TRANSFER_REFERENCE,
 };
-use es_core::error::ProjectionError;
-use es_core::readside::{Registry, SubscriptionKind};
-use es_core::store::{
-    Checkpoint, Direction, DocumentQuery, EventStore, ProjectionStore, RecordedEvent, UnitOfWork,
-};
-use es_core::{Aggregate, Es, Metadata, ReadSide, StreamId, StreamVersion};
+use es_core::readside::{Documents, Registry, SubscriptionKind};
+use es_core::store::{Checkpoint, Direction, EventStore, ProjectionStore, RecordedEvent, UnitOfWork};
+use es_core::testkit::{Fault, StoreCall, TestStore};
+use es_core::{Aggregate, Es, GlobalPosition, Metadata, ReadSide, StreamId, StreamVersion};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The in-memory projection store, counting the writes to the mail outbox:
-/// a mail written twice with the same id would not show in the documents.
-#[derive(Clone, Default)]
-struct CountingStore {
-    inner: InMemoryProjectionStore,
-    mails_written: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl ProjectionStore for CountingStore {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<serde_json::Value>, ProjectionError> {
-        self.inner.get(projection, id).await
-    }
-    async fn put(
-        &self,
-        projection: &str,
-        id: &str,
-        document: serde_json::Value,
-    ) -> Result<(), ProjectionError> {
-        if projection == bank::MAIL_OUTBOX {
-            self.mails_written.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, serde_json::Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
-}
 
 /// An application with its read side running every bank subscriber.
 struct Bank {
     es: Es,
     read_side: ReadSide,
-    events: InMemoryEventStore,
-    documents: CountingStore,
+    /// Counts appends, and makes chosen ones fail.
+    events: TestStore<InMemoryEventStore>,
+    /// The projection store, counting calls: the outbox is the only thing
+    /// written with `put` (projections commit), so the puts are the mails
+    /// written; a mail written twice with the same id would not show in
+    /// the documents.
+    documents: Arc<TestStore<InMemoryProjectionStore>>,
+    outbox: Outbox,
 }
 
 impl Bank {
@@ -85,16 +44,17 @@ impl Bank {
 
     /// The application with its read side built but not started.
     async fn stopped() -> Self {
-        let events = InMemoryEventStore::new();
-        let documents = CountingStore::default();
+        let events = TestStore::new(InMemoryEventStore::new());
+        let documents = Arc::new(TestStore::new(InMemoryProjectionStore::new()));
         let es = Es::builder()
             .event_store(events.clone())
-            .projection_store(documents.clone())
+            .projection_store(Arc::clone(&documents))
             .build()
             .await
             .unwrap();
-        let read_side = ReadSide::builder().es(&es).build().unwrap();
-        Self { es, read_side, events, documents }
+        let outbox = Outbox::new(Arc::clone(es.projection_store().unwrap()));
+        let read_side = ReadSide::builder().es(&es).state(outbox.clone()).build().unwrap();
+        Self { es, read_side, events, documents, outbox }
     }
 
     /// Opens a verified account holding `balance`.
@@ -116,11 +76,20 @@ impl Bank {
     }
 
     async fn summary(&self, id: &str) -> AccountSummary {
-        AccountSummary::load(&self.documents, id).await.unwrap().expect("a summary")
+        self.summaries().await.get(id).await.unwrap().expect("a summary")
+    }
+
+    async fn summaries(&self) -> Documents<AccountSummary> {
+        self.read_side.documents(ACCOUNT_SUMMARY)
     }
 
     async fn history(&self, id: &str) -> Vec<Transaction> {
-        TransactionHistory::load(&self.documents, id).await.unwrap().expect("a history").transactions
+        let histories = self.read_side.documents::<TransactionHistory>(TRANSACTION_HISTORY);
+        histories.get(id).await.unwrap().expect("a history").transactions
+    }
+
+    fn mails_written(&self) -> u64 {
+        self.documents.calls(StoreCall::Put)
     }
 
     async fn balance(&self, id: &str) -> u64 {
@@ -142,10 +111,13 @@ impl Bank {
 fn every_bank_subscriber_registers_at_link_time() {
     let registry = Registry::from_inventory().unwrap();
     let names: Vec<_> = registry.names().collect();
-    assert_eq!(names, [ACCOUNT_SUMMARY, TRANSACTION_HISTORY, "transfer-process", "welcome-mail"]);
-    assert_eq!(registry.get(ACCOUNT_SUMMARY).unwrap().kind(), SubscriptionKind::Projection);
+    assert_eq!(
+        names,
+        [AccountSummaries::NAME, TransactionHistories::NAME, TransferProcess::NAME, "welcome-mail"]
+    );
+    assert_eq!(registry.get(AccountSummaries::NAME).unwrap().kind(), SubscriptionKind::Projection);
     assert_eq!(registry.get("welcome-mail").unwrap().replay_mode(), es_core::readside::Replay::Skip);
-    assert_eq!(registry.get("transfer-process").unwrap().replay_mode(), es_core::readside::Replay::Skip);
+    assert_eq!(registry.get(TransferProcess::NAME).unwrap().replay_mode(), es_core::readside::Replay::Skip);
 }
 
 #[tokio::test]
@@ -180,7 +152,7 @@ async fn summaries_and_histories_follow_the_commands() {
     assert_eq!((bob.owner.as_str(), bob.balance, bob.verified, bob.transactions), ("Bob", 0, false, 0));
     let cy = bank.summary("cy").await;
     assert!(cy.verified && cy.closed, "{cy:?}");
-    assert_eq!(AccountSummary::all(&bank.documents).await.unwrap().len(), 3);
+    assert_eq!(bank.summaries().await.count().await.unwrap(), 3);
 
     let ada_events = bank.stream::<Account>("ada").await;
     let position_of = |version: u64| ada_events[usize::try_from(version).unwrap() - 1].global_position.get();
@@ -339,27 +311,76 @@ async fn the_transfer_events_are_caused_by_and_correlated_with_its_start() {
     bank.stop().await;
 }
 
+/// The types of the events of `stream`, oldest first.
+fn event_types(stream: Vec<RecordedEvent>) -> Vec<String> {
+    stream.into_iter().map(|e| e.event_type).collect()
+}
+
 #[tokio::test]
-async fn a_transfer_resumed_after_a_crash_moves_the_money_once() {
-    let bank = Bank::stopped().await;
+async fn a_transfer_that_crashes_after_any_of_its_commands_moves_the_money_once() {
+    // The process's commands, in the order it appends them: Withdraw,
+    // MarkDebited, Deposit, MarkCompleted. The append of the n-th stores
+    // its events and then dies, so the process never hears the outcome:
+    // the runner delivers `TransferStarted` again, and the process resumes
+    // where the transfer stands, resending what it had not seen answered.
+    for crash_at in 1..=4 {
+        let bank = Bank::stopped().await;
+        bank.open("ada", "Ada", 10_000).await;
+        bank.open("bob", "Bob", 0).await;
+        let transfer =
+            StartTransfer { transfer_id: "t-1".into(), from: "ada".into(), to: "bob".into(), amount: 4_000 };
+        bank.es.execute(transfer).await.unwrap();
+        let crash = bank.events.calls(StoreCall::Append) + crash_at;
+        bank.events.inject(StoreCall::Append, Fault::PanicAfter, crash..=crash);
+
+        bank.read_side.start().unwrap();
+        bank.settle().await;
+        let transfer = bank.es.load::<Transfer>("t-1").await.unwrap();
+        assert_eq!(transfer.status, TransferStatus::Completed, "crash at command {crash_at}");
+        assert_eq!(
+            (bank.balance("ada").await, bank.balance("bob").await),
+            (6_000, 4_000),
+            "crash at command {crash_at}"
+        );
+        let ada = event_types(bank.stream::<Account>("ada").await);
+        assert_eq!(ada, ["AccountOpened", "AccountVerified", "MoneyDeposited", "MoneyWithdrawn"]);
+        let bob = event_types(bank.stream::<Account>("bob").await);
+        assert_eq!(bob, ["AccountOpened", "AccountVerified", "MoneyDeposited"]);
+        bank.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_delivered_again_moves_no_money_again() {
+    let bank = Bank::start().await;
     bank.open("ada", "Ada", 10_000).await;
     bank.open("bob", "Bob", 0).await;
     let transfer =
         StartTransfer { transfer_id: "t-1".into(), from: "ada".into(), to: "bob".into(), amount: 4_000 };
     let started = bank.es.execute(transfer).await.unwrap();
-    // The process withdrew, then crashed before recording the debit.
-    let caused_by_start = Metadata::new()
-        .with_causation_id(started.committed[0].event_id.as_uuid())
-        .with_field(TRANSFER_REFERENCE, "t-1");
-    let withdraw = Withdraw { account_id: "ada".into(), amount: 4_000, reference: Some("t-1".into()) };
-    bank.es.execute_with(withdraw, caused_by_start).await.unwrap();
+    bank.settle().await;
+    let appends = bank.events.calls(StoreCall::Append);
+    let head = bank.es.event_store().head_position().await.unwrap();
 
-    // Restarted, it sees the transfer only started, and that the debit
-    // happened: it records it and goes on.
+    // Rewind the process's checkpoint to just before `TransferStarted`, as
+    // a node that crashed before committing it would find it, and run it
+    // again: the event is delivered a second time (as news, not replay).
+    let process = TransferProcess::NAME;
+    bank.read_side.stop(process).await.unwrap();
+    let before = GlobalPosition(started.committed[0].global_position.get() - 1);
+    let mut rewind = UnitOfWork::new();
+    rewind.checkpoint(Checkpoint::at(before));
+    bank.documents.commit(process, rewind).await.unwrap();
     bank.read_side.start().unwrap();
     bank.settle().await;
+
+    assert_eq!(bank.documents.checkpoint(process).await.unwrap().map(|c| c.position), Some(head));
     assert_eq!(bank.es.load::<Transfer>("t-1").await.unwrap().status, TransferStatus::Completed);
     assert_eq!((bank.balance("ada").await, bank.balance("bob").await), (6_000, 4_000));
+    assert_eq!(bank.events.calls(StoreCall::Append), appends, "nothing was stored again");
+    assert_eq!(bank.stream::<Account>("ada").await.len(), 4, "one withdrawal");
+    assert_eq!(bank.stream::<Account>("bob").await.len(), 3, "one deposit");
+    assert_eq!(bank.stream::<Transfer>("t-1").await.len(), 3);
     bank.stop().await;
 }
 
@@ -373,8 +394,8 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     bank.es.execute(transfer).await.unwrap();
     bank.settle().await;
 
-    let mails = outbox(&bank.documents).await.unwrap();
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 2);
+    let mails = bank.outbox.mails().await.unwrap();
+    assert_eq!(bank.mails_written(), 2);
     // The outbox is listed in mail id (event id) order, which is not the
     // order the accounts were opened in when both opened in one millisecond.
     let mut recipients: Vec<_> = mails.iter().map(|m| (m.to.as_str(), m.account_id.as_str())).collect();
@@ -383,20 +404,20 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     let ada = bank.es.load::<Account>("ada").await.unwrap();
     let ada_mail = mails.iter().find(|m| m.account_id == "ada").unwrap();
     assert!(ada_mail.body.contains(&ada.verification_code), "{}", ada_mail.body);
-    let summaries = AccountSummary::all(&bank.documents).await.unwrap();
+    let summaries = bank.summaries().await.list().await.unwrap();
     let histories = (bank.history("ada").await, bank.history("bob").await);
 
     // Replay every handler and rebuild every projection.
-    for name in ["welcome-mail", "transfer-process"] {
+    for name in ["welcome-mail", TransferProcess::NAME] {
         bank.read_side.rebuild(name).await.unwrap();
     }
-    for name in [ACCOUNT_SUMMARY, TRANSACTION_HISTORY] {
+    for name in [AccountSummaries::NAME, TransactionHistories::NAME] {
         bank.read_side.rebuild(name).await.unwrap();
     }
     bank.settle().await;
-    assert_eq!(outbox(&bank.documents).await.unwrap(), mails);
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 2, "no mail is written again");
-    assert_eq!(AccountSummary::all(&bank.documents).await.unwrap(), summaries, "rebuilt, not doubled");
+    assert_eq!(bank.outbox.mails().await.unwrap(), mails);
+    assert_eq!(bank.mails_written(), 2, "no mail is written again");
+    assert_eq!(bank.summaries().await.list().await.unwrap(), summaries, "rebuilt, not doubled");
     assert_eq!((bank.history("ada").await, bank.history("bob").await), histories);
     assert_eq!(
         (bank.balance("ada").await, bank.balance("bob").await),
@@ -409,10 +430,10 @@ async fn the_welcome_mail_is_written_once_per_account_and_never_on_replay() {
     // What happens after the replay is news: the next account gets its mail.
     bank.es.execute(OpenAccount { account_id: "cy".into(), owner: "Cy".into() }).await.unwrap();
     bank.settle().await;
-    let mails = outbox(&bank.documents).await.unwrap();
+    let mails = bank.outbox.mails().await.unwrap();
     let mut accounts: Vec<_> = mails.iter().map(|m| m.account_id.as_str()).collect();
     accounts.sort_unstable();
     assert_eq!(accounts, ["ada", "bob", "cy"]);
-    assert_eq!(bank.documents.mails_written.load(Ordering::SeqCst), 3);
+    assert_eq!(bank.mails_written(), 3);
     bank.stop().await;
 }

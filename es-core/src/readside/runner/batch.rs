@@ -69,7 +69,9 @@ impl Runner<'_> {
                         event,
                         replay,
                         self.shared.dispatcher()?,
+                        self.shared.state_for(self.slot),
                     );
+                    ctx.dispatch_log.clone_from(&self.shared.dispatch_log);
                     let mut attempt = 0;
                     loop {
                         let outcome = CatchPanic(route.call(event, &mut ctx)).await;
@@ -105,7 +107,8 @@ impl Runner<'_> {
         routes: &Routes<ProjectionTx>,
     ) -> Result<(), Exit> {
         let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
-            .with_cache(self.cache.clone());
+            .with_cache(self.cache.clone())
+            .with_state(self.shared.state_for(self.slot));
         let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;
@@ -158,7 +161,7 @@ impl Runner<'_> {
 }
 
 /// Turns a panic in a subscriber's future into an error.
-struct CatchPanic<'a>(RouteFuture<'a>);
+pub(crate) struct CatchPanic<'a>(pub(crate) RouteFuture<'a>);
 
 impl Future for CatchPanic<'_> {
     type Output = Result<(), HandlerError>;

@@ -39,11 +39,8 @@ impl Runner<'_> {
             }
             match outcome {
                 Ok(()) => {
-                    self.store_recovered();
                     self.cache.committed(work.changes);
-                    self.committed = checkpoint;
-                    self.skipped = 0;
-                    self.slot.set_checkpoint(Some(checkpoint));
+                    self.stored(checkpoint);
                     return Ok(());
                 }
                 Err(ProjectionError::Fenced { lease, token, .. }) => {
@@ -76,6 +73,14 @@ impl Runner<'_> {
         }
     }
 
+    /// The checkpoint `checkpoint` was stored.
+    pub(super) fn stored(&mut self, checkpoint: GlobalPosition) {
+        self.store_recovered();
+        self.committed = checkpoint;
+        self.skipped = 0;
+        self.slot.set_checkpoint(Some(checkpoint));
+    }
+
     /// Renews the lease if due, without looking at cancellation (a commit
     /// of work already done goes ahead when stopping).
     pub(super) async fn check_lease_only(&mut self) -> Result<(), Exit> {
@@ -101,7 +106,8 @@ impl Runner<'_> {
         }
     }
 
-    /// Starts over: a projection's documents and checkpoint are deleted; a
+    /// Starts over: a projection's documents and checkpoint are deleted (a
+    /// table projection's tables are reset by its own code); a
     /// handler's checkpoint goes back to the start, with the current head
     /// stored as the end of the replay (in the same commit, so a crash
     /// mid-replay still knows which events are history).
@@ -111,7 +117,11 @@ impl Runner<'_> {
         let events: &dyn EventStore = shared.events.as_ref();
         let head = self.store_read("reading the head position", move || events.head_position()).await?;
         self.check_lease_only().await?;
-        match self.slot.subscriber.kind {
+        match &self.slot.subscriber.kind {
+            SubscriberKind::Table(table) => {
+                self.replay_until = head;
+                self.reset_tables(table.as_ref()).await?;
+            }
             SubscriberKind::Projection { .. } => {
                 let projections: &dyn ProjectionStore = shared.projections.as_ref();
                 self.store_read("resetting the projection", move || projections.reset(namespace)).await?;

@@ -17,6 +17,7 @@ mod outage;
 mod poison;
 mod read_ahead;
 mod slot;
+mod table;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub(crate) use self::batch::CatchPanic;
 use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;

@@ -35,6 +35,7 @@ impl Runner<'_> {
             match &slot.subscriber.kind {
                 SubscriberKind::Handler { routes, replay } => self.handle_batch(batch, routes, *replay).await,
                 SubscriberKind::Projection { routes } => self.project_batch(batch, routes).await,
+                SubscriberKind::Table(table) => self.table_batch(batch, table.as_ref()).await,
             }
         };
         if batch.len() < batch_size {

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::Exit;
 use crate::envelope::{RecordedEvent, Timestamp};
 use crate::readside::config::ReadSideConfig;
+use crate::readside::state::{StateMap, SubscriberState};
 use crate::readside::status::{Backlog, SubscriptionState};
 use crate::readside::subscriber::Subscriber;
 use crate::runtime::es::Es;
@@ -27,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) owner: String,
     pub(crate) config: ReadSideConfig,
     pub(crate) dispatcher: RwLock<Option<Dispatcher>>,
+    /// The values the application gave its subscribers.
+    pub(crate) state: Arc<StateMap>,
+    /// Where a test kit records the commands handlers dispatch.
+    pub(crate) dispatch_log: Option<crate::testkit::DispatchLog>,
 }
 
 /// The application a read side's handlers dispatch commands to.
@@ -39,6 +44,11 @@ pub(crate) enum Dispatcher {
 }
 
 impl Shared {
+    /// What the subscriber of `slot` may read of the state.
+    pub(super) fn state_for(&self, slot: &Slot) -> SubscriberState {
+        SubscriberState::new(Arc::clone(&self.state), Arc::clone(&slot.subscriber.uses))
+    }
+
     /// The application handlers dispatch to (`Ok(None)`: none was set);
     /// `Err(Exit::Cancelled)` once the `Es` that owns this read side is
     /// gone: a handler subscription stops with it rather than run on

@@ -36,5 +36,6 @@ impl HandleEvent<AccountClosed> for Audit {
 
 fn main() {
     let registry = Registry::from_inventory().unwrap();
-    assert_eq!(registry.get("audit").unwrap().event_types(), ["AccountClosed", "AccountOpened"]);
+    assert_eq!(Audit::NAME, "audit");
+    assert_eq!(registry.get(Audit::NAME).unwrap().event_types(), ["AccountClosed", "AccountOpened"]);
 }

@@ -39,7 +39,8 @@ impl Project<MoneyWithdrawn> for Balances {
 
 fn main() {
     let registry = Registry::from_inventory().unwrap();
-    let balances = registry.get("balances").unwrap();
+    assert_eq!(Balances::NAME, "balances");
+    let balances = registry.get(Balances::NAME).unwrap();
     assert_eq!(balances.event_types(), ["MoneyDeposited", "MoneyWithdrawn"]);
     assert_eq!(balances.consistency_level(), Consistency::Strong);
     assert_eq!(balances.group(), Some("reports"));

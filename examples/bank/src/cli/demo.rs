@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bank::store::{contents, StoreChoice};
+use bank::store::{contents, BankApp, StoreChoice};
 use bank::{
-    outbox, settle, Account, AccountError, AccountOpened, AccountSummary, CloseAccount, Deposit, OpenAccount,
-    StartTransfer, Transfer, VerifyAccount, Withdraw,
+    settle, Account, AccountError, AccountOpened, CloseAccount, Deposit, OpenAccount, StartTransfer,
+    Transfer, VerifyAccount, Withdraw,
 };
 use es_core::error::ExecuteError;
 use es_core::store::EventStore;
@@ -15,20 +15,21 @@ use es_core::{Es, EventSet, GlobalPosition, StreamVersion};
 
 /// Runs the demo on `choice`, saying first what earlier runs left there.
 pub(crate) async fn demo(choice: &StoreChoice) -> anyhow::Result<()> {
-    let es = bank::store::open(choice, |read_side| read_side).await?;
-    let found = contents(es.event_store().as_ref()).await?;
+    let app = bank::store::open(choice, |read_side| read_side).await?;
+    let found = contents(app.es.event_store().as_ref()).await?;
     println!(
         "bank demo on {}: {} events and {} accounts stored by earlier runs\n",
         choice.describe(),
         found.events,
         found.accounts
     );
-    let result = run(&es).await;
-    es.shutdown().await;
+    let result = run(&app).await;
+    app.es.shutdown().await;
     result
 }
 
-async fn run(es: &Es) -> anyhow::Result<()> {
+async fn run(app: &BankApp) -> anyhow::Result<()> {
+    let es = &app.es;
     // Fresh ids per run, so that runs on a persistent store do not collide.
     let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (ada, bob) = (format!("ada-{run}"), format!("bob-{run}"));
@@ -158,8 +159,7 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     settle(read_side, Duration::from_secs(30)).await?;
 
     println!("\n== read side");
-    let documents = es.projection_store().context("the demo has a projection store")?;
-    for s in AccountSummary::all(documents.as_ref()).await? {
+    for s in app.summaries.all().await? {
         if s.account_id == ada || s.account_id == bob {
             println!(
                 "account-summary {}: {} ({}), balance {}, verified {}, closed {}, {} transactions",
@@ -173,7 +173,8 @@ async fn run(es: &Es) -> anyhow::Result<()> {
             );
         }
     }
-    for mail in outbox(documents.as_ref()).await? {
+    let outbox = app.outbox().context("the demo has a projection store")?;
+    for mail in outbox.mails().await? {
         if mail.account_id == ada || mail.account_id == bob {
             println!("mail-outbox: to {} about {}: {}", mail.to, mail.account_id, mail.subject);
         }
@@ -181,7 +182,10 @@ async fn run(es: &Es) -> anyhow::Result<()> {
     for status in read_side.statuses() {
         println!(
             "subscription {}: {:?} at position {}, behind {:?}",
-            status.name, status.state, status.position, status.behind
+            status.name,
+            status.state,
+            es.event_store().describe_position(status.position),
+            status.behind
         );
     }
     Ok(())

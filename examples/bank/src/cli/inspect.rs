@@ -48,7 +48,7 @@ pub(crate) async fn inspect(choice: &StoreChoice, what: What) -> anyhow::Result<
             "note: the in-memory store starts empty in every process; inspect the SQLite file or Postgres"
         );
     }
-    let es = bank::store::open(choice, |read_side| read_side).await?;
+    let es = bank::store::open(choice, |read_side| read_side).await?.es;
     let inspector = bank::http::inspector(es.clone());
     let result = run(&inspector, what).await;
     es.shutdown().await;
@@ -90,7 +90,7 @@ async fn run(inspector: &Inspector, what: What) -> anyhow::Result<()> {
                         s.name.clone(),
                         format!("{} / {}", s.kind, s.consistency),
                         s.state.clone(),
-                        format!("{} of {}", s.position, s.head),
+                        format!("{} of {}", s.position_label, s.head_label),
                         format!("{} events, {:.1} s", s.lag_events, s.lag_seconds),
                         format!("{}{}", s.error.as_deref().unwrap_or(""), stopped_at.unwrap_or_default()),
                     ]

@@ -22,9 +22,10 @@ pub(crate) async fn serve(choice: &StoreChoice, addr: SocketAddr, inspector: Ins
         .init();
     let metrics =
         PrometheusBuilder::new().install_recorder().context("cannot install the metrics recorder")?;
-    let es = bank::store::open(choice, |read_side| read_side).await?;
+    let app = bank::store::open(choice, |read_side| read_side).await?;
+    let es = app.es;
     let inspected = inspector != Inspect::Off;
-    let mut config = ServiceConfig::default().metrics(metrics);
+    let mut config = ServiceConfig::default().metrics(metrics).summaries(app.summaries);
     match inspector {
         Inspect::Off => {}
         Inspect::Open => config = config.inspector(bank::http::inspector(es.clone())),

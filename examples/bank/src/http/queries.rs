@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::Json;
+use es_core::readside::Documents;
 use es_core::store::{Direction, EventStore};
 use es_core::{GlobalPosition, StreamId, StreamVersion};
 use es_inspector::EventView;
@@ -15,7 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{check_id, PathParam, QueryParams};
 use super::problem::Problem;
 use super::Api;
-use crate::{Account, AccountSummary, TransactionHistory, Transfer, ACCOUNT_SUMMARY, TRANSACTION_HISTORY};
+use crate::{
+    Account, AccountSummary, Summaries, TransactionHistory, Transfer, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+};
 
 /// `?after=`: answer once the read model has handled every event up to
 /// this global position (a command's `position`).
@@ -83,10 +86,17 @@ impl Api {
         Ok(())
     }
 
-    fn documents(&self) -> Result<&dyn es_core::store::ProjectionStore, Problem> {
+    fn summaries(&self) -> Result<Summaries, Problem> {
+        self.config
+            .summaries
+            .clone()
+            .or_else(|| self.es.documents(ACCOUNT_SUMMARY).map(Summaries::Documents))
+            .ok_or_else(|| Problem::internal("the bank runs without a projection store"))
+    }
+
+    fn histories(&self) -> Result<Documents<TransactionHistory>, Problem> {
         self.es
-            .projection_store()
-            .map(AsRef::as_ref)
+            .documents(TRANSACTION_HISTORY)
             .ok_or_else(|| Problem::internal("the bank runs without a projection store"))
     }
 }
@@ -120,7 +130,7 @@ pub(super) async fn summary(
 ) -> Result<Json<AccountSummary>, Problem> {
     check_id("account_id", &account_id)?;
     api.reach(ACCOUNT_SUMMARY, after).await?;
-    let summary = AccountSummary::load(api.documents()?, &account_id).await?;
+    let summary = api.summaries()?.get(&account_id).await?;
     summary.map(Json).ok_or_else(|| Problem::not_found(format!("no account `{account_id}`")))
 }
 
@@ -141,7 +151,7 @@ pub(super) async fn transactions(
 ) -> Result<Json<TransactionHistory>, Problem> {
     check_id("account_id", &account_id)?;
     api.reach(TRANSACTION_HISTORY, after).await?;
-    let history = TransactionHistory::load(api.documents()?, &account_id).await?;
+    let history = api.histories()?.get(&account_id).await?;
     history.map(Json).ok_or_else(|| Problem::not_found(format!("no account `{account_id}`")))
 }
 

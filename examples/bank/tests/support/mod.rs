@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 /// The bank on the in-memory store, with its read side.
 pub async fn memory_bank() -> Es {
-    bank::store::open(&StoreChoice::Memory, |read_side| read_side).await.expect("the bank starts")
+    bank::store::open(&StoreChoice::Memory, |read_side| read_side).await.expect("the bank starts").es
 }
 
 /// An answer: status, content type, body (JSON, or the text as a JSON string).

@@ -1,22 +1,22 @@
-//! Dropping a read side (or the last `Es` that owns one) without
-//! `shutdown()` releases its leases, so another node takes its
-//! subscriptions over within seconds instead of after the lease's TTL.
-
-// Test helpers outside #[test] fns: a failed step must fail the test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Read side cases: what a read side promises on an adapter's stores.
+//!
+//! Each case takes the three stores of one fresh database (events,
+//! documents, leases), clones them into two nodes, and checks one
+//! guarantee across them. The cases are plain async fns: an adapter's test
+//! calls them with its stores.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use es_core::readside::{ReadSideConfig, Registry, Subscriber};
-use es_core::store::{EventStore, ExpectedVersion, LeaseStore, NewEvent};
-use es_core::{
+use crate::readside::{ReadSideBuilder, ReadSideConfig, Registry, Subscriber};
+use crate::store::{EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore};
+use crate::{
     event, Es, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, ReadSide, Recorded, StreamId,
 };
-use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
 
-/// Far longer than the test waits for the takeover.
+/// Far longer than the cases wait for a takeover.
 const TTL: Duration = Duration::from_secs(300);
+/// How long a takeover may take once the holder let go.
 const TAKEOVER: Duration = Duration::from_secs(10);
 
 #[event]
@@ -25,11 +25,13 @@ struct Pinged {
     n: u64,
 }
 
+type Log = Arc<Mutex<Vec<(&'static str, u64)>>>;
+
 /// Records which node handled which ping.
 #[derive(Clone)]
 struct Seen {
     node: &'static str,
-    log: Arc<Mutex<Vec<(&'static str, u64)>>>,
+    log: Log,
 }
 
 impl HandleEvent<Pinged> for Seen {
@@ -40,8 +42,8 @@ impl HandleEvent<Pinged> for Seen {
 }
 
 /// Waits (bounded) until `read_side` has committed its checkpoint at
-/// `head`: a handler's delivery is at least once, and this test wants to
-/// see the handover, not a redelivery of what was not committed.
+/// `head`: a handler's delivery is at least once, and the cases want to see
+/// the handover, not a redelivery of what was not committed.
 async fn committed(read_side: &ReadSide, head: GlobalPosition) {
     for _ in 0..1000 {
         if read_side.status("pings").unwrap().checkpoint >= Some(head) {
@@ -52,7 +54,7 @@ async fn committed(read_side: &ReadSide, head: GlobalPosition) {
     panic!("the checkpoint never reached {head}: {:?}", read_side.status("pings"));
 }
 
-async fn ping(store: &InMemoryEventStore, n: u64) -> GlobalPosition {
+async fn ping<E: EventStore>(store: &E, n: u64) -> GlobalPosition {
     let new = NewEvent::new("pinger", Pinged::TYPE, 1, serde_json::to_value(Pinged { n }).unwrap());
     store
         .append(&StreamId::new("pinger-1"), ExpectedVersion::Any, vec![new])
@@ -62,27 +64,29 @@ async fn ping(store: &InMemoryEventStore, n: u64) -> GlobalPosition {
         .unwrap()
 }
 
-fn node(
-    name: &'static str,
-    log: &Arc<Mutex<Vec<(&'static str, u64)>>>,
-    leases: &InMemoryLeaseStore,
-) -> es_core::readside::ReadSideBuilder {
+/// A read side of node `name` running the `pings` handler on `leases`.
+fn node<L: LeaseStore + Clone>(name: &'static str, log: &Log, leases: &L) -> ReadSideBuilder {
     let mut registry = Registry::new();
     let seen = Seen { node: name, log: Arc::clone(log) };
     registry.register("pings", Subscriber::handler(seen).on::<Pinged>().build()).unwrap();
     ReadSide::builder().lease_store(leases.clone()).owner(name).registry(registry).config(ReadSideConfig {
         lease_ttl: TTL,
         lease_retry: Duration::from_millis(50),
+        idle_wait: Duration::from_millis(200),
         ..ReadSideConfig::default()
     })
 }
 
-#[tokio::test]
-async fn a_dropped_read_side_hands_its_leases_over_at_once() {
-    let events = InMemoryEventStore::new();
-    let documents = InMemoryProjectionStore::new();
-    let leases = InMemoryLeaseStore::new();
-    let log = Arc::default();
+/// Dropping a read side without `shutdown()` releases its leases, so
+/// another node takes its subscriptions over within seconds instead of
+/// after the lease's TTL.
+pub async fn a_dropped_read_side_hands_its_leases_over_at_once<E, P, L>(events: E, documents: P, leases: L)
+where
+    E: EventStore + Clone,
+    P: ProjectionStore + Clone,
+    L: LeaseStore + Clone,
+{
+    let log = Log::default();
     let a = node("a", &log, &leases)
         .event_store(events.clone())
         .projection_store(documents.clone())
@@ -91,11 +95,7 @@ async fn a_dropped_read_side_hands_its_leases_over_at_once() {
     let head = ping(&events, 1).await;
     a.wait_for("pings", head, TAKEOVER).await.unwrap();
     committed(&a, head).await;
-    let b = node("b", &log, &leases)
-        .event_store(events.clone())
-        .projection_store(documents.clone())
-        .start()
-        .unwrap();
+    let b = node("b", &log, &leases).event_store(events.clone()).projection_store(documents).start().unwrap();
 
     drop(a);
     let head = ping(&events, 2).await;
@@ -104,12 +104,14 @@ async fn a_dropped_read_side_hands_its_leases_over_at_once() {
     b.shutdown().await;
 }
 
-#[tokio::test]
-async fn dropping_the_last_es_hands_its_leases_over_at_once() {
-    let events = InMemoryEventStore::new();
-    let documents = InMemoryProjectionStore::new();
-    let leases = InMemoryLeaseStore::new();
-    let log = Arc::default();
+/// Dropping the last [`Es`] that owns a read side releases its leases too.
+pub async fn dropping_the_last_es_hands_its_leases_over_at_once<E, P, L>(events: E, documents: P, leases: L)
+where
+    E: EventStore + Clone,
+    P: ProjectionStore + Clone,
+    L: LeaseStore + Clone,
+{
+    let log = Log::default();
     let es = Es::builder()
         .event_store(events.clone())
         .projection_store(documents.clone())

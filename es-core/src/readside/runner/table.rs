@@ -1,0 +1,201 @@
+//! Running a table projection: a batch in one transaction of the store
+//! (the projection's SQL, its flush, the fenced checkpoint), narrowed to
+//! the events before a failing one and then to the failing event alone.
+
+use super::{describe, Exit, Runner};
+use crate::envelope::RecordedEvent;
+use crate::error::{Failure, FailureKind, ProjectionError};
+use crate::readside::table::{TableBatch, TableFailure, TableRunner};
+use crate::store::{Checkpoint, Fence, ProjectionTransactions, UnitOfWork};
+use crate::version::GlobalPosition;
+
+/// How much of the batch the next transaction takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// Everything left.
+    Rest,
+    /// The events before this index of the batch (they went through before
+    /// a later event failed).
+    Before(usize),
+    /// Up to and including the next consumed event (to find, or retry, a
+    /// failing one).
+    NextConsumed,
+}
+
+impl<'a> Runner<'a> {
+    fn transactions(&self) -> Result<&'a dyn ProjectionTransactions, Exit> {
+        let shared = self.shared;
+        shared.projections.transactions().ok_or_else(|| {
+            // The build refuses a table projection on such a store.
+            Exit::Failed(Failure {
+                kind: FailureKind::Commit,
+                error: "the projection store lends no transactions for table projections".into(),
+                position: self.position,
+                event_id: None,
+                event_type: None,
+                attempts: 0,
+            })
+        })
+    }
+
+    fn fenced_work(&self, checkpoint: Checkpoint) -> UnitOfWork {
+        let lease = &self.keeper.lease;
+        let mut work = UnitOfWork::new();
+        work.fence(Fence::new(lease.name.clone(), lease.token)).checkpoint(checkpoint);
+        work
+    }
+
+    pub(super) async fn table_batch(
+        &mut self,
+        batch: &[RecordedEvent],
+        table: &dyn TableRunner,
+    ) -> Result<(), Exit> {
+        let store = self.transactions()?;
+        let mut start = 0;
+        let mut span = Span::Rest;
+        let mut attempt = 0;
+        while start < batch.len() && !self.cancelled() {
+            let rest = &batch[start..];
+            let Some(first) = rest.iter().position(|event| table.routes_event(event)) else {
+                // Nothing left that it consumes.
+                self.skipped += rest.len();
+                self.passed(rest);
+                if self.skipped >= self.shared.config.checkpoint_every {
+                    self.commit(UnitOfWork::new(), self.position).await?;
+                }
+                return Ok(());
+            };
+            let end = match span {
+                Span::Rest => batch.len(),
+                Span::Before(end) => end,
+                Span::NextConsumed => start + first + 1,
+            };
+            let segment = &batch[start..end];
+            let Some(last) = segment.last().map(|event| event.global_position) else { break };
+            self.check_lease_only().await?;
+            let outcome = table
+                .run(
+                    store,
+                    TableBatch {
+                        name: &self.slot.name,
+                        events: segment,
+                        replay_until: self.replay_until,
+                        work: self.fenced_work(self.checkpoint_at(last)),
+                        state: self.shared.state_for(self.slot),
+                    },
+                )
+                .await;
+            match outcome {
+                Ok(()) => {
+                    self.stored(last);
+                    self.passed(segment);
+                    start = end;
+                    attempt = 0;
+                    span = Span::Rest;
+                }
+                Err(TableFailure::Store(error)) => self.store_refused(error, last).await?,
+                Err(TableFailure::Event(index, error)) => {
+                    if segment[..index].iter().any(|event| table.routes_event(event)) {
+                        // Commit what went through before the failing event.
+                        span = Span::Before(start + index);
+                    } else {
+                        self.after_failure(&segment[index], &mut attempt, error).await?;
+                        span = Span::NextConsumed;
+                    }
+                }
+                Err(TableFailure::Flush(error)) => {
+                    if segment.iter().filter(|event| table.routes_event(event)).count() > 1 {
+                        // Find the event the flush fails on, one at a time.
+                        span = Span::NextConsumed;
+                    } else {
+                        self.after_failure(&rest[first], &mut attempt, error).await?;
+                        span = Span::NextConsumed;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a table projection over: its `reset` runs in the transaction
+    /// that sets the checkpoint back to the start (marking history up to
+    /// `replay_until` as replayed), fenced with the lease.
+    pub(super) async fn reset_tables(&mut self, table: &dyn TableRunner) -> Result<(), Exit> {
+        let store = self.transactions()?;
+        let mut attempt = 0;
+        loop {
+            self.check_lease_only().await?;
+            let outcome = table
+                .reset(
+                    store,
+                    TableBatch {
+                        name: &self.slot.name,
+                        events: &[],
+                        replay_until: self.replay_until,
+                        work: self.fenced_work(self.checkpoint_at(GlobalPosition::START)),
+                        state: self.shared.state_for(self.slot),
+                    },
+                )
+                .await;
+            let error = match outcome {
+                Ok(()) => {
+                    self.stored(GlobalPosition::START);
+                    return Ok(());
+                }
+                Err(TableFailure::Store(error)) => {
+                    self.store_refused(error, GlobalPosition::START).await?;
+                    continue;
+                }
+                Err(TableFailure::Event(_, error) | TableFailure::Flush(error)) => error,
+            };
+            attempt += 1;
+            let retry = self.slot.subscriber.retry;
+            if attempt >= retry.max_attempts {
+                return Err(Exit::Failed(Failure {
+                    kind: FailureKind::Reset,
+                    error: format!("resetting the tables failed: {}", describe(&error)),
+                    position: GlobalPosition::START,
+                    event_id: None,
+                    event_type: None,
+                    attempts: attempt,
+                }));
+            }
+            tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "resetting the tables failed; retrying");
+            self.pause(retry.backoff(attempt)).await?;
+        }
+    }
+
+    /// The store refused a table projection's transaction: a lost lease
+    /// ends the run, an outage is waited out (the caller tries again), any
+    /// other refusal stops the subscription.
+    async fn store_refused(&mut self, error: ProjectionError, at: GlobalPosition) -> Result<(), Exit> {
+        match error {
+            ProjectionError::Fenced { lease, token, .. } => {
+                tracing::warn!(subscription = %self.slot.name, %lease, token, "transaction refused: the lease is no longer held with this token");
+                Err(Exit::LeaseLost)
+            }
+            error @ ProjectionError::Backend(_) => {
+                let pause = self.store_failed("committing the tables", &error);
+                self.pause(pause).await
+            }
+            error => Err(Exit::Failed(Failure {
+                kind: FailureKind::Commit,
+                error: format!("committing the tables failed: {}", describe(&error)),
+                position: at,
+                event_id: None,
+                event_type: None,
+                attempts: 1,
+            })),
+        }
+    }
+
+    /// Every event of `events` is handled or filtered out.
+    fn passed(&mut self, events: &[RecordedEvent]) {
+        let Some(last) = events.last() else { return };
+        for (i, event) in events.iter().enumerate() {
+            self.slot.handled(event, events.get(i + 1));
+        }
+        self.position = last.global_position;
+        self.slot.set_reached(self.position);
+    }
+}

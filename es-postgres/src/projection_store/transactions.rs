@@ -1,0 +1,91 @@
+//! Lending transactions to table projections: the projection's SQL, its
+//! checkpoint and the lease fence in one Postgres transaction.
+
+use std::any::TypeId;
+
+use async_trait::async_trait;
+use es_core::error::ProjectionError;
+use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
+use es_core::HandlerError;
+use sqlx::Postgres;
+
+use super::{backend, PgProjectionStore};
+
+/// The transaction a [`TableProjection`](es_core::TableProjection) on
+/// Postgres writes its tables in: run SQL with
+/// `.execute(&mut **tx.transaction())`.
+pub type PgTransaction = sqlx::Transaction<'static, Postgres>;
+
+#[async_trait]
+impl ProjectionTransactions for PgProjectionStore {
+    fn transaction_type(&self) -> TypeId {
+        TypeId::of::<PgTransaction>()
+    }
+
+    fn transaction_type_name(&self) -> &'static str {
+        "es_postgres::PgTransaction"
+    }
+
+    async fn begin(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<StoreTransaction, ProjectionError> {
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // Dropping `tx` on the error path rolls it back.
+            self.check_fence(&mut tx, projection, fence).await?;
+        }
+        Ok(Box::new(tx))
+    }
+
+    async fn commit(
+        &self,
+        transaction: StoreTransaction,
+        projection: &str,
+        work: UnitOfWork,
+    ) -> Result<(), ProjectionError> {
+        let mut tx = transaction
+            .downcast::<PgTransaction>()
+            .map_err(|_| backend("a transaction that is not a Postgres one was handed back to commit"))?;
+        self.write(&mut tx, projection, work.changes).await?;
+        if let Some(checkpoint) = work.checkpoint {
+            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+/// A failed statement of a table projection as the read side should see
+/// it: a lost connection, a pool timeout, a deadlock or a serialization
+/// failure is the store's trouble (waited out, not held against the event);
+/// anything else (a constraint, a syntax error) is the projection's, retried
+/// under its policy and then reported at the event.
+///
+/// ```no_run
+/// # async fn demo(tx: &mut es_postgres::PgTransaction) -> Result<(), es_core::HandlerError> {
+/// sqlx::query("UPDATE report SET total = total + 1").execute(&mut **tx).await.map_err(es_postgres::sql_failure)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn sql_failure(error: sqlx::Error) -> HandlerError {
+    let transient = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // connection exceptions, serialization failure, deadlock,
+            // operator intervention (shutdown, cancel)
+            code.starts_with("08") || code == "40001" || code == "40P01" || code.starts_with("57")
+        }),
+        _ => false,
+    };
+    if transient {
+        HandlerError::Projection(ProjectionError::Backend(Box::new(error)))
+    } else {
+        HandlerError::other(error)
+    }
+}

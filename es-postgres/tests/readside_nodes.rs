@@ -1,0 +1,240 @@
+//! The read side on Postgres across nodes: two nodes sharing subscriptions
+//! (hand-over on shutdown, take-over after a crash), a bank transfer run by
+//! a process manager, and the warning about a transaction holding readers
+//! back.
+
+// Test helpers outside #[test] fns: a failed step must fail the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bank::{
+    Account, AccountEvent, AccountSummary, Deposit, OpenAccount, StartTransfer, Transfer, TransferStatus,
+    VerifyAccount,
+};
+use es_core::readside::{ReadSideConfig, Registry, Selection, SubscriptionState};
+use es_core::store::{EventStore, ExpectedVersion};
+use es_core::{Aggregate, Es, ReadSide, StreamId};
+
+use common::readside::*;
+
+// ---- several nodes ----
+
+/// Waits until `read_side` processes `name` (its state is active).
+async fn until_active(read_side: &ReadSide, name: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !read_side.status(name).unwrap().state.is_active() {
+        assert!(tokio::time::Instant::now() < deadline, "`{}` never took `{name}` over", read_side.owner());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Two nodes running one projection; the first takes the lease.
+async fn two_nodes(db: &Db, other: &Db, totals: &Totals, config: ReadSideConfig) -> (ReadSide, ReadSide) {
+    let a = db
+        .read_side("node-a", registry(vec![("totals", totals.subscriber())]), config.clone())
+        .start()
+        .unwrap();
+    until_active(&a, "totals").await;
+    let b =
+        other.read_side("node-b", registry(vec![("totals", totals.subscriber())]), config).start().unwrap();
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_both_process_and_the_second_takes_over_on_shutdown() {
+    let db = Db::new().await;
+    let other = db.other_node().await;
+    let totals = Totals::default();
+    let (a, b) = two_nodes(&db, &other, &totals, config()).await;
+    let mut added = forty();
+    let head = add_all(&db, &added).await;
+    a.wait_for("totals", head, DEADLINE).await.unwrap();
+    b.wait_for("totals", head, DEADLINE).await.unwrap();
+    assert_eq!(b.status("totals").unwrap().state, SubscriptionState::Standby);
+    assert_eq!(db.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-a"));
+
+    a.shutdown().await;
+    until_active(&b, "totals").await;
+    added.push(("e", (41..=60).collect()));
+    let head = add_all(&other, &added[4..]).await;
+    b.wait_for("totals", head, DEADLINE).await.unwrap();
+    assert_eq!(db.totals("totals").await, fold(&added), "every event exactly once over both nodes");
+    assert_eq!(totals.runs.load(Ordering::SeqCst), 60);
+    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1, "never two at once");
+    assert_eq!(db.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-b"));
+    b.shutdown().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_dies_its_lease_expires_and_the_other_takes_over_from_the_checkpoint() {
+    let db = Db::new().await;
+    let other = db.other_node().await;
+    let totals = Totals::default();
+    let config = ReadSideConfig { lease_ttl: Duration::from_millis(600), ..config() };
+    let (a, b) = two_nodes(&db, &other, &totals, config).await;
+    let mut added = forty();
+    let head = add_all(&db, &added).await;
+    a.wait_for("totals", head, DEADLINE).await.unwrap();
+    let first_lease = db.leases.holder("totals").await.unwrap().unwrap();
+    assert_eq!(first_lease.owner, "node-a");
+
+    // Node a goes away without a shutdown: dropped, it stops its tasks and
+    // releases its lease off the drop path.
+    drop(a);
+    until_active(&b, "totals").await;
+    let taken = db.leases.holder("totals").await.unwrap().unwrap();
+    assert_eq!(taken.owner, "node-b");
+    assert!(taken.token > first_lease.token);
+    added.push(("e", (41..=60).collect()));
+    let head = add_all(&other, &added[4..]).await;
+    b.wait_for("totals", head, DEADLINE).await.unwrap();
+    assert_eq!(db.totals("totals").await, fold(&added));
+    assert_eq!(totals.runs.load(Ordering::SeqCst), 60, "b resumed from a's checkpoint");
+    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1);
+    b.shutdown().await;
+    db.drop().await;
+}
+
+// ---- a process manager: the bank's transfer ----
+
+/// The bank on Postgres, running its transfer process manager (strong) and
+/// account summaries, picked from the subscribers the bank registers at
+/// link time.
+async fn bank(db: &Db) -> Es {
+    let registry = Registry::from_inventory().unwrap();
+    for name in ["transfer-process", bank::ACCOUNT_SUMMARY] {
+        assert!(registry.get(name).is_some(), "the bank registers `{name}` at link time");
+    }
+    Es::builder()
+        .event_store(db.events.clone())
+        .projection_store(db.documents.clone())
+        .read_side(
+            ReadSide::builder()
+                .lease_store(db.leases.clone())
+                .registry(registry)
+                .select(Selection::names(["transfer-process", bank::ACCOUNT_SUMMARY]))
+                .config(config()),
+        )
+        .consistency_timeout(DEADLINE)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Opens a verified account holding `balance`.
+async fn open_account(es: &Es, id: &str, balance: u64) {
+    let opened = es.execute(OpenAccount { account_id: id.into(), owner: id.to_uppercase() }).await.unwrap();
+    let code = match &opened.events[..] {
+        [AccountEvent::AccountOpened(opened)] => opened.verification_code.clone(),
+        other => panic!("unexpected events {other:?}"),
+    };
+    es.execute(VerifyAccount { account_id: id.into(), code }).await.unwrap();
+    es.execute(Deposit { account_id: id.into(), amount: balance }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_completes_and_a_failed_one_is_refunded_on_postgres() {
+    let db = Db::new().await;
+    let es = bank(&db).await;
+    open_account(&es, "ada", 10_000).await;
+    open_account(&es, "bob", 500).await;
+
+    // The process manager is strongly consistent: when `StartTransfer`
+    // returns, the transfer has run to its end.
+    es.execute(StartTransfer {
+        transfer_id: "t-1".into(),
+        from: "ada".into(),
+        to: "bob".into(),
+        amount: 4_000,
+    })
+    .await
+    .unwrap();
+    let done = es.load::<Transfer>("t-1").await.unwrap();
+    assert_eq!((done.status, done.reason), (TransferStatus::Completed, None));
+    assert_eq!(es.load::<Account>("ada").await.unwrap().balance, 6_000);
+    assert_eq!(es.load::<Account>("bob").await.unwrap().balance, 4_500);
+
+    // Credit refused (no such account): the debit is refunded.
+    es.execute(StartTransfer {
+        transfer_id: "t-2".into(),
+        from: "ada".into(),
+        to: "nobody".into(),
+        amount: 1_000,
+    })
+    .await
+    .unwrap();
+    assert_eq!(es.load::<Transfer>("t-2").await.unwrap().status, TransferStatus::Refunded);
+    assert_eq!(es.load::<Account>("ada").await.unwrap().balance, 6_000);
+
+    let read_side = es.read_side().unwrap().clone();
+    bank::settle(&read_side, DEADLINE).await.unwrap();
+    let summaries = read_side.documents::<AccountSummary>(bank::ACCOUNT_SUMMARY);
+    let ada = summaries.get("ada").await.unwrap().unwrap();
+    let bob = summaries.get("bob").await.unwrap().unwrap();
+    assert_eq!((ada.balance, bob.balance), (6_000, 4_500));
+    es.shutdown().await;
+    db.drop().await;
+}
+
+// ---- a long transaction holding readers back ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_holding_readers_back_is_named_in_the_status() {
+    let db = Db::new().await;
+    let first = db.add("a", [1]).await;
+    let config = ReadSideConfig {
+        idle_wait: Duration::from_millis(20),
+        held_back_warning: Duration::from_millis(200),
+        ..config()
+    };
+    let read_side = db
+        .read_side("a", registry(vec![("totals", Totals::default().subscriber())]), config)
+        .start()
+        .unwrap();
+    read_side.wait_for("totals", first, DEADLINE).await.unwrap();
+    assert_eq!(read_side.status("totals").unwrap().held_back_by, None);
+
+    // A writer opens a transaction, appends, and stays open; another
+    // append commits after it, and stays hidden meanwhile.
+    let mut blocker = db.pool.begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *blocker).await.unwrap();
+    let stream = StreamId::for_aggregate(Tally::NAME, "slow");
+    db.events
+        .append_in_tx(&mut blocker, &stream, ExpectedVersion::Any, vec![new_event(&Added { amount: 10 })])
+        .await
+        .unwrap();
+    let hidden = db.add("a", [2]).await;
+    assert_eq!(db.events.head_position().await.unwrap(), first, "the committed append is hidden");
+
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let status = loop {
+        let status = read_side.status("totals").unwrap();
+        if status.held_back_by.is_some() {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the blocker was never reported: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let named = status.held_back_by.unwrap();
+    assert!(named.contains(&format!("pid {pid}")), "{named}");
+    assert!(named.contains("idle in transaction"), "{named}");
+    assert_eq!(status.position, first);
+    assert_eq!(status.state, SubscriptionState::CaughtUp);
+    let blocker_info = db.events.read_blocker().await.unwrap().expect("still held back");
+    assert!(blocker_info.hiding_for >= Duration::from_millis(200), "{blocker_info:?}");
+
+    // The transaction ends: the events come through and the report clears.
+    blocker.commit().await.unwrap();
+    read_side.wait_for("totals", hidden, DEADLINE).await.unwrap();
+    read_side.wait_for("totals", db.events.head_position().await.unwrap(), DEADLINE).await.unwrap();
+    assert_eq!(read_side.status("totals").unwrap().held_back_by, None);
+    assert_eq!(db.totals("totals").await, fold(&[("a", vec![1, 2]), ("slow", vec![10])]));
+    assert_eq!(db.events.read_blocker().await.unwrap(), None);
+    read_side.shutdown().await;
+    db.drop().await;
+}

@@ -1,0 +1,59 @@
+//! Lending transactions to table projections: the projection's SQL, its
+//! checkpoint and the lease fence in one SQLite write transaction.
+
+use std::any::TypeId;
+
+use async_trait::async_trait;
+use es_core::error::ProjectionError;
+use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
+use sqlx::Sqlite;
+
+use super::{backend, SqliteProjectionStore};
+
+/// The transaction a [`TableProjection`](es_core::TableProjection) on
+/// SQLite writes its tables in (a `BEGIN IMMEDIATE` transaction on the
+/// file's single writer connection: keep batches short, every other write
+/// waits for it). Run SQL with `.execute(&mut **tx.transaction())`.
+pub type SqliteTransaction = sqlx::Transaction<'static, Sqlite>;
+
+#[async_trait]
+impl ProjectionTransactions for SqliteProjectionStore {
+    fn transaction_type(&self) -> TypeId {
+        TypeId::of::<SqliteTransaction>()
+    }
+
+    fn transaction_type_name(&self) -> &'static str {
+        "es_sqlite::SqliteTransaction"
+    }
+
+    async fn begin(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<StoreTransaction, ProjectionError> {
+        let mut tx = self.inner.db.begin_write().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // Dropping `tx` on the error path rolls it back.
+            self.check_fence(&mut tx, projection, fence).await?;
+        }
+        Ok(Box::new(tx))
+    }
+
+    async fn commit(
+        &self,
+        transaction: StoreTransaction,
+        projection: &str,
+        work: UnitOfWork,
+    ) -> Result<(), ProjectionError> {
+        let mut tx = transaction.downcast::<SqliteTransaction>().map_err(|_| {
+            ProjectionError::Backend(
+                "a transaction that is not an SQLite one was handed back to commit".into(),
+            )
+        })?;
+        self.write(&mut tx, projection, work.changes).await?;
+        if let Some(checkpoint) = work.checkpoint {
+            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
+        }
+        tx.commit().await.map_err(|e| self.write_error(e))
+    }
+}

@@ -1,0 +1,31 @@
+//! Dropping a read side (or the last `Es` that owns one) without
+//! `shutdown()` releases its SQLite leases, so another node takes its
+//! subscriptions over at once. The cases live in
+//! `es_core::conformance::readside`.
+
+mod common;
+
+use es_core::conformance::readside;
+use es_sqlite::{SqliteEventStore, SqliteLeaseStore, SqliteProjectionStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_read_side_hands_its_leases_over_at_once() {
+    let db = common::fresh_database().await;
+    readside::a_dropped_read_side_hands_its_leases_over_at_once(
+        SqliteEventStore::new(db.clone()),
+        SqliteProjectionStore::new(db.clone()),
+        SqliteLeaseStore::new(db),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_es_hands_its_leases_over_at_once() {
+    let db = common::fresh_database().await;
+    readside::dropping_the_last_es_hands_its_leases_over_at_once(
+        SqliteEventStore::new(db.clone()),
+        SqliteProjectionStore::new(db.clone()),
+        SqliteLeaseStore::new(db),
+    )
+    .await;
+}
