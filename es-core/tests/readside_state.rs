@@ -204,3 +204,12 @@ async fn the_kit_shows_the_commands_a_process_manager_dispatched() {
     assert_eq!(club.iter().filter(|e| e.event_type == "Greeted").count(), 1, "the command ran");
     test.finish().await;
 }
+
+#[tokio::test]
+#[should_panic(expected = "`state` comes before the first `settle`")]
+async fn state_given_to_the_kit_after_it_started_is_refused_not_ignored() {
+    let mut test =
+        ReadSideTest::new(InMemoryEventStore::new(), InMemoryProjectionStore::new()).registered("members");
+    test.settle().await;
+    let _late = test.state(Arc::new(Letterbox::default()));
+}

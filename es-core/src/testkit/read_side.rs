@@ -103,9 +103,11 @@ impl ReadSideTest {
     /// Runs `subscriber` under `name`.
     ///
     /// # Panics
-    /// If the name is taken or the registry refuses the subscriber.
+    /// If the name is taken or the registry refuses the subscriber, or
+    /// after the first [`settle`](ReadSideTest::settle).
     #[must_use]
     pub fn subscriber(mut self, name: &str, subscriber: Subscriber) -> Self {
+        self.before_settle("subscriber");
         if let Err(error) = self.registry.register(name, subscriber) {
             panic!("ReadSideTest: {error}");
         }
@@ -116,13 +118,15 @@ impl ReadSideTest {
     /// or `#[projection]`) under `name`.
     ///
     /// # Panics
-    /// If no subscriber of that name was registered.
+    /// If no subscriber of that name was registered, or after the first
+    /// [`settle`](ReadSideTest::settle).
     #[must_use]
     pub fn registered(mut self, name: &str) -> Self {
         let registration = inventory::iter::<crate::readside::Registration>
             .into_iter()
             .find(|registration| registration.name() == name)
             .unwrap_or_else(|| panic!("ReadSideTest: no subscriber named `{name}` is registered"));
+        self.before_settle("registered");
         if let Err(error) = self.registry.register_static(registration) {
             panic!("ReadSideTest: {error}");
         }
@@ -132,16 +136,40 @@ impl ReadSideTest {
     /// Gives the subscribers a value of type `T` (see
     /// [`ReadSideBuilder::state`]).
     #[must_use]
+    ///
+    /// # Panics
+    /// After the first [`settle`](ReadSideTest::settle): the read side runs.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.builder = self.builder.take().map(|builder| builder.state(value));
+        self.builder = Some(self.unstarted("state").state(value));
         self
     }
 
     /// The application handlers dispatch their commands to.
     #[must_use]
+    ///
+    /// # Panics
+    /// After the first [`settle`](ReadSideTest::settle): the read side runs.
     pub fn dispatch_to(mut self, es: Es) -> Self {
-        self.builder = self.builder.take().map(|builder| builder.dispatcher(es));
+        self.builder = Some(self.unstarted("dispatch_to").dispatcher(es));
         self
+    }
+
+    /// The builder, which is there until the read side starts.
+    fn unstarted(&mut self, what: &str) -> ReadSideBuilder {
+        match self.builder.take() {
+            Some(builder) => builder,
+            None => Self::started(what),
+        }
+    }
+
+    fn started(what: &str) -> ! {
+        panic!("ReadSideTest: `{what}` comes before the first `settle`, which starts the read side")
+    }
+
+    fn before_settle(&self, what: &str) {
+        if self.builder.is_none() {
+            Self::started(what);
+        }
     }
 
     /// How long [`settle`](ReadSideTest::settle) waits (default 30 s).
@@ -186,7 +214,7 @@ impl ReadSideTest {
     /// or does not get there within the timeout.
     pub async fn settle(&mut self) {
         if self.read_side.is_none() {
-            let Some(builder) = self.builder.take() else { unreachable!("the builder is taken only here") };
+            let builder = self.unstarted("settle");
             let registry = std::mem::take(&mut self.registry);
             let read_side =
                 builder.registry(registry).start().unwrap_or_else(|error| panic!("ReadSideTest: {error}"));
@@ -209,7 +237,9 @@ impl ReadSideTest {
         Documents::new(Arc::clone(&self.projections), name)
     }
 
-    /// The commands of type `C` handlers dispatched so far, in order.
+    /// The commands of type `C` handlers dispatched so far, in order (each
+    /// time they were dispatched: a retried or redelivered event's commands
+    /// show again, with the same ids).
     pub fn dispatched<C: Command>(&self) -> Vec<C> {
         let log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.iter().filter_map(|command| command.downcast_ref::<C>()).cloned().collect()

@@ -104,13 +104,12 @@ impl<'a> Runner<'a> {
                     }
                 }
                 Err(TableFailure::Flush(error)) => {
-                    if segment.iter().filter(|event| table.routes_event(event)).count() > 1 {
-                        // Find the event the flush fails on, one at a time.
-                        span = Span::NextConsumed;
-                    } else {
+                    // With one consumed event the flush failed on it; with
+                    // more, find the culprit one event at a time.
+                    if segment.iter().filter(|event| table.routes_event(event)).count() <= 1 {
                         self.after_failure(&rest[first], &mut attempt, error).await?;
-                        span = Span::NextConsumed;
                     }
+                    span = Span::NextConsumed;
                 }
             }
         }
