@@ -15,6 +15,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row, SqlStr};
 
+mod containment;
 mod transactions;
 
 pub use transactions::{sql_failure, PgTransaction};
@@ -336,7 +337,9 @@ impl ProjectionStore for PgProjectionStore {
         let mut statement =
             sqlx::query(sql.clone()).bind(projection).bind(clamp(query.offset)).bind(query.limit.map(clamp));
         if let Some(filter) = &query.contains {
-            statement = statement.bind(Json(filter));
+            // Planned for this projection's name, so that its partial
+            // containment index (if any) is used.
+            statement = statement.bind(Json(filter)).persistent(false);
         }
         let rows = statement.fetch_all(&self.inner.pool).await.map_err(backend)?;
         rows.iter()
@@ -365,6 +368,7 @@ impl ProjectionStore for PgProjectionStore {
         let count: i64 = sqlx::query_scalar(self.inner.sql.count.clone())
             .bind(projection)
             .bind(contains.map(Json))
+            .persistent(contains.is_none())
             .fetch_one(&self.inner.pool)
             .await
             .map_err(backend)?;
