@@ -60,9 +60,9 @@ impl PgProjectionStore {
 /// The index's name: fixed per projection name (FNV-1a of its bytes), and
 /// short enough for Postgres's 63-byte identifiers whatever the name.
 fn index_name(projection: &str) -> String {
-    let hash = projection
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    let hash = projection.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("documents_contains_{hash:016x}")
 }
 
