@@ -8,7 +8,8 @@
 //! The read side registers itself at link time, so a `ReadSide` built
 //! without an explicit registry runs all of it:
 //! - projections `account-summary` ([`AccountSummary`]) and
-//!   `transaction-history` ([`TransactionHistory`]);
+//!   `transaction-history` (a [`HistoryEntry`] per transaction, read as an
+//!   account's [`TransactionHistory`]);
 //! - the `welcome-mail` handler ([`welcome_mail`]), which writes an
 //!   [`OutboxMail`] per new account to the [`Outbox`] the read side is
 //!   given as state, and never again on replay;
@@ -34,8 +35,9 @@ use serde::{Deserialize, Serialize};
 
 pub use mail::{welcome_mail, Outbox, OutboxMail, MAIL_OUTBOX};
 pub use projections::{
-    AccountSummaries, AccountSummary, SqlAccountSummaries, Summaries, SummaryTable, Transaction,
-    TransactionHistories, TransactionHistory, TransactionKind, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+    history_entry_id, AccountSummaries, AccountSummary, HistoryEntry, SqlAccountSummaries, Summaries,
+    SummaryTable, Transaction, TransactionHistories, TransactionHistory, TransactionKind, ACCOUNT_SUMMARY,
+    TRANSACTION_HISTORY,
 };
 pub use transfer::{
     MarkCompleted, MarkCreditRefused, MarkDebited, MarkFailed, MarkRefunded, StartTransfer, Transfer,

@@ -1,9 +1,10 @@
-//! The bank's read models, one document per account:
+//! The bank's read models:
 //!
 //! - `account-summary` ([`AccountSummary`]): owner, number, balance,
 //!   verified, closed and how many transactions;
-//! - `transaction-history` ([`TransactionHistory`]): every deposit and
-//!   withdrawal with its global position and reference.
+//! - `transaction-history` ([`HistoryEntry`], a document per deposit or
+//!   withdrawal, read as an account's [`TransactionHistory`]): every
+//!   transaction with its global position and reference.
 //!
 //! Both are kept by the read side from the account events, with the
 //! document changes and the checkpoint committed together, so they never
@@ -179,8 +180,9 @@ pub struct Transaction {
     pub reference: Option<String>,
 }
 
-/// Every transaction of one account, oldest first; its document id is the
-/// account id.
+/// Every transaction of one account, oldest first: what
+/// `GET /accounts/{id}/transactions` answers, read from the
+/// `transaction-history` documents with [`TransactionHistory::load`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransactionHistory {
     /// The account id.
@@ -189,31 +191,60 @@ pub struct TransactionHistory {
     pub transactions: Vec<Transaction>,
 }
 
-/// Keeps a [`TransactionHistory`] per account.
-#[projection(name = "transaction-history", events(AccountOpened, MoneyDeposited, MoneyWithdrawn))]
+/// One transaction as the `transaction-history` projection stores it: a
+/// document of its own, with the account it belongs to. Its id is
+/// [`history_entry_id`]: the account, then the position zero-padded, so
+/// an account's entries sort oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The account id.
+    pub account_id: String,
+    /// The transaction.
+    #[serde(flatten)]
+    pub transaction: Transaction,
+}
+
+/// The document id of the transaction at global position `position` of
+/// account `account_id`.
+pub fn history_entry_id(account_id: &str, position: u64) -> String {
+    format!("{account_id}/{position:020}")
+}
+
+impl TransactionHistory {
+    /// The transactions of `account_id`, oldest first, from the
+    /// `transaction-history` documents: one containment query (on Postgres
+    /// served by the projection's own index, see `store::open`).
+    ///
+    /// # Errors
+    /// The projection store's error.
+    pub async fn load(entries: &Documents<HistoryEntry>, account_id: &str) -> Result<Self, ProjectionError> {
+        let found = entries.containing(&serde_json::json!({ "account_id": account_id })).await?;
+        // Ids sort by position within an account; the query returns id order.
+        Ok(Self {
+            account_id: account_id.to_owned(),
+            transactions: found.into_iter().map(|(_, entry)| entry.transaction).collect(),
+        })
+    }
+}
+
+/// Keeps the `transaction-history` documents: one per deposit or
+/// withdrawal, written once, so an event costs the same however long the
+/// account's history is (a single growing document per account would be
+/// read and written whole for every event).
+#[projection(name = "transaction-history", events(MoneyDeposited, MoneyWithdrawn))]
 #[derive(Debug, Default)]
 pub struct TransactionHistories;
 
 impl TransactionHistories {
-    /// Appends a transaction (or, with `None`, nothing) to the history of
-    /// the event's account.
-    async fn record<E: Event>(
+    /// Stores `transaction` as an entry of the event's account.
+    fn record<E: Event>(
         e: &Recorded<E>,
         tx: &mut ProjectionTx,
-        transaction: Option<Transaction>,
+        transaction: Transaction,
     ) -> Result<(), HandlerError> {
         let account_id = account_id(&e.stream_id)?;
-        let mut history = tx.get::<TransactionHistory>(account_id).await?.unwrap_or_else(|| {
-            TransactionHistory { account_id: account_id.to_owned(), transactions: Vec::new() }
-        });
-        history.transactions.extend(transaction);
-        Ok(tx.put(account_id, &history)?)
-    }
-}
-
-impl Project<AccountOpened> for TransactionHistories {
-    async fn project(&self, e: &Recorded<AccountOpened>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
-        Self::record(e, tx, None).await
+        let id = history_entry_id(account_id, transaction.position);
+        Ok(tx.put(id, &HistoryEntry { account_id: account_id.to_owned(), transaction })?)
     }
 }
 
@@ -226,7 +257,7 @@ impl Project<MoneyDeposited> for TransactionHistories {
             amount: e.amount,
             reference,
         };
-        Self::record(e, tx, Some(deposit)).await
+        Self::record(e, tx, deposit)
     }
 }
 
@@ -238,7 +269,7 @@ impl Project<MoneyWithdrawn> for TransactionHistories {
             amount: e.amount,
             reference: e.reference.clone(),
         };
-        Self::record(e, tx, Some(withdrawal)).await
+        Self::record(e, tx, withdrawal)
     }
 }
 

@@ -22,7 +22,7 @@ use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteLeaseStore, SqliteProjectionStore};
 use sqlx::postgres::PgPoolOptions;
 
-use crate::{Account, Outbox, Summaries, SummaryTable, ACCOUNT_SUMMARY};
+use crate::{Account, Outbox, Summaries, SummaryTable, ACCOUNT_SUMMARY, TRANSACTION_HISTORY};
 
 /// The environment variable that picks the in-memory store (`memory`).
 pub const STORE_ENV: &str = "BANK_STORE";
@@ -172,7 +172,13 @@ pub async fn open(
             table.migrate().await.context("cannot create the account_summaries table")?;
             let mut registry = Registry::from_inventory()?;
             registry.replace(ACCOUNT_SUMMARY, table.subscriber())?;
-            let documents: Arc<dyn ProjectionStore> = Arc::new(PgProjectionStore::with_schema(pool, schema));
+            let projections = PgProjectionStore::with_schema(pool, schema);
+            // An account's history is one containment query on its entries.
+            projections
+                .index_containment(TRANSACTION_HISTORY)
+                .await
+                .context("cannot index the transaction history")?;
+            let documents: Arc<dyn ProjectionStore> = Arc::new(projections);
             // Leases in Postgres: when several nodes run this binary, each
             // subscription runs on one of them at a time.
             let read_side = ReadSide::builder()

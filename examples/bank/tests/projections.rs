@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use bank::{
-    Account, AccountClosed, AccountEvent, AccountOpened, AccountSummary, AccountVerified, MoneyDeposited,
-    MoneyWithdrawn, Outbox, SummaryTable, TransactionHistory, TransactionKind, ACCOUNT_SUMMARY,
-    TRANSACTION_HISTORY,
+    Account, AccountClosed, AccountEvent, AccountOpened, AccountSummary, AccountVerified, HistoryEntry,
+    MoneyDeposited, MoneyWithdrawn, Outbox, SummaryTable, TransactionHistory, TransactionKind,
+    ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
 };
 use es_core::store::ProjectionStore;
 use es_core::testkit::ReadSideTest;
@@ -83,7 +83,8 @@ async fn the_summary_and_history_documents_fold_the_account_events() {
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].0, "bob");
 
-    let ada = test.documents::<TransactionHistory>(TRANSACTION_HISTORY).get("ada").await.unwrap().unwrap();
+    let entries = test.documents::<HistoryEntry>(TRANSACTION_HISTORY);
+    let ada = TransactionHistory::load(&entries, "ada").await.unwrap();
     let kinds: Vec<_> = ada.transactions.iter().map(|t| (t.kind, t.amount)).collect();
     assert_eq!(kinds, [(TransactionKind::Deposit, 10_000), (TransactionKind::Withdrawal, 3_000)]);
     assert_eq!(ada.transactions[1].reference.as_deref(), Some("rent"));

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bank::{
-    settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit, OpenAccount,
-    Outbox, StartTransfer, Transaction, TransactionHistories, TransactionHistory, TransactionKind, Transfer,
-    TransferProcess, TransferStatus, VerifyAccount, Withdraw, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
-    TRANSFER_REFERENCE,
+    settle, Account, AccountEvent, AccountSummaries, AccountSummary, CloseAccount, Deposit, HistoryEntry,
+    OpenAccount, Outbox, StartTransfer, Transaction, TransactionHistories, TransactionHistory,
+    TransactionKind, Transfer, TransferProcess, TransferStatus, VerifyAccount, Withdraw, ACCOUNT_SUMMARY,
+    TRANSACTION_HISTORY, TRANSFER_REFERENCE,
 };
 use es_core::readside::{Documents, Registry, SubscriptionKind};
 use es_core::store::{Checkpoint, Direction, EventStore, ProjectionStore, RecordedEvent, UnitOfWork};
@@ -84,8 +84,8 @@ impl Bank {
     }
 
     async fn history(&self, id: &str) -> Vec<Transaction> {
-        let histories = self.read_side.documents::<TransactionHistory>(TRANSACTION_HISTORY);
-        histories.get(id).await.unwrap().expect("a history").transactions
+        let entries = self.read_side.documents::<HistoryEntry>(TRANSACTION_HISTORY);
+        TransactionHistory::load(&entries, id).await.unwrap().transactions
     }
 
     fn mails_written(&self) -> u64 {

@@ -17,7 +17,8 @@ use super::extract::{check_id, PathParam, QueryParams};
 use super::problem::Problem;
 use super::Api;
 use crate::{
-    Account, AccountSummary, Summaries, TransactionHistory, Transfer, ACCOUNT_SUMMARY, TRANSACTION_HISTORY,
+    Account, AccountSummary, HistoryEntry, Summaries, TransactionHistory, Transfer, ACCOUNT_SUMMARY,
+    TRANSACTION_HISTORY,
 };
 
 /// `?after=`: answer once the read model has handled every event up to
@@ -94,7 +95,7 @@ impl Api {
             .ok_or_else(|| Problem::internal("the bank runs without a projection store"))
     }
 
-    fn histories(&self) -> Result<Documents<TransactionHistory>, Problem> {
+    fn histories(&self) -> Result<Documents<HistoryEntry>, Problem> {
         self.es
             .documents(TRANSACTION_HISTORY)
             .ok_or_else(|| Problem::internal("the bank runs without a projection store"))
@@ -151,8 +152,14 @@ pub(super) async fn transactions(
 ) -> Result<Json<TransactionHistory>, Problem> {
     check_id("account_id", &account_id)?;
     api.reach(TRANSACTION_HISTORY, after).await?;
-    let history = api.histories()?.get(&account_id).await?;
-    history.map(Json).ok_or_else(|| Problem::not_found(format!("no account `{account_id}`")))
+    let history = TransactionHistory::load(&api.histories()?, &account_id).await?;
+    if history.transactions.is_empty() {
+        let stream = StreamId::for_aggregate(<Account as es_core::Aggregate>::NAME, &account_id);
+        if api.es.event_store().stream_version(&stream).await?.is_none() {
+            return Err(Problem::not_found(format!("no account `{account_id}`")));
+        }
+    }
+    Ok(Json(history))
 }
 
 /// An account's events as stored, oldest first.
