@@ -6,7 +6,10 @@
 //! on 127.0.0.1), prints requests/s as the median of 5 rounds with min and
 //! max, p50/p99 over all rounds, and the HTTP rate as a share of the direct
 //! rate: the cost of the HTTP layer (routing, JSON, problem mapping, the
-//! request log is off) with the load generator on the same cores. At 64
+//! request log is off) with the load generator on the same cores. The
+//! deposits go through a minimal keep-alive HTTP/1.1 client of ours
+//! (`http_load/lean_client.rs`, one connection per client, as `wrk` would
+//! load the service), so the client's own cost stays small. At 64
 //! clients it also runs HTTP with an inspector live feed (SSE) connected
 //! and `/metrics` scraped every 250 ms, against plain HTTP.
 //!
@@ -15,12 +18,15 @@
 //! a fresh schema is used and dropped at the end). `memory` or `postgres`
 //! as argument runs one store only.
 
+#[path = "http_load/lean_client.rs"]
+mod lean_client;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use bank::http::ServiceConfig;
 use bank::store::StoreChoice;
 use bank::{Deposit, OpenAccount, VerifyAccount};
@@ -28,6 +34,7 @@ use bytes::Bytes;
 use es_benchmarks::pg::{admin_pool, database_url, drop_schema};
 use es_benchmarks::{ms, run_writers, Run};
 use es_core::Es;
+use lean_client::Connection;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -43,6 +50,8 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// The service under test: its application, address and a client.
 struct Service {
     es: Es,
+    /// `host:port` of the listener.
+    addr: String,
     base: String,
     client: HttpClient,
     server: tokio::task::JoinHandle<()>,
@@ -53,27 +62,15 @@ impl Service {
         let config = ServiceConfig::default().metrics(metrics).inspector(bank::http::inspector(es.clone()));
         let app = bank::http::router(es.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
+        let addr = listener.local_addr()?.to_string();
+        let base = format!("http://{addr}");
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 eprintln!("the server stopped: {error}");
             }
         });
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(128).build_http();
-        Ok(Self { es, base, client, server })
-    }
-
-    async fn post(&self, path: &str, body: String) -> anyhow::Result<()> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", self.base))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let response = self.client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::ensure!(status.is_success(), "{path}: {status} {}", String::from_utf8_lossy(&body));
-        Ok(())
+        Ok(Self { es, addr, base, client, server })
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Bytes> {
@@ -108,10 +105,16 @@ async fn http_round(
     clients: usize,
     per_client: usize,
 ) -> anyhow::Result<Run> {
-    let (service, run) = (Arc::clone(service), run.to_owned());
+    // Connections are opened before the round's clock starts, one per client.
+    let mut connections = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let path = format!("/accounts/{run}-{client}/deposits");
+        connections.push(tokio::sync::Mutex::new(Connection::open(&service.addr, &path, r#"{"amount":1}"#).await?));
+    }
+    let connections = Arc::new(connections);
     run_writers(clients, per_client, 1, move |client, _| {
-        let (service, path) = (Arc::clone(&service), format!("/accounts/{run}-{client}/deposits"));
-        async move { service.post(&path, r#"{"amount":1}"#.to_owned()).await }
+        let connections = Arc::clone(&connections);
+        async move { connections[client].lock().await.post().await }
     })
     .await
 }
