@@ -35,6 +35,7 @@
 mod error;
 mod extract;
 mod inspect;
+mod live;
 mod routes;
 mod view;
 

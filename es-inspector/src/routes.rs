@@ -12,28 +12,18 @@
 //! | `GET /api/subscriptions` | every subscription's state, position, lag, error |
 //! | `POST /api/subscriptions/{name}/{stop,start,rebuild}` | act on one |
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use es_core::store::EventStore;
-use es_core::GlobalPosition;
-use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::InspectorError;
 use crate::extract::{Path, Query};
 use crate::inspect::{Inspector, MAX_PAGE};
 use crate::view::{EventView, RebuildProgress, StateView, StreamView, SubscriptionView};
-
-/// How long the live log waits for new events before asking again.
-const LIVE_WAIT: Duration = Duration::from_secs(10);
 
 impl Inspector {
     /// The inspector's routes, to mount with `Router::nest`. Answers 401 to
@@ -46,7 +36,7 @@ impl Inspector {
             .route("/api/streams/{stream}/state", get(state))
             .route("/api/log", get(log))
             .route("/api/log/tail", get(tail))
-            .route("/api/log/live", get(live))
+            .route("/api/log/live", get(crate::live::live))
             .route("/api/subscriptions", get(subscriptions))
             .route("/api/subscriptions/{name}/stop", post(stop))
             .route("/api/subscriptions/{name}/start", post(start))
@@ -145,59 +135,6 @@ async fn tail(
 ) -> Result<Json<Vec<EventView>>, InspectorError> {
     let count = query.count.unwrap_or(50).clamp(1, MAX_PAGE);
     Ok(Json(inspector.tail(count).await?))
-}
-
-#[derive(Debug, Deserialize)]
-struct LiveQuery {
-    after: Option<u64>,
-}
-
-/// The global log after `after` (default: the head), one server-sent
-/// event per stored event (`data`: its JSON; `id`: its position), as it
-/// commits. A store error ends the stream with an `error` event. The
-/// `Last-Event-ID` header of a reconnecting `EventSource` is not read:
-/// clients say where to resume with `after`.
-async fn live(
-    State(inspector): State<Inspector>,
-    Query(query): Query<LiveQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, InspectorError> {
-    let store = std::sync::Arc::clone(inspector.es().event_store());
-    let after = match query.after {
-        Some(after) => GlobalPosition(after),
-        None => store.head_position().await?,
-    };
-    let stream = futures_util::stream::unfold(
-        (store, after, Vec::new(), false),
-        |(store, mut after, mut pending, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                if let Some(event) = pending.pop() {
-                    let event: EventView = event;
-                    let sse =
-                        Event::default().id(event.position.to_string()).json_data(&event).unwrap_or_else(
-                            |_| Event::default().event("error").data("an event did not serialize"),
-                        );
-                    return Some((Ok(sse), (store, after, pending, false)));
-                }
-                match store.read_all(after, 100).await {
-                    Ok(events) if events.is_empty() => store.wait_for_events(after, LIVE_WAIT).await,
-                    Ok(events) => {
-                        if let Some(last) = events.last() {
-                            after = last.global_position;
-                        }
-                        pending = events.iter().rev().map(EventView::from).collect();
-                    }
-                    Err(error) => {
-                        let sse = Event::default().event("error").data(error.to_string());
-                        return Some((Ok(sse), (store, after, pending, true)));
-                    }
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn subscriptions(

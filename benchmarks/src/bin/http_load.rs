@@ -34,11 +34,11 @@ use bytes::Bytes;
 use es_benchmarks::pg::{admin_pool, database_url, drop_schema};
 use es_benchmarks::{ms, run_writers, Run};
 use es_core::Es;
-use lean_client::Connection;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use lean_client::Connection;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Rounds per comparison; the sides alternate within each round.
@@ -109,7 +109,8 @@ async fn http_round(
     let mut connections = Vec::with_capacity(clients);
     for client in 0..clients {
         let path = format!("/accounts/{run}-{client}/deposits");
-        connections.push(tokio::sync::Mutex::new(Connection::open(&service.addr, &path, r#"{"amount":1}"#).await?));
+        connections
+            .push(tokio::sync::Mutex::new(Connection::open(&service.addr, &path, r#"{"amount":1}"#).await?));
     }
     let connections = Arc::new(connections);
     run_writers(clients, per_client, 1, move |client, _| {
