@@ -105,6 +105,11 @@ fn backend(error: impl Into<BoxError>) -> ProjectionError {
     ProjectionError::Backend(error.into())
 }
 
+/// The `user_work` of a commit that has none.
+fn no_user_work(_: &mut PgConnection) -> TxFuture<'_> {
+    Box::pin(async { Ok(()) })
+}
+
 fn clamp(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -188,11 +193,37 @@ impl PgProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
+        let tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
+        self.finish(tx, projection, work, user_work).await
+    }
+
+    /// Begins a transaction for `projection`, first holding `fence`'s lease
+    /// in it if there is one (`commit_with` and table projections' `begin`).
+    async fn begin_fenced(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<PgTransaction, ProjectionError> {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        if let Some(fence) = &work.fence {
+        if let Some(fence) = fence {
             // Dropping `tx` on the error path rolls it back.
             self.check_fence(&mut tx, projection, fence).await?;
         }
+        Ok(tx)
+    }
+
+    /// Writes `work`'s documents, runs `user_work`, stores `work`'s
+    /// checkpoint and commits `tx` (whose fence `begin_fenced` checked).
+    async fn finish<F>(
+        &self,
+        mut tx: PgTransaction,
+        projection: &str,
+        work: UnitOfWork,
+        user_work: F,
+    ) -> Result<(), ProjectionError>
+    where
+        F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
+    {
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
         if let Some(checkpoint) = work.checkpoint {
@@ -358,7 +389,7 @@ impl ProjectionStore for PgProjectionStore {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+        self.commit_with(projection, work, no_user_work).await
     }
 
     async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {

@@ -86,6 +86,11 @@ mod transactions;
 
 pub use transactions::SqliteTransaction;
 
+/// The `user_work` of a commit that has none.
+fn no_user_work(_: &mut SqliteConnection) -> TxFuture<'_> {
+    Box::pin(async { Ok(()) })
+}
+
 fn backend(error: SqliteError) -> ProjectionError {
     ProjectionError::Backend(Box::new(error))
 }
@@ -194,12 +199,38 @@ impl SqliteProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut SqliteConnection) -> TxFuture<'t> + Send,
     {
-        let mut conn = self.inner.db.writer().await.map_err(backend)?;
-        // Dropping `tx` on an error path rolls it back.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.write_error(e))?;
-        if let Some(fence) = &work.fence {
+        let tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
+        self.finish(tx, projection, work, user_work).await
+    }
+
+    /// Begins a write transaction for `projection` on the writer
+    /// connection, first checking `fence`'s lease in it if there is one
+    /// (`commit_with` and table projections' `begin`).
+    async fn begin_fenced(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<SqliteTransaction, ProjectionError> {
+        let mut tx = self.inner.db.begin_write().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // Dropping `tx` on the error path rolls it back.
             self.check_fence(&mut tx, projection, fence).await?;
         }
+        Ok(tx)
+    }
+
+    /// Writes `work`'s documents, runs `user_work`, stores `work`'s
+    /// checkpoint and commits `tx` (whose fence `begin_fenced` checked).
+    async fn finish<F>(
+        &self,
+        mut tx: SqliteTransaction,
+        projection: &str,
+        work: UnitOfWork,
+        user_work: F,
+    ) -> Result<(), ProjectionError>
+    where
+        F: for<'t> FnOnce(&'t mut SqliteConnection) -> TxFuture<'t> + Send,
+    {
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
         if let Some(checkpoint) = work.checkpoint {
@@ -387,7 +418,7 @@ impl ProjectionStore for SqliteProjectionStore {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+        self.commit_with(projection, work, no_user_work).await
     }
 
     fn transactions(&self) -> Option<&dyn es_core::store::ProjectionTransactions> {
