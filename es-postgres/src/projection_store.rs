@@ -105,11 +105,6 @@ fn backend(error: impl Into<BoxError>) -> ProjectionError {
     ProjectionError::Backend(error.into())
 }
 
-/// The `user_work` of a commit that has none.
-fn no_user_work(_: &mut PgConnection) -> TxFuture<'_> {
-    Box::pin(async { Ok(()) })
-}
-
 fn clamp(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -193,8 +188,10 @@ impl PgProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
-        let tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
-        self.finish(tx, projection, work, user_work).await
+        let mut tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
+        self.write(&mut tx, projection, work.changes).await?;
+        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
+        self.commit_at(tx, projection, work.checkpoint).await
     }
 
     /// Begins a transaction for `projection`, first holding `fence`'s lease
@@ -212,21 +209,14 @@ impl PgProjectionStore {
         Ok(tx)
     }
 
-    /// Writes `work`'s documents, runs `user_work`, stores `work`'s
-    /// checkpoint and commits `tx` (whose fence `begin_fenced` checked).
-    async fn finish<F>(
+    /// Stores `checkpoint` (if any) in `tx` and commits it.
+    async fn commit_at(
         &self,
         mut tx: PgTransaction,
         projection: &str,
-        work: UnitOfWork,
-        user_work: F,
-    ) -> Result<(), ProjectionError>
-    where
-        F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
-    {
-        self.write(&mut tx, projection, work.changes).await?;
-        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(checkpoint) = work.checkpoint {
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), ProjectionError> {
+        if let Some(checkpoint) = checkpoint {
             self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(backend)
@@ -389,7 +379,7 @@ impl ProjectionStore for PgProjectionStore {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commit_with(projection, work, no_user_work).await
+        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
     }
 
     async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {

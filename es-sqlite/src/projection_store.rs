@@ -86,11 +86,6 @@ mod transactions;
 
 pub use transactions::SqliteTransaction;
 
-/// The `user_work` of a commit that has none.
-fn no_user_work(_: &mut SqliteConnection) -> TxFuture<'_> {
-    Box::pin(async { Ok(()) })
-}
-
 fn backend(error: SqliteError) -> ProjectionError {
     ProjectionError::Backend(Box::new(error))
 }
@@ -199,8 +194,10 @@ impl SqliteProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut SqliteConnection) -> TxFuture<'t> + Send,
     {
-        let tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
-        self.finish(tx, projection, work, user_work).await
+        let mut tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
+        self.write(&mut tx, projection, work.changes).await?;
+        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
+        self.commit_at(tx, projection, work.checkpoint).await
     }
 
     /// Begins a write transaction for `projection` on the writer
@@ -219,21 +216,14 @@ impl SqliteProjectionStore {
         Ok(tx)
     }
 
-    /// Writes `work`'s documents, runs `user_work`, stores `work`'s
-    /// checkpoint and commits `tx` (whose fence `begin_fenced` checked).
-    async fn finish<F>(
+    /// Stores `checkpoint` (if any) in `tx` and commits it.
+    async fn commit_at(
         &self,
         mut tx: SqliteTransaction,
         projection: &str,
-        work: UnitOfWork,
-        user_work: F,
-    ) -> Result<(), ProjectionError>
-    where
-        F: for<'t> FnOnce(&'t mut SqliteConnection) -> TxFuture<'t> + Send,
-    {
-        self.write(&mut tx, projection, work.changes).await?;
-        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(checkpoint) = work.checkpoint {
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), ProjectionError> {
+        if let Some(checkpoint) = checkpoint {
             self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(|e| self.write_error(e))
@@ -418,7 +408,7 @@ impl ProjectionStore for SqliteProjectionStore {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commit_with(projection, work, no_user_work).await
+        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
     }
 
     fn transactions(&self) -> Option<&dyn es_core::store::ProjectionTransactions> {

@@ -9,7 +9,7 @@ use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork
 use es_core::HandlerError;
 use sqlx::Postgres;
 
-use super::{backend, no_user_work, PgProjectionStore};
+use super::{backend, PgProjectionStore};
 
 /// The transaction a [`TableProjection`](es_core::TableProjection) on
 /// Postgres writes its tables in: run SQL with
@@ -40,10 +40,11 @@ impl ProjectionTransactions for PgProjectionStore {
         projection: &str,
         work: UnitOfWork,
     ) -> Result<(), ProjectionError> {
-        let tx = transaction
+        let mut tx = transaction
             .downcast::<PgTransaction>()
             .map_err(|_| backend("a transaction that is not a Postgres one was handed back to commit"))?;
-        self.finish(*tx, projection, work, no_user_work).await
+        self.write(&mut tx, projection, work.changes).await?;
+        self.commit_at(*tx, projection, work.checkpoint).await
     }
 }
 

@@ -8,7 +8,7 @@ use es_core::error::ProjectionError;
 use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
 use sqlx::Sqlite;
 
-use super::{no_user_work, SqliteProjectionStore};
+use super::SqliteProjectionStore;
 
 /// The transaction a [`TableProjection`](es_core::TableProjection) on
 /// SQLite writes its tables in (a `BEGIN IMMEDIATE` transaction on the
@@ -40,11 +40,12 @@ impl ProjectionTransactions for SqliteProjectionStore {
         projection: &str,
         work: UnitOfWork,
     ) -> Result<(), ProjectionError> {
-        let tx = transaction.downcast::<SqliteTransaction>().map_err(|_| {
+        let mut tx = transaction.downcast::<SqliteTransaction>().map_err(|_| {
             ProjectionError::Backend(
                 "a transaction that is not an SQLite one was handed back to commit".into(),
             )
         })?;
-        self.finish(*tx, projection, work, no_user_work).await
+        self.write(&mut tx, projection, work.changes).await?;
+        self.commit_at(*tx, projection, work.checkpoint).await
     }
 }
