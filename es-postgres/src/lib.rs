@@ -32,6 +32,14 @@
 //! and on `event_id`), `snapshots`, `documents`, `checkpoints`, `leases`
 //! (see [`PgLeaseStore`]) and `schema_migrations`. The SQL ships inside the crate.
 //!
+//! Documents are indexed by `(projection, id)` only, so writing them costs
+//! one index update. A projection whose documents are searched by content
+//! ([`Documents::containing`](es_core::readside::Documents::containing))
+//! asks for a partial GIN index over its own rows once, at start-up:
+//! `projections.index_containment("account-summary").await?`
+//! ([`PgProjectionStore::index_containment`]); without it, such a query
+//! scans that projection's documents.
+//!
 //! Events are append only: a trigger refuses `UPDATE`, `DELETE` and
 //! `TRUNCATE` on `events`. To change stored events deliberately (such as
 //! erasing personal data), opt in for one transaction:

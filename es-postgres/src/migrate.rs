@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "checkpoints per subscription name, with the end of a replay",
         sql: include_str!("migrate/0003_checkpoint_replay.sql"),
     },
+    Migration {
+        version: 4,
+        description: "containment indexes per projection instead of one over all documents",
+        sql: include_str!("migrate/0004_containment_index_per_projection.sql"),
+    },
 ];
 
 /// Applying migrations failed; the schema was left as it was before.

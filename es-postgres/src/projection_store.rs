@@ -1,7 +1,6 @@
 //! The Postgres projection store: JSON documents and checkpoints, and a
 //! unit of work that can carry the application's own SQL.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,12 +9,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use es_core::error::{BoxError, ProjectionError};
 use es_core::store::{Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork};
-use es_core::GlobalPosition;
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row, SqlStr};
 
+mod commit_unit;
+mod containment;
 mod transactions;
+
+use commit_unit::{bigint, NetChanges};
 
 pub use transactions::{sql_failure, PgTransaction};
 
@@ -68,6 +70,7 @@ struct Statements {
     checkpoint: SqlStr,
     fence: SqlStr,
     commit_documents: SqlStr,
+    commit_unit: SqlStr,
     put_checkpoint: SqlStr,
     reset_documents: SqlStr,
     reset_checkpoint: SqlStr,
@@ -88,6 +91,7 @@ impl Statements {
                 .render("SELECT position, replay_until FROM {schema}.checkpoints WHERE projection = $1"),
             fence: schema.render(include_str!("projection_store/fence.sql")),
             commit_documents: schema.render(include_str!("projection_store/commit_documents.sql")),
+            commit_unit: schema.render(include_str!("projection_store/commit_unit.sql")),
             put_checkpoint: schema.render(include_str!("projection_store/put_checkpoint.sql")),
             reset_documents: schema.render("DELETE FROM {schema}.documents WHERE projection = $1"),
             reset_checkpoint: schema.render("DELETE FROM {schema}.checkpoints WHERE projection = $1"),
@@ -260,25 +264,7 @@ impl PgProjectionStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut last: HashMap<String, Option<Value>> = HashMap::with_capacity(changes.len());
-        for change in changes {
-            match change {
-                DocumentChange::Put { id, document } => last.insert(id, Some(document)),
-                DocumentChange::Delete { id } => last.insert(id, None),
-            };
-        }
-        let mut put_ids = Vec::new();
-        let mut put_docs = Vec::new();
-        let mut deleted = Vec::new();
-        for (id, document) in last {
-            match document {
-                Some(document) => {
-                    put_ids.push(id);
-                    put_docs.push(Json(document));
-                }
-                None => deleted.push(id),
-            }
-        }
+        let NetChanges { put_ids, put_docs, deleted } = NetChanges::of(changes);
         sqlx::query(self.inner.sql.commit_documents.clone())
             .bind(projection)
             .bind(&put_ids)
@@ -296,15 +282,10 @@ impl PgProjectionStore {
         projection: &str,
         checkpoint: Checkpoint,
     ) -> Result<(), ProjectionError> {
-        let fit = |position: GlobalPosition| {
-            i64::try_from(position.get()).map_err(|_| {
-                backend(format!("checkpoint {position} of `{projection}` does not fit a bigint"))
-            })
-        };
         sqlx::query(self.inner.sql.put_checkpoint.clone())
             .bind(projection)
-            .bind(fit(checkpoint.position)?)
-            .bind(checkpoint.replay_until.map(fit).transpose()?)
+            .bind(bigint(projection, checkpoint.position)?)
+            .bind(checkpoint.replay_until.map(|until| bigint(projection, until)).transpose()?)
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
@@ -357,7 +338,9 @@ impl ProjectionStore for PgProjectionStore {
         let mut statement =
             sqlx::query(sql.clone()).bind(projection).bind(clamp(query.offset)).bind(query.limit.map(clamp));
         if let Some(filter) = &query.contains {
-            statement = statement.bind(Json(filter));
+            // Planned for this projection's name, so that its partial
+            // containment index (if any) is used.
+            statement = statement.bind(Json(filter)).persistent(false);
         }
         let rows = statement.fetch_all(&self.inner.pool).await.map_err(backend)?;
         rows.iter()
@@ -379,13 +362,14 @@ impl ProjectionStore for PgProjectionStore {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+        self.commit_unit(projection, work).await
     }
 
     async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
         let count: i64 = sqlx::query_scalar(self.inner.sql.count.clone())
             .bind(projection)
             .bind(contains.map(Json))
+            .persistent(contains.is_none())
             .fetch_one(&self.inner.pool)
             .await
             .map_err(backend)?;

@@ -245,10 +245,21 @@ impl ProjectionTx {
         }
     }
 
-    /// The unit of work holding every pending change (the runner adds the
-    /// checkpoint and the fence).
-    pub(crate) fn work(&self) -> UnitOfWork {
-        UnitOfWork { changes: self.changes.clone(), checkpoint: None, fence: None }
+    /// The unit of work holding the net pending changes, the newest state
+    /// of each touched document in id order (the runner adds the
+    /// checkpoint and the fence): a batch that wrote one document a
+    /// thousand times commits it once.
+    pub(crate) fn into_work(self) -> UnitOfWork {
+        let mut net: Vec<(String, Option<Value>)> = self.pending.into_iter().collect();
+        net.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let changes = net
+            .into_iter()
+            .map(|(id, document)| match document {
+                Some(document) => DocumentChange::Put { id, document },
+                None => DocumentChange::Delete { id },
+            })
+            .collect();
+        UnitOfWork { changes, checkpoint: None, fence: None }
     }
 }
 
@@ -339,8 +350,18 @@ mod tests {
         tx.rollback(mark);
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
         assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5));
-        let work = tx.work();
-        assert_eq!(work.changes, vec![DocumentChange::Put { id: "a".into(), document: json!(5) }]);
+        tx.put("b", &1u64).unwrap();
+        tx.put("b", &2u64).unwrap();
+        tx.delete("c");
+        let work = tx.into_work();
+        assert_eq!(
+            work.changes,
+            vec![
+                DocumentChange::Put { id: "a".into(), document: json!(5) },
+                DocumentChange::Put { id: "b".into(), document: json!(2) },
+                DocumentChange::Delete { id: "c".into() },
+            ]
+        );
     }
 
     #[tokio::test]

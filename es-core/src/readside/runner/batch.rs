@@ -131,7 +131,7 @@ impl Runner<'_> {
                     if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
                         if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
                             // Keep what the batch did before the failing event.
-                            match self.commit(tx.work(), done).await {
+                            match self.commit(tx.into_work(), done).await {
                                 Ok(()) => {
                                     self.position = done;
                                     self.slot.set_reached(done);
@@ -152,7 +152,7 @@ impl Runner<'_> {
         }
         self.skipped += skipped;
         if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
-            self.commit(tx.work(), done).await?;
+            self.commit(tx.into_work(), done).await?;
         }
         self.position = done;
         self.slot.set_reached(done);
