@@ -42,15 +42,9 @@ const SHAPE: &str = "async fn name(event: &Recorded<E>, ctx: &HandlerCtx) -> Res
 /// Expands `#[event_handler(args)] item`. Always emits the item, so a
 /// mistake in the attribute or the signature gives its own error only.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
-    let cx = Ctxt::new();
-    let item: Item = match syn::parse2(input) {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC, item::name(&item));
-    let registration = match &item {
-        Item::Fn(function) => expand_fn(&cx, &attrs, function),
-        Item::Struct(structure) => expand_struct(&cx, &mut attrs, structure),
+    subscriber::expand(args, input, &SPEC, |cx, attrs, item| match item {
+        Item::Fn(function) => expand_fn(cx, attrs, function),
+        Item::Struct(structure) => expand_struct(cx, attrs, structure),
         other => {
             cx.error_spanned_by(
                 item::head(other),
@@ -61,8 +55,7 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             );
             None
         }
-    };
-    subscriber::output(cx, &item, &attrs, &SPEC, registration)
+    })
 }
 
 /// The fn form: a unit struct whose `HandleEvent<E>` calls the fn.
@@ -233,18 +226,5 @@ fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct)
         );
         return None;
     };
-    let core = paths::core();
-    let private = paths::private();
-    let on = subscriber::on_statements(&events.events);
-    // Spanned on the struct's name, so a missing `Default` is reported there.
-    let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
-    let (replay, settings) = (attrs.replay_call(), attrs.settings_calls());
-    let uses = subscriber::uses_statements(&attrs.uses);
-    let build = quote! {
-        let subscriber = #core::readside::Subscriber::handler(#new);
-        #on
-        #uses
-        subscriber #replay .build() #settings
-    };
-    Some(subscriber::registration(&attrs.name_or(&ident.to_string()), TokenStream::new(), build))
+    Some(subscriber::struct_registration(attrs, ident, &events.events, quote!(handler), attrs.replay_call()))
 }

@@ -14,13 +14,13 @@
 //! `ProjectRows<E>` instead of `Project<E>`).
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
-use syn::Item;
+use quote::quote;
+use syn::{Item, ItemStruct};
 
 use crate::ctxt::Ctxt;
+use crate::item;
 use crate::subscriber::{self, Spec, SubscriberAttrs};
 use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY, TABLE, USES};
-use crate::{item, paths};
 
 const SPEC: Spec = Spec {
     what: "projection",
@@ -38,51 +38,8 @@ const SPEC: Spec = Spec {
 /// Expands `#[projection(args)] item`. Always emits the item, so a mistake
 /// gives its own error only.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
-    let cx = Ctxt::new();
-    let item: Item = match syn::parse2(input) {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    let mut attrs = SubscriberAttrs::parse(&cx, args, &SPEC, item::name(&item));
-    let registration = match &item {
-        Item::Struct(structure) => {
-            let ident = &structure.ident;
-            let generic = item::reject_generics(&cx, &structure.generics, "a projection, registered once,");
-            attrs.check_events(&cx, "it projects, each with its `impl Project<E>`");
-            match &attrs.events {
-                None => {
-                    cx.error_spanned_by(
-                        ident,
-                        "#[projection] needs `events(..)`: the event types it projects, each with its \
-                         `impl Project<E>`",
-                    );
-                    None
-                }
-                Some(_) if generic => None,
-                Some(events) => {
-                    let core = paths::core();
-                    let private = paths::private();
-                    let on = subscriber::on_statements(&events.events);
-                    // Spanned on the struct's name, so a missing `Default`
-                    // is reported there.
-                    let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
-                    let settings = attrs.settings_calls();
-                    let uses = subscriber::uses_statements(&attrs.uses);
-                    let kind = if attrs.table { quote!(table_projection) } else { quote!(projection) };
-                    let build = quote! {
-                        let subscriber = #core::readside::Subscriber::#kind(#new);
-                        #on
-                        #uses
-                        subscriber.build() #settings
-                    };
-                    Some(subscriber::registration(
-                        &attrs.name_or(&ident.to_string()),
-                        TokenStream::new(),
-                        build,
-                    ))
-                }
-            }
-        }
+    subscriber::expand(args, input, &SPEC, |cx, attrs, item| match item {
+        Item::Struct(structure) => expand_struct(cx, attrs, structure),
         other => {
             cx.error_spanned_by(
                 item::head(other),
@@ -91,6 +48,25 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             );
             None
         }
+    })
+}
+
+/// The struct, built with `Default`: one `.on::<E>()` per listed event.
+fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct) -> Option<TokenStream> {
+    let ident = &structure.ident;
+    let generic = item::reject_generics(cx, &structure.generics, "a projection, registered once,");
+    attrs.check_events(cx, "it projects, each with its `impl Project<E>`");
+    let Some(events) = &attrs.events else {
+        cx.error_spanned_by(
+            ident,
+            "#[projection] needs `events(..)`: the event types it projects, each with its \
+             `impl Project<E>`",
+        );
+        return None;
     };
-    subscriber::output(cx, &item, &attrs, &SPEC, registration)
+    if generic {
+        return None;
+    }
+    let kind = if attrs.table { quote!(table_projection) } else { quote!(projection) };
+    Some(subscriber::struct_registration(attrs, ident, &events.events, kind, TokenStream::new()))
 }

@@ -16,13 +16,13 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{parenthesized, Expr, ExprLit, Item, ItemStruct, Lit, LitStr, Path, Token, Type};
+use syn::{parenthesized, Expr, ExprLit, Ident, Item, ItemStruct, Lit, LitStr, Path, Token, Type};
 
 use crate::ctxt::{Ctxt, Slot};
-use crate::paths;
 use crate::symbol::{
     Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
 };
+use crate::{item, paths};
 
 /// The prefix the registry reserves for handler checkpoints.
 const RESERVED_PREFIX: &str = "handler:";
@@ -294,19 +294,26 @@ pub(crate) fn uses_statements(types: &[Type]) -> TokenStream {
     types.iter().map(|ty| quote_spanned!(ty.span()=> let subscriber = subscriber.uses::<#ty>();)).collect()
 }
 
-/// The registration: `items` (helper items the factory uses), the factory
-/// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
-/// all inside one `const _`.
-/// What a subscriber attribute expands to: the item as written, its name
-/// constant (on a struct), its registration and the errors gathered.
-pub(crate) fn output(
-    cx: Ctxt,
-    item: &Item,
-    attrs: &SubscriberAttrs,
+/// Expands a subscriber attribute `#[spec(args)] input`: parses the item and
+/// the arguments, lets `register` check the item and build its
+/// registration (`None` after an error it reported), and emits the item as
+/// written, its name constant (on a struct), the registration and every
+/// error gathered. Always emits the item, so a mistake gives its own error
+/// only.
+pub(crate) fn expand(
+    args: TokenStream,
+    input: TokenStream,
     spec: &Spec,
-    registration: Option<TokenStream>,
+    register: impl FnOnce(&Ctxt, &mut SubscriberAttrs, &Item) -> Option<TokenStream>,
 ) -> TokenStream {
-    let constant = match item {
+    let cx = Ctxt::new();
+    let item: Item = match syn::parse2(input) {
+        Ok(item) => item,
+        Err(error) => return error.into_compile_error(),
+    };
+    let mut attrs = SubscriberAttrs::parse(&cx, args, spec, item::name(&item));
+    let registration = register(&cx, &mut attrs, &item);
+    let constant = match &item {
         Item::Struct(structure) => {
             name_const(structure, &attrs.name_or(&structure.ident.to_string()), spec.what)
         }
@@ -340,6 +347,36 @@ fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream 
     }
 }
 
+/// The registration of a subscriber struct built with `Default`:
+/// `Subscriber::kind(..)`, one `.on::<E>()` per event in `events`, its
+/// `uses`, then `before_build` (a handler's `.replay(..)`), `.build()` and
+/// the settings.
+pub(crate) fn struct_registration(
+    attrs: &SubscriberAttrs,
+    ident: &Ident,
+    events: &[Path],
+    kind: TokenStream,
+    before_build: TokenStream,
+) -> TokenStream {
+    let core = paths::core();
+    let private = paths::private();
+    let on = on_statements(events);
+    // Spanned on the struct's name, so a missing `Default` is reported there.
+    let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
+    let uses = uses_statements(&attrs.uses);
+    let settings = attrs.settings_calls();
+    let build = quote! {
+        let subscriber = #core::readside::Subscriber::#kind(#new);
+        #on
+        #uses
+        subscriber #before_build .build() #settings
+    };
+    registration(&attrs.name_or(&ident.to_string()), TokenStream::new(), build)
+}
+
+/// The registration: `items` (helper items the factory uses), the factory
+/// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
+/// all inside one `const _`.
 pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream) -> TokenStream {
     let core = paths::core();
     let private = paths::private();

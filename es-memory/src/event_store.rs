@@ -1,6 +1,6 @@
 //! The in-memory event store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -165,10 +165,6 @@ impl EventStore for InMemoryEventStore {
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: StoreError| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
         es_core::store::check_storable(stream, &events)?;
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
-            return Err(AppendError::DuplicateInBatch { event_id: twice.event_id, stream: stream.clone() });
-        }
         let mut state = self.lock().map_err(backend)?;
         if let Some(committed) = state.check_ids(stream, expected, &events)? {
             return Ok(AppendOutcome { stream_version: state.version_of(stream), committed });

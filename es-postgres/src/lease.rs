@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::error::LeaseError;
-use es_core::store::{lease_token, lease_ttl_micros, Lease, LeaseStore};
+use es_core::store::{lease_ttl_micros, Lease, LeaseStore};
 use sqlx::{PgPool, Row, SqlStr};
 
 use crate::migrate::{migrate, MigrateError};
@@ -132,7 +132,7 @@ impl PgLeaseStore {
         let Some(row) = row else { return Ok(None) };
         let owner: String = row.try_get("owner").map_err(backend)?;
         let token: i64 = row.try_get("token").map_err(backend)?;
-        Ok(Some(Lease { name: name.to_owned(), owner, token: lease_token(name, token)? }))
+        Lease::from_stored(name, owner, token).map(Some)
     }
 }
 
@@ -146,14 +146,7 @@ impl LeaseStore for PgLeaseStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(backend)?;
-        match token {
-            None => Ok(None),
-            Some(token) => Ok(Some(Lease {
-                name: name.to_owned(),
-                owner: owner.to_owned(),
-                token: lease_token(name, token)?,
-            })),
-        }
+        token.map(|token| Lease::from_stored(name, owner, token)).transpose()
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {

@@ -192,14 +192,35 @@ impl PgProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
+        let mut tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
+        self.write(&mut tx, projection, work.changes).await?;
+        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
+        self.commit_at(tx, projection, work.checkpoint).await
+    }
+
+    /// Begins a transaction for `projection`, first holding `fence`'s lease
+    /// in it if there is one (`commit_with` and table projections' `begin`).
+    async fn begin_fenced(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<PgTransaction, ProjectionError> {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        if let Some(fence) = &work.fence {
+        if let Some(fence) = fence {
             // Dropping `tx` on the error path rolls it back.
             self.check_fence(&mut tx, projection, fence).await?;
         }
-        self.write(&mut tx, projection, work.changes).await?;
-        user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(checkpoint) = work.checkpoint {
+        Ok(tx)
+    }
+
+    /// Stores `checkpoint` (if any) in `tx` and commits it.
+    async fn commit_at(
+        &self,
+        mut tx: PgTransaction,
+        projection: &str,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), ProjectionError> {
+        if let Some(checkpoint) = checkpoint {
             self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(backend)

@@ -5,7 +5,6 @@ mod entry;
 mod outcome;
 mod wakeup;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -251,10 +250,6 @@ impl EventStore for RedisEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
         check_storable(stream, &events)?;
-        let mut seen = HashSet::with_capacity(events.len());
-        if let Some(twice) = events.iter().find(|e| !seen.insert(e.event_id)) {
-            return Err(AppendError::DuplicateInBatch { event_id: twice.event_id, stream: stream.clone() });
-        }
         self.run_append(stream, expected, &events).await
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use es_core::error::{BoxError, LeaseError};
-use es_core::store::{lease_token, lease_ttl_micros, Lease, LeaseStore};
+use es_core::store::{lease_ttl_micros, Lease, LeaseStore};
 use sqlx::{Row, SqlStr};
 
 use crate::clock;
@@ -121,7 +121,7 @@ impl SqliteLeaseStore {
         let Some(row) = row else { return Ok(None) };
         let owner: String = row.try_get(0).map_err(|e| backend(self.inner.db.read_error(e)))?;
         let token: i64 = row.try_get(1).map_err(|e| backend(self.inner.db.read_error(e)))?;
-        Ok(Some(Lease { name: name.to_owned(), owner, token: lease_token(name, token)? }))
+        Lease::from_stored(name, owner, token).map(Some)
     }
 
     /// The writer connection, for one statement that is its own transaction.
@@ -141,14 +141,7 @@ impl LeaseStore for SqliteLeaseStore {
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| self.write_error(e))?;
-        match token {
-            None => Ok(None),
-            Some(token) => Ok(Some(Lease {
-                name: name.to_owned(),
-                owner: owner.to_owned(),
-                token: lease_token(name, token)?,
-            })),
-        }
+        token.map(|token| Lease::from_stored(name, owner, token)).transpose()
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {

@@ -194,15 +194,36 @@ impl SqliteProjectionStore {
     where
         F: for<'t> FnOnce(&'t mut SqliteConnection) -> TxFuture<'t> + Send,
     {
-        let mut conn = self.inner.db.writer().await.map_err(backend)?;
-        // Dropping `tx` on an error path rolls it back.
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.write_error(e))?;
-        if let Some(fence) = &work.fence {
-            self.check_fence(&mut tx, projection, fence).await?;
-        }
+        let mut tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
         self.write(&mut tx, projection, work.changes).await?;
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
-        if let Some(checkpoint) = work.checkpoint {
+        self.commit_at(tx, projection, work.checkpoint).await
+    }
+
+    /// Begins a write transaction for `projection` on the writer
+    /// connection, first checking `fence`'s lease in it if there is one
+    /// (`commit_with` and table projections' `begin`).
+    async fn begin_fenced(
+        &self,
+        projection: &str,
+        fence: Option<&Fence>,
+    ) -> Result<SqliteTransaction, ProjectionError> {
+        let mut tx = self.inner.db.begin_write().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // Dropping `tx` on the error path rolls it back.
+            self.check_fence(&mut tx, projection, fence).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Stores `checkpoint` (if any) in `tx` and commits it.
+    async fn commit_at(
+        &self,
+        mut tx: SqliteTransaction,
+        projection: &str,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), ProjectionError> {
+        if let Some(checkpoint) = checkpoint {
             self.write_checkpoint(&mut tx, projection, checkpoint).await?;
         }
         tx.commit().await.map_err(|e| self.write_error(e))

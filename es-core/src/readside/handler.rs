@@ -34,10 +34,10 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::recorded::Recorded;
-use super::route::RouteTable;
-use super::state::{SubscriberState, Used};
+use super::route::{shared_builder_methods, RouteTable};
+use super::state::SubscriberState;
 use super::subscriber::{Subscriber, SubscriberKind};
-use crate::aggregate::{Aggregate, Command};
+use crate::aggregate::Command;
 use crate::envelope::{Metadata, RecordedEvent};
 use crate::error::{BoxError, DecodeError, ProjectionError};
 use crate::event::Event;
@@ -293,12 +293,11 @@ impl HandlerCtx {
 pub struct HandlerBuilder<H> {
     table: RouteTable<H, HandlerCtx>,
     replay: Replay,
-    uses: Vec<Used>,
 }
 
 impl<H: Send + Sync + 'static> HandlerBuilder<H> {
     pub(crate) fn new(handler: H) -> Self {
-        Self { table: RouteTable::new(handler), replay: Replay::Run, uses: Vec::new() }
+        Self { table: RouteTable::new(handler), replay: Replay::Run }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -312,17 +311,7 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
         self
     }
 
-    /// Consumes events of type `E` recorded by aggregate `A` only: for an
-    /// event type that several aggregates record (the registry refuses
-    /// `on::<E>()` for one).
-    #[must_use]
-    pub fn on_from<A: Aggregate, E: Event>(mut self) -> Self
-    where
-        H: HandleEvent<E>,
-    {
-        self.table.add::<E>(Some(A::NAME));
-        self
-    }
+    shared_builder_methods!(H: HandleEvent, "handler", "HandlerCtx::state");
 
     /// Sets whether the handler runs for replayed events (default
     /// [`Replay::Run`]).
@@ -332,27 +321,14 @@ impl<H: Send + Sync + 'static> HandlerBuilder<H> {
         self
     }
 
-    /// Declares that the handler reads state of type `T` with
-    /// [`HandlerCtx::state`]: building a read side that was not given a
-    /// `T` fails, naming the handler and the type.
-    #[must_use]
-    pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
-        self.uses.push(Used::of::<T>());
-        self
-    }
-
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        Subscriber::new(SubscriberKind::Handler { routes: self.table.into_routes(), replay: self.replay })
-            .using(self.uses)
+        self.table.build(|routes| SubscriberKind::Handler { routes, replay: self.replay })
     }
 }
 
 impl<H> std::fmt::Debug for HandlerBuilder<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerBuilder")
-            .field("events", &self.table.event_types())
-            .field("replay", &self.replay)
-            .finish_non_exhaustive()
+        self.table.debug(f, "HandlerBuilder").field("replay", &self.replay).finish_non_exhaustive()
     }
 }

@@ -41,10 +41,9 @@ use serde_json::Value;
 use super::cache::SharedCache;
 use super::handler::HandlerError;
 use super::recorded::Recorded;
-use super::route::RouteTable;
-use super::state::{SubscriberState, Used};
+use super::route::{shared_builder_methods, RouteTable};
+use super::state::SubscriberState;
 use super::subscriber::{Subscriber, SubscriberKind};
-use crate::aggregate::Aggregate;
 use crate::error::ProjectionError;
 use crate::event::Event;
 use crate::store::{DocumentChange, ProjectionStore, UnitOfWork};
@@ -268,12 +267,11 @@ impl ProjectionTx {
 /// [`on`](ProjectionBuilder::on). Made by [`Subscriber::projection`].
 pub struct ProjectionBuilder<P> {
     table: RouteTable<P, ProjectionTx>,
-    uses: Vec<Used>,
 }
 
 impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
     pub(crate) fn new(projection: P) -> Self {
-        Self { table: RouteTable::new(projection), uses: Vec::new() }
+        Self { table: RouteTable::new(projection) }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -287,36 +285,17 @@ impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
         self
     }
 
-    /// Consumes events of type `E` recorded by aggregate `A` only: for an
-    /// event type that several aggregates record (the registry refuses
-    /// `on::<E>()` for one).
-    #[must_use]
-    pub fn on_from<A: Aggregate, E: Event>(mut self) -> Self
-    where
-        P: Project<E>,
-    {
-        self.table.add::<E>(Some(A::NAME));
-        self
-    }
-
-    /// Declares that the projection reads state of type `T` with
-    /// [`ProjectionTx::state`]: building a read side that was not given a
-    /// `T` fails, naming the projection and the type.
-    #[must_use]
-    pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
-        self.uses.push(Used::of::<T>());
-        self
-    }
+    shared_builder_methods!(P: Project, "projection", "ProjectionTx::state");
 
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        Subscriber::new(SubscriberKind::Projection { routes: self.table.into_routes() }).using(self.uses)
+        self.table.build(|routes| SubscriberKind::Projection { routes })
     }
 }
 
 impl<P> std::fmt::Debug for ProjectionBuilder<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionBuilder").field("events", &self.table.event_types()).finish_non_exhaustive()
+        self.table.debug(f, "ProjectionBuilder").finish_non_exhaustive()
     }
 }
 

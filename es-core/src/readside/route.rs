@@ -26,6 +26,8 @@ use std::sync::Arc;
 use super::handler::{HandleEvent, HandlerCtx, HandlerError};
 use super::projection::{Project, ProjectionTx};
 use super::recorded::Recorded;
+use super::state::Used;
+use super::subscriber::{Subscriber, SubscriberKind};
 use super::table::{ProjectRows, TableTx};
 use crate::envelope::RecordedEvent;
 use crate::event::owners::{self, owners_of};
@@ -132,24 +134,32 @@ impl<C> Routes<C> {
     }
 }
 
-impl<S, C> RouteTable<S, C> {
-    pub(crate) fn event_types(&self) -> Vec<&'static str> {
-        self.routes.event_types()
-    }
-}
-
-/// What the handler and projection builders share: the subscriber and the
-/// routes listed so far.
+/// What the three subscriber builders share: the subscriber, the routes
+/// listed so far and the state types declared.
 pub(crate) struct RouteTable<S, C> {
     subscriber: Arc<S>,
     routes: Routes<C>,
+    uses: Vec<Used>,
+}
+
+impl<S, C> RouteTable<S, C> {
+    /// A builder's `Debug`: its name and the event types listed so far.
+    pub(crate) fn debug<'f, 'b>(
+        &self,
+        f: &'f mut std::fmt::Formatter<'b>,
+        builder: &str,
+    ) -> std::fmt::DebugStruct<'f, 'b> {
+        let mut debug = f.debug_struct(builder);
+        debug.field("events", &self.routes.event_types());
+        debug
+    }
 }
 
 impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
     pub(crate) fn new(subscriber: S) -> Self {
         let routes =
             Routes { by_type: BTreeMap::new(), aggregates_by_type: BTreeMap::new(), ambiguous: Vec::new() };
-        Self { subscriber: Arc::new(subscriber), routes }
+        Self { subscriber: Arc::new(subscriber), routes, uses: Vec::new() }
     }
 
     /// Adds the route for events of type `E` from the aggregates that
@@ -177,12 +187,23 @@ impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
         entries.push(Entry { aggregate, route: Box::new(route) });
     }
 
+    /// Declares that the subscriber reads state of type `T`.
+    pub(crate) fn uses<T: Send + Sync + 'static>(&mut self) {
+        self.uses.push(Used::of::<T>());
+    }
+
     /// The subscriber the routes call.
     pub(crate) fn subscriber(&self) -> Arc<S> {
         Arc::clone(&self.subscriber)
     }
 
-    pub(crate) fn into_routes(mut self) -> Routes<C> {
+    /// The runnable subscriber: `kind` wraps the finished routes.
+    pub(crate) fn build(mut self, kind: impl FnOnce(Routes<C>) -> SubscriberKind) -> Subscriber {
+        let uses = std::mem::take(&mut self.uses);
+        Subscriber::new(kind(self.into_routes())).using(uses)
+    }
+
+    fn into_routes(mut self) -> Routes<C> {
         for event_type in self.routes.by_type.keys() {
             let mut names: Vec<&'static str> = owners::all()
                 .filter(|owner| owner.event_type() == *event_type)
@@ -195,3 +216,38 @@ impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
         self.routes
     }
 }
+
+/// The builder methods that read the same for every kind of subscriber,
+/// written once: `on_from` and `uses`. Call it inside `impl<$S> $Builder`
+/// with the type parameter, the trait a consumed type needs, what the
+/// subscriber is called in docs and the `state` method it reads state with.
+///
+/// Each builder writes its `on` out by hand: `#[event_handler]` and
+/// `#[projection]` expand to calls of it, and the compiler quotes its
+/// signature when a subscriber lacks the trait for a listed event.
+macro_rules! shared_builder_methods {
+    ($S:ident: $Consumes:ident, $what:literal, $state:literal) => {
+        /// Consumes events of type `E` recorded by aggregate `A` only: for an
+        /// event type that several aggregates record (the registry refuses
+        /// `on::<E>()` for one).
+        #[must_use]
+        pub fn on_from<A: crate::aggregate::Aggregate, E: crate::event::Event>(mut self) -> Self
+        where
+            $S: $Consumes<E>,
+        {
+            self.table.add::<E>(Some(A::NAME));
+            self
+        }
+
+        #[doc = concat!(
+            "Declares that the ", $what, " reads state of type `T` with\n[`", $state,
+            "`]: building a read side that was not given a\n`T` fails, naming the ", $what, " and the type."
+        )]
+        #[must_use]
+        pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
+            self.table.uses::<T>();
+            self
+        }
+    };
+}
+pub(crate) use shared_builder_methods;

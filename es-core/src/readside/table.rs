@@ -31,11 +31,10 @@ use std::sync::Arc;
 
 use super::handler::HandlerError;
 use super::recorded::Recorded;
-use super::route::{Ambiguity, RouteTable, Routes};
+use super::route::{shared_builder_methods, Ambiguity, RouteTable, Routes};
 use super::runner::CatchPanic;
-use super::state::{SubscriberState, Used};
+use super::state::SubscriberState;
 use super::subscriber::{Subscriber, SubscriberKind};
-use crate::aggregate::Aggregate;
 use crate::envelope::RecordedEvent;
 use crate::error::ProjectionError;
 use crate::event::Event;
@@ -218,15 +217,11 @@ impl<P: TableProjection> TableTx<P> {
 /// [`Subscriber::table_projection`].
 pub struct TableProjectionBuilder<P: TableProjection> {
     table: RouteTable<P, TableTx<P>>,
-    projection: Arc<P>,
-    uses: Vec<Used>,
 }
 
 impl<P: TableProjection> TableProjectionBuilder<P> {
     pub(crate) fn new(projection: P) -> Self {
-        let table = RouteTable::new(projection);
-        let projection = table.subscriber();
-        Self { table, projection, uses: Vec::new() }
+        Self { table: RouteTable::new(projection) }
     }
 
     /// Consumes events of type `E` (other types are skipped, and still
@@ -240,36 +235,18 @@ impl<P: TableProjection> TableProjectionBuilder<P> {
         self
     }
 
-    /// Consumes events of type `E` recorded by aggregate `A` only.
-    #[must_use]
-    pub fn on_from<A: Aggregate, E: Event>(mut self) -> Self
-    where
-        P: ProjectRows<E>,
-    {
-        self.table.add::<E>(Some(A::NAME));
-        self
-    }
-
-    /// Declares that the projection reads state of type `T` with
-    /// [`TableTx::state`].
-    #[must_use]
-    pub fn uses<T: Send + Sync + 'static>(mut self) -> Self {
-        self.uses.push(Used::of::<T>());
-        self
-    }
+    shared_builder_methods!(P: ProjectRows, "projection", "TableTx::state");
 
     /// The runnable subscriber.
     pub fn build(self) -> Subscriber {
-        let runner = Erased { routes: self.table.into_routes(), projection: self.projection };
-        Subscriber::new(SubscriberKind::Table(Box::new(runner))).using(self.uses)
+        let projection = self.table.subscriber();
+        self.table.build(|routes| SubscriberKind::Table(Box::new(Erased { routes, projection })))
     }
 }
 
 impl<P: TableProjection> std::fmt::Debug for TableProjectionBuilder<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableProjectionBuilder")
-            .field("events", &self.table.event_types())
-            .finish_non_exhaustive()
+        self.table.debug(f, "TableProjectionBuilder").finish_non_exhaustive()
     }
 }
 
@@ -294,7 +271,8 @@ pub(crate) struct TableBatch<'a> {
     pub(crate) state: SubscriberState,
 }
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// What the runner has a table projection do in one transaction.
+pub(crate) type TableFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TableFailure>> + Send + 'a>>;
 
 /// A table projection with its types erased, as the runner drives it.
 pub(crate) trait TableRunner: Send + Sync {
@@ -303,16 +281,10 @@ pub(crate) trait TableRunner: Send + Sync {
     fn ambiguities(&self) -> &[Ambiguity];
     /// The transaction type it is written against, for the build's check.
     fn transaction_type(&self) -> (std::any::TypeId, &'static str);
-    fn run<'a>(
-        &'a self,
-        store: &'a dyn ProjectionTransactions,
-        batch: TableBatch<'a>,
-    ) -> BoxFuture<'a, Result<(), TableFailure>>;
-    fn reset<'a>(
-        &'a self,
-        store: &'a dyn ProjectionTransactions,
-        batch: TableBatch<'a>,
-    ) -> BoxFuture<'a, Result<(), TableFailure>>;
+    /// Projects the batch's events, flushes and commits.
+    fn run<'a>(&'a self, store: &'a dyn ProjectionTransactions, batch: TableBatch<'a>) -> TableFuture<'a>;
+    /// Resets the projection's tables and commits.
+    fn reset<'a>(&'a self, store: &'a dyn ProjectionTransactions, batch: TableBatch<'a>) -> TableFuture<'a>;
 }
 
 struct Erased<P: TableProjection> {
@@ -320,12 +292,24 @@ struct Erased<P: TableProjection> {
     projection: Arc<P>,
 }
 
+/// What [`Erased::transact`] does between beginning and committing.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Project the batch's events, then flush.
+    Events,
+    /// Reset the projection's tables.
+    Reset,
+}
+
 impl<P: TableProjection> Erased<P> {
-    async fn begin(
+    /// Begins a transaction (fenced with the batch's lease), does `step` in
+    /// it and commits it with the batch's unit of work.
+    async fn transact(
         &self,
         store: &dyn ProjectionTransactions,
-        batch: &TableBatch<'_>,
-    ) -> Result<TableTx<P>, TableFailure> {
+        batch: TableBatch<'_>,
+        step: Step,
+    ) -> Result<(), TableFailure> {
         let raw = store.begin(batch.name, batch.work.fence.as_ref()).await.map_err(TableFailure::Store)?;
         let transaction = raw.downcast::<P::Transaction>().map_err(|_| {
             TableFailure::Store(ProjectionError::Backend(
@@ -338,7 +322,26 @@ impl<P: TableProjection> Erased<P> {
         })?;
         let mut tx = TableTx::<P>::new(Arc::clone(batch.name), *transaction);
         tx.state = batch.state.clone();
-        Ok(tx)
+        match step {
+            Step::Events => {
+                for (index, event) in batch.events.iter().enumerate() {
+                    if let Some(route) = self.routes.get(event) {
+                        tx.replay = event.global_position <= batch.replay_until;
+                        CatchPanic(route.call(event, &mut tx))
+                            .await
+                            .map_err(|error| TableFailure::Event(index, error))?;
+                    }
+                }
+                CatchPanic(Box::pin(self.projection.flush(&mut tx))).await.map_err(TableFailure::Flush)?;
+            }
+            Step::Reset => {
+                CatchPanic(Box::pin(self.projection.reset(&mut tx))).await.map_err(TableFailure::Flush)?;
+            }
+        }
+        store
+            .commit(Box::new(tx.into_transaction()), batch.name, batch.work)
+            .await
+            .map_err(TableFailure::Store)
     }
 }
 
@@ -359,41 +362,11 @@ impl<P: TableProjection> TableRunner for Erased<P> {
         (std::any::TypeId::of::<P::Transaction>(), std::any::type_name::<P::Transaction>())
     }
 
-    fn run<'a>(
-        &'a self,
-        store: &'a dyn ProjectionTransactions,
-        batch: TableBatch<'a>,
-    ) -> BoxFuture<'a, Result<(), TableFailure>> {
-        Box::pin(async move {
-            let mut tx = self.begin(store, &batch).await?;
-            for (index, event) in batch.events.iter().enumerate() {
-                if let Some(route) = self.routes.get(event) {
-                    tx.replay = event.global_position <= batch.replay_until;
-                    CatchPanic(route.call(event, &mut tx))
-                        .await
-                        .map_err(|error| TableFailure::Event(index, error))?;
-                }
-            }
-            CatchPanic(Box::pin(self.projection.flush(&mut tx))).await.map_err(TableFailure::Flush)?;
-            store
-                .commit(Box::new(tx.into_transaction()), batch.name, batch.work)
-                .await
-                .map_err(TableFailure::Store)
-        })
+    fn run<'a>(&'a self, store: &'a dyn ProjectionTransactions, batch: TableBatch<'a>) -> TableFuture<'a> {
+        Box::pin(self.transact(store, batch, Step::Events))
     }
 
-    fn reset<'a>(
-        &'a self,
-        store: &'a dyn ProjectionTransactions,
-        batch: TableBatch<'a>,
-    ) -> BoxFuture<'a, Result<(), TableFailure>> {
-        Box::pin(async move {
-            let mut tx = self.begin(store, &batch).await?;
-            CatchPanic(Box::pin(self.projection.reset(&mut tx))).await.map_err(TableFailure::Flush)?;
-            store
-                .commit(Box::new(tx.into_transaction()), batch.name, batch.work)
-                .await
-                .map_err(TableFailure::Store)
-        })
+    fn reset<'a>(&'a self, store: &'a dyn ProjectionTransactions, batch: TableBatch<'a>) -> TableFuture<'a> {
+        Box::pin(self.transact(store, batch, Step::Reset))
     }
 }

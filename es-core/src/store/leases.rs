@@ -25,19 +25,6 @@ pub fn lease_ttl_micros(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX).clamp(1, max)
 }
 
-/// A fencing token read from an SQL table: tokens are positive, so anything
-/// else (only a hand edit gets there) is a [`LeaseError::Backend`] naming
-/// the lease. For adapter authors.
-///
-/// # Errors
-/// As described: a token that is zero or negative.
-pub fn lease_token(name: &str, stored: i64) -> Result<u64, LeaseError> {
-    u64::try_from(stored)
-        .ok()
-        .filter(|token| *token > 0)
-        .ok_or_else(|| LeaseError::Backend(Box::new(BadToken { name: name.to_owned(), token: stored })))
-}
-
 /// A stored lease token that is not positive.
 #[derive(Debug, thiserror::Error)]
 #[error("lease `{name}` has token {token}, which is not positive")]
@@ -56,6 +43,22 @@ pub struct Lease {
     /// A number that grows with every new acquisition of this name, so a
     /// store can fence off writes of an earlier holder.
     pub token: u64,
+}
+
+impl Lease {
+    /// The lease on `name` held by `owner` from the token an SQL table keeps
+    /// (for adapter authors): tokens are positive, so anything else (only a
+    /// hand edit gets there) is an error naming the lease.
+    ///
+    /// # Errors
+    /// [`LeaseError::Backend`] when `token` is zero or negative.
+    pub fn from_stored(name: &str, owner: impl Into<String>, token: i64) -> Result<Self, LeaseError> {
+        let positive = u64::try_from(token)
+            .ok()
+            .filter(|token| *token > 0)
+            .ok_or_else(|| LeaseError::Backend(Box::new(BadToken { name: name.to_owned(), token })))?;
+        Ok(Self { name: name.to_owned(), owner: owner.into(), token: positive })
+    }
 }
 
 /// Hands out one lease per subscription name, shared by every node.
@@ -130,9 +133,10 @@ mod tests {
 
     #[test]
     fn only_positive_tokens_pass() {
-        assert_eq!(lease_token("p", 7).unwrap(), 7);
+        let lease = Lease::from_stored("p", "node", 7).unwrap();
+        assert_eq!(lease, Lease { name: "p".into(), owner: "node".into(), token: 7 });
         for bad in [0, -1, i64::MIN] {
-            let error = lease_token("p", bad).unwrap_err();
+            let error = Lease::from_stored("p", "node", bad).unwrap_err();
             let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
             assert!(cause.contains(&format!("token {bad}")), "{bad}: {error:?}");
         }

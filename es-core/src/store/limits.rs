@@ -18,6 +18,8 @@
 //! the payload as given, metadata as serialized); depth counts nested arrays
 //! and objects (a scalar is 0, `{"a": 1}` is 1, `{"a": [1]}` is 2).
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use crate::envelope::{Metadata, NewEvent, Payload};
@@ -41,14 +43,17 @@ pub const MAX_BATCH_EVENTS: usize = 16_384;
 pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 
 /// Refuses an append that some store could not keep, or could not read
-/// back: a value over one of the limits above, or a NUL character in the
+/// back: a value over one of the limits above, a NUL character in the
 /// stream id, a type name, a payload or the metadata (Postgres stores none
-/// in text or JSONB). Adapters call it before anything else, so every store
-/// refuses the same appends, and none accepts what it cannot read back.
+/// in text or JSONB), or one event id twice in the batch. Adapters call it
+/// before anything else, so every store refuses the same appends, and none
+/// accepts what it cannot read back.
 ///
 /// # Errors
 /// [`AppendError::Unstorable`] with an [`Unstorable`] naming the first
-/// offending part, the limit and the actual size (never the input itself).
+/// offending part, the limit and the actual size (never the input itself);
+/// else [`AppendError::DuplicateInBatch`] naming the first id the batch
+/// repeats.
 ///
 /// ```
 /// use es_core::error::{AppendError, Unstorable};
@@ -65,7 +70,14 @@ pub const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
-    check(stream, events).map_err(|reason| AppendError::Unstorable { stream: stream.clone(), reason })
+    check(stream, events).map_err(|reason| AppendError::Unstorable { stream: stream.clone(), reason })?;
+    let mut seen = HashSet::with_capacity(events.len());
+    match events.iter().find(|event| !seen.insert(event.event_id)) {
+        Some(twice) => {
+            Err(AppendError::DuplicateInBatch { event_id: twice.event_id, stream: stream.clone() })
+        }
+        None => Ok(()),
+    }
 }
 
 fn check(stream: &StreamId, events: &[NewEvent]) -> Result<(), Unstorable> {
@@ -258,6 +270,17 @@ mod tests {
             Err(AppendError::Unstorable { reason, .. }) => reason,
             other => panic!("expected Unstorable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_repeated_id_in_one_batch_is_refused() {
+        let event = NewEvent::new("t", "T", 1, json!({}));
+        let other = NewEvent::new("t", "T", 1, json!({}));
+        let refused = check_storable(&StreamId::new("s"), &[event.clone(), other, event.clone()]);
+        assert!(
+            matches!(refused, Err(AppendError::DuplicateInBatch { event_id, .. }) if event_id == event.event_id),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod transactions;
 
 pub use containment::json_contains;
 pub use events::{Direction, EventStore, ReadBlocker, ReplayVisitor, StreamSummary};
-pub use leases::{lease_token, lease_ttl_micros, Lease, LeaseStore, MAX_LEASE_TTL};
+pub use leases::{lease_ttl_micros, Lease, LeaseStore, MAX_LEASE_TTL};
 pub use limits::{
     check_storable, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_JSON_DEPTH, MAX_METADATA_BYTES, MAX_PAYLOAD_BYTES,
     MAX_STREAM_ID_BYTES, MAX_TYPE_NAME_BYTES,

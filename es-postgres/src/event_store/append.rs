@@ -3,8 +3,6 @@
 //! the stream's next version first and the expectation allows it; a batch
 //! whose ids are stored already is an exact retry or a duplicate.
 
-use std::collections::HashSet;
-
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
     check_storable, classify_stored, AppendOutcome, Committed, ExpectedVersion, NewEvent, Payload,
@@ -78,18 +76,6 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// Refuses a batch that repeats an id. (Its length is bounded by
-/// [`check_storable`]: one batch always fits a transaction's range.)
-fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
-    let mut seen = HashSet::with_capacity(events.len());
-    for event in events {
-        if !seen.insert(event.event_id) {
-            return Err(AppendError::DuplicateInBatch { event_id: event.event_id, stream: stream.clone() });
-        }
-    }
-    Ok(())
-}
-
 // One batch fits one transaction's range of positions; only several
 // appends in one caller's transaction can overflow it.
 const _: () = assert!(MAX_BATCH_EVENTS as u64 <= MAX_EVENTS_PER_TRANSACTION);
@@ -114,13 +100,6 @@ pub(super) fn placed(events: &[NewEvent], version: u64, first_position: u64) -> 
         })
         .collect();
     AppendOutcome { stream_version: committed.last().map(|c| c.stream_version), committed }
-}
-
-/// Whether `events` may be appended to `stream` at all (sizes, NUL
-/// characters, ids repeated in the batch): checked before anything is sent.
-pub(super) fn check(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
-    check_storable(stream, events)?;
-    check_batch(stream, events)
 }
 
 /// The statements' code for `expected`: (kind, exact version).
@@ -216,7 +195,7 @@ impl PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
         let backend = |e: sqlx::Error| AppendError::Backend { stream: stream.clone(), source: Box::new(e) };
-        check(stream, events)?;
+        check_storable(stream, events)?;
         if events.is_empty() {
             let current = self.version_on(conn, stream).await.map_err(backend)?;
             return if expected.accepts(current) || expected == ExpectedVersion::Any {
@@ -409,13 +388,6 @@ mod tests {
             }
             other => panic!("expected Backend(BatchTooLarge), got {other:?}"),
         }
-    }
-
-    #[test]
-    fn a_repeated_id_in_one_batch_is_refused() {
-        let event = NewEvent::new("t", "T", 1, serde_json::json!({}));
-        let err = check_batch(&StreamId::new("s"), &[event.clone(), event]).unwrap_err();
-        assert!(matches!(err, AppendError::DuplicateInBatch { .. }));
     }
 
     #[test]

@@ -34,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
-    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ReadBlocker, RecordedEvent, ReplayEvent,
-    ReplayVisitor, StreamSummary,
+    check_storable, AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ReadBlocker,
+    RecordedEvent, ReplayEvent, ReplayVisitor, StreamSummary,
 };
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use sqlx::postgres::PgArguments;
@@ -190,7 +190,7 @@ impl EventStore for PgEventStore {
         if events.is_empty() || !self.inner.groups.enabled() {
             return self.append_pooled(stream, expected, &events).await;
         }
-        append::check(stream, &events)?;
+        check_storable(stream, &events)?;
         self.submit(group::Request { stream: stream.clone(), expected, events }).await
     }
 

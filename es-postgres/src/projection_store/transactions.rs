@@ -31,12 +31,7 @@ impl ProjectionTransactions for PgProjectionStore {
         projection: &str,
         fence: Option<&Fence>,
     ) -> Result<StoreTransaction, ProjectionError> {
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        if let Some(fence) = fence {
-            // Dropping `tx` on the error path rolls it back.
-            self.check_fence(&mut tx, projection, fence).await?;
-        }
-        Ok(Box::new(tx))
+        Ok(Box::new(self.begin_fenced(projection, fence).await?))
     }
 
     async fn commit(
@@ -49,10 +44,7 @@ impl ProjectionTransactions for PgProjectionStore {
             .downcast::<PgTransaction>()
             .map_err(|_| backend("a transaction that is not a Postgres one was handed back to commit"))?;
         self.write(&mut tx, projection, work.changes).await?;
-        if let Some(checkpoint) = work.checkpoint {
-            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
-        }
-        tx.commit().await.map_err(backend)
+        self.commit_at(*tx, projection, work.checkpoint).await
     }
 }
 

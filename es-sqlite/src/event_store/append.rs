@@ -11,8 +11,6 @@
 //! is decided in the same transaction by es-core's exact-retry rule
 //! ([`classify_stored`]).
 
-use std::collections::HashSet;
-
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
     check_storable, classify_stored, AppendOutcome, Committed, ExpectedVersion, NewEvent, RecordedEvent,
@@ -50,7 +48,6 @@ impl SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
         check_storable(stream, &events)?;
-        check_batch(stream, &events)?;
         if events.is_empty() {
             return self.empty_append(stream, expected).await;
         }
@@ -281,17 +278,6 @@ async fn append_single(
     }))
 }
 
-/// Refuses a batch that repeats an id.
-fn check_batch(stream: &StreamId, events: &[NewEvent]) -> Result<(), AppendError> {
-    let mut seen = HashSet::with_capacity(events.len());
-    for event in events {
-        if !seen.insert(event.event_id) {
-            return Err(AppendError::DuplicateInBatch { event_id: event.event_id, stream: stream.clone() });
-        }
-    }
-    Ok(())
-}
-
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -304,16 +290,4 @@ pub(super) async fn version_on(
     let version: Option<i64> =
         sqlx::query_scalar(STREAM_VERSION).bind(stream.as_str()).fetch_one(&mut *conn).await?;
     Ok(version.and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0).map(StreamVersion))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_id_in_one_batch_is_refused() {
-        let event = NewEvent::new("t", "T", 1, serde_json::json!({}));
-        let err = check_batch(&StreamId::new("s"), &[event.clone(), event]).unwrap_err();
-        assert!(matches!(err, AppendError::DuplicateInBatch { .. }));
-    }
 }

@@ -8,7 +8,7 @@ use es_core::error::ProjectionError;
 use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
 use sqlx::Sqlite;
 
-use super::{backend, SqliteProjectionStore};
+use super::SqliteProjectionStore;
 
 /// The transaction a [`TableProjection`](es_core::TableProjection) on
 /// SQLite writes its tables in (a `BEGIN IMMEDIATE` transaction on the
@@ -31,12 +31,7 @@ impl ProjectionTransactions for SqliteProjectionStore {
         projection: &str,
         fence: Option<&Fence>,
     ) -> Result<StoreTransaction, ProjectionError> {
-        let mut tx = self.inner.db.begin_write().await.map_err(backend)?;
-        if let Some(fence) = fence {
-            // Dropping `tx` on the error path rolls it back.
-            self.check_fence(&mut tx, projection, fence).await?;
-        }
-        Ok(Box::new(tx))
+        Ok(Box::new(self.begin_fenced(projection, fence).await?))
     }
 
     async fn commit(
@@ -51,9 +46,6 @@ impl ProjectionTransactions for SqliteProjectionStore {
             )
         })?;
         self.write(&mut tx, projection, work.changes).await?;
-        if let Some(checkpoint) = work.checkpoint {
-            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
-        }
-        tx.commit().await.map_err(|e| self.write_error(e))
+        self.commit_at(*tx, projection, work.checkpoint).await
     }
 }
