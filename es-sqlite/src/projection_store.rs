@@ -31,6 +31,7 @@ const DELETE: &str = include_str!("projection_store/delete.sql");
 const QUERY: &str = include_str!("projection_store/query.sql");
 const QUERY_PAGE: &str = include_str!("projection_store/query_page.sql");
 const CHECKPOINT: &str = include_str!("projection_store/checkpoint.sql");
+const COUNT: &str = "SELECT count(*) FROM es_documents WHERE projection = ?1";
 const RESET_DOCUMENTS: &str = include_str!("projection_store/reset_documents.sql");
 const RESET_CHECKPOINT: &str = include_str!("projection_store/reset_checkpoint.sql");
 
@@ -409,6 +410,19 @@ impl ProjectionStore for SqliteProjectionStore {
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
         self.commit_with(projection, work, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
+        let Some(filter) = contains else {
+            let count: i64 = sqlx::query_scalar(COUNT)
+                .bind(projection)
+                .fetch_one(self.inner.db.readers())
+                .await
+                .map_err(|e| self.read_error(e))?;
+            return Ok(u64::try_from(count).unwrap_or(0));
+        };
+        let matching = self.query_containing(projection, filter, &DocumentQuery::default()).await?;
+        Ok(matching.len() as u64)
     }
 
     fn transactions(&self) -> Option<&dyn es_core::store::ProjectionTransactions> {

@@ -108,7 +108,7 @@ pub async fn projection_query_orders_by_id_with_offset_and_limit<S: ProjectionSt
 
 /// `query` with `contains` keeps the documents that contain the filter in
 /// the sense of [`json_contains`](crate::store::json_contains) (Postgres' `@>`),
-/// still ordered by id and paged.
+/// still ordered by id and paged; `count` counts the same documents.
 pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) {
     let docs = [
         (
@@ -155,6 +155,15 @@ pub async fn projection_query_by_json_containment<S: ProjectionStore>(store: S) 
     )
     .await;
     assert_eq!(paged, ids(&["acc2"]), "offset and limit apply to the matching documents");
+    let count = |filter: Option<Value>| {
+        let store = &store;
+        async move {
+            store.count("accounts", filter.as_ref()).await.unwrap_or_else(|e| panic!("count failed: {e:?}"))
+        }
+    };
+    assert_eq!(count(None).await, 4, "count without a filter: every document of the projection");
+    assert_eq!(count(Some(json!({ "tier": "gold" }))).await, 3, "count with a filter: the matching ones");
+    assert_eq!(count(Some(json!({ "owner": "dan" }))).await, 0, "count of no match");
 }
 
 /// Containment follows Postgres' `@>` where JSON allows two readings:
