@@ -63,3 +63,10 @@ fn a_projection_store_that_ignores_fences_fails_the_fencing_case() {
     let message = failure_of(lease_store::fenced_commit_is_refused_after_takeover(stores));
     assert!(message.contains("expected ProjectionError::Fenced, but the commit landed"), "{message}");
 }
+
+#[test]
+fn a_projection_store_that_ignores_fences_fails_the_expired_lease_case() {
+    let stores = (InMemoryLeaseStore::new(), InMemoryProjectionStore::new());
+    let message = failure_of(lease_store::fenced_commit_is_refused_once_its_lease_expired(stores));
+    assert!(message.contains("expected ProjectionError::Fenced, but the commit landed"), "{message}");
+}

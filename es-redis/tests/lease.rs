@@ -1,6 +1,6 @@
 //! The Redis lease store: exclusive, expiring on the server clock,
-//! re-entrant, growing tokens, idempotent release, and commits fenced by
-//! its tokens.
+//! re-entrant, growing tokens, idempotent release. Commits fenced by its
+//! tokens are the conformance suite's (`lease_fencing_conformance!`).
 //!
 //! Each test runs in its own namespace, deleted at the end. Nothing waits
 //! on a fixed sleep: the expiry tests poll in a bounded loop with a
@@ -13,11 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use es_core::error::ProjectionError;
-use es_core::store::{Checkpoint, Fence, Lease, LeaseStore, ProjectionStore, UnitOfWork};
-use es_core::GlobalPosition;
+use es_core::store::{Lease, LeaseStore};
 use es_redis::RedisLeaseStore;
-use serde_json::json;
 
 const TTL: Duration = Duration::from_secs(30);
 
@@ -118,62 +115,4 @@ async fn racing_owners_never_both_win() {
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
         assert_eq!(scoped.inner().holder(&name).await.unwrap(), winners.pop());
     }
-}
-
-// ---- fenced commits ----
-
-fn fenced_work(lease: &Lease, balance: i64, position: u64) -> UnitOfWork {
-    let mut work = UnitOfWork::new();
-    work.put("acc-1", json!({ "balance": balance }))
-        .checkpoint(Checkpoint::at(GlobalPosition(position)))
-        .fence(Fence::new(lease.name.clone(), lease.token));
-    work
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fenced_commit_lands_only_under_the_current_lease_token() {
-    let stores = common::fresh_stores().await;
-    let (documents, leases) = (&stores.documents, &stores.leases);
-    let short = Duration::from_millis(50);
-
-    let a = leases.try_acquire("balances", "node-a", TTL).await.unwrap().expect("a free lease");
-    documents.commit("balances", fenced_work(&a, 10, 1)).await.unwrap();
-    assert_eq!(documents.get("balances", "acc-1").await.unwrap(), Some(json!({ "balance": 10 })));
-
-    // A's lease expires: its commit is refused though nobody took over.
-    let again = leases.try_acquire("balances", "node-a", short).await.unwrap().expect("still a's");
-    assert_eq!(again.token, a.token);
-    wait_until_expired(leases, "balances").await;
-    let expired = documents.commit("balances", fenced_work(&a, 20, 2)).await;
-    assert!(
-        matches!(&expired, Err(ProjectionError::Fenced { projection, lease, token })
-            if projection == "balances" && lease == "balances" && *token == a.token),
-        "{expired:?}"
-    );
-
-    // B takes over: A's commit is still refused, B's lands.
-    let b = leases.try_acquire("balances", "node-b", TTL).await.unwrap().expect("expired, so free");
-    assert!(matches!(
-        documents.commit("balances", fenced_work(&a, 30, 3)).await,
-        Err(ProjectionError::Fenced { .. })
-    ));
-    documents.commit("balances", fenced_work(&b, 40, 4)).await.unwrap();
-    assert_eq!(documents.get("balances", "acc-1").await.unwrap(), Some(json!({ "balance": 40 })));
-    assert_eq!(
-        documents.checkpoint("balances").await.unwrap(),
-        Some(Checkpoint::at(GlobalPosition(4))),
-        "refused commits stored nothing"
-    );
-
-    // A fence on a lease never taken in this namespace (kept elsewhere)
-    // cannot be checked: the commit lands.
-    let elsewhere = Lease { name: "other".to_owned(), owner: "node-a".to_owned(), token: 7 };
-    documents.commit("balances", fenced_work(&elsewhere, 50, 5)).await.unwrap();
-    // A token the store never handed out is refused.
-    let huge = Lease { name: "balances".to_owned(), owner: "node-b".to_owned(), token: u64::MAX };
-    assert!(matches!(
-        documents.commit("balances", fenced_work(&huge, 60, 6)).await,
-        Err(ProjectionError::Fenced { .. })
-    ));
-    assert_eq!(documents.get("balances", "acc-1").await.unwrap(), Some(json!({ "balance": 50 })));
 }
