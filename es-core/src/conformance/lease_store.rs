@@ -203,7 +203,8 @@ pub async fn lease_release_frees_at_once_and_is_idempotent<S: LeaseStore>(store:
 /// Tokens of one name strictly increase with every new acquisition, across
 /// owners and by the same owner after a release; renewing or re-acquiring
 /// a held lease keeps its token. A lease with the right name and owner but
-/// another token is not held.
+/// another token is not held, nor is one with the right token but another
+/// owner.
 pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
     let mut tokens = Vec::new();
     for owner in ["node-1", "node-2", "node-1", "node-3", "node-3"] {
@@ -213,6 +214,8 @@ pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
         assert_eq!(again.map(|l| l.token), Some(lease.token), "re-acquiring a held lease keeps its token");
         let forged = Lease { token: lease.token + 1, ..lease.clone() };
         assert!(!renew(&store, &forged, LONG_TTL).await, "a lease with another token is not held");
+        let stolen = Lease { owner: "intruder".to_owned(), ..lease.clone() };
+        assert!(!renew(&store, &stolen, LONG_TTL).await, "another owner with the right token renews nothing");
         tokens.push(lease.token);
         release(&store, &lease).await;
     }
@@ -242,20 +245,29 @@ pub async fn lease_for_ever_is_granted_and_renewed<S: LeaseStore>(store: S) {
     );
 }
 
-/// Many owners racing for one free name: exactly one gets it.
+/// Many owners racing for one free name, round after round on new names:
+/// exactly one gets it each time.
 pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(store: S) {
     const OWNERS: usize = 8;
-    let mut tasks = Vec::new();
-    for n in 0..OWNERS {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let owner = format!("node-{n}");
-            acquire(&store, "projection-a", &owner, LONG_TTL).await
-        }));
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let name = format!("race-{round}");
+        let mut tasks = Vec::new();
+        for n in 0..OWNERS {
+            let (store, name) = (store.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node-{n}");
+                acquire(&store, &name, &owner, LONG_TTL).await
+            }));
+        }
+        let mut holders = Vec::new();
+        for task in tasks {
+            holders.extend(join(task).await);
+        }
+        assert_eq!(
+            holders.len(),
+            1,
+            "exactly one of {OWNERS} racing owners may acquire a lease (round {round}): {holders:?}"
+        );
     }
-    let mut holders = Vec::new();
-    for task in tasks {
-        holders.extend(join(task).await);
-    }
-    assert_eq!(holders.len(), 1, "exactly one of {OWNERS} racing owners may acquire a lease: {holders:?}");
 }
