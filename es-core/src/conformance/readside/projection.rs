@@ -131,6 +131,38 @@ async fn stored<P: ProjectionStore>(documents: &P) -> BTreeMap<String, Total> {
     all.into_iter().map(|(id, doc)| (id, serde_json::from_value(doc).unwrap())).collect()
 }
 
+/// Starts node `node-a` on `one` and, once it processes `totals`, node
+/// `node-b` on `two`.
+async fn start_both<E, P, L>(
+    one: &(E, P, L),
+    two: &(E, P, L),
+    totals: &Totals,
+    lease_ttl: Duration,
+) -> (ReadSide, ReadSide)
+where
+    E: EventStore + Clone,
+    P: ProjectionStore + Clone,
+    L: LeaseStore + Clone,
+{
+    let a = start(one, "node-a", totals, lease_ttl);
+    until_active(&a).await;
+    (a, start(two, "node-b", totals, lease_ttl))
+}
+
+/// Checks that `totals` projected every amount of `added` exactly once,
+/// never two events at once.
+async fn each_once<P: ProjectionStore>(
+    documents: &P,
+    totals: &Totals,
+    added: &[(&str, RangeInclusive<i64>)],
+    what: &str,
+) {
+    assert_eq!(stored(documents).await, fold(added), "every event exactly once: {what}");
+    let events = added.iter().map(|(_, amounts)| amounts.clone().count()).sum::<usize>();
+    assert_eq!(totals.runs.load(Ordering::SeqCst), events, "every event projected once: {what}");
+    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1, "never two at once: {what}");
+}
+
 /// Waits until `read_side` processes `totals` (its state is active).
 async fn until_active(read_side: &ReadSide) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -163,9 +195,7 @@ pub async fn two_nodes_never_both_project_and_the_second_takes_over_on_shutdown<
     L: LeaseStore + Clone,
 {
     let totals = Totals::default();
-    let a = start(&one, "node-a", &totals, TTL);
-    until_active(&a).await;
-    let b = start(&two, "node-b", &totals, TTL);
+    let (a, b) = start_both(&one, &two, &totals, TTL).await;
     let mut added = vec![("a", 1..=10), ("b", 11..=20)];
     tally(&one.0, "a", 1..=10).await;
     let head = tally(&two.0, "b", 11..=20).await;
@@ -179,9 +209,7 @@ pub async fn two_nodes_never_both_project_and_the_second_takes_over_on_shutdown<
     added.push(("c", 21..=30));
     let head = tally(&one.0, "c", 21..=30).await;
     b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(stored(&two.1).await, fold(&added), "every event exactly once over both nodes");
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 30);
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1, "never two at once");
+    each_once(&two.1, &totals, &added, "over both nodes").await;
     held_by(&two.2, "node-b", "node-a", TTL).await;
     b.shutdown().await;
 }
@@ -199,9 +227,7 @@ pub async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint<E,
     L: LeaseStore + Clone,
 {
     let totals = Totals::default();
-    let a = start(&one, "node-a", &totals, SHORT_TTL);
-    until_active(&a).await;
-    let b = start(&two, "node-b", &totals, SHORT_TTL);
+    let (a, b) = start_both(&one, &two, &totals, SHORT_TTL).await;
     let mut added = vec![("a", 1..=20)];
     let head = tally(&one.0, "a", 1..=20).await;
     a.wait_for("totals", head, DEADLINE).await.unwrap();
@@ -214,8 +240,6 @@ pub async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint<E,
     added.push(("b", 21..=40));
     let head = tally(&two.0, "b", 21..=40).await;
     b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(stored(&two.1).await, fold(&added));
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 40, "b resumed from a's checkpoint");
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1);
+    each_once(&two.1, &totals, &added, "b resumed from a's checkpoint").await;
     b.shutdown().await;
 }
