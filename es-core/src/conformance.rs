@@ -169,6 +169,7 @@ macro_rules! event_store_conformance {
             empty_append_stores_nothing,
             concurrent_appends_to_one_stream,
             concurrent_appends_to_many_streams,
+            a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order,
             concurrent_reuse_of_an_event_id_stores_it_once,
             concurrent_identical_appends_store_once,
             wait_for_events_wakes_when_an_event_lands,
