@@ -57,14 +57,33 @@ pub async fn drop_schema(admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()
     Ok(())
 }
 
-/// The server version and its `synchronous_commit` setting.
+/// Prints the first line of a Postgres benchmark: `program: Postgres
+/// <version> (synchronous_commit = <setting>), schema <schema>`.
 ///
 /// # Errors
 /// When the queries fail.
-pub async fn server(admin: &PgPool) -> anyhow::Result<(String, String)> {
+pub async fn print_server(program: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
     let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(admin).await?;
     let sync: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(admin).await?;
-    Ok((server, sync))
+    println!("{program}: Postgres {server} (synchronous_commit = {sync}), schema {schema}");
+    Ok(())
+}
+
+/// Runs `bench` with the [`database_url`], an [`admin_pool`] and a
+/// [`fresh_schema`], then drops the schema whether `bench` succeeded or not.
+///
+/// # Errors
+/// When Postgres cannot be reached, setting up or dropping the schema
+/// fails, or `bench` fails.
+pub async fn in_fresh_schema(
+    bench: impl AsyncFnOnce(&str, &PgPool, &PgSchema) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let url = database_url();
+    let admin = admin_pool(&url).await?;
+    let schema = fresh_schema(&admin).await?;
+    let outcome = bench(&url, &admin, &schema).await;
+    drop_schema(&admin, &schema).await?;
+    outcome
 }
 
 /// Gives the planner the statistics a running database has (fresh

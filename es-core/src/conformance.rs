@@ -16,7 +16,7 @@
 //! - [`snapshot_store`]: loading and replacing snapshots;
 //! - [`projection_store`]: documents, queries, checkpoints and units of work;
 //! - [`lease_store`]: acquiring, renewing, expiring and releasing leases,
-//!   their tokens, and fenced commits refused after a takeover.
+//!   their tokens, and fenced commits refused once the lease is lost.
 //!
 //! Two more families check what the runtime and the read side promise on
 //! an adapter's stores: [`nodes`] (several `Es` on one store) and
@@ -169,6 +169,7 @@ macro_rules! event_store_conformance {
             empty_append_stores_nothing,
             concurrent_appends_to_one_stream,
             concurrent_appends_to_many_streams,
+            a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order,
             concurrent_reuse_of_an_event_id_stores_it_once,
             concurrent_identical_appends_store_once,
             wait_for_events_wakes_when_an_event_lands,
@@ -240,7 +241,7 @@ macro_rules! nodes_conformance {
 }
 
 /// Stamps one `#[test]` per case of [`conformance::lease_store`](crate::conformance::lease_store)
-/// (all but the fencing case, which
+/// (all but the fencing cases, which
 /// [`lease_fencing_conformance!`](crate::lease_fencing_conformance) stamps).
 ///
 /// The argument is an expression evaluating to a future that yields a fresh
@@ -270,9 +271,9 @@ macro_rules! lease_store_conformance {
     };
 }
 
-/// Stamps the fencing case of [`conformance::lease_store`](crate::conformance::lease_store):
-/// a projection store refuses a commit fenced with a lease that was released
-/// or taken over.
+/// Stamps the fencing cases of [`conformance::lease_store`](crate::conformance::lease_store):
+/// a projection store refuses a commit fenced with a lease that was released,
+/// taken over or expired, or with a token never issued.
 ///
 /// The argument is an expression evaluating to a future that yields a pair
 /// `(lease store, projection store)`, fresh, that share one database, so
@@ -284,6 +285,8 @@ macro_rules! lease_fencing_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_cases!(lease_store, $make;
             fenced_commit_is_refused_after_takeover,
+            fenced_commit_is_refused_once_its_lease_expired,
+            fence_on_a_lease_never_taken_lands_and_a_token_never_issued_is_refused,
         );
     };
 }

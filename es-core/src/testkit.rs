@@ -12,7 +12,8 @@
 //!
 //! For tests of what surrounds the domain (the runtime, the read side, an
 //! adapter), [`TestStore`] wraps any store: it counts the calls made to it
-//! and fails chosen ones, or all of them as during an outage.
+//! and fails chosen ones, or all of them as during an outage, and lets a
+//! test watch or hold back a call as it starts ([`TestStore::before`]).
 //!
 //! # Example
 //!

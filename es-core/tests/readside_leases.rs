@@ -16,17 +16,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use es_core::error::ProjectionError;
 use es_core::readside::{ReadSideConfig, Registry, Subscriber, SubscriptionState};
-use es_core::store::{Checkpoint, DocumentQuery, LeaseStore, ProjectionStore, UnitOfWork};
+use es_core::store::{LeaseStore, ProjectionStore};
 use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{
     Es, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide, Recorded,
 };
 use es_memory::InMemoryLeaseStore;
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
-use serde_json::Value;
 
 use support::readside::*;
 
@@ -236,48 +233,6 @@ async fn handlers_stop_when_the_es_owning_their_read_side_is_gone() {
     assert_eq!(leases.holder("exclusive"), None, "a stopped subscription releases its lease");
 }
 
-/// The in-memory projection store, recording every commit made while the
-/// committing node did not hold the lease.
-#[derive(Clone)]
-struct LeaseWitness {
-    inner: InMemoryProjectionStore,
-    leases: InMemoryLeaseStore,
-    owner: String,
-    unleased_commits: Arc<AtomicU32>,
-}
-
-#[async_trait]
-impl ProjectionStore for LeaseWitness {
-    async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        self.inner.get(projection, id).await
-    }
-    async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.inner.put(projection, id, document).await
-    }
-    async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.inner.delete(projection, id).await
-    }
-    async fn query(
-        &self,
-        projection: &str,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        self.inner.query(projection, query).await
-    }
-    async fn checkpoint(&self, projection: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        self.inner.checkpoint(projection).await
-    }
-    async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        if self.leases.holder(projection).as_deref() != Some(self.owner.as_str()) {
-            self.unleased_commits.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.commit(projection, work).await
-    }
-    async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.inner.reset(projection).await
-    }
-}
-
 /// Takes two seconds of (paused) time per event.
 struct SlowCount;
 
@@ -298,13 +253,18 @@ async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
     let leases = InMemoryLeaseStore::new();
     let slow = TestStore::new(leases.clone());
     slow.inject(StoreCall::Acquire, Fault::SlowReply(Duration::from_secs(9)), 1..=1);
+    // Records every commit that starts while this node does not hold the lease.
+    let documents = TestStore::new(InMemoryProjectionStore::new());
     let unleased_commits = Arc::new(AtomicU32::new(0));
-    let documents = LeaseWitness {
-        inner: InMemoryProjectionStore::new(),
-        leases: leases.clone(),
-        owner: "slow".into(),
-        unleased_commits: Arc::clone(&unleased_commits),
-    };
+    {
+        let (leases, unleased_commits) = (leases.clone(), Arc::clone(&unleased_commits));
+        documents.before(StoreCall::Commit, move |_| {
+            if leases.holder("count").as_deref() != Some("slow") {
+                unleased_commits.fetch_add(1, Ordering::SeqCst);
+            }
+            std::future::ready(())
+        });
+    }
     let position = append(&events, "account-ada", &[deposit("ada", 1)]).await;
     let mut registry = Registry::new();
     registry.register("count", Subscriber::projection(SlowCount).on::<Deposited>().build()).unwrap();

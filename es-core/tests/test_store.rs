@@ -162,3 +162,78 @@ async fn a_held_guard_lives_as_long_as_the_last_clone() {
     drop(clone);
     assert!(dropped.load(Ordering::SeqCst), "the guard went with the last clone");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_write_says_done_and_changes_nothing() {
+    let documents = TestStore::new(InMemoryProjectionStore::new());
+    documents.inject(StoreCall::Commit, Fault::Dropped, 1..=1);
+    documents.inject(StoreCall::Put, Fault::Dropped, ..);
+    documents.inject(StoreCall::Get, Fault::Dropped, 1..=1);
+    documents.commit("p", checkpoint_at(3)).await.unwrap();
+    assert_eq!(documents.inner().checkpoint("p").await.unwrap(), None, "the commit was dropped");
+    documents.put("p", "a", json!(1)).await.unwrap();
+    assert!(documents.get("p", "a").await.is_err(), "a read has no 'done' to answer: a backend error");
+    assert_eq!(documents.get("p", "a").await.unwrap(), None, "the put was dropped");
+
+    let leases = TestStore::new(InMemoryLeaseStore::new());
+    let lease = leases.try_acquire("l", "me", Duration::from_secs(10)).await.unwrap().expect("a free lease");
+    leases.inject(StoreCall::Renew, Fault::Dropped, ..);
+    tokio::time::advance(Duration::from_secs(8)).await;
+    assert!(leases.renew(&lease, Duration::from_secs(10)).await.unwrap(), "the renew says yes");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let taken = leases.inner().try_acquire("l", "other", Duration::from_secs(10)).await.unwrap();
+    assert!(taken.is_some(), "the lease ran out at 10 s: the renew did not extend it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_runs_as_each_call_starts_and_holds_it_until_it_returns() {
+    let store = TestStore::new(InMemoryEventStore::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (gate, seen, inner) = (Arc::clone(&gate), Arc::clone(&seen), store.inner().clone());
+        store.before(StoreCall::Append, move |n| {
+            let (gate, seen, inner) = (Arc::clone(&gate), Arc::clone(&seen), inner.clone());
+            async move {
+                let stored = inner.stream_version(&StreamId::new("s")).await.unwrap();
+                seen.lock().unwrap().push((n, stored));
+                if n == 2 {
+                    gate.acquire().await.unwrap().forget();
+                }
+            }
+        });
+    }
+    append(&store, 1).await.unwrap();
+    let second = tokio::spawn({
+        let store = store.clone();
+        async move { append(&store, 2).await }
+    });
+    store.reached(StoreCall::Append, 2).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!second.is_finished(), "the hook holds the second append");
+    assert_eq!(store.inner().stream_version(&StreamId::new("s")).await.unwrap(), Some(StreamVersion(1)));
+    gate.add_permits(1);
+    second.await.unwrap().unwrap();
+    append(&store, 3).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(1, None), (2, Some(StreamVersion(1))), (3, Some(StreamVersion(2)))],
+        "each hook ran before its call reached the store, with the call's number"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reached_waits_for_calls_made_on_any_clone() {
+    let store = TestStore::new(InMemoryEventStore::new());
+    store.reached(StoreCall::HeadPosition, 0).await;
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.reached(StoreCall::HeadPosition, 2).await }
+    });
+    let clone = store.clone();
+    clone.head_position().await.unwrap();
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "one call of two");
+    clone.head_position().await.unwrap();
+    timeout(Duration::from_secs(1), waiting).await.expect("woken by the second call").unwrap();
+}

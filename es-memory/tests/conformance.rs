@@ -1,6 +1,6 @@
 //! The shared store conformance suite, run on the in-memory adapters.
 //!
-//! The lease fencing case (`lease_fencing_conformance!`) is not stamped:
+//! The lease fencing cases (`lease_fencing_conformance!`) are not stamped:
 //! `InMemoryProjectionStore` ignores fences by design (see its docs), since
 //! its documents and the leases do not share a database.
 

@@ -7,13 +7,8 @@
 
 use std::future::Future;
 
-use async_trait::async_trait;
-use std::time::Duration;
-
 use es_core::conformance::{self, event_store, lease_store};
-use es_core::error::LeaseError;
-use es_core::store::{Lease, LeaseStore};
-use es_core::testkit::{StoreCall, TestStore};
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
 
 /// The in-memory store without its wake-ups: every `wait_for_events`
@@ -50,27 +45,15 @@ fn a_store_that_never_wakes_waiters_fails_the_subscription_case() {
 
 /// The in-memory lease store, except that `renew` says yes without
 /// extending the lease.
-#[derive(Clone, Default)]
-struct RenewLies(InMemoryLeaseStore);
-
-#[async_trait]
-impl LeaseStore for RenewLies {
-    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        self.0.try_acquire(name, owner, ttl).await
-    }
-
-    async fn renew(&self, _lease: &Lease, _ttl: Duration) -> Result<bool, LeaseError> {
-        Ok(true)
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.0.release(lease).await
-    }
+fn renew_lies() -> TestStore<InMemoryLeaseStore> {
+    let store = TestStore::new(InMemoryLeaseStore::new());
+    store.inject(StoreCall::Renew, Fault::Dropped, ..);
+    store
 }
 
 #[test]
 fn a_lease_store_whose_renew_does_not_extend_fails_the_renew_case() {
-    let message = failure_of(lease_store::lease_renew_extends_a_held_lease(RenewLies::default()));
+    let message = failure_of(lease_store::lease_renew_extends_a_held_lease(renew_lies()));
     assert!(message.contains("renew must extend the lease"), "{message}");
 }
 
@@ -78,5 +61,12 @@ fn a_lease_store_whose_renew_does_not_extend_fails_the_renew_case() {
 fn a_projection_store_that_ignores_fences_fails_the_fencing_case() {
     let stores = (InMemoryLeaseStore::new(), InMemoryProjectionStore::new());
     let message = failure_of(lease_store::fenced_commit_is_refused_after_takeover(stores));
+    assert!(message.contains("expected ProjectionError::Fenced, but the commit landed"), "{message}");
+}
+
+#[test]
+fn a_projection_store_that_ignores_fences_fails_the_expired_lease_case() {
+    let stores = (InMemoryLeaseStore::new(), InMemoryProjectionStore::new());
+    let message = failure_of(lease_store::fenced_commit_is_refused_once_its_lease_expired(stores));
     assert!(message.contains("expected ProjectionError::Fenced, but the commit landed"), "{message}");
 }

@@ -1,13 +1,14 @@
-//! Postgres-specific behaviour of the event store: the gap-free global order
-//! under concurrent writers, conflicts, append-only enforcement, lost
-//! connections and waking readers (rows the store did not write: bad_rows.rs).
+//! Postgres-specific behaviour of the event store: the global order under
+//! concurrent transactions (an earlier one committing last, rolled-back
+//! holes; a reader tailing many writers is the conformance suite's),
+//! conflicts, append-only enforcement, lost connections and waking readers
+//! (rows the store did not write: bad_rows.rs).
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,57 +97,6 @@ async fn an_earlier_transaction_committing_last_is_never_skipped() {
     assert_eq!(positions, vec![pos_a, pos_b]);
     assert_eq!(seen[0].stream_id.as_str(), "a");
     assert_eq!(seen[1].stream_id.as_str(), "b");
-    drop_schema(&pool, store.schema()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order() {
-    const WRITERS: u64 = 16;
-    const APPENDS: u64 = 200;
-    let (store, pool) = store(12).await;
-    let mut writers = Vec::new();
-    for w in 0..WRITERS {
-        let store = store.clone();
-        writers.push(tokio::spawn(async move {
-            let stream = StreamId::new(format!("writer-{w}"));
-            let mut expected = ExpectedVersion::NoStream;
-            for i in 0..APPENDS {
-                let outcome = store.append(&stream, expected, vec![event(w * APPENDS + i)]).await.unwrap();
-
-                expected = ExpectedVersion::Exact(outcome.stream_version.unwrap());
-            }
-        }));
-    }
-    let reader = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut after = GlobalPosition::START;
-            let mut seen = HashSet::new();
-            while seen.len() < (WRITERS * APPENDS) as usize {
-                let page = store.read_all(after, 500).await.unwrap();
-                for e in &page {
-                    assert!(e.global_position > after, "position {} after {after}", e.global_position);
-                    assert!(seen.insert(e.event_id), "event {} delivered twice", e.event_id);
-                    after = e.global_position;
-                }
-                if page.is_empty() {
-                    store.wait_for_events(after, Duration::from_millis(20)).await;
-                }
-            }
-            seen
-        })
-    };
-    for writer in writers {
-        writer.await.unwrap();
-    }
-    let seen = reader.await.unwrap();
-    assert_eq!(seen.len() as u64, WRITERS * APPENDS);
-    let all = read_until(&store, (WRITERS * APPENDS) as usize).await;
-    assert_eq!(all.len() as u64, WRITERS * APPENDS, "nothing beyond what was appended");
-    for w in 0..WRITERS {
-        let stream = StreamId::new(format!("writer-{w}"));
-        assert_eq!(store.stream_version(&stream).await.unwrap(), Some(StreamVersion(APPENDS)));
-    }
     drop_schema(&pool, store.schema()).await;
 }
 

@@ -1,102 +1,49 @@
-//! The read side on Postgres across nodes: two nodes sharing subscriptions
-//! (hand-over on shutdown, take-over after a crash), a bank transfer run by
-//! a process manager, and the warning about a transaction holding readers
-//! back.
+//! The read side on Postgres across nodes: two nodes sharing a projection
+//! (hand-over on shutdown, take-over after a crash; the cases are the
+//! conformance suite's), a bank transfer run by a process manager, and the
+//! warning about a transaction holding readers back.
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bank::{
     Account, AccountEvent, AccountSummary, Deposit, OpenAccount, StartTransfer, Transfer, TransferStatus,
     VerifyAccount,
 };
+use es_core::conformance::readside;
 use es_core::readside::{ReadSideConfig, Registry, Selection, SubscriptionState};
 use es_core::store::{EventStore, ExpectedVersion};
 use es_core::{Aggregate, Es, ReadSide, StreamId};
+use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore};
 
 use common::readside::*;
 
-// ---- several nodes ----
+// ---- several nodes: the cases are es_core::conformance::readside's ----
 
-/// Waits until `read_side` processes `name` (its state is active).
-async fn until_active(read_side: &ReadSide, name: &str) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !read_side.status(name).unwrap().state.is_active() {
-        assert!(tokio::time::Instant::now() < deadline, "`{}` never took `{name}` over", read_side.owner());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Two nodes running one projection; the first takes the lease.
-async fn two_nodes(db: &Db, other: &Db, totals: &Totals, config: ReadSideConfig) -> (ReadSide, ReadSide) {
-    let a = db
-        .read_side("node-a", registry(vec![("totals", totals.subscriber())]), config.clone())
-        .start()
-        .unwrap();
-    until_active(&a, "totals").await;
-    let b =
-        other.read_side("node-b", registry(vec![("totals", totals.subscriber())]), config).start().unwrap();
-    (a, b)
+/// The stores of one node, as the conformance cases take them.
+fn stores(db: &Db) -> (PgEventStore, PgProjectionStore, PgLeaseStore) {
+    (db.events.clone(), db.documents.clone(), db.leases.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_never_both_process_and_the_second_takes_over_on_shutdown() {
+async fn two_nodes_never_both_project_and_the_second_takes_over_on_shutdown() {
     let db = Db::new().await;
     let other = db.other_node().await;
-    let totals = Totals::default();
-    let (a, b) = two_nodes(&db, &other, &totals, config()).await;
-    let mut added = forty();
-    let head = add_all(&db, &added).await;
-    a.wait_for("totals", head, DEADLINE).await.unwrap();
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(b.status("totals").unwrap().state, SubscriptionState::Standby);
-    assert_eq!(db.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-a"));
-
-    a.shutdown().await;
-    until_active(&b, "totals").await;
-    added.push(("e", (41..=60).collect()));
-    let head = add_all(&other, &added[4..]).await;
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(db.totals("totals").await, fold(&added), "every event exactly once over both nodes");
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 60);
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1, "never two at once");
-    assert_eq!(db.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-b"));
-    b.shutdown().await;
+    readside::two_nodes_never_both_project_and_the_second_takes_over_on_shutdown(stores(&db), stores(&other))
+        .await;
     db.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_node_dies_its_lease_expires_and_the_other_takes_over_from_the_checkpoint() {
+async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint() {
     let db = Db::new().await;
     let other = db.other_node().await;
-    let totals = Totals::default();
-    let config = ReadSideConfig { lease_ttl: Duration::from_millis(600), ..config() };
-    let (a, b) = two_nodes(&db, &other, &totals, config).await;
-    let mut added = forty();
-    let head = add_all(&db, &added).await;
-    a.wait_for("totals", head, DEADLINE).await.unwrap();
-    let first_lease = db.leases.holder("totals").await.unwrap().unwrap();
-    assert_eq!(first_lease.owner, "node-a");
-
-    // Node a goes away without a shutdown: dropped, it stops its tasks and
-    // releases its lease off the drop path.
-    drop(a);
-    until_active(&b, "totals").await;
-    let taken = db.leases.holder("totals").await.unwrap().unwrap();
-    assert_eq!(taken.owner, "node-b");
-    assert!(taken.token > first_lease.token);
-    added.push(("e", (41..=60).collect()));
-    let head = add_all(&other, &added[4..]).await;
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(db.totals("totals").await, fold(&added));
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 60, "b resumed from a's checkpoint");
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1);
-    b.shutdown().await;
+    readside::a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint(stores(&db), stores(&other))
+        .await;
     db.drop().await;
 }
 

@@ -1,8 +1,8 @@
-//! The read side on SQLite: a projection whose documents and checkpoint
-//! commit in the file, two processes (here: two handles on one file, each
-//! with its own connections) sharing it through the lease table, a
-//! hand-over on shutdown, a take-over after a crash, and `Es` commands read
-//! back through a strong projection.
+//! The read side on SQLite: two processes (here: two handles on one file,
+//! each with its own connections) sharing a projection through the lease
+//! table, with a hand-over on shutdown and a take-over after a crash (the
+//! cases are the conformance suite's), and `Es` commands read back through
+//! a strong projection whose documents and checkpoint commit in the file.
 //!
 //! Nothing waits on a fixed sleep: tests wait for positions with
 //! `ReadSide::wait_for`, or poll a condition in a bounded loop.
@@ -14,18 +14,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::TempDir;
-use es_core::readside::{
-    Consistency, ReadSideBuilder, ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState,
-};
-use es_core::store::{DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore};
+use es_core::conformance::readside;
+use es_core::readside::{Consistency, ReadSideConfig, Registry, RetryPolicy, Subscriber};
+use es_core::store::{DocumentQuery, ProjectionStore};
 use es_core::{
-    command, event, Aggregate, Apply, Es, Event, Events, GlobalPosition, Handle, HandlerError, Project,
-    ProjectionTx, ReadSide, Recorded, StreamId,
+    command, event, Aggregate, Apply, Es, Events, Handle, HandlerError, Project, ProjectionTx, ReadSide,
+    Recorded, StreamId,
 };
 use es_sqlite::{SqliteDatabase, SqliteEventStore, SqliteLeaseStore, SqliteOptions, SqliteProjectionStore};
 use serde::{Deserialize, Serialize};
@@ -100,36 +97,6 @@ impl Node {
         }
     }
 
-    fn read_side(&self, owner: &str, totals: &Totals, config: ReadSideConfig) -> ReadSideBuilder {
-        let mut registry = Registry::new();
-        registry.register("totals", totals.subscriber()).unwrap();
-        ReadSide::builder()
-            .event_store(self.events.clone())
-            .projection_store(self.documents.clone())
-            .lease_store(self.leases.clone())
-            .owner(owner)
-            .registry(registry)
-            .config(config)
-    }
-
-    /// Appends `Added` events with these amounts to `tally-<tally>`, one
-    /// append each; returns the position of the last.
-    async fn add(&self, tally: &str, amounts: impl IntoIterator<Item = i64>) -> GlobalPosition {
-        let stream = StreamId::for_aggregate(Tally::NAME, tally);
-        let mut last = GlobalPosition::START;
-        for amount in amounts {
-            let event = NewEvent::new(
-                Tally::NAME,
-                Added::TYPE,
-                Added::VERSION,
-                serde_json::to_value(Added { amount }).unwrap(),
-            );
-            let outcome = self.events.append(&stream, ExpectedVersion::Any, vec![event]).await.unwrap();
-            last = outcome.last_position().unwrap();
-        }
-        last
-    }
-
     async fn totals(&self) -> BTreeMap<String, Total> {
         self.documents
             .query("totals", &DocumentQuery::all())
@@ -163,32 +130,18 @@ struct Total {
 }
 
 /// Sums `Added` per tally and counts the events that went in, so applying
-/// one twice shows; counts how many run at once.
-#[derive(Default, Clone)]
-struct Totals {
-    running: Arc<AtomicUsize>,
-    most_at_once: Arc<AtomicUsize>,
-    runs: Arc<AtomicUsize>,
-}
+/// one twice shows.
+#[derive(Clone)]
+struct Totals;
 
 impl Project<Added> for Totals {
     async fn project(&self, e: &Recorded<Added>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
-        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_at_once.fetch_max(now, Ordering::SeqCst);
-        self.runs.fetch_add(1, Ordering::SeqCst);
         let id = e.stream_id.as_str();
-        let result = async {
-            let mut doc: Total = tx.get(id).await?.unwrap_or_default();
-            // Give another process every chance to run at the same time.
-            tokio::task::yield_now().await;
-            doc.total += e.amount;
-            doc.events += 1;
-            tx.put(id, &doc)?;
-            Ok(())
-        }
-        .await;
-        self.running.fetch_sub(1, Ordering::SeqCst);
-        result
+        let mut doc: Total = tx.get(id).await?.unwrap_or_default();
+        doc.total += e.amount;
+        doc.events += 1;
+        tx.put(id, &doc)?;
+        Ok(())
     }
 }
 
@@ -212,104 +165,34 @@ fn fold(added: &[(&str, Vec<i64>)]) -> BTreeMap<String, Total> {
     expected
 }
 
-async fn add_all(node: &Node, added: &[(&str, Vec<i64>)]) -> GlobalPosition {
-    let mut last = GlobalPosition::START;
-    for (tally, amounts) in added {
-        last = node.add(tally, amounts.iter().copied()).await;
-    }
-    last
-}
-
-fn forty() -> Vec<(&'static str, Vec<i64>)> {
-    vec![
-        ("a", (1..=10).collect()),
-        ("b", (11..=20).collect()),
-        ("c", (21..=30).collect()),
-        ("d", (31..=40).collect()),
-    ]
-}
-
-/// Waits until `read_side` processes `name` (its state is active).
-async fn until_active(read_side: &ReadSide, name: &str) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !read_side.status(name).unwrap().state.is_active() {
-        assert!(tokio::time::Instant::now() < deadline, "`{}` never took `{name}` over", read_side.owner());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Two processes on one file running one projection; the first takes the
-/// lease.
-async fn two_nodes(
-    dir: &TempDir,
-    totals: &Totals,
-    config: ReadSideConfig,
-) -> (Node, Node, ReadSide, ReadSide) {
-    let path = dir.file("shared.db");
-    let (one, two) = (Node::open(&path).await, Node::open(&path).await);
-    let a = one.read_side("node-a", totals, config.clone()).start().unwrap();
-    until_active(&a, "totals").await;
-    let b = two.read_side("node-b", totals, config).start().unwrap();
-    (one, two, a, b)
+/// The stores of one process, as the conformance cases take them.
+fn stores(node: &Node) -> (SqliteEventStore, SqliteProjectionStore, SqliteLeaseStore) {
+    (node.events.clone(), node.documents.clone(), node.leases.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_never_both_project_and_the_second_takes_over_on_shutdown() {
     let dir = TempDir::new();
-    let totals = Totals::default();
-    let (one, two, a, b) = two_nodes(&dir, &totals, config()).await;
-    let mut added = forty();
-    let head = add_all(&one, &added).await;
-    a.wait_for("totals", head, DEADLINE).await.unwrap();
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(b.status("totals").unwrap().state, SubscriptionState::Standby);
-    assert_eq!(one.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-a"));
-
-    a.shutdown().await;
-    until_active(&b, "totals").await;
-    added.push(("e", (41..=60).collect()));
-    // The second process appends; its own read side wakes at once.
-    let head = add_all(&two, &added[4..]).await;
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(one.totals().await, fold(&added), "every event exactly once over both processes");
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 60);
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1, "never two at once");
-    assert_eq!(two.leases.holder("totals").await.unwrap().map(|l| l.owner).as_deref(), Some("node-b"));
-    b.shutdown().await;
+    let path = dir.file("shared.db");
+    let (one, two) = (Node::open(&path).await, Node::open(&path).await);
+    readside::two_nodes_never_both_project_and_the_second_takes_over_on_shutdown(stores(&one), stores(&two))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_a_process_dies_its_lease_expires_and_the_other_resumes_from_the_checkpoint() {
+async fn when_a_process_dies_the_other_resumes_from_its_checkpoint() {
     let dir = TempDir::new();
-    let totals = Totals::default();
-    let config = ReadSideConfig { lease_ttl: Duration::from_millis(600), ..config() };
-    let (one, two, a, b) = two_nodes(&dir, &totals, config).await;
-    let mut added = forty();
-    let head = add_all(&one, &added).await;
-    a.wait_for("totals", head, DEADLINE).await.unwrap();
-    let first_lease = one.leases.holder("totals").await.unwrap().unwrap();
-    assert_eq!(first_lease.owner, "node-a");
-
-    // Process one dies: its tasks stop, its lease is never released.
-    drop(a);
-    until_active(&b, "totals").await;
-    let taken = two.leases.holder("totals").await.unwrap().unwrap();
-    assert_eq!(taken.owner, "node-b");
-    assert!(taken.token > first_lease.token);
-    added.push(("e", (41..=60).collect()));
-    let head = add_all(&two, &added[4..]).await;
-    b.wait_for("totals", head, DEADLINE).await.unwrap();
-    assert_eq!(two.totals().await, fold(&added));
-    assert_eq!(totals.runs.load(Ordering::SeqCst), 60, "b resumed from a's checkpoint");
-    assert_eq!(totals.most_at_once.load(Ordering::SeqCst), 1);
-    b.shutdown().await;
+    let path = dir.file("shared.db");
+    let (one, two) = (Node::open(&path).await, Node::open(&path).await);
+    readside::a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint(stores(&one), stores(&two))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_read_back_through_a_strong_projection_and_survives_a_restart() {
     let dir = TempDir::new();
     let path = dir.file("app.db");
-    let totals = Totals::default();
+    let totals = Totals;
     {
         let node = Node::open(&path).await;
         let mut registry = Registry::new();

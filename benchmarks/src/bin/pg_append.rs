@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use es_benchmarks::pg::{
-    admin_pool, analyze, create_raw_tables, database_url, drop_schema, fresh_schema, pool, server, RawTable,
-};
+use es_benchmarks::pg::{analyze, create_raw_tables, in_fresh_schema, pool, print_server, RawTable};
 use es_benchmarks::{run_writers, Run, Runs, Spread, RUNS};
 use es_core::error::AppendError;
 use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent};
@@ -147,19 +145,12 @@ async fn shared_runs(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = database_url();
-    let admin = admin_pool(&url).await?;
-    let schema = fresh_schema(&admin).await?;
-    // Drop the schema whether the run succeeded or not.
-    let outcome = run(&url, &admin, &schema).await;
-    drop_schema(&admin, &schema).await?;
-    outcome
+    in_fresh_schema(run).await
 }
 
 async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
     create_raw_tables(admin, schema).await?;
-    let (server, fsync) = server(admin).await?;
-    println!("pg_append: Postgres {server} (synchronous_commit = {fsync}), schema {schema}");
+    print_server("pg_append", admin, schema).await?;
     println!("every figure: median of {RUNS} runs (min, max); es and raw runs alternate; ratios per run");
 
     println!(

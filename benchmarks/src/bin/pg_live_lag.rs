@@ -19,7 +19,7 @@ mod sql_balances;
 
 use std::time::{Duration, Instant};
 
-use es_benchmarks::pg::{admin_pool, database_url, drop_schema, fresh_schema, pool};
+use es_benchmarks::pg::{in_fresh_schema, pool};
 use es_benchmarks::{Latencies, Spread, RUNS};
 use es_core::readside::{ReadSideConfig, Registry};
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
@@ -94,12 +94,7 @@ async fn run_once(store: &PgEventStore, read_side: &ReadSide) -> anyhow::Result<
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = database_url();
-    let admin = admin_pool(&url).await?;
-    let schema = fresh_schema(&admin).await?;
-    let outcome = run(&url, &schema).await;
-    drop_schema(&admin, &schema).await?;
-    outcome
+    in_fresh_schema(async |url, _admin, schema| run(url, schema).await).await
 }
 
 async fn run(url: &str, schema: &PgSchema) -> anyhow::Result<()> {

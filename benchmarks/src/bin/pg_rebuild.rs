@@ -33,25 +33,27 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+#[path = "pg_rebuild/reads.rs"]
+mod reads;
+#[path = "pg_rebuild/rebuild.rs"]
+mod rebuild;
 #[path = "pg_rebuild/sql_balances.rs"]
 mod sql_balances;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use es_benchmarks::pg::{admin_pool, analyze, database_url, drop_schema, fresh_schema, pool, server};
+use es_benchmarks::pg::{analyze, in_fresh_schema, pool, print_server};
 use es_benchmarks::{rate, run_writers, Spread, RUNS};
-use es_core::readside::{ReadSideConfig, Registry, Selection};
-use es_core::store::{EventStore, ExpectedVersion, NewEvent, ProjectionStore};
-use es_core::testkit::{StoreCall, TestStore};
+use es_core::store::{EventStore, ExpectedVersion, NewEvent};
 use es_core::{
-    event, projection, Event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded,
-    StreamId, StreamVersion,
+    event, projection, Event, HandlerError, Project, ProjectionTx, Recorded, StreamId, StreamVersion,
 };
 use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::PgPool;
+
+use reads::{raw_read, read_all, read_rates};
+use rebuild::{rebuilds, sql_rebuilds, Rebuilt, Variant};
 
 /// Account streams.
 const STREAMS: usize = 2_000;
@@ -101,28 +103,6 @@ impl Project<MoneyDeposited> for Balances {
     }
 }
 
-/// A document cache smaller than the 2,000 balance documents.
-const SMALL_CACHE_BYTES: usize = 16 * 1024;
-
-/// How a rebuild runs: the runner's document cache as configured by
-/// default, or smaller than the documents (cache misses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Variant {
-    /// `ReadSideConfig::document_cache_bytes` of [`SMALL_CACHE_BYTES`].
-    small_cache: bool,
-}
-
-impl Variant {
-    fn label(self) -> &'static str {
-        if self.small_cache {
-            "cache < documents"
-        } else {
-            "default cache"
-        }
-    }
-}
-
-/// The newest deposit of an account.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LastDeposit {
     amount: u64,
@@ -186,192 +166,13 @@ async fn store_events(store: &PgEventStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One rebuild: its time (from the rebuild call until the status reaches
-/// the head) and the projection store calls in it.
-struct Rebuilt {
-    elapsed: Duration,
-    gets: (u64, Duration),
-    commits: (u64, Duration),
-}
-
-/// Rebuilds projection `name` with `batch_size`, then checks the document
-/// of account 0.
-async fn rebuild(
-    store: &PgEventStore,
-    projections: &PgProjectionStore,
-    name: &str,
-    batch_size: usize,
-    head: GlobalPosition,
-    variant: Variant,
-) -> anyhow::Result<Rebuilt> {
-    // Times the calls a rebuild makes (`get` of documents outside the batch
-    // and the cache, `commit` of each batch), to show where its time goes.
-    let timed = TestStore::new(projections.clone());
-    let defaults = ReadSideConfig::default();
-    let document_cache_bytes =
-        if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
-    let read_side = ReadSide::builder()
-        .event_store(store.clone())
-        .projection_store(timed.clone())
-        .select(Selection::names([name]))
-        .config(ReadSideConfig { batch_size, document_cache_bytes, ..defaults })
-        .build()?;
-    let started = Instant::now();
-    read_side.rebuild(name).await?;
-    read_side.wait_for(name, head, Duration::from_secs(600)).await?;
-    let elapsed = started.elapsed();
-    read_side.shutdown().await;
-    // The fold must be right: account 0 got 1 + 2 + .. + 50.
-    let doc = projections
-        .get(name, &account(0))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("{name} has no document for {}", account(0)))?;
-    let n = EVENTS_PER_STREAM as u64;
-    if name == BALANCES {
-        let balance: Balance = serde_json::from_value(doc)?;
-        anyhow::ensure!(
-            balance == Balance { balance: n * (n + 1) / 2, deposits: n },
-            "wrong balance after rebuild: {balance:?}"
-        );
-    } else {
-        let last: LastDeposit = serde_json::from_value(doc)?;
-        anyhow::ensure!(last.amount == n, "wrong last deposit after rebuild: {last:?}");
-    }
-    Ok(Rebuilt {
-        elapsed,
-        gets: (timed.calls(StoreCall::Get), timed.busy(StoreCall::Get)),
-        commits: (timed.calls(StoreCall::Commit), timed.busy(StoreCall::Commit)),
-    })
-}
-
-/// [`rebuild`], [`RUNS`] times.
-async fn rebuilds(
-    store: &PgEventStore,
-    projections: &PgProjectionStore,
-    name: &str,
-    batch_size: usize,
-    head: GlobalPosition,
-    variant: Variant,
-) -> anyhow::Result<Vec<Rebuilt>> {
-    let mut runs = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        runs.push(rebuild(store, projections, name, batch_size, head, variant).await?);
-    }
-    Ok(runs)
-}
-
-/// Rebuilds the table projection [`RUNS`] times with `batch_size`,
-/// checking the row of account 0 after each; returns events per second.
-async fn sql_rebuilds(
-    store: &PgEventStore,
-    projections: &PgProjectionStore,
-    table: &Arc<sql_balances::SqlBalances>,
-    batch_size: usize,
-    head: GlobalPosition,
-) -> anyhow::Result<Vec<f64>> {
-    let total = (STREAMS * EVENTS_PER_STREAM) as u64;
-    let mut registry = Registry::new();
-    registry.register(SQL_BALANCES, table.subscriber())?;
-    let read_side = ReadSide::builder()
-        .event_store(store.clone())
-        .projection_store(projections.clone())
-        .registry(registry)
-        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
-        .build()?;
-    let mut rates = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        read_side.rebuild(SQL_BALANCES).await?;
-        read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
-        rates.push(rate(total, started.elapsed()));
-        let n = EVENTS_PER_STREAM as i64;
-        let row = table.balance(projections.pool(), &account(0)).await?;
-        anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
-    }
-    read_side.shutdown().await;
-    Ok(rates)
-}
-
-/// Events per second of each of [`RUNS`] runs of `read` (which returns
-/// its time and the events it read).
-async fn read_rates<F, Fut>(read: F, total: u64) -> anyhow::Result<Vec<f64>>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Duration, u64)>>,
-{
-    let mut rates = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let (time, count) = read().await?;
-        anyhow::ensure!(count == total, "read {count} events, stored {total}");
-        rates.push(rate(count, time));
-    }
-    Ok(rates)
-}
-
-/// `read_all` over every event in pages of `page`; returns the time and
-/// the number of events read.
-async fn read_all(store: &PgEventStore, page: usize) -> anyhow::Result<(Duration, u64)> {
-    let started = Instant::now();
-    let mut after = GlobalPosition::START;
-    let mut count = 0u64;
-    loop {
-        let events = store.read_all(after, page).await?;
-        let Some(last) = events.last() else { break };
-        after = last.global_position;
-        count += events.len() as u64;
-    }
-    Ok((started.elapsed(), count))
-}
-
-/// The same rows through a plain query, paged by position; `decode`: also
-/// parse each payload into a JSON value.
-async fn raw_read(
-    pool: &PgPool,
-    schema: &PgSchema,
-    page: usize,
-    decode: bool,
-) -> anyhow::Result<(Duration, u64)> {
-    let sql = format!(
-        "SELECT global_position, event_id, stream_id, stream_version, aggregate_type, event_type,
-                schema_version, payload, metadata, recorded_at
-         FROM {schema}.events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
-    );
-    let started = Instant::now();
-    let mut after = 0i64;
-    let mut count = 0u64;
-    let mut amounts = 0u64;
-    loop {
-        let rows =
-            sqlx::query(AssertSqlSafe(sql.as_str())).bind(after).bind(page as i64).fetch_all(pool).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get("global_position")?;
-        count += rows.len() as u64;
-        if decode {
-            for row in &rows {
-                let Json(payload): Json<serde_json::Value> = row.try_get("payload")?;
-                amounts += payload["amount"].as_u64().unwrap_or(0);
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    anyhow::ensure!(!decode || amounts > 0, "decoded no amounts");
-    Ok((elapsed, count))
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = database_url();
-    let admin = admin_pool(&url).await?;
-    let schema = fresh_schema(&admin).await?;
-    // Drop the schema whether the run succeeded or not.
-    let outcome = run(&url, &admin, &schema).await;
-    drop_schema(&admin, &schema).await?;
-    outcome
+    in_fresh_schema(run).await
 }
 
 async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()> {
-    let (server, sync) = server(admin).await?;
-    println!("pg_rebuild: Postgres {server} (synchronous_commit = {sync}), schema {schema}");
+    print_server("pg_rebuild", admin, schema).await?;
 
     let pool = pool(url, APPENDERS as u32 + 2).await?;
     let store = PgEventStore::with_schema(pool.clone(), schema.clone());

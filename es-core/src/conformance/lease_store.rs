@@ -2,7 +2,7 @@
 //! projection store that shares the lease store's database fences commits.
 //!
 //! Run the lease cases with [`lease_store_conformance!`](crate::lease_store_conformance)
-//! and the fencing case with
+//! and the fencing cases with
 //! [`lease_fencing_conformance!`](crate::lease_fencing_conformance). Each
 //! case takes a fresh store with no leases; the concurrent one clones it
 //! into tasks, so clones must share their leases.
@@ -13,14 +13,17 @@
 //! over first ([`outlive_short_ttl`]), so a store that forgot to extend the
 //! lease is caught, and one that did extend it passes however long the wait.
 
+mod fencing;
+
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::join;
-use crate::error::ProjectionError;
-use crate::store::{Checkpoint, Fence, Lease, LeaseStore, ProjectionStore, UnitOfWork};
-use crate::GlobalPosition;
+use crate::store::{Lease, LeaseStore};
+
+pub use fencing::{
+    fence_on_a_lease_never_taken_lands_and_a_token_never_issued_is_refused,
+    fenced_commit_is_refused_after_takeover, fenced_commit_is_refused_once_its_lease_expired,
+};
 
 /// A TTL that runs out within the case.
 pub const SHORT_TTL: Duration = Duration::from_millis(300);
@@ -77,6 +80,15 @@ async fn acquire_after_expiry<S: LeaseStore>(store: &S, name: &str, owner: &str,
         );
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Waits, on the store's own clock, until every lease taken (or renewed)
+/// with [`SHORT_TTL`] before this call has expired, without taking any of
+/// them over: takes a lease on `probe` with the same TTL and waits until
+/// another owner can acquire it.
+async fn outlive_short_leases<S: LeaseStore>(store: &S, probe: &str) {
+    acquire_free(store, probe, "node-1", SHORT_TTL, "a probe lease").await;
+    acquire_after_expiry(store, probe, "node-2", "waiting for the probe lease to expire").await;
 }
 
 /// Lets [`SHORT_TTL`] run out three times over: a lease taken with it and
@@ -161,11 +173,7 @@ pub async fn lease_expires_unless_renewed<S: LeaseStore>(store: S) {
 /// token.
 pub async fn lease_expired_is_lost_even_without_takeover<S: LeaseStore>(store: S) {
     let old = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "a short lease").await;
-    // Wait, on the store's own clock, until a lease taken after this one
-    // with the same TTL has expired: this one has expired too, and nobody
-    // took it over.
-    acquire_free(&store, "probe", "node-1", SHORT_TTL, "a probe lease").await;
-    acquire_after_expiry(&store, "probe", "node-2", "waiting for the probe to expire").await;
+    outlive_short_leases(&store, "probe").await;
     assert!(!renew(&store, &old, LONG_TTL).await, "renew of an expired lease must return false");
     let again =
         acquire_free(&store, "projection-a", "node-1", LONG_TTL, "re-acquiring an expired lease").await;
@@ -195,7 +203,8 @@ pub async fn lease_release_frees_at_once_and_is_idempotent<S: LeaseStore>(store:
 /// Tokens of one name strictly increase with every new acquisition, across
 /// owners and by the same owner after a release; renewing or re-acquiring
 /// a held lease keeps its token. A lease with the right name and owner but
-/// another token is not held.
+/// another token is not held, nor is one with the right token but another
+/// owner.
 pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
     let mut tokens = Vec::new();
     for owner in ["node-1", "node-2", "node-1", "node-3", "node-3"] {
@@ -205,6 +214,8 @@ pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
         assert_eq!(again.map(|l| l.token), Some(lease.token), "re-acquiring a held lease keeps its token");
         let forged = Lease { token: lease.token + 1, ..lease.clone() };
         assert!(!renew(&store, &forged, LONG_TTL).await, "a lease with another token is not held");
+        let stolen = Lease { owner: "intruder".to_owned(), ..lease.clone() };
+        assert!(!renew(&store, &stolen, LONG_TTL).await, "another owner with the right token renews nothing");
         tokens.push(lease.token);
         release(&store, &lease).await;
     }
@@ -234,86 +245,29 @@ pub async fn lease_for_ever_is_granted_and_renewed<S: LeaseStore>(store: S) {
     );
 }
 
-/// Many owners racing for one free name: exactly one gets it.
+/// Many owners racing for one free name, round after round on new names:
+/// exactly one gets it each time.
 pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(store: S) {
     const OWNERS: usize = 8;
-    let mut tasks = Vec::new();
-    for n in 0..OWNERS {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let owner = format!("node-{n}");
-            acquire(&store, "projection-a", &owner, LONG_TTL).await
-        }));
-    }
-    let mut holders = Vec::new();
-    for task in tasks {
-        holders.extend(join(task).await);
-    }
-    assert_eq!(holders.len(), 1, "exactly one of {OWNERS} racing owners may acquire a lease: {holders:?}");
-}
-
-/// A commit fenced with a lease's token lands while the lease is held, and
-/// is refused with `ProjectionError::Fenced` (storing nothing: no document,
-/// checkpoint unchanged) once the lease was released, and after another
-/// owner took it over; the new holder's fenced commit lands.
-///
-/// Takes a lease store and a projection store that share one database (the
-/// projection store checks fences against the lease store's leases). An
-/// in-memory projection store ignores fences by design (it documents so),
-/// so this case runs only on adapters that keep both in one database.
-pub async fn fenced_commit_is_refused_after_takeover<L: LeaseStore, P: ProjectionStore>(stores: (L, P)) {
-    let (leases, projections) = stores;
-    let work = |lease: &Lease, id: &str, position: u64| {
-        let mut work = UnitOfWork::new();
-        work.put(id, json!({ "by": lease.owner }))
-            .checkpoint(Checkpoint::at(GlobalPosition(position)))
-            .fence(Fence::new(lease.name.clone(), lease.token));
-        work
-    };
-    let old = acquire_free(&leases, "balances", "node-1", LONG_TTL, "the first holder").await;
-    projections
-        .commit("balances", work(&old, "held", 1))
-        .await
-        .unwrap_or_else(|e| panic!("a commit fenced with a held lease must land: {e:?}"));
-
-    release(&leases, &old).await;
-    let refused = projections.commit("balances", work(&old, "after-release", 2)).await;
-    assert_fenced(refused, &old, "a commit fenced with a released lease");
-
-    let new = acquire_free(&leases, "balances", "node-2", LONG_TTL, "the next holder").await;
-    let refused = projections.commit("balances", work(&old, "after-takeover", 3)).await;
-    assert_fenced(refused, &old, "a commit fenced with the lease's previous token, after a takeover");
-    for id in ["after-release", "after-takeover"] {
-        let stored = projections.get("balances", id).await.expect("reading a document");
-        assert_eq!(stored, None, "a fenced-off commit must store nothing, yet `{id}` is stored");
-    }
-    let checkpoint = projections.checkpoint("balances").await.expect("reading the checkpoint");
-    assert_eq!(
-        checkpoint.map(|c| c.position),
-        Some(GlobalPosition(1)),
-        "a fenced-off commit must not move the checkpoint"
-    );
-
-    projections
-        .commit("balances", work(&new, "new-holder", 4))
-        .await
-        .unwrap_or_else(|e| panic!("a commit fenced with the current holder's lease must land: {e:?}"));
-    let stored = projections.get("balances", "new-holder").await.expect("reading a document");
-    assert_eq!(stored, Some(json!({ "by": "node-2" })));
-}
-
-#[track_caller]
-fn assert_fenced(result: Result<(), ProjectionError>, lease: &Lease, what: &str) {
-    match result {
-        Err(ProjectionError::Fenced { projection, lease: name, token }) => {
-            assert_eq!(projection, "balances", "{what}: Fenced must name the projection");
-            assert_eq!(
-                (name.as_str(), token),
-                (lease.name.as_str(), lease.token),
-                "{what}: Fenced must name the lease and token"
-            );
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let name = format!("race-{round}");
+        let mut tasks = Vec::new();
+        for n in 0..OWNERS {
+            let (store, name) = (store.clone(), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("node-{n}");
+                acquire(&store, &name, &owner, LONG_TTL).await
+            }));
         }
-        Err(other) => panic!("{what}: expected ProjectionError::Fenced, got {other:?}"),
-        Ok(()) => panic!("{what}: expected ProjectionError::Fenced, but the commit landed"),
+        let mut holders = Vec::new();
+        for task in tasks {
+            holders.extend(join(task).await);
+        }
+        assert_eq!(
+            holders.len(),
+            1,
+            "exactly one of {OWNERS} racing owners may acquire a lease (round {round}): {holders:?}"
+        );
     }
 }

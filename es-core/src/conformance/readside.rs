@@ -1,9 +1,14 @@
 //! Read side cases: what a read side promises on an adapter's stores.
 //!
-//! Each case takes the three stores of one fresh database (events,
-//! documents, leases), clones them into two nodes, and checks one
-//! guarantee across them. The cases are plain async fns: an adapter's test
-//! calls them with its stores.
+//! Each case runs two nodes on one fresh database and checks one guarantee
+//! across them. The handover cases take the three stores of the database
+//! (events, documents, leases) and clone them into both nodes; the
+//! projection cases take each node's own stores (`(events, documents,
+//! leases)`, its own connections to the one database), as two processes
+//! have. The cases are plain async fns: an adapter's test calls them with
+//! its stores.
+
+mod projection;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +17,11 @@ use crate::readside::{ReadSideBuilder, ReadSideConfig, Registry, Subscriber};
 use crate::store::{EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore};
 use crate::{
     event, Es, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, ReadSide, Recorded, StreamId,
+};
+
+pub use projection::{
+    a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint,
+    two_nodes_never_both_project_and_the_second_takes_over_on_shutdown,
 };
 
 /// Far longer than the cases wait for a takeover.

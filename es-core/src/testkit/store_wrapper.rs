@@ -1,7 +1,9 @@
 //! [`TestStore`]: one store wrapper for tests and benchmarks that counts the
-//! calls made to the store inside it and makes chosen calls fail.
+//! calls made to the store inside it, makes chosen calls fail, and lets a
+//! test watch or hold back calls as they start.
 
 mod fault;
+mod hooks;
 mod ports;
 
 use std::future::Future;
@@ -16,6 +18,7 @@ use crate::store::{EventStore, LeaseStore, ProjectionStore, SnapshotStore};
 
 pub use fault::Fault;
 use fault::{Guards, Plans};
+use hooks::Hooks;
 
 /// One kind of call on a store port, for counting and for faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +111,7 @@ struct Probe {
     plans: Plans,
     events_read: AtomicU64,
     guards: Guards,
+    hooks: Hooks,
 }
 
 /// The error an injected fault returns: a backend failure, as a lost
@@ -125,12 +129,13 @@ pub struct InjectedFault {
 ///
 /// It implements every port its inner store implements ([`EventStore`],
 /// [`SnapshotStore`], [`ProjectionStore`], [`LeaseStore`]), forwarding each
-/// call. Clones share the counters and the faults, so a test keeps one
-/// clone to steer while the application runs on another.
+/// call. Clones share the counters, the faults and the hooks, so a test
+/// keeps one clone to steer while the application runs on another.
 ///
 /// Besides backend failures it injects the other ways a store lets its
-/// caller down ([`Fault`]: a lost race, a panic after the commit, no
-/// answer, a slow answer) into chosen calls, numbered from 1 per kind:
+/// caller down ([`Fault`]: a lost race, a write acknowledged but not done,
+/// a panic after the commit, no answer, a slow answer) into chosen calls,
+/// numbered from 1 per kind:
 ///
 /// ```
 /// use es_core::store::ProjectionStore;
@@ -166,6 +171,11 @@ pub struct InjectedFault {
 /// assert_eq!(store.calls(StoreCall::Commit), 2);
 /// # }
 /// ```
+///
+/// A test that needs to see what the store holds when a call starts, or
+/// to hold a call back, gives that call kind a hook
+/// ([`before`](TestStore::before)); one that waits for the application to
+/// make a call waits with [`reached`](TestStore::reached).
 #[derive(Debug, Clone)]
 pub struct TestStore<S> {
     inner: S,
@@ -225,6 +235,65 @@ impl<S> TestStore<S> {
         self
     }
 
+    /// Runs `hook` each time a call of kind `call` starts, with the call's
+    /// number (from 1 per kind, as in [`inject`](TestStore::inject)); the
+    /// call waits for the future `hook` returns, then meets its fault if it
+    /// has one, then reaches the inner store. Replaces the kind's earlier
+    /// hook, if any. [`heal`](TestStore::heal) leaves hooks in place.
+    ///
+    /// For a test that checks what holds as a call starts (who holds a
+    /// lease when a commit begins), or that holds a call back until
+    /// something else happened. Wait with a bound (`tokio::time::timeout`)
+    /// where the awaited thing may never come, so a failure fails the test
+    /// instead of hanging it. A hook that keeps a clone of its own store
+    /// keeps that store alive.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use es_core::store::ProjectionStore;
+    /// use es_core::testkit::{StoreCall, TestStore};
+    /// use es_memory::InMemoryProjectionStore;
+    /// use tokio::sync::Semaphore;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let store = TestStore::new(InMemoryProjectionStore::new());
+    /// let gate = Arc::new(Semaphore::new(0));
+    /// let held = Arc::clone(&gate);
+    /// // The first commit waits until the test lets it go; later ones pass.
+    /// store.before(StoreCall::Commit, move |n| {
+    ///     let held = Arc::clone(&held);
+    ///     async move {
+    ///         if n == 1 {
+    ///             held.acquire().await.expect("the gate stays open").forget();
+    ///         }
+    ///     }
+    /// });
+    /// let committing = tokio::spawn({
+    ///     let store = store.clone();
+    ///     async move { store.commit("p", Default::default()).await }
+    /// });
+    /// store.reached(StoreCall::Commit, 1).await; // the commit has started...
+    /// assert_eq!(store.inner().checkpoint("p").await.unwrap(), None); // ...and waits
+    /// gate.add_permits(1);
+    /// committing.await.unwrap().unwrap();
+    /// # }
+    /// ```
+    pub fn before<F, Fut>(&self, call: StoreCall, hook: F)
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.probe.hooks.set(call, hook);
+    }
+
+    /// Waits until `n` calls of kind `call` have started, over every clone
+    /// (returns at once if they have). A call counts as started before its
+    /// hook runs, so this also sees a call its hook holds back.
+    pub async fn reached(&self, call: StoreCall, n: u64) {
+        self.probe.hooks.until(|| self.calls(call) >= n).await;
+    }
+
     /// How many calls of kind `call` were made (failed ones included).
     pub fn calls(&self, call: StoreCall) -> u64 {
         self.probe.calls[call.index()].load(Ordering::SeqCst)
@@ -243,9 +312,11 @@ impl<S> TestStore<S> {
         self.probe.events_read.load(Ordering::SeqCst)
     }
 
-    /// Counts a call of kind `call` and says which fault it meets, if any.
-    fn enter(&self, call: StoreCall) -> Option<Fault> {
+    /// Counts a call of kind `call`, runs its hook, and says which fault it
+    /// meets, if any.
+    async fn enter(&self, call: StoreCall) -> Option<Fault> {
         let n = self.probe.calls[call.index()].fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        self.probe.hooks.started(call, n).await;
         let failing = &self.probe.failing[call.index()];
         let backend = self.probe.down.load(Ordering::SeqCst)
             || failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
@@ -266,7 +337,9 @@ impl<S> TestStore<S> {
     ) -> Result<T, E> {
         match fault {
             None => self.timed(call, inner).await,
-            Some(Fault::Backend | Fault::Conflict) => Err(backend(Box::new(InjectedFault { call }))),
+            Some(Fault::Backend | Fault::Conflict | Fault::Dropped) => {
+                Err(backend(Box::new(InjectedFault { call })))
+            }
             Some(Fault::Hang) => std::future::pending().await,
             Some(Fault::PanicAfter) => {
                 let _answer = self.timed(call, inner).await;
@@ -287,8 +360,23 @@ impl<S> TestStore<S> {
         inner: impl Future<Output = Result<T, E>>,
         backend: impl FnOnce(BoxError) -> E,
     ) -> Result<T, E> {
-        let fault = self.enter(call);
+        let fault = self.enter(call).await;
         self.run(call, fault, inner, backend).await
+    }
+
+    /// As [`pass`](TestStore::pass), for a write with nothing to answer:
+    /// a [`Fault::Dropped`] makes it answer `Ok(())` without reaching the
+    /// inner store.
+    async fn pass_write<E>(
+        &self,
+        call: StoreCall,
+        inner: impl Future<Output = Result<(), E>>,
+        backend: impl FnOnce(BoxError) -> E,
+    ) -> Result<(), E> {
+        match self.enter(call).await {
+            Some(Fault::Dropped) => Ok(()),
+            fault => self.run(call, fault, inner, backend).await,
+        }
     }
 
     async fn timed<T>(&self, call: StoreCall, inner: impl Future<Output = T>) -> T {

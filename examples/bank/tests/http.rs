@@ -3,17 +3,13 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use es_core::error::{AppendError, StoreError};
-use es_core::store::{
-    AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ProjectionStore, RecordedEvent,
-    StreamSummary,
-};
-use es_core::{Es, EventId, GlobalPosition, ReadSide, StreamId, StreamVersion};
+use es_core::store::ProjectionStore;
+use es_core::testkit::TestStore;
+use es_core::{Es, ReadSide};
 use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
 use serde_json::json;
 use support::{memory_bank, router, send, send_raw, verified_account};
@@ -277,83 +273,12 @@ async fn the_openapi_document_lists_every_endpoint() {
     es.shutdown().await;
 }
 
-/// The in-memory store, failing every call while `down` is set.
-#[derive(Clone)]
-struct Flaky {
-    inner: InMemoryEventStore,
-    down: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Backend("the database is down".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl EventStore for Flaky {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendOutcome, AppendError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(AppendError::Backend {
-                stream: stream.clone(),
-                source: "the database is down".into(),
-            });
-        }
-        self.inner.append(stream, expected, events).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: StreamVersion,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.check()?;
-        self.inner.read_stream(stream, from, direction, limit).await
-    }
-    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.check()?;
-        self.inner.read_all(after, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
-        self.check()?;
-        self.inner.stream_version(stream).await
-    }
-    async fn events_by_id(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.check()?;
-        self.inner.events_by_id(ids).await
-    }
-    async fn streams(
-        &self,
-        prefix: &str,
-        after: Option<&StreamId>,
-        limit: usize,
-    ) -> Result<Vec<StreamSummary>, StoreError> {
-        self.check()?;
-        self.inner.streams(prefix, after, limit).await
-    }
-    async fn head_position(&self) -> Result<GlobalPosition, StoreError> {
-        self.check()?;
-        self.inner.head_position().await
-    }
-}
-
 #[tokio::test]
 async fn store_trouble_is_a_503_that_says_nothing_was_stored() {
-    let down = Arc::new(AtomicBool::new(false));
-    let store = Flaky { inner: InMemoryEventStore::new(), down: Arc::clone(&down) };
+    let store = TestStore::new(InMemoryEventStore::new());
     let documents: Arc<dyn ProjectionStore> = Arc::new(InMemoryProjectionStore::new());
     let es = Es::builder()
-        .event_store(store)
+        .event_store(store.clone())
         .projection_store(Arc::clone(&documents))
         .read_side(ReadSide::builder().state(bank::Outbox::new(documents)))
         .build()
@@ -364,7 +289,7 @@ async fn store_trouble_is_a_503_that_says_nothing_was_stored() {
         bank::http::ServiceConfig::default().command_timeout(Duration::from_secs(5)),
     );
     verified_account(&app, "ada", 100).await;
-    down.store(true, Ordering::SeqCst);
+    store.outage(true);
     let deposit = send(&app, Method::POST, "/accounts/ada/deposits", Some(json!({"amount": 1})), &[]).await;
     assert_eq!(deposit.problem(503)["stored"], false);
     let opened =
@@ -374,7 +299,7 @@ async fn store_trouble_is_a_503_that_says_nothing_was_stored() {
         let answer = send(&app, Method::GET, uri, None, &[]).await;
         answer.problem(503);
     }
-    down.store(false, Ordering::SeqCst);
+    store.outage(false);
     let back = send(&app, Method::POST, "/accounts/ada/deposits", Some(json!({"amount": 1})), &[]).await;
     back.ok(200);
     es.shutdown().await;

@@ -1,4 +1,6 @@
-//! Concurrent writers: contended streams, many streams at once, racing reuses of one id and racing identical appends.
+//! Concurrent writers: contended streams, many streams at once (read
+//! afterwards and tailed while they write), racing reuses of one id and
+//! racing identical appends.
 
 use super::*;
 
@@ -155,6 +157,81 @@ pub async fn concurrent_appends_to_many_streams<S: EventStore + Clone>(store: S)
     for task in 0..TASKS {
         let stream = StreamId::new(format!("parallel-{task}"));
         assert_eq!(versions(&read_whole_stream(&store, &stream).await), range(1, APPENDS));
+    }
+}
+
+/// A reader tailing `read_all` while many tasks append to their own
+/// streams sees every event exactly once, in strictly increasing position
+/// order, and skips none that becomes visible late (on an empty page it
+/// waits with `wait_for_events` and reads on from where it was); afterwards
+/// the global stream holds nothing more and every stream is at its last
+/// version.
+pub async fn a_tailing_reader_sees_every_event_of_concurrent_writers_once_in_order<S: EventStore + Clone>(
+    store: S,
+) {
+    const WRITERS: u64 = 16;
+    const APPENDS: u64 = 200;
+    const TOTAL: u64 = WRITERS * APPENDS;
+    assert_fresh(&store).await;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let stream = StreamId::new(format!("writer-{w}"));
+            for i in 0..APPENDS {
+                let expected =
+                    if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(i)) };
+                append_ok(&store, &stream, expected, vec![event(w * APPENDS + i)], "a writer's append").await;
+            }
+        }));
+    }
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut after = GlobalPosition::START;
+            let mut seen = HashSet::new();
+            let mut idle = 0;
+            while (seen.len() as u64) < TOTAL {
+                let page = store
+                    .read_all(after, 500)
+                    .await
+                    .unwrap_or_else(|e| panic!("read_all after position {after} failed: {e:?}"));
+                for e in &page {
+                    assert!(
+                        e.global_position > after,
+                        "a tailing reader got position {} after {after}",
+                        e.global_position
+                    );
+                    assert!(seen.insert(e.event_id), "a tailing reader got event {} twice", e.event_id);
+                    after = e.global_position;
+                }
+                if !page.is_empty() {
+                    idle = 0;
+                    continue;
+                }
+                // Nothing new for this long while events are still
+                // missing: the reader read past them.
+                idle += 1;
+                assert!(
+                    idle <= VISIBILITY_ROUNDS,
+                    "a tailing reader saw {} of {TOTAL} events and then nothing for {VISIBILITY_ROUNDS} \
+                     waits of {VISIBILITY_WAIT:?}: it skipped some",
+                    seen.len()
+                );
+                store.wait_for_events(after, VISIBILITY_WAIT).await;
+            }
+            seen.len() as u64
+        })
+    };
+    for writer in writers {
+        join(writer).await;
+    }
+    assert_eq!(join(reader).await, TOTAL, "the tailing reader saw every event once");
+    let log = read_whole_log(&store, head(&store).await).await;
+    assert_eq!(log.len() as u64, TOTAL, "read_all holds nothing beyond what was appended");
+    for w in 0..WRITERS {
+        let stream = StreamId::new(format!("writer-{w}"));
+        assert_eq!(stream_version_of(&store, &stream).await, Some(StreamVersion(APPENDS)));
     }
 }
 

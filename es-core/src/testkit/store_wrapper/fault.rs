@@ -28,6 +28,13 @@ pub enum Fault {
     /// not an outage, so callers handle it as they handle a lost race.
     /// Calls that cannot lose a race meet [`Fault::Backend`] instead.
     Conflict,
+    /// The call says it was done without reaching the inner store, as a
+    /// store that acknowledges a write and loses it: `renew` answers
+    /// `Ok(true)` without extending the lease; `commit`, `put`, `delete`,
+    /// `reset`, `save_snapshot` and `release` answer `Ok(())` and change
+    /// nothing. Calls with no such answer (reads, `append`, `try_acquire`,
+    /// `wait_for_events`) meet [`Fault::Backend`] instead.
+    Dropped,
     /// The inner store does the call, then the call panics, as an adapter
     /// with a bug that panics after its commit.
     PanicAfter,

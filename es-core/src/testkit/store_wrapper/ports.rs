@@ -24,7 +24,7 @@ impl<S: EventStore> EventStore for TestStore<S> {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, AppendError> {
-        let fault = self.enter(StoreCall::Append);
+        let fault = self.enter(StoreCall::Append).await;
         if fault == Some(Fault::Conflict) {
             let actual = self
                 .inner
@@ -104,8 +104,8 @@ impl<S: EventStore> EventStore for TestStore<S> {
     }
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
-        let fault = self.enter(StoreCall::WaitForEvents);
-        if matches!(fault, Some(Fault::Backend | Fault::Conflict)) {
+        let fault = self.enter(StoreCall::WaitForEvents).await;
+        if matches!(fault, Some(Fault::Backend | Fault::Conflict | Fault::Dropped)) {
             // No wake-up channel: the waiter sleeps until its timeout.
             tokio::time::sleep(max_wait).await;
             return;
@@ -135,7 +135,8 @@ impl<S: SnapshotStore> SnapshotStore for TestStore<S> {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        self.pass(StoreCall::SaveSnapshot, self.inner.save_snapshot(snapshot), StoreError::Backend).await
+        self.pass_write(StoreCall::SaveSnapshot, self.inner.save_snapshot(snapshot), StoreError::Backend)
+            .await
     }
 }
 
@@ -146,11 +147,12 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     }
 
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        self.pass(StoreCall::Put, self.inner.put(projection, id, document), ProjectionError::Backend).await
+        self.pass_write(StoreCall::Put, self.inner.put(projection, id, document), ProjectionError::Backend)
+            .await
     }
 
     async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        self.pass(StoreCall::Delete, self.inner.delete(projection, id), ProjectionError::Backend).await
+        self.pass_write(StoreCall::Delete, self.inner.delete(projection, id), ProjectionError::Backend).await
     }
 
     async fn query(
@@ -166,7 +168,10 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     }
 
     async fn commit(&self, projection: &str, work: UnitOfWork) -> Result<(), ProjectionError> {
-        let fault = self.enter(StoreCall::Commit);
+        let fault = self.enter(StoreCall::Commit).await;
+        if fault == Some(Fault::Dropped) {
+            return Ok(());
+        }
         if fault == Some(Fault::Conflict) {
             // As if another node had reset the projection under this commit.
             let stored = self.inner.checkpoint(projection).await?;
@@ -181,7 +186,7 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     }
 
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        self.pass(StoreCall::Reset, self.inner.reset(projection), ProjectionError::Backend).await
+        self.pass_write(StoreCall::Reset, self.inner.reset(projection), ProjectionError::Backend).await
     }
 
     async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
@@ -197,7 +202,7 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
 #[async_trait]
 impl<S: LeaseStore> LeaseStore for TestStore<S> {
     async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        let fault = self.enter(StoreCall::Acquire);
+        let fault = self.enter(StoreCall::Acquire).await;
         if fault == Some(Fault::Conflict) {
             return Ok(None);
         }
@@ -206,14 +211,16 @@ impl<S: LeaseStore> LeaseStore for TestStore<S> {
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
-        let fault = self.enter(StoreCall::Renew);
-        if fault == Some(Fault::Conflict) {
-            return Ok(false);
+        let fault = self.enter(StoreCall::Renew).await;
+        match fault {
+            Some(Fault::Conflict) => return Ok(false),
+            Some(Fault::Dropped) => return Ok(true),
+            _ => {}
         }
         self.run(StoreCall::Renew, fault, self.inner.renew(lease, ttl), LeaseError::Backend).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        self.pass(StoreCall::Release, self.inner.release(lease), LeaseError::Backend).await
+        self.pass_write(StoreCall::Release, self.inner.release(lease), LeaseError::Backend).await
     }
 }

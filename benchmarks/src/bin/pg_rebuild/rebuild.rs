@@ -1,0 +1,143 @@
+//! Timed rebuilds of the document projections (with the projection store
+//! calls in each) and of the table projection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use es_benchmarks::{rate, RUNS};
+use es_core::readside::{ReadSideConfig, Registry, Selection};
+use es_core::store::ProjectionStore;
+use es_core::testkit::{StoreCall, TestStore};
+use es_core::{GlobalPosition, ReadSide};
+use es_postgres::{PgEventStore, PgProjectionStore};
+
+use super::{
+    account, sql_balances, Balance, LastDeposit, BALANCES, EVENTS_PER_STREAM, SQL_BALANCES, STREAMS,
+};
+
+/// A document cache smaller than the 2,000 balance documents.
+const SMALL_CACHE_BYTES: usize = 16 * 1024;
+
+/// How a rebuild runs: the runner's document cache as configured by
+/// default, or smaller than the documents (cache misses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Variant {
+    /// `ReadSideConfig::document_cache_bytes` of [`SMALL_CACHE_BYTES`].
+    pub(crate) small_cache: bool,
+}
+
+impl Variant {
+    pub(crate) fn label(self) -> &'static str {
+        if self.small_cache {
+            "cache < documents"
+        } else {
+            "default cache"
+        }
+    }
+}
+
+/// One rebuild: its time (from the rebuild call until the status reaches
+/// the head) and the projection store calls in it.
+pub(crate) struct Rebuilt {
+    pub(crate) elapsed: Duration,
+    pub(crate) gets: (u64, Duration),
+    pub(crate) commits: (u64, Duration),
+}
+
+/// Rebuilds projection `name` with `batch_size`, then checks the document
+/// of account 0.
+async fn rebuild(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    name: &str,
+    batch_size: usize,
+    head: GlobalPosition,
+    variant: Variant,
+) -> anyhow::Result<Rebuilt> {
+    // Times the calls a rebuild makes (`get` of documents outside the batch
+    // and the cache, `commit` of each batch), to show where its time goes.
+    let timed = TestStore::new(projections.clone());
+    let defaults = ReadSideConfig::default();
+    let document_cache_bytes =
+        if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
+    let read_side = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(timed.clone())
+        .select(Selection::names([name]))
+        .config(ReadSideConfig { batch_size, document_cache_bytes, ..defaults })
+        .build()?;
+    let started = Instant::now();
+    read_side.rebuild(name).await?;
+    read_side.wait_for(name, head, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
+    read_side.shutdown().await;
+    // The fold must be right: account 0 got 1 + 2 + .. + 50.
+    let doc = projections
+        .get(name, &account(0))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{name} has no document for {}", account(0)))?;
+    let n = EVENTS_PER_STREAM as u64;
+    if name == BALANCES {
+        let balance: Balance = serde_json::from_value(doc)?;
+        anyhow::ensure!(
+            balance == Balance { balance: n * (n + 1) / 2, deposits: n },
+            "wrong balance after rebuild: {balance:?}"
+        );
+    } else {
+        let last: LastDeposit = serde_json::from_value(doc)?;
+        anyhow::ensure!(last.amount == n, "wrong last deposit after rebuild: {last:?}");
+    }
+    Ok(Rebuilt {
+        elapsed,
+        gets: (timed.calls(StoreCall::Get), timed.busy(StoreCall::Get)),
+        commits: (timed.calls(StoreCall::Commit), timed.busy(StoreCall::Commit)),
+    })
+}
+
+/// [`rebuild`], [`RUNS`] times.
+pub(crate) async fn rebuilds(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    name: &str,
+    batch_size: usize,
+    head: GlobalPosition,
+    variant: Variant,
+) -> anyhow::Result<Vec<Rebuilt>> {
+    let mut runs = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        runs.push(rebuild(store, projections, name, batch_size, head, variant).await?);
+    }
+    Ok(runs)
+}
+
+/// Rebuilds the table projection [`RUNS`] times with `batch_size`,
+/// checking the row of account 0 after each; returns events per second.
+pub(crate) async fn sql_rebuilds(
+    store: &PgEventStore,
+    projections: &PgProjectionStore,
+    table: &Arc<sql_balances::SqlBalances>,
+    batch_size: usize,
+    head: GlobalPosition,
+) -> anyhow::Result<Vec<f64>> {
+    let total = (STREAMS * EVENTS_PER_STREAM) as u64;
+    let mut registry = Registry::new();
+    registry.register(SQL_BALANCES, table.subscriber())?;
+    let read_side = ReadSide::builder()
+        .event_store(store.clone())
+        .projection_store(projections.clone())
+        .registry(registry)
+        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
+        .build()?;
+    let mut rates = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        read_side.rebuild(SQL_BALANCES).await?;
+        read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
+        rates.push(rate(total, started.elapsed()));
+        let n = EVENTS_PER_STREAM as i64;
+        let row = table.balance(projections.pool(), &account(0)).await?;
+        anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
+    }
+    read_side.shutdown().await;
+    Ok(rates)
+}
