@@ -2,8 +2,9 @@
 //!
 //! Each stored event is one SSE event (`id`: its position, `data`: its
 //! JSON), as an `EventSource` expects; the events of one read (up to
-//! [`LIVE_BATCH`]) go out in one body chunk, and after a chunk of events
-//! the feed lets [`LINGER`] pass before it reads again, so a busy store
+//! [`LIVE_BATCH`]) go out in one body chunk, and after a chunk that
+//! emptied the backlog the feed lets [`LINGER`] pass before it reads
+//! again (after a full one it reads on at once), so a busy store
 //! costs the service a few writes a second rather than one per event (a
 //! person watching sees no difference). A store error
 //! ends the stream with an `error` event. While nothing happens, a comment
@@ -100,7 +101,9 @@ impl Feed {
                     if let Some(last) = events.last() {
                         self.after = last.global_position;
                     }
-                    self.sent = Some(tokio::time::Instant::now());
+                    // A full read means more are waiting: no lingering then,
+                    // or a busy store would leave the feed ever further behind.
+                    self.sent = (events.len() < LIVE_BATCH).then(tokio::time::Instant::now);
                     return chunk;
                 }
                 Err(error) => {
@@ -126,11 +129,12 @@ fn write_event(chunk: &mut String, event: &EventView) {
     }
 }
 
-/// `text` as `data:` lines (one per line of it), ending the SSE event.
+/// `text` as `data:` lines (one per line of it, whichever of CRLF, LF or
+/// CR ends it, as SSE parsers split), ending the SSE event.
 fn data_lines(chunk: &mut String, text: &str) {
-    for line in text.split('\n') {
+    for line in text.split("\r\n").flat_map(|part| part.split(['\r', '\n'])) {
         chunk.push_str("data: ");
-        chunk.push_str(line.trim_end_matches('\r'));
+        chunk.push_str(line);
         chunk.push('\n');
     }
     chunk.push('\n');
@@ -143,7 +147,7 @@ mod tests {
     #[test]
     fn every_line_of_a_message_is_a_data_line_and_an_empty_line_ends_it() {
         let mut chunk = String::new();
-        data_lines(&mut chunk, "connection lost\r\nretrying");
-        assert_eq!(chunk, "data: connection lost\ndata: retrying\n\n");
+        data_lines(&mut chunk, "connection lost\r\nretrying\revent: x\nnow");
+        assert_eq!(chunk, "data: connection lost\ndata: retrying\ndata: event: x\ndata: now\n\n");
     }
 }

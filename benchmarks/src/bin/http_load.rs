@@ -133,7 +133,8 @@ async fn direct_round(es: &Es, run: &str, clients: usize, per_client: usize) -> 
 }
 
 /// An inspector live feed and `/metrics` scrapes, until `stop` is set.
-/// Returns how many events the feed received and how many scrapes ran.
+/// Returns how many body chunks of the feed arrived (each carries the events
+/// of one read) and how many scrapes ran.
 fn observe(
     service: &Arc<Service>,
     stop: Arc<AtomicBool>,
@@ -213,7 +214,7 @@ async fn bench_store(name: &str, es: Es, metrics: PrometheusHandle, scale: usize
             let plain_rate = line("HTTP", plain);
             let observed_rate = line("HTTP + live feed + /metrics scrapes", observed);
             println!(
-                "  {:<34} {:>7.1} % ({frames} feed frames, {scrapes} scrapes)",
+                "  {:<34} {:>7.1} % ({frames} feed chunks, {scrapes} scrapes)",
                 "cost of observing",
                 100.0 * (1.0 - observed_rate / plain_rate)
             );

@@ -20,7 +20,8 @@ impl PgProjectionStore {
     /// for it. Idempotent, and safe when several nodes call it at once
     /// (they take turns on an advisory lock); call it at start-up, after
     /// [`migrate`](Self::migrate). Creating it locks the documents table
-    /// against writes while the index is built.
+    /// against writes while the index is built; once it exists, a call
+    /// only looks it up.
     ///
     /// Containment queries are planned with the projection's name at hand,
     /// so they use the index once it exists.
@@ -35,6 +36,20 @@ impl PgProjectionStore {
                 "projection name {projection:?} holds a NUL character, which Postgres text cannot store"
             )));
         }
+        let name = index_name(projection);
+        // Already there (every start after the first): no lock on the
+        // documents table, which CREATE INDEX IF NOT EXISTS would take.
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = $2)",
+        )
+        .bind(self.schema().as_str())
+        .bind(&name)
+        .fetch_one(self.pool())
+        .await
+        .map_err(backend)?;
+        if exists {
+            return Ok(());
+        }
         let mut tx = self.pool().begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("es-postgres containment index {}", self.schema().as_str()))
@@ -46,7 +61,7 @@ impl PgProjectionStore {
             "SELECT format('CREATE INDEX IF NOT EXISTS %I ON %I.documents \
              USING gin (doc jsonb_path_ops) WHERE projection = %L', $1, $2, $3)",
         )
-        .bind(index_name(projection))
+        .bind(&name)
         .bind(self.schema().as_str())
         .bind(projection)
         .fetch_one(&mut *tx)

@@ -8,7 +8,7 @@
 //! The read side registers itself at link time, so a `ReadSide` built
 //! without an explicit registry runs all of it:
 //! - projections `account-summary` ([`AccountSummary`]) and
-//!   `transaction-history` (a [`HistoryEntry`] per transaction, read as an
+//!   `transaction-entries` (a [`HistoryEntry`] per transaction, read as an
 //!   account's [`TransactionHistory`]);
 //! - the `welcome-mail` handler ([`welcome_mail`]), which writes an
 //!   [`OutboxMail`] per new account to the [`Outbox`] the read side is

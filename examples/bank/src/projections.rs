@@ -2,7 +2,7 @@
 //!
 //! - `account-summary` ([`AccountSummary`]): owner, number, balance,
 //!   verified, closed and how many transactions;
-//! - `transaction-history` ([`HistoryEntry`], a document per deposit or
+//! - `transaction-entries` ([`HistoryEntry`], a document per deposit or
 //!   withdrawal, read as an account's [`TransactionHistory`]): every
 //!   transaction with its global position and reference.
 //!
@@ -29,7 +29,7 @@ use crate::{Account, AccountClosed, AccountOpened, AccountVerified, MoneyDeposit
 pub const ACCOUNT_SUMMARY: &str = "account-summary";
 
 /// The name (document namespace) of the transaction histories.
-pub const TRANSACTION_HISTORY: &str = "transaction-history";
+pub const TRANSACTION_HISTORY: &str = "transaction-entries";
 
 /// One account at a glance; its document id is the account id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -182,7 +182,7 @@ pub struct Transaction {
 
 /// Every transaction of one account, oldest first: what
 /// `GET /accounts/{id}/transactions` answers, read from the
-/// `transaction-history` documents with [`TransactionHistory::load`].
+/// `transaction-entries` documents with [`TransactionHistory::load`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransactionHistory {
     /// The account id.
@@ -191,7 +191,7 @@ pub struct TransactionHistory {
     pub transactions: Vec<Transaction>,
 }
 
-/// One transaction as the `transaction-history` projection stores it: a
+/// One transaction as the `transaction-entries` projection stores it: a
 /// document of its own, with the account it belongs to. Its id is
 /// [`history_entry_id`]: the account, then the position zero-padded, so
 /// an account's entries sort oldest first.
@@ -212,7 +212,7 @@ pub fn history_entry_id(account_id: &str, position: u64) -> String {
 
 impl TransactionHistory {
     /// The transactions of `account_id`, oldest first, from the
-    /// `transaction-history` documents: one containment query (on Postgres
+    /// `transaction-entries` documents: one containment query (on Postgres
     /// served by the projection's own index, see `store::open`).
     ///
     /// # Errors
@@ -227,11 +227,15 @@ impl TransactionHistory {
     }
 }
 
-/// Keeps the `transaction-history` documents: one per deposit or
+/// Keeps the `transaction-entries` documents: one per deposit or
 /// withdrawal, written once, so an event costs the same however long the
 /// account's history is (a single growing document per account would be
-/// read and written whole for every event).
-#[projection(name = "transaction-history", events(MoneyDeposited, MoneyWithdrawn))]
+/// read and written whole for every event). Earlier versions of the bank
+/// kept that growing document under the name `transaction-history`; the
+/// new name makes an upgraded store build the entries from the first event
+/// and leaves the old documents alone (delete them with
+/// `ProjectionStore::reset("transaction-history")` once unused).
+#[projection(name = "transaction-entries", events(MoneyDeposited, MoneyWithdrawn))]
 #[derive(Debug, Default)]
 pub struct TransactionHistories;
 

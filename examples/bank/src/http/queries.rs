@@ -135,7 +135,7 @@ pub(super) async fn summary(
     summary.map(Json).ok_or_else(|| Problem::not_found(format!("no account `{account_id}`")))
 }
 
-/// An account's deposits and withdrawals (the `transaction-history` read model).
+/// An account's deposits and withdrawals (the `transaction-entries` read model).
 #[utoipa::path(get, path = "/accounts/{account_id}/transactions", tag = "queries",
     params(("account_id" = String, Path, description = "The account"), After),
     responses(
