@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use es_core::store::EventStore;
 use es_core::GlobalPosition;
@@ -51,14 +51,25 @@ struct Feed {
 }
 
 /// `GET /api/log/live?after=`: the global log after `after` (default: the
-/// head) as it commits. The `Last-Event-ID` header of a reconnecting
-/// `EventSource` is not read: clients say where to resume with `after`.
+/// head) as it commits. An `EventSource` that reconnects sends the id of
+/// the last event it got as `Last-Event-ID`; the feed resumes after it
+/// (it wins over `after`, which the reconnecting page repeats), so a
+/// dropped connection neither loses nor repeats events.
 pub(crate) async fn live(
     State(inspector): State<Inspector>,
+    headers: HeaderMap,
     Query(query): Query<LiveQuery>,
 ) -> Result<Response, InspectorError> {
     let store = Arc::clone(inspector.es().event_store());
-    let after = match query.after {
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => {
+            Some(value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+                InspectorError::BadRequest("the Last-Event-ID header is not a position".to_owned())
+            })?)
+        }
+    };
+    let after = match resume.or(query.after) {
         Some(after) => GlobalPosition(after),
         None => store.head_position().await?,
     };

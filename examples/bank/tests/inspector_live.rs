@@ -80,3 +80,43 @@ async fn the_live_log_sends_history_then_each_new_event_as_one_sse_event() {
     let newest: Value = serde_json::from_str(&events[3].2).expect("JSON");
     assert_eq!(newest["payload"], serde_json::json!({"amount": 5}));
 }
+
+#[tokio::test]
+async fn a_reconnecting_event_source_resumes_after_its_last_event_id() {
+    let es = memory_bank().await;
+    let app =
+        bank::http::router(es.clone(), ServiceConfig::default().inspector(bank::http::inspector(es.clone())));
+    verified_account(&app, "ada", 700).await;
+    let first = es.event_store().read_all(es_core::GlobalPosition::START, 1).await.expect("events");
+    let first = first[0].global_position.get();
+
+    // The page repeats its original ?after=0; the header says where it was.
+    let request = Request::get("/inspector/api/log/live?after=0")
+        .header("last-event-id", first.to_string())
+        .body(Body::empty())
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("the router answers");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while parse(&text).len() < 2 {
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.expect("the feed keeps up");
+        if let Ok(data) = frame.expect("the feed goes on").expect("a frame").into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("UTF-8"));
+        }
+    }
+    let versions: Vec<Value> = parse(&text)
+        .iter()
+        .map(|(_, _, data)| serde_json::from_str::<Value>(data).expect("JSON")["version"].clone())
+        .collect();
+    assert_eq!(versions, [2, 3], "resumed after the first event, none repeated: {text}");
+
+    let bad = Request::get("/inspector/api/log/live")
+        .header("last-event-id", "yesterday")
+        .body(Body::empty())
+        .expect("a request");
+    let response = app.clone().oneshot(bad).await.expect("the router answers");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+}
