@@ -84,9 +84,6 @@ pub trait Project<E: Event>: Send + Sync + 'static {
 pub struct ProjectionTx {
     store: Arc<dyn ProjectionStore>,
     cache: Option<SharedCache>,
-    /// The net changes of the batch before, while its commit is in flight
-    /// (sorted by id): newer than the cache and the store.
-    overlay: Option<Arc<Vec<DocumentChange>>>,
     name: Arc<str>,
     changes: Vec<DocumentChange>,
     /// The newest pending state of each touched document (`None`: deleted).
@@ -110,7 +107,6 @@ impl ProjectionTx {
         Self {
             store,
             cache: None,
-            overlay: None,
             name,
             changes: Vec::new(),
             pending: HashMap::new(),
@@ -142,13 +138,6 @@ impl ProjectionTx {
         self
     }
 
-    /// Reads the changes of the batch before (still committing) before the
-    /// cache and the store.
-    pub(crate) fn with_overlay(mut self, overlay: Option<Arc<Vec<DocumentChange>>>) -> Self {
-        self.overlay = overlay;
-        self
-    }
-
     /// The projection's name (its document namespace in the store).
     pub fn name(&self) -> &str {
         &self.name
@@ -167,12 +156,6 @@ impl ProjectionTx {
     pub async fn get_json(&self, id: &str) -> Result<Option<Value>, ProjectionError> {
         if let Some(pending) = self.pending.get(id) {
             return Ok(pending.clone());
-        }
-        if let Some(change) = self.overlay.as_deref().and_then(|changes| overlaid(changes, id)) {
-            return Ok(match change {
-                DocumentChange::Put { document, .. } => Some(document.clone()),
-                DocumentChange::Delete { .. } => None,
-            });
         }
         if let Some(known) = self.cache.as_ref().and_then(|cache| cache.get(id)) {
             return Ok(known);
@@ -236,6 +219,10 @@ impl ProjectionTx {
         self.replay = replay;
     }
 
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
     /// A point to roll back to if the next event fails.
     pub(crate) fn mark(&self) -> usize {
         self.changes.len()
@@ -274,16 +261,6 @@ impl ProjectionTx {
             .collect();
         UnitOfWork { changes, checkpoint: None, fence: None }
     }
-}
-
-/// The change to `id` among `changes` (sorted by id, one per id), if any.
-fn overlaid<'c>(changes: &'c [DocumentChange], id: &str) -> Option<&'c DocumentChange> {
-    fn key(change: &DocumentChange) -> &str {
-        match change {
-            DocumentChange::Put { id, .. } | DocumentChange::Delete { id } => id,
-        }
-    }
-    changes.binary_search_by(|change| key(change).cmp(id)).ok().map(|at| &changes[at])
 }
 
 /// Builds a projection [`Subscriber`]: list the consumed event types with
@@ -385,22 +362,6 @@ mod tests {
                 DocumentChange::Delete { id: "c".into() },
             ]
         );
-    }
-
-    #[tokio::test]
-    async fn the_batch_before_still_committing_is_read_before_the_store() {
-        let overlay = vec![
-            DocumentChange::Put { id: "a".into(), document: json!(7) },
-            DocumentChange::Delete { id: "stored".into() },
-        ];
-        let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into()).with_overlay(Some(Arc::new(overlay)));
-        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(7));
-        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None, "deleted by the batch before");
-        assert_eq!(tx.get::<u64>("b").await.unwrap(), None, "neither there nor stored");
-        tx.put("a", &8u64).unwrap();
-        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(8), "this batch's own change comes first");
-        let work = tx.into_work();
-        assert_eq!(work.changes, vec![DocumentChange::Put { id: "a".into(), document: json!(8) }]);
     }
 
     #[tokio::test]

@@ -13,8 +13,7 @@ use crate::error::{Failure, FailureKind};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
 use crate::readside::projection::ProjectionTx;
 use crate::readside::route::{RouteFuture, Routes};
-use crate::store::{DocumentChange, UnitOfWork};
-use crate::version::GlobalPosition;
+use crate::store::UnitOfWork;
 
 impl Runner<'_> {
     /// After a failed try at `event`: pauses before the next try, or
@@ -102,47 +101,23 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Projects `batch` and commits it with its checkpoint (after the
-    /// commit still in flight from the batch before, if any).
     pub(super) async fn project_batch(
         &mut self,
         batch: &[RecordedEvent],
         routes: &Routes<ProjectionTx>,
     ) -> Result<(), Exit> {
-        self.settle().await?;
-        let projected = self.project_events(batch, routes, None, self.position).await;
-        self.finish(projected).await
-    }
-
-    /// Projects `batch`, which follows on from `from`, into one unit of
-    /// work, reading documents through `overlay` (the changes of the batch
-    /// before, still committing) first.
-    /// Commits nothing: a failing event ends the projection there, with the
-    /// work of the events before it and the reason to stop.
-    pub(super) async fn project_events(
-        &mut self,
-        batch: &[RecordedEvent],
-        routes: &Routes<ProjectionTx>,
-        overlay: Option<Arc<Vec<DocumentChange>>>,
-        from: GlobalPosition,
-    ) -> Projected {
         let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
             .with_cache(self.cache.clone())
-            .with_overlay(overlay)
             .with_state(self.shared.state_for(self.slot));
-        let mut done = from;
+        let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;
-        let mut stop = None;
-        'events: for (i, event) in batch.iter().enumerate() {
+        for (i, event) in batch.iter().enumerate() {
             if self.cancelled() {
                 break;
             }
             if let Some(route) = routes.get(event) {
-                if let Err(exit) = self.check_lease_only().await {
-                    stop = Some(exit);
-                    break;
-                }
+                self.check_lease_only().await?;
                 tx.set_replay(event.global_position <= self.replay_until);
                 let mut attempt = 0;
                 loop {
@@ -154,8 +129,18 @@ impl Runner<'_> {
                     };
                     tx.rollback(mark);
                     if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
-                        stop = Some(exit);
-                        break 'events;
+                        if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
+                            // Keep what the batch did before the failing event.
+                            match self.commit(tx.into_work(), done).await {
+                                Ok(()) => {
+                                    self.position = done;
+                                    self.slot.set_reached(done);
+                                }
+                                Err(Exit::LeaseLost) => return Err(Exit::LeaseLost),
+                                Err(_) => {}
+                            }
+                        }
+                        return Err(exit);
                     }
                 }
                 projected += 1;
@@ -165,50 +150,14 @@ impl Runner<'_> {
             done = event.global_position;
             self.slot.handled(event, batch.get(i + 1));
         }
-        Projected { work: tx.into_work(), done, projected, skipped, stop }
-    }
-
-    /// Commits what [`project_events`](Self::project_events) came to (the
-    /// commit in flight before it must be settled already). A failure
-    /// keeps the work of the events before the failing one, then stops.
-    pub(super) async fn finish(&mut self, projected: Projected) -> Result<(), Exit> {
-        let Projected { work, done, projected, skipped, stop } = projected;
-        if let Some(exit) = stop {
-            let lease_lost = matches!(exit, Exit::LeaseLost);
-            if !lease_lost && (!work.changes.is_empty() || done > self.committed) {
-                // Keep what the batch did before the failing event.
-                match self.commit(work, done).await {
-                    Ok(()) => {
-                        self.position = done;
-                        self.slot.set_reached(done);
-                    }
-                    Err(Exit::LeaseLost) => return Err(Exit::LeaseLost),
-                    Err(_) => {}
-                }
-            }
-            return Err(exit);
-        }
         self.skipped += skipped;
         if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
-            self.commit(work, done).await?;
+            self.commit(tx.into_work(), done).await?;
         }
         self.position = done;
         self.slot.set_reached(done);
         Ok(())
     }
-}
-
-/// A batch projected and not committed yet.
-pub(super) struct Projected {
-    /// The net document changes of the events projected.
-    pub(super) work: UnitOfWork,
-    /// The position of the last event projected or filtered out.
-    pub(super) done: GlobalPosition,
-    /// How many events were projected, and how many filtered out.
-    pub(super) projected: usize,
-    pub(super) skipped: usize,
-    /// Why projection stopped before the end of the batch, if it did.
-    pub(super) stop: Option<Exit>,
 }
 
 /// Turns a panic in a subscriber's future into an error.

@@ -19,33 +19,20 @@ impl Runner<'_> {
     /// fenced with the lease's token, retrying per the subscriber's policy.
     /// A store that refuses the fence means the lease is lost:
     /// `Err(LeaseLost)`, with nothing stored or advanced.
-    pub(super) async fn commit(&mut self, work: UnitOfWork, checkpoint: GlobalPosition) -> Result<(), Exit> {
-        self.commit_after(work, checkpoint, None).await
-    }
-
-    /// [`commit`](Self::commit), where `tried` is the outcome of a first
-    /// attempt already made (a pipelined commit): it counts as the first
-    /// of the attempts.
-    pub(super) async fn commit_after(
+    pub(super) async fn commit(
         &mut self,
         mut work: UnitOfWork,
         checkpoint: GlobalPosition,
-        mut tried: Option<Result<(), ProjectionError>>,
     ) -> Result<(), Exit> {
         let retry = self.slot.subscriber.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = match tried.take() {
-                Some(outcome) => outcome,
-                None => {
-                    self.check_lease_only().await?;
-                    let lease = &self.keeper.lease;
-                    work.fence(Fence::new(lease.name.clone(), lease.token));
-                    work.checkpoint(self.checkpoint_at(checkpoint));
-                    self.shared.projections.commit(&self.slot.name, work.clone()).await
-                }
-            };
+            self.check_lease_only().await?;
+            let lease = &self.keeper.lease;
+            work.fence(Fence::new(lease.name.clone(), lease.token));
+            work.checkpoint(self.checkpoint_at(checkpoint));
+            let outcome = self.shared.projections.commit(&self.slot.name, work.clone()).await;
             if outcome.is_err() {
                 // It may or may not have been applied.
                 self.cache.clear();
@@ -104,15 +91,6 @@ impl Runner<'_> {
     /// (filtered-out events, or handled events before a stop). Best effort:
     /// used when stopping. `Err(LeaseLost)` if the lease turned out lost.
     pub(super) async fn flush(&mut self) -> Result<(), Exit> {
-        // A batch projected and not committed yet is work done: commit it.
-        match self.settle().await {
-            Err(Exit::LeaseLost) => return Err(Exit::LeaseLost),
-            Err(Exit::Failed(failure)) => {
-                tracing::warn!(subscription = %self.slot.name, error = %failure.error, "last projected batch not stored");
-                return Ok(());
-            }
-            Err(Exit::Cancelled) | Ok(()) => {}
-        }
         if self.position <= self.committed {
             return Ok(());
         }

@@ -7,16 +7,13 @@
 //! there is no hand-over where an event could slip through. The position
 //! only ever moves to the position of an event that was read, never to a
 //! computed `last + 1`: positions may have holes. While a full batch is
-//! processed, the next one is read (`read_ahead`), and a document
-//! projection's full batch is projected while the one before commits
-//! (`pipeline`).
+//! processed, the next one is read (`read_ahead`).
 
 mod batch;
 mod checkpoint;
 mod held_back;
 mod lease_keeper;
 mod outage;
-mod pipeline;
 mod poison;
 mod read_ahead;
 mod slot;
@@ -137,8 +134,6 @@ struct Runner<'a> {
     outage: Option<StoreOutage>,
     /// The corrupt row an operator asked to skip, if it meets it.
     skip_row: Option<GlobalPosition>,
-    /// A projected batch whose commit overlaps the next one's projection.
-    pending: Option<pipeline::Pending>,
 }
 
 impl<'a> Runner<'a> {
@@ -163,7 +158,6 @@ impl<'a> Runner<'a> {
             cache: SharedCache::new(shared.config.document_cache_bytes),
             outage: None,
             skip_row: None,
-            pending: None,
         }
     }
 
@@ -236,7 +230,6 @@ impl<'a> Runner<'a> {
             };
             slot.read(&batch, batch.len() >= batch_size);
             if batch.is_empty() {
-                self.settle().await?;
                 if self.position > self.committed {
                     // Caught up after filtered-out events: store how far we got,
                     // so other nodes waiting on the checkpoint see it.

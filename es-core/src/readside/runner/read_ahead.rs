@@ -11,9 +11,6 @@
 //! or failed part way); a read ahead that fails is dropped, and the next
 //! read is made the usual way, which waits out outages and stops at
 //! corrupt rows as it always does.
-//!
-//! A document projection goes further (`pipeline`): the full batch it
-//! projects overlaps the commit of the batch before as well.
 
 use super::{Exit, Runner};
 use crate::envelope::RecordedEvent;
@@ -34,11 +31,6 @@ impl Runner<'_> {
         let Some(last) = batch.last().map(|event| event.global_position) else {
             return Ok(None);
         };
-        if let SubscriberKind::Projection { routes } = &slot.subscriber.kind {
-            if batch.len() >= batch_size {
-                return self.project_pipelined(batch, routes, last).await;
-            }
-        }
         let process = async {
             match &slot.subscriber.kind {
                 SubscriberKind::Handler { routes, replay } => self.handle_batch(batch, routes, *replay).await,
