@@ -62,9 +62,13 @@ pub async fn app(backend: &Backend) -> anyhow::Result<Es> {
 /// If a command fails, or the actors do not passivate within 10 s.
 pub async fn run(backend: &Backend, ids: &[String]) -> anyhow::Result<PassivationReport> {
     let es = app(backend).await?;
+    // Round by round, so that every counter's last command is only a few
+    // commands before the count of live actors, however slow the machine.
     for id in ids {
         es.execute(Create { counter_id: id.clone() }).await?;
-        for _ in 0..INCREMENTS {
+    }
+    for _ in 0..INCREMENTS {
+        for id in ids {
             es.execute(Increment { counter_id: id.clone(), by: 1 }).await?;
         }
     }
