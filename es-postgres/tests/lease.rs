@@ -18,9 +18,6 @@ use es_postgres::PgLeaseStore;
 
 const TTL: Duration = Duration::from_secs(30);
 
-/// How long any bounded wait in these tests may take before it fails.
-const DEADLINE: Duration = Duration::from_secs(60);
-
 async fn lease_store() -> PgLeaseStore {
     let pool = pool(3).await;
     let schema = fresh_schema(&pool).await;
@@ -34,25 +31,14 @@ async fn drop_leases(store: PgLeaseStore) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holder_names_the_current_lease_and_none_once_released_or_expired() {
     let store = lease_store().await;
-    assert_eq!(store.holder("p").await.unwrap(), None, "never taken");
-    let a = store.try_acquire("p", "a", TTL).await.unwrap().expect("a free name is granted");
-    assert_eq!(store.holder("p").await.unwrap(), Some(a.clone()));
-    store.release(&a).await.unwrap();
-    assert_eq!(store.holder("p").await.unwrap(), None, "released");
-
-    let b = store.try_acquire("p", "b", TTL).await.unwrap().expect("free after release");
-    assert_eq!(store.holder("p").await.unwrap(), Some(b.clone()));
-    // Re-acquired by its holder with a short TTL (same token), it expires.
-    let short = store.try_acquire("p", "b", Duration::from_millis(20)).await.unwrap();
-    assert_eq!(short, Some(b.clone()));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while store.holder("p").await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the lease on `p` never expired");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let c = store.try_acquire("p", "c", TTL).await.unwrap().expect("expired, so free");
-    store.release(&b).await.unwrap();
-    assert_eq!(store.holder("p").await.unwrap(), Some(c), "a stale release leaves the new holder");
+    es_core::conformance::lease_store::lease_holder_follows_acquire_release_and_expiry(
+        store.clone(),
+        |name| {
+            let store = store.clone();
+            async move { store.holder(name).await.unwrap() }
+        },
+    )
+    .await;
     drop_leases(store).await;
 }
 

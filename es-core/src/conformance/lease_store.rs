@@ -271,3 +271,33 @@ pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(s
         );
     }
 }
+
+/// `holder` names the current lease: none before it is taken, the lease
+/// while held, none once released or expired, and a stale release by an
+/// expired holder leaves the new holder in place. `holder` is the
+/// adapter's own method (it is not on the port), called with a name.
+pub async fn lease_holder_follows_acquire_release_and_expiry<S, H, F>(store: S, holder: H)
+where
+    S: LeaseStore,
+    H: Fn(&'static str) -> F,
+    F: std::future::Future<Output = Option<Lease>>,
+{
+    assert_eq!(holder("p").await, None, "never taken");
+    let a = acquire_free(&store, "p", "a", LONG_TTL, "a free name").await;
+    assert_eq!(holder("p").await, Some(a.clone()), "held");
+    release(&store, &a).await;
+    assert_eq!(holder("p").await, None, "released");
+
+    let b = acquire_free(&store, "p", "b", LONG_TTL, "free after release").await;
+    assert_eq!(holder("p").await, Some(b.clone()));
+    // Re-acquired by its holder with a short TTL (same token), it expires.
+    assert_eq!(acquire(&store, "p", "b", SHORT_TTL).await, Some(b.clone()), "re-entrant, same token");
+    let deadline = tokio::time::Instant::now() + EXPIRY_WAIT;
+    while holder("p").await.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the lease on `p` never expired");
+        tokio::time::sleep(POLL).await;
+    }
+    let c = acquire_free(&store, "p", "c", LONG_TTL, "expired, so free").await;
+    release(&store, &b).await;
+    assert_eq!(holder("p").await, Some(c), "a stale release leaves the new holder");
+}
