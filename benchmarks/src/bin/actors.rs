@@ -385,19 +385,22 @@ async fn cold_rehydration() -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `actors hot` runs only the hot-aggregate table, `actors cold` only the
-    // cold rehydration figures; `actors one <history>
-    // <commands>` only sends commands to one hot aggregate, for counting
-    // instructions with `perf stat`, which a busy machine does not disturb.
+    // cold rehydration figures; `actors one <history> <commands>
+    // [callers]` only sends commands to one hot aggregate (from 1 caller
+    // unless told), for counting instructions with `perf stat`, which a busy
+    // machine does not disturb, or for a profile.
     let mut args = std::env::args().skip(1);
     let mode = args.next();
     if mode.as_deref() == Some("one") {
         let history: u64 = args.next().context("history length")?.parse()?;
         let commands: u64 = args.next().context("command count")?.parse()?;
+        let callers: usize = args.next().map_or(Ok(1), |n| n.parse())?;
         let store = InMemoryEventStore::new();
         prefill(&store, "hot", history).await?;
         let actors = app(&store, CommandPath::Actors).await?;
         actors.execute(increment("hot")).await?;
-        hot_rate(&actors, "hot", 1, commands, Duration::from_secs(3600)).await?;
+        let run = hot_rate(&actors, "hot", callers, commands, Duration::from_secs(3600)).await?;
+        println!("{callers} caller(s): {:.0} commands/s, {:.2} us cpu/cmd", run.rate, run.cpu_us);
         return Ok(());
     }
     if mode.as_deref() == Some("cold") {

@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+mod batch;
+
 use super::attempt::{load_failed, Attempts};
 use super::backoff::Contention;
 use super::es::Shared;
@@ -120,6 +122,12 @@ pub(crate) struct Actor<A: Aggregate> {
     /// The first command may run on the default state without reading the
     /// stream (see `EsBuilder::assume_new_aggregates`); cleared once used.
     assume_new: bool,
+    /// At most this many queued commands are decided together and
+    /// appended in one write (see `batch`).
+    max_batch: usize,
+    /// The commands of the batch being appended, answered by `Drop` if the
+    /// task dies before it replied.
+    batch: Vec<batch::Member<A>>,
     /// Dropped with the actor: wakes whoever waits for it to exit.
     _exit: watch::Sender<()>,
 }
@@ -149,6 +157,8 @@ impl<A: Aggregate> Actor<A> {
             contention: Contention::default(),
             assume_new: shared.config.assume_new
                 && (shared.snapshots.is_none() || shared.aggregate_config::<A>().snapshot_every.is_none()),
+            max_batch: shared.config.max_batch,
+            batch: Vec::new(),
             _exit: exit,
         }
     }
@@ -203,8 +213,16 @@ impl<A: Aggregate> Actor<A> {
                     },
                 };
                 last_active = Instant::now();
-                let span = tracing::debug_span!("handle", attempts = tracing::field::Empty);
-                if let Next::Die = self.handle(msg).instrument(span).await {
+                let next_step = if self.starts_batch(&msg) {
+                    self.handle_batch(msg, &mut next).await
+                } else {
+                    let span = tracing::debug_span!("handle", attempts = tracing::field::Empty);
+                    self.handle(msg).instrument(span).await
+                };
+                if let Next::Die = next_step {
+                    if let Some(Msg { request, reply }) = next.take() {
+                        let _ = reply.send(Reply::Reroute(request));
+                    }
                     self.hand_back().await;
                     return;
                 }
@@ -239,11 +257,16 @@ impl<A: Aggregate> Actor<A> {
     /// (decide, confirm or append, catch up and retry on conflict), reply,
     /// and take a snapshot if one is due.
     async fn handle(&mut self, msg: Msg<A>) -> Next {
-        let Msg { mut request, reply } = msg;
+        let Msg { request, reply } = msg;
         if !request.start() {
             // The caller gave up before the command's turn came.
             return Next::Continue;
         }
+        self.run_command(request, reply).await
+    }
+
+    /// [`handle`](Self::handle) for a command already started.
+    async fn run_command(&mut self, mut request: Request<A>, reply: oneshot::Sender<Reply<A>>) -> Next {
         self.in_flight = Some(reply);
         self.in_flight_id = Some(request.id);
         let assumed = std::mem::take(&mut self.assume_new) && self.loaded.is_none();
@@ -344,6 +367,10 @@ impl<A: Aggregate> Drop for Actor<A> {
                 _ => ExecuteError::Panicked { aggregate, id, appended: false },
             };
             let _ = reply.send(Reply::Done(Err(error)));
+        }
+        let appending = self.appending.load(Ordering::Relaxed);
+        for member in std::mem::take(&mut self.batch) {
+            member.abandon(&self.id, appending);
         }
         self.mailbox.close();
         while let Ok(Msg { request, reply }) = self.mailbox.try_recv() {

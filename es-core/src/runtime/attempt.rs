@@ -264,8 +264,7 @@ impl Attempts<'_> {
         events: Vec<A::Event>,
         committed: Vec<Committed>,
     ) -> CommandOutcome<A> {
-        let position = committed.last().map(|c| c.global_position);
-        CommandOutcome { aggregate_id: self.id.to_owned(), command_id, version, position, events, committed }
+        CommandOutcome::new(self.id, command_id, version, events, committed)
     }
 
     /// Whether the stream moved past `loaded`.
@@ -390,7 +389,7 @@ pub(crate) fn encode<A: Aggregate>(
 }
 
 /// [`encode`], turning a panic in a user's `Serialize` impl into a typed error.
-fn encode_guarded<A: Aggregate>(
+pub(crate) fn encode_guarded<A: Aggregate>(
     events: &[A::Event],
     request: &Request<A>,
     id: &str,

@@ -143,6 +143,26 @@ impl EsBuilder {
         self
     }
 
+    /// Sets how many of the commands waiting in one actor's mailbox it
+    /// decides together and appends in one write (default 64; 1 appends
+    /// each command on its own).
+    ///
+    /// Each command is still decided on the state its predecessors left
+    /// and answered on its own; only the write is shared, so a busy
+    /// aggregate pays one append (one round trip, one transaction) for
+    /// many commands. If the shared write is refused (another writer moved
+    /// the stream, or the store failed with nothing written), the actor
+    /// reloads its state and runs the commands one by one, as it would
+    /// have without batching. Commands whose id was given
+    /// (`es.execute(command).id(..)`, and the commands of event handlers),
+    /// which may be retries checked against what the id stored, always run
+    /// on their own.
+    #[must_use]
+    pub fn command_batch(mut self, max: usize) -> Self {
+        self.config.max_batch = max.max(1);
+        self
+    }
+
     /// Sets how many commands may wait in one actor's mailbox (default 256).
     #[must_use]
     pub fn mailbox_capacity(mut self, capacity: usize) -> Self {

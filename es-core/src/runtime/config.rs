@@ -73,6 +73,9 @@ pub(crate) struct EsConfig {
     pub(crate) consistency_timeout: Duration,
     /// The deadline of a command that sets none (`None`: no deadline).
     pub(crate) command_timeout: Option<Duration>,
+    /// At most this many commands queued for one actor are decided
+    /// together and appended in one write.
+    pub(crate) max_batch: usize,
 }
 
 impl Default for EsConfig {
@@ -87,6 +90,7 @@ impl Default for EsConfig {
             mailbox_capacity: 256,
             consistency_timeout: Duration::from_secs(5),
             command_timeout: None,
+            max_batch: 64,
         }
     }
 }

@@ -25,3 +25,16 @@ pub struct CommandOutcome<A: Aggregate> {
     /// Where each event landed.
     pub committed: Vec<Committed>,
 }
+
+impl<A: Aggregate> CommandOutcome<A> {
+    pub(crate) fn new(
+        aggregate_id: &str,
+        command_id: CommandId,
+        version: Option<StreamVersion>,
+        events: Vec<A::Event>,
+        committed: Vec<Committed>,
+    ) -> Self {
+        let position = committed.last().map(|c| c.global_position);
+        Self { aggregate_id: aggregate_id.to_owned(), command_id, version, position, events, committed }
+    }
+}
