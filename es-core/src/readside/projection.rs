@@ -507,6 +507,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn prefetched_documents_answer_after_pending_ones_and_before_the_store() {
+        let cache = SharedCache::new(10_000);
+        cache.remember("cached", Some(json!(7)));
+        let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into()).with_cache(cache.clone());
+        tx.put("pending", &3u64).unwrap();
+        let named = ["a", "stored", "cached", "a", "pending", "b"].map(String::from).to_vec();
+        assert_eq!(
+            tx.to_prefetch(named),
+            ["a", "stored", "b"].map(String::from).to_vec(),
+            "each id once, none that is pending or cached"
+        );
+        // The store held `a` only; `stored` is gone since (NoStore's get
+        // would still say 1), so the prefetched absence must answer.
+        tx.prefetched(["a", "stored", "b"].map(String::from).to_vec(), vec![("a".into(), json!(1))]);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(1));
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None, "a known absence is not read again");
+        assert_eq!(cache.get("a"), Some(Some(json!(1))), "the cache is told, as for a read");
+        assert_eq!(cache.get("stored"), Some(None));
+        assert!(tx.to_prefetch(vec!["a".into()]).is_empty(), "prefetched once per batch");
+        let mark = tx.mark();
+        tx.put("a", &5u64).unwrap();
+        tx.delete("b");
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5), "pending wins over prefetched");
+        tx.put_json("stored", json!(2));
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(2));
+        tx.rollback(mark);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(1), "after a rollback the prefetched one again");
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None);
+        assert_eq!(tx.get::<u64>("pending").await.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
     async fn a_document_of_another_shape_is_a_typed_error() {
         let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into());
         tx.put_json("a", json!({"not": "a number"}));
