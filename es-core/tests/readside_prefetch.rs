@@ -29,6 +29,8 @@ enum Naming {
     Wrong,
     /// The account's document, twice, and a wrong one.
     Noisy,
+    /// The account's document, then a panic.
+    Panics,
 }
 
 /// `Balances`, prefetching for deposits, failing the first try at the
@@ -73,6 +75,12 @@ impl Prefetch<Deposited> for Prefetching {
             }
             Naming::Noisy => {
                 ids.add(e.account.as_str()).add(e.account.as_str()).add("nobody");
+            }
+            Naming::Panics => {
+                ids.add(e.account.as_str());
+                if e.amount % 2 == 0 {
+                    panic!("naming the documents of deposit {} failed", e.amount);
+                }
             }
         }
     }
@@ -164,6 +172,15 @@ async fn wrong_or_repeated_ids_cost_reads_but_not_correctness() {
     let stored = run(prefetching(Prefetching::new(Naming::Noisy)), &deposits, 0, noisy.clone()).await;
     assert_eq!(stored, expected_balances(&deposits), "ids named twice, and an id of no document");
     assert_eq!((noisy.calls(StoreCall::GetMany), noisy.calls(StoreCall::Get)), (batches, 0));
+
+    let panicking = TestStore::new(InMemoryProjectionStore::new());
+    let stored = run(prefetching(Prefetching::new(Naming::Panics)), &deposits, 0, panicking.clone()).await;
+    assert_eq!(stored, expected_balances(&deposits), "a panic while naming is no failure of the event");
+    assert_eq!(
+        (panicking.calls(StoreCall::GetMany), panicking.calls(StoreCall::Get)),
+        (batches, 0),
+        "the ids named before each panic were still prefetched"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,7 +50,9 @@ pub(crate) trait Route<C>: Send + Sync {
     }
 
     /// Adds the ids of the documents `event` will read. An event that does
-    /// not decode names none: its own [`call`](Route::call) reports that.
+    /// not decode, or whose subscriber code panics naming them, names
+    /// none: the ids are a hint, and the event's own [`call`](Route::call)
+    /// reports what is wrong with it.
     fn documents(&self, _event: &RecordedEvent, _ids: &mut DocumentIds) {}
 }
 
@@ -94,8 +97,12 @@ impl<P: Prefetch<E>, E: Event> Route<ProjectionTx> for Prefetching<P, E> {
     }
 
     fn documents(&self, event: &RecordedEvent, ids: &mut DocumentIds) {
-        if let Ok(recorded) = Recorded::<E>::decode(event) {
-            self.0.subscriber.documents(&recorded, ids);
+        let Ok(recorded) = Recorded::<E>::decode(event) else { return };
+        // The ids named before a panic are kept: each is only a hint.
+        let named =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.0.subscriber.documents(&recorded, ids)));
+        if named.is_err() {
+            tracing::debug!(event_type = %event.event_type, position = %event.global_position, "naming the documents of an event panicked; they are read one by one");
         }
     }
 }

@@ -161,9 +161,7 @@ impl Runner<'_> {
         self.slot.set_reached(done);
         Ok(())
     }
-}
 
-impl Runner<'_> {
     /// Reads, in one [`ProjectionStore::get_many`](crate::store::ProjectionStore::get_many),
     /// the documents the batch's prefetching events name, less those the
     /// cache answers, into `tx`.
