@@ -207,6 +207,7 @@ macro_rules! projection_store_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_cases!(projection_store, $make;
             projection_get_missing_is_none,
+            projection_get_many_returns_the_stored_documents_among_the_ids,
             projection_put_get_delete,
             projection_delete_missing_is_ok,
             projection_query_orders_by_id_with_offset_and_limit,

@@ -114,7 +114,7 @@ pub use aggregate::{Aggregate, Apply, Command, Events, Handle};
 pub use envelope::Metadata;
 pub use event::{Event, EventSet};
 pub use readside::handler::{HandleEvent, HandlerCtx, HandlerError};
-pub use readside::projection::{Project, ProjectionTx};
+pub use readside::projection::{DocumentIds, Prefetch, Project, ProjectionTx};
 pub use readside::read_side::ReadSide;
 pub use readside::recorded::Recorded;
 pub use readside::table::{ProjectRows, TableProjection, TableTx};

@@ -25,7 +25,7 @@ use syn::{FnArg, GenericArgument, GenericParam, Item, ItemFn, ItemStruct, PathAr
 
 use crate::ctxt::Ctxt;
 use crate::subscriber::{self, Spec, SubscriberAttrs};
-use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY, USES};
+use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, PREFETCH, REPLAY, USES};
 use crate::{item, paths};
 
 const SPEC: Spec = Spec {
@@ -34,7 +34,11 @@ const SPEC: Spec = Spec {
     macro_name: "#[event_handler]",
     scope: "event handler attribute",
     keys: &[NAME, EVENTS, REPLAY, CONSISTENCY, GROUP, USES],
-    refused: &[],
+    refused: &[(
+        PREFETCH,
+        "`prefetch` is for projections: it loads the documents a batch of events reads, and an event \
+         handler reads no documents",
+    )],
 };
 
 const SHAPE: &str = "async fn name(event: &Recorded<E>, ctx: &HandlerCtx) -> Result<(), HandlerError>";

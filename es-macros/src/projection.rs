@@ -9,6 +9,9 @@
 //! struct Balances;
 //! ```
 //!
+//! `prefetch(MoneyDeposited)` adds a listed event with `.prefetch::<E>()`
+//! instead of `.on::<E>()` (it needs `Prefetch<E>` too), so the runner
+//! reads the documents a batch of them names at once.
 //! `uses(Mailer)` declares the state it reads; `table` makes it a
 //! projection into the application's own tables (`TableProjection` and
 //! `ProjectRows<E>` instead of `Project<E>`).
@@ -20,14 +23,14 @@ use syn::{Item, ItemStruct};
 use crate::ctxt::Ctxt;
 use crate::item;
 use crate::subscriber::{self, Spec, SubscriberAttrs};
-use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, REPLAY, TABLE, USES};
+use crate::symbol::{CONSISTENCY, EVENTS, GROUP, NAME, PREFETCH, REPLAY, TABLE, USES};
 
 const SPEC: Spec = Spec {
     what: "projection",
     example_name: "balances",
     macro_name: "#[projection]",
     scope: "projection attribute",
-    keys: &[NAME, EVENTS, CONSISTENCY, GROUP, USES, TABLE],
+    keys: &[NAME, EVENTS, CONSISTENCY, GROUP, USES, TABLE, PREFETCH],
     refused: &[(
         REPLAY,
         "`replay` is for event handlers: a projection is rebuilt from history, so it always runs for \
@@ -56,6 +59,16 @@ fn expand_struct(cx: &Ctxt, attrs: &mut SubscriberAttrs, structure: &ItemStruct)
     let ident = &structure.ident;
     let generic = item::reject_generics(cx, &structure.generics, "a projection, registered once,");
     attrs.check_events(cx, "it projects, each with its `impl Project<E>`");
+    attrs.check_prefetch(cx);
+    if attrs.table {
+        if let Some(prefetch) = attrs.prefetch.take() {
+            cx.error_spanned_by(
+                &prefetch.key,
+                "`prefetch` is for document projections: a `table` projection reads and writes its own \
+                 tables, which it can query a batch at a time itself",
+            );
+        }
+    }
     let Some(events) = &attrs.events else {
         cx.error_spanned_by(
             ident,

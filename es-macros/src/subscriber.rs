@@ -5,6 +5,7 @@
 //! ```text
 //! #[event_handler(name = "welcome-mail", replay = "skip", consistency = "strong", group = "mail")]
 //! #[projection(name = "balances", events(MoneyDeposited, MoneyWithdrawn), group = "reports")]
+//! #[projection(name = "balances", events(MoneyDeposited), prefetch(MoneyDeposited))]
 //! ```
 //! The registration is a factory fn building the `Subscriber` and an
 //! `inventory::submit!` of `Registration::new(name, factory)`, at item
@@ -20,7 +21,7 @@ use syn::{parenthesized, Expr, ExprLit, Ident, Item, ItemStruct, Lit, LitStr, Pa
 
 use crate::ctxt::{Ctxt, Slot};
 use crate::symbol::{
-    Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
+    Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, PREFETCH, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
 };
 use crate::{item, paths};
 
@@ -64,6 +65,10 @@ pub(crate) struct SubscriberAttrs {
     pub(crate) uses: Vec<Type>,
     /// `table`: a projection into the application's own tables.
     pub(crate) table: bool,
+    /// `prefetch(A)`: the listed events whose documents a projection names
+    /// for a batch read ([`check_prefetch`](SubscriberAttrs::check_prefetch)
+    /// keeps only those also in `events(..)`).
+    pub(crate) prefetch: Option<EventList>,
 }
 
 impl SubscriberAttrs {
@@ -79,11 +84,16 @@ impl SubscriberAttrs {
         let mut events = Slot::new(cx, spec.scope, EVENTS);
         let mut uses = Slot::new(cx, spec.scope, USES);
         let mut table = Slot::new(cx, spec.scope, TABLE);
+        let mut prefetch = Slot::new(cx, spec.scope, PREFETCH);
         let parser = syn::meta::parser(|meta| {
             if let Some((_, reason)) = spec.refused.iter().find(|(key, _)| meta.path == *key) {
                 cx.error_spanned_by(&meta.path, reason);
                 if meta.input.peek(Token![=]) {
                     let _skipped: Expr = meta.value()?.parse()?;
+                } else if meta.input.peek(syn::token::Paren) {
+                    let content;
+                    parenthesized!(content in meta.input);
+                    let _skipped: TokenStream = content.parse()?;
                 }
                 return Ok(());
             }
@@ -140,6 +150,15 @@ impl SubscriberAttrs {
                     uses.set(&meta.path, types.into_iter().collect::<Vec<_>>());
                 }
                 Some(TABLE) => table.set(&meta.path, true),
+                Some(PREFETCH) => {
+                    let content;
+                    parenthesized!(content in meta.input);
+                    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+                    prefetch.set(
+                        &meta.path,
+                        EventList { key: meta.path.clone(), events: paths.into_iter().collect() },
+                    );
+                }
                 _ => {}
             }
             Ok(())
@@ -167,6 +186,7 @@ impl SubscriberAttrs {
             events: events.get(),
             uses: uses.get().unwrap_or_default(),
             table: table.get().unwrap_or(false),
+            prefetch: prefetch.get(),
         }
     }
 
@@ -185,6 +205,40 @@ impl SubscriberAttrs {
             let text = tokens_text(&path);
             if kept.iter().any(|earlier| tokens_text(earlier) == text) {
                 cx.error_spanned_by(&path, format!("event `{text}` is listed twice in `events(..)`"));
+            } else {
+                kept.push(path);
+            }
+        }
+        list.events = kept;
+    }
+
+    /// Checks `prefetch(..)`: each type once, each also in `events(..)`
+    /// (run after [`check_events`](SubscriberAttrs::check_events)). A type
+    /// that breaks a rule is reported and dropped, so it makes one error.
+    pub(crate) fn check_prefetch(&mut self, cx: &Ctxt) {
+        let Some(list) = &mut self.prefetch else { return };
+        if list.events.is_empty() {
+            cx.error_spanned_by(
+                &list.key,
+                "`prefetch(..)` lists no event type: name the events whose documents the projection \
+                 names with `impl Prefetch<E>`, such as `prefetch(MoneyDeposited)`, or leave it out",
+            );
+        }
+        let listed: Vec<String> =
+            self.events.iter().flat_map(|list| list.events.iter()).map(tokens_text).collect();
+        let mut kept: Vec<Path> = Vec::with_capacity(list.events.len());
+        for path in list.events.drain(..) {
+            let text = tokens_text(&path);
+            if kept.iter().any(|earlier| tokens_text(earlier) == text) {
+                cx.error_spanned_by(&path, format!("event `{text}` is listed twice in `prefetch(..)`"));
+            } else if self.events.is_some() && !listed.contains(&text) {
+                cx.error_spanned_by(
+                    &path,
+                    format!(
+                        "event `{text}` is listed in `prefetch(..)` but not in `events(..)`: a projection \
+                         prefetches for events it projects; add it to `events(..)` too"
+                    ),
+                );
             } else {
                 kept.push(path);
             }
@@ -281,10 +335,22 @@ fn word(cx: &Ctxt, expr: &Expr, key: Symbol, allowed: &[(Symbol, &str)]) -> Opti
 /// impl is reported there with the trait's own message. (In one method
 /// chain the compiler would underline the chain from its start, the whole
 /// attribute.)
-pub(crate) fn on_statements(events: &[Path]) -> TokenStream {
+///
+/// An event also in `prefetch` is added with `.prefetch::<E>()` instead,
+/// spanned on its name in `prefetch(..)`, so a missing `Prefetch<E>` impl
+/// is reported there.
+pub(crate) fn on_statements(events: &[Path], prefetch: &[Path]) -> TokenStream {
     events
         .iter()
-        .map(|path| quote_spanned!(path.span()=> let subscriber = subscriber.on::<#path>();))
+        .map(|path| {
+            let text = tokens_text(path);
+            match prefetch.iter().find(|named| tokens_text(*named) == text) {
+                Some(named) => {
+                    quote_spanned!(named.span()=> let subscriber = subscriber.prefetch::<#named>();)
+                }
+                None => quote_spanned!(path.span()=> let subscriber = subscriber.on::<#path>();),
+            }
+        })
         .collect()
 }
 
@@ -348,7 +414,8 @@ fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream 
 }
 
 /// The registration of a subscriber struct built with `Default`:
-/// `Subscriber::kind(..)`, one `.on::<E>()` per event in `events`, its
+/// `Subscriber::kind(..)`, one `.on::<E>()` per event in `events` (or
+/// `.prefetch::<E>()` for one also in `prefetch`), its
 /// `uses`, then `before_build` (a handler's `.replay(..)`), `.build()` and
 /// the settings.
 pub(crate) fn struct_registration(
@@ -360,7 +427,8 @@ pub(crate) fn struct_registration(
 ) -> TokenStream {
     let core = paths::core();
     let private = paths::private();
-    let on = on_statements(events);
+    let prefetch = attrs.prefetch.as_ref().map_or(&[][..], |list| list.events.as_slice());
+    let on = on_statements(events, prefetch);
     // Spanned on the struct's name, so a missing `Default` is reported there.
     let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
     let uses = uses_statements(&attrs.uses);

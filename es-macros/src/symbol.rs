@@ -34,6 +34,8 @@ pub(crate) const REPLAY: Symbol = Symbol("replay");
 pub(crate) const USES: Symbol = Symbol("uses");
 // `#[projection(table)]`: a projection into the application's own tables
 pub(crate) const TABLE: Symbol = Symbol("table");
+// `#[projection(prefetch(A))]`: events whose documents are read a batch at a time
+pub(crate) const PREFETCH: Symbol = Symbol("prefetch");
 
 // Their values: `replay = "skip"`, `consistency = "strong"`
 pub(crate) const RUN: Symbol = Symbol("run");

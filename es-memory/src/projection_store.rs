@@ -53,6 +53,23 @@ impl ProjectionStore for InMemoryProjectionStore {
         Ok(self.lock()?.get(projection).and_then(|p| p.documents.get(id)).cloned())
     }
 
+    /// Under one lock: the answer is one moment's state. In id order.
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        let all = self.lock()?;
+        let Some(p) = all.get(projection) else { return Ok(Vec::new()) };
+        let mut wanted: Vec<&String> = ids.iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Ok(wanted
+            .into_iter()
+            .filter_map(|id| p.documents.get(id).map(|document| (id.clone(), document.clone())))
+            .collect())
+    }
+
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
         self.lock()?.entry(projection.to_owned()).or_default().documents.insert(id.to_owned(), document);
         Ok(())

@@ -62,6 +62,7 @@ struct Inner {
 
 struct Statements {
     get: SqlStr,
+    get_many: SqlStr,
     put: SqlStr,
     delete: SqlStr,
     query: SqlStr,
@@ -80,6 +81,7 @@ impl Statements {
     fn new(schema: &PgSchema) -> Self {
         Self {
             get: schema.render("SELECT doc FROM {schema}.documents WHERE projection = $1 AND id = $2"),
+            get_many: schema.render(include_str!("projection_store/get_many.sql")),
             put: schema.render(include_str!("projection_store/put.sql")),
             delete: schema.render("DELETE FROM {schema}.documents WHERE projection = $1 AND id = $2"),
             query: schema.render(include_str!("projection_store/query.sql")),
@@ -303,6 +305,30 @@ impl ProjectionStore for PgProjectionStore {
             .await
             .map_err(backend)?;
         row.map(|row| document(&row, projection, id)).transpose()
+    }
+
+    /// One statement, `id = ANY($2)`: one round trip for the whole list.
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(self.inner.sql.get_many.clone())
+            .bind(projection)
+            .bind(ids)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(backend)?;
+                let doc = document(row, projection, &id)?;
+                Ok((id, doc))
+            })
+            .collect()
     }
 
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {

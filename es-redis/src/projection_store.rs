@@ -199,6 +199,41 @@ impl ProjectionStore for RedisProjectionStore {
         text.map(|text| parse_document(projection, id, &text)).transpose()
     }
 
+    /// One `HMGET` on the projection's document hash: one round trip, one
+    /// moment's state (Redis runs commands one at a time).
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Json)>, ProjectionError> {
+        let mut wanted: Vec<&String> = ids.iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(self.inner.namespace.documents(projection))
+            .arg(&wanted)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        if texts.len() != wanted.len() {
+            return Err(backend(format!(
+                "HMGET of {} ids of projection `{projection}` answered {} values",
+                wanted.len(),
+                texts.len()
+            )));
+        }
+        let mut found = Vec::with_capacity(wanted.len());
+        for (id, text) in wanted.into_iter().zip(texts) {
+            if let Some(text) = text {
+                found.push((id.clone(), parse_document(projection, id, &text)?));
+            }
+        }
+        Ok(found)
+    }
+
     async fn put(&self, projection: &str, id: &str, document: Json) -> Result<(), ProjectionError> {
         let mut work = UnitOfWork::new();
         work.put(id, document);

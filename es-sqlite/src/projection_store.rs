@@ -27,6 +27,7 @@ use crate::migrate::MigrateError;
 pub type TxFuture<'t> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 't>>;
 
 const GET: &str = include_str!("projection_store/get.sql");
+const GET_MANY: &str = include_str!("projection_store/get_many.sql");
 const DELETE: &str = include_str!("projection_store/delete.sql");
 const QUERY: &str = include_str!("projection_store/query.sql");
 const QUERY_PAGE: &str = include_str!("projection_store/query_page.sql");
@@ -355,6 +356,27 @@ impl ProjectionStore for SqliteProjectionStore {
             .await
             .map_err(|e| self.read_error(e))?;
         text.map(|text| document(&text, projection, id)).transpose()
+    }
+
+    /// One statement over the ids as a JSON array (`json_each`), so the
+    /// answer is one moment's state and the list has no bound-parameter
+    /// limit.
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(ids).map_err(|e| ProjectionError::Backend(e.into()))?;
+        let rows = sqlx::query(GET_MANY)
+            .bind(projection)
+            .bind(list)
+            .fetch_all(self.inner.db.readers())
+            .await
+            .map_err(|e| self.read_error(e))?;
+        rows.iter().map(|row| self.id_and_document(row, projection)).collect()
     }
 
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {

@@ -72,6 +72,81 @@ pub trait Project<E: Event>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// Names the documents a projection reads for an event of type `E`, so the
+/// read side can load a whole batch's documents in one
+/// [`ProjectionStore::get_many`] instead of one
+/// [`get`](ProjectionStore::get) per event.
+///
+/// Opt in per event type with [`ProjectionBuilder::prefetch`] (or
+/// `prefetch(E)` in `#[projection]`). Before the runner projects a batch it
+/// asks each prefetching event for its ids, leaves out those its document
+/// cache already knows, and reads the rest at once; the
+/// [`ProjectionTx`] of that batch then answers [`get`](ProjectionTx::get)
+/// for them without a round trip. The ids are only a hint: an id named
+/// wrongly costs a wasted read, and a document not named is read by `get`
+/// as usual, so the results are the same either way. The batch's own
+/// pending changes always win over what was prefetched.
+///
+/// ```
+/// use es_core::{DocumentIds, HandlerError, Prefetch, Project, ProjectionTx, Recorded};
+/// use es_core::readside::Subscriber;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// # struct MoneyDeposited { account: String, amount: u64 }
+/// # impl es_core::Event for MoneyDeposited { const TYPE: &'static str = "MoneyDeposited"; }
+///
+/// struct Balances;
+///
+/// impl Project<MoneyDeposited> for Balances {
+///     async fn project(&self, e: &Recorded<MoneyDeposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+///         let balance: u64 = tx.get(&e.account).await?.unwrap_or(0);
+///         tx.put(e.account.clone(), &(balance + e.amount))?;
+///         Ok(())
+///     }
+/// }
+///
+/// impl Prefetch<MoneyDeposited> for Balances {
+///     fn documents(&self, e: &Recorded<MoneyDeposited>, ids: &mut DocumentIds) {
+///         ids.add(e.account.as_str());
+///     }
+/// }
+///
+/// let subscriber = Subscriber::projection(Balances).prefetch::<MoneyDeposited>().build();
+/// assert_eq!(subscriber.event_types(), ["MoneyDeposited"]);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is asked to prefetch for `{E}` but does not implement `Prefetch<{E}>`",
+    label = "missing `impl Prefetch<{E}> for {Self}`",
+    note = "add `impl es_core::Prefetch<{E}> for {Self} {{ fn documents(&self, event: &es_core::Recorded<{E}>, ids: &mut es_core::DocumentIds) {{ ids.add(..); }} }}`, or list `{E}` in `events(..)` only"
+)]
+pub trait Prefetch<E: Event>: Project<E> {
+    /// Adds to `ids` the documents that projecting `event` reads.
+    fn documents(&self, event: &Recorded<E>, ids: &mut DocumentIds);
+}
+
+/// The document ids a [`Prefetch`] names for the events of one batch.
+#[derive(Debug, Default)]
+pub struct DocumentIds {
+    ids: Vec<String>,
+}
+
+impl DocumentIds {
+    /// Names the document `id` (naming one twice is harmless).
+    pub fn add(&mut self, id: impl Into<String>) -> &mut Self {
+        self.ids.push(id.into());
+        self
+    }
+
+    /// The ids named so far, in the order they were named.
+    pub fn as_slice(&self) -> &[String] {
+        &self.ids
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        self.ids
+    }
+}
+
 /// The documents of one projection as seen while projecting a batch: reads
 /// see the batch's own pending puts and deletes, which commit with the
 /// checkpoint when the batch is done.
@@ -88,6 +163,11 @@ pub struct ProjectionTx {
     changes: Vec<DocumentChange>,
     /// The newest pending state of each touched document (`None`: deleted).
     pending: HashMap<String, Option<Value>>,
+    /// What the store held, at the start of the batch, for the documents
+    /// its prefetching events named (`None`: no such document). Bounded by
+    /// the batch: the runner's cache may be too small to keep them until
+    /// they are read.
+    prefetched: HashMap<String, Option<Value>>,
     replay: bool,
     state: SubscriberState,
 }
@@ -110,6 +190,7 @@ impl ProjectionTx {
             name,
             changes: Vec::new(),
             pending: HashMap::new(),
+            prefetched: HashMap::new(),
             replay: false,
             state: SubscriberState::default(),
         }
@@ -151,11 +232,18 @@ impl ProjectionTx {
 
     /// The document `id` as JSON, including this batch's pending changes.
     ///
+    /// Answered, in this order, from the batch's pending changes, from
+    /// what was prefetched for the batch ([`Prefetch`]), from the runner's
+    /// document cache, and only then by the store.
+    ///
     /// # Errors
     /// [`ProjectionError::Backend`] if the store fails.
     pub async fn get_json(&self, id: &str) -> Result<Option<Value>, ProjectionError> {
         if let Some(pending) = self.pending.get(id) {
             return Ok(pending.clone());
+        }
+        if let Some(prefetched) = self.prefetched.get(id) {
+            return Ok(prefetched.clone());
         }
         if let Some(known) = self.cache.as_ref().and_then(|cache| cache.get(id)) {
             return Ok(known);
@@ -213,6 +301,36 @@ impl ProjectionTx {
         let id = id.into();
         self.pending.insert(id.clone(), None);
         self.changes.push(DocumentChange::Delete { id });
+    }
+
+    /// The ids among `named` worth reading before the batch: each once,
+    /// and none that the batch already knows (prefetched or pending) or
+    /// the runner's cache answers.
+    pub(crate) fn to_prefetch(&self, named: Vec<String>) -> Vec<String> {
+        let mut seen = std::collections::HashSet::with_capacity(named.len());
+        named
+            .into_iter()
+            .filter(|id| {
+                !self.pending.contains_key(id)
+                    && !self.prefetched.contains_key(id)
+                    && self.cache.as_ref().and_then(|cache| cache.get(id)).is_none()
+            })
+            .filter(|id| seen.insert(id.clone()))
+            .collect()
+    }
+
+    /// Keeps what [`ProjectionStore::get_many`] answered for `asked`
+    /// (`found`; an asked id not found is known absent), and tells the
+    /// cache, as [`get_json`](ProjectionTx::get_json) does for a read.
+    pub(crate) fn prefetched(&mut self, asked: Vec<String>, found: Vec<(String, Value)>) {
+        let mut found: HashMap<String, Value> = found.into_iter().collect();
+        for id in asked {
+            let document = found.remove(&id);
+            if let Some(cache) = &self.cache {
+                cache.remember(&id, document.clone());
+            }
+            self.prefetched.insert(id, document);
+        }
     }
 
     pub(crate) fn set_replay(&mut self, replay: bool) {
@@ -282,6 +400,30 @@ impl<P: Send + Sync + 'static> ProjectionBuilder<P> {
         P: Project<E>,
     {
         self.table.add::<E>(None);
+        self
+    }
+
+    /// Consumes events of type `E`, as [`on`](ProjectionBuilder::on), and
+    /// reads the documents they name ([`Prefetch<E>`]) for a whole batch
+    /// at once before projecting it.
+    #[must_use]
+    pub fn prefetch<E: Event>(mut self) -> Self
+    where
+        P: Prefetch<E>,
+    {
+        self.table.add_prefetching::<E>(None);
+        self
+    }
+
+    /// As [`prefetch`](ProjectionBuilder::prefetch), for the events of type
+    /// `E` recorded by aggregate `A` only (see
+    /// [`on_from`](ProjectionBuilder::on_from)).
+    #[must_use]
+    pub fn prefetch_from<A: crate::aggregate::Aggregate, E: Event>(mut self) -> Self
+    where
+        P: Prefetch<E>,
+    {
+        self.table.add_prefetching::<E>(Some(A::NAME));
         self
     }
 
@@ -362,6 +504,38 @@ mod tests {
                 DocumentChange::Delete { id: "c".into() },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn prefetched_documents_answer_after_pending_ones_and_before_the_store() {
+        let cache = SharedCache::new(10_000);
+        cache.remember("cached", Some(json!(7)));
+        let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into()).with_cache(cache.clone());
+        tx.put("pending", &3u64).unwrap();
+        let named = ["a", "stored", "cached", "a", "pending", "b"].map(String::from).to_vec();
+        assert_eq!(
+            tx.to_prefetch(named),
+            ["a", "stored", "b"].map(String::from).to_vec(),
+            "each id once, none that is pending or cached"
+        );
+        // The store held `a` only; `stored` is gone since (NoStore's get
+        // would still say 1), so the prefetched absence must answer.
+        tx.prefetched(["a", "stored", "b"].map(String::from).to_vec(), vec![("a".into(), json!(1))]);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(1));
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None, "a known absence is not read again");
+        assert_eq!(cache.get("a"), Some(Some(json!(1))), "the cache is told, as for a read");
+        assert_eq!(cache.get("stored"), Some(None));
+        assert!(tx.to_prefetch(vec!["a".into()]).is_empty(), "prefetched once per batch");
+        let mark = tx.mark();
+        tx.put("a", &5u64).unwrap();
+        tx.delete("b");
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5), "pending wins over prefetched");
+        tx.put_json("stored", json!(2));
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(2));
+        tx.rollback(mark);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(1), "after a rollback the prefetched one again");
+        assert_eq!(tx.get::<u64>("stored").await.unwrap(), None);
+        assert_eq!(tx.get::<u64>("pending").await.unwrap(), Some(3));
     }
 
     #[tokio::test]

@@ -19,12 +19,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::handler::{HandleEvent, HandlerCtx, HandlerError};
-use super::projection::{Project, ProjectionTx};
+use super::projection::{DocumentIds, Prefetch, Project, ProjectionTx};
 use super::recorded::Recorded;
 use super::state::Used;
 use super::subscriber::{Subscriber, SubscriberKind};
@@ -40,6 +41,19 @@ pub(crate) type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Handler
 /// what the subscriber is called with.
 pub(crate) trait Route<C>: Send + Sync {
     fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a mut C) -> RouteFuture<'a>;
+
+    /// Whether the route names the documents its events read
+    /// ([`documents`](Route::documents)): a subscriber none of whose routes
+    /// does skips the prefetch pass, and decodes no event for it.
+    fn prefetches(&self) -> bool {
+        false
+    }
+
+    /// Adds the ids of the documents `event` will read. An event that does
+    /// not decode, or whose subscriber code panics naming them, names
+    /// none: the ids are a hint, and the event's own [`call`](Route::call)
+    /// reports what is wrong with it.
+    fn documents(&self, _event: &RecordedEvent, _ids: &mut DocumentIds) {}
 }
 
 /// Subscriber `S` consuming events of type `E`.
@@ -66,6 +80,30 @@ impl<P: Project<E>, E: Event> Route<ProjectionTx> for Typed<P, E> {
             let recorded = Recorded::<E>::decode(event)?;
             self.subscriber.project(&recorded, tx).await
         })
+    }
+}
+
+/// Projection `P` consuming events of type `E` and naming the documents
+/// each reads ([`Prefetch<E>`]).
+pub(crate) struct Prefetching<P, E>(Typed<P, E>);
+
+impl<P: Prefetch<E>, E: Event> Route<ProjectionTx> for Prefetching<P, E> {
+    fn call<'a>(&'a self, event: &'a RecordedEvent, tx: &'a mut ProjectionTx) -> RouteFuture<'a> {
+        self.0.call(event, tx)
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn documents(&self, event: &RecordedEvent, ids: &mut DocumentIds) {
+        let Ok(recorded) = Recorded::<E>::decode(event) else { return };
+        // The ids named before a panic are kept: each is only a hint.
+        let named =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.0.subscriber.documents(&recorded, ids)));
+        if named.is_err() {
+            tracing::debug!(event_type = %event.event_type, position = %event.global_position, "naming the documents of an event panicked; they are read one by one");
+        }
     }
 }
 
@@ -122,6 +160,11 @@ impl<C> Routes<C> {
             .map(|entry| entry.route.as_ref())
     }
 
+    /// Whether any route names the documents its events read.
+    pub(crate) fn prefetches(&self) -> bool {
+        self.by_type.values().flatten().any(|entry| entry.route.prefetches())
+    }
+
     /// The consumed event type names, sorted.
     pub(crate) fn event_types(&self) -> Vec<&'static str> {
         self.by_type.keys().copied().collect()
@@ -169,6 +212,24 @@ impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
     where
         Typed<S, E>: Route<C>,
     {
+        let route = Typed::<S, E> { subscriber: Arc::clone(&self.subscriber), event: PhantomData };
+        self.insert::<E>(from, Box::new(route));
+    }
+
+    /// As [`add`](RouteTable::add), with a route that also names the
+    /// documents each event reads.
+    pub(crate) fn add_prefetching<E: Event>(&mut self, from: Option<&'static str>)
+    where
+        Prefetching<S, E>: Route<C>,
+    {
+        let route = Typed::<S, E> { subscriber: Arc::clone(&self.subscriber), event: PhantomData };
+        self.insert::<E>(from, Box::new(Prefetching(route)));
+    }
+
+    /// Puts `route` in the table for `E` from `from` (see
+    /// [`add`](RouteTable::add)), replacing a route listed before for the
+    /// same type and aggregate.
+    fn insert<E: Event>(&mut self, from: Option<&'static str>, route: Box<dyn Route<C>>) {
         let owners = owners_of(std::any::TypeId::of::<E>());
         let aggregate = match (from, owners.as_slice()) {
             (Some(chosen), _) => Some(chosen),
@@ -181,10 +242,9 @@ impl<S: Send + Sync + 'static, C: 'static> RouteTable<S, C> {
                 None
             }
         };
-        let route = Typed::<S, E> { subscriber: Arc::clone(&self.subscriber), event: PhantomData };
         let entries = self.routes.by_type.entry(E::TYPE).or_default();
         entries.retain(|entry| entry.aggregate != aggregate);
-        entries.push(Entry { aggregate, route: Box::new(route) });
+        entries.push(Entry { aggregate, route });
     }
 
     /// Declares that the subscriber reads state of type `T`.

@@ -188,6 +188,37 @@ pub trait ProjectionStore: Send + Sync + 'static {
     /// [`ProjectionError::Backend`] if storage fails.
     async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError>;
 
+    /// The stored documents of `projection` among `ids`, in one round trip
+    /// where the backend allows: each found document once, with its id, in
+    /// no promised order; an id with no document is simply missing from
+    /// the answer, and an id listed twice is answered once.
+    ///
+    /// Read-side runners call it once per batch for the documents that
+    /// prefetching projections name ([`Prefetch`](crate::Prefetch)). The
+    /// default asks [`get`](ProjectionStore::get) for each distinct id, so
+    /// an adapter that does not override it still works, one round trip
+    /// per id.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Backend`] if storage fails.
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        let mut found = Vec::new();
+        let mut asked = std::collections::HashSet::with_capacity(ids.len());
+        for id in ids {
+            if !asked.insert(id.as_str()) {
+                continue;
+            }
+            if let Some(document) = self.get(projection, id).await? {
+                found.push((id.clone(), document));
+            }
+        }
+        Ok(found)
+    }
+
     /// Creates or replaces one document (its own unit of work, no checkpoint).
     ///
     /// # Errors

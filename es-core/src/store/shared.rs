@@ -116,6 +116,14 @@ impl<T: ProjectionStore + ?Sized> ProjectionStore for Arc<T> {
         (**self).get(projection, id).await
     }
 
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        (**self).get_many(projection, ids).await
+    }
+
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
         (**self).put(projection, id, document).await
     }

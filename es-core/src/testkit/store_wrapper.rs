@@ -49,6 +49,8 @@ pub enum StoreCall {
     SaveSnapshot,
     /// [`ProjectionStore::get`].
     Get,
+    /// [`ProjectionStore::get_many`].
+    GetMany,
     /// [`ProjectionStore::put`].
     Put,
     /// [`ProjectionStore::delete`].
@@ -70,7 +72,7 @@ pub enum StoreCall {
 }
 
 impl StoreCall {
-    const ALL: [StoreCall; 21] = [
+    const ALL: [StoreCall; 22] = [
         Self::Append,
         Self::ReadStream,
         Self::ReadAll,
@@ -83,6 +85,7 @@ impl StoreCall {
         Self::LoadSnapshot,
         Self::SaveSnapshot,
         Self::Get,
+        Self::GetMany,
         Self::Put,
         Self::Delete,
         Self::Query,

@@ -41,6 +41,8 @@ impl Variant {
 pub(crate) struct Rebuilt {
     pub(crate) elapsed: Duration,
     pub(crate) gets: (u64, Duration),
+    /// The batch reads of prefetched documents.
+    pub(crate) get_manys: (u64, Duration),
     pub(crate) commits: (u64, Duration),
 }
 
@@ -55,7 +57,8 @@ async fn rebuild(
     variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
     // Times the calls a rebuild makes (`get` of documents outside the batch
-    // and the cache, `commit` of each batch), to show where its time goes.
+    // and the cache, `get_many` of the documents a batch prefetches,
+    // `commit` of each batch), to show where its time goes.
     let timed = TestStore::new(projections.clone());
     let defaults = ReadSideConfig::default();
     let document_cache_bytes =
@@ -90,6 +93,7 @@ async fn rebuild(
     Ok(Rebuilt {
         elapsed,
         gets: (timed.calls(StoreCall::Get), timed.busy(StoreCall::Get)),
+        get_manys: (timed.calls(StoreCall::GetMany), timed.busy(StoreCall::GetMany)),
         commits: (timed.calls(StoreCall::Commit), timed.busy(StoreCall::Commit)),
     })
 }

@@ -17,6 +17,44 @@ pub async fn projection_get_missing_is_none<S: ProjectionStore>(store: S) {
     );
 }
 
+/// `get_many` answers the stored documents among the ids, each once with
+/// its own id: absent ids and other projections' documents are left out,
+/// an id listed twice is answered once, and an empty list answers nothing.
+pub async fn projection_get_many_returns_the_stored_documents_among_the_ids<S: ProjectionStore>(store: S) {
+    let get_many = |ids: Vec<String>| {
+        let store = &store;
+        async move {
+            let mut found = store
+                .get_many("balances", &ids)
+                .await
+                .unwrap_or_else(|e| panic!("get_many of {ids:?} failed: {e:?}"));
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            found
+        }
+    };
+    assert!(
+        get_many(ids(&["acc1", "acc2"])).await.is_empty(),
+        "a projection with no documents answers nothing"
+    );
+    put(&store, "balances", "acc1", json!({ "balance": 1 })).await;
+    put(&store, "balances", "acc2", json!({ "balance": 2, "owner": "Zoë 🐢" })).await;
+    put(&store, "balances", "acc3", json!({ "balance": 3 })).await;
+    put(&store, "other", "acc4", json!({ "balance": 4 })).await;
+    put(&store, "other", "acc9", json!({ "balance": 9 })).await;
+    assert_eq!(
+        get_many(ids(&["acc2", "acc9", "acc1", "acc4", "acc2"])).await,
+        vec![
+            ("acc1".to_owned(), json!({ "balance": 1 })),
+            ("acc2".to_owned(), json!({ "balance": 2, "owner": "Zoë 🐢" })),
+        ],
+        "present ids answered once each; absent ids and another projection's documents left out"
+    );
+    assert!(get_many(Vec::new()).await.is_empty(), "an empty list answers nothing");
+    assert!(get_many(ids(&["acc7"])).await.is_empty(), "only absent ids answer nothing");
+    let many: Vec<String> = (0..300).map(|n| format!("acc{n}")).collect();
+    assert_eq!(get_many(many).await.len(), 3, "a long list answers the stored ones among it");
+}
+
 /// `put` creates and replaces a document, `get` returns it as put, and
 /// `delete` removes it.
 pub async fn projection_put_get_delete<S: ProjectionStore>(store: S) {

@@ -11,7 +11,7 @@ use super::{describe, Exit, Runner};
 use crate::envelope::RecordedEvent;
 use crate::error::{Failure, FailureKind};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
-use crate::readside::projection::ProjectionTx;
+use crate::readside::projection::{DocumentIds, ProjectionTx};
 use crate::readside::route::{RouteFuture, Routes};
 use crate::store::UnitOfWork;
 
@@ -109,6 +109,9 @@ impl Runner<'_> {
         let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
             .with_cache(self.cache.clone())
             .with_state(self.shared.state_for(self.slot));
+        if routes.prefetches() {
+            self.prefetch(batch, routes, &mut tx).await?;
+        }
         let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;
@@ -156,6 +159,37 @@ impl Runner<'_> {
         }
         self.position = done;
         self.slot.set_reached(done);
+        Ok(())
+    }
+
+    /// Reads, in one [`ProjectionStore::get_many`](crate::store::ProjectionStore::get_many),
+    /// the documents the batch's prefetching events name, less those the
+    /// cache answers, into `tx`.
+    ///
+    /// A failed read is a store outage, waited out like a failed read of
+    /// events or of the checkpoint: the batch has not started, so nothing
+    /// is lost by waiting, and falling back to one `get` per event would
+    /// only meet the same outage once per event.
+    async fn prefetch(
+        &mut self,
+        batch: &[RecordedEvent],
+        routes: &Routes<ProjectionTx>,
+        tx: &mut ProjectionTx,
+    ) -> Result<(), Exit> {
+        let mut named = DocumentIds::default();
+        for event in batch {
+            if let Some(route) = routes.get(event) {
+                route.documents(event, &mut named);
+            }
+        }
+        let wanted = tx.to_prefetch(named.into_vec());
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let projections = self.shared.projections.as_ref();
+        let name = &*self.slot.name;
+        let found = self.store_read("prefetching documents", || projections.get_many(name, &wanted)).await?;
+        tx.prefetched(wanted, found);
         Ok(())
     }
 }

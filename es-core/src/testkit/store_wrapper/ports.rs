@@ -146,6 +146,14 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
         self.pass(StoreCall::Get, self.inner.get(projection, id), ProjectionError::Backend).await
     }
 
+    async fn get_many(
+        &self,
+        projection: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Value)>, ProjectionError> {
+        self.pass(StoreCall::GetMany, self.inner.get_many(projection, ids), ProjectionError::Backend).await
+    }
+
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
         self.pass_write(StoreCall::Put, self.inner.put(projection, id, document), ProjectionError::Backend)
             .await

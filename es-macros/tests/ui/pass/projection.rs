@@ -1,6 +1,6 @@
 //! `#[projection]` with every key, on a struct with fields.
 
-use es_core::{event, projection, HandlerError, Project, ProjectionTx, Recorded};
+use es_core::{event, projection, DocumentIds, HandlerError, Prefetch, Project, ProjectionTx, Recorded};
 use es_core::readside::{Consistency, Registry};
 
 #[event]
@@ -15,7 +15,13 @@ pub struct MoneyWithdrawn {
     pub amount: u64,
 }
 
-#[projection(name = "balances", events(MoneyDeposited, MoneyWithdrawn), group = "reports", consistency = "strong")]
+#[projection(
+    name = "balances",
+    events(MoneyDeposited, MoneyWithdrawn),
+    prefetch(MoneyDeposited),
+    group = "reports",
+    consistency = "strong"
+)]
 #[derive(Default)]
 pub struct Balances {
     prefix: String,
@@ -26,6 +32,12 @@ impl Project<MoneyDeposited> for Balances {
         let id = format!("{}{}", self.prefix, e.stream_id);
         let balance: u64 = tx.get(&id).await?.unwrap_or(0);
         Ok(tx.put(id, &(balance + e.amount))?)
+    }
+}
+
+impl Prefetch<MoneyDeposited> for Balances {
+    fn documents(&self, e: &Recorded<MoneyDeposited>, ids: &mut DocumentIds) {
+        ids.add(format!("{}{}", self.prefix, e.stream_id));
     }
 }
 
