@@ -53,6 +53,7 @@ mod config;
 mod documents;
 pub(crate) mod handler;
 mod local_leases;
+mod prefetch;
 pub(crate) mod projection;
 pub(crate) mod read_side;
 pub(crate) mod recorded;
