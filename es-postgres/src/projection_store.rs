@@ -115,6 +115,16 @@ fn clamp(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A row's `id` and its document, as the list-returning reads answer them.
+fn identified_document(
+    row: &sqlx::postgres::PgRow,
+    projection: &str,
+) -> Result<(String, Value), ProjectionError> {
+    let id: String = row.try_get("id").map_err(backend)?;
+    let doc = document(row, projection, &id)?;
+    Ok((id, doc))
+}
+
 /// A document column that does not decode (such as a number out of range).
 fn document(row: &sqlx::postgres::PgRow, projection: &str, id: &str) -> Result<Value, ProjectionError> {
     row.try_get::<Value, _>("doc")
@@ -322,13 +332,7 @@ impl ProjectionStore for PgProjectionStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id").map_err(backend)?;
-                let doc = document(row, projection, &id)?;
-                Ok((id, doc))
-            })
-            .collect()
+        rows.iter().map(|row| identified_document(row, projection)).collect()
     }
 
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
@@ -369,13 +373,7 @@ impl ProjectionStore for PgProjectionStore {
             statement = statement.bind(Json(filter)).persistent(false);
         }
         let rows = statement.fetch_all(&self.inner.pool).await.map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id").map_err(backend)?;
-                let doc = document(row, projection, &id)?;
-                Ok((id, doc))
-            })
-            .collect()
+        rows.iter().map(|row| identified_document(row, projection)).collect()
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
