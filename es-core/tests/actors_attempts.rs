@@ -223,3 +223,25 @@ async fn an_existing_aggregate_assumed_new_is_loaded_and_decided_again() {
     assert!(matches!(again.execute(open("a")).await, Err(ExecuteError::Rejected(AccountError::AlreadyOpen))));
     assert_eq!(es.load::<Account>("a").await.unwrap().balance, 3);
 }
+
+#[tokio::test]
+async fn an_assumed_new_state_that_a_failed_command_never_checked_is_not_kept() {
+    let store = InMemoryEventStore::new();
+    let other = app(&store).await;
+    other.execute(open("x")).await.unwrap();
+    other.execute(deposit("x", 5)).await.unwrap();
+
+    // A single-writer node whose first command for `x` decides on the
+    // assumed-new default state (a refusal), and whose check of that
+    // refusal against the stream's head fails.
+    let flaky = TestStore::new(store.clone());
+    flaky.inject(StoreCall::StreamVersion, Fault::Backend, 1..=1);
+    let es = Es::builder().event_store(flaky.clone()).single_writer().build().await.unwrap();
+    let first = es.execute(Withdraw { account_id: "x".into(), amount: 3 }).await.unwrap_err();
+    assert!(!matches!(first, ExecuteError::Rejected(_)), "the unchecked refusal is not answered: {first:?}");
+
+    // The next command loads the stream instead of trusting that state.
+    let outcome = es.execute(Withdraw { account_id: "x".into(), amount: 3 }).await.unwrap();
+    assert_eq!(outcome.version, Some(StreamVersion(3)));
+    assert_eq!(es.load::<Account>("x").await.unwrap().balance, 2);
+}

@@ -225,3 +225,47 @@ async fn a_panic_in_a_batch_fails_only_its_command_and_the_commands_behind_it_ru
         assert_eq!(es.stats().actors_started, 2, "the actor that panicked was replaced");
     }
 }
+
+#[tokio::test]
+async fn commands_with_deadlines_that_a_refused_batch_hands_on_after_a_panic_still_run() {
+    let store = TestStore::new(InMemoryEventStore::new());
+    let es = Es::builder().event_store(store.clone()).build().await.unwrap();
+    es.execute(open("a")).await.unwrap();
+    support::ARMED.store(false, std::sync::atomic::Ordering::SeqCst);
+    let gate = Arc::new(Semaphore::new(0));
+    let hold = Arc::clone(&gate);
+    store.before(StoreCall::Append, move |n| {
+        let hold = Arc::clone(&hold);
+        async move {
+            match n {
+                // The first deposit's append waits while the others queue.
+                2 => hold.acquire().await.expect("the gate stays open").forget(),
+                // The batch's append: from now on applying `Exploded` panics.
+                3 => support::ARMED.store(true, std::sync::atomic::Ordering::SeqCst),
+                _ => {}
+            }
+        }
+    });
+    // ...and the batch's append is refused, so its commands run one by one;
+    // the explosion kills that actor with the last deposit still in line.
+    store.inject(StoreCall::Append, Fault::Conflict, 3..=3);
+    let deadline = Duration::from_secs(5);
+    let explode = {
+        let es = es.clone();
+        async move {
+            es.execute(support::Explode { account_id: "a".into(), in_apply: true }).timeout(deadline).await
+        }
+    };
+    let deposit_by = |amount: u64| {
+        let es = es.clone();
+        async move { es.execute(deposit("a", amount)).timeout(deadline).await }
+    };
+    let queued: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>> =
+        vec![Box::pin(deposit_by(2)), Box::pin(explode), Box::pin(deposit_by(3))];
+    let answers = queue_behind_held_append(&es, &store, &gate, queued).await;
+
+    assert!(answers[0].is_ok() && answers[1].is_ok(), "{answers:?}");
+    assert!(matches!(answers[2], Err(ExecuteError::Panicked { appended: true, .. })), "{:?}", answers[2]);
+    assert!(answers[3].is_ok(), "the command handed on runs on a fresh actor: {:?}", answers[3]);
+    assert_eq!(es.load::<Account>("a").await.unwrap().balance, 1 + 2 + 3);
+}

@@ -16,6 +16,7 @@
 //! eviction, shutdown) or handed back to their callers, who route them to a
 //! fresh actor (panic).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -128,6 +129,10 @@ pub(crate) struct Actor<A: Aggregate> {
     /// The commands of the batch being appended, answered by `Drop` if the
     /// task dies before it replied.
     batch: Vec<batch::Member<A>>,
+    /// Commands taken from the mailbox and not yet handled, in order (one
+    /// that could not join a batch, those a refused batch runs one by one):
+    /// handled before the mailbox, routed again by `Drop` if the task dies.
+    held: VecDeque<batch::Held<A>>,
     /// Dropped with the actor: wakes whoever waits for it to exit.
     _exit: watch::Sender<()>,
 }
@@ -159,6 +164,7 @@ impl<A: Aggregate> Actor<A> {
                 && (shared.snapshots.is_none() || shared.aggregate_config::<A>().snapshot_every.is_none()),
             max_batch: shared.config.max_batch,
             batch: Vec::new(),
+            held: VecDeque::new(),
             _exit: exit,
         }
     }
@@ -172,7 +178,7 @@ impl<A: Aggregate> Actor<A> {
             if let Some(previous) = previous {
                 registry::exited(previous).await;
             }
-            let mut next = Some(first);
+            self.held.push_back(batch::Held { msg: first, alone: false });
             // One timer per idle period, not per command: when it fires
             // early (the actor was busy meanwhile) it is pushed back.
             let mut last_active = Instant::now();
@@ -180,14 +186,14 @@ impl<A: Aggregate> Actor<A> {
             tokio::pin!(idle);
             let mut stopping = false;
             loop {
-                let msg = match next.take() {
-                    Some(msg) => msg,
+                let (msg, alone) = match self.held.pop_front() {
+                    Some(held) => (held.msg, held.alone),
                     None => match self.mailbox.try_recv() {
-                        Ok(msg) => msg,
+                        Ok(msg) => (msg, false),
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
                         Err(mpsc::error::TryRecvError::Empty) if stopping => {
                             match self.mailbox.recv().await {
-                                Some(msg) => msg,
+                                Some(msg) => (msg, false),
                                 None => return,
                             }
                         }
@@ -195,7 +201,7 @@ impl<A: Aggregate> Actor<A> {
                             tokio::select! {
                                 biased;
                                 received = self.mailbox.recv() => match received {
-                                    Some(msg) => msg,
+                                    Some(msg) => (msg, false),
                                     None => return,
                                 },
                                 () = &mut idle => {
@@ -213,16 +219,15 @@ impl<A: Aggregate> Actor<A> {
                     },
                 };
                 last_active = Instant::now();
-                let next_step = if self.starts_batch(&msg) {
-                    self.handle_batch(msg, &mut next).await
+                let next_step = if !alone && self.starts_batch(&msg) {
+                    // Boxed, like the other cold paths: an idle actor's task
+                    // is as large as its largest await state.
+                    Box::pin(self.handle_batch(msg)).await
                 } else {
                     let span = tracing::debug_span!("handle", attempts = tracing::field::Empty);
                     self.handle(msg).instrument(span).await
                 };
                 if let Next::Die = next_step {
-                    if let Some(Msg { request, reply }) = next.take() {
-                        let _ = reply.send(Reply::Reroute(request));
-                    }
                     self.hand_back().await;
                     return;
                 }
@@ -247,6 +252,9 @@ impl<A: Aggregate> Actor<A> {
     /// back to its caller for re-routing. Awaits senders that already hold
     /// a slot, so none of their commands is dropped unanswered.
     async fn hand_back(&mut self) {
+        for held in std::mem::take(&mut self.held) {
+            held.reroute();
+        }
         self.mailbox.close();
         while let Some(Msg { request, reply }) = self.mailbox.recv().await {
             let _ = reply.send(Reply::Reroute(request));
@@ -311,8 +319,11 @@ impl<A: Aggregate> Actor<A> {
             snapshot::after_append(&shared, &self.stream, &loaded, before);
         }
         drop(shared);
-        // An unsure state is loaded afresh by the next command.
-        self.loaded = (!ran.state_unsure).then_some(loaded);
+        // An unsure state is loaded afresh by the next command, and so is
+        // an assumed-new one that a failed command never checked against
+        // the store (its append was not sent, or the check failed).
+        let unchecked = assumed && ran.result.is_err();
+        self.loaded = (!ran.state_unsure && !unchecked).then_some(loaded);
         match ran.result {
             Ok(outcome) => {
                 self.reply(Ok(outcome));
@@ -371,6 +382,9 @@ impl<A: Aggregate> Drop for Actor<A> {
         let appending = self.appending.load(Ordering::Relaxed);
         for member in std::mem::take(&mut self.batch) {
             member.abandon(&self.id, appending);
+        }
+        for held in std::mem::take(&mut self.held) {
+            held.reroute();
         }
         self.mailbox.close();
         while let Ok(Msg { request, reply }) = self.mailbox.try_recv() {

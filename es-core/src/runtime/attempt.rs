@@ -173,7 +173,6 @@ impl Attempts<'_> {
             if let Some(flag) = self.appending {
                 flag.store(false, Ordering::Relaxed);
             }
-            request.appended();
             self.stats.append_took::<A>(started.elapsed());
             match appended {
                 Ok(stored) => {
@@ -198,6 +197,7 @@ impl Attempts<'_> {
                 Err(AppendError::WrongExpectedVersion { .. }) if assumed => {
                     // The aggregate exists: nothing was written. Load it
                     // and decide again; no race was lost, so no backoff.
+                    request.appended();
                     assumed = false;
                     attempt -= 1;
                     self.stats.rehydration::<A>();
@@ -206,6 +206,7 @@ impl Attempts<'_> {
                     }
                 }
                 Err(conflict @ AppendError::WrongExpectedVersion { .. }) => {
+                    request.appended();
                     self.stats.conflict::<A>();
                     contention.conflicted(&self.backoff);
                     tracing::debug!(attempt, error = %conflict, "another writer changed the stream; catching up");

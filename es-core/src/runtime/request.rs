@@ -35,11 +35,23 @@ impl<A: Aggregate> Request<A> {
         self.progress.as_ref().is_none_or(|p| p.advance(Progress::RUNNING, Progress::APPENDING))
     }
 
-    /// The append was answered.
+    /// The append was answered and stored nothing: the command runs on
+    /// (it decides again) and may still be cancelled before its next
+    /// append. After an append that stored or may have stored, the command
+    /// stays `APPENDING`, so a caller who gives up hears that the outcome
+    /// is unknown to it.
     pub(crate) fn appended(&self) {
         if let Some(progress) = &self.progress {
             progress.advance(Progress::APPENDING, Progress::RUNNING);
         }
+    }
+
+    /// Puts a started command back in line, to be started again by
+    /// whichever actor handles it next (one that was handed back, or one
+    /// a refused batch runs on its own). False if its caller gave up
+    /// meanwhile: then nothing of it is stored, and it is dropped.
+    pub(crate) fn requeue(&self) -> bool {
+        self.progress.as_ref().is_none_or(|p| p.requeue())
     }
 }
 
@@ -67,6 +79,14 @@ impl Progress {
 
     fn advance(&self, from: u8, to: u8) -> bool {
         self.0.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Back to `QUEUED` from wherever the command got, unless its caller
+    /// gave up (then false).
+    fn requeue(&self) -> bool {
+        self.advance(Self::RUNNING, Self::QUEUED)
+            || self.advance(Self::APPENDING, Self::QUEUED)
+            || self.0.load(Ordering::Acquire) == Self::QUEUED
     }
 
     /// Called by a caller whose deadline passed: cancels the command unless
@@ -103,5 +123,17 @@ mod tests {
         assert!(between.advance(Progress::QUEUED, Progress::RUNNING));
         assert_eq!(between.give_up(), GaveUp::NothingStored);
         assert!(!between.advance(Progress::RUNNING, Progress::APPENDING), "no append after giving up");
+    }
+
+    #[test]
+    fn a_requeued_command_starts_again_unless_its_caller_gave_up() {
+        for reached in [Progress::QUEUED, Progress::RUNNING, Progress::APPENDING] {
+            let progress = Progress(AtomicU8::new(reached));
+            assert!(progress.requeue(), "from {reached}");
+            assert!(progress.advance(Progress::QUEUED, Progress::RUNNING), "starts again from {reached}");
+        }
+        let cancelled = Progress::default();
+        assert_eq!(cancelled.give_up(), GaveUp::NothingStored);
+        assert!(!cancelled.requeue(), "a cancelled command is not put back in line");
     }
 }

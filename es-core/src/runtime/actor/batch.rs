@@ -57,7 +57,7 @@ impl<A: Aggregate> Member<A> {
                 command_id: self.request.id,
                 cause: Unknown::Interrupted,
             })),
-            _ => Reply::Reroute(self.request),
+            _ => return reroute(self.request, self.reply),
         };
         let _ = self.reply.send(reply);
     }
@@ -67,6 +67,34 @@ impl<A: Aggregate> Member<A> {
         let _ = self.reply.send(Reply::Done(result));
     }
 }
+
+/// A command the actor took from its mailbox and handles later (see
+/// `Actor::held`).
+pub(super) struct Held<A: Aggregate> {
+    pub(super) msg: Msg<A>,
+    /// Runs on its own, never in a batch: a command a refused batch runs
+    /// again, or one whose decision panicked.
+    pub(super) alone: bool,
+}
+
+impl<A: Aggregate> Held<A> {
+    /// Sends the command back to its caller to be routed to a fresh actor.
+    pub(super) fn reroute(self) {
+        reroute(self.msg.request, self.msg.reply);
+    }
+}
+
+/// Sends `request` back to its caller for a fresh actor, in line again
+/// (or drops it if its caller gave up meanwhile: nothing of it is stored).
+fn reroute<A: Aggregate>(request: Request<A>, reply: oneshot::Sender<Reply<A>>) {
+    if request.requeue() {
+        let _ = reply.send(Reply::Reroute(request));
+    }
+}
+
+/// Above this many events a batch takes no more commands, well below what
+/// one append may carry (`store::MAX_BATCH_EVENTS`).
+const MAX_BATCH_EVENTS: usize = 1_024;
 
 /// The batch as decided: its members, their events as envelopes, and what
 /// ended it.
@@ -78,7 +106,7 @@ struct Decisions<A: Aggregate> {
     /// A command whose decision panicked (or whose events did not
     /// serialize with a panic): it runs alone after the batch, where the
     /// panic is handled as always.
-    alone: Option<(Request<A>, oneshot::Sender<Reply<A>>)>,
+    alone: Option<Msg<A>>,
 }
 
 impl<A: Aggregate> Actor<A> {
@@ -88,45 +116,55 @@ impl<A: Aggregate> Actor<A> {
         self.max_batch > 1
             && self.loaded.is_some()
             && !self.contention.is_open()
-            && !self.mailbox.is_empty()
+            && !(self.mailbox.is_empty() && self.held.is_empty())
             && !msg.request.repeatable
     }
 
+    /// The next command that may join the batch: the next held one, else
+    /// the next in the mailbox. One that may not join stays (or is held)
+    /// first in line, and ends the batch.
+    fn next_for_batch(&mut self) -> Option<Msg<A>> {
+        match self.held.front() {
+            Some(held) if held.alone || held.msg.request.repeatable => None,
+            Some(_) => self.held.pop_front().map(|held| held.msg),
+            None => match self.mailbox.try_recv() {
+                Ok(msg) if !msg.request.repeatable => Some(msg),
+                Ok(msg) => {
+                    self.held.push_back(Held { msg, alone: false });
+                    None
+                }
+                Err(_) => None,
+            },
+        }
+    }
+
     /// Runs the batch that starts with `first`: decides each command, appends
-    /// their events in one write and answers each. A command taken from the
-    /// mailbox that may not join is left in `next`.
-    pub(super) async fn handle_batch(&mut self, first: Msg<A>, next: &mut Option<Msg<A>>) -> Next {
+    /// their events in one write and answers each. Commands that must run
+    /// on their own afterwards are left first in `held`.
+    pub(super) async fn handle_batch(&mut self, first: Msg<A>) -> Next {
         let Some(mut loaded) = self.loaded.take() else { return self.handle(first).await };
         let base = loaded.version;
-        let decisions = self.decide_batch(first, &mut loaded, next);
-        let Decisions { members, envelopes, broken, alone } = decisions;
+        let Decisions { members, envelopes, broken, alone } = self.decide_batch(first, &mut loaded);
+        if let Some(Msg { request, reply }) = alone {
+            // Started already: in line again, first, to run on its own.
+            if request.requeue() {
+                self.held.push_front(Held { msg: Msg { request, reply }, alone: true });
+            }
+        }
         let span = tracing::debug_span!("batch", commands = members.len(), events = envelopes.len());
-        let next_step = if members.is_empty() {
+        if members.is_empty() {
             self.loaded = Some(loaded);
             Next::Continue
         } else if envelopes.is_empty() {
             self.confirm_quiet(members, loaded, base).instrument(span).await
         } else {
             self.append_batch(members, envelopes, loaded, base, broken).instrument(span).await
-        };
-        match (next_step, alone) {
-            (Next::Continue, Some((request, reply))) => self.run_command(request, reply).await,
-            (Next::Die, Some((request, reply))) => {
-                let _ = reply.send(Reply::Reroute(request));
-                Next::Die
-            }
-            (next_step, None) => next_step,
         }
     }
 
     /// Decides `first` and the commands waiting behind it that may join,
     /// each on the state its predecessors left (their events applied).
-    fn decide_batch(
-        &mut self,
-        first: Msg<A>,
-        loaded: &mut Loaded<A>,
-        next: &mut Option<Msg<A>>,
-    ) -> Decisions<A> {
+    fn decide_batch(&mut self, first: Msg<A>, loaded: &mut Loaded<A>) -> Decisions<A> {
         let mut batch = Decisions { members: Vec::new(), envelopes: Vec::new(), broken: false, alone: None };
         let mut msg = Some(first);
         while let Some(Msg { request, reply }) = msg.take() {
@@ -134,17 +172,10 @@ impl<A: Aggregate> Actor<A> {
             if request.start() && !self.decide_member(request, reply, loaded, &mut batch) {
                 break;
             }
-            if batch.members.len() >= self.max_batch {
+            if batch.members.len() >= self.max_batch || batch.envelopes.len() >= MAX_BATCH_EVENTS {
                 break;
             }
-            msg = match self.mailbox.try_recv() {
-                Ok(waiting) if !waiting.request.repeatable => Some(waiting),
-                Ok(waiting) => {
-                    *next = Some(waiting);
-                    None
-                }
-                Err(_) => None,
-            };
+            msg = self.next_for_batch();
         }
         batch
     }
@@ -169,13 +200,13 @@ impl<A: Aggregate> Actor<A> {
                 return true;
             }
             Err(_) => {
-                batch.alone = Some((request, reply));
+                batch.alone = Some(Msg { request, reply });
                 return false;
             }
         };
         match encode_guarded::<A>(&events, &request, &self.id) {
             Err(ExecuteError::Panicked { .. }) => {
-                batch.alone = Some((request, reply));
+                batch.alone = Some(Msg { request, reply });
                 false
             }
             Err(error) => {
@@ -208,19 +239,25 @@ impl<A: Aggregate> Actor<A> {
         base: Option<StreamVersion>,
     ) -> Next {
         let Some(confirm) = self.shared.upgrade().map(|shared| shared.config.confirm_decisions) else {
-            return self.one_by_one(members).await;
+            return self.one_by_one(members);
         };
-        if confirm {
-            match self.events.stream_version(&self.stream).await {
-                Ok(head) if head == base => {}
+        let members = if confirm {
+            // Held where `Drop` finds them while the head is read.
+            self.batch = members;
+            let head = self.events.stream_version(&self.stream).await;
+            let members = std::mem::take(&mut self.batch);
+            match head {
+                Ok(head) if head == base => members,
                 Ok(_) => {
                     self.stats.stale_decision();
-                    return self.one_by_one(members).await;
+                    return self.one_by_one(members);
                 }
                 // Each command meets the store's trouble on its own.
-                Err(_) => return self.one_by_one(members).await,
+                Err(_) => return self.one_by_one(members),
             }
-        }
+        } else {
+            members
+        };
         self.loaded = Some(loaded);
         self.answer_stored(members, Vec::new(), base);
         Next::Continue
@@ -245,12 +282,10 @@ impl<A: Aggregate> Actor<A> {
             .instrument(tracing::debug_span!("append"))
             .await;
         self.appending.store(false, Ordering::Relaxed);
+        // A member whose append stored or may have stored stays
+        // `APPENDING`: a caller who gives up from now on hears that the
+        // outcome is unknown to it, never that nothing was stored.
         let members = std::mem::take(&mut self.batch);
-        for member in &members {
-            if let Decided::Events(_) = member.decided {
-                member.request.appended();
-            }
-        }
         self.stats.append_took::<A>(started.elapsed());
         match appended {
             Ok(stored) => {
@@ -258,17 +293,21 @@ impl<A: Aggregate> Actor<A> {
                 loaded.version = stored.stream_version;
                 let mut members = members;
                 let panicked = if broken { members.pop() } else { None };
-                self.answer_stored(members, stored.committed, base);
-                if let Some(member) = panicked {
+                if panicked.is_some() {
                     // Applying the last member's events panicked after they
-                    // were stored: the state can no longer be trusted.
-                    let (aggregate, id) = (A::NAME, self.id.to_string());
-                    member.answer(Err(ExecuteError::Panicked { aggregate, id, appended: true }));
+                    // were stored: the state can no longer be trusted. Leave
+                    // the registry first, so answered callers' next commands
+                    // already find a fresh actor.
                     self.stats.panics.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(aggregate = A::NAME, id = %self.id, "aggregate code panicked; stopping its actor");
                     if let Some(shared) = self.shared.upgrade() {
                         shared.registry.remove::<A>(&self.id, self.generation);
                     }
+                }
+                self.answer_stored(members, stored.committed, base);
+                if let Some(member) = panicked {
+                    let (aggregate, id) = (A::NAME, self.id.to_string());
+                    member.answer(Err(ExecuteError::Panicked { aggregate, id, appended: true }));
                     return Next::Die;
                 }
                 if let Some(shared) = self.shared.upgrade() {
@@ -299,7 +338,7 @@ impl<A: Aggregate> Actor<A> {
                         Decided::Quiet(_) => again.push(member),
                     }
                 }
-                self.one_by_one(again).await
+                self.one_by_one(again)
             }
             Err(error) => {
                 if let AppendError::WrongExpectedVersion { .. } = error {
@@ -309,7 +348,7 @@ impl<A: Aggregate> Actor<A> {
                     }
                 }
                 tracing::debug!(%error, "the batch's append stored nothing; running its commands one by one");
-                self.one_by_one(members).await
+                self.one_by_one(members)
             }
         }
     }
@@ -337,16 +376,14 @@ impl<A: Aggregate> Actor<A> {
         }
     }
 
-    /// Runs `members` one by one on a reloaded state, as without batching.
-    async fn one_by_one(&mut self, members: Vec<Member<A>>) -> Next {
+    /// Puts `members` first in line to run one by one on a reloaded state,
+    /// as without batching (a member whose caller gave up is dropped:
+    /// nothing of it is stored).
+    fn one_by_one(&mut self, members: Vec<Member<A>>) -> Next {
         self.loaded = None;
-        let mut members = members.into_iter();
-        while let Some(Member { request, reply, .. }) = members.next() {
-            if let Next::Die = self.run_command(request, reply).await {
-                for Member { request, reply, .. } in members {
-                    let _ = reply.send(Reply::Reroute(request));
-                }
-                return Next::Die;
+        for Member { request, reply, .. } in members.into_iter().rev() {
+            if request.requeue() {
+                self.held.push_front(Held { msg: Msg { request, reply }, alone: true });
             }
         }
         Next::Continue
