@@ -13,17 +13,20 @@
 //! scope.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, ToTokens};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
-use syn::{parenthesized, Expr, ExprLit, Ident, Item, ItemStruct, Lit, LitStr, Path, Token, Type};
+use syn::{parenthesized, Expr, ExprLit, Lit, LitStr, Path, Token, Type};
 
 use crate::ctxt::{Ctxt, Slot};
+use crate::paths;
 use crate::symbol::{
     Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, PREFETCH, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
 };
-use crate::{item, paths};
+
+mod output;
+
+pub(crate) use output::{expand, registration, struct_registration, uses_statements};
 
 /// The prefix the registry reserves for handler checkpoints.
 const RESERVED_PREFIX: &str = "handler:";
@@ -48,6 +51,16 @@ pub(crate) struct Spec {
 pub(crate) struct EventList {
     pub(crate) key: Path,
     pub(crate) events: Vec<Path>,
+}
+
+impl EventList {
+    /// `key(A, B, ..)`: the event types a list key names.
+    fn parse(meta: &syn::meta::ParseNestedMeta) -> syn::Result<Self> {
+        let content;
+        parenthesized!(content in meta.input);
+        let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+        Ok(Self { key: meta.path.clone(), events: paths.into_iter().collect() })
+    }
 }
 
 /// What the attribute said, each value checked. A wrong value is reported
@@ -134,15 +147,7 @@ impl SubscriberAttrs {
                     );
                     replay.set(&meta.path, value);
                 }
-                Some(EVENTS) => {
-                    let content;
-                    parenthesized!(content in meta.input);
-                    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
-                    events.set(
-                        &meta.path,
-                        EventList { key: meta.path.clone(), events: paths.into_iter().collect() },
-                    );
-                }
+                Some(EVENTS) => events.set(&meta.path, EventList::parse(&meta)?),
                 Some(USES) => {
                     let content;
                     parenthesized!(content in meta.input);
@@ -150,15 +155,7 @@ impl SubscriberAttrs {
                     uses.set(&meta.path, types.into_iter().collect::<Vec<_>>());
                 }
                 Some(TABLE) => table.set(&meta.path, true),
-                Some(PREFETCH) => {
-                    let content;
-                    parenthesized!(content in meta.input);
-                    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
-                    prefetch.set(
-                        &meta.path,
-                        EventList { key: meta.path.clone(), events: paths.into_iter().collect() },
-                    );
-                }
+                Some(PREFETCH) => prefetch.set(&meta.path, EventList::parse(&meta)?),
                 _ => {}
             }
             Ok(())
@@ -328,139 +325,6 @@ fn word(cx: &Ctxt, expr: &Expr, key: Symbol, allowed: &[(Symbol, &str)]) -> Opti
         allowed.iter().map(|(word, meaning)| format!("\"{word}\" ({meaning})")).collect();
     cx.error_spanned_by(lit, format!("`{key}` must be {}, not \"{value}\"", choices.join(" or ")));
     None
-}
-
-/// `let subscriber = subscriber.on::<E>();` for each event, every token
-/// spanned on the event's name, so a missing `HandleEvent<E>`/`Project<E>`
-/// impl is reported there with the trait's own message. (In one method
-/// chain the compiler would underline the chain from its start, the whole
-/// attribute.)
-///
-/// An event also in `prefetch` is added with `.prefetch::<E>()` instead,
-/// spanned on its name in `prefetch(..)`, so a missing `Prefetch<E>` impl
-/// is reported there.
-pub(crate) fn on_statements(events: &[Path], prefetch: &[Path]) -> TokenStream {
-    events
-        .iter()
-        .map(|path| {
-            let text = tokens_text(path);
-            match prefetch.iter().find(|named| tokens_text(*named) == text) {
-                Some(named) => {
-                    quote_spanned!(named.span()=> let subscriber = subscriber.prefetch::<#named>();)
-                }
-                None => quote_spanned!(path.span()=> let subscriber = subscriber.on::<#path>();),
-            }
-        })
-        .collect()
-}
-
-/// `let subscriber = subscriber.uses::<T>();` for each state type, spanned
-/// on the type.
-pub(crate) fn uses_statements(types: &[Type]) -> TokenStream {
-    types.iter().map(|ty| quote_spanned!(ty.span()=> let subscriber = subscriber.uses::<#ty>();)).collect()
-}
-
-/// Expands a subscriber attribute `#[spec(args)] input`: parses the item and
-/// the arguments, lets `register` check the item and build its
-/// registration (`None` after an error it reported), and emits the item as
-/// written, its name constant (on a struct), the registration and every
-/// error gathered. Always emits the item, so a mistake gives its own error
-/// only.
-pub(crate) fn expand(
-    args: TokenStream,
-    input: TokenStream,
-    spec: &Spec,
-    register: impl FnOnce(&Ctxt, &mut SubscriberAttrs, &Item) -> Option<TokenStream>,
-) -> TokenStream {
-    let cx = Ctxt::new();
-    let item: Item = match syn::parse2(input) {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    let mut attrs = SubscriberAttrs::parse(&cx, args, spec, item::name(&item));
-    let registration = register(&cx, &mut attrs, &item);
-    let constant = match &item {
-        Item::Struct(structure) => {
-            name_const(structure, &attrs.name_or(&structure.ident.to_string()), spec.what)
-        }
-        _ => TokenStream::new(),
-    };
-    let errors = cx.into_compile_errors();
-    quote! {
-        #item
-        #constant
-        #registration
-        #errors
-    }
-}
-
-/// `impl Type { const NAME: &str = "name"; }` for a subscriber struct (with
-/// the struct's visibility), so that applications name the subscription
-/// `Type::NAME` instead of spelling the string again. Nothing for a generic
-/// struct, which is refused anyway.
-fn name_const(structure: &ItemStruct, name: &LitStr, what: &str) -> TokenStream {
-    if !structure.generics.params.is_empty() {
-        return TokenStream::new();
-    }
-    let (ident, vis) = (&structure.ident, &structure.vis);
-    let doc = format!("The name this {what} is registered under (`{}`).", name.value());
-    quote! {
-        #[automatically_derived]
-        impl #ident {
-            #[doc = #doc]
-            #vis const NAME: &'static str = #name;
-        }
-    }
-}
-
-/// The registration of a subscriber struct built with `Default`:
-/// `Subscriber::kind(..)`, one `.on::<E>()` per event in `events` (or
-/// `.prefetch::<E>()` for one also in `prefetch`), its
-/// `uses`, then `before_build` (a handler's `.replay(..)`), `.build()` and
-/// the settings.
-pub(crate) fn struct_registration(
-    attrs: &SubscriberAttrs,
-    ident: &Ident,
-    events: &[Path],
-    kind: TokenStream,
-    before_build: TokenStream,
-) -> TokenStream {
-    let core = paths::core();
-    let private = paths::private();
-    let prefetch = attrs.prefetch.as_ref().map_or(&[][..], |list| list.events.as_slice());
-    let on = on_statements(events, prefetch);
-    // Spanned on the struct's name, so a missing `Default` is reported there.
-    let new = quote_spanned!(ident.span()=> <#ident as #private::Default>::default());
-    let uses = uses_statements(&attrs.uses);
-    let settings = attrs.settings_calls();
-    let build = quote! {
-        let subscriber = #core::readside::Subscriber::#kind(#new);
-        #on
-        #uses
-        subscriber #before_build .build() #settings
-    };
-    registration(&attrs.name_or(&ident.to_string()), TokenStream::new(), build)
-}
-
-/// The registration: `items` (helper items the factory uses), the factory
-/// `fn() -> Subscriber` returning `build`, and its `inventory::submit!`,
-/// all inside one `const _`.
-pub(crate) fn registration(name: &LitStr, items: TokenStream, build: TokenStream) -> TokenStream {
-    let core = paths::core();
-    let private = paths::private();
-    quote! {
-        const _: () = {
-            #items
-
-            fn __es_subscriber() -> #core::readside::Subscriber {
-                #build
-            }
-
-            #private::inventory::submit! {
-                #private::Registration::new(#name, __es_subscriber)
-            }
-        };
-    }
 }
 
 fn tokens_text<T: ToTokens>(tokens: &T) -> String {

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use es_core::error::{BoxError, ProjectionError};
-use es_core::store::{
-    json_contains, Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork,
-};
+use es_core::store::{Checkpoint, DocumentChange, DocumentQuery, Fence, ProjectionStore, UnitOfWork};
 use es_core::GlobalPosition;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
@@ -30,15 +28,10 @@ const GET: &str = include_str!("projection_store/get.sql");
 const GET_MANY: &str = include_str!("projection_store/get_many.sql");
 const DELETE: &str = include_str!("projection_store/delete.sql");
 const QUERY: &str = include_str!("projection_store/query.sql");
-const QUERY_PAGE: &str = include_str!("projection_store/query_page.sql");
 const CHECKPOINT: &str = include_str!("projection_store/checkpoint.sql");
 const COUNT: &str = "SELECT count(*) FROM es_documents WHERE projection = ?1";
 const RESET_DOCUMENTS: &str = include_str!("projection_store/reset_documents.sql");
 const RESET_CHECKPOINT: &str = include_str!("projection_store/reset_checkpoint.sql");
-
-/// Documents read per page by a containment query, which SQLite cannot
-/// answer with an index: it filters each page with [`json_contains`].
-const CONTAINMENT_PAGE: i64 = 500;
 
 /// A [`ProjectionStore`] in an SQLite file: documents as JSON text keyed
 /// by (projection, id), one checkpoint per projection.
@@ -49,7 +42,7 @@ const CONTAINMENT_PAGE: i64 = 500;
 /// **Queries.** A [`DocumentQuery`] without a filter is one indexed query.
 /// With a `contains` filter, SQLite has no index for JSON containment:
 /// the store reads the projection's documents in pages of 500 by id and
-/// filters them with [`json_contains`] (Postgres' `@>` rules), stopping
+/// filters them with [`json_contains`](es_core::store::json_contains) (Postgres' `@>` rules), stopping
 /// once it has `offset + limit` matches. Fine for thousands of documents;
 /// for more, keep a SQL projection with your own indexed table.
 ///
@@ -84,6 +77,7 @@ impl fmt::Debug for SqliteProjectionStore {
     }
 }
 
+mod containment;
 mod transactions;
 
 pub use transactions::SqliteTransaction;
@@ -303,39 +297,6 @@ impl SqliteProjectionStore {
             statement.execute(&mut *conn).await.map_err(|e| self.write_error(e))?;
         }
         Ok(())
-    }
-
-    /// The documents matching a containment filter, read page by page.
-    async fn query_containing(
-        &self,
-        projection: &str,
-        filter: &Value,
-        query: &DocumentQuery,
-    ) -> Result<Vec<(String, Value)>, ProjectionError> {
-        let wanted = query.limit.map_or(usize::MAX, |limit| query.offset.saturating_add(limit));
-        let mut matches = Vec::new();
-        let mut after: Option<String> = None;
-        while matches.len() < wanted {
-            let rows = sqlx::query(QUERY_PAGE)
-                .bind(projection)
-                .bind(after.as_deref())
-                .bind(CONTAINMENT_PAGE)
-                .fetch_all(self.inner.db.readers())
-                .await
-                .map_err(|e| self.read_error(e))?;
-            let full = rows.len() as i64 == CONTAINMENT_PAGE;
-            for row in &rows {
-                let (id, doc) = self.id_and_document(row, projection)?;
-                if json_contains(&doc, filter) && matches.len() < wanted {
-                    matches.push((id.clone(), doc));
-                }
-                after = Some(id);
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(matches.into_iter().skip(query.offset).collect())
     }
 
     fn id_and_document(&self, row: &SqliteRow, projection: &str) -> Result<(String, Value), ProjectionError> {

@@ -55,6 +55,7 @@ pub(crate) mod handler;
 mod local_leases;
 mod prefetch;
 pub(crate) mod projection;
+mod projection_tx;
 pub(crate) mod read_side;
 pub(crate) mod recorded;
 mod registry;
