@@ -93,6 +93,13 @@ pub(crate) struct Progress {
 pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
     pub(crate) subscriber: Arc<Subscriber>,
+    /// What it reached, its state, backlog and checkpoint. Receivers (the
+    /// callers waiting in `wait_for` and `Es::execute`'s strong
+    /// consistency) are woken only when what they wait on changes: the
+    /// position reached, the state, a rebuild starting. The backlog, the
+    /// checkpoint and what holds it back are updated in place for status
+    /// readers without waking them, so a busy subscription does not wake
+    /// every waiting caller several times per batch.
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) task: Mutex<Option<Task>>,
     /// Ends when the most recently spawned task has exited (also by
@@ -170,9 +177,10 @@ impl Slot {
     /// as asked for, so more may wait behind it).
     pub(super) fn read(&self, batch: &[RecordedEvent], full: bool) {
         let count = batch.len() as u64;
-        self.progress.send_modify(|p| {
+        self.progress.send_if_modified(|p| {
             p.backlog = if full { Backlog::AtLeast(count) } else { Backlog::Exactly(count) };
             p.oldest_pending = batch.first().map(|e| e.recorded_at);
+            false
         });
     }
 
@@ -205,14 +213,16 @@ impl Slot {
                 let now = Instant::now();
                 now.checked_sub(hidden_for).unwrap_or(now)
             });
-            let changed = p.held_back_by != description;
             p.held_back_by = description;
-            changed
+            false
         });
     }
 
     pub(super) fn set_checkpoint(&self, checkpoint: Option<GlobalPosition>) {
-        self.progress.send_modify(|p| p.checkpoint = checkpoint);
+        self.progress.send_if_modified(|p| {
+            p.checkpoint = checkpoint;
+            false
+        });
     }
 
     /// Records the exit signal of a newly spawned task; returns the one of
