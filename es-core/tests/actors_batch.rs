@@ -106,6 +106,8 @@ async fn queued_commands_share_one_append_and_each_gets_its_own_placement() {
     let account = es.load::<Account>("a").await.unwrap();
     assert_eq!(account.balance, (1..=11).sum::<u64>());
     assert_eq!(account.deposits, 11);
+    let stats = es.stats();
+    assert_eq!((stats.batches, stats.batched_commands, stats.batch_fallbacks), (1, 10, 0));
 }
 
 #[tokio::test]
@@ -158,6 +160,8 @@ async fn a_batch_the_store_refuses_runs_its_commands_one_by_one() {
         }
         // open, held, the refused batch, then the five one by one.
         assert_eq!(store.calls(StoreCall::Append), 8, "{fault:?}");
+        let stats = es.stats();
+        assert_eq!((stats.batches, stats.batch_fallbacks), (0, 1), "{fault:?}: one batch fell back");
         assert_eq!(es.load::<Account>("a").await.unwrap().balance, (1..=6).sum::<u64>(), "{fault:?}");
     }
 }
@@ -193,6 +197,7 @@ async fn with_batching_off_every_command_appends_alone() {
     let answers = queue_behind_held_append(&es, &store, &gate, deposits(&es, 2..=5)).await;
     assert!(answers.iter().all(Result::is_ok));
     assert_eq!(store.calls(StoreCall::Append), 6);
+    assert_eq!(es.stats().batches, 0);
 }
 
 #[tokio::test]

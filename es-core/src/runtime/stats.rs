@@ -13,6 +13,9 @@
 //! | `es_command_retries_total` | counter | attempts made again after a conflict |
 //! | `es_stale_decisions_total` | counter | refusals or empty decisions found stale by the head check and made again |
 //! | `es_rehydrations_total` | counter | aggregates rebuilt from the store |
+//! | `es_command_batches_total` | counter | writes shared by two or more queued commands of one aggregate (see [`EsBuilder::command_batch`](crate::runtime::EsBuilder::command_batch)) |
+//! | `es_batched_commands_total` | counter | commands answered through such a shared write |
+//! | `es_batch_fallbacks_total` | counter | batches whose shared write stored nothing (or whose head moved), so their commands ran again one by one |
 //! | `es_live_actors` | gauge | actors live now |
 //! | `es_append_seconds` | histogram | time of one append, by aggregate |
 
@@ -49,6 +52,15 @@ pub struct EsStats {
     pub snapshots_saved: u64,
     /// Actors stopped because aggregate code panicked.
     pub panics: u64,
+    /// Writes shared by two or more commands queued behind a busy actor
+    /// (or, for a batch that stores nothing, one head check).
+    pub batches: u64,
+    /// Commands answered through those shared writes.
+    pub batched_commands: u64,
+    /// Batches whose shared write the store refused with nothing written,
+    /// or whose stream moved under them: their commands ran again one by
+    /// one.
+    pub batch_fallbacks: u64,
 }
 
 /// The runtime's counters, shared with its actors.
@@ -63,6 +75,9 @@ pub(crate) struct Stats {
     pub(crate) stale_decisions: AtomicU64,
     pub(crate) snapshots_saved: AtomicU64,
     pub(crate) panics: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) batched_commands: AtomicU64,
+    pub(crate) batch_fallbacks: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -83,6 +98,9 @@ impl Stats {
             stale_decisions: read(&self.stale_decisions),
             snapshots_saved: read(&self.snapshots_saved),
             panics: read(&self.panics),
+            batches: read(&self.batches),
+            batched_commands: read(&self.batched_commands),
+            batch_fallbacks: read(&self.batch_fallbacks),
         }
     }
 
@@ -108,6 +126,19 @@ impl Stats {
     pub(crate) fn rehydration<A: Aggregate>(&self) {
         bump(&self.rehydrations);
         metrics::counter!("es_rehydrations_total", "aggregate" => A::NAME).increment(1);
+    }
+
+    /// A shared write answered `commands` commands.
+    pub(crate) fn batch<A: Aggregate>(&self, commands: usize) {
+        bump(&self.batches);
+        self.batched_commands.fetch_add(commands as u64, Ordering::Relaxed);
+        metrics::counter!("es_command_batches_total", "aggregate" => A::NAME).increment(1);
+        metrics::counter!("es_batched_commands_total", "aggregate" => A::NAME).increment(commands as u64);
+    }
+
+    pub(crate) fn batch_fallback<A: Aggregate>(&self) {
+        bump(&self.batch_fallbacks);
+        metrics::counter!("es_batch_fallbacks_total", "aggregate" => A::NAME).increment(1);
     }
 
     pub(crate) fn append_took<A: Aggregate>(&self, took: Duration) {

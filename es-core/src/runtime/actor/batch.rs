@@ -356,6 +356,9 @@ impl<A: Aggregate> Actor<A> {
     /// Answers each member of a stored batch: its events' placements are
     /// the next `n` of `committed`, in order.
     fn answer_stored(&self, members: Vec<Member<A>>, committed: Vec<Committed>, base: Option<StreamVersion>) {
+        if members.len() > 1 {
+            self.stats.batch::<A>(members.len());
+        }
         let mut committed = committed.into_iter();
         let mut version = base;
         for member in members {
@@ -381,6 +384,9 @@ impl<A: Aggregate> Actor<A> {
     /// nothing of it is stored).
     fn one_by_one(&mut self, members: Vec<Member<A>>) -> Next {
         self.loaded = None;
+        if !members.is_empty() {
+            self.stats.batch_fallback::<A>();
+        }
         for Member { request, reply, .. } in members.into_iter().rev() {
             if request.requeue() {
                 self.held.push_front(Held { msg: Msg { request, reply }, alone: true });
