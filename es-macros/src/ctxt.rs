@@ -15,6 +15,11 @@ use syn::{parenthesized, Path, Token};
 
 use crate::symbol::{self, Symbol};
 
+/// The tokens as the user wrote them, without spaces: for messages.
+pub(crate) fn tokens_text<T: ToTokens>(tokens: &T) -> String {
+    tokens.to_token_stream().to_string().replace(' ', "")
+}
+
 /// Collects the errors of one macro call.
 #[derive(Default)]
 pub(crate) struct Ctxt {

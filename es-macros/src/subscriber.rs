@@ -13,12 +13,12 @@
 //! scope.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, ToTokens};
+use quote::quote;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{parenthesized, Expr, ExprLit, Lit, LitStr, Path, Token, Type};
 
-use crate::ctxt::{Ctxt, Slot};
+use crate::ctxt::{tokens_text, Ctxt, Slot};
 use crate::paths;
 use crate::symbol::{
     Symbol, CONSISTENCY, EVENTS, EVENTUAL, GROUP, NAME, PREFETCH, REPLAY, RUN, SKIP, STRONG, TABLE, USES,
@@ -325,8 +325,4 @@ fn word(cx: &Ctxt, expr: &Expr, key: Symbol, allowed: &[(Symbol, &str)]) -> Opti
         allowed.iter().map(|(word, meaning)| format!("\"{word}\" ({meaning})")).collect();
     cx.error_spanned_by(lit, format!("`{key}` must be {}, not \"{value}\"", choices.join(" or ")));
     None
-}
-
-fn tokens_text<T: ToTokens>(tokens: &T) -> String {
-    tokens.to_token_stream().to_string().replace(' ', "")
 }

@@ -1,11 +1,10 @@
 //! What `#[aggregate(..)]` says, parsed and checked: every key once, each
 //! value at the user's token, and the rules that span several keys.
 
-use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::{parenthesized, DeriveInput, Expr, ExprLit, Ident, Lit, LitStr, Path, Token, Type};
 
-use crate::ctxt::{Ctxt, Slot};
+use crate::ctxt::{tokens_text, Ctxt, Slot};
 use crate::symbol::{Symbol, AGGREGATE, COMMANDS, ERROR, EVENTS, NAME, SNAPSHOT_VERSION};
 
 const SCOPE: &str = "aggregate attribute";
@@ -203,9 +202,4 @@ fn snapshot_version_of(cx: &Ctxt, expr: &Expr) -> Option<u32> {
             None
         }
     }
-}
-
-/// The tokens as the user wrote them, without spaces: for messages.
-pub(super) fn tokens_text<T: ToTokens>(tokens: &T) -> String {
-    tokens.to_token_stream().to_string().replace(' ', "")
 }

@@ -14,7 +14,8 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Visibility};
 
-use super::attrs::{tokens_text, Member};
+use super::attrs::Member;
+use crate::ctxt::tokens_text;
 use crate::paths;
 
 /// The name of the table of listed events, inside the derive's `const _`.

@@ -7,7 +7,8 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Item, ItemStruct, LitStr, Path, Type};
 
-use super::{tokens_text, Spec, SubscriberAttrs};
+use super::{Spec, SubscriberAttrs};
+use crate::ctxt::tokens_text;
 use crate::ctxt::Ctxt;
 use crate::{item, paths};
 
