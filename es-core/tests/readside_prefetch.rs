@@ -253,3 +253,64 @@ async fn a_failed_get_many_is_waited_out_and_the_batch_then_prefetches() {
     );
     assert_eq!(documents.calls(StoreCall::Get), 0, "no batch fell back to one get per event");
 }
+
+/// Times a [`Counted`] payload was decoded.
+static DECODED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn counted_amount<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    DECODED.fetch_add(1, Ordering::SeqCst);
+    <i64 as serde::Deserialize>::deserialize(deserializer)
+}
+
+/// A deposit whose decoding is counted.
+#[es_core::event]
+#[derive(Debug, Clone, PartialEq)]
+struct Counted {
+    account: String,
+    #[serde(deserialize_with = "counted_amount")]
+    amount: i64,
+}
+
+struct CountedBalances(Balances);
+
+impl Project<Counted> for CountedBalances {
+    async fn project(&self, e: &Recorded<Counted>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        self.0.change(&e.account, e.amount, tx).await
+    }
+}
+
+impl Prefetch<Counted> for CountedBalances {
+    fn documents(&self, e: &Recorded<Counted>, ids: &mut DocumentIds) {
+        ids.add(e.account.as_str());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_prefetching_event_is_decoded_once_for_naming_its_documents_and_projecting() {
+    let deposits: Vec<Counted> =
+        (0..12).map(|n| Counted { account: format!("acc-{}", n % 4), amount: n + 1 }).collect();
+    let events = InMemoryEventStore::new();
+    let head = append(&events, "account-counted", &deposits).await;
+    let documents = TestStore::new(InMemoryProjectionStore::new());
+    let mut registry = Registry::new();
+    let subscriber =
+        Subscriber::projection(CountedBalances(Balances::default())).prefetch::<Counted>().build();
+    registry.register("balances", subscriber).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(documents.clone())
+        .registry(registry)
+        .config(ReadSideConfig { document_cache_bytes: 0, ..config() })
+        .start()
+        .unwrap();
+    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
+    read_side.shutdown().await;
+
+    let stored = stored_balances(documents.inner()).await;
+    for account in 0..4 {
+        let sum: i64 = (0..12).filter(|n| n % 4 == account).map(|n| n + 1).sum();
+        assert_eq!(stored[&format!("acc-{account}")], Balance { balance: sum, events: 3 });
+    }
+    assert_eq!(documents.calls(StoreCall::GetMany), 4, "one get_many per batch of three");
+    assert_eq!(DECODED.load(Ordering::SeqCst), deposits.len(), "each event decoded once, not once per pass");
+}

@@ -34,6 +34,10 @@ use crate::envelope::RecordedEvent;
 use crate::event::owners::{self, owners_of};
 use crate::event::Event;
 
+/// An event a route decoded ahead of its call (a `Recorded<E>`, type
+/// erased), handed back to that call so the event is decoded once.
+pub(crate) type Decoded = Box<dyn std::any::Any + Send>;
+
 /// The future of one call of a subscriber on one event.
 pub(crate) type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send + 'a>>;
 
@@ -42,6 +46,17 @@ pub(crate) type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Handler
 pub(crate) trait Route<C>: Send + Sync {
     fn call<'a>(&'a self, event: &'a RecordedEvent, ctx: &'a mut C) -> RouteFuture<'a>;
 
+    /// [`call`](Route::call) with what [`documents`](Route::documents)
+    /// decoded of `event`, if anything.
+    fn call_decoded<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        _decoded: Option<Decoded>,
+        ctx: &'a mut C,
+    ) -> RouteFuture<'a> {
+        self.call(event, ctx)
+    }
+
     /// Whether the route names the documents its events read
     /// ([`documents`](Route::documents)): a subscriber none of whose routes
     /// does skips the prefetch pass, and decodes no event for it.
@@ -49,11 +64,14 @@ pub(crate) trait Route<C>: Send + Sync {
         false
     }
 
-    /// Adds the ids of the documents `event` will read. An event that does
-    /// not decode, or whose subscriber code panics naming them, names
-    /// none: the ids are a hint, and the event's own [`call`](Route::call)
-    /// reports what is wrong with it.
-    fn documents(&self, _event: &RecordedEvent, _ids: &mut DocumentIds) {}
+    /// Adds the ids of the documents `event` will read, and returns the
+    /// event as decoded for that, for [`call_decoded`](Route::call_decoded).
+    /// An event that does not decode, or whose subscriber code panics
+    /// naming them, names none: the ids are a hint, and the event's own
+    /// call reports what is wrong with it.
+    fn documents(&self, _event: &RecordedEvent, _ids: &mut DocumentIds) -> Option<Decoded> {
+        None
+    }
 }
 
 /// Subscriber `S` consuming events of type `E`.
@@ -92,18 +110,31 @@ impl<P: Prefetch<E>, E: Event> Route<ProjectionTx> for Prefetching<P, E> {
         self.0.call(event, tx)
     }
 
+    fn call_decoded<'a>(
+        &'a self,
+        event: &'a RecordedEvent,
+        decoded: Option<Decoded>,
+        tx: &'a mut ProjectionTx,
+    ) -> RouteFuture<'a> {
+        match decoded.and_then(|decoded| decoded.downcast::<Recorded<E>>().ok()) {
+            Some(recorded) => Box::pin(async move { self.0.subscriber.project(&recorded, tx).await }),
+            None => self.0.call(event, tx),
+        }
+    }
+
     fn prefetches(&self) -> bool {
         true
     }
 
-    fn documents(&self, event: &RecordedEvent, ids: &mut DocumentIds) {
-        let Ok(recorded) = Recorded::<E>::decode(event) else { return };
+    fn documents(&self, event: &RecordedEvent, ids: &mut DocumentIds) -> Option<Decoded> {
+        let recorded = Recorded::<E>::decode(event).ok()?;
         // The ids named before a panic are kept: each is only a hint.
         let named =
             std::panic::catch_unwind(AssertUnwindSafe(|| self.0.subscriber.documents(&recorded, ids)));
         if named.is_err() {
             tracing::debug!(event_type = %event.event_type, position = %event.global_position, "naming the documents of an event panicked; they are read one by one");
         }
+        Some(Box::new(recorded))
     }
 }
 

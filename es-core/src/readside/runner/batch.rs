@@ -12,7 +12,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Failure, FailureKind};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
 use crate::readside::projection::{DocumentIds, ProjectionTx};
-use crate::readside::route::{RouteFuture, Routes};
+use crate::readside::route::{Decoded, RouteFuture, Routes};
 use crate::store::UnitOfWork;
 
 impl Runner<'_> {
@@ -109,9 +109,9 @@ impl Runner<'_> {
         let mut tx = ProjectionTx::new(Arc::clone(&self.shared.projections), Arc::clone(&self.slot.name))
             .with_cache(self.cache.clone())
             .with_state(self.shared.state_for(self.slot));
-        if routes.prefetches() {
-            self.prefetch(batch, routes, &mut tx).await?;
-        }
+        // The events the prefetch pass decoded, by index in the batch.
+        let mut decoded =
+            if routes.prefetches() { self.prefetch(batch, routes, &mut tx).await? } else { Vec::new() };
         let mut done = self.position;
         let mut projected = 0usize;
         let mut skipped = 0usize;
@@ -122,10 +122,12 @@ impl Runner<'_> {
             if let Some(route) = routes.get(event) {
                 self.check_lease_only().await?;
                 tx.set_replay(event.global_position <= self.replay_until);
+                // Used by the first try; a retry decodes the event again.
+                let mut ready = decoded.get_mut(i).and_then(Option::take);
                 let mut attempt = 0;
                 loop {
                     let mark = tx.mark();
-                    let outcome = CatchPanic(route.call(event, &mut tx)).await;
+                    let outcome = CatchPanic(route.call_decoded(event, ready.take(), &mut tx)).await;
                     let Err(error) = outcome else {
                         self.store_recovered();
                         break;
@@ -164,7 +166,8 @@ impl Runner<'_> {
 
     /// Reads, in one [`ProjectionStore::get_many`](crate::store::ProjectionStore::get_many),
     /// the documents the batch's prefetching events name, less those the
-    /// cache answers, into `tx`.
+    /// cache answers, into `tx`. Returns the events decoded to name them,
+    /// by index in the batch, for their calls.
     ///
     /// A failed read is a store outage, waited out like a failed read of
     /// events or of the checkpoint: the batch has not started, so nothing
@@ -175,22 +178,21 @@ impl Runner<'_> {
         batch: &[RecordedEvent],
         routes: &Routes<ProjectionTx>,
         tx: &mut ProjectionTx,
-    ) -> Result<(), Exit> {
+    ) -> Result<Vec<Option<Decoded>>, Exit> {
         let mut named = DocumentIds::default();
-        for event in batch {
-            if let Some(route) = routes.get(event) {
-                route.documents(event, &mut named);
-            }
-        }
+        let decoded = batch
+            .iter()
+            .map(|event| routes.get(event).and_then(|route| route.documents(event, &mut named)))
+            .collect();
         let wanted = tx.to_prefetch(named.into_vec());
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(decoded);
         }
         let projections = self.shared.projections.as_ref();
         let name = &*self.slot.name;
         let found = self.store_read("prefetching documents", || projections.get_many(name, &wanted)).await?;
         tx.prefetched(wanted, found);
-        Ok(())
+        Ok(decoded)
     }
 }
 
