@@ -93,9 +93,9 @@ fn prefetching(projection: Prefetching) -> Subscriber {
 /// Runs `subscriber` as `balances` over `deposits` (appended before it
 /// starts, so batches are exactly `batch_size` events) with `cache` bytes of
 /// document cache; returns the stored balances and the store calls.
-async fn run(
+async fn run<E: es_core::Event>(
     subscriber: Subscriber,
-    deposits: &[Deposited],
+    deposits: &[E],
     cache: usize,
     documents: TestStore<InMemoryProjectionStore>,
 ) -> BTreeMap<String, Balance> {
@@ -289,24 +289,11 @@ impl Prefetch<Counted> for CountedBalances {
 async fn a_prefetching_event_is_decoded_once_for_naming_its_documents_and_projecting() {
     let deposits: Vec<Counted> =
         (0..12).map(|n| Counted { account: format!("acc-{}", n % 4), amount: n + 1 }).collect();
-    let events = InMemoryEventStore::new();
-    let head = append(&events, "account-counted", &deposits).await;
     let documents = TestStore::new(InMemoryProjectionStore::new());
-    let mut registry = Registry::new();
     let subscriber =
         Subscriber::projection(CountedBalances(Balances::default())).prefetch::<Counted>().build();
-    registry.register("balances", subscriber).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events)
-        .projection_store(documents.clone())
-        .registry(registry)
-        .config(ReadSideConfig { document_cache_bytes: 0, ..config() })
-        .start()
-        .unwrap();
-    read_side.wait_for("balances", head, TIMEOUT).await.unwrap();
-    read_side.shutdown().await;
+    let stored = run(subscriber, &deposits, 0, documents.clone()).await;
 
-    let stored = stored_balances(documents.inner()).await;
     for account in 0..4 {
         let sum: i64 = (0..12).filter(|n| n % 4 == account).map(|n| n + 1).sum();
         assert_eq!(stored[&format!("acc-{account}")], Balance { balance: sum, events: 3 });
