@@ -270,19 +270,16 @@ impl SqliteDatabase {
             .acquire_timeout(options.busy_timeout)
             .test_before_acquire(false)
             .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| SqliteError::from_sqlx(&path, options.busy_timeout, e))?;
+            .max_lifetime(None);
+        let writer = open_pool(writer, &connect, &path, options.busy_timeout).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(options.readers)
             .min_connections(0)
             .test_before_acquire(false)
             .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(connect.create_if_missing(false))
-            .await
-            .map_err(|e| SqliteError::from_sqlx(&path, options.busy_timeout, e));
+            .max_lifetime(None);
+        let readers =
+            open_pool(readers, &connect.create_if_missing(false), &path, options.busy_timeout).await;
         let readers = match readers {
             Ok(readers) => readers,
             Err(error) => {
@@ -388,5 +385,30 @@ impl fmt::Display for Synchronous {
             Self::Full => "FULL",
             Self::Normal => "NORMAL",
         })
+    }
+}
+
+/// Opens `pool` on `connect`. A file that another process is creating or
+/// switching to WAL at the same moment can answer busy at once, without
+/// SQLite's busy handler waiting (a journal-mode change takes the file's
+/// exclusive lock): the connection is tried again, every 10 ms, until
+/// `busy_timeout` has passed.
+async fn open_pool(
+    pool: SqlitePoolOptions,
+    connect: &SqliteConnectOptions,
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<SqlitePool, SqliteError> {
+    let deadline = tokio::time::Instant::now() + busy_timeout;
+    loop {
+        match pool.clone().connect_with(connect.clone()).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) => match SqliteError::from_sqlx(path, busy_timeout, error) {
+                SqliteError::Locked { .. } if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                error => return Err(error),
+            },
+        }
     }
 }
