@@ -21,6 +21,7 @@ use crate::{
 
 pub use projection::{
     a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint,
+    a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit,
     two_nodes_never_both_project_and_the_second_takes_over_on_shutdown,
 };
 
