@@ -1,12 +1,12 @@
 //! Read side cases: what a read side promises on an adapter's stores.
 //!
-//! Each case runs two nodes on one fresh database and checks one guarantee
-//! across them. The handover cases take the three stores of the database
-//! (events, documents, leases) and clone them into both nodes; the
-//! projection cases take each node's own stores (`(events, documents,
-//! leases)`, its own connections to the one database), as two processes
-//! have. The cases are plain async fns: an adapter's test calls them with
-//! its stores.
+//! Each case runs two nodes (or two runs of one node) on one fresh database
+//! and checks one guarantee across them. The handover cases take the three
+//! stores of the database (events, documents, leases) and clone them into
+//! both nodes; the projection cases take each node's own stores
+//! (`(events, documents, leases)`, its own connections to the one
+//! database), as two processes have, and the restart case one node's. The
+//! cases are plain async fns: an adapter's test calls them with its stores.
 
 mod projection;
 

@@ -295,10 +295,10 @@ pub async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint<E,
 
 /// A node restarted under the same owner id while its earlier run still
 /// has a commit in flight: the new run takes the lease (under a new token)
-/// and reads the old checkpoint, and the earlier run's commit lands only
-/// then, before the new run reads the documents. It must be fenced off, or
-/// the new run applies its events a second time on top of it. Every event
-/// is applied exactly once.
+/// and reads the old checkpoint, and the earlier run's commit reaches the
+/// store only then, before the new run reads the documents. It must be
+/// fenced off, or the new run applies its events a second time on top of
+/// it. Every event is applied exactly once.
 ///
 /// Takes one node's stores, whose projection store checks fences against
 /// the lease store's leases (so not the in-memory ones, which ignore fences
@@ -374,7 +374,7 @@ where
     later.wait_for("totals", head, DEADLINE).await.unwrap();
     assert!(
         waited.load(Ordering::SeqCst),
-        "the new run's first document read must come after the earlier run stopped"
+        "the new run's first document read should have let the earlier run's commit go and seen that run stop"
     );
     assert_eq!(
         stored(&documents).await,
