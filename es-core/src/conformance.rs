@@ -260,7 +260,7 @@ macro_rules! lease_store_conformance {
         $crate::__conformance_cases!(lease_store, $make;
             lease_acquire_a_free_name,
             lease_is_exclusive_while_held,
-            lease_reacquire_by_its_owner_keeps_the_token_and_extends,
+            lease_reacquire_by_its_owner_gets_a_larger_token_and_extends,
             lease_renew_extends_a_held_lease,
             lease_expires_unless_renewed,
             lease_expired_is_lost_even_without_takeover,
@@ -274,7 +274,8 @@ macro_rules! lease_store_conformance {
 
 /// Stamps the fencing cases of [`conformance::lease_store`](crate::conformance::lease_store):
 /// a projection store refuses a commit fenced with a lease that was released,
-/// taken over or expired, or with a token never issued.
+/// taken over, acquired again by its owner or expired, or with a token never
+/// issued.
 ///
 /// The argument is an expression evaluating to a future that yields a pair
 /// `(lease store, projection store)`, fresh, that share one database, so
@@ -286,6 +287,7 @@ macro_rules! lease_fencing_conformance {
     ($make:expr $(,)?) => {
         $crate::__conformance_cases!(lease_store, $make;
             fenced_commit_is_refused_after_takeover,
+            fenced_commit_is_refused_after_its_owner_reacquired,
             fenced_commit_is_refused_once_its_lease_expired,
             fence_on_a_lease_never_taken_lands_and_a_token_never_issued_is_refused,
         );

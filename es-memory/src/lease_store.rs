@@ -62,14 +62,10 @@ impl LeaseStore for InMemoryLeaseStore {
     async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
         let mut table = self.lock()?;
         let now = Instant::now();
-        if let Some(held) = table.held.get_mut(name) {
-            if held.owner == owner && held.expires > now {
-                held.expires = deadline(now, ttl);
-                return Ok(Some(Lease { name: name.to_owned(), owner: owner.to_owned(), token: held.token }));
-            }
-            if held.expires > now {
-                return Ok(None);
-            }
+        // The owner that holds it gets it again, but under a new token: what
+        // its earlier acquisition may still commit must be fenced off.
+        if table.held.get(name).is_some_and(|held| held.owner != owner && held.expires > now) {
+            return Ok(None);
         }
         table.last_token += 1;
         let token = table.last_token;
@@ -111,11 +107,14 @@ mod tests {
         let store = InMemoryLeaseStore::new();
         let a = store.try_acquire("p", "a", TTL).await.unwrap().unwrap();
         assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none());
-        assert_eq!(store.try_acquire("p", "a", TTL).await.unwrap(), Some(a.clone()));
+        let again = store.try_acquire("p", "a", TTL).await.unwrap().unwrap();
+        assert!(again.token > a.token, "a re-acquisition gets a new token");
         store.release(&a).await.unwrap();
+        assert!(store.try_acquire("p", "b", TTL).await.unwrap().is_none(), "a stale release frees nothing");
+        store.release(&again).await.unwrap();
         let b = store.try_acquire("p", "b", TTL).await.unwrap().unwrap();
-        assert!(b.token > a.token);
-        assert!(!store.renew(&a, TTL).await.unwrap());
+        assert!(b.token > again.token);
+        assert!(!store.renew(&again, TTL).await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]

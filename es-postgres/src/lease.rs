@@ -4,7 +4,7 @@
 //! Why a table and not advisory locks: a lease must outlive no session and
 //! must not pin a pooled connection per subscription. A row with an expiry
 //! needs no held connection, works through any pooler, and its token grows
-//! with every new holder, which fences late writers. Time is the database's
+//! with every acquisition, which fences late writers. Time is the database's
 //! `clock_timestamp()`, so nodes whose clocks disagree still agree on who
 //! holds a lease.
 
@@ -25,8 +25,8 @@ use crate::schema::PgSchema;
 ///
 /// Leases expire on the database clock, so nodes with skewed clocks agree.
 /// A release expires the lease at once instead of deleting it, so a name's
-/// [`Lease::token`] grows with every acquisition by a new holder (and by the
-/// same owner after its lease expired). Cheap to clone. Call
+/// [`Lease::token`] grows with every acquisition, also when the owner that
+/// holds it acquires it again. Cheap to clone. Call
 /// [`migrate`](PgLeaseStore::migrate) once before use (it shares the
 /// migrations of [`PgEventStore`](crate::PgEventStore)).
 ///

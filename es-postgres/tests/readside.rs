@@ -43,7 +43,8 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     // its lease is not released.
     drop(a);
 
-    // The node restarts under the same name, takes its own lease again and
+    // The node restarts under the same name, takes its own lease again (under
+    // a new token, which fences off anything the killed run still commits) and
     // resumes from the stored checkpoint.
     let b = db
         .read_side("a", registry(vec![("totals", Totals::default().subscriber())]), config())

@@ -1,5 +1,6 @@
 //! The read side on Postgres across nodes: two nodes sharing a projection
-//! (hand-over on shutdown, take-over after a crash; the cases are the
+//! (hand-over on shutdown, take-over after a crash) and one node restarted
+//! under its owner id with a commit in flight (the cases are the
 //! conformance suite's), a bank transfer run by a process manager, and the
 //! warning about a transaction holding readers back.
 
@@ -44,6 +45,13 @@ async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint() {
     let other = db.other_node().await;
     readside::a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint(stores(&db), stores(&other))
         .await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit() {
+    let db = Db::new().await;
+    readside::a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit(stores(&db)).await;
     db.drop().await;
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Why a hash with an expiry field and not a key with `PEXPIRE`: an expired
 //! key is gone, and with it the name's last token; the hash stays, so a
-//! name's tokens strictly increase across holders, which is what lets
+//! name's tokens strictly increase across acquisitions, which is what lets
 //! [`RedisProjectionStore`](crate::RedisProjectionStore) fence off a late
 //! writer. Time is the server's `TIME`, read inside each script, so nodes
 //! whose clocks disagree still agree on who holds a lease.
@@ -33,8 +33,8 @@ static HOLDER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lea
 ///
 /// Leases expire on the server clock. A release expires the lease at once
 /// instead of deleting it, so a name's [`Lease::token`] grows with every
-/// acquisition by a new holder (and by the same owner after its lease
-/// expired). Cheap to clone.
+/// acquisition, also when the owner that holds it acquires it again. Cheap
+/// to clone.
 ///
 /// ```no_run
 /// use std::time::Duration;

@@ -125,8 +125,8 @@
 //! `Backend` errors after a lost connection may hide a write that went
 //! through, which is harmless for them: a snapshot, or a projection's
 //! documents and checkpoint, written again are the same, and a lease taken
-//! without its owner hearing so is taken again by the same owner (leases
-//! are re-entrant) or expires.
+//! without its owner hearing so is taken again by the same owner (under a
+//! new token) or expires.
 //!
 //! # Reading and waking
 //!

@@ -1,6 +1,7 @@
 //! The read side on Redis: two nodes sharing a projection through one
-//! Redis (the cases are the conformance suite's), and commands read back
-//! through a projection.
+//! Redis, one node restarted under its owner id with a commit in flight
+//! (the cases are the conformance suite's), and commands read back through
+//! a projection.
 //!
 //! Each test runs in its own namespace, deleted at the end. Nothing waits
 //! on a fixed sleep: tests wait for positions with `ReadSide::wait_for`, or
@@ -137,6 +138,12 @@ async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint() {
         node(&stores).await,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit() {
+    let stores = common::fresh_stores().await;
+    readside::a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit(node(&stores).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,7 +150,8 @@
 //!
 //! Projection commits, snapshot saves and lease calls are one transaction
 //! each, all or nothing, with the same doubt only at their commit; written
-//! again, they come out the same. A stored
+//! again, they come out the same (a lease acquired again comes back under a
+//! new token, which fences off the first). A stored
 //! row that cannot become an envelope is
 //! [`StoreError::Corrupt`](es_core::error::StoreError::Corrupt) naming the
 //! stream, version and position (a read of the global stream returns the

@@ -1,7 +1,8 @@
 //! The read side on SQLite: two processes (here: two handles on one file,
 //! each with its own connections) sharing a projection through the lease
-//! table, with a hand-over on shutdown and a take-over after a crash (the
-//! cases are the conformance suite's), and `Es` commands read back through
+//! table, with a hand-over on shutdown and a take-over after a crash, one
+//! process restarted under its owner id with a commit in flight (the cases
+//! are the conformance suite's), and `Es` commands read back through
 //! a strong projection whose documents and checkpoint commit in the file.
 //!
 //! Nothing waits on a fixed sleep: tests wait for positions with
@@ -186,6 +187,13 @@ async fn when_a_process_dies_the_other_resumes_from_its_checkpoint() {
     let (one, two) = (Node::open(&path).await, Node::open(&path).await);
     readside::a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint(stores(&one), stores(&two))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_restarted_under_its_owner_fences_off_its_earlier_runs_commit() {
+    let dir = TempDir::new();
+    let node = Node::open(&dir.file("shared.db")).await;
+    readside::a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit(stores(&node)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

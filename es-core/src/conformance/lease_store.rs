@@ -22,7 +22,8 @@ use crate::store::{Lease, LeaseStore};
 
 pub use fencing::{
     fence_on_a_lease_never_taken_lands_and_a_token_never_issued_is_refused,
-    fenced_commit_is_refused_after_takeover, fenced_commit_is_refused_once_its_lease_expired,
+    fenced_commit_is_refused_after_its_owner_reacquired, fenced_commit_is_refused_after_takeover,
+    fenced_commit_is_refused_once_its_lease_expired,
 };
 
 /// A TTL that runs out within the case.
@@ -120,19 +121,42 @@ pub async fn lease_is_exclusive_while_held<S: LeaseStore>(store: S) {
     assert!(renew(&store, &held, LONG_TTL).await, "the first holder still holds its lease");
 }
 
-/// Acquiring a lease one already holds returns the same token and extends
-/// it: after the first TTL has run out, others are still refused.
-pub async fn lease_reacquire_by_its_owner_keeps_the_token_and_extends<S: LeaseStore>(store: S) {
+/// Acquiring a lease one already holds is a new acquisition: it gets a
+/// larger token and extends the lease (after the first TTL has run out,
+/// others are still refused). The lease as acquired before is lost: its
+/// `renew` returns false and its `release` leaves the new one held. (A node
+/// restarted under a stable owner id must not inherit the token its earlier
+/// run may still commit under; the fencing case
+/// [`fenced_commit_is_refused_after_its_owner_reacquired`] checks the
+/// commits.)
+pub async fn lease_reacquire_by_its_owner_gets_a_larger_token_and_extends<S: LeaseStore>(store: S) {
     let first = acquire_free(&store, "projection-a", "node-1", SHORT_TTL, "the first acquisition").await;
-    let again = acquire(&store, "projection-a", "node-1", LONG_TTL).await;
-    assert_eq!(again.as_ref(), Some(&first), "re-acquiring one's own lease returns it with the same token");
+    let again =
+        acquire_free(&store, "projection-a", "node-1", LONG_TTL, "re-acquiring one's own lease").await;
+    assert!(
+        again.token > first.token,
+        "re-acquiring one's own lease gets a larger token: {} after {}",
+        again.token,
+        first.token
+    );
+    assert!(
+        !renew(&store, &first, LONG_TTL).await,
+        "renew of the lease as acquired before must return false"
+    );
+    release(&store, &first).await;
+    assert_eq!(
+        acquire(&store, "projection-a", "node-2", LONG_TTL).await,
+        None,
+        "releasing the lease as acquired before must not free the re-acquired lease"
+    );
     outlive_short_ttl().await;
     assert_eq!(
         acquire(&store, "projection-a", "node-2", LONG_TTL).await,
         None,
         "re-acquiring must extend the lease: another owner took it once the first TTL ran out"
     );
-    assert!(renew(&store, &first, LONG_TTL).await, "the owner still holds the re-acquired lease");
+    assert!(renew(&store, &again, LONG_TTL).await, "the owner holds the re-acquired lease");
+    assert!(!renew(&store, &first, LONG_TTL).await, "the lease as acquired before stays lost");
 }
 
 /// `renew` of a held lease returns true and extends it (after the first
@@ -200,24 +224,24 @@ pub async fn lease_release_frees_at_once_and_is_idempotent<S: LeaseStore>(store:
     release(&store, &second).await;
 }
 
-/// Tokens of one name strictly increase with every new acquisition, across
-/// owners and by the same owner after a release; renewing or re-acquiring
-/// a held lease keeps its token. A lease with the right name and owner but
+/// Tokens of one name strictly increase with every acquisition: across
+/// owners, by the same owner after a release, and by the owner that holds
+/// it; renewing keeps the token. A lease with the right name and owner but
 /// another token is not held, nor is one with the right token but another
 /// owner.
 pub async fn lease_tokens_strictly_increase_per_name<S: LeaseStore>(store: S) {
     let mut tokens = Vec::new();
     for owner in ["node-1", "node-2", "node-1", "node-3", "node-3"] {
         let lease = acquire_free(&store, "projection-a", owner, LONG_TTL, "a new acquisition").await;
-        assert!(renew(&store, &lease, LONG_TTL).await);
-        let again = acquire(&store, "projection-a", owner, LONG_TTL).await;
-        assert_eq!(again.map(|l| l.token), Some(lease.token), "re-acquiring a held lease keeps its token");
-        let forged = Lease { token: lease.token + 1, ..lease.clone() };
+        assert!(renew(&store, &lease, LONG_TTL).await, "renewing keeps a held lease and its token");
+        let again = acquire_free(&store, "projection-a", owner, LONG_TTL, "re-acquiring a held lease").await;
+        tokens.extend([lease.token, again.token]);
+        let forged = Lease { token: again.token + 1, ..again.clone() };
         assert!(!renew(&store, &forged, LONG_TTL).await, "a lease with another token is not held");
-        let stolen = Lease { owner: "intruder".to_owned(), ..lease.clone() };
+        let stolen = Lease { owner: "intruder".to_owned(), ..again.clone() };
         assert!(!renew(&store, &stolen, LONG_TTL).await, "another owner with the right token renews nothing");
-        tokens.push(lease.token);
-        release(&store, &lease).await;
+        assert!(!renew(&store, &lease, LONG_TTL).await, "a lease acquired again since is not held");
+        release(&store, &again).await;
     }
     assert!(
         tokens.windows(2).all(|w| w[0] < w[1]),
@@ -273,8 +297,9 @@ pub async fn lease_concurrent_acquires_grant_one_holder<S: LeaseStore + Clone>(s
 }
 
 /// `holder` names the current lease: none before it is taken, the lease
-/// while held, none once released or expired, and a stale release by an
-/// expired holder leaves the new holder in place. `holder` is the
+/// while held (under its new token once its owner acquired it again), none
+/// once released or expired, and a stale release by an expired holder
+/// leaves the new holder in place. `holder` is the
 /// adapter's own method (it is not on the port), called with a name.
 pub async fn lease_holder_follows_acquire_release_and_expiry<S, H, F>(store: S, holder: H)
 where
@@ -290,8 +315,10 @@ where
 
     let b = acquire_free(&store, "p", "b", LONG_TTL, "free after release").await;
     assert_eq!(holder("p").await, Some(b.clone()));
-    // Re-acquired by its holder with a short TTL (same token), it expires.
-    assert_eq!(acquire(&store, "p", "b", SHORT_TTL).await, Some(b.clone()), "re-entrant, same token");
+    // Re-acquired by its holder with a short TTL (a new token), it expires.
+    let again = acquire_free(&store, "p", "b", SHORT_TTL, "re-acquired by its holder").await;
+    assert!(again.token > b.token, "a re-acquisition gets a larger token");
+    assert_eq!(holder("p").await, Some(again.clone()), "held under the new token");
     let deadline = tokio::time::Instant::now() + EXPIRY_WAIT;
     while holder("p").await.is_some() {
         assert!(tokio::time::Instant::now() < deadline, "the lease on `p` never expired");
@@ -299,5 +326,6 @@ where
     }
     let c = acquire_free(&store, "p", "c", LONG_TTL, "expired, so free").await;
     release(&store, &b).await;
+    release(&store, &again).await;
     assert_eq!(holder("p").await, Some(c), "a stale release leaves the new holder");
 }

@@ -1,12 +1,12 @@
 //! Read side cases: what a read side promises on an adapter's stores.
 //!
-//! Each case runs two nodes on one fresh database and checks one guarantee
-//! across them. The handover cases take the three stores of the database
-//! (events, documents, leases) and clone them into both nodes; the
-//! projection cases take each node's own stores (`(events, documents,
-//! leases)`, its own connections to the one database), as two processes
-//! have. The cases are plain async fns: an adapter's test calls them with
-//! its stores.
+//! Each case runs two nodes (or two runs of one node) on one fresh database
+//! and checks one guarantee across them. The handover cases take the three
+//! stores of the database (events, documents, leases) and clone them into
+//! both nodes; the projection cases take each node's own stores
+//! (`(events, documents, leases)`, its own connections to the one
+//! database), as two processes have, and the restart case one node's. The
+//! cases are plain async fns: an adapter's test calls them with its stores.
 
 mod projection;
 
@@ -21,6 +21,7 @@ use crate::{
 
 pub use projection::{
     a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint,
+    a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit,
     two_nodes_never_both_project_and_the_second_takes_over_on_shutdown,
 };
 

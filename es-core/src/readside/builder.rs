@@ -88,7 +88,10 @@ impl ReadSideBuilder {
     }
 
     /// Names this node in leases (default: `node-` and a fresh UUID).
-    /// Must be unique among running read sides.
+    /// Must be unique among running read sides. It may stay the same
+    /// across restarts: a restarted node takes its leases under new tokens,
+    /// so a commit its earlier run left in flight is refused by a projection
+    /// store that checks fences.
     #[must_use]
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());

@@ -40,8 +40,11 @@ pub struct Lease {
     pub name: String,
     /// Who holds it (a node id, unique per running [`ReadSide`](crate::ReadSide)).
     pub owner: String,
-    /// A number that grows with every new acquisition of this name, so a
-    /// store can fence off writes of an earlier holder.
+    /// A number that grows with every acquisition of this name, also when
+    /// the owner that holds it acquires it again, so a store can fence off
+    /// the writes of every earlier acquisition: another node's, or this
+    /// owner's own from before (a node restarted under the same owner id,
+    /// whose earlier run may still have a commit in flight).
     pub token: u64,
 }
 
@@ -63,26 +66,35 @@ impl Lease {
 
 /// Hands out one lease per subscription name, shared by every node.
 ///
-/// The contract every implementation keeps (the in-memory one and, in
-/// `es-postgres`, one on advisory locks or a lease table):
+/// The contract every implementation keeps (the in-memory one and those of
+/// the SQL and Redis adapters):
 ///
 /// - **Exclusive.** At any instant at most one owner holds an unexpired
 ///   lease on a name. [`try_acquire`](LeaseStore::try_acquire) by another
 ///   owner returns `Ok(None)` while it is held.
 /// - **Expiring.** A lease not renewed within its `ttl` expires; after that
-///   any owner may acquire it (with a larger `token`). Time is the store's
-///   own clock (the database's `now()` for Postgres), never the caller's.
-/// - **Re-entrant.** `try_acquire` by the owner that already holds the name
-///   extends it and returns the same token.
+///   any owner may acquire it. Time is the store's own clock (the
+///   database's `now()` for Postgres), never the caller's.
+/// - **Every acquisition is new.** `try_acquire` by the owner that already
+///   holds the name succeeds, extends the lease and returns a new, larger
+///   token; the lease as acquired before is lost (its `renew` returns
+///   `Ok(false)`, its `release` leaves the new acquisition held, and a
+///   commit fenced with its token is refused). An owner id may be stable
+///   across restarts, and a restarted node must not inherit the token under
+///   which its earlier run may still have a commit in flight.
 /// - **Renewal tells the truth.** [`renew`](LeaseStore::renew) returns
-///   `Ok(false)` when the lease expired or was taken by another owner since
-///   (same name and owner but another token counts as lost); the caller must
-///   then stop processing at once and never commit again under that lease.
+///   `Ok(false)` when the lease expired or was acquired again since, by
+///   another owner or by the same one (same name and owner but another token
+///   counts as lost); the caller must then stop processing at once and never
+///   commit again under that lease.
 /// - **Release is idempotent.** [`release`](LeaseStore::release) of a lease
-///   not held (expired, taken over) does nothing.
+///   not held (expired, taken over, acquired again) does nothing.
+/// - **Tokens strictly increase per name**, over every acquisition.
 /// - An implementation backed by a session lock (a Postgres advisory lock
 ///   held by a pooled connection) must also release the lock if the session
-///   dies, and must report `Ok(false)` from `renew` once the session is gone.
+///   dies, must report `Ok(false)` from `renew` once the session is gone,
+///   and still needs a counter beside the lock for its tokens: taking the
+///   lock again in the same session is an acquisition too.
 ///
 /// The runner checks its lease before every event and every commit and
 /// renews it once a third of the TTL has passed; it stops at once when
@@ -94,11 +106,14 @@ impl Lease {
 /// database refuses a commit whose lease is no longer held with that token
 /// ([`ProjectionError::Fenced`](crate::error::ProjectionError::Fenced)), and the
 /// runner then treats the lease as lost, so even a commit delayed past the
-/// TTL cannot land after another node took over.
+/// TTL cannot land after another node took over, nor after a later run of
+/// the same owner (restarted under a stable owner id) acquired the lease
+/// and read the checkpoint.
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
-    /// Acquires the lease on `name` for `owner` for `ttl`, or `Ok(None)` if
-    /// another owner holds it.
+    /// Acquires the lease on `name` for `owner` for `ttl`, with a token
+    /// larger than any this name had, or `Ok(None)` if another owner holds
+    /// it. An owner that holds it already gets it again, under a new token.
     ///
     /// # Errors
     /// [`LeaseError::Backend`] if storage fails.

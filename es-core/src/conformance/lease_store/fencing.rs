@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::{acquire, acquire_free, outlive_short_leases, release, LONG_TTL, SHORT_TTL};
+use super::{acquire_free, outlive_short_leases, release, renew, LONG_TTL, SHORT_TTL};
 use crate::error::ProjectionError;
 use crate::store::{Checkpoint, Fence, Lease, LeaseStore, ProjectionStore, UnitOfWork};
 use crate::GlobalPosition;
@@ -78,6 +78,38 @@ pub async fn fenced_commit_is_refused_after_takeover<L: LeaseStore, P: Projectio
     assert_eq!(document(&projections, "new-holder").await, Some(json!({ "by": "node-2" })));
 }
 
+/// Re-acquiring a held lease, by its own owner, fences off the acquisition
+/// before: a commit fenced with the earlier token is refused with
+/// `ProjectionError::Fenced` and stores nothing, and the new token's commit
+/// lands. So a node restarted under a stable owner id is not overtaken by a
+/// commit its earlier run still had in flight, which would land after the
+/// new run read the old checkpoint and apply its events twice.
+pub async fn fenced_commit_is_refused_after_its_owner_reacquired<L: LeaseStore, P: ProjectionStore>(
+    stores: (L, P),
+) {
+    let (leases, projections) = stores;
+    let first = acquire_free(&leases, "balances", "node-a", LONG_TTL, "the first acquisition").await;
+    commit(&projections, fenced_work(&first, 10, 10), "a commit fenced with a held lease").await;
+
+    let again = acquire_free(&leases, "balances", "node-a", LONG_TTL, "re-acquiring one's own lease").await;
+    let stale = projections.commit("balances", fenced_work(&first, 20, 20)).await;
+    assert_fenced(stale, &first, "a commit fenced with the token its owner held before re-acquiring");
+    assert_eq!(
+        checkpoint(&projections).await,
+        Some(GlobalPosition(10)),
+        "a fenced-off commit must not move the checkpoint"
+    );
+    assert_eq!(
+        document(&projections, "acc-1").await,
+        Some(json!({ "balance": 10 })),
+        "a fenced-off commit must not put"
+    );
+
+    commit(&projections, fenced_work(&again, 30, 30), "a commit fenced with the re-acquired lease").await;
+    assert_eq!(checkpoint(&projections).await, Some(GlobalPosition(30)));
+    assert_eq!(document(&projections, "acc-1").await, Some(json!({ "balance": 30 })));
+}
+
 /// A lease that expired is no longer held even if nobody took it over: a
 /// commit fenced with it is refused with `ProjectionError::Fenced` and
 /// stores nothing (its puts, its deletes and its checkpoint alike); once
@@ -95,8 +127,7 @@ pub async fn fenced_commit_is_refused_once_its_lease_expired<L: LeaseStore, P: P
     commit(&projections, fenced_work(&a, 10, 10), "a commit fenced with a held lease").await;
     assert_eq!(checkpoint(&projections).await, Some(GlobalPosition(10)));
 
-    let again = acquire(&leases, "balances", "node-a", SHORT_TTL).await;
-    assert_eq!(again.as_ref(), Some(&a), "re-acquiring one's own lease keeps its token");
+    assert!(renew(&leases, &a, SHORT_TTL).await, "renewing a held lease, now for a short TTL");
     outlive_short_leases(&leases, "probe").await;
     let expired = projections.commit("balances", fenced_work(&a, 20, 20)).await;
     assert_fenced(expired, &a, "a commit fenced with an expired lease nobody took over");

@@ -1,20 +1,25 @@
 //! Projection cases: two nodes, each on its own stores of one database,
 //! run one projection; never both at once, and every event lands exactly
-//! once across a handover.
+//! once across a handover, and across a restart of one node under its
+//! owner id while its earlier run still had a commit in flight.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Semaphore};
 
 use super::ping;
+use crate::error::LeaseError;
 use crate::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState};
 use crate::store::{
     DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, NewEvent, ProjectionStore,
 };
+use crate::testkit::{Fault, StoreCall, TestStore};
 use crate::{
     event, Event, GlobalPosition, HandlerError, Project, ProjectionTx, ReadSide, Recorded, StreamId,
 };
@@ -172,14 +177,56 @@ async fn until_active(read_side: &ReadSide) {
     }
 }
 
+/// A node's lease store that remembers the lease it granted last, so a case
+/// can name the lease a runner holds without acquiring it (which would hand
+/// out a new token and fence the runner off). Clones share the memory.
+#[derive(Clone)]
+struct Granted<L> {
+    inner: L,
+    last: Arc<Mutex<Option<Lease>>>,
+}
+
+impl<L> Granted<L> {
+    fn last(&self) -> Option<Lease> {
+        self.last.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl<L: LeaseStore> LeaseStore for Granted<L> {
+    async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
+        let granted = self.inner.try_acquire(name, owner, ttl).await?;
+        if let Some(lease) = &granted {
+            *self.last.lock().unwrap() = Some(lease.clone());
+        }
+        Ok(granted)
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
+        self.inner.renew(lease, ttl).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.inner.release(lease).await
+    }
+}
+
+/// A node's stores, its lease store remembering what it granted.
+fn granting<E, P, L>((events, documents, leases): (E, P, L)) -> (E, P, Granted<L>) {
+    (events, documents, Granted { inner: leases, last: Arc::default() })
+}
+
 /// The lease on `totals`, asked through the port: `other` is refused it,
-/// and `owner` re-acquiring it gets it back (re-entrant, same token) for
-/// `ttl`, as its runner's renewals do.
-async fn held_by<L: LeaseStore>(leases: &L, owner: &str, other: &str, ttl: Duration) -> Lease {
-    let refused = leases.try_acquire("totals", other, ttl).await.unwrap();
+/// and the lease last granted to `owner`'s node is still held (renewed for
+/// `ttl`, as its runner's renewals do).
+async fn held_by<L: LeaseStore>(leases: &Granted<L>, owner: &str, other: &str, ttl: Duration) -> Lease {
+    let refused = leases.inner.try_acquire("totals", other, ttl).await.unwrap();
     assert_eq!(refused, None, "`{other}` acquired the lease on `totals` that `{owner}` should hold");
-    let held = leases.try_acquire("totals", owner, ttl).await.unwrap();
-    held.unwrap_or_else(|| panic!("`{owner}` does not hold the lease on `totals`"))
+    let lease = leases.last().unwrap_or_else(|| panic!("`{owner}` was never granted the lease on `totals`"));
+    assert_eq!(lease.owner, owner, "the lease on `totals` was granted last to another owner");
+    let held = leases.inner.renew(&lease, ttl).await.unwrap();
+    assert!(held, "`{owner}` does not hold the lease on `totals` it was granted last: {lease:?}");
+    lease
 }
 
 /// Two nodes run one projection: the first takes the lease, the second
@@ -194,6 +241,7 @@ pub async fn two_nodes_never_both_project_and_the_second_takes_over_on_shutdown<
     P: ProjectionStore + Clone,
     L: LeaseStore + Clone,
 {
+    let (one, two) = (granting(one), granting(two));
     let totals = Totals::default();
     let (a, b) = start_both(&one, &two, &totals, TTL).await;
     let mut added = vec![("a", 1..=10), ("b", 11..=20)];
@@ -226,6 +274,7 @@ pub async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint<E,
     P: ProjectionStore + Clone,
     L: LeaseStore + Clone,
 {
+    let (one, two) = (granting(one), granting(two));
     let totals = Totals::default();
     let (a, b) = start_both(&one, &two, &totals, SHORT_TTL).await;
     let mut added = vec![("a", 1..=20)];
@@ -242,4 +291,95 @@ pub async fn a_dead_nodes_projection_resumes_on_the_other_from_its_checkpoint<E,
     b.wait_for("totals", head, DEADLINE).await.unwrap();
     each_once(&two.1, &totals, &added, "b resumed from a's checkpoint").await;
     b.shutdown().await;
+}
+
+/// A node restarted under the same owner id while its earlier run still
+/// has a commit in flight: the new run takes the lease (under a new token)
+/// and reads the old checkpoint, and the earlier run's commit reaches the
+/// store only then, before the new run reads the documents. It must be
+/// fenced off, or the new run applies its events a second time on top of
+/// it. Every event is applied exactly once.
+///
+/// Takes one node's stores, whose projection store checks fences against
+/// the lease store's leases (so not the in-memory ones, which ignore fences
+/// by design). [`TestStore`] hooks hold the earlier run's commit back and
+/// let it go from the new run's first document read; the earlier run
+/// never releases its lease, as a killed process does not.
+pub async fn a_node_restarted_under_its_owner_fences_off_its_earlier_runs_commit<E, P, L>(stores: (E, P, L))
+where
+    E: EventStore + Clone,
+    P: ProjectionStore + Clone,
+    L: LeaseStore + Clone,
+{
+    let (events, documents, leases) = stores;
+    let totals = Totals::default();
+    let earlier_documents = TestStore::new(documents.clone());
+    // The earlier run goes away as a killed process does, never releasing
+    // its lease: its releases are dropped.
+    let earlier_leases = TestStore::new(leases.clone());
+    earlier_leases.inject(StoreCall::Release, Fault::Dropped, ..);
+    let earlier = start(&(events.clone(), earlier_documents.clone(), earlier_leases), "node-a", &totals, TTL);
+    let mut added = vec![("a", 1..=3)];
+    let head = tally(&events, "a", 1..=3).await;
+    earlier.wait_for("totals", head, DEADLINE).await.unwrap();
+
+    // The earlier run's first commit that carries a projected event waits
+    // for the gate.
+    let gate = Arc::new(Semaphore::new(0));
+    let (holding, mut held) = watch::channel(false);
+    let projected = totals.runs.load(Ordering::SeqCst);
+    earlier_documents.before(StoreCall::Commit, {
+        let (gate, runs, holding) = (Arc::clone(&gate), Arc::clone(&totals.runs), Arc::new(holding));
+        move |_| {
+            let (gate, holding) = (Arc::clone(&gate), Arc::clone(&holding));
+            let hold = runs.load(Ordering::SeqCst) > projected && !holding.send_replace(true);
+            async move {
+                if hold {
+                    gate.acquire().await.expect("the gate stays open").forget();
+                }
+            }
+        }
+    });
+    added.push(("b", 4..=6));
+    let head = tally(&events, "b", 4..=6).await;
+    let holds = tokio::time::timeout(DEADLINE, held.wait_for(|held| *held)).await;
+    assert!(holds.is_ok(), "the earlier run never committed the events it projected");
+
+    // The earlier run is stopped with its commit pending: it ends once the
+    // commit has landed or been refused.
+    let (stopped, earlier_gone) = watch::channel(false);
+    tokio::spawn(async move {
+        earlier.shutdown().await;
+        stopped.send_replace(true);
+    });
+    // The new run reads the checkpoint, then its first document read lets
+    // the earlier commit go and waits until it is through.
+    let waited = Arc::new(AtomicBool::new(false));
+    let later_documents = TestStore::new(documents.clone());
+    later_documents.before(StoreCall::Get, {
+        let (gate, waited) = (Arc::clone(&gate), Arc::clone(&waited));
+        move |n| {
+            let (gate, waited, mut earlier_gone) =
+                (Arc::clone(&gate), Arc::clone(&waited), earlier_gone.clone());
+            async move {
+                if n == 1 {
+                    gate.add_permits(1);
+                    let gone = tokio::time::timeout(DEADLINE, earlier_gone.wait_for(|gone| *gone)).await;
+                    waited.store(gone.is_ok(), Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    let later = start(&(events.clone(), later_documents, leases.clone()), "node-a", &totals, TTL);
+    later.wait_for("totals", head, DEADLINE).await.unwrap();
+    assert!(
+        waited.load(Ordering::SeqCst),
+        "the new run's first document read should have let the earlier run's commit go and seen that run stop"
+    );
+    assert_eq!(
+        stored(&documents).await,
+        fold(&added),
+        "every event exactly once: the new run's lease must fence off the earlier run's commit"
+    );
+    later.shutdown().await;
 }

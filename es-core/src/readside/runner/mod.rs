@@ -46,9 +46,11 @@ enum Exit {
 
 /// Runs one subscription until it is cancelled or fails, taking the lease
 /// again whenever it is lost. Starts once `previous` (the task spawned
-/// before it) has exited: a lease is re-entrant for its owner, so it alone
-/// would not keep two tasks of one node apart. `_exit` is dropped when this
-/// task ends, which tells the next one.
+/// before it) has exited: the owner that holds a lease is granted it again
+/// (under a new token, which fences off the earlier task's commits only on
+/// stores that check fences, and only from its next commit on), so the
+/// lease alone would not keep two tasks of one node apart. `_exit` is
+/// dropped when this task ends, which tells the next one.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
