@@ -39,8 +39,10 @@ async fn a_projection_killed_mid_batch_resumes_and_applies_every_event_once() {
     tokio::time::timeout(DEADLINE, hung.notified()).await.expect("the projection reached amount 13");
     let stored = db.documents.checkpoint("totals").await.unwrap().map(|c| c.position);
     assert!(stored.is_some(), "earlier batches were committed");
-    // Killed: dropped without shutdown, so its task is aborted mid-batch and
-    // its lease is not released.
+    // Killed: dropped without shutdown. Its task hangs mid-batch, so the
+    // drop aborts it later with the unit of work uncommitted; the release
+    // the drop then sends names the killed run's token, which by then no
+    // longer holds the lease (the restarted node took it under a new one).
     drop(a);
 
     // The node restarts under the same name, takes its own lease again (under
