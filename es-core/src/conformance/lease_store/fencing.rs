@@ -94,16 +94,7 @@ pub async fn fenced_commit_is_refused_after_its_owner_reacquired<L: LeaseStore, 
     let again = acquire_free(&leases, "balances", "node-a", LONG_TTL, "re-acquiring one's own lease").await;
     let stale = projections.commit("balances", fenced_work(&first, 20, 20)).await;
     assert_fenced(stale, &first, "a commit fenced with the token its owner held before re-acquiring");
-    assert_eq!(
-        checkpoint(&projections).await,
-        Some(GlobalPosition(10)),
-        "a fenced-off commit must not move the checkpoint"
-    );
-    assert_eq!(
-        document(&projections, "acc-1").await,
-        Some(json!({ "balance": 10 })),
-        "a fenced-off commit must not put"
-    );
+    assert_still_at_the_first_commit(&projections).await;
 
     commit(&projections, fenced_work(&again, 30, 30), "a commit fenced with the re-acquired lease").await;
     assert_eq!(checkpoint(&projections).await, Some(GlobalPosition(30)));
@@ -135,16 +126,7 @@ pub async fn fenced_commit_is_refused_once_its_lease_expired<L: LeaseStore, P: P
     let b = acquire_free(&leases, "balances", "node-b", LONG_TTL, "taking over the expired lease").await;
     let stale = projections.commit("balances", fenced_work(&a, 30, 30)).await;
     assert_fenced(stale, &a, "a commit fenced with an expired lease, after a takeover");
-    assert_eq!(
-        checkpoint(&projections).await,
-        Some(GlobalPosition(10)),
-        "a fenced-off commit must not move the checkpoint"
-    );
-    assert_eq!(
-        document(&projections, "acc-1").await,
-        Some(json!({ "balance": 10 })),
-        "a fenced-off commit must not put"
-    );
+    assert_still_at_the_first_commit(&projections).await;
 
     projections.put("balances", "acc-2", json!({ "balance": 7 })).await.expect("an unfenced put");
     commit(&projections, fenced_work(&b, 40, 40), "a commit fenced with the new holder's lease").await;
@@ -196,4 +178,19 @@ fn assert_fenced(result: Result<(), ProjectionError>, lease: &Lease, what: &str)
         Err(other) => panic!("{what}: expected ProjectionError::Fenced, got {other:?}"),
         Ok(()) => panic!("{what}: expected ProjectionError::Fenced, but the commit landed"),
     }
+}
+
+/// The commit at position 10 (`acc-1` at balance 10) is the last that
+/// landed: a fenced-off commit after it moved neither.
+async fn assert_still_at_the_first_commit<P: ProjectionStore>(projections: &P) {
+    assert_eq!(
+        checkpoint(projections).await,
+        Some(GlobalPosition(10)),
+        "a fenced-off commit must not move the checkpoint"
+    );
+    assert_eq!(
+        document(projections, "acc-1").await,
+        Some(json!({ "balance": 10 })),
+        "a fenced-off commit must not put"
+    );
 }
