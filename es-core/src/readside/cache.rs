@@ -11,12 +11,18 @@
 //! starts empty, as another node may have written meanwhile), and is
 //! emptied whenever a commit fails, since a failed commit may or may not
 //! have been applied.
+//!
+//! While a batch's commit is in flight (the runner projects the next batch
+//! meanwhile), its changes are *staged*: reads see them before anything
+//! else, and no eviction can drop them, since the store does not hold them
+//! yet. They join the cached documents once the commit went through.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
+use super::projection_tx::net_changes;
 use crate::store::DocumentChange;
 
 /// Documents as the store holds them (`None`: known not to exist), with
@@ -30,6 +36,9 @@ pub(crate) struct DocumentCache {
     /// Every document of the projection is in `documents`: one that is not
     /// there does not exist.
     complete: bool,
+    /// The net changes of the commit in flight, if any: newer than
+    /// `documents`, and outside the budget (a batch bounds them).
+    staged: HashMap<String, Option<Value>>,
 }
 
 /// A runner's cache, shared with the [`ProjectionTx`](super::ProjectionTx)
@@ -46,6 +55,7 @@ impl SharedCache {
             capacity,
             used: 0,
             complete: false,
+            staged: HashMap::new(),
         })))
     }
 
@@ -55,10 +65,13 @@ impl SharedCache {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// What the store holds for `id`, if known: `Some(None)` means it
-    /// holds no such document.
+    /// What the store holds for `id`, if known, counting the commit in
+    /// flight as done: `Some(None)` means it holds no such document.
     pub(crate) fn get(&self, id: &str) -> Option<Option<Value>> {
         let cache = self.lock();
+        if let Some(staged) = cache.staged.get(id) {
+            return Some(staged.clone());
+        }
         match cache.documents.get(id) {
             Some((document, _)) => Some(document.clone()),
             None if cache.complete => Some(None),
@@ -82,9 +95,39 @@ impl SharedCache {
         }
     }
 
-    /// Forgets everything: the store's state is no longer known.
+    /// Stages the net changes (one per document) of a commit just sent.
+    pub(crate) fn stage(&self, changes: Vec<DocumentChange>) {
+        let mut cache = self.lock();
+        cache.staged.clear();
+        for change in changes {
+            match change {
+                DocumentChange::Put { id, document } => cache.staged.insert(id, Some(document)),
+                DocumentChange::Delete { id } => cache.staged.insert(id, None),
+            };
+        }
+    }
+
+    /// The staged commit went through: its changes are what the store holds.
+    pub(crate) fn staged_committed(&self) {
+        let mut cache = self.lock();
+        let staged = std::mem::take(&mut cache.staged);
+        for (id, document) in staged {
+            cache.remember(&id, document);
+        }
+    }
+
+    /// Takes the staged changes back (their commit failed and is to be
+    /// made again), in id order.
+    pub(crate) fn unstage(&self) -> Vec<DocumentChange> {
+        let staged = std::mem::take(&mut self.lock().staged);
+        net_changes(staged)
+    }
+
+    /// Forgets everything, staged changes too: the store's state is no
+    /// longer known.
     pub(crate) fn clear(&self) {
         let mut cache = self.lock();
+        cache.staged.clear();
         cache.documents.clear();
         cache.used = 0;
         cache.complete = false;
@@ -218,6 +261,46 @@ mod tests {
         assert_eq!(cache.len(), 0);
         assert_eq!(cache.get("a"), None, "the store must be asked");
         assert_eq!(cache.get("z"), None, "a document exists that the cache does not hold");
+    }
+
+    #[test]
+    fn staged_changes_are_read_first_and_no_eviction_drops_them() {
+        let one = ENTRY + 1 + weight(&json!(1));
+        let cache = SharedCache::new(2 * one);
+        cache.emptied();
+        cache.remember("a", Some(json!(1)));
+        cache.stage(vec![
+            DocumentChange::Put { id: "b".into(), document: json!(2) },
+            DocumentChange::Delete { id: "a".into() },
+        ]);
+        assert_eq!(cache.get("a"), Some(None), "the staged delete wins over the cached document");
+        for id in ["c", "d", "e"] {
+            cache.remember(id, Some(json!(0)));
+        }
+        assert_eq!(cache.get("b"), Some(Some(json!(2))), "evictions leave staged changes alone");
+        let staged = cache.unstage();
+        assert_eq!(
+            staged,
+            vec![
+                DocumentChange::Delete { id: "a".into() },
+                DocumentChange::Put { id: "b".into(), document: json!(2) }
+            ],
+            "taken back in id order"
+        );
+        assert_eq!(cache.get("b"), None, "unstaged, and never known to the store");
+    }
+
+    #[test]
+    fn a_staged_commit_that_went_through_joins_the_cache_and_a_clear_drops_one_that_did_not() {
+        let cache = SharedCache::new(10_000);
+        cache.stage(vec![DocumentChange::Put { id: "a".into(), document: json!(1) }]);
+        cache.staged_committed();
+        assert_eq!(cache.get("a"), Some(Some(json!(1))));
+        assert_eq!(cache.len(), 1);
+        cache.stage(vec![DocumentChange::Put { id: "b".into(), document: json!(2) }]);
+        cache.clear();
+        assert_eq!(cache.get("b"), None);
+        assert!(cache.unstage().is_empty());
     }
 
     #[test]

@@ -8,7 +8,10 @@ use super::subscriber::RetryPolicy;
 #[derive(Debug, Clone)]
 pub struct ReadSideConfig {
     /// How many events one read of the global stream fetches (and one
-    /// projection commit covers at most).
+    /// projection commit covers at most). While batches come full (a
+    /// catch-up or rebuild), the next batch is read while one is processed,
+    /// and a document projection's commit runs while the next batch is
+    /// projected: a runner holds at most three batches.
     pub batch_size: usize,
     /// How long a caught-up subscription waits for new events before it
     /// reads again anyway (adapters with wake-ups return earlier).
@@ -47,7 +50,10 @@ pub struct ReadSideConfig {
     /// the only writer of its projection's documents: documents changed
     /// from elsewhere (`ProjectionStore::put`, SQL) are not seen until the
     /// projection is restarted or rebuilt. It is emptied when the lease is
-    /// taken again or a commit fails.
+    /// taken again or a commit fails. Apart from it, while a full batch's
+    /// commit is in flight and the next batch is projected, the documents
+    /// that commit writes are held in memory and answer reads (the store
+    /// does not have them yet), whatever this says.
     pub document_cache_bytes: usize,
 }
 

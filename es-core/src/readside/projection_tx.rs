@@ -241,17 +241,21 @@ impl ProjectionTx {
     /// checkpoint and the fence): a batch that wrote one document a
     /// thousand times commits it once.
     pub(crate) fn into_work(self) -> UnitOfWork {
-        let mut net: Vec<(String, Option<Value>)> = self.pending.into_iter().collect();
-        net.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let changes = net
-            .into_iter()
-            .map(|(id, document)| match document {
-                Some(document) => DocumentChange::Put { id, document },
-                None => DocumentChange::Delete { id },
-            })
-            .collect();
-        UnitOfWork { changes, checkpoint: None, fence: None }
+        UnitOfWork { changes: net_changes(self.pending), checkpoint: None, fence: None }
     }
+}
+
+/// The changes that leave each document of `newest` in its state there
+/// (`None`: deleted), one per document, in id order.
+pub(crate) fn net_changes(newest: impl IntoIterator<Item = (String, Option<Value>)>) -> Vec<DocumentChange> {
+    let mut net: Vec<(String, Option<Value>)> = newest.into_iter().collect();
+    net.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    net.into_iter()
+        .map(|(id, document)| match document {
+            Some(document) => DocumentChange::Put { id, document },
+            None => DocumentChange::Delete { id },
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -155,12 +155,18 @@ impl Runner<'_> {
             done = event.global_position;
             self.slot.handled(event, batch.get(i + 1));
         }
+        // Counted after the commit in flight settles, which zeroes the count.
+        self.settle().await?;
         self.skipped += skipped;
         if projected > 0 || self.skipped >= self.shared.config.checkpoint_every {
-            self.commit(tx.into_work(), done).await?;
+            self.send_commit(tx.into_work(), done).await?;
         }
         self.position = done;
-        self.slot.set_reached(done);
+        if self.in_flight.is_none() {
+            // Otherwise reached once its commit went through: a reader
+            // waiting for a position must find its documents there.
+            self.slot.set_reached(done);
+        }
         Ok(())
     }
 

@@ -16,60 +16,90 @@ impl Runner<'_> {
     }
 
     /// Commits `work` with the checkpoint `checkpoint` under the lease,
-    /// fenced with the lease's token, retrying per the subscriber's policy.
-    /// A store that refuses the fence means the lease is lost:
-    /// `Err(LeaseLost)`, with nothing stored or advanced.
-    pub(super) async fn commit(
+    /// fenced with the lease's token, retrying per the subscriber's policy,
+    /// once the commit in flight (if any) went through. A store that
+    /// refuses the fence means the lease is lost: `Err(LeaseLost)`, with
+    /// nothing stored or advanced.
+    pub(super) async fn commit(&mut self, work: UnitOfWork, checkpoint: GlobalPosition) -> Result<(), Exit> {
+        self.settle().await?;
+        self.commit_now(work, checkpoint, 0).await
+    }
+
+    /// [`commit`](Self::commit), with no commit in flight and `tried`
+    /// attempts already made (and paused after).
+    pub(super) async fn commit_now(
         &mut self,
         mut work: UnitOfWork,
         checkpoint: GlobalPosition,
+        tried: u32,
     ) -> Result<(), Exit> {
-        let retry = self.slot.subscriber.retry;
-        let mut attempt = 0;
+        let mut attempt = tried;
         loop {
             attempt += 1;
-            self.check_lease_only().await?;
-            let lease = &self.keeper.lease;
-            work.fence(Fence::new(lease.name.clone(), lease.token));
-            work.checkpoint(self.checkpoint_at(checkpoint));
-            let outcome = self.shared.projections.commit(&self.slot.name, work.clone()).await;
-            if outcome.is_err() {
-                // It may or may not have been applied.
-                self.cache.clear();
-            }
-            match outcome {
+            self.seal(&mut work, checkpoint).await?;
+            match self.shared.projections.commit(&self.slot.name, work.clone()).await {
                 Ok(()) => {
                     self.cache.committed(work.changes);
                     self.stored(checkpoint);
                     return Ok(());
                 }
-                Err(ProjectionError::Fenced { lease, token, .. }) => {
-                    tracing::warn!(subscription = %self.slot.name, %lease, token, "commit refused: the lease is no longer held with this token");
-                    return Err(Exit::LeaseLost);
-                }
-                Err(error @ ProjectionError::Backend(_)) => {
-                    // The store failed, not the batch: wait it out, however
-                    // long it takes (a commit that may have gone through is
-                    // repeated whole, which stores the same documents).
-                    attempt -= 1;
-                    let pause = self.store_failed("committing", &error);
-                    self.pause(pause).await?;
-                }
-                Err(error) if attempt < retry.max_attempts => {
-                    tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "commit failed; retrying");
-                    self.pause(retry.backoff(attempt)).await?;
-                }
-                Err(error) => {
-                    return Err(Exit::Failed(Failure {
-                        kind: FailureKind::Commit,
-                        error: format!("committing the checkpoint failed: {}", describe(&error)),
-                        position: checkpoint,
-                        event_id: None,
-                        event_type: None,
-                        attempts: attempt,
-                    }));
-                }
+                Err(error) => self.commit_failed(error, &mut attempt, checkpoint).await?,
             }
+        }
+    }
+
+    /// Renews the lease if due, and puts its fence and the checkpoint at
+    /// `checkpoint` on `work`.
+    pub(super) async fn seal(
+        &mut self,
+        work: &mut UnitOfWork,
+        checkpoint: GlobalPosition,
+    ) -> Result<(), Exit> {
+        self.check_lease_only().await?;
+        let lease = &self.keeper.lease;
+        work.fence(Fence::new(lease.name.clone(), lease.token));
+        work.checkpoint(self.checkpoint_at(checkpoint));
+        Ok(())
+    }
+
+    /// After try number `attempt` of the commit at `checkpoint` failed with
+    /// `error`: pauses before the next try, or says why there is none. A
+    /// store failure is waited out however long it lasts and is not
+    /// counted in `attempt`.
+    pub(super) async fn commit_failed(
+        &mut self,
+        error: ProjectionError,
+        attempt: &mut u32,
+        checkpoint: GlobalPosition,
+    ) -> Result<(), Exit> {
+        // It may or may not have been applied.
+        self.cache.clear();
+        let retry = self.slot.subscriber.retry;
+        match error {
+            ProjectionError::Fenced { lease, token, .. } => {
+                tracing::warn!(subscription = %self.slot.name, %lease, token, "commit refused: the lease is no longer held with this token");
+                Err(Exit::LeaseLost)
+            }
+            error @ ProjectionError::Backend(_) => {
+                // The store failed, not the batch (a commit that may have
+                // gone through is repeated whole, which stores the same
+                // documents).
+                *attempt -= 1;
+                let pause = self.store_failed("committing", &error);
+                self.pause(pause).await
+            }
+            error if *attempt < retry.max_attempts => {
+                tracing::warn!(subscription = %self.slot.name, attempt, error = %describe(&error), "commit failed; retrying");
+                self.pause(retry.backoff(*attempt)).await
+            }
+            error => Err(Exit::Failed(Failure {
+                kind: FailureKind::Commit,
+                error: format!("committing the checkpoint failed: {}", describe(&error)),
+                position: checkpoint,
+                event_id: None,
+                event_type: None,
+                attempts: *attempt,
+            })),
         }
     }
 
@@ -91,6 +121,7 @@ impl Runner<'_> {
     /// (filtered-out events, or handled events before a stop). Best effort:
     /// used when stopping. `Err(LeaseLost)` if the lease turned out lost.
     pub(super) async fn flush(&mut self) -> Result<(), Exit> {
+        self.settle().await?;
         if self.position <= self.committed {
             return Ok(());
         }

@@ -12,6 +12,7 @@
 mod batch;
 mod checkpoint;
 mod held_back;
+mod in_flight;
 mod lease_keeper;
 mod outage;
 mod poison;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub(crate) use self::batch::CatchPanic;
+use self::in_flight::InFlight;
 use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
@@ -88,6 +90,7 @@ pub(crate) async fn run(
         slot.set_held_back_by(None);
         let final_state = match exit {
             Exit::LeaseLost => {
+                runner.abandon().await;
                 slot.hold(None);
                 tracing::warn!(subscription = %slot.name, "lease lost; waiting to take it again");
                 continue;
@@ -98,6 +101,10 @@ pub(crate) async fn run(
                 SubscriptionState::Stopped
             }
             Exit::Failed(failure) => {
+                // Keep the batches before the failure that are in flight.
+                if runner.settle().await.is_err() {
+                    tracing::warn!(subscription = %slot.name, "the commit in flight at the failure did not go through");
+                }
                 tracing::error!(subscription = %slot.name, position = %failure.position, kind = ?failure.kind, error = %failure.error, "subscription stopped");
                 SubscriptionState::Failed(failure)
             }
@@ -118,9 +125,10 @@ struct Runner<'a> {
     cancel: &'a mut watch::Receiver<bool>,
     keeper: LeaseKeeper,
     /// Every event up to here is handled or filtered out, and the effects of
-    /// the handled ones are committed.
+    /// the handled ones are committed or in the commit in flight.
     position: GlobalPosition,
-    /// The checkpoint last committed (or read at start).
+    /// The checkpoint last committed (or read at start). Behind `position`
+    /// while a commit is in flight.
     committed: GlobalPosition,
     /// Filtered-out events passed since the last commit.
     skipped: usize,
@@ -136,6 +144,8 @@ struct Runner<'a> {
     outage: Option<StoreOutage>,
     /// The corrupt row an operator asked to skip, if it meets it.
     skip_row: Option<GlobalPosition>,
+    /// A projection's commit sent while the next batch is projected.
+    in_flight: Option<InFlight>,
 }
 
 impl<'a> Runner<'a> {
@@ -160,6 +170,7 @@ impl<'a> Runner<'a> {
             cache: SharedCache::new(shared.config.document_cache_bytes),
             outage: None,
             skip_row: None,
+            in_flight: None,
         }
     }
 
@@ -232,6 +243,7 @@ impl<'a> Runner<'a> {
             };
             slot.read(&batch, batch.len() >= batch_size);
             if batch.is_empty() {
+                self.settle().await?;
                 if self.position > self.committed {
                     // Caught up after filtered-out events: store how far we got,
                     // so other nodes waiting on the checkpoint see it.

@@ -1,5 +1,6 @@
 //! Reading ahead: while a full batch is processed and committed, the next
-//! batch is already being read (a pipelined catch-up or rebuild).
+//! batch is already being read (a pipelined catch-up or rebuild; a
+//! projection's commit overlaps the next batch too, see `in_flight`).
 //!
 //! A catch-up spends each batch's time on a read, then on handling and
 //! committing; the read of batch N + 1 needs nothing from batch N but the
@@ -40,6 +41,8 @@ impl Runner<'_> {
         };
         if batch.len() < batch_size {
             process.await?;
+            // Caught up: no next batch to overlap a projection's commit with.
+            self.settle().await?;
             return Ok(None);
         }
         let events: &dyn EventStore = shared.events.as_ref();
