@@ -121,14 +121,18 @@ impl Runner<'_> {
     /// (filtered-out events, or handled events before a stop). Best effort:
     /// used when stopping. `Err(LeaseLost)` if the lease turned out lost.
     pub(super) async fn flush(&mut self) -> Result<(), Exit> {
-        self.settle().await?;
-        if self.position <= self.committed {
-            return Ok(());
-        }
-        let position = self.position;
-        match self.commit(UnitOfWork::new(), position).await {
+        let flushed = match self.settle().await {
+            Ok(()) if self.position <= self.committed => return Ok(()),
+            Ok(()) => {
+                let position = self.position;
+                self.commit(UnitOfWork::new(), position).await
+            }
+            Err(exit) => Err(exit),
+        };
+        match flushed {
             Err(Exit::LeaseLost) => Err(Exit::LeaseLost),
-            // A failed flush only means the filtered events are read again.
+            // A failed flush only means the events after the checkpoint
+            // are read (and, if projected, projected) again.
             Err(Exit::Failed(failure)) => {
                 tracing::warn!(subscription = %self.slot.name, error = %failure.error, "final checkpoint not stored");
                 Ok(())

@@ -90,7 +90,10 @@ impl Runner<'_> {
         };
         match made {
             Ok(()) => self.slot.set_reached(checkpoint),
-            Err(_) => self.position = self.committed,
+            Err(_) => {
+                self.position = self.committed;
+                self.slot.set_reached(self.committed);
+            }
         }
         made
     }

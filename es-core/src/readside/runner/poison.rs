@@ -36,7 +36,10 @@ impl Runner<'_> {
                     self.skip_row = None;
                     tracing::warn!(subscription = %self.slot.name, position = %row, %error, "skipping the corrupt row, as the operator asked");
                     // Passed over like a filtered-out event: the checkpoint
-                    // moves past it with the next commit.
+                    // moves past it with the next commit. What comes before
+                    // it is stored first, so that reaching the row means
+                    // everything before it is stored too.
+                    self.settle().await?;
                     self.position = row;
                     self.skipped += 1;
                     self.slot.set_reached(row);
