@@ -64,7 +64,7 @@ async fn each_full_batch_commits_while_the_next_batch_is_read() {
         .event_store(events.clone())
         .projection_store(projections.clone())
         .registry(registry)
-        .config(ReadSideConfig { batch_size: 10, ..ReadSideConfig::default() })
+        .config(ReadSideConfig { batch_size: 10, catch_up_batch_size: 10, ..ReadSideConfig::default() })
         .start()
         .unwrap();
     read_side.wait_for("pings", head, Duration::from_secs(60)).await.unwrap();

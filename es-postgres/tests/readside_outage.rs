@@ -75,6 +75,7 @@ fn read_side(pool: &PgPool, schema: &PgSchema, counter: &Counter) -> ReadSide {
         .registry(registry)
         .config(ReadSideConfig {
             batch_size: 16,
+            catch_up_batch_size: 16,
             idle_wait: Duration::from_millis(200),
             store_retry: RetryPolicy {
                 max_attempts: u32::MAX,

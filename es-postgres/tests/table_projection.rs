@@ -89,6 +89,7 @@ impl Db {
             .state(Table(format!("\"{}\".tallies", self.schema)))
             .config(ReadSideConfig {
                 batch_size: 8,
+                catch_up_batch_size: 8,
                 idle_wait: Duration::from_millis(200),
                 lease_ttl,
                 lease_retry: Duration::from_millis(20),

@@ -111,6 +111,7 @@ async fn node(stores: &common::Stores) -> (RedisEventStore, RedisProjectionStore
 fn config() -> ReadSideConfig {
     ReadSideConfig {
         batch_size: 8,
+        catch_up_batch_size: 8,
         idle_wait: Duration::from_millis(200),
         lease_ttl: TTL,
         lease_retry: Duration::from_millis(20),

@@ -4,14 +4,16 @@
 //! Stores 100,000 events (2,000 account streams of 50 deposits, appended in
 //! batches of 10 per stream, round after round, so the global stream
 //! interleaves the accounts) and, for a few `ReadSideConfig::batch_size`
-//! values, measures:
+//! and `catch_up_batch_size` values (each alone, then the defaults: 256
+//! events while keeping up, commits of 4,096 while behind), measures:
 //! - the rebuild of a `#[projection]` keeping a balance document per account
 //!   (read, change, write; documents and checkpoint committed per batch to
 //!   `PgProjectionStore`), from position 0 until its status reaches the
 //!   head (`ReadSide::rebuild`, then `ReadSide::wait_for`); and of one that
 //!   only writes (the newest deposit per account), which shows the read
 //!   side's own cost;
-//! - `EventStore::read_all` over the same events in pages of the batch size;
+//! - `EventStore::read_all` over the same events in pages of the size the
+//!   rebuild reads (the catch-up batch size when it is the larger);
 //! - the ceiling: a plain `SELECT .. ORDER BY global_position LIMIT <batch>`
 //!   through sqlx, paging by position, decoding nothing, and decoding the
 //!   payload JSON only.
@@ -56,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use reads::{raw_read, read_all, read_rates};
-use rebuild::{rebuilds, sql_rebuilds, Rebuilt, Variant};
+use rebuild::{rebuilds, sql_rebuilds, Batches, Rebuilt, Variant};
 
 /// Account streams.
 const STREAMS: usize = 2_000;
@@ -66,8 +68,14 @@ const EVENTS_PER_STREAM: usize = 50;
 const APPEND_BATCH: usize = 10;
 /// Concurrent appenders while storing.
 const APPENDERS: usize = 8;
-/// The `ReadSideConfig::batch_size` values tried (and the raw page sizes).
-const BATCH_SIZES: [usize; 2] = [256, 1000];
+/// The batch sizes tried: each alone (`catch_up_batch_size` no bigger), and
+/// the defaults (256 while keeping up, 4,096 while behind). The raw reads
+/// beside each read pages of the size the rebuild reads.
+const CONFIGS: [Batches; 3] = [
+    Batches { size: 256, catch_up: 256 },
+    Batches { size: 1000, catch_up: 1000 },
+    Batches { size: 256, catch_up: 4096 },
+];
 /// The read-modify-write projection's name.
 const BALANCES: &str = "bench-balances";
 /// The write-only projection's name.
@@ -212,17 +220,18 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     let table = sql_balances::SqlBalances::new(schema);
     table.migrate(&pool).await?;
     let mut breakdowns = Vec::new();
-    for batch in BATCH_SIZES {
-        let rmw = rebuilds(&store, &projections, BALANCES, batch, head, Variant::default()).await?;
+    for batches in CONFIGS {
+        let rmw = rebuilds(&store, &projections, BALANCES, batches, head, Variant::default()).await?;
         let misses =
-            rebuilds(&store, &projections, BALANCES, batch, head, Variant { small_cache: true }).await?;
+            rebuilds(&store, &projections, BALANCES, batches, head, Variant { small_cache: true }).await?;
         let write_only =
-            rebuilds(&store, &projections, LAST_DEPOSIT, batch, head, Variant::default()).await?;
-        let sql = sql_rebuilds(&store, &projections, &table, batch, head).await?;
-        let read = read_rates(|| read_all(&store, batch), total).await?;
-        let raw = read_rates(|| raw_read(&pool, schema, batch, false), total).await?;
-        let json = read_rates(|| raw_read(&pool, schema, batch, true), total).await?;
-        println!(" batch {batch}:");
+            rebuilds(&store, &projections, LAST_DEPOSIT, batches, head, Variant::default()).await?;
+        let sql = sql_rebuilds(&store, &projections, &table, batches, head).await?;
+        let page = batches.read_size();
+        let read = read_rates(|| read_all(&store, page), total).await?;
+        let raw = read_rates(|| raw_read(&pool, schema, page, false), total).await?;
+        let json = read_rates(|| raw_read(&pool, schema, page, true), total).await?;
+        println!(" {batches}; reads in pages of {page}:");
         let figures = [
             ("rebuild r-m-w, default cache", rebuild_rates(&rmw)),
             ("rebuild r-m-w, cache < documents", rebuild_rates(&misses)),
@@ -255,15 +264,17 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
             ("w-o", Variant::default(), write_only),
         ] {
             runs.sort_by_key(|r| r.elapsed);
-            breakdowns.push((batch, kind, variant, runs.swap_remove(RUNS / 2)));
+            breakdowns.push((batches, kind, variant, runs.swap_remove(RUNS / 2)));
         }
     }
     println!("where a rebuild's time goes (median run; projection store calls, timed around the adapter):");
-    for (batch, kind, variant, r) in breakdowns {
+    for (batches, kind, variant, r) in breakdowns {
         let share = |d: Duration| 100.0 * d.as_secs_f64() / r.elapsed.as_secs_f64();
         let each = |(calls, time): (u64, Duration)| time.as_secs_f64() * 1e3 / calls.max(1) as f64;
         println!(
-            "  batch {batch:>4} {kind:<5} {:<17}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} get_manys {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            "  {:>4}/{:<4} {kind:<5} {:<17}: {:.2} s; {:>5} gets {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} get_manys {:.2} s ({:>2.0}%, {:.3} ms each); {:>4} commits {:.2} s ({:>2.0}%, {:.3} ms each); rest (reads, decoding, runner) {:.0}%",
+            batches.size,
+            batches.catch_up,
             variant.label(),
             r.elapsed.as_secs_f64(),
             r.gets.0,

@@ -8,16 +8,31 @@ use super::subscriber::RetryPolicy;
 #[derive(Debug, Clone)]
 pub struct ReadSideConfig {
     /// How many events one read of the global stream fetches (and one
-    /// projection commit covers at most). While batches come full (a
-    /// catch-up or rebuild), the next batch is read while one is processed,
-    /// and a document projection's commit runs while the next batch is
-    /// projected: a runner holds at most three batches.
+    /// commit covers at most) while a subscription keeps up. While batches
+    /// come full (a catch-up or rebuild), the next batch is read while one
+    /// is processed, and a document projection's commit runs while the next
+    /// batch is projected: a runner holds at most three batches.
     pub batch_size: usize,
+    /// How many events a projection (document or table) reads and commits
+    /// at once while it is behind: after a read that came back full, until
+    /// one comes back short. Fewer, bigger commits write a document that
+    /// many events change once per commit rather than once per batch, which
+    /// is what makes a rebuild fast. Values under `batch_size` mean
+    /// `batch_size`; handlers always use `batch_size` (their effects are
+    /// not undone with a checkpoint, so a bigger batch would only mean more
+    /// events delivered again after a crash). A runner holds at most three
+    /// batches of this size while catching up, and a document projection
+    /// the documents one such batch changes until its commit went through;
+    /// a position counts as reached only once its batch committed, so
+    /// [`ReadSide::wait_for`](super::ReadSide::wait_for) moves in steps of
+    /// up to this many events while a projection catches up.
+    pub catch_up_batch_size: usize,
     /// How long a caught-up subscription waits for new events before it
     /// reads again anyway (adapters with wake-ups return earlier).
     pub idle_wait: Duration,
     /// How long a lease lasts without renewal; renewed every third of it.
-    /// Must exceed the time one batch (with its retries) takes.
+    /// Must exceed the time one batch (with its retries) takes; for a
+    /// projection that is behind, one batch of `catch_up_batch_size`.
     pub lease_ttl: Duration,
     /// How often a node in standby tries to take a lease.
     pub lease_retry: Duration,
@@ -61,6 +76,7 @@ impl Default for ReadSideConfig {
     fn default() -> Self {
         Self {
             batch_size: 256,
+            catch_up_batch_size: 4096,
             idle_wait: Duration::from_secs(1),
             lease_ttl: Duration::from_secs(30),
             lease_retry: Duration::from_secs(1),

@@ -70,6 +70,9 @@ pub(crate) fn deposit(account: &str, amount: i64) -> Deposited {
 pub(crate) fn config() -> ReadSideConfig {
     ReadSideConfig {
         batch_size: 3,
+        // Commits stay 3 events apart while catching up too, so that tests
+        // meet batch boundaries; `readside_catch_up` tests bigger ones.
+        catch_up_batch_size: 3,
         idle_wait: Duration::from_secs(1),
         lease_ttl: Duration::from_secs(10),
         lease_retry: Duration::from_millis(100),

@@ -181,6 +181,7 @@ pub(crate) fn new_event<E: Event + Serialize>(event: &E) -> NewEvent {
 pub(crate) fn config() -> ReadSideConfig {
     ReadSideConfig {
         batch_size: 8,
+        catch_up_batch_size: 8,
         idle_wait: Duration::from_millis(200),
         lease_ttl: TTL,
         lease_retry: Duration::from_millis(20),

@@ -36,6 +36,41 @@ impl Variant {
     }
 }
 
+/// The batch sizes a rebuild runs with: `ReadSideConfig::batch_size` and
+/// `ReadSideConfig::catch_up_batch_size`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Batches {
+    pub(crate) size: usize,
+    pub(crate) catch_up: usize,
+}
+
+impl Batches {
+    /// How many events each of a rebuild's reads asks for (all come back
+    /// full but the last): the page size of the reads it is compared with.
+    pub(crate) fn read_size(self) -> usize {
+        self.size.max(self.catch_up)
+    }
+
+    fn config(self) -> ReadSideConfig {
+        ReadSideConfig {
+            batch_size: self.size,
+            catch_up_batch_size: self.catch_up,
+            ..ReadSideConfig::default()
+        }
+    }
+}
+
+impl std::fmt::Display for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let defaults = ReadSideConfig::default();
+        write!(f, "batch {}, catch-up batch {}", self.size, self.catch_up)?;
+        if (self.size, self.catch_up) == (defaults.batch_size, defaults.catch_up_batch_size) {
+            write!(f, " (the defaults)")?;
+        }
+        Ok(())
+    }
+}
+
 /// One rebuild: its time (from the rebuild call until the status reaches
 /// the head) and the projection store calls in it.
 pub(crate) struct Rebuilt {
@@ -46,13 +81,13 @@ pub(crate) struct Rebuilt {
     pub(crate) commits: (u64, Duration),
 }
 
-/// Rebuilds projection `name` with `batch_size`, then checks the document
+/// Rebuilds projection `name` with `batches`, then checks the document
 /// of account 0.
 async fn rebuild(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     name: &str,
-    batch_size: usize,
+    batches: Batches,
     head: GlobalPosition,
     variant: Variant,
 ) -> anyhow::Result<Rebuilt> {
@@ -60,14 +95,14 @@ async fn rebuild(
     // and the cache, `get_many` of the documents a batch prefetches,
     // `commit` of each batch), to show where its time goes.
     let timed = TestStore::new(projections.clone());
-    let defaults = ReadSideConfig::default();
+    let defaults = batches.config();
     let document_cache_bytes =
         if variant.small_cache { SMALL_CACHE_BYTES } else { defaults.document_cache_bytes };
     let read_side = ReadSide::builder()
         .event_store(store.clone())
         .projection_store(timed.clone())
         .select(Selection::names([name]))
-        .config(ReadSideConfig { batch_size, document_cache_bytes, ..defaults })
+        .config(ReadSideConfig { document_cache_bytes, ..defaults })
         .build()?;
     let started = Instant::now();
     read_side.rebuild(name).await?;
@@ -103,24 +138,24 @@ pub(crate) async fn rebuilds(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     name: &str,
-    batch_size: usize,
+    batches: Batches,
     head: GlobalPosition,
     variant: Variant,
 ) -> anyhow::Result<Vec<Rebuilt>> {
     let mut runs = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
-        runs.push(rebuild(store, projections, name, batch_size, head, variant).await?);
+        runs.push(rebuild(store, projections, name, batches, head, variant).await?);
     }
     Ok(runs)
 }
 
-/// Rebuilds the table projection [`RUNS`] times with `batch_size`,
+/// Rebuilds the table projection [`RUNS`] times with `batches`,
 /// checking the row of account 0 after each; returns events per second.
 pub(crate) async fn sql_rebuilds(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     table: &Arc<sql_balances::SqlBalances>,
-    batch_size: usize,
+    batches: Batches,
     head: GlobalPosition,
 ) -> anyhow::Result<Vec<f64>> {
     let total = (STREAMS * EVENTS_PER_STREAM) as u64;
@@ -130,7 +165,7 @@ pub(crate) async fn sql_rebuilds(
         .event_store(store.clone())
         .projection_store(projections.clone())
         .registry(registry)
-        .config(ReadSideConfig { batch_size, ..ReadSideConfig::default() })
+        .config(batches.config())
         .build()?;
     let mut rates = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {

@@ -36,6 +36,7 @@ use super::status::{StoreOutage, SubscriptionState};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::error::Failure;
+use crate::readside::subscriber::SubscriberKind;
 use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
 
@@ -146,6 +147,8 @@ struct Runner<'a> {
     skip_row: Option<GlobalPosition>,
     /// A projection's commit sent while the next batch is projected.
     in_flight: Option<InFlight>,
+    /// The last read came back full: the subscription is behind.
+    behind: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -171,6 +174,25 @@ impl<'a> Runner<'a> {
             outage: None,
             skip_row: None,
             in_flight: None,
+            behind: false,
+        }
+    }
+
+    /// How many events the next read asks for: [`ReadSideConfig::batch_size`],
+    /// or [`ReadSideConfig::catch_up_batch_size`] while a projection is
+    /// behind. A handler keeps to `batch_size`: its effects are not undone
+    /// with its checkpoint, so a bigger batch would only mean more events
+    /// delivered again after a crash.
+    ///
+    /// [`ReadSideConfig::batch_size`]: super::ReadSideConfig::batch_size
+    /// [`ReadSideConfig::catch_up_batch_size`]: super::ReadSideConfig::catch_up_batch_size
+    fn read_limit(&self) -> usize {
+        let config = &self.shared.config;
+        let projection = !matches!(self.slot.subscriber.kind, SubscriberKind::Handler { .. });
+        if self.behind && projection {
+            config.catch_up_batch_size.max(config.batch_size)
+        } else {
+            config.batch_size
         }
     }
 
@@ -228,20 +250,24 @@ impl<'a> Runner<'a> {
             p.state = SubscriptionState::Running;
         });
         let events: &dyn EventStore = shared.events.as_ref();
-        let batch_size = shared.config.batch_size;
-        // The next batch, when it was read while the last one was processed.
-        let mut ahead: Option<Vec<RecordedEvent>> = None;
+        // The next batch and the limit it was read with, when it was read
+        // while the last one was processed.
+        let mut ahead: Option<(Vec<RecordedEvent>, usize)> = None;
         loop {
             self.check().await?;
             let after = self.position;
-            let batch = match ahead.take() {
-                Some(batch) => {
+            let (batch, limit) = match ahead.take() {
+                Some(ahead) => {
                     self.store_recovered();
-                    batch
+                    ahead
                 }
-                None => self.read_events(after).await?,
+                None => {
+                    let limit = self.read_limit();
+                    (self.read_events(after, limit).await?, limit)
+                }
             };
-            slot.read(&batch, batch.len() >= batch_size);
+            self.behind = batch.len() >= limit;
+            slot.read(&batch, self.behind);
             if batch.is_empty() {
                 self.settle().await?;
                 if self.position > self.committed {

@@ -18,8 +18,11 @@ use crate::version::GlobalPosition;
 impl Runner<'_> {
     /// The next batch after `after`, waiting out store outages; an empty
     /// batch when caught up. `Err(Failed)` at a corrupt row.
-    pub(super) async fn read_events(&mut self, after: GlobalPosition) -> Result<Vec<RecordedEvent>, Exit> {
-        let limit = self.shared.config.batch_size;
+    pub(super) async fn read_events(
+        &mut self,
+        after: GlobalPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Exit> {
         let mut after = after;
         loop {
             match self.shared.events.read_all(after, limit).await {

@@ -20,15 +20,17 @@ use crate::store::EventStore;
 
 impl Runner<'_> {
     /// Handles or projects `batch` (non-empty) and commits it as its kind
-    /// does; when the batch is full, reads the next batch meanwhile and
-    /// returns it if it follows on from where processing ended.
+    /// does; when the batch came full (`behind`), reads the next batch
+    /// meanwhile and returns it, with the limit it was read with, if it
+    /// follows on from where processing ended.
     pub(super) async fn process(
         &mut self,
         batch: &[RecordedEvent],
-    ) -> Result<Option<Vec<RecordedEvent>>, Exit> {
+    ) -> Result<Option<(Vec<RecordedEvent>, usize)>, Exit> {
         let shared = self.shared;
         let slot = self.slot;
-        let batch_size = shared.config.batch_size;
+        let limit = self.read_limit();
+        let full = self.behind;
         let Some(last) = batch.last().map(|event| event.global_position) else {
             return Ok(None);
         };
@@ -39,17 +41,17 @@ impl Runner<'_> {
                 SubscriberKind::Table(table) => self.table_batch(batch, table.as_ref()).await,
             }
         };
-        if batch.len() < batch_size {
+        if !full {
             process.await?;
             // Caught up: no next batch to overlap a projection's commit with.
             self.settle().await?;
             return Ok(None);
         }
         let events: &dyn EventStore = shared.events.as_ref();
-        let (processed, ahead) = tokio::join!(process, events.read_all(last, batch_size));
+        let (processed, ahead) = tokio::join!(process, events.read_all(last, limit));
         processed?;
         match ahead {
-            Ok(next) if !next.is_empty() && self.position == last => Ok(Some(next)),
+            Ok(next) if !next.is_empty() && self.position == last => Ok(Some((next, limit))),
             _ => Ok(None),
         }
     }
