@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState};
 use es_core::store::{DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore};
-use es_core::testkit::{StoreCall, TestStore};
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{
     event, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide,
     Recorded, StreamId,
@@ -199,6 +199,23 @@ async fn failing_commits_and_document_reads_never_count_against_the_event() {
     setup.documents.heal();
     resumed_and_equal_to_the_fold(&setup, head, 2, 11).await;
     assert!(setup.documents.calls(StoreCall::Commit) > 10);
+    setup.read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_store_that_panics_in_commits_is_waited_out_like_an_outage() {
+    let setup = setup();
+    let head = deposit(&setup.events, "ada", 1).await;
+    resumed_and_equal_to_the_fold(&setup, head, 1, 1).await;
+
+    // The next six commits (the projection's, made on a task of their own,
+    // and the handler's checkpoints, made in the runner's task) are
+    // applied, then the adapter panics: neither runner may die of it.
+    let next = setup.documents.calls(StoreCall::Commit) + 1;
+    setup.documents.inject(StoreCall::Commit, Fault::PanicAfter, next..next + 6);
+    let head = deposit(&setup.events, "ada", 10).await;
+    resumed_and_equal_to_the_fold(&setup, head, 2, 11).await;
+    assert!(setup.documents.calls(StoreCall::Commit) >= next + 6, "every panicking commit was tried again");
     setup.read_side.shutdown().await;
 }
 

@@ -79,6 +79,26 @@ impl SharedCache {
         }
     }
 
+    /// `decode` of what the store holds for `id` (`None`: no such
+    /// document), if known, counting the commit in flight as done; as
+    /// [`get`](Self::get) without copying the document.
+    pub(crate) fn with<R>(&self, id: &str, decode: impl FnOnce(Option<&Value>) -> R) -> Option<R> {
+        let cache = self.lock();
+        if let Some(staged) = cache.staged.get(id) {
+            return Some(decode(staged.as_ref()));
+        }
+        match cache.documents.get(id) {
+            Some((document, _)) => Some(decode(document.as_ref())),
+            None if cache.complete => Some(decode(None)),
+            None => None,
+        }
+    }
+
+    /// Whether the cache knows what the store holds for `id`.
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        self.with(id, |_| ()).is_some()
+    }
+
     /// Records what the store holds for `id` (read from it or committed).
     pub(crate) fn remember(&self, id: &str, document: Option<Value>) {
         self.lock().remember(id, document);

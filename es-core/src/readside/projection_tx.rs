@@ -33,9 +33,12 @@ pub struct ProjectionTx {
     store: Arc<dyn ProjectionStore>,
     cache: Option<SharedCache>,
     name: Arc<str>,
-    changes: Vec<DocumentChange>,
     /// The newest pending state of each touched document (`None`: deleted).
     pending: HashMap<String, Option<Value>>,
+    /// What the event being projected changed, newest last: each touched
+    /// id with what `pending` held for it before (`None`: nothing), so a
+    /// failed event's changes can be undone without copying documents.
+    undo: Vec<(String, Option<Option<Value>>)>,
     /// What the store held, at the start of the batch, for the documents
     /// its prefetching events named (`None`: no such document). Bounded by
     /// the batch: the runner's cache may be too small to keep them until
@@ -49,7 +52,7 @@ impl std::fmt::Debug for ProjectionTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProjectionTx")
             .field("projection", &self.name)
-            .field("pending_changes", &self.changes.len())
+            .field("pending_changes", &self.pending.len())
             .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
@@ -61,8 +64,8 @@ impl ProjectionTx {
             store,
             cache: None,
             name,
-            changes: Vec::new(),
             pending: HashMap::new(),
+            undo: Vec::new(),
             prefetched: HashMap::new(),
             replay: false,
             state: SubscriberState::default(),
@@ -135,19 +138,40 @@ impl ProjectionTx {
     /// [`ProjectionError::Backend`] if the store fails;
     /// [`ProjectionError::Serde`] if the document is not a `T`.
     pub async fn get<T: DeserializeOwned>(&self, id: &str) -> Result<Option<T>, ProjectionError> {
-        let Some(json) = self.get_json(id).await? else { return Ok(None) };
-        serde_json::from_value(json).map(Some).map_err(|source| ProjectionError::Serde {
-            projection: self.name.to_string(),
-            id: id.to_owned(),
-            source,
-        })
+        // Decoded where the document is held, without copying it first.
+        let decode = |document: Option<&Value>| match document {
+            None => Ok(None),
+            Some(json) => T::deserialize(json).map(Some).map_err(|source| ProjectionError::Serde {
+                projection: self.name.to_string(),
+                id: id.to_owned(),
+                source,
+            }),
+        };
+        if let Some(pending) = self.pending.get(id) {
+            return decode(pending.as_ref());
+        }
+        if let Some(prefetched) = self.prefetched.get(id) {
+            return decode(prefetched.as_ref());
+        }
+        if let Some(decoded) = self.cache.as_ref().and_then(|cache| cache.with(id, decode)) {
+            return decoded;
+        }
+        let document = self.store.get(&self.name, id).await?;
+        if let Some(cache) = &self.cache {
+            cache.remember(id, document.clone());
+        }
+        decode(document.as_ref())
     }
 
     /// Creates or replaces the document `id` with a JSON value.
     pub fn put_json(&mut self, id: impl Into<String>, document: Value) {
-        let id = id.into();
-        self.pending.insert(id.clone(), Some(document.clone()));
-        self.changes.push(DocumentChange::Put { id, document });
+        self.change(id.into(), Some(document));
+    }
+
+    /// Sets the pending state of `id`, remembering the one before.
+    fn change(&mut self, id: String, document: Option<Value>) {
+        let before = self.pending.insert(id.clone(), document);
+        self.undo.push((id, before));
     }
 
     /// Creates or replaces the document `id` with `document` serialized.
@@ -171,9 +195,7 @@ impl ProjectionTx {
 
     /// Deletes the document `id` (no error if it does not exist).
     pub fn delete(&mut self, id: impl Into<String>) {
-        let id = id.into();
-        self.pending.insert(id.clone(), None);
-        self.changes.push(DocumentChange::Delete { id });
+        self.change(id.into(), None);
     }
 
     /// The ids among `named` worth reading before the batch: each once,
@@ -186,7 +208,7 @@ impl ProjectionTx {
             .filter(|id| {
                 !self.pending.contains_key(id)
                     && !self.prefetched.contains_key(id)
-                    && self.cache.as_ref().and_then(|cache| cache.get(id)).is_none()
+                    && !self.cache.as_ref().is_some_and(|cache| cache.knows(id))
             })
             .filter(|id| seen.insert(id.clone()))
             .collect()
@@ -211,27 +233,20 @@ impl ProjectionTx {
     }
 
     pub(crate) fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.pending.is_empty()
     }
 
-    /// A point to roll back to if the next event fails.
-    pub(crate) fn mark(&self) -> usize {
-        self.changes.len()
+    /// An event starts: [`rollback`](Self::rollback) undoes what it changes.
+    pub(crate) fn begin_event(&mut self) {
+        self.undo.clear();
     }
 
-    /// Discards every change made after `mark`.
-    pub(crate) fn rollback(&mut self, mark: usize) {
-        if mark >= self.changes.len() {
-            return;
-        }
-        self.changes.truncate(mark);
-        self.pending.clear();
-        for change in &self.changes {
-            match change {
-                DocumentChange::Put { id, document } => {
-                    self.pending.insert(id.clone(), Some(document.clone()))
-                }
-                DocumentChange::Delete { id } => self.pending.insert(id.clone(), None),
+    /// Discards every change made since [`begin_event`](Self::begin_event).
+    pub(crate) fn rollback(&mut self) {
+        while let Some((id, before)) = self.undo.pop() {
+            match before {
+                Some(document) => self.pending.insert(id, document),
+                None => self.pending.remove(&id),
             };
         }
     }
@@ -301,12 +316,15 @@ mod tests {
         let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into());
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
         tx.put("a", &5u64).unwrap();
-        let mark = tx.mark();
+        tx.begin_event();
         tx.delete("stored");
         tx.put("a", &6u64).unwrap();
+        tx.put("new", &1u64).unwrap();
+        tx.put("a", &7u64).unwrap();
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), None);
-        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(6));
-        tx.rollback(mark);
+        assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(7));
+        tx.rollback();
+        assert_eq!(tx.get::<u64>("new").await.unwrap(), None, "a document the event created is gone");
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(1));
         assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5));
         tx.put("b", &1u64).unwrap();
@@ -343,13 +361,13 @@ mod tests {
         assert_eq!(cache.get("a"), Some(Some(json!(1))), "the cache is told, as for a read");
         assert_eq!(cache.get("stored"), Some(None));
         assert!(tx.to_prefetch(vec!["a".into()]).is_empty(), "prefetched once per batch");
-        let mark = tx.mark();
+        tx.begin_event();
         tx.put("a", &5u64).unwrap();
         tx.delete("b");
         assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(5), "pending wins over prefetched");
         tx.put_json("stored", json!(2));
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), Some(2));
-        tx.rollback(mark);
+        tx.rollback();
         assert_eq!(tx.get::<u64>("a").await.unwrap(), Some(1), "after a rollback the prefetched one again");
         assert_eq!(tx.get::<u64>("stored").await.unwrap(), None);
         assert_eq!(tx.get::<u64>("pending").await.unwrap(), Some(3));

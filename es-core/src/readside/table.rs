@@ -32,7 +32,7 @@ use std::sync::Arc;
 use super::handler::HandlerError;
 use super::recorded::Recorded;
 use super::route::{shared_builder_methods, Ambiguity, RouteTable, Routes};
-use super::runner::CatchPanic;
+use super::runner::{store_call, CatchPanic};
 use super::state::SubscriberState;
 use super::subscriber::{Subscriber, SubscriberKind};
 use crate::envelope::RecordedEvent;
@@ -310,7 +310,9 @@ impl<P: TableProjection> Erased<P> {
         batch: TableBatch<'_>,
         step: Step,
     ) -> Result<(), TableFailure> {
-        let raw = store.begin(batch.name, batch.work.fence.as_ref()).await.map_err(TableFailure::Store)?;
+        let raw = store_call(store.begin(batch.name, batch.work.fence.as_ref()))
+            .await
+            .map_err(TableFailure::Store)?;
         let transaction = raw.downcast::<P::Transaction>().map_err(|_| {
             TableFailure::Store(ProjectionError::Backend(
                 format!(
@@ -338,8 +340,7 @@ impl<P: TableProjection> Erased<P> {
                 CatchPanic(Box::pin(self.projection.reset(&mut tx))).await.map_err(TableFailure::Flush)?;
             }
         }
-        store
-            .commit(Box::new(tx.into_transaction()), batch.name, batch.work)
+        store_call(store.commit(Box::new(tx.into_transaction()), batch.name, batch.work))
             .await
             .map_err(TableFailure::Store)
     }

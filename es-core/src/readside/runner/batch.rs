@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use super::{describe, Exit, Runner};
 use crate::envelope::RecordedEvent;
-use crate::error::{Failure, FailureKind};
+use crate::error::{Failure, FailureKind, ProjectionError};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
 use crate::readside::projection::{DocumentIds, ProjectionTx};
 use crate::readside::route::{Decoded, RouteFuture, Routes};
@@ -126,13 +126,13 @@ impl Runner<'_> {
                 let mut ready = decoded.get_mut(i).and_then(Option::take);
                 let mut attempt = 0;
                 loop {
-                    let mark = tx.mark();
+                    tx.begin_event();
                     let outcome = CatchPanic(route.call_decoded(event, ready.take(), &mut tx)).await;
                     let Err(error) = outcome else {
                         self.store_recovered();
                         break;
                     };
-                    tx.rollback(mark);
+                    tx.rollback();
                     if let Err(exit) = self.after_failure(event, &mut attempt, error).await {
                         if !matches!(exit, Exit::LeaseLost) && (tx.has_changes() || done > self.committed) {
                             // Keep what the batch did before the failing event.
@@ -213,13 +213,50 @@ impl Future for CatchPanic<'_> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(poll) => poll,
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string payload".to_owned());
-                Poll::Ready(Err(HandlerError::msg(format!("panicked: {message}"))))
+                Poll::Ready(Err(HandlerError::msg(format!("panicked: {}", panic_message(&*panic)))))
             }
         }
     }
+}
+
+/// Turns a panic in a store call's future into `Err` with the panic's
+/// message.
+pub(crate) struct Unwound<F>(pub(crate) F);
+
+impl<F: Future + Unpin> Future for Unwound<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(panic) => Poll::Ready(Err(panic_message(&*panic))),
+        }
+    }
+}
+
+/// A projection store call, a panic in it taken as a backend failure: the
+/// call may or may not have taken effect, as after a lost connection (so
+/// is a commit in flight that panicked, see `in_flight.rs`).
+pub(crate) async fn store_call<T, F>(call: F) -> Result<T, ProjectionError>
+where
+    F: Future<Output = Result<T, ProjectionError>> + Unpin,
+{
+    match Unwound(call).await {
+        Ok(result) => result,
+        Err(panic) => Err(ProjectionError::Backend(Box::new(AdapterPanicked(panic)))),
+    }
+}
+
+/// A projection store's call panicked.
+#[derive(Debug, thiserror::Error)]
+#[error("the projection store panicked: {0}")]
+struct AdapterPanicked(String);
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
 }

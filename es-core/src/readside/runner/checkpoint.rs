@@ -1,6 +1,7 @@
 //! Committing under the lease: a batch's work with its checkpoint, fenced
 //! with the lease's token, and the replay marker a rebuild stores.
 
+use super::batch::store_call;
 use super::{describe, Exit, Runner};
 use crate::error::{Failure, FailureKind, ProjectionError};
 use crate::readside::subscriber::SubscriberKind;
@@ -37,7 +38,7 @@ impl Runner<'_> {
         loop {
             attempt += 1;
             self.seal(&mut work, checkpoint).await?;
-            match self.shared.projections.commit(&self.slot.name, work.clone()).await {
+            match store_call(self.shared.projections.commit(&self.slot.name, work.clone())).await {
                 Ok(()) => {
                     self.cache.committed(work.changes);
                     self.stored(checkpoint);

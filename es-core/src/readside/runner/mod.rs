@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-pub(crate) use self::batch::CatchPanic;
+pub(crate) use self::batch::{store_call, CatchPanic};
 use self::in_flight::InFlight;
 use self::lease_keeper::{acquire, LeaseKeeper};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
