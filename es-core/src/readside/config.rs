@@ -24,7 +24,7 @@ pub struct ReadSideConfig {
     /// batches of this size while catching up, and a document projection
     /// the documents one such batch changes until its commit went through;
     /// a position counts as reached only once its batch committed, so
-    /// [`ReadSide::wait_for`](super::ReadSide::wait_for) moves in steps of
+    /// [`ReadSide::wait_for`](crate::ReadSide::wait_for) moves in steps of
     /// up to this many events while a projection catches up.
     pub catch_up_batch_size: usize,
     /// How long a caught-up subscription waits for new events before it
