@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use common::TempDir;
 use es_core::error::ProjectionError;
-use es_core::readside::{ReadSideConfig, Registry, Subscriber};
+use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber};
 use es_core::store::{EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionTransactions};
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{event, Event, GlobalPosition, HandlerError, ProjectRows, ReadSide, Recorded, StreamId};
 use es_core::{TableProjection, TableTx};
 use es_sqlite::{
@@ -70,10 +71,10 @@ async fn table(db: &SqliteDatabase) -> BTreeMap<String, (i64, i64)> {
     rows.into_iter().map(|(tally, events, total)| (tally, (events, total))).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_table_equals_the_fold_a_rebuild_refills_it_and_a_stale_fence_writes_nothing() {
-    let dir = TempDir::new();
-    let db = SqliteDatabase::open(dir.file("app.db")).await.unwrap();
+/// A database with the `tallies` table, and 25 `Counted` events over three
+/// streams: returns the events' store, the fold the table must equal and
+/// the head.
+async fn counted(db: &SqliteDatabase) -> (SqliteEventStore, BTreeMap<String, (i64, i64)>, GlobalPosition) {
     db.migrate().await.unwrap();
     let mut tx = db.begin_write().await.unwrap();
     sqlx::query(
@@ -85,8 +86,6 @@ async fn the_table_equals_the_fold_a_rebuild_refills_it_and_a_stale_fence_writes
     tx.commit().await.unwrap();
 
     let events = SqliteEventStore::new(db.clone());
-    let projections = SqliteProjectionStore::new(db.clone());
-    let leases = SqliteLeaseStore::new(db.clone());
     let mut fold = BTreeMap::<String, (i64, i64)>::new();
     let mut head = GlobalPosition::START;
     for i in 0..25_i64 {
@@ -98,6 +97,16 @@ async fn the_table_equals_the_fold_a_rebuild_refills_it_and_a_stale_fence_writes
         entry.0 += 1;
         entry.1 += i;
     }
+    (events, fold, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_equals_the_fold_a_rebuild_refills_it_and_a_stale_fence_writes_nothing() {
+    let dir = TempDir::new();
+    let db = SqliteDatabase::open(dir.file("app.db")).await.unwrap();
+    let (events, fold, head) = counted(&db).await;
+    let projections = SqliteProjectionStore::new(db.clone());
+    let leases = SqliteLeaseStore::new(db.clone());
 
     let mut registry = Registry::new();
     registry.register("tallies", Subscriber::table_projection(Tallies).on::<Counted>().build()).unwrap();
@@ -127,4 +136,38 @@ async fn the_table_equals_the_fold_a_rebuild_refills_it_and_a_stale_fence_writes
     let refused = projections.begin("tallies", Some(&Fence::new("tallies", old.token))).await;
     assert!(matches!(refused, Err(ProjectionError::Fenced { .. })));
     assert_eq!(table(&db).await, fold);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_landed_before_its_reply_was_lost_is_not_applied_again() {
+    let dir = TempDir::new();
+    let db = SqliteDatabase::open(dir.file("app.db")).await.unwrap();
+    let (events, fold, head) = counted(&db).await;
+    // Commits 2 and 3 go through, then the adapter panics, as a reply lost
+    // after the server committed; begin 5 fails before anything is written.
+    let projections = TestStore::new(SqliteProjectionStore::new(db.clone()));
+    projections.inject(StoreCall::CommitTransaction, Fault::PanicAfter, 2..=3);
+    projections.inject(StoreCall::Begin, Fault::Backend, 5..=5);
+    let mut registry = Registry::new();
+    registry.register("tallies", Subscriber::table_projection(Tallies).on::<Counted>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(projections.clone())
+        .lease_store(SqliteLeaseStore::new(db.clone()))
+        .registry(registry)
+        .config(ReadSideConfig {
+            batch_size: 4,
+            catch_up_batch_size: 4,
+            store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
+            ..ReadSideConfig::default()
+        })
+        .start()
+        .unwrap();
+    read_side.wait_for("tallies", head, DEADLINE).await.unwrap();
+    read_side.shutdown().await;
+    assert_eq!(table(&db).await, fold, "every event counted once");
+    assert!(
+        projections.calls(StoreCall::CommitTransaction) >= 6,
+        "seven batches of at most 4, two of them lost"
+    );
 }

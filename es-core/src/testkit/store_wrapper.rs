@@ -5,6 +5,7 @@
 mod fault;
 mod hooks;
 mod ports;
+mod transactions;
 
 use std::future::Future;
 use std::ops::RangeBounds;
@@ -63,6 +64,11 @@ pub enum StoreCall {
     Commit,
     /// [`ProjectionStore::reset`].
     Reset,
+    /// [`ProjectionTransactions::begin`](crate::store::ProjectionTransactions::begin)
+    /// (a table projection's transaction).
+    Begin,
+    /// [`ProjectionTransactions::commit`](crate::store::ProjectionTransactions::commit).
+    CommitTransaction,
     /// [`LeaseStore::try_acquire`].
     Acquire,
     /// [`LeaseStore::renew`].
@@ -72,7 +78,7 @@ pub enum StoreCall {
 }
 
 impl StoreCall {
-    const ALL: [StoreCall; 22] = [
+    const ALL: [StoreCall; 24] = [
         Self::Append,
         Self::ReadStream,
         Self::ReadAll,
@@ -92,6 +98,8 @@ impl StoreCall {
         Self::Checkpoint,
         Self::Commit,
         Self::Reset,
+        Self::Begin,
+        Self::CommitTransaction,
         Self::Acquire,
         Self::Renew,
         Self::Release,

@@ -93,7 +93,20 @@ impl<'a> Runner<'a> {
                     attempt = 0;
                     span = Span::Rest;
                 }
-                Err(TableFailure::Store(error)) => self.store_refused(error, last).await?,
+                Err(TableFailure::Store(error)) => {
+                    self.store_refused(error, last).await?;
+                    // A commit whose reply was lost (or whose adapter
+                    // panicked after it) may have landed: the stored
+                    // checkpoint tells, so that a batch of incremental SQL
+                    // is never applied twice.
+                    if self.landed(last).await? {
+                        self.stored(last);
+                        self.passed(segment);
+                        start = end;
+                        attempt = 0;
+                        span = Span::Rest;
+                    }
+                }
                 Err(TableFailure::Event(index, error)) => {
                     if segment[..index].iter().any(|event| table.routes_event(event)) {
                         // Commit what went through before the failing event.
@@ -186,6 +199,16 @@ impl<'a> Runner<'a> {
                 attempts: 1,
             })),
         }
+    }
+
+    /// Whether the stored checkpoint is at `last` or past it: the commit of
+    /// the batch ending there went through. Under the lease only this
+    /// runner moves the checkpoint.
+    async fn landed(&mut self, last: GlobalPosition) -> Result<bool, Exit> {
+        let projections = self.shared.projections.as_ref();
+        let name = &*self.slot.name;
+        let stored = self.store_read("reading the checkpoint", move || projections.checkpoint(name)).await?;
+        Ok(stored.is_some_and(|checkpoint| checkpoint.position >= last))
     }
 
     /// Every event of `events` is handled or filtered out.

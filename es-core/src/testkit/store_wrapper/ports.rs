@@ -201,9 +201,11 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
         self.pass(StoreCall::Query, self.inner.count(projection, contains), ProjectionError::Backend).await
     }
 
-    /// The inner store's transactions, neither counted nor failed.
+    /// The inner store's transactions, counted and failed as
+    /// [`StoreCall::Begin`] and [`StoreCall::CommitTransaction`] (see
+    /// `transactions.rs`).
     fn transactions(&self) -> Option<&dyn crate::store::ProjectionTransactions> {
-        self.inner.transactions()
+        self.inner.transactions().map(|_| self as &dyn crate::store::ProjectionTransactions)
     }
 }
 
