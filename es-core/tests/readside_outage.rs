@@ -3,6 +3,8 @@
 //! failed commits are retried for as long as they last, the status says
 //! the subscription waits for the store meanwhile, and it goes on by itself
 //! afterwards. Only the subscriber's own errors count against its retries.
+//! A projection store that panics in a commit is waited out the same way;
+//! a store that panics anywhere else stops the subscription, saying so.
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use es_core::error::FailureKind;
 use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState};
 use es_core::store::{DocumentQuery, EventStore, ExpectedVersion, NewEvent, ProjectionStore};
 use es_core::testkit::{Fault, StoreCall, TestStore};
@@ -19,7 +22,7 @@ use es_core::{
     event, Event, GlobalPosition, HandleEvent, HandlerCtx, HandlerError, Project, ProjectionTx, ReadSide,
     Recorded, StreamId,
 };
-use es_memory::{InMemoryEventStore, InMemoryProjectionStore};
+use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -217,6 +220,40 @@ async fn a_projection_store_that_panics_in_commits_is_waited_out_like_an_outage(
     resumed_and_equal_to_the_fold(&setup, head, 2, 11).await;
     assert!(setup.documents.calls(StoreCall::Commit) >= next + 6, "every panicking commit was tried again");
     setup.read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_store_that_panics_stops_the_subscription_saying_so() {
+    let events = InMemoryEventStore::new();
+    let leases = TestStore::new(InMemoryLeaseStore::new());
+    // The first renewal panics (after renewing): a bug in the adapter.
+    leases.inject(StoreCall::Renew, Fault::PanicAfter, 1..=1);
+    let mut registry = Registry::new();
+    registry.register("balances", Subscriber::projection(Balances).on::<Deposited>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(InMemoryProjectionStore::new())
+        .lease_store(leases.clone())
+        .registry(registry)
+        .config(ReadSideConfig { lease_ttl: Duration::from_millis(300), ..config() })
+        .start()
+        .unwrap();
+    deposit(&events, "ada", 1).await;
+    let mut failure = None;
+    for _ in 0..500 {
+        if let SubscriptionState::Failed(f) = read_side.status("balances").unwrap().state {
+            failure = Some(f);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let failure = failure.unwrap_or_else(|| {
+        panic!("a dead task must not look alive: {:?}", read_side.status("balances").unwrap().state)
+    });
+    assert_eq!(failure.kind, FailureKind::Panicked, "{failure:?}");
+    assert!(failure.error.contains("injected fault"), "the panic's message is kept: {}", failure.error);
+    assert!(leases.calls(StoreCall::Release) >= 1, "its lease is released");
+    read_side.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -41,6 +41,12 @@ pub enum FailureKind {
     /// [`StoreError::Corrupt`]). Fix the row and restart, or skip it with
     /// [`ReadSide::skip`](crate::ReadSide::skip).
     CorruptRow,
+    /// The subscription's task panicked outside the subscriber's own code
+    /// (whose panics count as its failures on the event) and outside the
+    /// projection store's commits (waited out like an outage): a store
+    /// adapter's bug, say. The error holds the panic's message; start the
+    /// subscription again once the cause is fixed.
+    Panicked,
 }
 
 /// The registry refused a name, or a selection named something unknown.

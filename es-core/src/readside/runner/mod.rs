@@ -27,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use self::batch::Unwound;
 pub(crate) use self::batch::{store_call, CatchPanic};
 use self::in_flight::InFlight;
 use self::lease_keeper::{acquire, LeaseKeeper};
@@ -35,7 +36,7 @@ use super::cache::SharedCache;
 use super::status::{StoreOutage, SubscriptionState};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
-use crate::error::Failure;
+use crate::error::{Failure, FailureKind};
 use crate::readside::subscriber::SubscriberKind;
 use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
@@ -83,9 +84,21 @@ pub(crate) async fn run(
         tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
         slot.hold(Some(lease.clone()));
         let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
-        let exit = match runner.run(&mut start).await {
-            Err(exit) => exit,
-            Ok(never) => match never {},
+        let exit = match Unwound(Box::pin(runner.run(&mut start))).await {
+            Ok(Err(exit)) => exit,
+            Ok(Ok(never)) => match never {},
+            // Outside the subscriber's own code (caught per event) and the
+            // projection store's commits (waited out like an outage): a
+            // store adapter or the runner itself. Stop, saying so, rather
+            // than leave a dead task that looks alive.
+            Err(panic) => Exit::Failed(Failure {
+                kind: FailureKind::Panicked,
+                error: format!("the subscription's task panicked: {panic}"),
+                position: runner.position,
+                event_id: None,
+                event_type: None,
+                attempts: 1,
+            }),
         };
         // Not reading any more: what held it back is no longer its concern.
         slot.set_held_back_by(None);
