@@ -2,7 +2,8 @@
 //! own table in the transaction that stores its checkpoint. Killed and
 //! restarted it counts every event once, a rebuild resets and refills the
 //! table, a failing event commits what went before it and is retried
-//! alone, a stale fence writes nothing, and state a projection uses must be
+//! alone, a stale fence writes nothing, a commit that landed before its
+//! reply was lost is not applied again, and state a projection uses must be
 //! given when the read side is built.
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
@@ -19,6 +20,7 @@ use common::{drop_schema, fresh_schema, pool};
 use es_core::error::{ProjectionError, ReadSideError};
 use es_core::readside::{ReadSideBuilder, ReadSideConfig, Registry, RetryPolicy, Subscriber};
 use es_core::store::{EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionTransactions};
+use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{event, Event, GlobalPosition, HandlerError, ProjectRows, ReadSide, Recorded, StreamId};
 use es_core::{TableProjection, TableTx};
 use es_postgres::{sql_failure, PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema, PgTransaction};
@@ -260,6 +262,28 @@ async fn the_table_equals_the_fold_and_a_rebuild_resets_and_refills_it() {
     entry.1 += row.1;
     assert_eq!(db.table().await, expected);
     read_side.shutdown().await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_landed_before_its_reply_was_lost_is_not_applied_again() {
+    let db = Db::new().await;
+    let (head, fold) = db.add(1..=30).await;
+    // Transactions 2 and 3 commit, then the adapter panics, as when the
+    // reply to COMMIT is lost; begin 5 fails before anything is written.
+    let projections = TestStore::new(db.projections.clone());
+    projections.inject(StoreCall::CommitTransaction, Fault::PanicAfter, 2..=3);
+    projections.inject(StoreCall::Begin, Fault::Backend, 5..=5);
+    let tallies = Tallies::default();
+    let read_side = db
+        .read_side("a", tallies.clone(), Duration::from_secs(30))
+        .projection_store(projections.clone())
+        .start()
+        .unwrap();
+    read_side.wait_for("tallies", head, DEADLINE).await.unwrap();
+    read_side.shutdown().await;
+    assert_eq!(db.table().await, fold, "every event counted once");
+    assert!(projections.calls(StoreCall::CommitTransaction) >= 4, "four batches of at most 8");
     db.drop().await;
 }
 
