@@ -69,6 +69,7 @@ struct Statements {
     query_containing: SqlStr,
     count: SqlStr,
     checkpoint: SqlStr,
+    checkpoint_for_update: SqlStr,
     fence: SqlStr,
     commit_documents: SqlStr,
     commit_unit: SqlStr,
@@ -91,6 +92,8 @@ impl Statements {
             ),
             checkpoint: schema
                 .render("SELECT position, replay_until FROM {schema}.checkpoints WHERE projection = $1"),
+            checkpoint_for_update: schema
+                .render("SELECT position FROM {schema}.checkpoints WHERE projection = $1 FOR UPDATE"),
             fence: schema.render(include_str!("projection_store/fence.sql")),
             commit_documents: schema.render(include_str!("projection_store/commit_documents.sql")),
             commit_unit: schema.render(include_str!("projection_store/commit_unit.sql")),

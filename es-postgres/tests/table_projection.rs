@@ -19,7 +19,9 @@ use std::time::Duration;
 use common::{drop_schema, fresh_schema, pool};
 use es_core::error::{ProjectionError, ReadSideError};
 use es_core::readside::{ReadSideBuilder, ReadSideConfig, Registry, RetryPolicy, Subscriber};
-use es_core::store::{EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionTransactions};
+use es_core::store::{
+    Checkpoint, EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionTransactions, UnitOfWork,
+};
 use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{event, Event, GlobalPosition, HandlerError, ProjectRows, ReadSide, Recorded, StreamId};
 use es_core::{TableProjection, TableTx};
@@ -284,6 +286,49 @@ async fn a_commit_that_landed_before_its_reply_was_lost_is_not_applied_again() {
     read_side.shutdown().await;
     assert_eq!(db.table().await, fold, "every event counted once");
     assert!(projections.calls(StoreCall::CommitTransaction) >= 4, "four batches of at most 8");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_after_a_checkpoint_that_moved_is_rolled_back_whole() {
+    let db = Db::new().await;
+    let insert = format!("INSERT INTO \"{}\".tallies VALUES ('t', 1, 1)", db.schema);
+    let commit_after = |after: u64, position: u64| {
+        let mut work = UnitOfWork::new();
+        work.checkpoint(Checkpoint::at(GlobalPosition(position))).after(GlobalPosition(after));
+        work
+    };
+    // Nothing stored counts as the start.
+    let mut tx = db.projections.begin("tallies", None).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+        .execute(&mut **tx.downcast_mut::<PgTransaction>().unwrap())
+        .await
+        .unwrap();
+    ProjectionTransactions::commit(&db.projections, tx, "tallies", commit_after(0, 7)).await.unwrap();
+    assert_eq!(db.table().await.len(), 1);
+
+    // A retry of that work (built on the start) finds 7 stored: refused,
+    // its SQL rolled back.
+    let mut tx = db.projections.begin("tallies", None).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE \"{}\".tallies SET events = events + 1", db.schema)))
+        .execute(&mut **tx.downcast_mut::<PgTransaction>().unwrap())
+        .await
+        .unwrap();
+    let refused = ProjectionTransactions::commit(&db.projections, tx, "tallies", commit_after(0, 7)).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(ProjectionError::CheckpointMoved {
+                expected: Some(GlobalPosition(0)),
+                actual: Some(GlobalPosition(7)),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(db.table().await, BTreeMap::from([("t".to_owned(), (1, 1))]), "nothing of it stored");
+    let stored = es_core::store::ProjectionStore::checkpoint(&db.projections, "tallies").await.unwrap();
+    assert_eq!(stored.map(|c| c.position), Some(GlobalPosition(7)));
     db.drop().await;
 }
 

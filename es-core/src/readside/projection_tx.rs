@@ -256,7 +256,7 @@ impl ProjectionTx {
     /// checkpoint and the fence): a batch that wrote one document a
     /// thousand times commits it once.
     pub(crate) fn into_work(self) -> UnitOfWork {
-        UnitOfWork { changes: net_changes(self.pending), checkpoint: None, fence: None }
+        UnitOfWork { changes: net_changes(self.pending), ..UnitOfWork::new() }
     }
 }
 

@@ -101,6 +101,16 @@ pub struct UnitOfWork {
     /// The lease the commit is made under, if any (see
     /// [`ProjectionStore::commit`]).
     pub fence: Option<Fence>,
+    /// The stored checkpoint this work follows on from, if the commit must
+    /// check it (none stored counts as [`GlobalPosition::START`]). A
+    /// table projection's transaction
+    /// ([`ProjectionTransactions::commit`](super::ProjectionTransactions::commit))
+    /// refuses to commit with [`ProjectionError::CheckpointMoved`](crate::error::ProjectionError::CheckpointMoved),
+    /// rolling everything back, when the stored checkpoint is elsewhere: the
+    /// runner's earlier commit of the same events landed after all (its
+    /// reply was lost), and applying them again would count them twice.
+    /// Other commits ignore it.
+    pub after: Option<GlobalPosition>,
 }
 
 impl UnitOfWork {
@@ -132,6 +142,38 @@ impl UnitOfWork {
     pub fn fence(&mut self, fence: Fence) -> &mut Self {
         self.fence = Some(fence);
         self
+    }
+
+    /// Commits only if the stored checkpoint is at `position` (see
+    /// [`after`](UnitOfWork::after)).
+    pub fn after(&mut self, position: GlobalPosition) -> &mut Self {
+        self.after = Some(position);
+        self
+    }
+
+    /// For stores that check [`after`](UnitOfWork::after): whether this
+    /// work may commit over `stored`, the position the store holds for
+    /// `projection` (a stored value no position can be, such as a negative
+    /// one, as `u64::MAX`).
+    ///
+    /// # Errors
+    /// [`ProjectionError::CheckpointMoved`] if `after` is set and the stored
+    /// checkpoint (none: the start) is elsewhere.
+    pub fn check_after(
+        &self,
+        projection: &str,
+        stored: Option<GlobalPosition>,
+    ) -> Result<(), ProjectionError> {
+        match self.after {
+            Some(expected) if stored.unwrap_or(GlobalPosition::START) != expected => {
+                Err(ProjectionError::CheckpointMoved {
+                    projection: projection.to_owned(),
+                    expected: Some(expected),
+                    actual: stored,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 

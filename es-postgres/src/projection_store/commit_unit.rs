@@ -60,7 +60,8 @@ impl PgProjectionStore {
         projection: &str,
         work: UnitOfWork,
     ) -> Result<(), ProjectionError> {
-        let UnitOfWork { changes, checkpoint, fence } = work;
+        // `after` is for table projections' transactions (transactions.rs).
+        let UnitOfWork { changes, checkpoint, fence, after: _ } = work;
         let NetChanges { put_ids, put_docs, deleted } = NetChanges::of(changes);
         let position = checkpoint.map(|c| bigint(projection, c.position)).transpose()?;
         let until =

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use async_trait::async_trait;
 use es_core::error::ProjectionError;
 use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
+use es_core::GlobalPosition;
 use es_core::HandlerError;
 use sqlx::Postgres;
 
@@ -43,8 +44,34 @@ impl ProjectionTransactions for PgProjectionStore {
         let mut tx = transaction
             .downcast::<PgTransaction>()
             .map_err(|_| backend("a transaction that is not a Postgres one was handed back to commit"))?;
+        self.check_after(&mut tx, projection, &work).await?;
         self.write(&mut tx, projection, work.changes).await?;
         self.commit_at(*tx, projection, work.checkpoint).await
+    }
+}
+
+impl PgProjectionStore {
+    /// [`UnitOfWork::after`]: the stored checkpoint must be where `work`
+    /// says. The row is locked, so a commit of the same projection still
+    /// under way (one whose reply was lost) is waited for and its
+    /// checkpoint read; the lock is held until this transaction ends.
+    async fn check_after(
+        &self,
+        tx: &mut PgTransaction,
+        projection: &str,
+        work: &UnitOfWork,
+    ) -> Result<(), ProjectionError> {
+        if work.after.is_none() {
+            return Ok(());
+        }
+        let stored: Option<i64> = sqlx::query_scalar(self.inner.sql.checkpoint_for_update.clone())
+            .bind(projection)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        let stored =
+            stored.map(|position| u64::try_from(position).map_or(GlobalPosition(u64::MAX), GlobalPosition));
+        work.check_after(projection, stored)
     }
 }
 

@@ -6,6 +6,7 @@ use std::any::TypeId;
 use async_trait::async_trait;
 use es_core::error::ProjectionError;
 use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
+use es_core::GlobalPosition;
 use sqlx::Sqlite;
 
 use super::SqliteProjectionStore;
@@ -45,7 +46,29 @@ impl ProjectionTransactions for SqliteProjectionStore {
                 "a transaction that is not an SQLite one was handed back to commit".into(),
             )
         })?;
+        check_after(&mut tx, projection, &work).await?;
         self.write(&mut tx, projection, work.changes).await?;
         self.commit_at(*tx, projection, work.checkpoint).await
     }
+}
+
+/// [`UnitOfWork::after`]: the stored checkpoint must be where `work` says.
+/// The transaction holds the file's one writer, so no other commit is under
+/// way.
+async fn check_after(
+    tx: &mut SqliteTransaction,
+    projection: &str,
+    work: &UnitOfWork,
+) -> Result<(), ProjectionError> {
+    if work.after.is_none() {
+        return Ok(());
+    }
+    let stored: Option<i64> = sqlx::query_scalar("SELECT position FROM es_checkpoints WHERE projection = ?1")
+        .bind(projection)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|error| ProjectionError::Backend(Box::new(error)))?;
+    let stored =
+        stored.map(|position| u64::try_from(position).map_or(GlobalPosition(u64::MAX), GlobalPosition));
+    work.check_after(projection, stored)
 }

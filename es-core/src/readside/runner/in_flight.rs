@@ -67,9 +67,13 @@ impl Runner<'_> {
     /// (that try counted); if it cannot be made, the position goes back to
     /// the stored checkpoint, dropping whatever was projected on top of it.
     pub(super) async fn settle(&mut self) -> Result<(), Exit> {
+        // Awaited in place and taken only once it answered: a runner dropped
+        // meanwhile (a panic beside it) leaves it for the exit to settle.
+        let Some(waiting) = self.in_flight.as_mut() else { return Ok(()) };
+        let answer = (&mut waiting.commit).await;
         let Some(mut in_flight) = self.in_flight.take() else { return Ok(()) };
         let checkpoint = in_flight.checkpoint;
-        let error = match (&mut in_flight.commit).await {
+        let error = match answer {
             Ok(Ok(())) => {
                 self.cache.staged_committed();
                 self.stored(checkpoint);

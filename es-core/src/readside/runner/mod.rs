@@ -58,7 +58,7 @@ enum Exit {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     slot: Arc<Slot>,
-    mut start: Start,
+    start: Start,
     mut cancel: watch::Receiver<bool>,
     _exit: watch::Sender<()>,
     previous: Option<watch::Receiver<()>>,
@@ -75,15 +75,52 @@ pub(crate) async fn run(
             }
         }
     }
+    // Panics inside a run under the lease are caught in `supervise`; one
+    // outside it (taking the lease, settling or releasing at the end) stops
+    // the subscription too, saying so, with the lease given back.
+    if let Err(panic) = Unwound(Box::pin(supervise(&shared, &slot, start, &mut cancel))).await {
+        if let Some(lease) = slot.take_held() {
+            if !matches!(Unwound(shared.leases.release(&lease)).await, Ok(Ok(()))) {
+                tracing::warn!(subscription = %slot.name, "releasing the lease failed; it will expire");
+            }
+        }
+        let position = slot.progress.borrow().checkpoint.unwrap_or(GlobalPosition::START);
+        tracing::error!(subscription = %slot.name, %panic, "subscription stopped: its task panicked");
+        slot.set_state(SubscriptionState::Failed(panicked(&panic, position)));
+    }
+}
+
+/// The failure of a subscription whose task panicked with `panic`, its
+/// checkpoint at `position`.
+fn panicked(panic: &str, position: GlobalPosition) -> Failure {
+    Failure {
+        kind: FailureKind::Panicked,
+        error: format!("the subscription's task panicked: {panic}"),
+        position,
+        event_id: None,
+        event_type: None,
+        attempts: 1,
+    }
+}
+
+/// Takes the lease, runs, and takes it again whenever it is lost, until
+/// the subscription stops or fails.
+async fn supervise(
+    shared: &Arc<Shared>,
+    slot: &Arc<Slot>,
+    mut start: Start,
+    cancel: &mut watch::Receiver<bool>,
+) {
+    let (shared, slot) = (shared.as_ref(), slot.as_ref());
     loop {
         slot.set_state(SubscriptionState::Standby);
-        let Some((lease, asked)) = acquire(&shared, &slot, &mut cancel).await else {
+        let Some((lease, asked)) = acquire(shared, slot, cancel).await else {
             slot.set_state(SubscriptionState::Stopped);
             return;
         };
         tracing::debug!(subscription = %slot.name, owner = %shared.owner, token = lease.token, "lease acquired");
         slot.hold(Some(lease.clone()));
-        let mut runner = Runner::new(&shared, &slot, &mut cancel, lease, asked);
+        let mut runner = Runner::new(shared, slot, cancel, lease, asked);
         let exit = match Unwound(Box::pin(runner.run(&mut start))).await {
             Ok(Err(exit)) => exit,
             Ok(Ok(never)) => match never {},
@@ -91,14 +128,7 @@ pub(crate) async fn run(
             // projection store's commits (waited out like an outage): a
             // store adapter or the runner itself. Stop, saying so, rather
             // than leave a dead task that looks alive.
-            Err(panic) => Exit::Failed(Failure {
-                kind: FailureKind::Panicked,
-                error: format!("the subscription's task panicked: {panic}"),
-                position: runner.position,
-                event_id: None,
-                event_type: None,
-                attempts: 1,
-            }),
+            Err(panic) => Exit::Failed(panicked(&panic, runner.committed)),
         };
         // Not reading any more: what held it back is no longer its concern.
         slot.set_held_back_by(None);

@@ -80,7 +80,13 @@ impl<'a> Runner<'a> {
                         name: &self.slot.name,
                         events: segment,
                         replay_until: self.replay_until,
-                        work: self.fenced_work(self.checkpoint_at(last)),
+                        // Refused if an earlier commit of these events
+                        // landed after all (see `landed` below).
+                        work: {
+                            let mut work = self.fenced_work(self.checkpoint_at(last));
+                            work.after(self.committed);
+                            work
+                        },
                         state: self.shared.state_for(self.slot),
                     },
                 )
@@ -94,12 +100,19 @@ impl<'a> Runner<'a> {
                     span = Span::Rest;
                 }
                 Err(TableFailure::Store(error)) => {
-                    self.store_refused(error, last).await?;
                     // A commit whose reply was lost (or whose adapter
                     // panicked after it) may have landed: the stored
                     // checkpoint tells, so that a batch of incremental SQL
-                    // is never applied twice.
-                    if self.landed(last).await? {
+                    // is never applied twice. A store that checks `after`
+                    // refuses the next try if it landed only meanwhile.
+                    let moved = matches!(error, ProjectionError::CheckpointMoved { .. });
+                    let landed = if moved && self.landed(last).await? {
+                        true
+                    } else {
+                        self.store_refused(error, last).await?;
+                        self.landed(last).await?
+                    };
+                    if landed {
                         self.stored(last);
                         self.passed(segment);
                         start = end;
