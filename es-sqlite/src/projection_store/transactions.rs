@@ -14,7 +14,10 @@ use super::SqliteProjectionStore;
 /// The transaction a [`TableProjection`](es_core::TableProjection) on
 /// SQLite writes its tables in (a `BEGIN IMMEDIATE` transaction on the
 /// file's single writer connection: keep batches short, every other write
-/// waits for it). Run SQL with `.execute(&mut **tx.transaction())`.
+/// waits for it; a projection that is behind runs
+/// [`ReadSideConfig::catch_up_batch_size`](es_core::readside::ReadSideConfig::catch_up_batch_size)
+/// events, 4,096 by default, in one, so lower that where other writers
+/// must not wait so long). Run SQL with `.execute(&mut **tx.transaction())`.
 pub type SqliteTransaction = sqlx::Transaction<'static, Sqlite>;
 
 #[async_trait]
