@@ -67,16 +67,9 @@ impl SharedCache {
 
     /// What the store holds for `id`, if known, counting the commit in
     /// flight as done: `Some(None)` means it holds no such document.
+    #[cfg(test)]
     pub(crate) fn get(&self, id: &str) -> Option<Option<Value>> {
-        let cache = self.lock();
-        if let Some(staged) = cache.staged.get(id) {
-            return Some(staged.clone());
-        }
-        match cache.documents.get(id) {
-            Some((document, _)) => Some(document.clone()),
-            None if cache.complete => Some(None),
-            None => None,
-        }
+        self.with(id, |document| document.cloned())
     }
 
     /// `decode` of what the store holds for `id` (`None`: no such

@@ -115,20 +115,7 @@ impl ProjectionTx {
     /// # Errors
     /// [`ProjectionError::Backend`] if the store fails.
     pub async fn get_json(&self, id: &str) -> Result<Option<Value>, ProjectionError> {
-        if let Some(pending) = self.pending.get(id) {
-            return Ok(pending.clone());
-        }
-        if let Some(prefetched) = self.prefetched.get(id) {
-            return Ok(prefetched.clone());
-        }
-        if let Some(known) = self.cache.as_ref().and_then(|cache| cache.get(id)) {
-            return Ok(known);
-        }
-        let document = self.store.get(&self.name, id).await?;
-        if let Some(cache) = &self.cache {
-            cache.remember(id, document.clone());
-        }
-        Ok(document)
+        self.get::<Value>(id).await
     }
 
     /// The document `id` deserialized as `T`, including this batch's

@@ -153,8 +153,7 @@ impl UnitOfWork {
 
     /// For stores that check [`after`](UnitOfWork::after): whether this
     /// work may commit over `stored`, the position the store holds for
-    /// `projection` (a stored value no position can be, such as a negative
-    /// one, as `u64::MAX`).
+    /// `projection`.
     ///
     /// # Errors
     /// [`ProjectionError::CheckpointMoved`] if `after` is set and the stored

@@ -5,8 +5,7 @@ use std::any::TypeId;
 
 use async_trait::async_trait;
 use es_core::error::ProjectionError;
-use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
-use es_core::GlobalPosition;
+use es_core::store::{Checkpoint, Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
 use es_core::HandlerError;
 use sqlx::Postgres;
 
@@ -69,9 +68,8 @@ impl PgProjectionStore {
             .fetch_optional(&mut **tx)
             .await
             .map_err(backend)?;
-        let stored =
-            stored.map(|position| u64::try_from(position).map_or(GlobalPosition(u64::MAX), GlobalPosition));
-        work.check_after(projection, stored)
+        let stored = stored.map(|at| Checkpoint::from_stored(projection, at, None)).transpose()?;
+        work.check_after(projection, stored.map(|checkpoint| checkpoint.position))
     }
 }
 

@@ -5,8 +5,7 @@ use std::any::TypeId;
 
 use async_trait::async_trait;
 use es_core::error::ProjectionError;
-use es_core::store::{Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
-use es_core::GlobalPosition;
+use es_core::store::{Checkpoint, Fence, ProjectionTransactions, StoreTransaction, UnitOfWork};
 use sqlx::Sqlite;
 
 use super::SqliteProjectionStore;
@@ -71,7 +70,6 @@ async fn check_after(
         .fetch_optional(&mut **tx)
         .await
         .map_err(|error| ProjectionError::Backend(Box::new(error)))?;
-    let stored =
-        stored.map(|position| u64::try_from(position).map_or(GlobalPosition(u64::MAX), GlobalPosition));
-    work.check_after(projection, stored)
+    let stored = stored.map(|at| Checkpoint::from_stored(projection, at, None)).transpose()?;
+    work.check_after(projection, stored.map(|checkpoint| checkpoint.position))
 }

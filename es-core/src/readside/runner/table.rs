@@ -91,35 +91,10 @@ impl<'a> Runner<'a> {
                     },
                 )
                 .await;
-            match outcome {
-                Ok(()) => {
-                    self.stored(last);
-                    self.passed(segment);
-                    start = end;
-                    attempt = 0;
-                    span = Span::Rest;
-                }
-                Err(TableFailure::Store(error)) => {
-                    // A commit whose reply was lost (or whose adapter
-                    // panicked after it) may have landed: the stored
-                    // checkpoint tells, so that a batch of incremental SQL
-                    // is never applied twice. A store that checks `after`
-                    // refuses the next try if it landed only meanwhile.
-                    let moved = matches!(error, ProjectionError::CheckpointMoved { .. });
-                    let landed = if moved && self.landed(last).await? {
-                        true
-                    } else {
-                        self.store_refused(error, last).await?;
-                        self.landed(last).await?
-                    };
-                    if landed {
-                        self.stored(last);
-                        self.passed(segment);
-                        start = end;
-                        attempt = 0;
-                        span = Span::Rest;
-                    }
-                }
+            let committed = match outcome {
+                Ok(()) => true,
+                // Waited out (then tried again) unless it landed after all.
+                Err(TableFailure::Store(error)) => self.store_failed_but_landed(error, last).await?,
                 Err(TableFailure::Event(index, error)) => {
                     if segment[..index].iter().any(|event| table.routes_event(event)) {
                         // Commit what went through before the failing event.
@@ -128,6 +103,7 @@ impl<'a> Runner<'a> {
                         self.after_failure(&segment[index], &mut attempt, error).await?;
                         span = Span::NextConsumed;
                     }
+                    false
                 }
                 Err(TableFailure::Flush(error)) => {
                     // With one consumed event the flush failed on it; with
@@ -136,7 +112,15 @@ impl<'a> Runner<'a> {
                         self.after_failure(&rest[first], &mut attempt, error).await?;
                     }
                     span = Span::NextConsumed;
+                    false
                 }
+            };
+            if committed {
+                self.stored(last);
+                self.passed(segment);
+                start = end;
+                attempt = 0;
+                span = Span::Rest;
             }
         }
         Ok(())
@@ -214,14 +198,31 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Whether the stored checkpoint is at `last` or past it: the commit of
-    /// the batch ending there went through. Under the lease only this
-    /// runner moves the checkpoint.
-    async fn landed(&mut self, last: GlobalPosition) -> Result<bool, Exit> {
+    /// After the store failed the transaction of the batch ending at
+    /// `last`: whether that batch's commit landed all the same, which the
+    /// stored checkpoint tells (under the lease only this runner moves it).
+    /// A commit whose reply was lost, or whose adapter panicked after it,
+    /// may have landed, and a batch of incremental SQL must not run twice;
+    /// a store that checks [`UnitOfWork::after`] refuses the next try with
+    /// `CheckpointMoved` if it landed only meanwhile. Otherwise the
+    /// failure is waited out or stops the subscription, as
+    /// [`store_refused`](Self::store_refused) says.
+    async fn store_failed_but_landed(
+        &mut self,
+        error: ProjectionError,
+        last: GlobalPosition,
+    ) -> Result<bool, Exit> {
         let projections = self.shared.projections.as_ref();
         let name = &*self.slot.name;
-        let stored = self.store_read("reading the checkpoint", move || projections.checkpoint(name)).await?;
-        Ok(stored.is_some_and(|checkpoint| checkpoint.position >= last))
+        let landed =
+            |stored: Option<Checkpoint>| stored.is_some_and(|checkpoint| checkpoint.position >= last);
+        if matches!(error, ProjectionError::CheckpointMoved { .. })
+            && landed(self.store_read("reading the checkpoint", move || projections.checkpoint(name)).await?)
+        {
+            return Ok(true);
+        }
+        self.store_refused(error, last).await?;
+        Ok(landed(self.store_read("reading the checkpoint", move || projections.checkpoint(name)).await?))
     }
 
     /// Every event of `events` is handled or filtered out.
