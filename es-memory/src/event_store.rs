@@ -252,7 +252,9 @@ impl EventStore for InMemoryEventStore {
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let state = self.lock()?;
         let start = usize::try_from(after.get()).unwrap_or(usize::MAX);
-        let mut events = Vec::new();
+        // Sized once: a page grown push by push reallocates a few times per
+        // read, and a subscription reads many small pages while it keeps up.
+        let mut events = Vec::with_capacity(state.log.len().saturating_sub(start).min(limit));
         for (index, row) in state.log.iter().enumerate().skip(start).take(limit) {
             match row {
                 Row::Event(event) => events.push((**event).clone()),

@@ -9,7 +9,10 @@
 //! request log is off) with the load generator on the same cores. The
 //! deposits go through a minimal keep-alive HTTP/1.1 client of ours
 //! (`http_load/lean_client.rs`, one connection per client, as `wrk` would
-//! load the service), so the client's own cost stays small. At 64
+//! load the service), so the client's own cost stays small. Every round
+//! starts with the read side caught up (its projections keep working
+//! during the round, on the same cores), so no round pays for the backlog
+//! the round before left. At 64
 //! clients it also runs HTTP with an inspector live feed (SSE) connected
 //! and `/metrics` scraped every 250 ms, against plain HTTP.
 //!
@@ -40,6 +43,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lean_client::Connection;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// The bank service's allocator (see `examples/bank/Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Rounds per comparison; the sides alternate within each round.
 const ROUNDS: usize = 5;
@@ -99,6 +106,18 @@ async fn open_accounts(es: &Es, run: &str, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until every subscription has handled every stored event, so that
+/// each round starts from the same quiet state and no round pays for the
+/// read side's backlog of the one before.
+async fn settle(es: &Es) -> anyhow::Result<()> {
+    let head = es.event_store().head_position().await?;
+    let Some(read_side) = es.read_side() else { return Ok(()) };
+    for status in read_side.statuses() {
+        read_side.wait_for(&status.name, head, Duration::from_secs(120)).await?;
+    }
+    Ok(())
+}
+
 async fn http_round(
     service: &Arc<Service>,
     run: &str,
@@ -113,6 +132,7 @@ async fn http_round(
             .push(tokio::sync::Mutex::new(Connection::open(&service.addr, &path, r#"{"amount":1}"#).await?));
     }
     let connections = Arc::new(connections);
+    settle(&service.es).await?;
     run_writers(clients, per_client, 1, move |client, _| {
         let connections = Arc::clone(&connections);
         async move { connections[client].lock().await.post().await }
@@ -121,6 +141,7 @@ async fn http_round(
 }
 
 async fn direct_round(es: &Es, run: &str, clients: usize, per_client: usize) -> anyhow::Result<Run> {
+    settle(es).await?;
     let (es, run) = (es.clone(), run.to_owned());
     run_writers(clients, per_client, 1, move |client, _| {
         let (es, account_id) = (es.clone(), format!("{run}-{client}"));

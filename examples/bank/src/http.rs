@@ -40,6 +40,8 @@ mod openapi;
 mod problem;
 mod queries;
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Summaries;
@@ -119,11 +121,24 @@ impl ServiceConfig {
     }
 }
 
-/// What every handler gets: the application and the timeouts.
+/// What every handler gets: the application and the timeouts, behind one
+/// `Arc` (axum clones the state for every request; one counter to bump
+/// instead of one per handle in `Es` and the configuration).
 #[derive(Debug, Clone)]
-struct Api {
+struct Api(Arc<ApiState>);
+
+#[derive(Debug)]
+struct ApiState {
     es: Es,
     config: ServiceConfig,
+}
+
+impl Deref for Api {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.0
+    }
 }
 
 /// An inspector of the bank: accounts and transfers can be folded to any
@@ -152,7 +167,7 @@ pub fn router(es: Es, config: ServiceConfig) -> Router {
         .route("/transfers", post(commands::transfer))
         .route("/transfers/{transfer_id}", get(queries::transfer))
         .route("/openapi.json", get(|| async { axum::Json(openapi()) }))
-        .with_state(Api { es, config });
+        .with_state(Api(Arc::new(ApiState { es, config })));
     if let Some(handle) = metrics {
         app = app.route(
             "/metrics",

@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use bank::store::StoreChoice;
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: see the crate's Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The es bank: accounts, deposits, withdrawals and transfers, event sourced.
 #[derive(Debug, Parser)]
 #[command(version, about)]
