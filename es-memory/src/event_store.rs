@@ -250,28 +250,32 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let state = self.lock()?;
-        let start = usize::try_from(after.get()).unwrap_or(usize::MAX);
-        // Sized once: a page grown push by push reallocates a few times per
-        // read, and a subscription reads many small pages while it keeps up.
-        let mut events = Vec::with_capacity(state.log.len().saturating_sub(start).min(limit));
-        for (index, row) in state.log.iter().enumerate().skip(start).take(limit) {
-            match row {
-                Row::Event(event) => events.push((**event).clone()),
-                // A corrupt row ends the page: the events before it are
-                // returned, and the read that starts at it fails.
-                Row::Corrupt { stream } if events.is_empty() => {
-                    let position = GlobalPosition(index as u64 + 1);
-                    return Err(StoreError::Corrupt {
-                        location: format!("stream `{stream}` version 0 (global position {position})"),
-                        position: Some(position),
-                        detail: "stream version 0 is not positive".to_owned(),
-                    });
+        // Under the lock, only the page's handles are taken; the events are
+        // copied after it is released, so appends do not wait while a
+        // subscription catching up copies thousands of them.
+        let page: Vec<Arc<RecordedEvent>> = {
+            let state = self.lock()?;
+            let start = usize::try_from(after.get()).unwrap_or(usize::MAX);
+            let mut page = Vec::with_capacity(state.log.len().saturating_sub(start).min(limit));
+            for (index, row) in state.log.iter().enumerate().skip(start).take(limit) {
+                match row {
+                    Row::Event(event) => page.push(Arc::clone(event)),
+                    // A corrupt row ends the page: the events before it are
+                    // returned, and the read that starts at it fails.
+                    Row::Corrupt { stream } if page.is_empty() => {
+                        let position = GlobalPosition(index as u64 + 1);
+                        return Err(StoreError::Corrupt {
+                            location: format!("stream `{stream}` version 0 (global position {position})"),
+                            position: Some(position),
+                            detail: "stream version 0 is not positive".to_owned(),
+                        });
+                    }
+                    Row::Corrupt { .. } => break,
                 }
-                Row::Corrupt { .. } => break,
             }
-        }
-        Ok(events)
+            page
+        };
+        Ok(page.iter().map(|event| RecordedEvent::clone(event)).collect())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<StreamVersion>, StoreError> {
