@@ -37,6 +37,10 @@
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
+/// The allocator the bank service runs on (see `examples/bank/Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "pg_rebuild/reads.rs"]
 mod reads;
 #[path = "pg_rebuild/rebuild.rs"]
