@@ -93,7 +93,7 @@ impl SharedCache {
     }
 
     /// Records what the store holds for `id` (read from it or committed).
-    pub(crate) fn remember(&self, id: &str, document: Option<Value>) {
+    pub(crate) fn remember(&self, id: String, document: Option<Value>) {
         self.lock().remember(id, document);
     }
 
@@ -102,8 +102,8 @@ impl SharedCache {
         let mut cache = self.lock();
         for change in changes {
             match change {
-                DocumentChange::Put { id, document } => cache.remember(&id, Some(document)),
-                DocumentChange::Delete { id } => cache.remember(&id, None),
+                DocumentChange::Put { id, document } => cache.remember(id, Some(document)),
+                DocumentChange::Delete { id } => cache.remember(id, None),
             }
         }
     }
@@ -125,7 +125,7 @@ impl SharedCache {
         let mut cache = self.lock();
         let staged = std::mem::take(&mut cache.staged);
         for (id, document) in staged {
-            cache.remember(&id, document);
+            cache.remember(id, document);
         }
     }
 
@@ -180,11 +180,11 @@ fn weight(value: &Value) -> usize {
 }
 
 impl DocumentCache {
-    fn remember(&mut self, id: &str, document: Option<Value>) {
+    fn remember(&mut self, id: String, document: Option<Value>) {
         if self.capacity == 0 {
             return;
         }
-        if let Some((_, old)) = self.documents.remove(id) {
+        if let Some((_, old)) = self.documents.remove(&id) {
             self.used -= old;
         }
         if document.is_none() && self.complete {
@@ -207,7 +207,7 @@ impl DocumentCache {
             self.complete = false;
         }
         self.used += size;
-        self.documents.insert(id.to_owned(), (document, size));
+        self.documents.insert(id, (document, size));
     }
 }
 
@@ -221,8 +221,8 @@ mod tests {
     fn knows_only_what_it_was_told_until_the_store_is_emptied() {
         let cache = SharedCache::new(10_000);
         assert_eq!(cache.get("a"), None, "unknown before anything is remembered");
-        cache.remember("a", Some(json!(1)));
-        cache.remember("b", None);
+        cache.remember("a".into(), Some(json!(1)));
+        cache.remember("b".into(), None);
         assert_eq!(cache.get("a"), Some(Some(json!(1))));
         assert_eq!(cache.get("b"), Some(None), "a known absence");
         assert_eq!(cache.get("c"), None);
@@ -253,16 +253,16 @@ mod tests {
         let one = ENTRY + 1 + weight(&json!(1));
         let cache = SharedCache::new(2 * one);
         cache.emptied();
-        cache.remember("a", Some(json!(1)));
-        cache.remember("b", Some(json!(2)));
+        cache.remember("a".into(), Some(json!(1)));
+        cache.remember("b".into(), Some(json!(2)));
         assert_eq!(cache.get("z"), Some(None));
         assert_eq!(cache.used(), 2 * one);
-        cache.remember("c", Some(json!(3)));
+        cache.remember("c".into(), Some(json!(3)));
         assert_eq!(cache.len(), 2);
         assert!(cache.used() <= 2 * one);
         assert_eq!(cache.get("z"), None, "an evicted document may be any missing id");
         assert_eq!(cache.get("c"), Some(Some(json!(3))));
-        cache.remember("c", Some(json!(4)));
+        cache.remember("c".into(), Some(json!(4)));
         assert_eq!((cache.len(), cache.used()), (2, 2 * one), "a replaced entry is counted once");
     }
 
@@ -270,7 +270,7 @@ mod tests {
     fn a_document_larger_than_the_budget_is_not_kept_and_ends_completeness() {
         let cache = SharedCache::new(ENTRY + 100);
         cache.emptied();
-        cache.remember("a", Some(json!({ "history": "x".repeat(500) })));
+        cache.remember("a".into(), Some(json!({ "history": "x".repeat(500) })));
         assert_eq!(cache.len(), 0);
         assert_eq!(cache.get("a"), None, "the store must be asked");
         assert_eq!(cache.get("z"), None, "a document exists that the cache does not hold");
@@ -281,14 +281,14 @@ mod tests {
         let one = ENTRY + 1 + weight(&json!(1));
         let cache = SharedCache::new(2 * one);
         cache.emptied();
-        cache.remember("a", Some(json!(1)));
+        cache.remember("a".into(), Some(json!(1)));
         cache.stage(vec![
             DocumentChange::Put { id: "b".into(), document: json!(2) },
             DocumentChange::Delete { id: "a".into() },
         ]);
         assert_eq!(cache.get("a"), Some(None), "the staged delete wins over the cached document");
         for id in ["c", "d", "e"] {
-            cache.remember(id, Some(json!(0)));
+            cache.remember(id.into(), Some(json!(0)));
         }
         assert_eq!(cache.get("b"), Some(Some(json!(2))), "evictions leave staged changes alone");
         let staged = cache.unstage();
@@ -320,7 +320,7 @@ mod tests {
     fn a_capacity_of_zero_caches_nothing() {
         let cache = SharedCache::new(0);
         cache.emptied();
-        cache.remember("a", Some(json!(1)));
+        cache.remember("a".into(), Some(json!(1)));
         assert_eq!(cache.get("a"), None);
         assert_eq!(cache.get("b"), None);
     }

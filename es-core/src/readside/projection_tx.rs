@@ -145,7 +145,7 @@ impl ProjectionTx {
         }
         let document = self.store.get(&self.name, id).await?;
         if let Some(cache) = &self.cache {
-            cache.remember(id, document.clone());
+            cache.remember(id.to_owned(), document.clone());
         }
         decode(document.as_ref())
     }
@@ -157,7 +157,10 @@ impl ProjectionTx {
 
     /// Sets the pending state of `id`, remembering the one before.
     fn change(&mut self, id: String, document: Option<Value>) {
-        let before = self.pending.insert(id.clone(), document);
+        let before = match self.pending.get_mut(&id) {
+            Some(pending) => Some(std::mem::replace(pending, document)),
+            None => self.pending.insert(id.clone(), document),
+        };
         self.undo.push((id, before));
     }
 
@@ -209,7 +212,7 @@ impl ProjectionTx {
         for id in asked {
             let document = found.remove(&id);
             if let Some(cache) = &self.cache {
-                cache.remember(&id, document.clone());
+                cache.remember(id.clone(), document.clone());
             }
             self.prefetched.insert(id, document);
         }
@@ -331,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn prefetched_documents_answer_after_pending_ones_and_before_the_store() {
         let cache = SharedCache::new(10_000);
-        cache.remember("cached", Some(json!(7)));
+        cache.remember("cached".into(), Some(json!(7)));
         let mut tx = ProjectionTx::new(Arc::new(NoStore), "p".into()).with_cache(cache.clone());
         tx.put("pending", &3u64).unwrap();
         let named = ["a", "stored", "cached", "a", "pending", "b"].map(String::from).to_vec();
