@@ -124,20 +124,65 @@ async fn http_round(
     clients: usize,
     per_client: usize,
 ) -> anyhow::Result<Run> {
+    let paths = (0..clients).map(|client| format!("/accounts/{run}-{client}/deposits")).collect();
+    settle(&service.es).await?;
+    post_round(&service.addr, paths, per_client).await
+}
+
+/// Each client POSTs a deposit's body to its path `per_client` times, one
+/// request at a time over its own keep-alive connection.
+async fn post_round(addr: &str, paths: Vec<String>, per_client: usize) -> anyhow::Result<Run> {
     // Connections are opened before the round's clock starts, one per client.
+    let clients = paths.len();
     let mut connections = Vec::with_capacity(clients);
-    for client in 0..clients {
-        let path = format!("/accounts/{run}-{client}/deposits");
-        connections
-            .push(tokio::sync::Mutex::new(Connection::open(&service.addr, &path, r#"{"amount":1}"#).await?));
+    for path in paths {
+        connections.push(tokio::sync::Mutex::new(Connection::open(addr, &path, r#"{"amount":1}"#).await?));
     }
     let connections = Arc::new(connections);
-    settle(&service.es).await?;
     run_writers(clients, per_client, 1, move |client, _| {
         let connections = Arc::clone(&connections);
         async move { connections[client].lock().await.post().await }
     })
     .await
+}
+
+/// The HTTP floor of this machine: an axum server on 127.0.0.1 whose one
+/// route answers at once with a body of a deposit's answer's size, loaded
+/// by the same client. What it costs is the listener, hyper, routing, the
+/// client and the kernel's loopback, with no command behind it; the share
+/// of the direct rate it reaches bounds what the bank service could.
+struct Floor {
+    addr: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Floor {
+    async fn start() -> anyhow::Result<Self> {
+        let answer = format!(
+            r#"{{"command_id":"{}","aggregate_id":"load-0","version":100,"position":100000,"events":["MoneyDeposited"]}}"#,
+            uuid::Uuid::now_v7()
+        );
+        let app = axum::Router::new().route(
+            "/floor/{id}",
+            axum::routing::post(move || {
+                let answer = answer.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], answer) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let server = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                eprintln!("the floor server stopped: {error}");
+            }
+        });
+        Ok(Self { addr, server })
+    }
+
+    async fn round(&self, clients: usize, per_client: usize) -> anyhow::Result<Run> {
+        post_round(&self.addr, (0..clients).map(|client| format!("/floor/{client}")).collect(), per_client)
+            .await
+    }
 }
 
 async fn direct_round(es: &Es, run: &str, clients: usize, per_client: usize) -> anyhow::Result<Run> {
@@ -199,9 +244,17 @@ fn line(label: &str, rounds: Vec<Run>) -> f64 {
     median
 }
 
-async fn bench_store(name: &str, es: Es, metrics: PrometheusHandle, scale: usize) -> anyhow::Result<()> {
+/// `floor`: also load a server that answers at once, beside the others.
+async fn bench_store(
+    name: &str,
+    es: Es,
+    metrics: PrometheusHandle,
+    scale: usize,
+    floor: bool,
+) -> anyhow::Result<()> {
     println!("\n{name}");
     let service = Arc::new(Service::start(es.clone(), metrics).await?);
+    let floor = if floor { Some(Floor::start().await?) } else { None };
     for clients in CLIENTS {
         let run = format!("load-{}-{clients}", uuid::Uuid::now_v7().simple());
         open_accounts(&es, &run, clients).await?;
@@ -209,15 +262,22 @@ async fn bench_store(name: &str, es: Es, metrics: PrometheusHandle, scale: usize
         // Warm up: actors live, connections open.
         http_round(&service, &run, clients, 5).await?;
         direct_round(&es, &run, clients, 5).await?;
-        let (mut http, mut direct) = (Vec::new(), Vec::new());
+        let (mut http, mut direct, mut floors) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             http.push(http_round(&service, &run, clients, per_client).await?);
             direct.push(direct_round(&es, &run, clients, per_client).await?);
+            if let Some(floor) = &floor {
+                floors.push(floor.round(clients, per_client).await?);
+            }
         }
         println!(" {clients} client(s), {per_client} deposits each per round, {ROUNDS} rounds:");
         let http_rate = line("HTTP POST /deposits", http);
         let direct_rate = line("Es::execute directly", direct);
         println!("  {:<34} {:>7.0} %", "HTTP / direct", 100.0 * http_rate / direct_rate);
+        if !floors.is_empty() {
+            let floor_rate = line("HTTP floor (a route answering at once)", floors);
+            println!("  {:<34} {:>7.0} %", "floor / direct", 100.0 * floor_rate / direct_rate);
+        }
         if clients == 64 {
             let (mut plain, mut observed) = (Vec::new(), Vec::new());
             let (mut frames, mut scrapes) = (0, 0);
@@ -242,6 +302,9 @@ async fn bench_store(name: &str, es: Es, metrics: PrometheusHandle, scale: usize
         }
     }
     service.server.abort();
+    if let Some(floor) = floor {
+        floor.server.abort();
+    }
     service.es.shutdown().await;
     Ok(())
 }
@@ -256,7 +319,7 @@ async fn main() -> anyhow::Result<()> {
     );
     if only.as_deref().is_none_or(|s| s == "memory") {
         let es = bank::store::open(&StoreChoice::Memory, |read_side| read_side).await?.es;
-        bench_store("in-memory store", es, metrics.clone(), 2_000).await?;
+        bench_store("in-memory store", es, metrics.clone(), 2_000, true).await?;
     }
     if only.as_deref().is_none_or(|s| s == "postgres") {
         let url = database_url();
@@ -264,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
         let schema = format!("es_bench_{}", uuid::Uuid::now_v7().simple());
         let choice = StoreChoice::Postgres { url, schema: schema.clone() };
         let es = bank::store::open(&choice, |read_side| read_side).await?.es;
-        let result = bench_store("Postgres", es, metrics, 300).await;
+        let result = bench_store("Postgres", es, metrics, 300, false).await;
         drop_schema(&admin, &es_postgres::PgSchema::new(schema)?).await?;
         result?;
     }
