@@ -53,7 +53,8 @@ where
 /// the extended protocol sends results) and is not NULL; `None` otherwise,
 /// for sqlx's decoding and its errors. Event rows are decoded this way on
 /// the hot path: sqlx's typed `try_get` checks and clones the column's type
-/// for every value, about a third of the cost of decoding a row.
+/// for every value (in a profile of a rebuild, about a third of the CPU
+/// spent decoding rows).
 fn binary<'r>(row: &'r PgRow, index: usize, type_name: &str) -> Option<&'r [u8]> {
     let value = row.try_get_raw(index).ok()?;
     let fits = value.format() == PgValueFormat::Binary && value.type_info().name() == type_name;
