@@ -37,7 +37,7 @@ use super::status::{StoreOutage, SubscriptionState};
 use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::error::{Failure, FailureKind};
-use crate::readside::subscriber::SubscriberKind;
+use crate::readside::subscriber::{Consistency, SubscriberKind};
 use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
 use crate::version::GlobalPosition;
 
@@ -324,6 +324,15 @@ impl<'a> Runner<'a> {
                 tokio::select! {
                     () = events.wait_for_events(after, wait) => {}
                     _ = self.cancel.changed() => return Err(Exit::Cancelled),
+                }
+                if slot.subscriber.consistency != Consistency::Strong {
+                    // Woken by an append: let what is already waiting run
+                    // first (tokio runs a yielded task after the ready ones
+                    // and after polling for I/O), so the command that
+                    // appended answers its caller before eventual
+                    // subscriptions take the worker. A `Strong` one goes at
+                    // once: the command waits for it.
+                    tokio::task::yield_now().await;
                 }
                 continue;
             }
