@@ -97,6 +97,14 @@ async fn a_strong_handler_that_does_not_catch_up_times_out_with_events_stored() 
     // The deposit is stored and counted.
     let account: Account = es.load("bob").await.unwrap();
     assert_eq!(account.balance, 7);
+    // A command whose events the stuck handler does not consume has nothing
+    // of its own to wait for: it answers, though the handler is still stuck
+    // before its position.
+    let opened = es.execute(OpenAccount { account_id: "cat".into(), owner: "Cat".into() }).await.unwrap();
+    assert!(opened.position.is_some());
+    // One whose events it does consume still waits, and times out.
+    let error = es.execute(Deposit { account_id: "cat".into(), amount: 1 }).await.unwrap_err();
+    assert!(matches!(&error, ExecuteError::ConsistencyTimeout { waiting_for, .. } if waiting_for == "stuck"));
     release.notify_one();
     es.shutdown().await;
 }

@@ -39,12 +39,17 @@ impl Es {
 
 #[async_trait]
 impl Attached for ReadSide {
+    fn strong_consumes(&self, event_types: &[&str]) -> bool {
+        ReadSide::strong_consumes(self, event_types)
+    }
+
     async fn wait_for_strong(
         &self,
         position: GlobalPosition,
         timeout: Duration,
+        event_types: Option<&[&str]>,
     ) -> Result<(), ConsistencyError> {
-        ReadSide::wait_for_strong(self, position, timeout).await
+        self.wait_for_strong_consumers(position, timeout, event_types).await
     }
 
     async fn shutdown(&self) {

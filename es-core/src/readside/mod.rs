@@ -44,7 +44,9 @@
 //!   dies;
 //! - [`ReadSide::wait_for`](crate::ReadSide::wait_for) waits until a subscription reaches a position
 //!   (read your own writes); [`ReadSide::wait_for_strong`](crate::ReadSide::wait_for_strong) waits for every
-//!   [`Consistency::Strong`] one, which is what command execution does.
+//!   [`Consistency::Strong`] one; `Es::execute` waits for the strong ones
+//!   that consume one of the command's event types (the others have
+//!   nothing of the command's to run).
 
 mod attach;
 mod builder;

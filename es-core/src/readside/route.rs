@@ -196,6 +196,12 @@ impl<C> Routes<C> {
         self.by_type.values().flatten().any(|entry| entry.route.prefetches())
     }
 
+    /// Whether the subscriber consumes events stored under `event_type`
+    /// (from some aggregate).
+    pub(crate) fn consumes(&self, event_type: &str) -> bool {
+        self.by_type.contains_key(event_type)
+    }
+
     /// The consumed event type names, sorted.
     pub(crate) fn event_types(&self) -> Vec<&'static str> {
         self.by_type.keys().copied().collect()

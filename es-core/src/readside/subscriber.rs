@@ -197,6 +197,15 @@ impl Subscriber {
         }
     }
 
+    /// Whether it consumes events stored under the type name `event_type`.
+    pub(crate) fn consumes(&self, event_type: &str) -> bool {
+        match &self.kind {
+            SubscriberKind::Handler { routes, .. } => routes.consumes(event_type),
+            SubscriberKind::Projection { routes } => routes.consumes(event_type),
+            SubscriberKind::Table(table) => table.consumes(event_type),
+        }
+    }
+
     /// The consumed event types several aggregates record, with none named.
     pub(crate) fn ambiguities(&self) -> &[Ambiguity] {
         match &self.kind {

@@ -278,6 +278,7 @@ pub(crate) type TableFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TableFa
 pub(crate) trait TableRunner: Send + Sync {
     fn routes_event(&self, event: &RecordedEvent) -> bool;
     fn event_types(&self) -> Vec<&'static str>;
+    fn consumes(&self, event_type: &str) -> bool;
     fn ambiguities(&self) -> &[Ambiguity];
     /// The transaction type it is written against, for the build's check.
     fn transaction_type(&self) -> (std::any::TypeId, &'static str);
@@ -353,6 +354,10 @@ impl<P: TableProjection> TableRunner for Erased<P> {
 
     fn event_types(&self) -> Vec<&'static str> {
         self.routes.event_types()
+    }
+
+    fn consumes(&self, event_type: &str) -> bool {
+        self.routes.consumes(event_type)
     }
 
     fn ambiguities(&self) -> &[Ambiguity] {

@@ -1,6 +1,7 @@
 //! Waiting until subscriptions reach a position: read your own writes, and
 //! the strong consistency `Es::execute` waits for.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::read_side::ReadSide;
@@ -44,11 +45,43 @@ impl ReadSide {
         position: GlobalPosition,
         timeout: Duration,
     ) -> Result<(), ConsistencyError> {
+        self.wait_for_strong_consumers(position, timeout, None).await
+    }
+
+    /// Whether a [`Consistency::Strong`] subscription consumes any of
+    /// `event_types`: whether a command that appended events of these
+    /// types must wait.
+    pub(crate) fn strong_consumes(&self, event_types: &[&str]) -> bool {
+        self.strong_slots(Some(event_types)).next().is_some()
+    }
+
+    /// Waits for the [`Consistency::Strong`] subscriptions that consume
+    /// one of `event_types` (every one if `None`) to reach `position`.
+    ///
+    /// A command waits only for the strong subscriptions its events go
+    /// to: one that consumes none of them has nothing of the command's to
+    /// run, and what it owes earlier commands those commands waited for.
+    pub(crate) async fn wait_for_strong_consumers(
+        &self,
+        position: GlobalPosition,
+        timeout: Duration,
+        event_types: Option<&[&str]>,
+    ) -> Result<(), ConsistencyError> {
         let deadline = crate::clock::deadline_from_now(timeout);
-        for slot in self.slots.0.values().filter(|s| s.subscriber.consistency == Consistency::Strong) {
+        for slot in self.strong_slots(event_types) {
             self.wait_slot(slot, position, timeout, deadline).await?;
         }
         Ok(())
+    }
+
+    fn strong_slots<'a>(
+        &'a self,
+        event_types: Option<&'a [&'a str]>,
+    ) -> impl Iterator<Item = &'a Arc<Slot>> + 'a {
+        self.slots.0.values().filter(move |s| {
+            s.subscriber.consistency == Consistency::Strong
+                && event_types.is_none_or(|types| types.iter().any(|t| s.subscriber.consumes(t)))
+        })
     }
 
     async fn wait_slot(

@@ -17,12 +17,18 @@ use crate::version::GlobalPosition;
 /// A read side attached to an application.
 #[async_trait]
 pub(crate) trait Attached: Send + Sync + 'static {
-    /// Waits until every strongly consistent subscriber has handled every
-    /// event up to `position`.
+    /// Whether a strongly consistent subscriber consumes any of
+    /// `event_types` (a command that appended them waits only then).
+    fn strong_consumes(&self, event_types: &[&str]) -> bool;
+
+    /// Waits until every strongly consistent subscriber that consumes one
+    /// of `event_types` (every one if `None`) has handled every event up to
+    /// `position`.
     async fn wait_for_strong(
         &self,
         position: GlobalPosition,
         timeout: Duration,
+        event_types: Option<&[&str]>,
     ) -> Result<(), ConsistencyError>;
 
     /// Stops every subscription cleanly.

@@ -11,6 +11,7 @@ use super::request::{GaveUp, Progress, Request};
 use crate::aggregate::{Aggregate, Command};
 use crate::envelope::Metadata;
 use crate::error::{ConsistencyError, ExecuteError, Unknown};
+use crate::event::EventSet;
 use crate::version::CommandId;
 use crate::Es;
 
@@ -150,8 +151,16 @@ impl<'a, C: Command> Execute<'a, C> {
             return Ok(outcome);
         }
         if let (Some(read_side), Some(position)) = (shared.read_side.get(), outcome.position) {
+            // Only the strong subscriptions the command's events go to have
+            // anything of it to run (an outcome without its events, which
+            // should not happen, waits for them all).
+            let types: Vec<&str> = outcome.events.iter().map(EventSet::event_type).collect();
+            let types = (!types.is_empty()).then_some(types.as_slice());
+            if types.is_some_and(|types| !read_side.strong_consumes(types)) {
+                return Ok(outcome);
+            }
             let timeout = shared.config.consistency_timeout;
-            if let Err(error) = read_side.wait_for_strong(position, timeout).await {
+            if let Err(error) = read_side.wait_for_strong(position, timeout, types).await {
                 let waiting_for = error.name().to_owned();
                 return Err(match error {
                     ConsistencyError::Timeout { .. } => {
