@@ -19,14 +19,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use es_core::store::EventStore;
-use es_core::GlobalPosition;
-use serde::Deserialize;
+use es_core::store::{EventStore, Payload, RecordedEvent};
+use es_core::{EventId, GlobalPosition, Metadata};
+use serde::{Deserialize, Serialize};
 
 use crate::error::InspectorError;
 use crate::extract::Query;
 use crate::inspect::Inspector;
-use crate::view::EventView;
 
 /// The most events one read (and one chunk) carries.
 const LIVE_BATCH: usize = 100;
@@ -107,7 +106,7 @@ impl Feed {
                 Ok(events) => {
                     let mut chunk = String::new();
                     for event in &events {
-                        write_event(&mut chunk, &EventView::from(event));
+                        write_event(&mut chunk, event);
                     }
                     if let Some(last) = events.last() {
                         self.after = last.global_position;
@@ -128,11 +127,46 @@ impl Feed {
     }
 }
 
-/// One SSE event for `event`: its position as the id, its JSON as data.
-fn write_event(chunk: &mut String, event: &EventView) {
-    match serde_json::to_string(event) {
+/// An [`EventView`](crate::view::EventView) of a stored event, borrowed: the same JSON, written
+/// without copying the event's strings or parsing its payload (the feed
+/// writes every event a busy store takes).
+#[derive(Serialize)]
+struct LiveEvent<'a> {
+    position: u64,
+    stream_id: &'a str,
+    version: u64,
+    aggregate_type: &'a str,
+    event_type: &'a str,
+    schema_version: u32,
+    event_id: EventId,
+    recorded_at_micros: i64,
+    payload: &'a Payload,
+    metadata: &'a Metadata,
+}
+
+impl<'a> From<&'a RecordedEvent> for LiveEvent<'a> {
+    fn from(event: &'a RecordedEvent) -> Self {
+        Self {
+            position: event.global_position.get(),
+            stream_id: event.stream_id.as_str(),
+            version: event.stream_version.get(),
+            aggregate_type: &event.aggregate_type,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            event_id: event.event_id,
+            recorded_at_micros: event.recorded_at.as_micros(),
+            payload: &event.payload,
+            metadata: &event.metadata,
+        }
+    }
+}
+
+/// One SSE event for `event`: its position as the id, its JSON (an
+/// [`EventView`](crate::view::EventView)) as data.
+fn write_event(chunk: &mut String, event: &RecordedEvent) {
+    match serde_json::to_string(&LiveEvent::from(event)) {
         Ok(json) => {
-            let _ = writeln!(chunk, "id: {}", event.position);
+            let _ = writeln!(chunk, "id: {}", event.global_position.get());
             // serde_json writes no raw newlines; data_lines keeps it so anyway.
             data_lines(chunk, &json);
         }
@@ -153,7 +187,38 @@ fn data_lines(chunk: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::data_lines;
+    use es_core::store::{Payload, RecordedEvent, Timestamp};
+    use es_core::{EventId, GlobalPosition, Metadata, StreamId, StreamVersion};
+
+    use super::{data_lines, write_event};
+    use crate::view::EventView;
+
+    #[test]
+    fn the_feed_writes_an_event_as_the_event_view_of_it() {
+        let event = RecordedEvent {
+            global_position: GlobalPosition(42),
+            stream_id: StreamId::new("account-ada"),
+            stream_version: StreamVersion(3),
+            aggregate_type: "account".into(),
+            event_type: "MoneyDeposited".into(),
+            schema_version: 2,
+            event_id: EventId::new(),
+            recorded_at: Timestamp::now(),
+            payload: Payload::from_json("{\"amount\":\n 7, \"note\": \"a\\nb\"}").unwrap(),
+            metadata: Metadata::new().with_field("user", "ada"),
+        };
+        let mut chunk = String::new();
+        write_event(&mut chunk, &event);
+        let (id, data) = chunk.split_once('\n').unwrap();
+        assert_eq!(id, "id: 42");
+        // A payload stored with a line break spans two data lines, which an
+        // EventSource joins with one.
+        let json: String =
+            data.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<Vec<_>>().join("\n");
+        let written: EventView = serde_json::from_str(&json).unwrap();
+        assert_eq!(written, EventView::from(&event));
+        assert!(chunk.ends_with("\n\n"));
+    }
 
     #[test]
     fn every_line_of_a_message_is_a_data_line_and_an_empty_line_ends_it() {
