@@ -339,6 +339,18 @@ impl<'a> Runner<'a> {
             slot.set_state(SubscriptionState::Running);
             // Events came through: whatever held them back has ended.
             slot.set_held_back_by(None);
+            if slot.subscriber.consistency != Consistency::Strong {
+                // An eventual subscription's batch waits for what the same
+                // wake-up made ready (a request's socket, a command's
+                // reply): tokio runs a yielded task after those and after
+                // polling for I/O. Commands answer sooner, and under load
+                // the subscription finds more events per batch. Measured
+                // with `http_load` (one run each): Postgres, HTTP / direct
+                // at 1 client 85 -> 99 %, 64 clients 66 -> 72 %; in memory,
+                // direct at 64 callers with the read side caught up
+                // 148,080 -> 228,490 commands/s.
+                tokio::task::yield_now().await;
+            }
             ahead = self.process(&batch).await?;
         }
     }
