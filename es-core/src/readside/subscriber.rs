@@ -17,7 +17,8 @@ pub enum Consistency {
     Eventual,
     /// A command returns only after the subscriber has handled its events
     /// (or the wait timed out, which the command reports as a typed error
-    /// saying the events are stored).
+    /// saying the events are stored). A command none of whose events the
+    /// subscriber consumes does not wait for it.
     Strong,
 }
 
