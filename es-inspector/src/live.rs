@@ -127,9 +127,10 @@ impl Feed {
     }
 }
 
-/// An [`EventView`](crate::view::EventView) of a stored event, borrowed: the same JSON, written
-/// without copying the event's strings or parsing its payload (the feed
-/// writes every event a busy store takes).
+/// An [`EventView`](crate::view::EventView) of a stored event, borrowed:
+/// the same JSON (a test holds them equal), written without copying the
+/// event's strings or parsing its payload, as the feed writes every event
+/// a busy store takes.
 #[derive(Serialize)]
 struct LiveEvent<'a> {
     position: u64,
@@ -167,7 +168,8 @@ fn write_event(chunk: &mut String, event: &RecordedEvent) {
     match serde_json::to_string(&LiveEvent::from(event)) {
         Ok(json) => {
             let _ = writeln!(chunk, "id: {}", event.global_position.get());
-            // serde_json writes no raw newlines; data_lines keeps it so anyway.
+            // A payload stored with line breaks keeps them (it is written as
+            // stored): data_lines makes each line a `data:` line.
             data_lines(chunk, &json);
         }
         Err(_) => chunk.push_str("event: error\ndata: an event did not serialize\n\n"),

@@ -153,12 +153,15 @@ impl<'a, C: Command> Execute<'a, C> {
         if let (Some(read_side), Some(position)) = (shared.read_side.get(), outcome.position) {
             // Only the strong subscriptions the command's events go to have
             // anything of it to run (an outcome without its events, which
-            // should not happen, waits for them all).
-            let types: Vec<&str> = outcome.events.iter().map(EventSet::event_type).collect();
-            let types = (!types.is_empty()).then_some(types.as_slice());
-            if types.is_some_and(|types| !read_side.strong_consumes(types)) {
+            // should not happen, waits for them all). Checked without
+            // allocating: most commands wait for none.
+            let waits = outcome.events.is_empty()
+                || outcome.events.iter().any(|e| read_side.strong_consumes(&[e.event_type()]));
+            if !waits {
                 return Ok(outcome);
             }
+            let types: Vec<&str> = outcome.events.iter().map(EventSet::event_type).collect();
+            let types = (!types.is_empty()).then_some(types.as_slice());
             let timeout = shared.config.consistency_timeout;
             if let Err(error) = read_side.wait_for_strong(position, timeout, types).await {
                 let waiting_for = error.name().to_owned();
