@@ -13,10 +13,14 @@
 //! read is made the usual way, which waits out outages and stops at
 //! corrupt rows as it always does.
 
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
 use super::{Exit, Runner};
 use crate::envelope::RecordedEvent;
+use crate::error::StoreError;
 use crate::readside::subscriber::SubscriberKind;
-use crate::store::EventStore;
 
 impl Runner<'_> {
     /// Handles or projects `batch` (non-empty) and commits it as its kind
@@ -47,12 +51,32 @@ impl Runner<'_> {
             self.settle().await?;
             return Ok(None);
         }
-        let events: &dyn EventStore = shared.events.as_ref();
-        let (processed, ahead) = tokio::join!(process, events.read_all(last, limit));
-        processed?;
-        match ahead {
-            Ok(next) if !next.is_empty() && self.position == last => Ok(Some((next, limit))),
+        // On a task of its own, so the read's rows are taken off the
+        // socket and decoded on another worker while this one projects.
+        let events = Arc::clone(&shared.events);
+        let ahead = ReadAhead(tokio::spawn(async move { events.read_all(last, limit).await }));
+        process.await?;
+        match ahead.finish().await {
+            Some(next) if !next.is_empty() && self.position == last => Ok(Some((next, limit))),
             _ => Ok(None),
         }
+    }
+}
+
+/// A read ahead on its own task; dropped unfinished (the batch before it
+/// failed or the runner stopped), it cancels the read.
+struct ReadAhead(JoinHandle<Result<Vec<RecordedEvent>, StoreError>>);
+
+impl ReadAhead {
+    /// The events read; `None` when the read failed or panicked (the next
+    /// read is made the usual way).
+    async fn finish(mut self) -> Option<Vec<RecordedEvent>> {
+        (&mut self.0).await.ok().and_then(Result::ok)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
