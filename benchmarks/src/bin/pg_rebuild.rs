@@ -31,10 +31,13 @@
 //! (`prefetch(MoneyDeposited)`), so a batch's documents that the cache
 //! misses are read in one `get_many` rather than one `get` per event.
 //!
-//! Every figure is the median of 5 runs with the min and max.
+//! Every figure is the median of 5 runs with the min and max. The runs go
+//! round by round (each figure once per round), and each ratio is of one
+//! round's runs, taken side by side.
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_rebuild`
-//! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! `-- defaults` runs only the default batch sizes.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 
 /// The allocator the bank service runs on (see `examples/bank/Cargo.toml`).
@@ -61,8 +64,8 @@ use es_postgres::{PgEventStore, PgProjectionStore, PgSchema};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use reads::{raw_read, read_all, read_rates};
-use rebuild::{rebuilds, sql_rebuilds, Batches, Rebuilt, Variant};
+use reads::{raw_read, read_all, read_rate};
+use rebuild::{rebuild, sql_rebuild, Batches, Rebuilt, Variant};
 
 /// Account streams.
 const STREAMS: usize = 2_000;
@@ -216,7 +219,7 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     let rebuild_rates = |runs: &[Rebuilt]| runs.iter().map(|r| rate(total, r.elapsed)).collect::<Vec<f64>>();
     println!(
         "projection rebuild from position 0 to the head (events/s, median of {RUNS} runs, min, max), \
-         against reads of the same rows"
+         against reads of the same rows (every figure once per round, {RUNS} rounds; ratios per round)"
     );
     println!("  read-modify-write: `{BALANCES}` (get + put of the account's balance per event)");
     println!("  write-only:        `{LAST_DEPOSIT}` (put of the account's last deposit per event)");
@@ -224,17 +227,26 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     let table = sql_balances::SqlBalances::new(schema);
     table.migrate(&pool).await?;
     let mut breakdowns = Vec::new();
-    for batches in CONFIGS {
-        let rmw = rebuilds(&store, &projections, BALANCES, batches, head, Variant::default()).await?;
-        let misses =
-            rebuilds(&store, &projections, BALANCES, batches, head, Variant { small_cache: true }).await?;
-        let write_only =
-            rebuilds(&store, &projections, LAST_DEPOSIT, batches, head, Variant::default()).await?;
-        let sql = sql_rebuilds(&store, &projections, &table, batches, head).await?;
+    let only_defaults = std::env::args().nth(1).as_deref() == Some("defaults");
+    let configs = if only_defaults { &CONFIGS[CONFIGS.len() - 1..] } else { &CONFIGS[..] };
+    for &batches in configs {
+        // Round by round, every figure once, so each ratio below is of runs
+        // taken side by side.
         let page = batches.read_size();
-        let read = read_rates(|| read_all(&store, page), total).await?;
-        let raw = read_rates(|| raw_read(&pool, schema, page, false), total).await?;
-        let json = read_rates(|| raw_read(&pool, schema, page, true), total).await?;
+        let (mut rmw, mut misses, mut write_only) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sql, mut read, mut raw, mut json) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            raw.push(read_rate(raw_read(&pool, schema, page, false), total).await?);
+            rmw.push(rebuild(&store, &projections, BALANCES, batches, head, Variant::default()).await?);
+            misses.push(
+                rebuild(&store, &projections, BALANCES, batches, head, Variant { small_cache: true }).await?,
+            );
+            write_only
+                .push(rebuild(&store, &projections, LAST_DEPOSIT, batches, head, Variant::default()).await?);
+            sql.push(sql_rebuild(&store, &projections, &table, batches, head).await?);
+            read.push(read_rate(read_all(&store, page), total).await?);
+            json.push(read_rate(raw_read(&pool, schema, page, true), total).await?);
+        }
         println!(" {batches}; reads in pages of {page}:");
         let figures = [
             ("rebuild r-m-w, default cache", rebuild_rates(&rmw)),

@@ -3,27 +3,22 @@
 
 use std::time::{Duration, Instant};
 
-use es_benchmarks::{rate, RUNS};
+use es_benchmarks::rate;
 use es_core::store::EventStore;
 use es_core::GlobalPosition;
 use es_postgres::{PgEventStore, PgSchema};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
-/// Events per second of each of [`RUNS`] runs of `read` (which returns
-/// its time and the events it read).
-pub(crate) async fn read_rates<F, Fut>(read: F, total: u64) -> anyhow::Result<Vec<f64>>
+/// Events per second of one run of `read` (which returns its time and
+/// the events it read), checking it read them all.
+pub(crate) async fn read_rate<Fut>(read: Fut, total: u64) -> anyhow::Result<f64>
 where
-    F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<(Duration, u64)>>,
 {
-    let mut rates = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let (time, count) = read().await?;
-        anyhow::ensure!(count == total, "read {count} events, stored {total}");
-        rates.push(rate(count, time));
-    }
-    Ok(rates)
+    let (time, count) = read.await?;
+    anyhow::ensure!(count == total, "read {count} events, stored {total}");
+    Ok(rate(count, time))
 }
 
 /// `read_all` over every event in pages of `page`; returns the time and

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use es_benchmarks::{rate, RUNS};
+use es_benchmarks::rate;
 use es_core::readside::{ReadSideConfig, Registry, Selection};
 use es_core::store::ProjectionStore;
 use es_core::testkit::{StoreCall, TestStore};
@@ -83,7 +83,7 @@ pub(crate) struct Rebuilt {
 
 /// Rebuilds projection `name` with `batches`, then checks the document
 /// of account 0.
-async fn rebuild(
+pub(crate) async fn rebuild(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     name: &str,
@@ -133,31 +133,15 @@ async fn rebuild(
     })
 }
 
-/// [`rebuild`], [`RUNS`] times.
-pub(crate) async fn rebuilds(
-    store: &PgEventStore,
-    projections: &PgProjectionStore,
-    name: &str,
-    batches: Batches,
-    head: GlobalPosition,
-    variant: Variant,
-) -> anyhow::Result<Vec<Rebuilt>> {
-    let mut runs = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        runs.push(rebuild(store, projections, name, batches, head, variant).await?);
-    }
-    Ok(runs)
-}
-
-/// Rebuilds the table projection [`RUNS`] times with `batches`,
-/// checking the row of account 0 after each; returns events per second.
-pub(crate) async fn sql_rebuilds(
+/// Rebuilds the table projection once with `batches`, checking the row
+/// of account 0 after it; returns events per second.
+pub(crate) async fn sql_rebuild(
     store: &PgEventStore,
     projections: &PgProjectionStore,
     table: &Arc<sql_balances::SqlBalances>,
     batches: Batches,
     head: GlobalPosition,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<f64> {
     let total = (STREAMS * EVENTS_PER_STREAM) as u64;
     let mut registry = Registry::new();
     registry.register(SQL_BALANCES, table.subscriber())?;
@@ -167,16 +151,13 @@ pub(crate) async fn sql_rebuilds(
         .registry(registry)
         .config(batches.config())
         .build()?;
-    let mut rates = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
-        let started = Instant::now();
-        read_side.rebuild(SQL_BALANCES).await?;
-        read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
-        rates.push(rate(total, started.elapsed()));
-        let n = EVENTS_PER_STREAM as i64;
-        let row = table.balance(projections.pool(), &account(0)).await?;
-        anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
-    }
+    let started = Instant::now();
+    read_side.rebuild(SQL_BALANCES).await?;
+    read_side.wait_for(SQL_BALANCES, head, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
     read_side.shutdown().await;
-    Ok(rates)
+    let n = EVENTS_PER_STREAM as i64;
+    let row = table.balance(projections.pool(), &account(0)).await?;
+    anyhow::ensure!(row == (n * (n + 1) / 2, n), "wrong row after the table rebuild: {row:?}");
+    Ok(rate(total, elapsed))
 }
