@@ -301,6 +301,48 @@ async fn a_caught_up_reader_on_another_node_wakes_on_notify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_given_a_wakeup_mark_ends_on_a_commit_after_the_mark_and_only_then() {
+    let (store, pool) = store(3).await;
+    // Another node's store on the same schema: it learns of appends only
+    // through the NOTIFY.
+    let other = PgEventStore::with_schema(pool.clone(), store.schema().clone());
+    assert_eq!(other.wakeup_mark(), None, "no listener runs before the first wait");
+    let head = store.head_position().await.unwrap();
+    other.wait_for_events(head, Duration::from_millis(10)).await;
+    let mark = other.wakeup_mark().expect("a running listener gives a mark");
+
+    // A commit after the mark moves it; a wait given the old mark ends at
+    // once, though it starts after the notification came.
+    store.append(&StreamId::new("marked"), ExpectedVersion::Any, vec![event(1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while other.wakeup_mark() == Some(mark) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the append's NOTIFY never moved the mark");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        other.wait_for_events_since(head, Some(mark), Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a wait given a mark older than a commit did not end at once");
+
+    // Given the current mark, the same wait ends only with a new wake-up or
+    // its max_wait, though the head has moved past `head`: the mark says
+    // the reader already read what came before it (a wait without one
+    // returns at once).
+    let current = other.wakeup_mark();
+    let waited = std::time::Instant::now();
+    other.wait_for_events_since(head, current, Duration::from_millis(300)).await;
+    assert!(waited.elapsed() >= Duration::from_millis(300), "the wait ended with no wake-up after the mark");
+    tokio::time::timeout(Duration::from_secs(10), other.wait_for_events(head, Duration::from_secs(3600)))
+        .await
+        .expect("a wait without a mark did not see the head past `after`");
+    drop_schema(&pool, store.schema()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_twice_at_once_is_safe() {
     let pool = pool(4).await;
     let schema = es_postgres::PgSchema::new(format!("es_test_{}", uuid::Uuid::now_v7().simple())).unwrap();

@@ -18,6 +18,11 @@ const REPLAY_PAGE: usize = 1024;
 /// stop reading.
 pub type ReplayVisitor<'v> = dyn FnMut(ReplayEvent) -> ControlFlow<()> + Send + 'v;
 
+/// A count of the wake-ups a store has delivered, as
+/// [`EventStore::wakeup_mark`] reads it; only ever compared for equality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WakeupMark(pub u64);
+
 /// Which way to read a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -212,6 +217,32 @@ pub trait EventStore: Send + Sync + 'static {
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         let _ = after;
         tokio::time::sleep(max_wait).await;
+    }
+
+    /// How many wake-ups this store has delivered so far, for a reader to
+    /// take before a read and give to
+    /// [`wait_for_events_since`](EventStore::wait_for_events_since) once
+    /// it is caught up. A store that returns a mark promises that every
+    /// event committed after the mark was taken changes it (a wake-up is
+    /// delivered after each commit). `None`, the default: no such mark.
+    fn wakeup_mark(&self) -> Option<WakeupMark> {
+        None
+    }
+
+    /// [`wait_for_events`](EventStore::wait_for_events) for a reader that
+    /// took `mark` before the read that found it caught up: returns at once
+    /// if a wake-up came since the mark, else waits for the next one or
+    /// `max_wait`. Events that landed between the read and this call
+    /// changed the mark, so the store need not look for them (Postgres
+    /// skips a query per wait). The default ignores the mark.
+    async fn wait_for_events_since(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
+        let _ = mark;
+        self.wait_for_events(after, max_wait).await;
     }
 
     /// Readies the store for the first command, off the command path:

@@ -26,7 +26,7 @@ mod snapshots;
 mod transactions;
 
 pub use containment::json_contains;
-pub use events::{Direction, EventStore, ReadBlocker, ReplayVisitor, StreamSummary};
+pub use events::{Direction, EventStore, ReadBlocker, ReplayVisitor, StreamSummary, WakeupMark};
 pub use leases::{lease_ttl_micros, Lease, LeaseStore, MAX_LEASE_TTL};
 pub use limits::{
     check_storable, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_JSON_DEPTH, MAX_METADATA_BYTES, MAX_PAYLOAD_BYTES,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     Checkpoint, Direction, DocumentQuery, EventStore, Lease, LeaseStore, ProjectionStore, ReadBlocker,
-    ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork,
+    ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork, WakeupMark,
 };
 use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snapshot};
 use crate::error::{AppendError, LeaseError, ProjectionError, StoreError};
@@ -88,6 +88,19 @@ impl<T: EventStore + ?Sized> EventStore for Arc<T> {
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         (**self).wait_for_events(after, max_wait).await;
+    }
+
+    fn wakeup_mark(&self) -> Option<WakeupMark> {
+        (**self).wakeup_mark()
+    }
+
+    async fn wait_for_events_since(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
+        (**self).wait_for_events_since(after, mark, max_wait).await;
     }
 
     async fn warm_up(&self) -> Result<(), StoreError> {

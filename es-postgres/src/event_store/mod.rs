@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use es_core::error::{AppendError, StoreError};
 use es_core::store::{
     check_storable, AppendOutcome, Direction, EventStore, ExpectedVersion, NewEvent, ReadBlocker,
-    RecordedEvent, ReplayEvent, ReplayVisitor, StreamSummary,
+    RecordedEvent, ReplayEvent, ReplayVisitor, StreamSummary, WakeupMark,
 };
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use sqlx::postgres::PgArguments;
@@ -263,6 +263,19 @@ impl EventStore for PgEventStore {
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
         self.wait_for_wakeup(after, max_wait).await;
+    }
+
+    fn wakeup_mark(&self) -> Option<WakeupMark> {
+        self.mark_of_wakeups()
+    }
+
+    async fn wait_for_events_since(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
+        self.wait_for_wakeup_since(after, mark, max_wait).await;
     }
 
     /// Holds two pooled connections at once (opening what the pool lacks),

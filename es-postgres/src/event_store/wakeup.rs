@@ -19,6 +19,7 @@
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
+use es_core::store::WakeupMark;
 use es_core::GlobalPosition;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -52,6 +53,42 @@ impl PgEventStore {
             }
         };
         let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+
+    /// [`EventStore::wait_for_events_since`](es_core::store::EventStore::wait_for_events_since):
+    /// with a mark, no query for the head: a notification received since
+    /// the mark means something committed after the reader's read began.
+    pub(super) async fn wait_for_wakeup_since(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
+        let Some(WakeupMark(mark)) = mark else {
+            return self.wait_for_wakeup(after, max_wait).await;
+        };
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let wait = async {
+            let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
+            else {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            };
+            if *counter.borrow_and_update() != mark {
+                return;
+            }
+            if counter.changed().await.is_err() {
+                tokio::time::sleep_until(deadline).await;
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+
+    /// [`EventStore::wakeup_mark`](es_core::store::EventStore::wakeup_mark):
+    /// the running listener's count of notifications; `None` while none
+    /// runs (before the first wait, or after it failed).
+    pub(super) fn mark_of_wakeups(&self) -> Option<WakeupMark> {
+        self.inner.wakeups.mark()
     }
 }
 
@@ -117,12 +154,19 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub(crate) struct Wakeups {
     state: Mutex<State>,
+    /// The running listener's counter, read without waiting for `state`
+    /// (marks are taken before every read of a subscription).
+    live: StdMutex<Option<watch::Receiver<u64>>>,
 }
 
 #[derive(Default)]
 struct State {
     /// The running listener's counter, if one runs.
     counter: Option<watch::Receiver<u64>>,
+    /// Where the next listener's counter starts: past every value an
+    /// earlier one reached, so a mark taken from a listener that stopped
+    /// never equals a count of the next.
+    next_start: u64,
     /// When starting a listener last failed.
     failed_at: Option<Instant>,
 }
@@ -136,15 +180,19 @@ impl Wakeups {
             if counter.has_changed().is_ok() {
                 return Some(counter.clone());
             }
+            let reached = *counter.borrow();
+            state.next_start = reached.wrapping_add(1);
             state.counter = None;
+            self.set_live(None);
         }
         if state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
             return None;
         }
-        match start(pool, channel).await {
+        match start(pool, channel, state.next_start).await {
             Ok(counter) => {
                 state.failed_at = None;
                 state.counter = Some(counter.clone());
+                self.set_live(Some(counter.clone()));
                 Some(counter)
             }
             Err(error) => {
@@ -154,9 +202,23 @@ impl Wakeups {
             }
         }
     }
+
+    /// The running listener's count, if one runs.
+    fn mark(&self) -> Option<WakeupMark> {
+        let live = self.live.lock().ok()?;
+        let counter = live.as_ref()?;
+        // A counter whose listener stopped changes no more: no mark.
+        counter.has_changed().is_ok().then(|| WakeupMark(*counter.borrow()))
+    }
+
+    fn set_live(&self, counter: Option<watch::Receiver<u64>>) {
+        if let Ok(mut live) = self.live.lock() {
+            *live = counter;
+        }
+    }
 }
 
-async fn start(pool: &PgPool, channel: &str) -> Result<watch::Receiver<u64>, sqlx::Error> {
+async fn start(pool: &PgPool, channel: &str, count_from: u64) -> Result<watch::Receiver<u64>, sqlx::Error> {
     // The listener keeps its connection for as long as it runs, so it gets
     // a one-connection pool of its own (same settings, like the notifier's
     // connection): taking one of the application's pooled connections
@@ -169,7 +231,7 @@ async fn start(pool: &PgPool, channel: &str) -> Result<watch::Receiver<u64>, sql
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await?;
     listener.listen(channel).await?;
-    let (tx, rx) = watch::channel(0u64);
+    let (tx, rx) = watch::channel(count_from);
     let channel = channel.to_owned();
     tokio::spawn(async move {
         loop {

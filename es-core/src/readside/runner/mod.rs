@@ -38,7 +38,7 @@ use crate::clock::deadline;
 use crate::envelope::RecordedEvent;
 use crate::error::{Failure, FailureKind};
 use crate::readside::subscriber::{Consistency, SubscriberKind};
-use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork};
+use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork, WakeupMark};
 use crate::version::GlobalPosition;
 
 /// Why a subscription stopped processing under its lease.
@@ -293,22 +293,31 @@ impl<'a> Runner<'a> {
             p.state = SubscriptionState::Running;
         });
         let events: &dyn EventStore = shared.events.as_ref();
-        // The next batch and the limit it was read with, when it was read
-        // while the last one was processed.
-        let mut ahead: Option<(Vec<RecordedEvent>, usize)> = None;
+        // The next batch, when it was read while the last one was processed.
+        let mut ahead: Option<Read> = None;
+        // The store's wake-up mark from before the last read, while that
+        // read came back short and was processed to its end: caught up as
+        // of it. If the mark has not moved since, nothing was committed
+        // after that read began, and the read that would find nothing is
+        // skipped.
+        let mut quiet: Option<WakeupMark> = None;
         loop {
             self.check().await?;
             let after = self.position;
-            let (batch, limit) = match ahead.take() {
+            let read = match ahead.take() {
                 Some(ahead) => {
                     self.store_recovered();
                     ahead
                 }
                 None => {
                     let limit = self.read_limit();
-                    (self.read_events(after, limit).await?, limit)
+                    let mark = events.wakeup_mark();
+                    let unchanged = quiet.take().is_some_and(|quiet| mark == Some(quiet));
+                    let batch = if unchanged { Vec::new() } else { self.read_events(after, limit).await? };
+                    Read { batch, limit, mark }
                 }
             };
+            let Read { batch, limit, mark } = read;
             self.behind = batch.len() >= limit;
             slot.read(&batch, self.behind);
             if batch.is_empty() {
@@ -322,7 +331,7 @@ impl<'a> Runner<'a> {
                 self.check_held_back().await;
                 let wait = shared.config.idle_wait.min(self.keeper.until_renew());
                 tokio::select! {
-                    () = events.wait_for_events(after, wait) => {}
+                    () = events.wait_for_events_since(after, mark, wait) => {}
                     _ = self.cancel.changed() => return Err(Exit::Cancelled),
                 }
                 if slot.subscriber.consistency != Consistency::Strong {
@@ -351,9 +360,21 @@ impl<'a> Runner<'a> {
                 // 148,080 -> 228,490 commands/s.
                 tokio::task::yield_now().await;
             }
+            let last = batch.last().map(|event| event.global_position);
             ahead = self.process(&batch).await?;
+            if !self.behind && last == Some(self.position) {
+                quiet = mark;
+            }
         }
     }
+}
+
+/// One read of the global stream: its events, the limit it was read with,
+/// and the store's wake-up mark from before it.
+struct Read {
+    batch: Vec<RecordedEvent>,
+    limit: usize,
+    mark: Option<WakeupMark>,
 }
 
 /// The error chain of `error`, joined with `: `.

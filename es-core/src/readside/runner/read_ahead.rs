@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use super::{Exit, Runner};
+use super::{Exit, Read, Runner};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
 use crate::readside::subscriber::SubscriberKind;
@@ -25,12 +25,10 @@ use crate::readside::subscriber::SubscriberKind;
 impl Runner<'_> {
     /// Handles or projects `batch` (non-empty) and commits it as its kind
     /// does; when the batch came full (`behind`), reads the next batch
-    /// meanwhile and returns it, with the limit it was read with, if it
-    /// follows on from where processing ended.
-    pub(super) async fn process(
-        &mut self,
-        batch: &[RecordedEvent],
-    ) -> Result<Option<(Vec<RecordedEvent>, usize)>, Exit> {
+    /// meanwhile and returns it (with the limit it was read with and the
+    /// store's wake-up mark from before it) if it follows on from where
+    /// processing ended.
+    pub(super) async fn process(&mut self, batch: &[RecordedEvent]) -> Result<Option<Read>, Exit> {
         let shared = self.shared;
         let slot = self.slot;
         let limit = self.read_limit();
@@ -54,10 +52,13 @@ impl Runner<'_> {
         // On a task of its own, so the read's rows are taken off the
         // socket and decoded on another worker while this one projects.
         let events = Arc::clone(&shared.events);
+        let mark = events.wakeup_mark();
         let ahead = ReadAhead(tokio::spawn(async move { events.read_all(last, limit).await }));
         process.await?;
         match ahead.finish().await {
-            Some(next) if !next.is_empty() && self.position == last => Ok(Some((next, limit))),
+            Some(batch) if !batch.is_empty() && self.position == last => {
+                Ok(Some(Read { batch, limit, mark }))
+            }
             _ => Ok(None),
         }
     }

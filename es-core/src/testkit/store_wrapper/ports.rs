@@ -12,7 +12,7 @@ use crate::envelope::{AppendOutcome, NewEvent, RecordedEvent, ReplayEvent, Snaps
 use crate::error::{AppendError, BoxError, LeaseError, ProjectionError, StoreError};
 use crate::store::{
     Checkpoint, Direction, DocumentQuery, EventStore, ExpectedVersion, Lease, LeaseStore, ProjectionStore,
-    ReadBlocker, ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork,
+    ReadBlocker, ReplayVisitor, SnapshotStore, StreamSummary, UnitOfWork, WakeupMark,
 };
 use crate::version::{EventId, GlobalPosition, StreamId, StreamVersion};
 
@@ -104,6 +104,21 @@ impl<S: EventStore> EventStore for TestStore<S> {
     }
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
+        self.wait_for_events_since(after, None, max_wait).await;
+    }
+
+    /// Forwarded, neither counted nor failed.
+    fn wakeup_mark(&self) -> Option<WakeupMark> {
+        self.inner.wakeup_mark()
+    }
+
+    /// Counted and failed as [`StoreCall::WaitForEvents`].
+    async fn wait_for_events_since(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
         let fault = self.enter(StoreCall::WaitForEvents).await;
         if matches!(fault, Some(Fault::Backend | Fault::Conflict | Fault::Dropped)) {
             // No wake-up channel: the waiter sleeps until its timeout.
@@ -111,7 +126,7 @@ impl<S: EventStore> EventStore for TestStore<S> {
             return;
         }
         let inner = async {
-            self.inner.wait_for_events(after, max_wait).await;
+            self.inner.wait_for_events_since(after, mark, max_wait).await;
             Ok::<(), BoxError>(())
         };
         let _ = self.run(StoreCall::WaitForEvents, fault, inner, |error| error).await;
