@@ -112,7 +112,7 @@
 //! append of the group is made again alone, so only the one that lost the
 //! race fails. A lone append at low load runs at once, as without group
 //! commit; an append waits for a group at most
-//! [`GroupCommit::max_wait`] (default 2 ms) before it is appended alone.
+//! [`GroupCommit::max_wait`] (default 50 ms) before it is appended alone.
 //! [`PgEventStore::set_group_commit`] tunes it or turns it off
 //! ([`GroupCommit::off`]). [`PgEventStore::append_in_tx`] never groups: it
 //! runs in your transaction.
