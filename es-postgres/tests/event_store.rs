@@ -339,6 +339,12 @@ async fn a_wait_given_a_wakeup_mark_ends_on_a_commit_after_the_mark_and_only_the
     tokio::time::timeout(Duration::from_secs(10), other.wait_for_events(head, Duration::from_secs(3600)))
         .await
         .expect("a wait without a mark did not see the head past `after`");
+
+    // A store's own append moves its mark at once, before any NOTIFY: a
+    // reader on the node that appended reads again instead of waiting.
+    let before = other.wakeup_mark();
+    other.append(&StreamId::new("marked"), ExpectedVersion::Any, vec![event(2)]).await.unwrap();
+    assert_ne!(other.wakeup_mark(), before, "the store's own append did not move its mark");
     drop_schema(&pool, store.schema()).await;
 }
 

@@ -16,6 +16,7 @@
 //! cannot be had, waiters fall back to sleeping their whole `max_wait`
 //! (polling). Both tasks end when the store (every clone) is dropped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::time::{Duration, Instant};
 
@@ -56,8 +57,9 @@ impl PgEventStore {
     }
 
     /// [`EventStore::wait_for_events_since`](es_core::store::EventStore::wait_for_events_since):
-    /// with a mark, no query for the head: a notification received since
-    /// the mark means something committed after the reader's read began.
+    /// with a mark, no query for the head: a notification received (or an
+    /// append of this store committed) since the mark means something
+    /// committed after the reader's read began.
     pub(super) async fn wait_for_wakeup_since(
         &self,
         after: GlobalPosition,
@@ -74,7 +76,10 @@ impl PgEventStore {
                 tokio::time::sleep_until(deadline).await;
                 return;
             };
-            if *counter.borrow_and_update() != mark {
+            // The mark as `mark_of_wakeups` counts it; a local append
+            // since moves it too, but only a notification wakes a waiter.
+            let now = counter.borrow_and_update().wrapping_add(self.inner.notifier.signals());
+            if now != mark {
                 return;
             }
             if counter.changed().await.is_err() {
@@ -85,10 +90,17 @@ impl PgEventStore {
     }
 
     /// [`EventStore::wakeup_mark`](es_core::store::EventStore::wakeup_mark):
-    /// the running listener's count of notifications; `None` while none
-    /// runs (before the first wait, or after it failed).
+    /// the running listener's count of notifications plus this store's
+    /// count of its own committed appends; `None` while no listener runs
+    /// (before the first wait, or after it failed). Both counts only grow,
+    /// so the sum moves when either does. Counting its own appends lets a
+    /// reader on this node see at once that one landed during its batch
+    /// (and read it) rather than wait for the coalesced `NOTIFY`, which
+    /// cost a caught-up table projection about 1 ms of median lag in
+    /// `pg_live_lag`; the appends themselves wake no waiter.
     pub(super) fn mark_of_wakeups(&self) -> Option<WakeupMark> {
-        self.inner.wakeups.mark()
+        let WakeupMark(notified) = self.inner.wakeups.mark()?;
+        Some(WakeupMark(notified.wrapping_add(self.inner.notifier.signals())))
     }
 }
 
@@ -99,11 +111,14 @@ const COALESCE: Duration = Duration::from_millis(2);
 #[derive(Default)]
 pub(crate) struct Notifier {
     signal: StdMutex<Option<mpsc::Sender<()>>>,
+    /// How many signals it was given: this store's committed pool appends.
+    signals: AtomicU64,
 }
 
 impl Notifier {
     /// Asks for one `NOTIFY` on `channel` after this call. Never blocks.
     pub(crate) fn signal(&self, pool: &PgPool, channel: &str) {
+        self.signals.fetch_add(1, Ordering::AcqRel);
         let Ok(mut signal) = self.signal.lock() else { return };
         if let Some(sender) = signal.as_ref() {
             match sender.try_send(()) {
@@ -117,6 +132,11 @@ impl Notifier {
         let _ = sender.try_send(());
         tokio::spawn(send_notifications(pool.clone(), channel.to_owned(), receiver));
         *signal = Some(sender);
+    }
+
+    /// How many appends signalled so far.
+    pub(crate) fn signals(&self) -> u64 {
+        self.signals.load(Ordering::Acquire)
     }
 }
 
