@@ -262,7 +262,7 @@ impl EventStore for PgEventStore {
     }
 
     async fn wait_for_events(&self, after: GlobalPosition, max_wait: Duration) {
-        self.wait_for_wakeup(after, max_wait).await;
+        self.wait_for_wakeup(after, None, max_wait).await;
     }
 
     fn wakeup_mark(&self) -> Option<WakeupMark> {
@@ -275,7 +275,7 @@ impl EventStore for PgEventStore {
         mark: Option<WakeupMark>,
         max_wait: Duration,
     ) {
-        self.wait_for_wakeup_since(after, mark, max_wait).await;
+        self.wait_for_wakeup(after, mark, max_wait).await;
     }
 
     /// Holds two pooled connections at once (opening what the pool lacks),

@@ -29,10 +29,18 @@ use tokio::sync::{mpsc, watch, Mutex};
 use super::PgEventStore;
 
 impl PgEventStore {
-    /// [`EventStore::wait_for_events`](es_core::store::EventStore::wait_for_events):
-    /// until a notification arrives or the head is already past `after`,
+    /// [`EventStore::wait_for_events`](es_core::store::EventStore::wait_for_events)
+    /// (no `mark`) and
+    /// [`EventStore::wait_for_events_since`](es_core::store::EventStore::wait_for_events_since):
+    /// until a notification arrives or something landed already (the head
+    /// is past `after`; with a mark, the mark moved, which needs no query),
     /// and never past `max_wait`.
-    pub(super) async fn wait_for_wakeup(&self, after: GlobalPosition, max_wait: Duration) {
+    pub(super) async fn wait_for_wakeup(
+        &self,
+        after: GlobalPosition,
+        mark: Option<WakeupMark>,
+        max_wait: Duration,
+    ) {
         let deadline = tokio::time::Instant::now() + max_wait;
         // Every step is bounded by the deadline: connecting the listener or
         // reading the head can wait on a busy pool or an unreachable server,
@@ -43,46 +51,20 @@ impl PgEventStore {
                 tokio::time::sleep_until(deadline).await;
                 return;
             };
-            counter.borrow_and_update();
-            // Something may have committed before we subscribed.
-            if self.visible_head().await.is_ok_and(|head| head > after) {
+            let notified = *counter.borrow_and_update();
+            let landed = match mark {
+                // The mark as `mark_of_wakeups` counts it: a notification or
+                // an append of this store since moves it (only a
+                // notification wakes a waiter).
+                Some(WakeupMark(mark)) => notified.wrapping_add(self.inner.notifier.signals()) != mark,
+                // Something may have committed before we subscribed.
+                None => self.visible_head().await.is_ok_and(|head| head > after),
+            };
+            if landed {
                 return;
             }
             if counter.changed().await.is_err() {
                 // The listener stopped: poll.
-                tokio::time::sleep_until(deadline).await;
-            }
-        };
-        let _ = tokio::time::timeout_at(deadline, wait).await;
-    }
-
-    /// [`EventStore::wait_for_events_since`](es_core::store::EventStore::wait_for_events_since):
-    /// with a mark, no query for the head: a notification received (or an
-    /// append of this store committed) since the mark means something
-    /// committed after the reader's read began.
-    pub(super) async fn wait_for_wakeup_since(
-        &self,
-        after: GlobalPosition,
-        mark: Option<WakeupMark>,
-        max_wait: Duration,
-    ) {
-        let Some(WakeupMark(mark)) = mark else {
-            return self.wait_for_wakeup(after, max_wait).await;
-        };
-        let deadline = tokio::time::Instant::now() + max_wait;
-        let wait = async {
-            let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
-            else {
-                tokio::time::sleep_until(deadline).await;
-                return;
-            };
-            // The mark as `mark_of_wakeups` counts it; a local append
-            // since moves it too, but only a notification wakes a waiter.
-            let now = counter.borrow_and_update().wrapping_add(self.inner.notifier.signals());
-            if now != mark {
-                return;
-            }
-            if counter.changed().await.is_err() {
                 tokio::time::sleep_until(deadline).await;
             }
         };
