@@ -100,6 +100,14 @@
 //! [`PgEventStore::append_in_tx`] does notify in its statement, since the
 //! store cannot see the caller's commit.
 //!
+//! A subscription takes the store's
+//! [`wakeup_mark`](es_core::store::EventStore::wakeup_mark) (notifications
+//! received plus the store's own committed appends) before each read. When
+//! a read comes back short and the mark has not moved since, nothing
+//! committed after the read began: the subscription skips the read that
+//! would find nothing and waits with the mark, which needs no query for the
+//! head.
+//!
 //! # Group commit
 //!
 //! Appends through the pool to different streams that arrive while other

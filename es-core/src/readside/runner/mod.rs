@@ -304,7 +304,7 @@ impl<'a> Runner<'a> {
         loop {
             self.check().await?;
             let after = self.position;
-            let read = match ahead.take() {
+            let Read { batch, limit, mark } = match ahead.take() {
                 Some(ahead) => {
                     self.store_recovered();
                     ahead
@@ -317,7 +317,6 @@ impl<'a> Runner<'a> {
                     Read { batch, limit, mark }
                 }
             };
-            let Read { batch, limit, mark } = read;
             self.behind = batch.len() >= limit;
             slot.read(&batch, self.behind);
             if batch.is_empty() {
