@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::TempDir;
-use es_core::error::ProjectionError;
-use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber};
+use es_core::error::{FailureKind, ProjectionError};
+use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber, SubscriptionState};
 use es_core::store::{EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionTransactions};
 use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{event, Event, GlobalPosition, HandlerError, ProjectRows, ReadSide, Recorded, StreamId};
@@ -170,4 +170,55 @@ async fn a_commit_that_landed_before_its_reply_was_lost_is_not_applied_again() {
         projections.calls(StoreCall::CommitTransaction) >= 6,
         "seven batches of at most 4, two of them lost"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_commit_that_loses_a_race_counts_as_a_refusal_not_an_outage() {
+    let dir = TempDir::new();
+    let db = SqliteDatabase::open(dir.file("app.db")).await.unwrap();
+    let (events, fold, head) = counted(&db).await;
+    // Every transaction commit answers as if another node had reset the
+    // projection under it: a refusal, not an outage, so the subscription
+    // stops at the first one (a table batch is not tried again on top of a
+    // checkpoint it did not expect) instead of waiting for the store.
+    let projections = TestStore::new(SqliteProjectionStore::new(db.clone()));
+    projections.inject(StoreCall::CommitTransaction, Fault::Conflict, ..);
+    let mut registry = Registry::new();
+    registry.register("tallies", Subscriber::table_projection(Tallies).on::<Counted>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events.clone())
+        .projection_store(projections.clone())
+        .lease_store(SqliteLeaseStore::new(db.clone()))
+        .registry(registry)
+        .config(ReadSideConfig { batch_size: 4, catch_up_batch_size: 4, ..ReadSideConfig::default() })
+        .start()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let failure = loop {
+        let state = read_side.status("tallies").unwrap().state;
+        if let SubscriptionState::Failed(failure) = state {
+            break failure;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never stopped; last state {state:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    read_side.shutdown().await;
+    assert!(failure.error.contains("checkpoint"), "{failure:?}");
+    assert!(table(&db).await.is_empty(), "no refused transaction wrote a row");
+    assert_eq!(projections.calls(StoreCall::CommitTransaction), 1, "not tried again");
+    assert_eq!(failure.kind, FailureKind::Commit);
+
+    // Without the refusals, a new run projects everything once.
+    let mut registry = Registry::new();
+    registry.register("tallies", Subscriber::table_projection(Tallies).on::<Counted>().build()).unwrap();
+    let read_side = ReadSide::builder()
+        .event_store(events)
+        .projection_store(SqliteProjectionStore::new(db.clone()))
+        .lease_store(SqliteLeaseStore::new(db.clone()))
+        .registry(registry)
+        .start()
+        .unwrap();
+    read_side.wait_for("tallies", head, DEADLINE).await.unwrap();
+    read_side.shutdown().await;
+    assert_eq!(table(&db).await, fold);
 }

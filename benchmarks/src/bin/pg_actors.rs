@@ -29,8 +29,8 @@
 //!
 //! Run: `cargo run --release -p es-benchmarks --bin pg_actors`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! add `hot`, `load`, `fresh` or `nodes` for only the hot aggregates at 8
-//! and 32 writers, the load times, the fresh aggregates, or the contention
+//! add `hot`, `one`, `load`, `fresh` or `nodes` for only the hot aggregates
+//! at 8 and 32 writers, the same at 1 writer, the load times, the fresh aggregates, or the contention
 //! and refusal figures. `GROUPS_IN_FLIGHT=<n>` sets
 //! `GroupCommit::max_in_flight` of the grouped store.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
@@ -85,7 +85,8 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     }
     let only = std::env::args().nth(1);
     match only.as_deref() {
-        Some("hot") => hot(&store, &pool).await?,
+        Some("hot") => hot(&store, &pool, &[8, 32]).await?,
+        Some("one") => hot(&store, &pool, &[1]).await?,
         Some("load") => load_times(url, &store, admin).await?,
         Some("fresh") => fresh_aggregates(&store, &pool).await?,
         Some("nodes") => {
@@ -98,14 +99,15 @@ async fn run(url: &str, admin: &PgPool, schema: &PgSchema) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Only the hot-aggregate comparison at 8 and 32 writers.
-async fn hot(store: &PgEventStore, pool: &PgPool) -> anyhow::Result<()> {
+/// Only the hot-aggregate comparison, at each of `writers`.
+async fn hot(store: &PgEventStore, pool: &PgPool, writers: &[usize]) -> anyhow::Result<()> {
     let actors = Es::builder().event_store(store.clone()).build().await?;
     let ungrouped_store = PgEventStore::with_schema(pool.clone(), store.schema().clone());
     ungrouped_store.set_group_commit(GroupCommit::off());
     let ungrouped = Es::builder().event_store(ungrouped_store).build().await?;
-    for writers in [8usize, 32] {
-        let figures = compare(&actors, &ungrouped, store, pool, writers, 1600, "hot").await?;
+    for &writers in writers {
+        let commands = if writers == 1 { 600 } else { 1600 };
+        let figures = compare(&actors, &ungrouped, store, pool, writers, commands, "hot").await?;
         println!(" {writers} writer(s):");
         figures.print("Es::execute (actors)");
     }

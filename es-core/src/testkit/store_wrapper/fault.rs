@@ -22,9 +22,10 @@ pub enum Fault {
     /// The call answers as a store does when another writer got there
     /// first, without reaching the inner store: `append` with
     /// `AppendError::WrongExpectedVersion` (naming the stream's actual
-    /// version), `commit` with `ProjectionError::CheckpointMoved` (as if the
-    /// projection had been reset under it), `try_acquire` with `Ok(None)`
-    /// (held by another node), `renew` with `Ok(false)` (lost). A refusal,
+    /// version), a document or a table projection's `commit` with
+    /// `ProjectionError::CheckpointMoved` (as if the projection had been
+    /// reset under it), `try_acquire` with `Ok(None)` (held by another
+    /// node), `renew` with `Ok(false)` (lost). A refusal,
     /// not an outage, so callers handle it as they handle a lost race.
     /// Calls that cannot lose a race meet [`Fault::Backend`] instead.
     Conflict,

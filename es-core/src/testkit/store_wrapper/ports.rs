@@ -196,13 +196,7 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
             return Ok(());
         }
         if fault == Some(Fault::Conflict) {
-            // As if another node had reset the projection under this commit.
-            let stored = self.inner.checkpoint(projection).await?;
-            return Err(ProjectionError::CheckpointMoved {
-                projection: projection.to_owned(),
-                expected: stored.map(|checkpoint| checkpoint.position),
-                actual: None,
-            });
+            return Err(self.moved_under(projection).await);
         }
         self.run(StoreCall::Commit, fault, self.inner.commit(projection, work), ProjectionError::Backend)
             .await
@@ -221,6 +215,22 @@ impl<S: ProjectionStore> ProjectionStore for TestStore<S> {
     /// `transactions.rs`).
     fn transactions(&self) -> Option<&dyn crate::store::ProjectionTransactions> {
         self.inner.transactions().map(|_| self as &dyn crate::store::ProjectionTransactions)
+    }
+}
+
+impl<S: ProjectionStore> TestStore<S> {
+    /// The answer to a commit that meets [`Fault::Conflict`]: as if another
+    /// node had reset the projection under it (or the error reading the
+    /// stored checkpoint, if that fails).
+    pub(super) async fn moved_under(&self, projection: &str) -> ProjectionError {
+        match self.inner.checkpoint(projection).await {
+            Ok(stored) => ProjectionError::CheckpointMoved {
+                projection: projection.to_owned(),
+                expected: stored.map(|checkpoint| checkpoint.position),
+                actual: None,
+            },
+            Err(error) => error,
+        }
     }
 }
 

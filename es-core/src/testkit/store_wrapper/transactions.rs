@@ -5,7 +5,7 @@ use std::any::TypeId;
 
 use async_trait::async_trait;
 
-use super::{StoreCall, TestStore};
+use super::{Fault, StoreCall, TestStore};
 use crate::error::ProjectionError;
 use crate::store::{Fence, ProjectionStore, ProjectionTransactions, StoreTransaction, UnitOfWork};
 
@@ -38,7 +38,9 @@ impl<S: ProjectionStore> ProjectionTransactions for TestStore<S> {
     }
 
     /// A [`Fault::Dropped`](super::Fault::Dropped) answers `Ok(())` and
-    /// drops the transaction, which rolls it back.
+    /// drops the transaction, which rolls it back; a
+    /// [`Fault::Conflict`](super::Fault::Conflict) drops it too and answers
+    /// as a document commit does, with `CheckpointMoved`.
     async fn commit(
         &self,
         transaction: StoreTransaction,
@@ -46,11 +48,22 @@ impl<S: ProjectionStore> ProjectionTransactions for TestStore<S> {
         work: UnitOfWork,
     ) -> Result<(), ProjectionError> {
         let inner = lent(self)?;
-        self.pass_write(
-            StoreCall::CommitTransaction,
-            inner.commit(transaction, projection, work),
-            ProjectionError::Backend,
-        )
-        .await
+        let fault = self.enter(StoreCall::CommitTransaction).await;
+        match fault {
+            Some(Fault::Dropped) => Ok(()),
+            Some(Fault::Conflict) => {
+                drop(transaction);
+                Err(self.moved_under(projection).await)
+            }
+            fault => {
+                self.run(
+                    StoreCall::CommitTransaction,
+                    fault,
+                    inner.commit(transaction, projection, work),
+                    ProjectionError::Backend,
+                )
+                .await
+            }
+        }
     }
 }
