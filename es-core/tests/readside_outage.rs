@@ -3,8 +3,9 @@
 //! failed commits are retried for as long as they last, the status says
 //! the subscription waits for the store meanwhile, and it goes on by itself
 //! afterwards. Only the subscriber's own errors count against its retries.
-//! A projection store that panics in a commit is waited out the same way;
-//! a store that panics anywhere else stops the subscription, saying so.
+//! A projection store that panics in a commit is waited out the same way,
+//! unless it panics at every try; a store that panics anywhere else stops
+//! the subscription, saying so.
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -219,6 +220,39 @@ async fn a_projection_store_that_panics_in_commits_is_waited_out_like_an_outage(
     let head = deposit(&setup.events, "ada", 10).await;
     resumed_and_equal_to_the_fold(&setup, head, 2, 11).await;
     assert!(setup.documents.calls(StoreCall::Commit) >= next + 6, "every panicking commit was tried again");
+    setup.read_side.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_store_whose_commit_panics_at_every_try_stops_the_subscription() {
+    let setup = setup();
+    let head = deposit(&setup.events, "ada", 1).await;
+    resumed_and_equal_to_the_fold(&setup, head, 1, 1).await;
+
+    // Every commit from here on panics (after being applied): a bug no wait
+    // mends, so it must not be waited out forever as an outage.
+    let before = setup.documents.calls(StoreCall::Commit);
+    setup.documents.inject(StoreCall::Commit, Fault::PanicAfter, before + 1..);
+    deposit(&setup.events, "ada", 10).await;
+    let mut failures = BTreeMap::new();
+    for _ in 0..6000 {
+        for status in setup.read_side.statuses() {
+            if let SubscriptionState::Failed(failure) = status.state {
+                failures.insert(status.name.to_string(), failure);
+            }
+        }
+        if failures.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failures.len(), 2, "both stop: {:?}", setup.read_side.statuses());
+    for failure in failures.values() {
+        assert_eq!(failure.kind, FailureKind::Commit, "{failure:?}");
+        assert!(failure.error.contains("panicked"), "the panic is named: {}", failure.error);
+        assert_eq!(failure.attempts, 8, "{failure:?}");
+    }
+    assert_eq!(setup.documents.calls(StoreCall::Commit), before + 16, "eight tries each");
     setup.read_side.shutdown().await;
 }
 

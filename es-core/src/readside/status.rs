@@ -31,6 +31,9 @@ pub enum SubscriptionState {
     /// or a pool with no free connection. It retries with capped, jittered
     /// backoff for as long as it takes and goes on by itself when the store
     /// answers again; the outage never counts against the event at hand.
+    /// A projection store whose commit panics is waited out too (the commit
+    /// may have landed, as after a lost reply), but only up to eight
+    /// commits in a row: then the subscription fails, naming the panic.
     WaitingForStore(StoreOutage),
     /// Stopped at an event that kept failing (restart it to retry), or at
     /// a stored row that is not an event (fix the row and restart, or skip

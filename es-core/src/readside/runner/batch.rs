@@ -1,18 +1,15 @@
 //! Processing one batch of events: a handler's, event by event, or a
 //! projection's, into one unit of work; retries of a failing event.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use super::panics::CatchPanic;
 use super::{describe, Exit, Runner};
 use crate::envelope::RecordedEvent;
-use crate::error::{Failure, FailureKind, ProjectionError};
+use crate::error::{Failure, FailureKind};
 use crate::readside::handler::{HandlerCtx, HandlerError, Replay};
 use crate::readside::projection::{DocumentIds, ProjectionTx};
-use crate::readside::route::{Decoded, RouteFuture, Routes};
+use crate::readside::route::{Decoded, Routes};
 use crate::store::UnitOfWork;
 
 impl Runner<'_> {
@@ -200,63 +197,4 @@ impl Runner<'_> {
         tx.prefetched(wanted, found);
         Ok(decoded)
     }
-}
-
-/// Turns a panic in a subscriber's future into an error.
-pub(crate) struct CatchPanic<'a>(pub(crate) RouteFuture<'a>);
-
-impl Future for CatchPanic<'_> {
-    type Output = Result<(), HandlerError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => {
-                Poll::Ready(Err(HandlerError::msg(format!("panicked: {}", panic_message(&*panic)))))
-            }
-        }
-    }
-}
-
-/// Turns a panic in a store call's future into `Err` with the panic's
-/// message.
-pub(crate) struct Unwound<F>(pub(crate) F);
-
-impl<F: Future + Unpin> Future for Unwound<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(panic) => Poll::Ready(Err(panic_message(&*panic))),
-        }
-    }
-}
-
-/// A projection store call, a panic in it taken as a backend failure: the
-/// call may or may not have taken effect, as after a lost connection (so
-/// is a commit in flight that panicked, see `in_flight.rs`).
-pub(crate) async fn store_call<T, F>(call: F) -> Result<T, ProjectionError>
-where
-    F: Future<Output = Result<T, ProjectionError>> + Unpin,
-{
-    match Unwound(call).await {
-        Ok(result) => result,
-        Err(panic) => Err(ProjectionError::Backend(Box::new(AdapterPanicked(panic)))),
-    }
-}
-
-/// A projection store's call panicked.
-#[derive(Debug, thiserror::Error)]
-#[error("the projection store panicked: {0}")]
-struct AdapterPanicked(String);
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned())
 }

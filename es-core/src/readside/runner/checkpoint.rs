@@ -1,7 +1,7 @@
 //! Committing under the lease: a batch's work with its checkpoint, fenced
 //! with the lease's token, and the replay marker a rebuild stores.
 
-use super::batch::store_call;
+use super::panics::store_call;
 use super::{describe, Exit, Runner};
 use crate::error::{Failure, FailureKind, ProjectionError};
 use crate::readside::subscriber::SubscriberKind;
@@ -85,6 +85,7 @@ impl Runner<'_> {
                 // The store failed, not the batch (a commit that may have
                 // gone through is repeated whole, which stores the same
                 // documents).
+                self.count_panic(&error, checkpoint)?;
                 *attempt -= 1;
                 let pause = self.store_failed("committing", &error);
                 self.pause(pause).await
@@ -107,6 +108,7 @@ impl Runner<'_> {
     /// The checkpoint `checkpoint` was stored.
     pub(super) fn stored(&mut self, checkpoint: GlobalPosition) {
         self.store_recovered();
+        self.panics = 0;
         self.committed = checkpoint;
         self.skipped = 0;
         self.slot.set_checkpoint(Some(checkpoint));

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
+use super::panics::AdapterPanicked;
 use super::{Exit, Runner};
 use crate::error::ProjectionError;
 use crate::store::UnitOfWork;
@@ -83,7 +84,7 @@ impl Runner<'_> {
             Ok(Err(error)) => error,
             // The adapter panicked (or the task was cancelled): the commit
             // may or may not have been applied, as after a lost connection.
-            Err(ended) => ProjectionError::Backend(Box::new(ended)),
+            Err(ended) => AdapterPanicked::or_cancelled(ended),
         };
         let mut work = std::mem::take(&mut in_flight.work);
         work.changes = self.cache.unstage();

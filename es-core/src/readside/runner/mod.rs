@@ -15,6 +15,7 @@ mod held_back;
 mod in_flight;
 mod lease_keeper;
 mod outage;
+mod panics;
 mod poison;
 mod read_ahead;
 mod slot;
@@ -27,10 +28,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use self::batch::Unwound;
-pub(crate) use self::batch::{store_call, CatchPanic};
 use self::in_flight::InFlight;
 use self::lease_keeper::{acquire, LeaseKeeper};
+use self::panics::Unwound;
+pub(crate) use self::panics::{store_call, CatchPanic};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
 use super::status::{StoreOutage, SubscriptionState};
@@ -186,6 +187,8 @@ struct Runner<'a> {
     cache: SharedCache,
     /// The store outage it is waiting out, if any.
     outage: Option<StoreOutage>,
+    /// Commits in a row whose adapter panicked (see `panics.rs`).
+    panics: u32,
     /// The corrupt row an operator asked to skip, if it meets it.
     skip_row: Option<GlobalPosition>,
     /// A projection's commit sent while the next batch is projected.
@@ -215,6 +218,7 @@ impl<'a> Runner<'a> {
             last_held_back_warning: None,
             cache: SharedCache::new(shared.config.document_cache_bytes),
             outage: None,
+            panics: 0,
             skip_row: None,
             in_flight: None,
             behind: false,

@@ -184,6 +184,7 @@ impl<'a> Runner<'a> {
                 Err(Exit::LeaseLost)
             }
             error @ ProjectionError::Backend(_) => {
+                self.count_panic(&error, at)?;
                 let pause = self.store_failed("committing the tables", &error);
                 self.pause(pause).await
             }
