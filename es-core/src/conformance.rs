@@ -18,9 +18,11 @@
 //! - [`lease_store`]: acquiring, renewing, expiring and releasing leases,
 //!   their tokens, and fenced commits refused once the lease is lost.
 //!
-//! Two more families check what the runtime and the read side promise on
-//! an adapter's stores: [`nodes`] (several `Es` on one store) and
-//! [`readside`] (leases handed over when a read side goes away).
+//! Three more families check what the runtime and the read side promise on
+//! an adapter's stores: [`nodes`] (several `Es` on one store),
+//! [`readside`] (leases handed over when a read side goes away) and
+//! [`faults`] (commands and a projection while the adapter's calls fail,
+//! run by the adapter's own test beside its own source of faults).
 //!
 //! Every case takes a **fresh, empty** store and panics with a message that
 //! names the rule when the store breaks it. The suite assumes nothing an
@@ -79,6 +81,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod event_store;
+pub mod faults;
 pub mod lease_store;
 pub mod nodes;
 pub mod projection_store;
