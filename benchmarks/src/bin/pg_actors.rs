@@ -30,8 +30,8 @@
 //! Run: `cargo run --release -p es-benchmarks --bin pg_actors`
 //! (DATABASE_URL optional; default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! add `hot`, `one`, `load`, `fresh` or `nodes` for only the hot aggregates
-//! at 8 and 32 writers, the same at 1 writer, the load times, the fresh aggregates, or the contention
-//! and refusal figures. `GROUPS_IN_FLIGHT=<n>` sets
+//! at 8 and 32 writers, the same at 1 writer, the load times, the fresh
+//! aggregates, or the contention and refusal figures. `GROUPS_IN_FLIGHT=<n>` sets
 //! `GroupCommit::max_in_flight` of the grouped store.
 //! Everything runs in a fresh schema `es_bench_<uuid>`, dropped at the end.
 

@@ -134,7 +134,7 @@ pub struct FaultReport {
     pub fold: BTreeMap<StreamId, (u64, i64)>,
 }
 
-/// `writers` tallies, each written by one writer on every node in `nodes`
+/// `tallies` tallies, each written by one writer on every node in `nodes`
 /// (so the nodes also race for them), `commands` `Add`s per writer. Each
 /// command is executed again with its id until it answers (at most 500
 /// tries). After a try that failed saying nothing was stored, the case
@@ -146,11 +146,11 @@ pub struct FaultReport {
 pub async fn commands_ride_through_faults<S: EventStore + Clone>(
     store: &S,
     nodes: &[Es],
-    writers: usize,
+    tallies: usize,
     commands: u64,
 ) -> FaultReport {
     let mut tasks = Vec::new();
-    for tally in 0..writers {
+    for tally in 0..tallies {
         for es in nodes {
             let (es, store) = (es.clone(), store.clone());
             tasks.push(tokio::spawn(
@@ -159,8 +159,6 @@ pub async fn commands_ride_through_faults<S: EventStore + Clone>(
         }
     }
     let mut report = FaultReport::default();
-    // Loads the tallies in the end through `store`, which does not fail.
-    let clean = Es::builder().event_store(store.clone()).build().await.expect("conformance: building an Es");
     for task in tasks {
         let (tally, written) = join(task).await;
         report.unknown += written.unknown;
@@ -170,6 +168,8 @@ pub async fn commands_ride_through_faults<S: EventStore + Clone>(
         entry.0 += written.acknowledged;
         entry.1 += written.added;
     }
+    // The tallies are loaded through `store`, which does not fail.
+    let clean = Es::builder().event_store(store.clone()).build().await.expect("conformance: building an Es");
     for (stream, (count, total)) in &report.fold {
         let stored = store
             .read_stream(stream, StreamVersion(1), Direction::Forward, usize::MAX)
