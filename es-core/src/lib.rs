@@ -102,6 +102,7 @@ pub mod readside;
 pub mod runtime;
 pub mod store;
 mod subscription;
+mod unwind;
 mod version;
 
 #[doc = include_str!("architecture.md")]

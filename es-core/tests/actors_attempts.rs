@@ -146,6 +146,34 @@ async fn an_actor_that_dies_during_its_append_says_the_outcome_is_unknown_and_a_
 }
 
 #[tokio::test]
+async fn on_the_reload_path_an_adapter_that_panics_is_answered_not_unwound_through_the_caller() {
+    let store = InMemoryEventStore::new();
+    app(&store).await.execute(open("r")).await.unwrap();
+    let panicking = TestStore::new(store.clone());
+    let es =
+        Es::builder().event_store(panicking.clone()).command_path(CommandPath::Reload).build().await.unwrap();
+
+    // A panic while loading: nothing was sent, nothing stored.
+    panicking.inject(StoreCall::ReadStream, Fault::PanicAfter, 1..=1);
+    let error = es.execute(deposit("r", 5)).await.unwrap_err();
+    assert!(matches!(error, ExecuteError::Panicked { appended: false, .. }), "{error:?}");
+    assert_eq!(app(&store).await.load::<Account>("r").await.unwrap().balance, 0);
+
+    // A panic after the append stored the events: the outcome is unknown,
+    // and executing the command id again is exact.
+    panicking.inject(StoreCall::Append, Fault::PanicAfter, 1..=1);
+    let command_id = match es.execute(deposit("r", 5)).await.unwrap_err() {
+        ExecuteError::OutcomeUnknown { command_id, cause: Unknown::Interrupted, .. } => command_id,
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
+    };
+    let retried = es.execute(deposit("r", 5)).id(command_id).await.unwrap();
+    assert_eq!(retried.version, Some(StreamVersion(2)), "the original outcome");
+    assert_eq!(app(&store).await.load::<Account>("r").await.unwrap().balance, 5, "stored once");
+    // The aggregate's turn was given back: the next command runs.
+    assert_eq!(es.execute(deposit("r", 1)).await.unwrap().version, Some(StreamVersion(3)));
+}
+
+#[tokio::test]
 async fn a_command_id_that_ran_on_another_aggregate_is_refused_not_answered_with_its_outcome() {
     let store = InMemoryEventStore::new();
     let es = app(&store).await;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use es_core::conformance::faults;
 use es_core::readside::{ReadSideConfig, Registry, RetryPolicy};
+use es_core::runtime::CommandPath;
 use es_core::testkit::{Fault, StoreCall, TestStore};
 use es_core::{Es, ReadSide};
 use es_memory::{InMemoryEventStore, InMemoryLeaseStore, InMemoryProjectionStore};
@@ -23,13 +24,14 @@ fn every<S>(store: &TestStore<S>, call: StoreCall, fault: Fault, first: u64, eve
     }
 }
 
-/// One node on the shared stores, each port behind its own schedule of
-/// faults (`offset` shifts it, so the nodes do not fail in step).
+/// One node on the shared stores on the command path `path`, each port
+/// behind its own schedule of faults (`offset` shifts it, so the nodes do
+/// not fail in step).
 async fn node(
     events: &InMemoryEventStore,
     documents: &InMemoryProjectionStore,
     leases: &InMemoryLeaseStore,
-    owner: &str,
+    (owner, path): (&str, CommandPath),
     offset: u64,
 ) -> Result<(Es, ReadSide), Box<dyn std::error::Error>> {
     let faulty_events = TestStore::new(events.clone());
@@ -67,7 +69,7 @@ async fn node(
             ..ReadSideConfig::default()
         })
         .start()?;
-    let es = Es::builder().event_store(faulty_events).build().await?;
+    let es = Es::builder().event_store(faulty_events).command_path(path).build().await?;
     Ok((es, read_side))
 }
 
@@ -76,8 +78,8 @@ async fn commands_and_a_projection_ride_through_faults_on_every_port(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (events, documents, leases) =
         (InMemoryEventStore::new(), InMemoryProjectionStore::new(), InMemoryLeaseStore::new());
-    let (a, read_a) = node(&events, &documents, &leases, "a", 0).await?;
-    let (b, read_b) = node(&events, &documents, &leases, "b", 1).await?;
+    let (a, read_a) = node(&events, &documents, &leases, ("a", CommandPath::Actors), 0).await?;
+    let (b, read_b) = node(&events, &documents, &leases, ("b", CommandPath::Reload), 1).await?;
 
     let report = faults::commands_ride_through_faults(&events, &[a.clone(), b.clone()], 3, 60).await;
     assert_eq!(report.commands, 360);

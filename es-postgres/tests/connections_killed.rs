@@ -18,6 +18,7 @@ use std::time::Duration;
 use common::{database_url, drop_schema, fresh_schema, pool};
 use es_core::conformance::faults::{self, Added, FaultReport};
 use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber};
+use es_core::runtime::CommandPath;
 use es_core::store::EventStore;
 use es_core::{Es, HandlerError, ProjectRows, ReadSide, Recorded, TableProjection, TableTx};
 use es_postgres::{sql_failure, PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema, PgTransaction};
@@ -173,10 +174,17 @@ async fn killed_connections_lose_no_command_store_none_twice_and_the_read_models
     .unwrap();
     let tag = format!("es-chaos-{}", uuid::Uuid::now_v7().simple());
     let (pool_a, pool_b) = (tagged_pool(&tag, 8).await, tagged_pool(&tag, 8).await);
-    let node = |pool: &PgPool| {
-        Es::builder().event_store(PgEventStore::with_schema(pool.clone(), schema.clone())).build()
+    // Node a keeps actors; node b reads each stream before each command.
+    let node = |pool: &PgPool, path: CommandPath| {
+        Es::builder()
+            .event_store(PgEventStore::with_schema(pool.clone(), schema.clone()))
+            .command_path(path)
+            .build()
     };
-    let (a, b) = (node(&pool_a).await.unwrap(), node(&pool_b).await.unwrap());
+    let (a, b) = (
+        node(&pool_a, CommandPath::Actors).await.unwrap(),
+        node(&pool_b, CommandPath::Reload).await.unwrap(),
+    );
     let rows = TallyRows::default();
     let read_side = start_read_side(&pool_a, &schema, "a", rows.clone());
     // A second node's read side competes for the same leases while the

@@ -126,7 +126,7 @@ impl Project<Added> for Totals {
 pub struct FaultReport {
     /// Commands acknowledged (each in the end, after however many tries).
     pub commands: u64,
-    /// Tries answered `OutcomeUnknown`.
+    /// Tries answered `OutcomeUnknown` (or `Panicked` after the append).
     pub unknown: u64,
     /// Tries that failed saying nothing was stored (and stored nothing).
     pub nothing_stored: u64,
@@ -140,8 +140,8 @@ pub struct FaultReport {
 /// tries). After a try that failed saying nothing was stored, the case
 /// reads the stream through `store` (a handle that does not fail) and
 /// checks that the try stored nothing; any other failure than an unknown
-/// outcome, a failed load or append, a conflict or a timeout fails the
-/// case. At the end every acknowledged command is stored exactly once,
+/// outcome, a failed load or append, a conflict, a timeout or a panic (an
+/// adapter's: the tally's code does not panic) fails the case. At the end every acknowledged command is stored exactly once,
 /// versions are gap-free, and each tally loads to its fold.
 pub async fn commands_ride_through_faults<S: EventStore + Clone>(
     store: &S,
@@ -219,12 +219,15 @@ async fn write<S: EventStore>(es: &Es, store: &S, tally: &str, commands: u64) ->
             let before = stored_by(store, &stream, id).await;
             match es.execute(Add { id: tally.to_owned(), by }).id(id).await {
                 Ok(_) => break,
-                Err(ExecuteError::OutcomeUnknown { .. }) => written.unknown += 1,
+                Err(ExecuteError::OutcomeUnknown { .. } | ExecuteError::Panicked { appended: true, .. }) => {
+                    written.unknown += 1;
+                }
                 Err(
                     error @ (ExecuteError::Load(_)
                     | ExecuteError::Append(_)
                     | ExecuteError::Conflict { .. }
-                    | ExecuteError::Timeout { .. }),
+                    | ExecuteError::Timeout { .. }
+                    | ExecuteError::Panicked { appended: false, .. }),
                 ) => {
                     written.nothing_stored += 1;
                     let after = stored_by(store, &stream, id).await;

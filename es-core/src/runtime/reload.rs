@@ -8,6 +8,7 @@
 
 use std::any::TypeId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::attempt::{load_failed, Attempts};
@@ -18,7 +19,8 @@ use super::rehydrate;
 use super::request::Request;
 use super::snapshot;
 use crate::aggregate::Aggregate;
-use crate::error::ExecuteError;
+use crate::error::{ExecuteError, Unknown};
+use crate::unwind::Unwound;
 use crate::version::StreamId;
 
 /// The turn of one aggregate instance: held while one of its commands runs.
@@ -62,7 +64,22 @@ pub(crate) async fn execute<A: Aggregate>(
     let lock = shared.turns.lock_of::<A>(&id);
     let result = {
         let _turn = lock.lock().await;
-        run(shared, &id, &mut request).await
+        let (command_id, appending) = (request.id, AtomicBool::new(false));
+        // The command runs in its caller's task: a store adapter that panics
+        // is answered as the actor path answers it (the actor dies there),
+        // not unwound through the caller.
+        match Unwound(Box::pin(run(shared, &id, &mut request, &appending))).await {
+            Ok(result) => result,
+            Err(panic) => {
+                tracing::error!(aggregate = A::NAME, %id, %panic, "the command panicked");
+                let (aggregate, id) = (A::NAME, id.clone());
+                Err(if appending.load(Ordering::Relaxed) {
+                    ExecuteError::OutcomeUnknown { aggregate, id, command_id, cause: Unknown::Interrupted }
+                } else {
+                    ExecuteError::Panicked { aggregate, id, appended: false }
+                })
+            }
+        }
     };
     shared.turns.release::<A>(&id, lock);
     result
@@ -72,6 +89,7 @@ async fn run<A: Aggregate>(
     shared: &Shared,
     id: &str,
     request: &mut Request<A>,
+    appending: &AtomicBool,
 ) -> Result<CommandOutcome<A>, ExecuteError<A::Error>> {
     if !request.start() {
         // The caller gave up before its turn came.
@@ -92,7 +110,7 @@ async fn run<A: Aggregate>(
         backoff: shared.config.backoff,
         confirm: shared.config.confirm_decisions,
         assumed: false,
-        appending: None,
+        appending: Some(appending),
     };
     // Each command loads the aggregate afresh: no window to keep.
     let ran = attempts.run(&mut loaded, request, &mut Contention::default()).await;

@@ -78,7 +78,12 @@ impl Proxy {
 
     /// Waits (at most `limit`) until the proxy cut a connection.
     pub(crate) async fn until_cut(&self, limit: std::time::Duration) {
-        tokio::time::timeout(limit, self.shared.cut.notified()).await.expect("the proxy never cut a reply");
+        assert!(self.cut_within(limit).await, "the proxy never cut a reply");
+    }
+
+    /// Whether the proxy cut a connection within `limit`.
+    pub(crate) async fn cut_within(&self, limit: std::time::Duration) -> bool {
+        tokio::time::timeout(limit, self.shared.cut.notified()).await.is_ok()
     }
 }
 

@@ -30,7 +30,6 @@ use tokio::time::Instant;
 
 use self::in_flight::InFlight;
 use self::lease_keeper::{acquire, LeaseKeeper};
-use self::panics::Unwound;
 pub(crate) use self::panics::{store_call, CatchPanic};
 pub(crate) use self::slot::{Dispatcher, Progress, Shared, Slot, Start, Task};
 use super::cache::SharedCache;
@@ -40,6 +39,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Failure, FailureKind};
 use crate::readside::subscriber::{Consistency, SubscriberKind};
 use crate::store::{EventStore, Lease, ProjectionStore, UnitOfWork, WakeupMark};
+use crate::unwind::Unwound;
 use crate::version::GlobalPosition;
 
 /// Why a subscription stopped processing under its lease.

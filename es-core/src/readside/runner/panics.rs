@@ -17,6 +17,7 @@ use super::{describe, Exit, Runner};
 use crate::error::{Failure, FailureKind, ProjectionError};
 use crate::readside::handler::HandlerError;
 use crate::readside::route::RouteFuture;
+use crate::unwind::{panic_message, Unwound};
 use crate::version::GlobalPosition;
 
 /// After this many commits in a row whose adapter panicked, a subscription
@@ -38,22 +39,6 @@ impl Future for CatchPanic<'_> {
             Err(panic) => {
                 Poll::Ready(Err(HandlerError::msg(format!("panicked: {}", panic_message(&*panic)))))
             }
-        }
-    }
-}
-
-/// Turns a panic in a store call's future into `Err` with the panic's
-/// message.
-pub(crate) struct Unwound<F>(pub(crate) F);
-
-impl<F: Future + Unpin> Future for Unwound<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(future).poll(cx))) {
-            Ok(poll) => poll.map(Ok),
-            Err(panic) => Poll::Ready(Err(panic_message(&*panic))),
         }
     }
 }
@@ -85,14 +70,6 @@ impl AdapterPanicked {
             Err(cancelled) => ProjectionError::Backend(Box::new(cancelled)),
         }
     }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string payload".to_owned())
 }
 
 impl Runner<'_> {
