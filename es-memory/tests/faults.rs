@@ -38,7 +38,10 @@ async fn node(
     every(&faulty_events, StoreCall::Append, Fault::Backend, 3 + offset, 7);
     every(&faulty_events, StoreCall::Append, Fault::PanicAfter, 5 + offset, 11);
     every(&faulty_events, StoreCall::Append, Fault::SlowReply(Duration::from_millis(30)), 2 + offset, 5);
+    every(&faulty_events, StoreCall::Append, Fault::Conflict, 6 + offset, 13);
     every(&faulty_events, StoreCall::ReadStream, Fault::Backend, 2 + offset, 9);
+    every(&faulty_events, StoreCall::ReadStream, Fault::PanicAfter, 4 + offset, 17);
+    every(&faulty_events, StoreCall::ReadAll, Fault::SlowReply(Duration::from_millis(15)), 3 + offset, 4);
     every(&faulty_events, StoreCall::StreamVersion, Fault::Backend, 1 + offset, 4);
     every(&faulty_events, StoreCall::ReadAll, Fault::Backend, 2 + offset, 6);
     every(&faulty_events, StoreCall::WaitForEvents, Fault::Backend, 1 + offset, 4);
@@ -47,8 +50,12 @@ async fn node(
     every(&faulty_documents, StoreCall::Commit, Fault::PanicAfter, 4 + offset, 7);
     every(&faulty_documents, StoreCall::Get, Fault::Backend, 1 + offset, 8);
     every(&faulty_documents, StoreCall::Checkpoint, Fault::Backend, 1 + offset, 3);
+    every(&faulty_documents, StoreCall::Commit, Fault::SlowReply(Duration::from_millis(20)), 3 + offset, 3);
     let faulty_leases = TestStore::new(leases.clone());
     every(&faulty_leases, StoreCall::Renew, Fault::Backend, 2 + offset, 4);
+    // A renewal acknowledged and lost: the lease runs out under a node that
+    // believes it holds it, and its fence must stop its late commits.
+    every(&faulty_leases, StoreCall::Renew, Fault::Dropped, 3 + offset, 5);
     every(&faulty_leases, StoreCall::Acquire, Fault::Backend, 1 + offset, 3);
 
     let mut registry = Registry::new();
