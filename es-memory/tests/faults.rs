@@ -88,10 +88,26 @@ async fn commands_and_a_projection_ride_through_faults_on_every_port(
     let (a, read_a) = node(&events, &documents, &leases, ("a", CommandPath::Actors), 0).await?;
     let (b, read_b) = node(&events, &documents, &leases, ("b", CommandPath::Reload), 1).await?;
 
+    // Which node runs the projection, sampled while the commands run.
+    let (watched_a, watched_b) = (read_a.clone(), read_b.clone());
+    let watcher = tokio::spawn(async move {
+        let mut ran = [false, false];
+        loop {
+            for (node, read_side) in [&watched_a, &watched_b].into_iter().enumerate() {
+                ran[node] |= read_side.status(faults::TOTALS).is_ok_and(|s| s.state.is_active());
+            }
+            if ran == [true, true] {
+                return ran;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
     let report = faults::commands_ride_through_faults(&events, &[a.clone(), b.clone()], 3, 60).await;
     assert_eq!(report.commands, 360);
     assert!(report.unknown > 0 && report.nothing_stored > 0, "faults of both kinds met: {report:?}");
     faults::totals_equal_the_fold(&[&read_a, &read_b], &events, &documents, &report).await;
+    let ran = tokio::time::timeout(Duration::from_secs(60), watcher).await;
+    assert!(matches!(ran, Ok(Ok([true, true]))), "the lease never changed hands");
 
     for read_side in [read_a, read_b] {
         read_side.shutdown().await;
