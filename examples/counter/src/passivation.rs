@@ -32,7 +32,8 @@ pub struct PassivationReport {
     pub live_busy: usize,
     /// Live actors after they idled past [`IDLE`].
     pub live_idle: usize,
-    /// Actors that passivated.
+    /// Actors that passivated (one per counter, more if the machine
+    /// stalled for longer than [`IDLE`] mid-run).
     pub passivations: u64,
     /// How long the last one took to go, after the last command.
     pub idle_for: Duration,
@@ -62,6 +63,10 @@ pub async fn app(backend: &Backend) -> anyhow::Result<Es> {
 /// If a command fails, or the actors do not passivate within 10 s.
 pub async fn run(backend: &Backend, ids: &[String]) -> anyhow::Result<PassivationReport> {
     let es = app(backend).await?;
+    // Counted from here: on a machine that stalls for longer than `IDLE`,
+    // a counter may passivate (and come back) mid-run, or just before the
+    // live actors are counted, and each of its passivations counts.
+    let before = es.stats();
     // Round by round, so that every counter's last command is only a few
     // commands before the count of live actors, however slow the machine.
     for id in ids {
@@ -74,7 +79,6 @@ pub async fn run(backend: &Backend, ids: &[String]) -> anyhow::Result<Passivatio
     }
     let live_busy = es.live_actors();
     let last_command = tokio::time::Instant::now();
-    let before = es.stats();
     while es.live_actors() > 0 {
         anyhow::ensure!(
             last_command.elapsed() < PASSIVATION_LIMIT,

@@ -16,7 +16,9 @@ async fn idle_counters_passivate_and_come_back_from_the_store() {
         let report = passivation::run(&backend, &ids).await.unwrap();
         assert_eq!(report.live_busy, 3, "{kind}: one live actor per busy counter");
         assert_eq!(report.live_idle, 0, "{kind}: idle counters passivate");
-        assert_eq!(report.passivations, 3, "{kind}");
+        // At least one per counter: a stall longer than the idle timeout
+        // mid-run passivates a counter early too.
+        assert!(report.passivations >= 3, "{kind}: {report:?}");
         assert_eq!(
             report.snapshots,
             vec![Some(SNAPSHOT_EVERY); 3],
