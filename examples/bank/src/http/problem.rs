@@ -190,6 +190,13 @@ impl Problem {
             | ExecuteError::Append(_)
             | ExecuteError::Timeout { .. }
             | ExecuteError::Shutdown) => Self::unavailable(error.to_string(), Some(false)),
+            // A bug in the aggregate's code or the store's adapter: a 500,
+            // saying whether the command's events were stored before it.
+            error @ ExecuteError::Panicked { appended, .. } => {
+                let mut problem = Self::internal(describe(&error));
+                problem.stored = Some(appended);
+                problem
+            }
             error => Self::internal(describe(&error)),
         }
     }
@@ -264,5 +271,24 @@ impl IntoResponse for Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use es_core::error::ExecuteError;
+
+    use super::Problem;
+
+    #[test]
+    fn a_panicked_command_is_a_500_that_says_whether_its_events_were_stored() {
+        for appended in [false, true] {
+            let error: ExecuteError<std::fmt::Error> =
+                ExecuteError::Panicked { aggregate: "account", id: "a".into(), appended };
+            let problem = Problem::from_execute(error, |_| Problem::internal("not a refusal"));
+            assert_eq!(problem.status, 500);
+            assert_eq!(problem.stored, Some(appended));
+            assert!(problem.detail.contains("panicked"), "{}", problem.detail);
+        }
     }
 }
