@@ -212,15 +212,17 @@ async fn write<S: EventStore>(es: &Es, store: &S, tally: &str, commands: u64) ->
         let by = i64::try_from(n % 7).unwrap_or(0) + 1;
         let id = CommandId::new();
         let mut tries = 0;
+        // Whether an earlier try may have stored it (its outcome unknown).
+        let mut maybe_stored = false;
         loop {
             tries += 1;
             assert!(tries <= MAX_TRIES, "conformance: command {id} on {tally} never answered");
-            // An earlier try may have stored it (its outcome unknown).
-            let before = stored_by(store, &stream, id).await;
+            let before = if maybe_stored { stored_by(store, &stream, id).await } else { 0 };
             match es.execute(Add { id: tally.to_owned(), by }).id(id).await {
                 Ok(_) => break,
                 Err(ExecuteError::OutcomeUnknown { .. } | ExecuteError::Panicked { appended: true, .. }) => {
                     written.unknown += 1;
+                    maybe_stored = true;
                 }
                 Err(
                     error @ (ExecuteError::Load(_)

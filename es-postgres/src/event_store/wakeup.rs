@@ -53,10 +53,9 @@ impl PgEventStore {
             };
             let notified = *counter.borrow_and_update();
             let landed = match mark {
-                // The mark as `mark_of_wakeups` counts it: a notification or
-                // an append of this store since moves it (only a
-                // notification wakes a waiter).
-                Some(WakeupMark(mark)) => notified.wrapping_add(self.inner.notifier.signals()) != mark,
+                // A notification or an append of this store since moves the
+                // mark (only a notification wakes a waiter).
+                Some(mark) => self.mark_at(notified) != mark,
                 // Something may have committed before we subscribed.
                 None => self.visible_head().await.is_ok_and(|head| head > after),
             };
@@ -82,7 +81,12 @@ impl PgEventStore {
     /// `pg_live_lag`; the appends themselves wake no waiter.
     pub(super) fn mark_of_wakeups(&self) -> Option<WakeupMark> {
         let WakeupMark(notified) = self.inner.wakeups.mark()?;
-        Some(WakeupMark(notified.wrapping_add(self.inner.notifier.signals())))
+        Some(self.mark_at(notified))
+    }
+
+    /// The mark when the listener has counted `notified` notifications.
+    fn mark_at(&self, notified: u64) -> WakeupMark {
+        WakeupMark(notified.wrapping_add(self.inner.notifier.signals()))
     }
 }
 
