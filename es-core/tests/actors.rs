@@ -79,6 +79,39 @@ async fn an_idle_actor_passivates_and_the_next_command_rehydrates_its_state() {
     assert_eq!(es.load::<Account>("a").await.unwrap().balance, 16);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoever_sees_an_actor_gone_sees_its_passivation_counted() {
+    // Sampled on the real clock while 200 actors passivate at once: a
+    // reader that sees the live count drop must see the passivation too
+    // (a test that waits for no live actors and then reads the count).
+    let store = InMemoryEventStore::new();
+    let es = Es::builder()
+        .event_store(store.clone())
+        .idle_timeout(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    for n in 0..200 {
+        es.execute(open(&format!("acct-{n}"))).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = es.stats();
+        let gone = 200 - stats.live_actors as u64;
+        assert!(
+            stats.passivations >= gone,
+            "{gone} actors gone, {} passivations counted",
+            stats.passivations
+        );
+        if stats.live_actors == 0 {
+            assert_eq!(stats.passivations, 200);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "actors still live after 10 s: {stats:?}");
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn the_live_actor_cap_holds_after_every_command() {
     let store = InMemoryEventStore::new();

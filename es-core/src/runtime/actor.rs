@@ -242,8 +242,7 @@ impl<A: Aggregate> Actor<A> {
     /// handled, and the mailbox closes once the last sender is gone.
     fn passivate(&self) {
         let Some(shared) = self.shared.upgrade() else { return };
-        if shared.registry.stop_if_current::<A>(&self.id, self.generation) {
-            self.stats.passivations.fetch_add(1, Ordering::Relaxed);
+        if shared.registry.stop_if_current::<A>(&self.id, self.generation, &self.stats.passivations) {
             tracing::debug!("idle; passivating");
         }
     }

@@ -17,7 +17,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -159,8 +159,15 @@ impl Registry {
     }
 
     /// Marks the actor's slot stopping if it is still the live one of that
-    /// generation (passivation). Returns whether it was.
-    pub(crate) fn stop_if_current<A: Aggregate>(&self, id: &str, generation: u64) -> bool {
+    /// generation (passivation), and counts it in `passivations` under the
+    /// same lock, so whoever sees the live count drop also sees the
+    /// passivation counted. Returns whether it was.
+    pub(crate) fn stop_if_current<A: Aggregate>(
+        &self,
+        id: &str,
+        generation: u64,
+        passivations: &AtomicU64,
+    ) -> bool {
         let mut state = self.lock();
         let state = &mut *state;
         let Some(slot) = state.slots.get_mut(&TypeId::of::<A>()).and_then(|s| s.get_mut(id)) else {
@@ -172,6 +179,7 @@ impl Registry {
         slot.sender = None;
         state.lru.remove(&slot.tick);
         state.live -= 1;
+        passivations.fetch_add(1, Ordering::Relaxed);
         true
     }
 
