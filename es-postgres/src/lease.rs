@@ -17,6 +17,7 @@ use es_core::error::LeaseError;
 use es_core::store::{lease_ttl_micros, Lease, LeaseStore};
 use sqlx::{PgPool, Row, SqlStr};
 
+use crate::bounded::Calls;
 use crate::migrate::{migrate, MigrateError};
 use crate::schema::PgSchema;
 
@@ -52,6 +53,8 @@ pub struct PgLeaseStore {
 
 struct Inner {
     pool: PgPool,
+    /// See [`set_call_timeout`](Self::set_call_timeout).
+    calls: Calls,
     schema: PgSchema,
     sql: Statements,
 }
@@ -98,12 +101,23 @@ impl PgLeaseStore {
     /// A store in `schema` on `pool`.
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
-        Self { inner: Arc::new(Inner { pool, schema, sql }) }
+        let calls = Calls::new(pool.clone());
+        Self { inner: Arc::new(Inner { pool, calls, schema, sql }) }
     }
 
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Sets how long one call of this store (and of every clone of it) may
+    /// take, waiting for a pooled connection included (default
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT), 30 s). A call
+    /// that overruns fails and its connection is closed: see the crate
+    /// docs, "When the server stops answering". Takes effect for
+    /// calls that start after it.
+    pub fn set_call_timeout(&self, timeout: std::time::Duration) {
+        self.inner.calls.set(timeout);
     }
 
     /// The schema the lease table lives in.
@@ -124,11 +138,9 @@ impl PgLeaseStore {
     /// # Errors
     /// [`LeaseError::Backend`] if the query fails.
     pub async fn holder(&self, name: &str) -> Result<Option<Lease>, LeaseError> {
-        let row = sqlx::query(self.inner.sql.holder.clone())
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement = sqlx::query(self.inner.sql.holder.clone()).bind(name);
+        let row =
+            self.inner.calls.run(async |conn| statement.fetch_optional(conn).await).await.map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let owner: String = row.try_get("owner").map_err(backend)?;
         let token: i64 = row.try_get("token").map_err(backend)?;
@@ -139,36 +151,31 @@ impl PgLeaseStore {
 #[async_trait]
 impl LeaseStore for PgLeaseStore {
     async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        let token: Option<i64> = sqlx::query_scalar(self.inner.sql.try_acquire.clone())
+        let statement = sqlx::query_scalar(self.inner.sql.try_acquire.clone())
             .bind(name)
             .bind(owner)
-            .bind(lease_ttl_micros(ttl))
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+            .bind(lease_ttl_micros(ttl));
+        let token: Option<i64> =
+            self.inner.calls.run(async |conn| statement.fetch_optional(conn).await).await.map_err(backend)?;
         token.map(|token| Lease::from_stored(name, owner, token)).transpose()
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, LeaseError> {
-        let done = sqlx::query(self.inner.sql.renew.clone())
+        let statement = sqlx::query(self.inner.sql.renew.clone())
             .bind(&lease.name)
             .bind(&lease.owner)
             .bind(stored_token(lease))
-            .bind(lease_ttl_micros(ttl))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+            .bind(lease_ttl_micros(ttl));
+        let done = self.inner.calls.run(async |conn| statement.execute(conn).await).await.map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
-        sqlx::query(self.inner.sql.release.clone())
+        let statement = sqlx::query(self.inner.sql.release.clone())
             .bind(&lease.name)
             .bind(&lease.owner)
-            .bind(stored_token(lease))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+            .bind(stored_token(lease));
+        self.inner.calls.run(async |conn| statement.execute(conn).await).await.map_err(backend)?;
         Ok(())
     }
 }

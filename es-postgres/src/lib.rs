@@ -139,6 +139,26 @@
 //! retry. `event_store/outcome.rs` lists the rule per driver error; a
 //! group's statement follows the same rule for each of its appends.
 //!
+//! # When the server stops answering
+//!
+//! sqlx sets no timeout on a socket, so each store bounds its own calls:
+//! taking a connection and everything the call does on it must end within
+//! the store's call timeout ([`DEFAULT_CALL_TIMEOUT`], 30 s; set it with
+//! [`PgEventStore::set_call_timeout`], [`PgProjectionStore::set_call_timeout`]
+//! and [`PgLeaseStore::set_call_timeout`]). A call that overruns fails with
+//! an I/O error of kind `TimedOut` and its connection is closed, not handed
+//! back to the pool. An append that overran after it had a connection is
+//! [`AppendError::OutcomeUnknown`](es_core::error::AppendError::OutcomeUnknown),
+//! as over a lost connection; one that had no connection in time is
+//! `Backend`. A read side treats an overrun like any outage: it waits and
+//! tries again, and its lease runs out if the lease store does not answer
+//! either, so another node takes over.
+//!
+//! The statements a table projection runs in its transaction are the
+//! projection's own; the store bounds that transaction's `BEGIN` and
+//! `COMMIT` (with the checkpoint and the fence check), not the
+//! projection's SQL.
+//!
 //! # Several nodes
 //!
 //! A [`PgLeaseStore`] gives a read side on each node leases from one table,
@@ -173,6 +193,7 @@
 //! and [`PgProjectionStore::commit_with`] runs your SQL in the transaction
 //! that stores a projection's documents and checkpoint.
 
+mod bounded;
 mod error;
 mod event_store;
 mod lease;
@@ -181,6 +202,7 @@ mod projection_store;
 mod schema;
 mod snapshot_store;
 
+pub use bounded::DEFAULT_CALL_TIMEOUT;
 pub use error::BatchTooLarge;
 pub use event_store::{GroupCommit, InFlightTransaction, PgEventStore, MAX_EVENTS_PER_TRANSACTION};
 pub use lease::PgLeaseStore;

@@ -21,6 +21,7 @@ use commit_unit::{bigint, NetChanges};
 
 pub use transactions::{sql_failure, PgTransaction};
 
+use crate::bounded::Calls;
 use crate::migrate::{migrate, MigrateError};
 use crate::schema::PgSchema;
 
@@ -56,6 +57,8 @@ pub struct PgProjectionStore {
 
 struct Inner {
     pool: PgPool,
+    /// See [`set_call_timeout`](Self::set_call_timeout).
+    calls: Calls,
     schema: PgSchema,
     sql: Statements,
 }
@@ -143,12 +146,23 @@ impl PgProjectionStore {
     /// A store in `schema` on `pool`.
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
-        Self { inner: Arc::new(Inner { pool, schema, sql }) }
+        let calls = Calls::new(pool.clone());
+        Self { inner: Arc::new(Inner { pool, calls, schema, sql }) }
     }
 
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Sets how long one call of this store (and of every clone of it) may
+    /// take, waiting for a pooled connection included (default
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT), 30 s). A call
+    /// that overruns fails and its connection is closed: see the crate
+    /// docs, "When the server stops answering". A table projection's SQL is its own and not bounded. Takes effect for
+    /// calls that start after it.
+    pub fn set_call_timeout(&self, timeout: std::time::Duration) {
+        self.inner.calls.set(timeout);
     }
 
     /// The schema the store's tables live in.
@@ -220,12 +234,15 @@ impl PgProjectionStore {
         projection: &str,
         fence: Option<&Fence>,
     ) -> Result<PgTransaction, ProjectionError> {
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        if let Some(fence) = fence {
-            // Dropping `tx` on the error path rolls it back.
-            self.check_fence(&mut tx, projection, fence).await?;
-        }
-        Ok(tx)
+        let begin = async {
+            let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+            if let Some(fence) = fence {
+                // Dropping `tx` on the error path rolls it back.
+                self.check_fence(&mut tx, projection, fence).await?;
+            }
+            Ok(tx)
+        };
+        self.inner.calls.within(begin).await.map_err(backend)?
     }
 
     /// Stores `checkpoint` (if any) in `tx` and commits it.
@@ -235,10 +252,13 @@ impl PgProjectionStore {
         projection: &str,
         checkpoint: Option<Checkpoint>,
     ) -> Result<(), ProjectionError> {
-        if let Some(checkpoint) = checkpoint {
-            self.write_checkpoint(&mut tx, projection, checkpoint).await?;
-        }
-        tx.commit().await.map_err(backend)
+        let commit = async {
+            if let Some(checkpoint) = checkpoint {
+                self.write_checkpoint(&mut tx, projection, checkpoint).await?;
+            }
+            tx.commit().await.map_err(backend)
+        };
+        self.inner.calls.within(commit).await.map_err(backend)?
     }
 
     /// Holds `fence`'s lease for the rest of the transaction, or
@@ -311,12 +331,9 @@ impl PgProjectionStore {
 #[async_trait]
 impl ProjectionStore for PgProjectionStore {
     async fn get(&self, projection: &str, id: &str) -> Result<Option<Value>, ProjectionError> {
-        let row = sqlx::query(self.inner.sql.get.clone())
-            .bind(projection)
-            .bind(id)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement = sqlx::query(self.inner.sql.get.clone()).bind(projection).bind(id);
+        let row =
+            self.inner.calls.run(async |conn| statement.fetch_optional(conn).await).await.map_err(backend)?;
         row.map(|row| document(&row, projection, id)).transpose()
     }
 
@@ -329,33 +346,22 @@ impl ProjectionStore for PgProjectionStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(self.inner.sql.get_many.clone())
-            .bind(projection)
-            .bind(ids)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement = sqlx::query(self.inner.sql.get_many.clone()).bind(projection).bind(ids);
+        let rows =
+            self.inner.calls.run(async |conn| statement.fetch_all(conn).await).await.map_err(backend)?;
         rows.iter().map(|row| identified_document(row, projection)).collect()
     }
 
     async fn put(&self, projection: &str, id: &str, document: Value) -> Result<(), ProjectionError> {
-        sqlx::query(self.inner.sql.put.clone())
-            .bind(projection)
-            .bind(id)
-            .bind(Json(&document))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement =
+            sqlx::query(self.inner.sql.put.clone()).bind(projection).bind(id).bind(Json(&document));
+        self.inner.calls.run(async |conn| statement.execute(conn).await).await.map_err(backend)?;
         Ok(())
     }
 
     async fn delete(&self, projection: &str, id: &str) -> Result<(), ProjectionError> {
-        sqlx::query(self.inner.sql.delete.clone())
-            .bind(projection)
-            .bind(id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement = sqlx::query(self.inner.sql.delete.clone()).bind(projection).bind(id);
+        self.inner.calls.run(async |conn| statement.execute(conn).await).await.map_err(backend)?;
         Ok(())
     }
 
@@ -375,16 +381,15 @@ impl ProjectionStore for PgProjectionStore {
             // containment index (if any) is used.
             statement = statement.bind(Json(filter)).persistent(false);
         }
-        let rows = statement.fetch_all(&self.inner.pool).await.map_err(backend)?;
+        let rows =
+            self.inner.calls.run(async |conn| statement.fetch_all(conn).await).await.map_err(backend)?;
         rows.iter().map(|row| identified_document(row, projection)).collect()
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(self.inner.sql.checkpoint.clone())
-            .bind(name)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let statement = sqlx::query_as(self.inner.sql.checkpoint.clone()).bind(name);
+        let row: Option<(i64, Option<i64>)> =
+            self.inner.calls.run(async |conn| statement.fetch_optional(conn).await).await.map_err(backend)?;
         row.map(|(at, until)| Checkpoint::from_stored(name, at, until)).transpose()
     }
 
@@ -393,13 +398,12 @@ impl ProjectionStore for PgProjectionStore {
     }
 
     async fn count(&self, projection: &str, contains: Option<&Value>) -> Result<u64, ProjectionError> {
-        let count: i64 = sqlx::query_scalar(self.inner.sql.count.clone())
+        let statement = sqlx::query_scalar(self.inner.sql.count.clone())
             .bind(projection)
             .bind(contains.map(Json))
-            .persistent(contains.is_none())
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+            .persistent(contains.is_none());
+        let count: i64 =
+            self.inner.calls.run(async |conn| statement.fetch_one(conn).await).await.map_err(backend)?;
         Ok(u64::try_from(count).unwrap_or(0))
     }
 

@@ -23,9 +23,10 @@ impl SnapshotStore for PgEventStore {
         if holds_nul(stream) {
             return Ok(None);
         }
+        let statement = self.load_snapshot_query(stream);
         let row = self
-            .load_snapshot_query(stream)
-            .fetch_optional(self.pool())
+            .calls()
+            .run(async |conn| statement.fetch_optional(conn).await)
             .await
             .map_err(|e| read_error(e, || format!("snapshot of stream `{stream}`")))?;
         let Some(row) = row else { return Ok(None) };
@@ -53,14 +54,15 @@ impl SnapshotStore for PgEventStore {
                 .into(),
             )
         })?;
-        sqlx::query(save.clone())
+        let statement = sqlx::query(save.clone())
             .bind(snapshot.stream_id.as_str())
             .bind(&snapshot.aggregate_type)
             .bind(version)
             .bind(i64::from(snapshot.schema_version))
             .bind(&snapshot.state)
-            .bind(snapshot.taken_at.as_micros())
-            .execute(self.pool())
+            .bind(snapshot.taken_at.as_micros());
+        self.calls()
+            .run(async |conn| statement.execute(conn).await)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(())

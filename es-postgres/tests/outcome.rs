@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::proxy::Proxy;
-use common::{drop_schema, fresh_schema, pool};
+use common::{drop_schema, fresh_schema, pool, until_idle};
 use es_core::error::AppendError;
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
 use es_core::{StreamId, StreamVersion};
@@ -27,17 +27,6 @@ fn event(n: u64) -> NewEvent {
 /// A one-connection pool to the test server through `proxy`.
 async fn pool_through(proxy: &Proxy) -> PgPool {
     proxy.pool(1, Duration::from_secs(10)).await
-}
-
-/// Waits (bounded) until the pool's connection is back, idle.
-async fn until_idle(pool: &PgPool) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while pool.num_idle() == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("the connection never came back to the pool");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

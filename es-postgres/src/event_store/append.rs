@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::outcome;
 use super::row::{self, read_error};
 use super::PgEventStore;
+use crate::bounded::CallFailed;
 use crate::error::BatchTooLarge;
 
 /// The most events one transaction can append (over all its appends): the
@@ -170,20 +171,25 @@ impl PgEventStore {
     /// Appends through a pooled connection, the append statement being its
     /// own transaction. A connection that cannot be had is
     /// [`AppendError::Backend`] (nothing was sent); a statement whose reply
-    /// is lost is [`AppendError::OutcomeUnknown`] (see `outcome.rs`).
+    /// is lost, or an append that overran the call timeout, is
+    /// [`AppendError::OutcomeUnknown`] (see `outcome.rs`).
     pub(super) async fn append_pooled(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
-        let mut conn = self
-            .inner
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| AppendError::Backend { stream: stream.clone(), source: Box::new(e) })?;
-        self.append_on(&mut conn, false, stream, expected, events).await
+        let append =
+            async |conn: &mut PgConnection| self.append_on(conn, false, stream, expected, events).await;
+        match self.inner.calls.run_with(append).await {
+            Ok(appended) => appended,
+            Err(CallFailed::NoConnection(e)) => {
+                Err(AppendError::Backend { stream: stream.clone(), source: Box::new(e) })
+            }
+            Err(CallFailed::TimedOut(e)) => {
+                Err(AppendError::OutcomeUnknown { stream: stream.clone(), source: Box::new(e) })
+            }
+        }
     }
 
     async fn append_on(

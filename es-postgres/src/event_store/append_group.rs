@@ -21,6 +21,7 @@ use sqlx::Row;
 use super::append::{expectation, placed, version_of, Batch};
 use super::group::{Outcome, Request};
 use super::{outcome, PgEventStore};
+use crate::bounded::CallFailed;
 
 /// The driver error of a group's statement, shared by every request of
 /// the group.
@@ -84,12 +85,8 @@ impl PgEventStore {
                 .collect()
         };
         let failed = |error: sqlx::Error| GroupFailed { appends: requests.len(), source: Arc::new(error) };
-        let mut conn = match self.inner.pool.acquire().await {
-            Ok(conn) => conn,
-            Err(error) => return every(&failed(error), false),
-        };
         let a = Arrays::new(requests);
-        let result = sqlx::query(self.inner.sql.append_group.clone())
+        let statement = sqlx::query(self.inner.sql.append_group.clone())
             .bind(&a.streams)
             .bind(&a.kinds)
             .bind(&a.exacts)
@@ -99,11 +96,14 @@ impl PgEventStore {
             .bind(&a.events.event_types)
             .bind(&a.events.schema_versions)
             .bind(&a.events.payloads)
-            .bind(&a.events.metadata)
-            .fetch_all(&mut *conn)
-            .await;
-        drop(conn);
+            .bind(&a.events.metadata);
+        let result = self.inner.calls.run_with(async |conn| statement.fetch_all(conn).await).await;
         let rows = match result {
+            Err(CallFailed::NoConnection(error)) => return every(&failed(error), false),
+            Err(CallFailed::TimedOut(error)) => return every(&failed(error), true),
+            Ok(result) => result,
+        };
+        let rows = match rows {
             Ok(rows) => rows,
             Err(error) if outcome::may_have_committed(&error) => return every(&failed(error), true),
             Err(error) => {

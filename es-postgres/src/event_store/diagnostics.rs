@@ -72,8 +72,11 @@ impl PgEventStore {
     /// # Errors
     /// [`StoreError::Backend`] if the query fails.
     pub async fn oldest_in_flight(&self) -> Result<Option<InFlightTransaction>, StoreError> {
-        let row = sqlx::query(self.inner.sql.oldest_in_flight.clone())
-            .fetch_optional(&self.inner.pool)
+        let statement = sqlx::query(self.inner.sql.oldest_in_flight.clone());
+        let row = self
+            .inner
+            .calls
+            .run(async |conn| statement.fetch_optional(conn).await)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let Some(row) = row else { return Ok(None) };
@@ -102,8 +105,11 @@ impl PgEventStore {
 
     /// How long committed events have been hidden from readers, if any are.
     async fn hidden_for(&self) -> Result<Option<Duration>, StoreError> {
-        let hidden: Option<i64> = sqlx::query_scalar(self.inner.sql.hidden_since.clone())
-            .fetch_optional(&self.inner.pool)
+        let statement = sqlx::query_scalar(self.inner.sql.hidden_since.clone());
+        let hidden: Option<i64> = self
+            .inner
+            .calls
+            .run(async |conn| statement.fetch_optional(conn).await)
             .await
             .map_err(|e| read_error(e, || "the hidden part of the global stream".to_owned()))?;
         Ok(hidden.map(micros))
@@ -111,8 +117,11 @@ impl PgEventStore {
 
     /// The oldest prepared transaction, described, with its age.
     async fn oldest_prepared(&self) -> Result<Option<(String, Duration)>, StoreError> {
-        let row = sqlx::query(self.inner.sql.oldest_prepared.clone())
-            .fetch_optional(&self.inner.pool)
+        let statement = sqlx::query(self.inner.sql.oldest_prepared.clone());
+        let row = self
+            .inner
+            .calls
+            .run(async |conn| statement.fetch_optional(conn).await)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let Some(row) = row else { return Ok(None) };

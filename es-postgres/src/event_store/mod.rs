@@ -42,6 +42,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::{Query, QueryScalar};
 use sqlx::{PgPool, Postgres, SqlStr};
 
+use crate::bounded::Calls;
 use crate::migrate::{migrate, MigrateError};
 use crate::schema::PgSchema;
 
@@ -77,6 +78,8 @@ struct Inner {
     groups: group::Groups,
     /// See [`PgEventStore::set_visibility_wait`].
     visibility_wait_micros: AtomicU64,
+    /// See [`PgEventStore::set_call_timeout`].
+    calls: Calls,
 }
 
 /// The store's SQL, rendered once for its schema. sqlx prepares each on
@@ -140,6 +143,7 @@ impl PgEventStore {
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
         let channel = schema.channel();
+        let calls = Calls::new(pool.clone());
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -150,6 +154,7 @@ impl PgEventStore {
                 notifier: wakeup::Notifier::default(),
                 groups: group::Groups::default(),
                 visibility_wait_micros: AtomicU64::new(visibility::DEFAULT_WAIT_MICROS),
+                calls,
             }),
         }
     }
@@ -157,6 +162,22 @@ impl PgEventStore {
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Sets how long one call of this store (and of every clone of it) may
+    /// take, waiting for a pooled connection included (default
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT), 30 s). A call
+    /// that overruns fails and its connection is closed: see the crate
+    /// docs, "When the server stops answering". Loading an aggregate reads
+    /// its whole stream in one call. Takes effect for calls that start
+    /// after it.
+    pub fn set_call_timeout(&self, timeout: Duration) {
+        self.inner.calls.set(timeout);
+    }
+
+    /// How this store calls the server (the snapshot store's calls too).
+    pub(crate) fn calls(&self) -> &Calls {
+        &self.inner.calls
     }
 
     /// The schema the store's tables live in.

@@ -11,6 +11,7 @@ use es_core::store::{Direction, RecordedEvent, ReplayEvent, ReplayVisitor, Strea
 use es_core::{EventId, GlobalPosition, StreamId, StreamVersion};
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgRow;
+use sqlx::PgConnection;
 use sqlx::SqlStr;
 use uuid::Uuid;
 
@@ -98,15 +99,18 @@ impl PgEventStore {
             return Ok(());
         }
         let location = || format!("stream `{stream}` from version {from}");
-        let mut rows = self.replay_query(stream, from, count).fetch(&self.inner.pool);
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
-            if visit(row::replay_event(&row, stream)?).is_break() {
-                // Dropping the stream leaves the rest of the rows unread;
-                // the connection discards them before its next statement.
-                break;
+        let replay = async |conn: &mut PgConnection| -> Result<(), StoreError> {
+            let mut rows = self.replay_query(stream, from, count).fetch(conn);
+            while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
+                if visit(row::replay_event(&row, stream)?).is_break() {
+                    // Dropping the stream leaves the rest of the rows unread;
+                    // the connection discards them before its next statement.
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        self.inner.calls.run_with(replay).await.map_err(|e| read_error(e.into(), location))?
     }
 
     /// The replay statement for `count` events of `stream` from `from`.
@@ -142,11 +146,11 @@ impl PgEventStore {
         if holds_nul(stream) {
             return Ok(Vec::new());
         }
-        sqlx::query(sql.clone())
-            .bind(stream.as_str())
-            .bind(clamp(from.get()))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.inner.pool)
+        let query =
+            sqlx::query(sql.clone()).bind(stream.as_str()).bind(clamp(from.get())).bind(clamp(limit as u64));
+        self.inner
+            .calls
+            .run(async |conn| query.fetch_all(conn).await)
             .await
             .map_err(|e| read_error(e, || format!("stream `{stream}` from version {from}")))
     }
@@ -179,44 +183,48 @@ impl PgEventStore {
         limit: usize,
     ) -> Result<(Vec<RecordedEvent>, Horizon), StoreError> {
         let location = || format!("the global stream after position {after}");
-        let mut rows = sqlx::query(self.inner.sql.read_all.clone())
-            .bind(clamp(after.get()))
-            .bind(clamp(limit as u64))
-            .fetch(&self.inner.pool);
-        let mut horizon = None;
-        let mut events = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
-            if horizon.is_none() {
-                horizon = Some(Horizon::of(&row)?);
-            }
-            // Columns 0 and 1 are the horizon; the event's start at 2.
-            let position: Option<i64> = column(&row, 2, &|| "an event row".to_owned())?;
-            if position.is_none() {
-                continue;
-            }
-            match row::recorded_event(&row, 2, None) {
-                Ok(event) => {
-                    if events.is_empty() {
-                        events.reserve(limit.min(PAGE_CAPACITY));
-                    }
-                    events.push(event);
+        let query =
+            sqlx::query(self.inner.sql.read_all.clone()).bind(clamp(after.get())).bind(clamp(limit as u64));
+        let page = async |conn: &mut PgConnection| -> Result<(Vec<RecordedEvent>, Horizon), StoreError> {
+            let mut rows = query.fetch(conn);
+            let mut horizon = None;
+            let mut events = Vec::new();
+            while let Some(row) = rows.try_next().await.map_err(|e| read_error(e, location))? {
+                if horizon.is_none() {
+                    horizon = Some(Horizon::of(&row)?);
                 }
-                // A row that is no envelope ends the page: the events before
-                // it are returned, and the read that starts at it fails.
-                Err(error) if events.is_empty() => return Err(error),
-                Err(_) => break,
+                // Columns 0 and 1 are the horizon; the event's start at 2.
+                let position: Option<i64> = column(&row, 2, &|| "an event row".to_owned())?;
+                if position.is_none() {
+                    continue;
+                }
+                match row::recorded_event(&row, 2, None) {
+                    Ok(event) => {
+                        if events.is_empty() {
+                            events.reserve(limit.min(PAGE_CAPACITY));
+                        }
+                        events.push(event);
+                    }
+                    // A row that is no envelope ends the page: the events before
+                    // it are returned, and the read that starts at it fails.
+                    Err(error) if events.is_empty() => return Err(error),
+                    Err(_) => break,
+                }
             }
-        }
-        Ok((events, horizon.unwrap_or(Horizon::NOTHING)))
+            Ok((events, horizon.unwrap_or(Horizon::NOTHING)))
+        };
+        self.inner.calls.run_with(page).await.map_err(|e| read_error(e.into(), location))?
     }
 
     /// [`EventStore::stream_version`](es_core::store::EventStore::stream_version).
     /// The stored events among `ids`, whole (see `stored_events.sql`).
     pub(super) async fn events_with_ids(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(EventId::as_uuid).collect();
-        let rows = sqlx::query(self.inner.sql.stored_events.clone())
-            .bind(&ids)
-            .fetch_all(&self.inner.pool)
+        let query = sqlx::query(self.inner.sql.stored_events.clone()).bind(&ids);
+        let rows = self
+            .inner
+            .calls
+            .run(async |conn| query.fetch_all(conn).await)
             .await
             .map_err(|e| read_error(e, || "events looked up by id".to_owned()))?;
         rows.iter().map(|row| row::recorded_event(row, 0, None)).collect()
@@ -229,9 +237,11 @@ impl PgEventStore {
         if holds_nul(stream) {
             return Ok(None);
         }
+        let query = self.version_query(stream);
         let version: Option<i64> = self
-            .version_query(stream)
-            .fetch_one(&self.inner.pool)
+            .inner
+            .calls
+            .run(async |conn| query.fetch_one(conn).await)
             .await
             .map_err(|e| read_error(e, || format!("stream `{stream}`")))?;
         match version {
@@ -253,12 +263,15 @@ impl PgEventStore {
             return Ok(Vec::new());
         }
         let location = || format!("streams starting with {prefix:?}");
-        let rows = sqlx::query(self.inner.sql.streams.clone())
+        let query = sqlx::query(self.inner.sql.streams.clone())
             .bind(prefix)
             .bind(prefix_end(prefix))
             .bind(after.map(StreamId::as_str))
-            .bind(clamp(limit as u64))
-            .fetch_all(&self.inner.pool)
+            .bind(clamp(limit as u64));
+        let rows = self
+            .inner
+            .calls
+            .run(async |conn| query.fetch_all(conn).await)
             .await
             .map_err(|e| read_error(e, location))?;
         rows.iter()

@@ -59,8 +59,11 @@ impl PgEventStore {
 
     /// The visible head and the horizon it was read under.
     async fn head(&self) -> Result<(GlobalPosition, Horizon), StoreError> {
-        let row = sqlx::query(self.inner.sql.head_position.clone())
-            .fetch_one(&self.inner.pool)
+        let statement = sqlx::query(self.inner.sql.head_position.clone());
+        let row = self
+            .inner
+            .calls
+            .run(async |conn| statement.fetch_one(conn).await)
             .await
             .map_err(|e| read_error(e, || "the global stream's head".to_owned()))?;
         let head: i64 = column(&row, "head", &|| "the global stream's head".to_owned())?;

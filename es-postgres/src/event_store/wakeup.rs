@@ -90,6 +90,11 @@ impl PgEventStore {
     }
 }
 
+/// How long the notifier waits for its connection or a `NOTIFY`'s answer
+/// before it drops the connection and connects again at the next signal
+/// (the server stopped answering: readers elsewhere poll meanwhile).
+const NOTIFY_WITHIN: Duration = Duration::from_secs(5);
+
 /// The least time between two `NOTIFY`s of one store.
 const COALESCE: Duration = Duration::from_millis(2);
 
@@ -130,18 +135,33 @@ async fn send_notifications(pool: PgPool, channel: String, mut signals: mpsc::Re
     let mut conn: Option<PgConnection> = None;
     while signals.recv().await.is_some() {
         if conn.is_none() {
-            match PgConnection::connect_with(&pool.connect_options()).await {
-                Ok(c) => conn = Some(c),
-                Err(error) => {
+            let options = pool.connect_options();
+            match tokio::time::timeout(NOTIFY_WITHIN, PgConnection::connect_with(&options)).await {
+                Ok(Ok(c)) => conn = Some(c),
+                Ok(Err(error)) => {
                     tracing::warn!(%error, channel, "cannot connect to NOTIFY; readers on other nodes will poll");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        channel,
+                        "no connection to NOTIFY within {NOTIFY_WITHIN:?}; readers on other nodes will poll"
+                    );
                     continue;
                 }
             }
         }
         if let Some(c) = conn.as_mut() {
-            if let Err(error) = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&mut *c).await
-            {
+            let notify = sqlx::query("SELECT pg_notify($1, '')").bind(&channel).execute(&mut *c);
+            let failed = match tokio::time::timeout(NOTIFY_WITHIN, notify).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some(format!("no answer within {NOTIFY_WITHIN:?}")),
+            };
+            if let Some(error) = failed {
                 tracing::warn!(%error, channel, "NOTIFY failed; readers on other nodes will poll");
+                // Dropped, not closed: a connection that stopped answering
+                // would not answer a goodbye either.
                 conn = None;
             }
         }

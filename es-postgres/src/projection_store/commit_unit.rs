@@ -66,7 +66,7 @@ impl PgProjectionStore {
         let position = checkpoint.map(|c| bigint(projection, c.position)).transpose()?;
         let until =
             checkpoint.and_then(|c| c.replay_until).map(|until| bigint(projection, until)).transpose()?;
-        let (held, _written): (bool, i64) = sqlx::query_as(self.inner.sql.commit_unit.clone())
+        let statement = sqlx::query_as(self.inner.sql.commit_unit.clone())
             .bind(projection)
             .bind(&put_ids)
             .bind(&put_docs)
@@ -77,10 +77,9 @@ impl PgProjectionStore {
             .bind(fence.as_ref().and_then(|f| i64::try_from(f.token).ok()))
             .bind(checkpoint.is_some())
             .bind(position)
-            .bind(until)
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+            .bind(until);
+        let (held, _written): (bool, i64) =
+            self.inner.calls.run(async |conn| statement.fetch_one(conn).await).await.map_err(backend)?;
         match fence {
             Some(fence) if !held => Err(ProjectionError::Fenced {
                 projection: projection.to_owned(),

@@ -43,9 +43,13 @@ impl ProjectionTransactions for PgProjectionStore {
         let mut tx = transaction
             .downcast::<PgTransaction>()
             .map_err(|_| backend("a transaction that is not a Postgres one was handed back to commit"))?;
-        self.check_after(&mut tx, projection, &work).await?;
-        self.write(&mut tx, projection, work.changes).await?;
-        self.commit_at(*tx, projection, work.checkpoint).await
+        let checkpoint = work.checkpoint;
+        let checked = async {
+            self.check_after(&mut tx, projection, &work).await?;
+            self.write(&mut tx, projection, work.changes).await
+        };
+        self.inner.calls.within(checked).await.map_err(backend)??;
+        self.commit_at(*tx, projection, checkpoint).await
     }
 }
 

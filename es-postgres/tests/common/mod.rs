@@ -40,6 +40,22 @@ pub(crate) async fn pool(max: u32) -> PgPool {
     }
 }
 
+/// Waits (bounded) until a connection of `pool` is idle in it (sqlx hands
+/// a connection back on a task of its own, after a ping).
+pub(crate) async fn until_idle(pool: &PgPool) {
+    let idle = async {
+        // sqlx's idle count can wrap below zero for a moment (a connection
+        // taken before its return was counted): a count above the pool's
+        // size is no idle connection.
+        while !(1..=pool.size() as usize).contains(&pool.num_idle()) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), idle)
+        .await
+        .expect("the connection never came back to the pool");
+}
+
 /// Test schemas older than this are left over from earlier runs (tests whose
 /// store the conformance macro consumes cannot drop theirs).
 const STALE_AFTER_MS: u128 = 60 * 60 * 1000;

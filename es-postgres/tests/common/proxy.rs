@@ -1,10 +1,11 @@
 //! A loopback TCP proxy between sqlx and the test server, to make network
 //! faults on demand: drop a connection the moment the server replies
-//! ([`Proxy::arm`]), or cut every connection and refuse new ones for a
-//! while, as a server restart or a network partition would
-//! ([`Proxy::outage`]).
+//! ([`Proxy::arm`]), cut every connection and refuse new ones for a
+//! while, as a server restart would ([`Proxy::outage`]), or stop passing
+//! anything on the connections open now without closing them, as a network
+//! partition or a stalled middlebox would ([`Proxy::stall`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ pub(crate) struct Proxy {
     /// Notified when an armed proxy cut a connection.
     pub(crate) cut: Arc<Notify>,
     down: watch::Sender<bool>,
+    /// How many connections were accepted so far (numbered from 1).
+    opened: Arc<AtomicU64>,
+    /// Connections numbered below this pass nothing (see [`Proxy::stall`]).
+    stalled_below: watch::Sender<u64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -39,19 +44,30 @@ impl Proxy {
         let armed = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(Notify::new());
         let (down, _) = watch::channel(false);
-        let (armed_in, cut_in, down_in) = (armed.clone(), cut.clone(), down.clone());
+        let (stalled_below, _) = watch::channel(0);
+        let (armed_in, cut_in, down_in, stalled_in) =
+            (armed.clone(), cut.clone(), down.clone(), stalled_below.clone());
+        let opened = Arc::new(AtomicU64::new(0));
+        let opened_in = opened.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let number = opened_in.fetch_add(1, Ordering::SeqCst) + 1;
                 if *down_in.borrow() {
                     // Refused: the client sees its connection closed.
                     drop(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(&upstream).await else { continue };
-                tokio::spawn(relay(client, server, armed_in.clone(), cut_in.clone(), down_in.subscribe()));
+                let faults = Faults {
+                    armed: armed_in.clone(),
+                    cut: cut_in.clone(),
+                    down: down_in.subscribe(),
+                    stalled: Stalled { number, below: stalled_in.subscribe() },
+                };
+                tokio::spawn(relay(client, server, faults));
             }
         });
-        Self { port, armed, cut, down, accept }
+        Self { port, armed, cut, down, opened, stalled_below, accept }
     }
 
     /// A proxy to the server tests run against.
@@ -69,6 +85,20 @@ impl Proxy {
     /// closed as soon as they are accepted.
     pub(crate) fn outage(&self, down: bool) {
         self.down.send_replace(down);
+    }
+
+    /// From now on the connections open now pass nothing either way and
+    /// stay open, as over a network partition; bytes sent on them wait in
+    /// the proxy. Connections opened later work.
+    pub(crate) fn stall(&self) {
+        let opened = self.opened.load(Ordering::SeqCst);
+        self.stalled_below.send_replace(opened + 1);
+    }
+
+    /// Stalled connections pass again what waited and what follows, as a
+    /// partition that heals.
+    pub(crate) fn heal(&self) {
+        self.stalled_below.send_replace(0);
     }
 
     /// Connect options for the test server through this proxy.
@@ -91,18 +121,39 @@ impl Proxy {
     }
 }
 
-async fn relay(
-    client: TcpStream,
-    server: TcpStream,
+/// What a relay is told by its proxy.
+struct Faults {
     armed: Arc<AtomicBool>,
     cut: Arc<Notify>,
-    mut down: watch::Receiver<bool>,
-) {
+    down: watch::Receiver<bool>,
+    stalled: Stalled,
+}
+
+/// Whether the connection numbered `number` is stalled.
+#[derive(Clone)]
+struct Stalled {
+    number: u64,
+    below: watch::Receiver<u64>,
+}
+
+impl Stalled {
+    /// Returns once the connection may pass bytes (at once if not stalled).
+    async fn passable(&mut self) {
+        let number = self.number;
+        // An error: the proxy is gone, and so is the stall.
+        let _ = self.below.wait_for(|below| number >= *below).await;
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, faults: Faults) {
+    let Faults { armed, cut, mut down, mut stalled } = faults;
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
+    let mut upstream_stall = stalled.clone();
     let upstream = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+            upstream_stall.passable().await;
             if to_server.write_all(&buf[..n]).await.is_err() {
                 return;
             }
@@ -130,6 +181,7 @@ async fn relay(
             cut.notify_one();
             break;
         }
+        stalled.passable().await;
         if to_client.write_all(&buf[..n]).await.is_err() {
             break;
         }
