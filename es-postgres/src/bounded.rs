@@ -23,7 +23,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 /// The call timeout the stores start with: as long as sqlx's default wait
 /// for a pooled connection, so that a call that waited for a connection
@@ -89,6 +89,11 @@ impl Calls {
 }
 
 impl Calls {
+    /// [`begin`] within the timeout.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.within(begin(&self.pool)).await?
+    }
+
     /// Awaits `call` within the timeout, for a call on a connection the
     /// caller holds (a transaction lent to a table projection). An overrun
     /// fails as in [`run_with`](Self::run_with), but the connection is the
@@ -98,6 +103,25 @@ impl Calls {
     pub(crate) async fn within<R>(&self, call: impl Future<Output = R>) -> Result<R, sqlx::Error> {
         let limit = self.get();
         tokio::time::timeout(limit, call).await.map_err(|_| timed_out(limit))
+    }
+}
+
+/// Begins a transaction on a connection of `pool`.
+///
+/// The begin runs on a task of its own, which is not cancelled when the
+/// caller gives up (or is dropped): sqlx counts a transaction only once its
+/// `BEGIN` was answered, so a begin dropped while it waited for that answer
+/// hands its connection back to the pool inside an open transaction, where
+/// the statements of the connection's next users run and never commit (an
+/// append would be acknowledged and lost). A begin that answers after its
+/// caller left ends on its task, where its transaction is dropped, which
+/// rolls it back before the connection goes back to the pool.
+pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin().await }).await {
+        Ok(begun) => begun,
+        // The task panicked, or its runtime is shutting down.
+        Err(_) => Err(sqlx::Error::WorkerCrashed),
     }
 }
 

@@ -234,15 +234,17 @@ impl PgProjectionStore {
         projection: &str,
         fence: Option<&Fence>,
     ) -> Result<PgTransaction, ProjectionError> {
-        let begin = async {
-            let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-            if let Some(fence) = fence {
-                // Dropping `tx` on the error path rolls it back.
-                self.check_fence(&mut tx, projection, fence).await?;
-            }
-            Ok(tx)
-        };
-        self.inner.calls.within(begin).await.map_err(backend)?
+        let mut tx = self.inner.calls.begin().await.map_err(backend)?;
+        if let Some(fence) = fence {
+            // Dropping `tx` (on the error path, or when the check overruns)
+            // rolls it back.
+            self.inner
+                .calls
+                .within(self.check_fence(&mut tx, projection, fence))
+                .await
+                .map_err(backend)??;
+        }
+        Ok(tx)
     }
 
     /// Stores `checkpoint` (if any) in `tx` and commits it.
@@ -412,7 +414,10 @@ impl ProjectionStore for PgProjectionStore {
     }
 
     async fn reset(&self, projection: &str) -> Result<(), ProjectionError> {
-        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        // Not bounded: deleting a large projection's documents takes as
+        // long as it takes. Begun as every transaction here is (see
+        // `Calls::begin`), in case the caller gives up on it.
+        let mut tx = self.inner.calls.begin().await.map_err(backend)?;
         for sql in [&self.inner.sql.reset_documents, &self.inner.sql.reset_checkpoint] {
             sqlx::query(sql.clone()).bind(projection).execute(&mut *tx).await.map_err(backend)?;
         }

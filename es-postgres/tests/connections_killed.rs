@@ -10,18 +10,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::tallies::{create_tally_table, read_models_equal, start_read_side, TallyRows};
 use common::{database_url, drop_schema, fresh_schema, pool};
-use es_core::conformance::faults::{self, Added, FaultReport};
-use es_core::readside::{ReadSideConfig, Registry, RetryPolicy, Subscriber};
+use es_core::conformance::faults;
 use es_core::runtime::CommandPath;
-use es_core::store::EventStore;
-use es_core::{Es, HandlerError, ProjectRows, ReadSide, Recorded, TableProjection, TableTx};
-use es_postgres::{sql_failure, PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema, PgTransaction};
+use es_core::Es;
+use es_postgres::{PgEventStore, DEFAULT_CALL_TIMEOUT};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -32,43 +30,6 @@ const KILL_EVERY: Duration = Duration::from_millis(40);
 /// How long connections are killed for during the rebuild.
 const REBUILD_CHAOS: Duration = Duration::from_millis(1500);
 
-/// The table read model: `total = total + by` per event, SQL that must not
-/// run twice for one event. Counts its resets.
-#[derive(Clone, Default)]
-struct TallyRows(Arc<AtomicUsize>);
-
-/// The qualified name of the table `TallyRows` writes.
-struct Table(String);
-
-impl TableProjection for TallyRows {
-    type Transaction = PgTransaction;
-    type Batch = ();
-
-    async fn reset(&self, tx: &mut TableTx<Self>) -> Result<(), HandlerError> {
-        let sql = format!("TRUNCATE {}", tx.state::<Table>()?.0);
-        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut **tx.transaction()).await.map_err(sql_failure)?;
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-impl ProjectRows<Added> for TallyRows {
-    async fn project(&self, e: &Recorded<Added>, tx: &mut TableTx<Self>) -> Result<(), HandlerError> {
-        let sql = format!(
-            "INSERT INTO {table} AS t (tally, total) VALUES ($1, $2)
-             ON CONFLICT (tally) DO UPDATE SET total = t.total + excluded.total",
-            table = tx.state::<Table>()?.0
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(e.stream_id.as_str())
-            .bind(e.by)
-            .execute(&mut **tx.transaction())
-            .await
-            .map_err(sql_failure)?;
-        Ok(())
-    }
-}
-
 /// A pool whose connections carry `application_name`, so the killer finds
 /// them (and only them).
 async fn tagged_pool(application_name: &str, max: u32) -> PgPool {
@@ -78,32 +39,6 @@ async fn tagged_pool(application_name: &str, max: u32) -> PgPool {
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.application_name(application_name))
         .await
-        .unwrap()
-}
-
-fn start_read_side(pool: &PgPool, schema: &PgSchema, owner: &str, rows: TallyRows) -> ReadSide {
-    let mut registry = Registry::new();
-    registry.register(faults::TOTALS, faults::totals()).unwrap();
-    registry
-        .register("tally-rows", Subscriber::table_projection(rows).on::<Added>().uses::<Table>().build())
-        .unwrap();
-    ReadSide::builder()
-        .event_store(PgEventStore::with_schema(pool.clone(), schema.clone()))
-        .projection_store(PgProjectionStore::with_schema(pool.clone(), schema.clone()))
-        .lease_store(PgLeaseStore::with_schema(pool.clone(), schema.clone()))
-        .owner(owner)
-        .registry(registry)
-        .state(Table(format!("\"{schema}\".tallies")))
-        .config(ReadSideConfig {
-            batch_size: 16,
-            catch_up_batch_size: 64,
-            idle_wait: Duration::from_millis(100),
-            lease_ttl: Duration::from_millis(600),
-            lease_retry: Duration::from_millis(50),
-            store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
-            ..ReadSideConfig::default()
-        })
-        .start()
         .unwrap()
 }
 
@@ -137,41 +72,11 @@ async fn stop(killer: (Arc<AtomicBool>, tokio::task::JoinHandle<u64>)) -> u64 {
     tokio::time::timeout(DEADLINE, killer.1).await.unwrap().unwrap()
 }
 
-/// Waits (bounded) until both read models reached the head, and checks
-/// that they hold the report's fold.
-async fn read_models_equal(
-    read_sides: &[&ReadSide],
-    admin: &PgPool,
-    schema: &PgSchema,
-    report: &FaultReport,
-) {
-    let (events, documents) = (
-        PgEventStore::with_schema(admin.clone(), schema.clone()),
-        PgProjectionStore::with_schema(admin.clone(), schema.clone()),
-    );
-    faults::totals_equal_the_fold(read_sides, &events, &documents, report).await;
-    let head = events.head_position().await.unwrap();
-    read_sides[0].wait_for("tally-rows", head, DEADLINE).await.unwrap();
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT tally, total FROM \"{schema}\".tallies")))
-            .fetch_all(admin)
-            .await
-            .unwrap();
-    let totals: BTreeMap<String, i64> =
-        report.fold.iter().map(|(stream, (_, total))| (stream.to_string(), *total)).collect();
-    assert_eq!(rows.into_iter().collect::<BTreeMap<_, _>>(), totals, "the table projection, each event once");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_connections_lose_no_command_store_none_twice_and_the_read_models_equal_the_fold() {
     let admin = pool(4).await;
     let schema = fresh_schema(&admin).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE \"{schema}\".tallies (tally text PRIMARY KEY, total bigint NOT NULL)"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
+    create_tally_table(&admin, &schema).await;
     let tag = format!("es-chaos-{}", uuid::Uuid::now_v7().simple());
     let (pool_a, pool_b) = (tagged_pool(&tag, 8).await, tagged_pool(&tag, 8).await);
     // Node a keeps actors; node b reads each stream before each command.
@@ -186,11 +91,11 @@ async fn killed_connections_lose_no_command_store_none_twice_and_the_read_models
         node(&pool_b, CommandPath::Reload).await.unwrap(),
     );
     let rows = TallyRows::default();
-    let read_side = start_read_side(&pool_a, &schema, "a", rows.clone());
+    let read_side = start_read_side(&pool_a, &schema, "a", rows.clone(), DEFAULT_CALL_TIMEOUT);
     // A second node's read side competes for the same leases while the
     // connections die (and with them, renewals): a batch committed under a
     // lease that moved on is refused by its fence.
-    let other_read_side = start_read_side(&pool_b, &schema, "b", rows.clone());
+    let other_read_side = start_read_side(&pool_b, &schema, "b", rows.clone(), DEFAULT_CALL_TIMEOUT);
 
     // Four tallies, a writer on each node for each, 50 commands per writer.
     let chaos = killer(&admin, &tag);

@@ -155,3 +155,36 @@ async fn an_append_whose_call_timed_out_is_stored_once_when_retried_after_the_pa
     assert_eq!(stored[1].event_id, lost.event_id);
     drop_schema(&direct, &schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_begin_overran_leaves_no_open_transaction_for_the_next_append() {
+    let direct = pool(2).await;
+    let schema = fresh_schema(&direct).await;
+    let proxy = Proxy::to_test_server().await;
+    let through = proxy.pool(1, Duration::from_secs(10)).await;
+    let events = PgEventStore::with_schema(through.clone(), schema.clone());
+    let documents = PgProjectionStore::with_schema(through.clone(), schema.clone());
+    events.set_call_timeout(CALL_TIMEOUT);
+    documents.set_call_timeout(CALL_TIMEOUT);
+    events.append(&StreamId::new("warm"), ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+
+    let begun = on_a_stalled_connection(
+        &proxy,
+        &through,
+        es_core::store::ProjectionTransactions::begin(&documents, "rows", None),
+    )
+    .await;
+    assert!(matches!(&begun, Err(error @ ProjectionError::Backend(_)) if says_timed_out(error)), "{begun:?}");
+    // The BEGIN reaches the server now, and is answered.
+    proxy.heal();
+
+    // The pool's one connection, whichever it is now, commits this append.
+    let stream = StreamId::new("account-1");
+    events.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    let seen = PgEventStore::with_schema(direct.clone(), schema.clone())
+        .read_stream(&stream, StreamVersion(0), Direction::Forward, 10)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1, "an acknowledged append is committed, not left in a transaction nobody ends");
+    drop_schema(&direct, &schema).await;
+}

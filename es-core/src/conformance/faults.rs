@@ -139,10 +139,12 @@ pub struct FaultReport {
 /// command is executed again with its id until it answers (at most 500
 /// tries). After a try that failed saying nothing was stored, the case
 /// reads the stream through `store` (a handle that does not fail) and
-/// checks that the try stored nothing; any other failure than an unknown
-/// outcome, a failed load or append, a conflict, a timeout or a panic (an
-/// adapter's: the tally's code does not panic) fails the case. At the end every acknowledged command is stored exactly once,
-/// versions are gap-free, and each tally loads to its fold.
+/// checks that the command stored nothing, unless an earlier try of it
+/// had an unknown outcome (that try may land late). Any other failure
+/// than an unknown outcome, a failed load or append, a conflict, a
+/// timeout or a panic (an adapter's: the tally's code does not panic)
+/// fails the case. At the end every acknowledged command is stored exactly
+/// once, versions are gap-free, and each tally loads to its fold.
 pub async fn commands_ride_through_faults<S: EventStore + Clone>(
     store: &S,
     nodes: &[Es],
@@ -217,7 +219,6 @@ async fn write<S: EventStore>(es: &Es, store: &S, tally: &str, commands: u64) ->
         loop {
             tries += 1;
             assert!(tries <= MAX_TRIES, "conformance: command {id} on {tally} never answered");
-            let before = if maybe_stored { stored_by(store, &stream, id).await } else { 0 };
             match es.execute(Add { id: tally.to_owned(), by }).id(id).await {
                 Ok(_) => break,
                 Err(ExecuteError::OutcomeUnknown { .. } | ExecuteError::Panicked { appended: true, .. }) => {
@@ -232,8 +233,14 @@ async fn write<S: EventStore>(es: &Es, store: &S, tally: &str, commands: u64) ->
                     | ExecuteError::Panicked { appended: false, .. }),
                 ) => {
                     written.nothing_stored += 1;
-                    let after = stored_by(store, &stream, id).await;
-                    assert_eq!(after, before, "conformance: `{error}` says this try stored nothing");
+                    // After an unknown outcome the earlier try may land at
+                    // any time (a statement held up in the network reaches
+                    // the server late), so only a command that met no
+                    // unknown outcome can be checked.
+                    if !maybe_stored {
+                        let after = stored_by(store, &stream, id).await;
+                        assert_eq!(after, 0, "conformance: `{error}` says this try stored nothing");
+                    }
                 }
                 Err(other) => panic!("conformance: command {id} on {tally}: {other}"),
             }

@@ -50,7 +50,7 @@ impl PgProjectionStore {
         if exists {
             return Ok(());
         }
-        let mut tx = self.pool().begin().await.map_err(backend)?;
+        let mut tx = self.inner.calls.begin().await.map_err(backend)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("es-postgres containment index {}", self.schema().as_str()))
             .execute(&mut *tx)

@@ -7,6 +7,7 @@
 
 pub(crate) mod proxy;
 pub(crate) mod readside;
+pub(crate) mod tallies;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,9 +1,10 @@
 //! A loopback TCP proxy between sqlx and the test server, to make network
 //! faults on demand: drop a connection the moment the server replies
 //! ([`Proxy::arm`]), cut every connection and refuse new ones for a
-//! while, as a server restart would ([`Proxy::outage`]), or stop passing
-//! anything on the connections open now without closing them, as a network
-//! partition or a stalled middlebox would ([`Proxy::stall`]).
+//! while, as a server restart would ([`Proxy::outage`]), stop passing
+//! anything on the connections open now without closing them, as a
+//! stalled middlebox would ([`Proxy::stall`]), or that and the same for new
+//! connections, as a network partition would ([`Proxy::partition`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -88,11 +89,18 @@ impl Proxy {
     }
 
     /// From now on the connections open now pass nothing either way and
-    /// stay open, as over a network partition; bytes sent on them wait in
-    /// the proxy. Connections opened later work.
+    /// stay open; bytes sent on them wait in the proxy. Connections opened
+    /// later work.
     pub(crate) fn stall(&self) {
         let opened = self.opened.load(Ordering::SeqCst);
         self.stalled_below.send_replace(opened + 1);
+    }
+
+    /// From now on every connection, open or opened later, passes nothing
+    /// either way and stays open, as behind a network partition: a new
+    /// connection is accepted, but its greeting never reaches the server.
+    pub(crate) fn partition(&self) {
+        self.stalled_below.send_replace(u64::MAX);
     }
 
     /// Stalled connections pass again what waited and what follows, as a
