@@ -159,6 +159,16 @@
 //! `COMMIT` (with the checkpoint and the fence check), not the
 //! projection's SQL.
 //!
+//! The stores begin every transaction on a task of their own, because
+//! sqlx (0.9) counts a transaction only once the server answered its
+//! `BEGIN`: a `pool.begin()` future dropped while it waits (under a
+//! timeout, in a `select!`) hands its connection back to the pool inside
+//! an open transaction, and whatever runs next on that connection is
+//! rolled back when it closes, appends that were acknowledged included.
+//! If your code shares the pool with the stores, do not drop a
+//! `pool.begin()` before it resolves (spawn it, as the stores do), or give
+//! the stores a pool of their own.
+//!
 //! # Several nodes
 //!
 //! A [`PgLeaseStore`] gives a read side on each node leases from one table,
