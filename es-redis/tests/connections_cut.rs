@@ -13,59 +13,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::nodes::node;
 use common::proxy::Proxy;
 use es_core::conformance::faults;
-use es_core::readside::{ReadSideConfig, Registry, RetryPolicy};
 use es_core::runtime::CommandPath;
-use es_core::{Es, ReadSide};
-use es_redis::{RedisConnection, RedisEventStore, RedisLeaseStore, RedisNamespace, RedisProjectionStore};
+
+/// Each call of the nodes is bounded: a cut reply is a lost one, not a wait.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pause after each cut before the proxy is told to cut again.
 const CUT_EVERY: Duration = Duration::from_millis(20);
-
-/// A node on `namespace` on the command path `path`, whose every call goes
-/// through `proxy`, each call bounded (a cut reply is a lost one, not a
-/// wait).
-async fn node(
-    proxy: &Proxy,
-    namespace: &RedisNamespace,
-    (owner, path): (&str, CommandPath),
-) -> (Es, ReadSide) {
-    let client = redis::Client::open(proxy.url()).unwrap();
-    let config =
-        redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(2)));
-    let manager = redis::aio::ConnectionManager::new_with_config(client.clone(), config).await.unwrap();
-    let redis = RedisConnection::new(client, manager).with_call_timeout(Duration::from_secs(2));
-    let events = RedisEventStore::new(redis.clone(), namespace.clone());
-    let mut registry = Registry::new();
-    registry.register(faults::TOTALS, faults::totals()).unwrap();
-    let read_side = ReadSide::builder()
-        .event_store(events.clone())
-        .projection_store(RedisProjectionStore::new(redis.clone(), namespace.clone()))
-        .lease_store(RedisLeaseStore::new(redis, namespace.clone()))
-        .owner(owner)
-        .registry(registry)
-        .config(ReadSideConfig {
-            batch_size: 16,
-            catch_up_batch_size: 64,
-            idle_wait: Duration::from_millis(100),
-            lease_ttl: Duration::from_millis(900),
-            lease_retry: Duration::from_millis(50),
-            store_retry: RetryPolicy::new(u32::MAX, Duration::from_millis(10)),
-            ..ReadSideConfig::default()
-        })
-        .start()
-        .unwrap();
-    (Es::builder().event_store(events).command_path(path).build().await.unwrap(), read_side)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cut_connections_lose_no_command_store_none_twice_and_the_projection_equals_the_fold() {
     let stores = common::fresh_stores().await;
     let proxy = Arc::new(Proxy::start().await);
     // Node a keeps actors; node b reads each stream before each command.
-    let (a, read_a) = node(&proxy, &stores.namespace, ("a", CommandPath::Actors)).await;
-    let (b, read_b) = node(&proxy, &stores.namespace, ("b", CommandPath::Reload)).await;
+    let (a, read_a) = node(&proxy, &stores.namespace, ("a", CommandPath::Actors), CALL_TIMEOUT).await;
+    let (b, read_b) = node(&proxy, &stores.namespace, ("b", CommandPath::Reload), CALL_TIMEOUT).await;
 
     let running = Arc::new(AtomicBool::new(true));
     let cutter = tokio::spawn({

@@ -6,6 +6,7 @@
 // Test support: a failed setup step must fail the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub(crate) mod nodes;
 pub(crate) mod proxy;
 
 use std::sync::atomic::{AtomicBool, Ordering};

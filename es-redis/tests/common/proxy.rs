@@ -1,15 +1,16 @@
 //! A loopback TCP proxy between the stores and the test server, for
 //! faults: it can stop forwarding replies (a server that stops answering,
-//! connections left open), or cut a connection at the server's reply
+//! connections left open), cut a connection at the server's reply
 //! without forwarding that reply (a network failure after the server
-//! acted).
+//! acted), or hold everything both ways on every connection until told
+//! to go on (a network partition that heals: what was sent arrives late).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// Which reply the proxy cuts.
 enum Trigger {
@@ -27,6 +28,8 @@ pub(crate) struct Proxy {
 
 struct Shared {
     mute: AtomicBool,
+    /// While set, nothing passes either way (see [`Proxy::partition`]).
+    partitioned: watch::Sender<bool>,
     trigger: Mutex<Trigger>,
     /// Notified when the proxy cut a connection.
     cut: Notify,
@@ -40,6 +43,7 @@ impl Proxy {
         let upstream = super::redis_url().trim_start_matches("redis://").trim_end_matches('/').to_owned();
         let shared = Arc::new(Shared {
             mute: AtomicBool::new(false),
+            partitioned: watch::Sender::new(false),
             trigger: Mutex::new(Trigger::Off),
             cut: Notify::new(),
         });
@@ -61,6 +65,18 @@ impl Proxy {
     /// From now on, replies are read from the server and dropped.
     pub(crate) fn mute(&self) {
         self.shared.mute.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on nothing passes either way, on the connections open now
+    /// and on new ones (accepted, but their first bytes wait), and
+    /// connections stay open: what is sent waits in the proxy.
+    pub(crate) fn partition(&self) {
+        self.shared.partitioned.send_replace(true);
+    }
+
+    /// What waited passes, and everything after it, as a partition heals.
+    pub(crate) fn heal(&self) {
+        self.shared.partitioned.send_replace(false);
     }
 
     /// Cuts (closes both sides of) the connection on which the server next
@@ -87,6 +103,12 @@ impl Proxy {
     }
 }
 
+/// Returns once no partition holds the proxy's connections.
+async fn passable(partitioned: &mut watch::Receiver<bool>) {
+    // An error: the proxy is gone, and so is the partition.
+    let _ = partitioned.wait_for(|held| !held).await;
+}
+
 async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
@@ -94,9 +116,11 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     // is to be cut.
     let pending = Arc::new(AtomicBool::new(false));
     let (watch, marked) = (shared.clone(), pending.clone());
+    let (mut held_up, mut held_down) = (shared.partitioned.subscribe(), shared.partitioned.subscribe());
     let upstream = tokio::spawn(async move {
         let mut buffer = vec![0u8; 64 * 1024];
         while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
+            passable(&mut held_up).await;
             {
                 let mut trigger = watch.trigger.lock().unwrap();
                 if let Trigger::After(marker) = &*trigger {
@@ -127,6 +151,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             shared.cut.notify_one();
             return;
         }
+        passable(&mut held_down).await;
         if !shared.mute.load(Ordering::SeqCst) && to_client.write_all(&buffer[..n]).await.is_err() {
             break;
         }
