@@ -154,10 +154,13 @@
 //! tries again, and its lease runs out if the lease store does not answer
 //! either, so another node takes over.
 //!
-//! The statements a table projection runs in its transaction are the
-//! projection's own; the store bounds that transaction's `BEGIN` and
-//! `COMMIT` (with the checkpoint and the fence check), not the
-//! projection's SQL.
+//! What runs on a connection or transaction of yours is yours to bound:
+//! [`PgEventStore::append_in_tx`], the `user_work` of
+//! [`PgProjectionStore::commit_with`], and the statements a table
+//! projection runs in its transaction (the store bounds that
+//! transaction's `BEGIN` and `COMMIT`, with the checkpoint and the fence
+//! check). Resetting a projection and creating indexes are not bounded
+//! either: they take as long as the data needs.
 //!
 //! The stores begin every transaction on a task of their own, because
 //! sqlx (0.9) counts a transaction only once the server answered its
