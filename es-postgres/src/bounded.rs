@@ -73,7 +73,7 @@ impl Calls {
             Err(_) => {
                 // Dropped here, out of the pool: its socket closes now.
                 drop(conn.detach());
-                Err(CallFailed::TimedOut(timed_out(limit)))
+                Err(CallFailed::TimedOut(timed_out(limit, "; the connection was closed")))
             }
         }
     }
@@ -86,9 +86,7 @@ impl Calls {
     ) -> Result<T, sqlx::Error> {
         self.run_with(call).await?
     }
-}
 
-impl Calls {
     /// [`begin`] within the timeout.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.within(begin(&self.pool)).await?
@@ -102,7 +100,7 @@ impl Calls {
     /// connection breaks.
     pub(crate) async fn within<R>(&self, call: impl Future<Output = R>) -> Result<R, sqlx::Error> {
         let limit = self.get();
-        tokio::time::timeout(limit, call).await.map_err(|_| timed_out(limit))
+        tokio::time::timeout(limit, call).await.map_err(|_| timed_out(limit, ""))
     }
 }
 
@@ -142,11 +140,12 @@ impl From<CallFailed> for sqlx::Error {
     }
 }
 
-/// The error of a call that got no answer within `limit`.
-pub(crate) fn timed_out(limit: Duration) -> sqlx::Error {
+/// The error of a call that got no answer within `limit` (`and` says what
+/// became of its connection).
+fn timed_out(limit: Duration, and: &str) -> sqlx::Error {
     sqlx::Error::Io(io::Error::new(
         io::ErrorKind::TimedOut,
-        format!("the server did not answer within the call timeout ({limit:?}); the connection was closed"),
+        format!("the server did not answer within the call timeout ({limit:?}){and}"),
     ))
 }
 
