@@ -87,9 +87,17 @@ impl Calls {
         self.run_with(call).await?
     }
 
-    /// [`begin`] within the timeout.
+    /// [`begin`] within the timeout. The transaction may idle (wait for its
+    /// holder's next statement) for the call timeout at most: then the
+    /// server ends its session. A transaction whose holder was cut off from
+    /// the server would otherwise hold its locks until the server noticed
+    /// the connection was gone (hours, with the operating system's default
+    /// keepalive), and a fenced one locks its lease's row: no other node
+    /// could take the lease over meanwhile.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.within(begin(&self.pool)).await?
+        let idle = self.get().as_millis().max(1);
+        let statement = format!("BEGIN; SET LOCAL idle_in_transaction_session_timeout = {idle}");
+        self.within(begin(&self.pool, Some(statement))).await?
     }
 
     /// Awaits `call` within the timeout, for a call on a connection the
@@ -114,9 +122,22 @@ impl Calls {
 /// append would be acknowledged and lost). A begin that answers after its
 /// caller left ends on its task, where its transaction is dropped, which
 /// rolls it back before the connection goes back to the pool.
-pub(crate) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+///
+/// `statement`, if given, begins it instead of a plain `BEGIN` (and may
+/// set the transaction up, as `BEGIN; SET LOCAL ...`).
+pub(crate) async fn begin(
+    pool: &PgPool,
+    statement: Option<String>,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let pool = pool.clone();
-    match tokio::spawn(async move { pool.begin().await }).await {
+    let begin = async move {
+        match statement {
+            // The callers build it from numbers, never from input.
+            Some(statement) => pool.begin_with(sqlx::AssertSqlSafe(statement)).await,
+            None => pool.begin().await,
+        }
+    };
+    match tokio::spawn(begin).await {
         Ok(begun) => begun,
         // The task panicked, or its runtime is shutting down.
         Err(_) => Err(sqlx::Error::WorkerCrashed),

@@ -154,6 +154,15 @@
 //! tries again, and its lease runs out if the lease store does not answer
 //! either, so another node takes over.
 //!
+//! A transaction of the stores (a projection's commit with your SQL, a
+//! table projection's batch) may also wait for its holder's next statement
+//! for the call timeout at most (`idle_in_transaction_session_timeout`):
+//! then the server ends its session. A node cut off from the server in the
+//! middle of a batch would otherwise keep the batch's locks, its lease's
+//! row among them, until the server noticed the connection was gone, and
+//! no other node could take the projection over meanwhile. So a table
+//! projection must not pause longer than that between two statements.
+//!
 //! What runs on a connection or transaction of yours is yours to bound:
 //! [`PgEventStore::append_in_tx`], the `user_work` of
 //! [`PgProjectionStore::commit_with`], and the statements a table

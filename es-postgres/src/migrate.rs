@@ -64,7 +64,7 @@ pub async fn migrate(pool: &PgPool, schema: &PgSchema) -> Result<(), MigrateErro
         let schema = schema.as_str().to_owned();
         move |source| MigrateError { schema, step, source }
     };
-    let mut tx = crate::bounded::begin(pool).await.map_err(fail("beginning a transaction".into()))?;
+    let mut tx = crate::bounded::begin(pool, None).await.map_err(fail("beginning a transaction".into()))?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("es-postgres migrate {}", schema.as_str()))
         .execute(&mut *tx)

@@ -17,7 +17,7 @@ use common::proxy::Proxy;
 use common::{drop_schema, fresh_schema, pool, until_idle};
 use es_core::error::{AppendError, LeaseError, ProjectionError, StoreError};
 use es_core::store::{
-    Direction, EventStore, ExpectedVersion, LeaseStore, NewEvent, ProjectionStore, RecordedEvent,
+    Direction, EventStore, ExpectedVersion, Fence, LeaseStore, NewEvent, ProjectionStore, RecordedEvent,
     SnapshotStore, UnitOfWork,
 };
 use es_core::{GlobalPosition, StreamId, StreamVersion};
@@ -192,5 +192,33 @@ async fn a_transaction_whose_begin_overran_leaves_no_open_transaction_for_the_ne
     events.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
     let seen = db.stored(&stream).await;
     assert_eq!(seen.len(), 1, "an acknowledged append is committed, not left in a transaction nobody ends");
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_transaction_cut_off_from_the_server_does_not_keep_another_node_from_the_lease() {
+    let db = Stalled::new().await;
+    let lease = db.leases.try_acquire("rows", "a", Duration::from_millis(500)).await.unwrap().unwrap();
+    // Node a's batch: begun, its fence checked (which locks the lease's
+    // row until the transaction ends), then cut off from the server.
+    let fence = Fence::new("rows", lease.token);
+    let tx =
+        es_core::store::ProjectionTransactions::begin(&db.documents, "rows", Some(&fence)).await.unwrap();
+    db.proxy.stall();
+
+    // Node b takes the lease once it expired: the server ended the idle
+    // transaction of node a (after its call timeout), and with it the lock.
+    let direct = PgLeaseStore::with_schema(db.direct.clone(), db.schema.clone());
+    let taken = async {
+        loop {
+            if let Some(lease) = direct.try_acquire("rows", "b", Duration::from_secs(30)).await.unwrap() {
+                return lease;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let taken = tokio::time::timeout(HUNG_AFTER, taken).await.expect("node b never got the lease");
+    assert!(taken.token > lease.token);
+    drop(tx);
     db.drop().await;
 }
