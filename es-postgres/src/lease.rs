@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use es_core::error::LeaseError;
 use es_core::store::{lease_ttl_micros, Lease, LeaseStore};
-use sqlx::{PgPool, Row, SqlStr};
+use sqlx::{PgConnection, PgPool, Row, SqlStr};
 
 use crate::bounded::Calls;
 use crate::migrate::{migrate, MigrateError};
@@ -148,15 +148,32 @@ impl PgLeaseStore {
     }
 }
 
+/// The unique index that makes the token part of a key (migration 5).
+const TOKEN_KEY: &str = "leases_name_token";
+
 #[async_trait]
 impl LeaseStore for PgLeaseStore {
     async fn try_acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
-        let statement = sqlx::query_scalar(self.inner.sql.try_acquire.clone())
-            .bind(name)
-            .bind(owner)
-            .bind(lease_ttl_micros(ttl));
-        let token: Option<i64> =
-            self.inner.calls.run(async |conn| statement.fetch_optional(conn).await).await.map_err(backend)?;
+        let acquire = async |conn: &mut PgConnection| -> Result<Option<i64>, sqlx::Error> {
+            let statement = || {
+                sqlx::query_scalar(self.inner.sql.try_acquire.clone())
+                    .bind(name)
+                    .bind(owner)
+                    .bind(lease_ttl_micros(ttl))
+            };
+            match statement().fetch_optional(&mut *conn).await {
+                // Two first acquisitions of a name raced: the upsert
+                // arbitrates on the name, but the (name, token) key can
+                // refuse the loser first. The winner has committed (the
+                // refusal waits for it): asked again, the row is there and
+                // the upsert decides.
+                Err(sqlx::Error::Database(e)) if e.constraint() == Some(TOKEN_KEY) => {
+                    statement().fetch_optional(&mut *conn).await
+                }
+                answered => answered,
+            }
+        };
+        let token = self.inner.calls.run(acquire).await.map_err(backend)?;
         token.map(|token| Lease::from_stored(name, owner, token)).transpose()
     }
 

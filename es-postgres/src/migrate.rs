@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "containment indexes per projection instead of one over all documents",
         sql: include_str!("migrate/0004_containment_index_per_projection.sql"),
     },
+    Migration {
+        version: 5,
+        description: "the lease token as part of a key, so that renewals do not wait for fenced commits",
+        sql: include_str!("migrate/0005_lease_token_key.sql"),
+    },
 ];
 
 /// Applying migrations failed; the schema was left as it was before.

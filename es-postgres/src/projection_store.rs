@@ -31,8 +31,9 @@ use crate::schema::PgSchema;
 /// checked against the `leases` table of this store's schema, first in the
 /// commit's transaction: unless the lease is held, unexpired, with the
 /// fence's token, the commit is refused with [`ProjectionError::Fenced`]
-/// and nothing is stored. The lease row stays locked (`FOR SHARE`) until
-/// the commit ends, so no other node can take the lease over in between.
+/// and nothing is stored. The lease row stays locked (`FOR KEY SHARE`)
+/// until the commit ends, so no other node can take the lease over in
+/// between; the holder can still renew it (a renewal changes no key).
 ///
 /// This only fences when the [`PgLeaseStore`](crate::PgLeaseStore) handing
 /// out the leases uses the same schema as this store. A fence naming a

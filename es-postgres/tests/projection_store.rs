@@ -182,7 +182,7 @@ async fn commit_with_refuses_a_commit_fenced_with_a_lease_taken_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
+async fn a_takeover_waits_for_a_fenced_commit_in_flight_and_a_renewal_does_not() {
     let (store, pool) = store().await;
     let leases = PgLeaseStore::with_schema(common::pool(2).await, store.schema().clone());
     let a = leases.try_acquire("balances", "node-a", Duration::from_secs(30)).await.unwrap().expect("free");
@@ -207,10 +207,19 @@ async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
     });
     checked_rx.await.unwrap();
 
-    // Giving the lease up (so B could take it) must wait for that commit.
-    let releasing = tokio::spawn({
-        let (leases, a) = (leases.clone(), a.clone());
-        async move { leases.release(&a).await }
+    // A renews its lease meanwhile (a long batch keeps it), and gives it up.
+    let renewed =
+        tokio::time::timeout(Duration::from_secs(10), leases.renew(&a, Duration::from_secs(30))).await;
+    assert!(renewed.expect("the renewal waited for the commit").unwrap(), "renewed");
+    tokio::time::timeout(Duration::from_secs(10), leases.release(&a))
+        .await
+        .expect("the release waited for the commit")
+        .unwrap();
+
+    // B's takeover must wait for that commit.
+    let taking = tokio::spawn({
+        let leases = leases.clone();
+        async move { leases.try_acquire("balances", "node-b", Duration::from_secs(30)).await }
     });
     let waiting = format!("%\"{}\".leases%", store.schema());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -225,19 +234,17 @@ async fn a_release_or_takeover_waits_for_a_fenced_commit_in_flight() {
         if blocked > 0 {
             break;
         }
-        assert!(!releasing.is_finished(), "the release did not wait for the fenced commit");
-        assert!(tokio::time::Instant::now() < deadline, "the release never blocked");
+        assert!(!taking.is_finished(), "the takeover did not wait for the fenced commit");
+        assert!(tokio::time::Instant::now() < deadline, "the takeover never blocked");
         tokio::task::yield_now().await;
     }
     gate_tx.send(()).unwrap();
     committing.await.unwrap().unwrap();
-    releasing.await.unwrap().unwrap();
+    let b = taking.await.unwrap().unwrap().expect("released, so B takes it");
+    assert!(b.token > a.token);
     assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));
 
-    // B takes over; A's next commit is refused.
-    let b =
-        leases.try_acquire("balances", "node-b", Duration::from_secs(30)).await.unwrap().expect("released");
-    assert!(b.token > a.token);
+    // A's next commit is refused.
     let stale = store.commit("balances", fenced_work(&a, 20, 20)).await;
     assert!(matches!(stale, Err(ProjectionError::Fenced { .. })), "{stale:?}");
     assert_eq!(store.checkpoint("balances").await.unwrap().map(|c| c.position), Some(GlobalPosition(10)));

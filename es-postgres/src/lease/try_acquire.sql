@@ -5,6 +5,10 @@
 -- owner's own included, increments the token, so a commit fenced with the
 -- owner's earlier token is refused (a node restarted under the same owner
 -- id must not inherit the token its earlier run may still commit under).
+-- It changes the token, part of a key (migration 5), so it waits for a
+-- fenced commit that holds the row FOR KEY SHARE (projection_store/
+-- fence.sql); a renewal changes no key and does not. Two first
+-- acquisitions of a name can also meet on that key: the store asks again.
 -- No row comes back when another owner holds it.
 INSERT INTO {schema}.leases AS l (name, owner, token, expires_at, acquired_at)
 VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 microsecond', clock_timestamp())

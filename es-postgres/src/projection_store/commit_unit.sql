@@ -5,16 +5,16 @@
 -- bigint holds); $8 whether there is a checkpoint, $9 its position, $10
 -- the end of a running replay.
 --
--- The fence is read as fence.sql reads it (FOR SHARE, so a takeover waits
--- for this statement's commit, and one under way is waited for and its row
--- read); every write runs only when it holds, and the first column says
+-- The fence is read as fence.sql reads it (FOR KEY SHARE, so a takeover
+-- waits for this statement's commit, and one under way is waited for and
+-- its row read); every write runs only when it holds, and the first column says
 -- whether it did. A lease with no row here is kept elsewhere: it holds.
 -- Data-modifying CTEs always run to completion; `allowed` is computed once.
 WITH fence AS (
     SELECT coalesce(token = $7, false) AND expires_at > clock_timestamp() AS held
     FROM {schema}.leases
     WHERE $5 AND name = $6
-    FOR SHARE
+    FOR KEY SHARE
 ), allowed AS (
     SELECT NOT EXISTS (SELECT 1 FROM fence WHERE NOT held) AS ok
 ), upserted AS (

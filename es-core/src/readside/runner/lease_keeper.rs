@@ -1,6 +1,7 @@
 //! Lease keeping: taking a subscription's lease, and renewing it while the
 //! subscription runs.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -72,6 +73,34 @@ impl LeaseKeeper {
 
     pub(super) fn until_renew(&self) -> Duration {
         self.next_renew.saturating_duration_since(Instant::now())
+    }
+
+    /// Runs `work` (a batch in one transaction of the store), renewing the
+    /// lease meanwhile, so that a batch slower than the lease's TTL does
+    /// not lose it. Both are polled: where the store makes a renewal wait
+    /// for the batch's transaction (SQLite's one writer), the renewal goes
+    /// through after it. A renewal that finds the lease lost, or fails past
+    /// its expiry, stops the renewals and is left to the next check
+    /// between batches: the batch commits under its fence, which a
+    /// takeover waits for or refuses.
+    pub(super) async fn renewing_during<T>(
+        &mut self,
+        store: &dyn LeaseStore,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let mut work = std::pin::pin!(work);
+        loop {
+            let renew = async {
+                tokio::time::sleep(self.until_renew()).await;
+                self.ensure(store).await
+            };
+            tokio::select! {
+                done = &mut work => return done,
+                renewed = renew => if renewed.is_err() {
+                    return work.await;
+                },
+            }
+        }
     }
 
     /// Renews the lease if due. `Err(LeaseLost)` once it is gone.

@@ -73,24 +73,24 @@ impl<'a> Runner<'a> {
             let segment = &batch[start..end];
             let Some(last) = segment.last().map(|event| event.global_position) else { break };
             self.check_lease_only().await?;
-            let outcome = table
-                .run(
-                    store,
-                    TableBatch {
-                        name: &self.slot.name,
-                        events: segment,
-                        replay_until: self.replay_until,
-                        // Refused if an earlier commit of these events
-                        // landed after all (see `landed` below).
-                        work: {
-                            let mut work = self.fenced_work(self.checkpoint_at(last));
-                            work.after(self.committed);
-                            work
-                        },
-                        state: self.shared.state_for(self.slot),
+            let (slot, shared) = (self.slot, self.shared);
+            let run = table.run(
+                store,
+                TableBatch {
+                    name: &slot.name,
+                    events: segment,
+                    replay_until: self.replay_until,
+                    // Refused if an earlier commit of these events
+                    // landed after all (see `landed` below).
+                    work: {
+                        let mut work = self.fenced_work(self.checkpoint_at(last));
+                        work.after(self.committed);
+                        work
                     },
-                )
-                .await;
+                    state: shared.state_for(slot),
+                },
+            );
+            let outcome = self.keeper.renewing_during(shared.leases.as_ref(), run).await;
             let committed = match outcome {
                 Ok(()) => true,
                 // Waited out (then tried again) unless it landed after all.
