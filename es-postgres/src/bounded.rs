@@ -95,9 +95,7 @@ impl Calls {
     /// keepalive), and a fenced one locks its lease's row: no other node
     /// could take the lease over meanwhile.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        let idle = self.get().as_millis().max(1);
-        let statement = format!("BEGIN; SET LOCAL idle_in_transaction_session_timeout = {idle}");
-        self.within(begin(&self.pool, Some(statement))).await?
+        self.within(begin(&self.pool, Some(begin_idling_at_most(self.get())))).await?
     }
 
     /// Awaits `call` within the timeout, for a call on a connection the
@@ -144,6 +142,14 @@ pub(crate) async fn begin(
     }
 }
 
+/// `BEGIN`, and the server's bound on the transaction's idle time: `limit`
+/// in milliseconds, at least one (zero would turn it off), at most what
+/// the setting holds (an `int`, about 24.8 days).
+fn begin_idling_at_most(limit: Duration) -> String {
+    let millis = limit.as_millis().clamp(1, i32::MAX as u128);
+    format!("BEGIN; SET LOCAL idle_in_transaction_session_timeout = {millis}")
+}
+
 /// Why [`Calls::run_with`] has no answer from its call.
 #[derive(Debug)]
 pub(crate) enum CallFailed {
@@ -172,4 +178,17 @@ fn timed_out(limit: Duration, and: &str) -> sqlx::Error {
 
 fn micros(limit: Duration) -> u64 {
     u64::try_from(limit.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_bound_of_a_transaction_is_one_the_server_takes() {
+        let idle = |limit| begin_idling_at_most(limit).rsplit(' ').next().map(str::to_owned);
+        assert_eq!(idle(Duration::from_secs(30)).as_deref(), Some("30000"));
+        assert_eq!(idle(Duration::ZERO).as_deref(), Some("1"), "zero would turn the bound off");
+        assert_eq!(idle(LONGEST).as_deref(), Some("2147483647"), "the setting is an int");
+    }
 }
