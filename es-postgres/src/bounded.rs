@@ -45,6 +45,11 @@ impl Calls {
         Self { pool, micros: AtomicU64::new(micros(DEFAULT_CALL_TIMEOUT)) }
     }
 
+    /// The pool the calls take their connections from.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub(crate) fn get(&self) -> Duration {
         Duration::from_micros(self.micros.load(Ordering::Relaxed))
     }

@@ -52,8 +52,8 @@ pub struct PgLeaseStore {
 }
 
 struct Inner {
-    pool: PgPool,
-    /// See [`set_call_timeout`](Self::set_call_timeout).
+    /// The pool, and the call timeout
+    /// ([`set_call_timeout`](PgLeaseStore::set_call_timeout)).
     calls: Calls,
     schema: PgSchema,
     sql: Statements,
@@ -101,13 +101,12 @@ impl PgLeaseStore {
     /// A store in `schema` on `pool`.
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
-        let calls = Calls::new(pool.clone());
-        Self { inner: Arc::new(Inner { pool, calls, schema, sql }) }
+        Self { inner: Arc::new(Inner { calls: Calls::new(pool), schema, sql }) }
     }
 
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        self.inner.calls.pool()
     }
 
     /// Sets how long one call of this store (and of every clone of it) may
@@ -130,7 +129,7 @@ impl PgLeaseStore {
     /// # Errors
     /// [`MigrateError`] naming the step that failed.
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        migrate(&self.inner.pool, &self.inner.schema).await
+        migrate(self.inner.calls.pool(), &self.inner.schema).await
     }
 
     /// The unexpired lease on `name`, if anyone holds it.

@@ -227,7 +227,7 @@ impl PgEventStore {
             match attempt {
                 Attempt::Inserted { version, first_position } => {
                     if !in_tx {
-                        self.inner.notifier.signal(&self.inner.pool, &self.inner.channel);
+                        self.inner.notifier.signal(self.inner.calls.pool(), &self.inner.channel);
                     }
                     return Ok(placed(events, version, first_position));
                 }

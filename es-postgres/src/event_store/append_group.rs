@@ -117,7 +117,7 @@ impl PgEventStore {
             Err(error) => return every(&failed(error), true),
         };
         if decided.iter().any(|d| matches!(d, Some(Ok(_)))) {
-            self.inner.notifier.signal(&self.inner.pool, &self.inner.channel);
+            self.inner.notifier.signal(self.inner.calls.pool(), &self.inner.channel);
         }
         decided
     }

@@ -68,7 +68,6 @@ pub struct PgEventStore {
 }
 
 struct Inner {
-    pool: PgPool,
     schema: PgSchema,
     channel: String,
     sql: Statements,
@@ -78,7 +77,7 @@ struct Inner {
     groups: group::Groups,
     /// See [`PgEventStore::set_visibility_wait`].
     visibility_wait_micros: AtomicU64,
-    /// See [`PgEventStore::set_call_timeout`].
+    /// The pool, and the call timeout ([`PgEventStore::set_call_timeout`]).
     calls: Calls,
 }
 
@@ -143,10 +142,9 @@ impl PgEventStore {
     pub fn with_schema(pool: PgPool, schema: PgSchema) -> Self {
         let sql = Statements::new(&schema);
         let channel = schema.channel();
-        let calls = Calls::new(pool.clone());
+        let calls = Calls::new(pool);
         Self {
             inner: Arc::new(Inner {
-                pool,
                 schema,
                 channel,
                 sql,
@@ -161,7 +159,7 @@ impl PgEventStore {
 
     /// The pool the store runs on.
     pub fn pool(&self) -> &PgPool {
-        &self.inner.pool
+        self.inner.calls.pool()
     }
 
     /// Sets how long one call of this store (and of every clone of it) may
@@ -195,7 +193,7 @@ impl PgEventStore {
     /// # Errors
     /// [`MigrateError`] naming the step that failed.
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        migrate(&self.inner.pool, &self.inner.schema).await
+        migrate(self.inner.calls.pool(), &self.inner.schema).await
     }
 }
 

@@ -46,7 +46,8 @@ impl PgEventStore {
         // reading the head can wait on a busy pool or an unreachable server,
         // and subscriptions renew their lease between waits.
         let wait = async {
-            let Some(mut counter) = self.inner.wakeups.subscribe(&self.inner.pool, &self.inner.channel).await
+            let Some(mut counter) =
+                self.inner.wakeups.subscribe(self.inner.calls.pool(), &self.inner.channel).await
             else {
                 tokio::time::sleep_until(deadline).await;
                 return;

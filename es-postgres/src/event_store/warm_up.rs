@@ -34,7 +34,7 @@ impl PgEventStore {
     /// Opens [`WARM_CONNECTIONS`] pooled connections and runs a load's
     /// reads on each.
     pub(super) async fn prime_connections(&self) -> Result<(), StoreError> {
-        let pool = &self.inner.pool;
+        let pool = self.inner.calls.pool();
         let backend = |e: sqlx::Error| StoreError::Backend(Box::new(e));
         let wanted = pool.options().get_max_connections().min(WARM_CONNECTIONS);
         // Held together, so that each is a different connection.

@@ -167,7 +167,8 @@ impl PgProjectionStore {
         F: for<'t> FnOnce(&'t mut PgConnection) -> TxFuture<'t> + Send,
     {
         let mut tx = self.begin_fenced(projection, work.fence.as_ref()).await?;
-        self.write(&mut tx, projection, work.changes).await?;
+        self.inner.calls.within(self.write(&mut tx, projection, work.changes)).await.map_err(backend)??;
+        // The caller's own SQL: theirs to bound.
         user_work(&mut tx).await.map_err(ProjectionError::Backend)?;
         self.commit_at(tx, projection, work.checkpoint).await
     }
