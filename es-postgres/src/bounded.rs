@@ -174,7 +174,7 @@ impl From<CallFailed> for sqlx::Error {
 
 /// The error of a call that got no answer within `limit` (`and` says what
 /// became of its connection).
-fn timed_out(limit: Duration, and: &str) -> sqlx::Error {
+pub(crate) fn timed_out(limit: Duration, and: &str) -> sqlx::Error {
     sqlx::Error::Io(io::Error::new(
         io::ErrorKind::TimedOut,
         format!("the server did not answer within the call timeout ({limit:?}){and}"),

@@ -15,7 +15,7 @@ use common::{drop_schema, fresh_schema, pool, until_idle};
 use es_core::error::AppendError;
 use es_core::store::{EventStore, ExpectedVersion, NewEvent};
 use es_core::{StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
+use es_postgres::{GroupCommit, PgEventStore, PgSchema};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -35,6 +35,9 @@ async fn a_reply_lost_after_the_commit_is_an_unknown_outcome_and_a_retry_is_exac
     let schema = fresh_schema(&direct).await;
     let proxy = Proxy::to_test_server().await;
     let store = PgEventStore::with_schema(pool_through(&proxy).await, schema.clone());
+    // Through the pool: with group commit the store makes the append again
+    // on a new connection and settles the outcome (next test).
+    store.set_group_commit(GroupCommit::off());
     let stream = StreamId::new("account-1");
 
     // Prepare the append statement on the proxied connection with an append
@@ -71,6 +74,34 @@ async fn a_reply_lost_after_the_commit_is_an_unknown_outcome_and_a_retry_is_exac
     let retried = checker.append(&stream, ExpectedVersion::NoStream, vec![lost.clone()]).await.unwrap();
     assert_eq!(retried.committed[0].event_id, lost.event_id);
     assert_eq!(retried.committed[0].stream_version, StreamVersion(1));
+    assert_eq!(checker.stream_version(&stream).await.unwrap(), Some(StreamVersion(1)), "stored once");
+    drop_schema(&direct, &schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_lost_on_a_kept_connection_is_settled_by_appending_again() {
+    let direct = pool(2).await;
+    let schema = fresh_schema(&direct).await;
+    let proxy = Proxy::to_test_server().await;
+    let store = PgEventStore::with_schema(pool_through(&proxy).await, schema.clone());
+    let stream = StreamId::new("account-1");
+
+    // A refused append opens the store's own connection and prepares the
+    // statement there (nothing stored, no notification sent).
+    let refused = store.append(&stream, ExpectedVersion::Exact(StreamVersion(5)), vec![event(0)]).await;
+    assert!(matches!(refused, Err(AppendError::WrongExpectedVersion { .. })), "{refused:?}");
+
+    // The reply to the commit is lost with its connection; the store
+    // appends the same events again on a new connection, finds them
+    // stored, and answers with their positions.
+    proxy.arm();
+    let lost = event(1);
+    let result = store.append(&stream, ExpectedVersion::NoStream, vec![lost.clone()]).await;
+    tokio::time::timeout(Duration::from_secs(10), proxy.cut.notified()).await.expect("the proxy cut a reply");
+    let outcome = result.expect("the outcome settled by the exact retry");
+    assert_eq!(outcome.committed[0].event_id, lost.event_id);
+    assert_eq!(outcome.stream_version, Some(StreamVersion(1)));
+    let checker = PgEventStore::with_schema(direct.clone(), schema.clone());
     assert_eq!(checker.stream_version(&stream).await.unwrap(), Some(StreamVersion(1)), "stored once");
     drop_schema(&direct, &schema).await;
 }

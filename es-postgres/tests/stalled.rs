@@ -2,7 +2,8 @@
 //! partition, a stalled middlebox): every call of the stores fails within
 //! the store's call timeout, saying truthfully whether it may have written,
 //! and the stalled connection leaves the pool, so the next call works on a
-//! fresh one. A small TCP proxy between sqlx and Postgres stalls the
+//! fresh one (the pool's, or for appends with group commit, one of the
+//! store's own). A small TCP proxy between sqlx and Postgres stalls the
 //! connections open at a given moment ([`Proxy::stall`]).
 
 // Test helpers outside #[test] fns: a failed step must fail the test.
@@ -21,7 +22,7 @@ use es_core::store::{
     SnapshotStore, UnitOfWork,
 };
 use es_core::{GlobalPosition, StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
+use es_postgres::{GroupCommit, PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -104,6 +105,9 @@ fn says_timed_out(error: &dyn std::error::Error) -> bool {
 async fn every_call_on_a_stalled_connection_fails_in_time_and_the_next_call_gets_a_fresh_one() {
     let db = Stalled::new().await;
     let (events, documents, leases) = (&db.events, &db.documents, &db.leases);
+    // Appends through the pool, as the calls below go (group commit runs
+    // them on connections of the store's own: see the next test).
+    events.set_group_commit(GroupCommit::off());
     let stream = StreamId::new("account-1");
     events.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
 
@@ -147,6 +151,36 @@ async fn every_call_on_a_stalled_connection_fails_in_time_and_the_next_call_gets
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_on_a_stalled_kept_connection_fails_in_time_and_the_next_gets_a_fresh_one() {
+    let db = Stalled::new().await;
+    let events = &db.events;
+    let stream = StreamId::new("account-1");
+    // Opens the store's own connection for appends, kept after this one.
+    events.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+
+    db.proxy.stall();
+    let stalled = tokio::time::timeout(
+        HUNG_AFTER,
+        events.append(&stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(2)]),
+    )
+    .await
+    .expect("an append on a stalled kept connection never answered");
+    match &stalled {
+        Err(error @ AppendError::OutcomeUnknown { .. }) => assert!(says_timed_out(error), "{error}"),
+        other => panic!("an append on a stalled kept connection answered {other:?}"),
+    }
+    // The stalled connection is not kept: the next append opens another.
+    let next = StreamId::new("account-2");
+    let appended =
+        tokio::time::timeout(HUNG_AFTER, events.append(&next, ExpectedVersion::NoStream, vec![event(3)]))
+            .await
+            .expect("the append after a stalled one never answered");
+    assert_eq!(appended.unwrap().stream_version, Some(StreamVersion(1)));
+    assert_eq!(db.stored(&next).await.len(), 1);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_whose_call_timed_out_is_stored_once_when_retried_after_the_partition_heals() {
     let db = Stalled::new().await;
     let events = &db.events;
@@ -178,6 +212,8 @@ async fn an_append_whose_call_timed_out_is_stored_once_when_retried_after_the_pa
 async fn a_transaction_whose_begin_overran_leaves_no_open_transaction_for_the_next_append() {
     let db = Stalled::new().await;
     let events = &db.events;
+    // Appends through the pool, whose connection the begin left behind.
+    events.set_group_commit(GroupCommit::off());
     events.append(&StreamId::new("warm"), ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
 
     let begun = db

@@ -1,5 +1,5 @@
 //! Appending: one statement per batch (`append.sql`, or `append_single.sql`
-//! for one event through the pool), retried when a concurrent writer takes
+//! for one event in its own transaction), retried when a concurrent writer takes
 //! the stream's next version first and the expectation allows it; a batch
 //! whose ids are stored already is an exact retry or a duplicate.
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::outcome;
 use super::row::{self, read_error};
+use super::writers::Ran;
 use super::PgEventStore;
 use crate::bounded::CallFailed;
 use crate::error::BatchTooLarge;
@@ -189,6 +190,58 @@ impl PgEventStore {
             Err(CallFailed::TimedOut(e)) => {
                 Err(AppendError::OutcomeUnknown { stream: stream.clone(), source: Box::new(e) })
             }
+        }
+    }
+
+    /// Appends on one of the store's own connections (`writers.rs`), for an
+    /// append that holds a group slot. Errors as
+    /// [`append_pooled`](Self::append_pooled).
+    ///
+    /// A connection kept from an earlier append can have broken while idle.
+    /// An append that fails so on one is made again, once, on a new
+    /// connection, by the same deadline: the same events under the same
+    /// ids, so if the first try did commit, the second finds its events
+    /// and answers with their positions (an exact retry), and if it did
+    /// not, the second stores them. A second try that wrote nothing does
+    /// not hide the first's unknown outcome.
+    pub(super) async fn append_kept(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, AppendError> {
+        let calls = &self.inner.calls;
+        let deadline = tokio::time::Instant::now() + calls.get();
+        let keep = self.inner.groups.max_in_flight();
+        let mut first_try: Option<AppendError> = None;
+        loop {
+            let append =
+                async |conn: &mut PgConnection| self.append_on(conn, false, stream, expected, events).await;
+            let broke = |answer: &Result<AppendOutcome, AppendError>| {
+                answer.as_ref().is_err_and(outcome::connection_lost)
+            };
+            let answer = match self.inner.writers.run(calls, deadline, keep, append, broke).await {
+                Ok(Ran { answer: Err(error), reused: true })
+                    if first_try.is_none() && outcome::connection_lost(&error) =>
+                {
+                    tracing::debug!(%error, stream = %stream, "a kept connection broke while idle; appending again");
+                    first_try = Some(error);
+                    continue;
+                }
+                Ok(ran) => ran.answer,
+                Err(CallFailed::NoConnection(e)) => {
+                    Err(AppendError::Backend { stream: stream.clone(), source: Box::new(e) })
+                }
+                Err(CallFailed::TimedOut(e)) => {
+                    Err(AppendError::OutcomeUnknown { stream: stream.clone(), source: Box::new(e) })
+                }
+            };
+            return match (answer, first_try) {
+                (Err(AppendError::Backend { .. }), Some(first @ AppendError::OutcomeUnknown { .. })) => {
+                    Err(first)
+                }
+                (answer, _) => answer,
+            };
         }
     }
 

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use es_core::error::AppendError;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
 use super::append::{expectation, placed, version_of, Batch};
 use super::group::{Outcome, Request};
@@ -97,11 +97,20 @@ impl PgEventStore {
             .bind(&a.events.schema_versions)
             .bind(&a.events.payloads)
             .bind(&a.events.metadata);
-        let result = self.inner.calls.run_with(async |conn| statement.fetch_all(conn).await).await;
-        let rows = match result {
+        // On a connection of the store's own (`writers.rs`). One that broke
+        // while idle fails the group as any broken connection does: a
+        // retry of the group would need each append's first outcome kept
+        // apart, and under the load that makes groups, connections are
+        // seldom idle long.
+        let calls = &self.inner.calls;
+        let deadline = tokio::time::Instant::now() + calls.get();
+        let keep = self.inner.groups.max_in_flight();
+        let run = async |conn: &mut PgConnection| statement.fetch_all(conn).await;
+        let broke = |rows: &Result<Vec<_>, sqlx::Error>| rows.as_ref().is_err_and(outcome::broken_connection);
+        let rows = match self.inner.writers.run(calls, deadline, keep, run, broke).await {
             Err(CallFailed::NoConnection(error)) => return every(&failed(error), false),
             Err(CallFailed::TimedOut(error)) => return every(&failed(error), true),
-            Ok(result) => result,
+            Ok(ran) => ran.answer,
         };
         let rows = match rows {
             Ok(rows) => rows,

@@ -11,7 +11,8 @@
 //! at most [`GroupCommit::max_wait`]; then, if no group has taken it, it
 //! appends alone. A lone append at low load finds a free slot at once and
 //! runs as a group of one: the single-event statement, no waiting, in the
-//! caller's own task.
+//! caller's own task. Groups run on the store's own connections, kept
+//! between appends (`writers.rs`); appends that went alone take the pool's.
 //!
 //! Each request keeps its own stream expectation (see `append_group.rs` for
 //! how a group decides each and what it does on a conflict).
@@ -158,6 +159,12 @@ impl Groups {
         self.enabled.load(Ordering::Relaxed)
     }
 
+    /// How many groups may commit at once: also how many connections the
+    /// store keeps for them (see `writers.rs`).
+    pub(super) fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
         // Nothing panics while holding the lock, and a queue of requests
         // stays consistent whatever happened: go on with it.
@@ -265,7 +272,7 @@ impl PgEventStore {
                     // on it, so it may end with this caller).
                     let _slot = Slot(Some(self.clone()));
                     let Waiting { request, .. } = group.swap_remove(0);
-                    return self.append_pooled(&request.stream, request.expected, &request.events).await;
+                    return self.append_kept(&request.stream, request.expected, &request.events).await;
                 } else {
                     let (store, slot) = (self.clone(), Slot(Some(self.clone())));
                     tokio::spawn(async move {
@@ -297,7 +304,7 @@ impl PgEventStore {
             group.into_iter().map(|w| (w.request, w.reply)).unzip();
         let decided = match requests.as_slice() {
             // A group of one is a plain append: the cheaper statement.
-            [r] => vec![Some(self.append_pooled(&r.stream, r.expected, &r.events).await)],
+            [r] => vec![Some(self.append_kept(&r.stream, r.expected, &r.events).await)],
             _ => self.append_group(&requests).await,
         };
         slot.free();

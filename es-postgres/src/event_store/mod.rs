@@ -11,7 +11,8 @@
 //! unknown), [`read`] (streams and the global stream), [`visibility`]
 //! (what readers may see, and waiting briefly for more), [`diagnostics`]
 //! (what holds readers back), [`wakeup`] (waking caught-up readers),
-//! [`warm_up`] (connections primed before the first command) and
+//! [`warm_up`] (connections primed before the first command), [`writers`]
+//! (the store's own connections for group commit) and
 //! [`row`] (rows into envelopes). This file holds the store itself and the
 //! port's table of contents.
 
@@ -25,6 +26,7 @@ mod row;
 mod visibility;
 mod wakeup;
 mod warm_up;
+mod writers;
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -79,6 +81,8 @@ struct Inner {
     visibility_wait_micros: AtomicU64,
     /// The pool, and the call timeout ([`PgEventStore::set_call_timeout`]).
     calls: Calls,
+    /// The store's own connections for appends that hold a group slot.
+    writers: writers::Writers,
 }
 
 /// The store's SQL, rendered once for its schema. sqlx prepares each on
@@ -153,6 +157,7 @@ impl PgEventStore {
                 groups: group::Groups::default(),
                 visibility_wait_micros: AtomicU64::new(visibility::DEFAULT_WAIT_MICROS),
                 calls,
+                writers: writers::Writers::default(),
             }),
         }
     }

@@ -50,6 +50,33 @@ pub(super) fn may_have_committed(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether an append failed because its connection broke or the server
+/// ended its session (whatever that means for the outcome): a kept
+/// connection that fails so is not used again, and a lone append on one
+/// is made again on a new connection (`writers.rs`).
+pub(super) fn connection_lost(error: &AppendError) -> bool {
+    let source: &(dyn std::error::Error + 'static) = match error {
+        AppendError::OutcomeUnknown { source, .. } | AppendError::Backend { source, .. } => source.as_ref(),
+        _ => return false,
+    };
+    std::iter::successors(Some(source), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .any(broken_connection)
+}
+
+/// Whether `error` says the connection is gone: it broke, or the server
+/// ended the session (class 08, or 57P: shut down, terminated, or idle too
+/// long).
+pub(super) fn broken_connection(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
 /// SQLSTATEs with which the server ends a session: connection exceptions
 /// (class 08) and an administrator's or a shutdown's termination
 /// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).

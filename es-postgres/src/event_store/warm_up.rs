@@ -12,12 +12,14 @@
 //! at once (opening what the pool lacks), runs on each the reads a load
 //! runs (snapshot, replay, stream version) for a stream nobody needs to
 //! have written, and hands them back to the pool (checked, as sqlx would)
-//! before building goes on.
+//! before building goes on. It also opens the connection the first append
+//! will run on (the store's own, see `writers.rs`) and prepares the append
+//! there.
 
 use es_core::error::StoreError;
 use es_core::{StreamId, StreamVersion};
 use sqlx::pool::PoolConnection;
-use sqlx::Postgres;
+use sqlx::{Executor, PgConnection, Postgres};
 
 use super::PgEventStore;
 
@@ -57,6 +59,27 @@ impl PgEventStore {
             // this returns, ready for the first command's first read.
             conn.return_to_pool().await;
         }
-        Ok(())
+        self.prime_writer().await
+    }
+
+    /// Opens the connection the first append runs on (one of the store's
+    /// own, see `writers.rs`) and prepares the one-event append there.
+    async fn prime_writer(&self) -> Result<(), StoreError> {
+        let groups = &self.inner.groups;
+        if !groups.enabled() {
+            return Ok(());
+        }
+        let backend = |e: sqlx::Error| StoreError::Backend(Box::new(e));
+        let calls = &self.inner.calls;
+        let deadline = tokio::time::Instant::now() + calls.get();
+        let sql = self.inner.sql.append_single.clone();
+        let prepare = async |conn: &mut PgConnection| conn.prepare(sql).await.map(drop);
+        let ran = self
+            .inner
+            .writers
+            .run(calls, deadline, groups.max_in_flight(), prepare, Result::is_err)
+            .await
+            .map_err(|failed| backend(failed.into()))?;
+        ran.answer.map_err(backend)
     }
 }

@@ -10,6 +10,7 @@ use es_benchmarks::{ms, run_writers, Run, Runs, RUNS};
 use es_core::store::{EventStore, ExpectedVersion};
 use es_core::{Aggregate, Es, StreamId, StreamVersion};
 use es_postgres::{PgEventStore, PgSchema};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
 
@@ -115,6 +116,7 @@ pub(crate) struct Comparison {
     statement: Runs,
     minimal: Runs,
     es_columns: Runs,
+    minimal_unchecked: Runs,
 }
 
 impl Comparison {
@@ -125,8 +127,10 @@ impl Comparison {
         self.statement.print("its append SQL via plain sqlx", "events");
         self.minimal.print(RawTable::Minimal.label(), "rows");
         self.es_columns.print(RawTable::EsColumns.label(), "rows");
+        self.minimal_unchecked.print("  minimal, pool not checking connections", "rows");
         self.execute.print_ratio("execute / raw minimal", &self.minimal);
         self.execute.print_ratio("execute / raw es columns", &self.es_columns);
+        self.execute.print_ratio("execute / raw minimal, unchecked pool", &self.minimal_unchecked);
         self.ungrouped.print_ratio("execute, group commit off / raw minimal", &self.minimal);
         self.append.print_ratio("append / raw es columns", &self.es_columns);
         self.statement.print_ratio("append SQL / raw es columns", &self.es_columns);
@@ -161,21 +165,36 @@ pub(crate) async fn compare(
     execute_runs(ungrouped_es, writers, 1, &format!("{tag}-off")).await?;
     append_runs(store, writers, 3, &format!("warm-{tag}")).await?;
     statement_runs(pool, schema, writers, 3, &format!("warm-s-{tag}")).await?;
-    for table in RawTable::BOTH {
+    // The same server and size, without sqlx's check of each connection
+    // before it is handed out (a round trip), as es's own append
+    // connections go: shows how much of a ratio that check is.
+    let unchecked = PgPoolOptions::new()
+        .max_connections(pool.options().get_max_connections())
+        .test_before_acquire(false)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    for (table, pool) in
+        [(RawTable::Minimal, pool), (RawTable::EsColumns, pool), (RawTable::Minimal, &unchecked)]
+    {
         let warm = format!("warm-raw-{tag}-{table:?}");
         raw_runs(pool, schema, table, writers, 3, 1, move |w| aggregate_id(&warm, w), raw_event).await?;
     }
     let per_round = commands / writers;
-    let (mut execute, mut ungrouped, mut append, mut statement, mut minimal, mut es_columns) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut execute, mut ungrouped, mut append, mut statement) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut minimal, mut es_columns, mut minimal_unchecked) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..RUNS {
         execute.push(execute_runs(es, writers, per_round, &tag).await?);
         ungrouped.push(execute_runs(ungrouped_es, writers, per_round, &format!("{tag}-off")).await?);
         append.push(append_runs(store, writers, per_round, &format!("{tag}a{round}")).await?);
         statement.push(statement_runs(pool, schema, writers, per_round, &format!("{tag}s{round}")).await?);
-        for (table, runs) in [(RawTable::Minimal, &mut minimal), (RawTable::EsColumns, &mut es_columns)] {
+        let raw_sides = [
+            (RawTable::Minimal, pool, &mut minimal),
+            (RawTable::EsColumns, pool, &mut es_columns),
+            (RawTable::Minimal, &unchecked, &mut minimal_unchecked),
+        ];
+        for (side, (table, pool, runs)) in raw_sides.into_iter().enumerate() {
             // Same stream names as `Es` uses (`counter-<id>`).
-            let tag = format!("{}-{tag}r{round}", Counter::NAME);
+            let tag = format!("{}-{tag}r{round}-{side}", Counter::NAME);
             runs.push(
                 raw_runs(
                     pool,
@@ -198,5 +217,6 @@ pub(crate) async fn compare(
         statement: Runs::of(statement),
         minimal: Runs::of(minimal),
         es_columns: Runs::of(es_columns),
+        minimal_unchecked: Runs::of(minimal_unchecked),
     })
 }
