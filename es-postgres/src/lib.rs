@@ -132,8 +132,8 @@
 //! connection with a round trip when it hands it out and again when it takes
 //! it back; a kept connection skips both, and appends never wait behind the
 //! application's use of the pool. A kept connection the server closed while
-//! it was idle (a restart, `idle_session_timeout`) fails the append on it,
-//! which is then made again, once, on a new connection: the same events
+//! it was idle (a restart, `idle_session_timeout`) fails the append or the
+//! group on it, which is then made again, once, on a new connection: the same events
 //! under the same ids, so a first try that did commit is found (an exact
 //! retry). A closed pool stops these connections too. With the listener
 //! and the notifier, a store may so hold up to four connections outside its
@@ -151,10 +151,10 @@
 //! the events may or may not be stored, and appending the same events again
 //! (same ids) is safe, since a committed first attempt makes it an exact
 //! retry. `event_store/outcome.rs` lists the rule per driver error; a
-//! group's statement follows the same rule for each of its appends. A lone
-//! append that lost a kept connection (see *Group commit*) is made again
-//! once on a new one before it answers: an exact retry settles the outcome
-//! if the server can be reached.
+//! group's statement follows the same rule for each of its appends. An
+//! append or a group that lost a kept connection (see *Group commit*) is
+//! made again once on a new one before it answers: an exact retry settles
+//! the outcome if the server can be reached.
 //!
 //! # When the server stops answering
 //!

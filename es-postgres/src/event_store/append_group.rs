@@ -20,6 +20,7 @@ use sqlx::{PgConnection, Row};
 
 use super::append::{expectation, placed, version_of, Batch};
 use super::group::{Outcome, Request};
+use super::writers::Ran;
 use super::{outcome, PgEventStore};
 use crate::bounded::CallFailed;
 
@@ -86,31 +87,53 @@ impl PgEventStore {
         };
         let failed = |error: sqlx::Error| GroupFailed { appends: requests.len(), source: Arc::new(error) };
         let a = Arrays::new(requests);
-        let statement = sqlx::query(self.inner.sql.append_group.clone())
-            .bind(&a.streams)
-            .bind(&a.kinds)
-            .bind(&a.exacts)
-            .bind(&a.members)
-            .bind(&a.events.ids)
-            .bind(&a.events.aggregate_types)
-            .bind(&a.events.event_types)
-            .bind(&a.events.schema_versions)
-            .bind(&a.events.payloads)
-            .bind(&a.events.metadata);
-        // On a connection of the store's own (`writers.rs`). One that broke
-        // while idle fails the group as any broken connection does: a
-        // retry of the group would need each append's first outcome kept
-        // apart, and under the load that makes groups, connections are
-        // seldom idle long.
+        let statement = || {
+            sqlx::query(self.inner.sql.append_group.clone())
+                .bind(&a.streams)
+                .bind(&a.kinds)
+                .bind(&a.exacts)
+                .bind(&a.members)
+                .bind(&a.events.ids)
+                .bind(&a.events.aggregate_types)
+                .bind(&a.events.event_types)
+                .bind(&a.events.schema_versions)
+                .bind(&a.events.payloads)
+                .bind(&a.events.metadata)
+        };
+        // On a connection of the store's own (`writers.rs`). A kept one
+        // that turns out broken is dropped and the statement run again,
+        // once, on a new one: the same appends under the same ids, so an
+        // append the first try did commit is refused (its ids are stored)
+        // and made again alone, where it is found as an exact retry. A
+        // second try that sent nothing does not hide the first's unknown
+        // outcome.
         let calls = &self.inner.calls;
         let deadline = tokio::time::Instant::now() + calls.get();
         let keep = self.inner.groups.max_in_flight();
-        let run = async |conn: &mut PgConnection| statement.fetch_all(conn).await;
         let broke = |rows: &Result<Vec<_>, sqlx::Error>| rows.as_ref().is_err_and(outcome::broken_connection);
-        let rows = match self.inner.writers.run(calls, deadline, keep, run, broke).await {
-            Err(CallFailed::NoConnection(error)) => return every(&failed(error), false),
-            Err(CallFailed::TimedOut(error)) => return every(&failed(error), true),
-            Ok(ran) => ran.answer,
+        let mut first_try: Option<sqlx::Error> = None;
+        let rows = loop {
+            let run = async |conn: &mut PgConnection| statement().fetch_all(conn).await;
+            match self.inner.writers.run(calls, deadline, keep, run, broke).await {
+                Ok(Ran { answer: Err(error), reused: true })
+                    if first_try.is_none() && outcome::broken_connection(&error) =>
+                {
+                    tracing::debug!(%error, appends = requests.len(), "a kept connection broke; running the group again");
+                    first_try = Some(error);
+                }
+                Ok(ran) => break ran.answer,
+                Err(CallFailed::NoConnection(error)) => {
+                    let (error, unknown) = match first_try {
+                        Some(first) => {
+                            let unknown = outcome::may_have_committed(&first);
+                            (first, unknown)
+                        }
+                        None => (error, false),
+                    };
+                    return every(&failed(error), unknown);
+                }
+                Err(CallFailed::TimedOut(error)) => return every(&failed(error), true),
+            }
         };
         let rows = match rows {
             Ok(rows) => rows,

@@ -16,11 +16,12 @@
 //! A kept connection follows the pool's `idle_timeout` and `max_lifetime`,
 //! and stops being used once the pool is closed. It is not checked before
 //! use, so it can have been closed while idle (the server restarted, or
-//! ended the idle session). A lone append that finds so is made again,
-//! once, on a new connection (see [`PgEventStore::append_kept`]).
+//! ended the idle session). A lone append or a group that finds so is made
+//! again, once, on a new connection (`append.rs`, `append_group.rs`): the
+//! same events under the same ids, so what the first try did commit is
+//! found as an exact retry.
 //!
 //! [`GroupCommit::max_in_flight`]: super::GroupCommit::max_in_flight
-//! [`PgEventStore::append_kept`]: super::PgEventStore
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

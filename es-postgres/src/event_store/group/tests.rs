@@ -226,3 +226,42 @@ async fn exact_retries_and_reused_ids_in_a_group_are_told_apart() {
     assert_eq!(store.stream_version(&StreamId::new("d")).await.unwrap(), None);
     drop_store(store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_kept_connection_broke_while_idle_runs_again_on_a_new_one() {
+    let store = fresh_store().await;
+    // A lone append opens the store's own connection, kept after it.
+    store.append(&StreamId::new("first"), ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    // The server ends that connection while it is idle: the one whose last
+    // statement was this schema's one-event append.
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE state = 'idle' AND strpos(query, 'current_stream') > 0 AND strpos(query, $1) > 0",
+    )
+    .bind(store.schema().as_str())
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![true], "the kept connection was found and ended");
+
+    let requests: Vec<Request> = ["a", "b"]
+        .into_iter()
+        .zip(1..)
+        .map(|(stream, n)| Request {
+            stream: StreamId::new(stream),
+            expected: ExpectedVersion::NoStream,
+            events: vec![event(n)],
+        })
+        .collect();
+    let decided = tokio::time::timeout(DEADLINE, store.append_group(&requests)).await.unwrap();
+    for (request, decided) in requests.iter().zip(&decided) {
+        let outcome = decided.as_ref().expect("decided by the group");
+        assert_eq!(outcome.as_ref().unwrap().stream_version, Some(StreamVersion(1)), "{:?}", request.stream);
+    }
+    for stream in ["a", "b"] {
+        let stream = StreamId::new(stream);
+        let stored = store.read_stream(&stream, StreamVersion::FIRST, Direction::Forward, 10).await.unwrap();
+        assert_eq!(stored.len(), 1, "{stream:?} stored once");
+    }
+    drop_store(store).await;
+}
