@@ -67,8 +67,17 @@ impl Calls {
         &self,
         call: impl AsyncFnOnce(&mut PgConnection) -> R,
     ) -> Result<R, CallFailed> {
+        self.run_until(tokio::time::Instant::now() + self.get(), call).await
+    }
+
+    /// [`run_with`](Self::run_with) by `deadline` (a call that already
+    /// spent part of its time elsewhere).
+    pub(crate) async fn run_until<R>(
+        &self,
+        deadline: tokio::time::Instant,
+        call: impl AsyncFnOnce(&mut PgConnection) -> R,
+    ) -> Result<R, CallFailed> {
         let limit = self.get();
-        let deadline = tokio::time::Instant::now() + limit;
         let mut conn = match tokio::time::timeout_at(deadline, self.pool.acquire()).await {
             Ok(conn) => conn.map_err(CallFailed::NoConnection)?,
             Err(_) => return Err(CallFailed::NoConnection(sqlx::Error::PoolTimedOut)),

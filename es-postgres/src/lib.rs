@@ -135,7 +135,8 @@
 //! it was idle (a restart, `idle_session_timeout`) fails the append or the
 //! group on it, which is then made again, once, on a new connection: the same events
 //! under the same ids, so a first try that did commit is found (an exact
-//! retry). A closed pool stops these connections too. With the listener
+//! retry). If the server refuses to open one (too many clients), appends
+//! go through the pool instead. A closed pool stops these connections too. With the listener
 //! and the notifier, a store may so hold up to four connections outside its
 //! pool.
 //!

@@ -135,3 +135,52 @@ async fn a_closed_pool_stops_the_stores_own_connections_too() {
     assert_eq!(stream_versions(&reader, &stream).await, vec![1]);
     cleanup(reader, &schema).await;
 }
+
+#[tokio::test]
+async fn when_the_server_refuses_the_store_a_connection_appends_go_through_the_pool() {
+    // A role the server lets open one connection: the pool's.
+    let admin = pool(2).await;
+    let schema = fresh_schema(&admin).await;
+    let role = format!("es_one_{}", uuid::Uuid::now_v7().simple());
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"),
+        format!("GRANT ALL ON SCHEMA \"{schema}\" TO {role}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA \"{schema}\" TO {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&admin).await.unwrap();
+    }
+    let options: PgConnectOptions = database_url().parse().unwrap();
+    let limited = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.username(&role))
+        .await
+        .unwrap();
+    let store = PgEventStore::with_schema(limited, schema.clone());
+
+    // The store cannot open a connection of its own; every append (alone,
+    // or several at once) is made on the pool's.
+    let stream = StreamId::new("s");
+    for n in 1..=3 {
+        let expected =
+            if n == 1 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(StreamVersion(n - 1)) };
+        let appended = store.append(&stream, expected, vec![event(n)]).await;
+        assert_eq!(appended.unwrap().stream_version, Some(StreamVersion(n)), "append {n}");
+    }
+    let together = (1..=4).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store.append(&StreamId::new(format!("t{n}")), ExpectedVersion::NoStream, vec![event(n)]).await
+        })
+    });
+    for appended in futures_util::future::join_all(together).await {
+        assert_eq!(appended.unwrap().unwrap().stream_version, Some(StreamVersion(1)));
+    }
+    assert_eq!(stream_versions(&store, &stream).await, vec![1, 2, 3]);
+
+    store.pool().close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE; DROP ROLE {role}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

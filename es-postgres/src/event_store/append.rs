@@ -180,9 +180,21 @@ impl PgEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
+        let deadline = tokio::time::Instant::now() + self.inner.calls.get();
+        self.append_pooled_by(deadline, stream, expected, events).await
+    }
+
+    /// [`append_pooled`](Self::append_pooled) by `deadline`.
+    async fn append_pooled_by(
+        &self,
+        deadline: tokio::time::Instant,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, AppendError> {
         let append =
             async |conn: &mut PgConnection| self.append_on(conn, false, stream, expected, events).await;
-        match self.inner.calls.run_with(append).await {
+        match self.inner.calls.run_until(deadline, append).await {
             Ok(appended) => appended,
             Err(CallFailed::NoConnection(e)) => {
                 Err(AppendError::Backend { stream: stream.clone(), source: Box::new(e) })
@@ -204,6 +216,10 @@ impl PgEventStore {
     /// and answers with their positions (an exact retry), and if it did
     /// not, the second stores them. A second try that wrote nothing does
     /// not hide the first's unknown outcome.
+    ///
+    /// When the server refuses to open a connection for the store (it has
+    /// too many clients, say), the append goes through the pool instead,
+    /// by the same deadline.
     pub(super) async fn append_kept(
         &self,
         stream: &StreamId,
@@ -229,6 +245,13 @@ impl PgEventStore {
                     continue;
                 }
                 Ok(ran) => ran.answer,
+                // The server would not open another connection (too many
+                // clients, say) but may still serve the pool's: nothing
+                // was sent on this one, so the pool's connection makes it.
+                Err(CallFailed::NoConnection(e)) if outcome::refused_to_connect(&e) => {
+                    tracing::debug!(error = %e, stream = %stream, "no connection of the store's own; appending through the pool");
+                    self.append_pooled_by(deadline, stream, expected, events).await
+                }
                 Err(CallFailed::NoConnection(e)) => {
                     Err(AppendError::Backend { stream: stream.clone(), source: Box::new(e) })
                 }

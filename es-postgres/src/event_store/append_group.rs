@@ -122,6 +122,15 @@ impl PgEventStore {
                     first_try = Some(error);
                 }
                 Ok(ran) => break ran.answer,
+                // No connection of the store's own to be had (too many
+                // clients, say), and nothing sent: each append goes alone,
+                // through the pool.
+                Err(CallFailed::NoConnection(error))
+                    if first_try.is_none() && outcome::refused_to_connect(&error) =>
+                {
+                    tracing::debug!(%error, appends = requests.len(), "no connection of the store's own; appending each alone");
+                    return requests.iter().map(|_| None).collect();
+                }
                 Err(CallFailed::NoConnection(error)) => {
                     let (error, unknown) = match first_try {
                         Some(first) => {

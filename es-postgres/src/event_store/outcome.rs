@@ -77,6 +77,13 @@ pub(super) fn broken_connection(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether opening a connection failed at once for a reason the pool's
+/// open connections do not share (the server refused one more client, or
+/// the connect failed), as opposed to running out of time or a closed pool.
+pub(super) fn refused_to_connect(error: &sqlx::Error) -> bool {
+    !matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+}
+
 /// SQLSTATEs with which the server ends a session: connection exceptions
 /// (class 08) and an administrator's or a shutdown's termination
 /// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).

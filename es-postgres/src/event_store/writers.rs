@@ -16,13 +16,16 @@
 //! A kept connection follows the pool's `idle_timeout` and `max_lifetime`,
 //! and stops being used once the pool is closed. It is not checked before
 //! use, so it can have been closed while idle (the server restarted, or
-//! ended the idle session). A lone append or a group that finds so is made
-//! again, once, on a new connection (`append.rs`, `append_group.rs`): the
+//! ended the idle session): a lone append or a group that finds so is made
+//! again, once, on a new connection (`append.rs`, `append_group.rs`), the
 //! same events under the same ids, so what the first try did commit is
-//! found as an exact retry.
+//! found as an exact retry. When the server refuses to open a connection
+//! (too many clients, say), appends go through the pool instead, and the
+//! store does not ask the server again for a second.
 //!
 //! [`GroupCommit::max_in_flight`]: super::GroupCommit::max_in_flight
 
+use std::io;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,10 +44,17 @@ struct Kept {
     idle_since: Instant,
 }
 
+/// How long after the server refused to open a connection the store asks
+/// again: meanwhile its appends go through the pool without trying (a
+/// refused connection costs the server a process start).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// The store's own idle connections for appends.
 #[derive(Default)]
 pub(super) struct Writers {
     idle: Mutex<Vec<Kept>>,
+    /// When the server last refused to open one.
+    refused_at: Mutex<Option<Instant>>,
 }
 
 /// What a call on a writer connection returned, and whether that connection
@@ -80,7 +90,7 @@ impl Writers {
         }
         let (mut kept, reused) = match self.take(pool.options()) {
             Some(kept) => (kept, true),
-            None => (open(calls, deadline).await?, false),
+            None => (self.open(calls, deadline).await?, false),
         };
         let Ok(answer) = tokio::time::timeout_at(deadline, call(&mut kept.conn)).await else {
             // `kept` is dropped here: its socket closes now.
@@ -133,16 +143,31 @@ impl Drop for Writers {
     }
 }
 
-/// Opens a connection with the pool's connect options, by `deadline`.
-async fn open(calls: &Calls, deadline: tokio::time::Instant) -> Result<Kept, CallFailed> {
-    let options = calls.pool().connect_options();
-    match tokio::time::timeout_at(deadline, PgConnection::connect_with(&options)).await {
-        Ok(Ok(conn)) => {
-            let now = Instant::now();
-            Ok(Kept { conn, opened: now, idle_since: now })
+impl Writers {
+    /// Opens a connection with the pool's connect options, by `deadline`;
+    /// fails at once for [`ASK_AGAIN_AFTER`] after the server refused one.
+    async fn open(&self, calls: &Calls, deadline: tokio::time::Instant) -> Result<Kept, CallFailed> {
+        let refused_at = *self.refused_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused_at.is_some_and(|at| at.elapsed() < ASK_AGAIN_AFTER) {
+            return Err(CallFailed::NoConnection(sqlx::Error::Io(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "the server refused the store a connection of its own less than {ASK_AGAIN_AFTER:?} ago"
+                ),
+            ))));
         }
-        Ok(Err(error)) => Err(CallFailed::NoConnection(error)),
-        Err(_) => Err(CallFailed::NoConnection(sqlx::Error::PoolTimedOut)),
+        let options = calls.pool().connect_options();
+        match tokio::time::timeout_at(deadline, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => {
+                let now = Instant::now();
+                Ok(Kept { conn, opened: now, idle_since: now })
+            }
+            Ok(Err(error)) => {
+                *self.refused_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                Err(CallFailed::NoConnection(error))
+            }
+            Err(_) => Err(CallFailed::NoConnection(sqlx::Error::PoolTimedOut)),
+        }
     }
 }
 
