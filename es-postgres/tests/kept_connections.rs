@@ -14,7 +14,7 @@ use common::{database_url, drop_schema, fresh_schema, pool};
 use es_core::error::AppendError;
 use es_core::store::{Direction, EventStore, ExpectedVersion, NewEvent};
 use es_core::{StreamId, StreamVersion};
-use es_postgres::{PgEventStore, PgSchema};
+use es_postgres::{GroupCommit, PgEventStore, PgSchema};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -183,4 +183,38 @@ async fn when_the_server_refuses_the_store_a_connection_appends_go_through_the_p
         .execute(&admin)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn turning_group_commit_off_closes_the_stores_own_connections() {
+    let (store, schema, tag) = tagged_store(2, &[]).await;
+    let stream = StreamId::new("s");
+    store.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    let admin = pool(1).await;
+    // The store's own connection for appends: the one whose last
+    // statement was the one-event append.
+    let kept = async || -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = $1 AND strpos(query, 'current_stream') > 0",
+        )
+        .bind(&tag)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    assert_eq!(kept().await, 1);
+
+    store.set_group_commit(GroupCommit::off());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while kept().await != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the store's own connection was not closed");
+    let appended = store.append(&stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(2)]).await;
+    assert_eq!(appended.unwrap().stream_version, Some(StreamVersion(2)));
+    admin.close().await;
+    cleanup(store, &schema).await;
 }

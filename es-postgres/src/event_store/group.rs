@@ -242,9 +242,13 @@ struct Unanswered;
 impl PgEventStore {
     /// Sets how this store (and every clone of it) combines concurrent
     /// appends; see [`GroupCommit`]. Takes effect for appends that start
-    /// after the call.
+    /// after the call. Turning it off closes the store's idle connections
+    /// for appends (see the crate docs): appends then take the pool's.
     pub fn set_group_commit(&self, settings: GroupCommit) {
         self.inner.groups.set(settings);
+        if !settings.enabled {
+            self.inner.writers.close_idle();
+        }
     }
 
     /// Queues `request` and waits for its outcome, leading a group when a

@@ -129,7 +129,7 @@ impl Writers {
         }
     }
 
-    fn close_idle(&self) {
+    pub(super) fn close_idle(&self) {
         let idle = std::mem::take(&mut *self.lock());
         for kept in idle {
             retire(kept.conn);
