@@ -281,3 +281,103 @@ async fn a_lease_granted_by_a_slow_reply_is_renewed_before_it_runs_out() {
     assert_eq!(unleased_commits.load(Ordering::SeqCst), 0, "a commit ran after the lease had expired");
     read_side.shutdown().await;
 }
+
+/// Takes three lease TTLs over each event, and records who handled it.
+#[derive(Clone, Default)]
+struct SlowHandler {
+    seen: Arc<Mutex<Vec<(String, u64)>>>,
+    node: String,
+}
+
+impl HandleEvent<Deposited> for SlowHandler {
+    async fn handle(&self, e: &Recorded<Deposited>, _: &HandlerCtx) -> Result<(), HandlerError> {
+        tokio::time::sleep(config().lease_ttl * 3).await;
+        self.seen.lock().unwrap().push((self.node.clone(), e.position.get()));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_slower_than_the_lease_keeps_it_and_no_other_node_handles_its_events() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let start = |name: &str| {
+        let handler = SlowHandler { seen: Arc::clone(&seen), node: name.into() };
+        let mut registry = Registry::new();
+        registry.register("slow", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
+        ReadSide::builder()
+            .event_store(events.clone())
+            .projection_store(documents.clone())
+            .lease_store(leases.clone())
+            .owner(name)
+            .registry(registry)
+            .config(config())
+            .start()
+            .unwrap()
+    };
+    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let a = start("a");
+    tokio::time::timeout(TIMEOUT, async {
+        while leases.holder("slow").as_deref() != Some("a") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("node a never took the lease");
+    // Node b waits for the lease while a's handler runs for 3 TTLs an event.
+    let b = start("b");
+    a.wait_for("slow", head, TIMEOUT * 2).await.unwrap();
+    assert_eq!(leases.holder("slow").as_deref(), Some("a"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, [("a".to_owned(), 1), ("a".to_owned(), 2)], "every event once, by the lease's holder");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Takes three lease TTLs over each event it counts.
+struct SlowProjection;
+
+impl Project<Deposited> for SlowProjection {
+    async fn project(&self, _: &Recorded<Deposited>, tx: &mut ProjectionTx) -> Result<(), HandlerError> {
+        tokio::time::sleep(config().lease_ttl * 3).await;
+        let n: u64 = tx.get("count").await?.unwrap_or(0);
+        Ok(tx.put("count", &(n + 1))?)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_slower_than_the_lease_keeps_it_and_commits_its_batch() {
+    let events = InMemoryEventStore::new();
+    let documents = InMemoryProjectionStore::new();
+    let leases = InMemoryLeaseStore::new();
+    let start = |name: &str| {
+        let mut registry = Registry::new();
+        registry.register("slow", Subscriber::projection(SlowProjection).on::<Deposited>().build()).unwrap();
+        ReadSide::builder()
+            .event_store(events.clone())
+            .projection_store(documents.clone())
+            .lease_store(leases.clone())
+            .owner(name)
+            .registry(registry)
+            .config(config())
+            .start()
+            .unwrap()
+    };
+    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let a = start("a");
+    tokio::time::timeout(TIMEOUT, async {
+        while leases.holder("slow").as_deref() != Some("a") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("node a never took the lease");
+    let b = start("b");
+    a.wait_for("slow", head, TIMEOUT * 2).await.unwrap();
+    assert_eq!(leases.holder("slow").as_deref(), Some("a"), "node b never took the projection over");
+    assert_eq!(documents.get("slow", "count").await.unwrap(), Some(serde_json::json!(2)));
+    a.shutdown().await;
+    b.shutdown().await;
+}

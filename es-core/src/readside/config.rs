@@ -30,9 +30,10 @@ pub struct ReadSideConfig {
     /// How long a caught-up subscription waits for new events before it
     /// reads again anyway (adapters with wake-ups return earlier).
     pub idle_wait: Duration,
-    /// How long a lease lasts without renewal; renewed every third of it.
-    /// Must exceed the time one batch (with its retries) takes; for a
-    /// projection that is behind, one batch of `catch_up_batch_size`.
+    /// How long a lease lasts without renewal; renewed every third of it,
+    /// also while a handler's or a projection's call or a table
+    /// projection's batch runs, however long it takes. Must exceed the
+    /// time one call to the stores takes (a read of events, a commit).
     pub lease_ttl: Duration,
     /// How often a node in standby tries to take a lease.
     pub lease_retry: Duration,

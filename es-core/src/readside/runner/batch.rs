@@ -71,7 +71,11 @@ impl Runner<'_> {
                     ctx.dispatch_log.clone_from(&self.shared.dispatch_log);
                     let mut attempt = 0;
                     loop {
-                        let outcome = CatchPanic(route.call(event, &mut ctx)).await;
+                        // The lease is renewed while the handler runs: one
+                        // call slower than the TTL would otherwise lose it,
+                        // and another node would handle the event again.
+                        let call = CatchPanic(route.call(event, &mut ctx));
+                        let outcome = self.keeper.renewing_during(self.shared.leases.as_ref(), call).await;
                         let Err(error) = outcome else {
                             self.store_recovered();
                             break;
@@ -124,7 +128,9 @@ impl Runner<'_> {
                 let mut attempt = 0;
                 loop {
                     tx.begin_event();
-                    let outcome = CatchPanic(route.call_decoded(event, ready.take(), &mut tx)).await;
+                    // Under a renewed lease, as a handler's call.
+                    let call = CatchPanic(route.call_decoded(event, ready.take(), &mut tx));
+                    let outcome = self.keeper.renewing_during(self.shared.leases.as_ref(), call).await;
                     let Err(error) = outcome else {
                         self.store_recovered();
                         break;

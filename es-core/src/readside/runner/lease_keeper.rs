@@ -75,14 +75,15 @@ impl LeaseKeeper {
         self.next_renew.saturating_duration_since(Instant::now())
     }
 
-    /// Runs `work` (a batch in one transaction of the store), renewing the
-    /// lease meanwhile, so that a batch slower than the lease's TTL does
-    /// not lose it. Both are polled: where the store makes a renewal wait
+    /// Runs `work` (a table projection's batch in one transaction of the
+    /// store, or one handler's or projection's call), renewing the lease
+    /// meanwhile, so that work slower than the lease's TTL does not lose
+    /// it. Both are polled: where the store makes a renewal wait
     /// for the batch's transaction (SQLite's one writer), the renewal goes
     /// through after it. A renewal that finds the lease lost, or fails past
     /// its expiry, stops the renewals and is left to the next check
-    /// between batches: the batch commits under its fence, which a
-    /// takeover waits for or refuses.
+    /// (before the next event or batch): what the work staged commits
+    /// under its fence, which a takeover waits for or refuses.
     pub(super) async fn renewing_during<T>(
         &mut self,
         store: &dyn LeaseStore,
