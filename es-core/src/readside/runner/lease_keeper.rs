@@ -2,6 +2,7 @@
 //! subscription runs.
 
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -90,12 +91,19 @@ impl LeaseKeeper {
         work: impl Future<Output = T>,
     ) -> T {
         let mut work = std::pin::pin!(work);
+        // Most calls end on their first poll (a projection that only
+        // reads and writes cached documents): those set no timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        if let Poll::Ready(done) = first {
+            return done;
+        }
         loop {
             let renew = async {
                 tokio::time::sleep(self.until_renew()).await;
                 self.ensure(store).await
             };
             tokio::select! {
+                biased;
                 done = &mut work => return done,
                 renewed = renew => if renewed.is_err() {
                     return work.await;
