@@ -172,6 +172,11 @@
 //! tries again, and its lease runs out if the lease store does not answer
 //! either, so another node takes over.
 //!
+//! The `LISTEN` connection that wakes caught-up readers is a silent one by
+//! nature, so a listener that heard nothing for the call timeout sends its
+//! server a `SELECT 1`; without an answer within the call timeout it wakes
+//! every waiter and the next wait listens on a new connection.
+//!
 //! A transaction of the stores (a projection's commit with your SQL, a
 //! table projection's batch) may also wait for its holder's next statement
 //! for the call timeout at most (`idle_in_transaction_session_timeout`):

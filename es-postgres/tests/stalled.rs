@@ -258,3 +258,59 @@ async fn a_fenced_transaction_cut_off_from_the_server_does_not_keep_another_node
     drop(tx);
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caught_up_reader_whose_listen_connection_stalled_is_woken_and_listens_again() {
+    let db = Stalled::new().await;
+    let events = &db.events;
+    let head = events.head_position().await.unwrap();
+    // The first wait starts the listener, through the proxy.
+    let mark = tokio::time::timeout(HUNG_AFTER, async {
+        loop {
+            events.wait_for_events(head, Duration::from_millis(10)).await;
+            if let Some(mark) = events.wakeup_mark() {
+                return mark;
+            }
+        }
+    })
+    .await
+    .expect("the listener never started");
+
+    // Its connection stops passing anything; another node appends, whose
+    // NOTIFY cannot arrive. The listener finds its connection silent and
+    // unanswered (within twice the call timeout) and wakes its waiters,
+    // where before they slept their whole wait.
+    db.proxy.stall();
+    let direct = PgEventStore::with_schema(db.direct.clone(), db.schema.clone());
+    direct.append(&StreamId::new("elsewhere"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+    tokio::time::timeout(
+        HUNG_AFTER,
+        events.wait_for_events_since(head, Some(mark), Duration::from_secs(3600)),
+    )
+    .await
+    .expect("a waiter on a stalled LISTEN connection was never woken");
+
+    // The next wait listens on a new connection, and hears the next append.
+    let mark = tokio::time::timeout(HUNG_AFTER, async {
+        loop {
+            events.wait_for_events(head, Duration::from_millis(10)).await;
+            match events.wakeup_mark() {
+                Some(new) if new != mark => return new,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("no new listener started");
+    direct
+        .append(&StreamId::new("elsewhere"), ExpectedVersion::Exact(StreamVersion(1)), vec![event(2)])
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        HUNG_AFTER,
+        events.wait_for_events_since(head, Some(mark), Duration::from_secs(3600)),
+    )
+    .await
+    .expect("the new listener did not hear the append");
+    db.drop().await;
+}

@@ -14,7 +14,9 @@
 //! [`PgListener`] on its own connection (outside the pool) and bumps a
 //! counter per notification; waiters watch the counter. If the listener
 //! cannot be had, waiters fall back to sleeping their whole `max_wait`
-//! (polling). Both tasks end when the store (every clone) is dropped.
+//! (polling). A listener that heard nothing for the store's call timeout
+//! checks that its connection still answers (see [`start`]). Both tasks
+//! end when the store (every clone) is dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex as StdMutex;
@@ -46,8 +48,11 @@ impl PgEventStore {
         // reading the head can wait on a busy pool or an unreachable server,
         // and subscriptions renew their lease between waits.
         let wait = async {
-            let Some(mut counter) =
-                self.inner.wakeups.subscribe(self.inner.calls.pool(), &self.inner.channel).await
+            let Some(mut counter) = self
+                .inner
+                .wakeups
+                .subscribe(self.inner.calls.pool(), &self.inner.channel, self.inner.calls.get())
+                .await
             else {
                 tokio::time::sleep_until(deadline).await;
                 return;
@@ -201,7 +206,14 @@ struct State {
 impl Wakeups {
     /// A receiver of the notification counter, starting the listener task if
     /// none runs. `None`: no listener can be had now (callers poll).
-    pub(crate) async fn subscribe(&self, pool: &PgPool, channel: &str) -> Option<watch::Receiver<u64>> {
+    /// `check_after`: how long the listener may hear nothing before it
+    /// checks its connection (see [`start`]).
+    pub(crate) async fn subscribe(
+        &self,
+        pool: &PgPool,
+        channel: &str,
+        check_after: Duration,
+    ) -> Option<watch::Receiver<u64>> {
         let mut state = self.state.lock().await;
         if let Some(counter) = &state.counter {
             if counter.has_changed().is_ok() {
@@ -215,7 +227,7 @@ impl Wakeups {
         if state.failed_at.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
             return None;
         }
-        match start(pool, channel, state.next_start).await {
+        match start(pool, channel, state.next_start, check_after).await {
             Ok(counter) => {
                 state.failed_at = None;
                 state.counter = Some(counter.clone());
@@ -245,7 +257,18 @@ impl Wakeups {
     }
 }
 
-async fn start(pool: &PgPool, channel: &str, count_from: u64) -> Result<watch::Receiver<u64>, sqlx::Error> {
+/// Starts the listener task. A connection that stops answering without
+/// closing (a partition, a stalled middlebox) would deliver nothing and
+/// never fail, so a listener that heard nothing for `check_after` asks its
+/// server a `SELECT 1`, within `check_after` too; without an answer it
+/// wakes every waiter and ends, and the next wait starts a listener on a
+/// new connection.
+async fn start(
+    pool: &PgPool,
+    channel: &str,
+    count_from: u64,
+    check_after: Duration,
+) -> Result<watch::Receiver<u64>, sqlx::Error> {
     // The listener keeps its connection for as long as it runs, so it gets
     // a one-connection pool of its own (same settings, like the notifier's
     // connection): taking one of the application's pooled connections
@@ -264,6 +287,14 @@ async fn start(pool: &PgPool, channel: &str, count_from: u64) -> Result<watch::R
         loop {
             tokio::select! {
                 () = tx.closed() => return,
+                () = tokio::time::sleep(check_after) => {
+                    let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                    if !matches!(tokio::time::timeout(check_after, ping).await, Ok(Ok(_))) {
+                        tracing::warn!(channel, "the LISTEN connection stopped answering; listening again on a new one");
+                        tx.send_modify(|n| *n = n.wrapping_add(1));
+                        return;
+                    }
+                }
                 received = listener.try_recv() => match received {
                     // A notification: something committed.
                     Ok(Some(_)) => tx.send_modify(|n| *n = n.wrapping_add(1)),
