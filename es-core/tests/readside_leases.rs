@@ -297,45 +297,6 @@ impl HandleEvent<Deposited> for SlowHandler {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_handler_slower_than_the_lease_keeps_it_and_no_other_node_handles_its_events() {
-    let events = InMemoryEventStore::new();
-    let documents = InMemoryProjectionStore::new();
-    let leases = InMemoryLeaseStore::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let start = |name: &str| {
-        let handler = SlowHandler { seen: Arc::clone(&seen), node: name.into() };
-        let mut registry = Registry::new();
-        registry.register("slow", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
-        ReadSide::builder()
-            .event_store(events.clone())
-            .projection_store(documents.clone())
-            .lease_store(leases.clone())
-            .owner(name)
-            .registry(registry)
-            .config(config())
-            .start()
-            .unwrap()
-    };
-    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
-    let a = start("a");
-    tokio::time::timeout(TIMEOUT, async {
-        while leases.holder("slow").as_deref() != Some("a") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("node a never took the lease");
-    // Node b waits for the lease while a's handler runs for 3 TTLs an event.
-    let b = start("b");
-    a.wait_for("slow", head, TIMEOUT * 2).await.unwrap();
-    assert_eq!(leases.holder("slow").as_deref(), Some("a"));
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen, [("a".to_owned(), 1), ("a".to_owned(), 2)], "every event once, by the lease's holder");
-    a.shutdown().await;
-    b.shutdown().await;
-}
-
 /// Takes three lease TTLs over each event it counts.
 struct SlowProjection;
 
@@ -347,14 +308,18 @@ impl Project<Deposited> for SlowProjection {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_projection_slower_than_the_lease_keeps_it_and_commits_its_batch() {
-    let events = InMemoryEventStore::new();
-    let documents = InMemoryProjectionStore::new();
-    let leases = InMemoryLeaseStore::new();
+/// Two deposits, then node a running `subscriber("a")` as `slow` until it
+/// holds the lease, then node b running `subscriber("b")`, waiting for it.
+/// Returns both nodes and the position of the last deposit.
+async fn slow_work_with_a_node_waiting(
+    events: &InMemoryEventStore,
+    documents: &InMemoryProjectionStore,
+    leases: &InMemoryLeaseStore,
+    subscriber: impl Fn(&str) -> Subscriber,
+) -> (ReadSide, ReadSide, GlobalPosition) {
     let start = |name: &str| {
         let mut registry = Registry::new();
-        registry.register("slow", Subscriber::projection(SlowProjection).on::<Deposited>().build()).unwrap();
+        registry.register("slow", subscriber(name)).unwrap();
         ReadSide::builder()
             .event_store(events.clone())
             .projection_store(documents.clone())
@@ -365,7 +330,7 @@ async fn a_projection_slower_than_the_lease_keeps_it_and_commits_its_batch() {
             .start()
             .unwrap()
     };
-    let head = append(&events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
+    let head = append(events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
     let a = start("a");
     tokio::time::timeout(TIMEOUT, async {
         while leases.holder("slow").as_deref() != Some("a") {
@@ -374,7 +339,33 @@ async fn a_projection_slower_than_the_lease_keeps_it_and_commits_its_batch() {
     })
     .await
     .expect("node a never took the lease");
-    let b = start("b");
+    (a, start("b"), head)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_slower_than_the_lease_keeps_it_and_no_other_node_handles_its_events() {
+    let (events, documents, leases) =
+        (InMemoryEventStore::new(), InMemoryProjectionStore::new(), InMemoryLeaseStore::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = |node: &str| {
+        let handler = SlowHandler { seen: Arc::clone(&seen), node: node.into() };
+        Subscriber::handler(handler).on::<Deposited>().build()
+    };
+    let (a, b, head) = slow_work_with_a_node_waiting(&events, &documents, &leases, handler).await;
+    a.wait_for("slow", head, TIMEOUT * 2).await.unwrap();
+    assert_eq!(leases.holder("slow").as_deref(), Some("a"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, [("a".to_owned(), 1), ("a".to_owned(), 2)], "every event once, by the lease's holder");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projection_slower_than_the_lease_keeps_it_and_commits_its_batch() {
+    let (events, documents, leases) =
+        (InMemoryEventStore::new(), InMemoryProjectionStore::new(), InMemoryLeaseStore::new());
+    let projection = |_: &str| Subscriber::projection(SlowProjection).on::<Deposited>().build();
+    let (a, b, head) = slow_work_with_a_node_waiting(&events, &documents, &leases, projection).await;
     a.wait_for("slow", head, TIMEOUT * 2).await.unwrap();
     assert_eq!(leases.holder("slow").as_deref(), Some("a"), "node b never took the projection over");
     assert_eq!(documents.get("slow", "count").await.unwrap(), Some(serde_json::json!(2)));

@@ -308,18 +308,7 @@ async fn a_wait_given_a_wakeup_mark_ends_on_a_commit_after_the_mark_and_only_the
     let other = PgEventStore::with_schema(pool.clone(), store.schema().clone());
     assert_eq!(other.wakeup_mark(), None, "no listener runs before the first wait");
     let head = store.head_position().await.unwrap();
-    // The first wait starts the listener; on a busy machine it may take
-    // longer than one short wait to connect.
-    let mark = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            other.wait_for_events(head, Duration::from_millis(10)).await;
-            if let Some(mark) = other.wakeup_mark() {
-                return mark;
-            }
-        }
-    })
-    .await
-    .expect("a running listener gives a mark");
+    let mark = common::listening_mark(&other, head, None).await;
 
     // A commit after the mark moves it; a wait given the old mark ends at
     // once, though it starts after the notification came.

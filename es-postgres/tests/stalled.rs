@@ -265,16 +265,7 @@ async fn a_caught_up_reader_whose_listen_connection_stalled_is_woken_and_listens
     let events = &db.events;
     let head = events.head_position().await.unwrap();
     // The first wait starts the listener, through the proxy.
-    let mark = tokio::time::timeout(HUNG_AFTER, async {
-        loop {
-            events.wait_for_events(head, Duration::from_millis(10)).await;
-            if let Some(mark) = events.wakeup_mark() {
-                return mark;
-            }
-        }
-    })
-    .await
-    .expect("the listener never started");
+    let mark = common::listening_mark(events, head, None).await;
 
     // Its connection stops passing anything; another node appends, whose
     // NOTIFY cannot arrive. The listener finds its connection silent and
@@ -291,17 +282,7 @@ async fn a_caught_up_reader_whose_listen_connection_stalled_is_woken_and_listens
     .expect("a waiter on a stalled LISTEN connection was never woken");
 
     // The next wait listens on a new connection, and hears the next append.
-    let mark = tokio::time::timeout(HUNG_AFTER, async {
-        loop {
-            events.wait_for_events(head, Duration::from_millis(10)).await;
-            match events.wakeup_mark() {
-                Some(new) if new != mark => return new,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("no new listener started");
+    let mark = common::listening_mark(events, head, Some(mark)).await;
     direct
         .append(&StreamId::new("elsewhere"), ExpectedVersion::Exact(StreamVersion(1)), vec![event(2)])
         .await

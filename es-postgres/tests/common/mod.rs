@@ -11,6 +11,7 @@ pub(crate) mod tallies;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use es_core::store::{EventStore, WakeupMark};
 use es_core::{GlobalPosition, StreamId};
 use es_postgres::{PgEventStore, PgLeaseStore, PgProjectionStore, PgSchema};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -55,6 +56,29 @@ pub(crate) async fn until_idle(pool: &PgPool) {
     tokio::time::timeout(std::time::Duration::from_secs(20), idle)
         .await
         .expect("the connection never came back to the pool");
+}
+
+/// Waits (short waits, bounded) until `store` has a listener running
+/// whose wake-up mark is not `other_than`, starting one if none runs (the
+/// first wait starts it; connecting can take longer than one short wait
+/// on a busy machine). Returns that mark.
+pub(crate) async fn listening_mark(
+    store: &PgEventStore,
+    head: GlobalPosition,
+    other_than: Option<WakeupMark>,
+) -> WakeupMark {
+    let listening = async {
+        loop {
+            store.wait_for_events(head, std::time::Duration::from_millis(10)).await;
+            match store.wakeup_mark() {
+                Some(mark) if Some(mark) != other_than => return mark,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), listening)
+        .await
+        .expect("no listener started within 30 s")
 }
 
 /// Test schemas older than this are left over from earlier runs (tests whose
