@@ -126,7 +126,9 @@
 //! runs in your transaction.
 //!
 //! Lone appends and groups run on connections the store opens itself (with
-//! the pool's connect options, not its `after_connect` hook), one per group
+//! the pool's connect options, not its `after_connect` hook: if that hook
+//! sets connections up, say with a `SET ROLE`, turn this off with
+//! [`GroupCommit::own_connections`]), one per group
 //! slot ([`GroupCommit::max_in_flight`], 2 by default), kept between appends
 //! under the pool's `idle_timeout` and `max_lifetime`. sqlx checks a pooled
 //! connection with a round trip when it hands it out and again when it takes

@@ -218,3 +218,21 @@ async fn turning_group_commit_off_closes_the_stores_own_connections() {
     admin.close().await;
     cleanup(store, &schema).await;
 }
+
+#[tokio::test]
+async fn without_own_connections_appends_take_the_pools() {
+    let (store, schema, _) = tagged_store(1, &[]).await;
+    store.set_group_commit(GroupCommit::default().own_connections(false));
+    store.set_call_timeout(Duration::from_millis(300));
+    let stream = StreamId::new("s");
+    store.append(&stream, ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
+
+    // With the pool's one connection held, an append has none to run on:
+    // it fails within the call timeout, having written nothing.
+    let held = store.pool().acquire().await.unwrap();
+    let appended = store.append(&stream, ExpectedVersion::Exact(StreamVersion(1)), vec![event(2)]).await;
+    assert!(matches!(appended, Err(AppendError::Backend { .. })), "{appended:?}");
+    drop(held);
+    assert_eq!(stream_versions(&store, &stream).await, vec![1]);
+    cleanup(store, &schema).await;
+}

@@ -206,8 +206,9 @@ impl PgEventStore {
     }
 
     /// Appends on one of the store's own connections (`writers.rs`), for an
-    /// append that holds a group slot. Errors as
-    /// [`append_pooled`](Self::append_pooled).
+    /// append that holds a group slot (through the pool when
+    /// [`GroupCommit::own_connections`](super::GroupCommit::own_connections)
+    /// is off). Errors as [`append_pooled`](Self::append_pooled).
     ///
     /// A connection kept from an earlier append can have broken while idle.
     /// An append that fails so on one is made again, once, on a new
@@ -226,6 +227,9 @@ impl PgEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, AppendError> {
+        if !self.inner.groups.own_connections() {
+            return self.append_pooled(stream, expected, events).await;
+        }
         let calls = &self.inner.calls;
         let deadline = tokio::time::Instant::now() + calls.get();
         let keep = self.inner.groups.max_in_flight();

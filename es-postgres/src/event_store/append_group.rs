@@ -100,7 +100,8 @@ impl PgEventStore {
                 .bind(&a.events.payloads)
                 .bind(&a.events.metadata)
         };
-        // On a connection of the store's own (`writers.rs`). A kept one
+        // On a connection of the store's own (`writers.rs`; the pool's if
+        // `own_connections` is off). A kept one
         // that turns out broken is dropped and the statement run again,
         // once, on a new one: the same appends under the same ids, so an
         // append the first try did commit is refused (its ids are stored)
@@ -114,7 +115,12 @@ impl PgEventStore {
         let mut first_try: Option<sqlx::Error> = None;
         let rows = loop {
             let run = async |conn: &mut PgConnection| statement().fetch_all(conn).await;
-            match self.inner.writers.run(calls, deadline, keep, run, broke).await {
+            let ran = if self.inner.groups.own_connections() {
+                self.inner.writers.run(calls, deadline, keep, run, broke).await
+            } else {
+                calls.run_until(deadline, run).await.map(|answer| Ran { answer, reused: false })
+            };
+            match ran {
                 Ok(Ran { answer: Err(error), reused: true })
                     if first_try.is_none() && outcome::broken_connection(&error) =>
                 {

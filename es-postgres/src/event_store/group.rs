@@ -70,11 +70,18 @@ pub struct GroupCommit {
     /// raw single-row INSERTs where 8 gave 0.86-1.00x; at 8 writers both
     /// were level with group commit off.
     pub max_in_flight: usize,
+    /// Whether lone appends and groups run on connections the store opens
+    /// and keeps itself, one per slot (default on; see the crate docs,
+    /// *Group commit*). Off, they take the pool's connections, each checked
+    /// by sqlx with a round trip before and after use: for an application
+    /// whose pool sets its connections up in an `after_connect` hook (a
+    /// `SET ROLE`, say) that the store's own connections would lack.
+    pub own_connections: bool,
 }
 
 impl Default for GroupCommit {
     fn default() -> Self {
-        Self { enabled: true, max_wait: Duration::from_millis(50), max_in_flight: 2 }
+        Self { enabled: true, max_wait: Duration::from_millis(50), max_in_flight: 2, own_connections: true }
     }
 }
 
@@ -95,6 +102,13 @@ impl GroupCommit {
     #[must_use]
     pub fn max_in_flight(mut self, groups: usize) -> Self {
         self.max_in_flight = groups.max(1);
+        self
+    }
+
+    /// Sets [`own_connections`](GroupCommit::own_connections).
+    #[must_use]
+    pub fn own_connections(mut self, own: bool) -> Self {
+        self.own_connections = own;
         self
     }
 }
@@ -120,6 +134,7 @@ pub(super) struct Groups {
     enabled: AtomicBool,
     max_wait_micros: AtomicU64,
     max_in_flight: AtomicUsize,
+    own_connections: AtomicBool,
     in_flight: AtomicUsize,
     /// Signalled when a group gives its slot back while appends are queued.
     slot_freed: Notify,
@@ -134,6 +149,7 @@ impl Default for Groups {
             enabled: AtomicBool::new(settings.enabled),
             max_wait_micros: AtomicU64::new(micros(settings.max_wait)),
             max_in_flight: AtomicUsize::new(settings.max_in_flight),
+            own_connections: AtomicBool::new(settings.own_connections),
             in_flight: AtomicUsize::new(0),
             slot_freed: Notify::new(),
             next_id: AtomicU64::new(0),
@@ -151,6 +167,7 @@ impl Groups {
         self.enabled.store(settings.enabled, Ordering::Relaxed);
         self.max_wait_micros.store(micros(settings.max_wait), Ordering::Relaxed);
         self.max_in_flight.store(settings.max_in_flight.max(1), Ordering::Relaxed);
+        self.own_connections.store(settings.own_connections, Ordering::Relaxed);
         // Waiters re-read the limit.
         self.slot_freed.notify_waiters();
     }
@@ -163,6 +180,11 @@ impl Groups {
     /// store keeps for them (see `writers.rs`).
     pub(super) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether slot holders append on the store's own connections.
+    pub(super) fn own_connections(&self) -> bool {
+        self.own_connections.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
@@ -242,11 +264,12 @@ struct Unanswered;
 impl PgEventStore {
     /// Sets how this store (and every clone of it) combines concurrent
     /// appends; see [`GroupCommit`]. Takes effect for appends that start
-    /// after the call. Turning it off closes the store's idle connections
-    /// for appends (see the crate docs): appends then take the pool's.
+    /// after the call. Turning it off, or its
+    /// [`own_connections`](GroupCommit::own_connections), closes the store's
+    /// idle connections for appends: appends then take the pool's.
     pub fn set_group_commit(&self, settings: GroupCommit) {
         self.inner.groups.set(settings);
-        if !settings.enabled {
+        if !settings.enabled || !settings.own_connections {
             self.inner.writers.close_idle();
         }
     }

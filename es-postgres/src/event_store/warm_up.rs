@@ -66,7 +66,7 @@ impl PgEventStore {
     /// own, see `writers.rs`) and prepares the one-event append there.
     async fn prime_writer(&self) -> Result<(), StoreError> {
         let groups = &self.inner.groups;
-        if !groups.enabled() {
+        if !groups.enabled() || !groups.own_connections() {
             return Ok(());
         }
         let backend = |e: sqlx::Error| StoreError::Backend(Box::new(e));

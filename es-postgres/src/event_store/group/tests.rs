@@ -106,7 +106,18 @@ async fn outcomes(pending: Vec<Pending>) -> Vec<Result<es_core::store::AppendOut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_append_of_a_group_is_decided_on_its_own_stream() {
+    decided_each_on_its_own_stream(fresh_store().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_pools_connections_each_append_of_a_group_is_decided_on_its_own_stream() {
     let store = fresh_store().await;
+    let settings = GroupCommit::default().max_in_flight(1).max_wait(DEADLINE).own_connections(false);
+    store.set_group_commit(settings);
+    decided_each_on_its_own_stream(store).await;
+}
+
+async fn decided_each_on_its_own_stream(store: PgEventStore) {
     store.append(&StreamId::new("a"), ExpectedVersion::NoStream, vec![event(1)]).await.unwrap();
     let gate_row = hold(&store, "gate").await;
     let gate = occupy_slot(&store).await;
