@@ -110,8 +110,8 @@
 //!
 //! # Group commit
 //!
-//! Appends through the pool to different streams that arrive while other
-//! appends are committing are combined: they go together in one statement
+//! Appends (outside your transactions) to different streams that arrive
+//! while other appends are committing are combined: they go together in one statement
 //! and one transaction, so they share one commit (one WAL flush) instead
 //! of taking one each. Each keeps its own expected version: an append whose
 //! expectation does not hold is refused alone while the others commit, and
@@ -125,22 +125,25 @@
 //! ([`GroupCommit::off`]). [`PgEventStore::append_in_tx`] never groups: it
 //! runs in your transaction.
 //!
-//! Lone appends and groups run on connections the store opens itself (with
-//! the pool's connect options, not its `after_connect` hook: if that hook
-//! sets connections up, say with a `SET ROLE`, turn this off with
-//! [`GroupCommit::own_connections`]), one per group
-//! slot ([`GroupCommit::max_in_flight`], 2 by default), kept between appends
+//! Lone appends and groups run on connections the store opens itself with
+//! the pool's connect options, one per group slot
+//! ([`GroupCommit::max_in_flight`], 2 by default), kept between appends
 //! under the pool's `idle_timeout` and `max_lifetime`. sqlx checks a pooled
-//! connection with a round trip when it hands it out and again when it takes
-//! it back; a kept connection skips both, and appends never wait behind the
-//! application's use of the pool. A kept connection the server closed while
-//! it was idle (a restart, `idle_session_timeout`) fails the append or the
-//! group on it, which is then made again, once, on a new connection: the same events
-//! under the same ids, so a first try that did commit is found (an exact
-//! retry). If the server refuses to open one (too many clients), appends
-//! go through the pool instead. A closed pool stops these connections too. With the listener
-//! and the notifier, a store may so hold up to four connections outside its
-//! pool.
+//! connection with a round trip when it hands it out and again when it
+//! takes it back; a kept connection skips both, and appends never wait
+//! behind the application's use of the pool.
+//!
+//! - A kept connection the server closed while it was idle (a restart,
+//!   `idle_session_timeout`) fails the append or the group on it, which is
+//!   then made again, once, on a new connection: the same events under the
+//!   same ids, so a first try that did commit is found (an exact retry).
+//! - If the server refuses to open one (too many clients), appends go
+//!   through the pool instead. A closed pool stops these connections too.
+//! - They do not run the pool's `after_connect` hook: if that hook sets
+//!   connections up (a `SET ROLE`, say), turn them off with
+//!   [`GroupCommit::own_connections`].
+//! - With the listener and the notifier, a store may so hold up to four
+//!   connections outside its pool.
 //!
 //! # When the connection fails
 //!
