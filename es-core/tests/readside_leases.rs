@@ -59,8 +59,21 @@ fn node(
     config: ReadSideConfig,
 ) -> ReadSide {
     let handler = Exclusive { node: name.into(), ..shared.clone() };
+    let subscriber = Subscriber::handler(handler).on::<Deposited>().build();
+    start_node(name, ("exclusive", subscriber), events, documents, leases, config)
+}
+
+/// A read side named `name` running one subscriber on the given stores.
+fn start_node(
+    name: &str,
+    (subscription, subscriber): (&str, Subscriber),
+    events: &InMemoryEventStore,
+    documents: &InMemoryProjectionStore,
+    leases: &InMemoryLeaseStore,
+    config: ReadSideConfig,
+) -> ReadSide {
     let mut registry = Registry::new();
-    registry.register("exclusive", Subscriber::handler(handler).on::<Deposited>().build()).unwrap();
+    registry.register(subscription, subscriber).unwrap();
     ReadSide::builder()
         .event_store(events.clone())
         .projection_store(documents.clone())
@@ -317,19 +330,8 @@ async fn slow_work_with_a_node_waiting(
     leases: &InMemoryLeaseStore,
     subscriber: impl Fn(&str) -> Subscriber,
 ) -> (ReadSide, ReadSide, GlobalPosition) {
-    let start = |name: &str| {
-        let mut registry = Registry::new();
-        registry.register("slow", subscriber(name)).unwrap();
-        ReadSide::builder()
-            .event_store(events.clone())
-            .projection_store(documents.clone())
-            .lease_store(leases.clone())
-            .owner(name)
-            .registry(registry)
-            .config(config())
-            .start()
-            .unwrap()
-    };
+    let start =
+        |name: &str| start_node(name, ("slow", subscriber(name)), events, documents, leases, config());
     let head = append(events, "account-ada", &[deposit("ada", 1), deposit("ada", 2)]).await;
     let a = start("a");
     tokio::time::timeout(TIMEOUT, async {
