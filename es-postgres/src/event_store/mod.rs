@@ -6,17 +6,19 @@
 //! serializing writers. The crate docs explain the position scheme.
 //!
 //! One job per file: [`append`] (the append statement, conflicts, exact
-//! retries), [`group`] (group commit: which appends share a statement),
-//! [`append_group`] (one group's statement), [`outcome`] (which driver errors leave an append's outcome
-//! unknown), [`read`] (streams and the global stream), [`visibility`]
-//! (what readers may see, and waiting briefly for more), [`diagnostics`]
-//! (what holds readers back), [`wakeup`] (waking caught-up readers),
-//! [`warm_up`] (connections primed before the first command), [`writers`]
-//! (the store's own connections for group commit) and
-//! [`row`] (rows into envelopes). This file holds the store itself and the
+//! retries), [`append_connection`] (the connection an append runs on),
+//! [`group`] (group commit: which appends share a statement),
+//! [`append_group`] (one group's statement), [`outcome`] (which driver
+//! errors leave an append's outcome unknown), [`read`] (streams and the
+//! global stream), [`visibility`] (what readers may see, and waiting
+//! briefly for more), [`diagnostics`] (what holds readers back), [`wakeup`]
+//! (waking caught-up readers), [`warm_up`] (connections primed before the
+//! first command), [`writers`] (the store's own connections for group
+//! commit) and [`row`] (rows into envelopes). This file holds the store itself and the
 //! port's table of contents.
 
 mod append;
+mod append_connection;
 mod append_group;
 mod diagnostics;
 mod group;

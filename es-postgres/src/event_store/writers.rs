@@ -17,7 +17,7 @@
 //! and stops being used once the pool is closed. It is not checked before
 //! use, so it can have been closed while idle (the server restarted, or
 //! ended the idle session): a lone append or a group that finds so is made
-//! again, once, on a new connection (`append.rs`, `append_group.rs`), the
+//! again, once, on a new connection (`append_connection.rs`, `append_group.rs`), the
 //! same events under the same ids, so what the first try did commit is
 //! found as an exact retry. When the server refuses to open a connection
 //! (too many clients, say), appends go through the pool instead, and the
